@@ -1,0 +1,22 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UsageError } from '../util/errors.js';
+
+/** node:util parseArgs, with its errors turned into UsageError (exit status 2, clear message). */
+export function parseCli<T extends ParseArgsConfig['options']>(argv: string[], options: T, allowPositionals = false) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** Parses "a.b.c.d:port" (port 1..65535) or throws UsageError naming the flag. */
+export function parseHostPort(s: string, flag: string): { addr: string; port: number } {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(s.trim());
+  if (!m) throw new UsageError(`${flag}: expected <ipv4>:<port>, got '${s}'`);
+  const addr = m[1]!;
+  if (addr.split('.').some((o) => Number(o) > 255)) throw new UsageError(`${flag}: bad IPv4 address '${addr}'`);
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) throw new UsageError(`${flag}: port out of range in '${s}'`);
+  return { addr, port };
+}

@@ -1,0 +1,86 @@
+/**
+ * The log interface (seed 001, "generic interface to the log server"), transport-neutral:
+ * the embedded implementations (memory, disk) and, later, the remote client over the
+ * link protocol all implement `LogStore`.
+ *
+ * Offsets count in-stream (client→server) bytes from the client's ISN+1, as plain
+ * non-negative numbers (not 32-bit sequence numbers: a stream may exceed 4 GiB).
+ * Stability is per connection and monotonic: `stable` is the largest gap-free prefix
+ * that survives the failure the store protects against (memory: the gateway process
+ * being alive; disk: an fsync).
+ */
+
+/** Identifies a connection by its original 4-tuple (addresses as dotted quads). */
+export interface Endpoint {
+  readonly addr: string;
+  readonly port: number;
+}
+
+export interface ConnectionMeta {
+  /** Log-assigned id, unique among open connections of one store. */
+  readonly id: number;
+  readonly client: Endpoint;
+  readonly server: Endpoint;
+  /** Client ISN and server ISN, as unsigned 32-bit numbers. */
+  readonly clientIsn: number;
+  readonly serverIsn: number;
+  /** Raw TCP option bytes of the client's SYN and of the server's SYN-ACK. */
+  readonly clientSynOptions: Uint8Array;
+  readonly serverSynOptions: Uint8Array;
+  /** Milliseconds since the epoch. */
+  readonly created: number;
+}
+
+export interface ConnectionRecord extends ConnectionMeta {
+  /** Gap-free stable prefix length (bytes). */
+  readonly stable: number;
+  /** Offset of the client's FIN, when logged (the FIN occupies one offset after the data). */
+  readonly finOffset: number | null;
+  /** Everything below this offset has been garbage-collected and cannot be read. */
+  readonly gcThrough: number;
+  /** Milliseconds since the epoch of the last append. */
+  readonly modified: number;
+}
+
+export type LogStatus = 'OK' | 'LOW-SPACE' | 'FAILED';
+
+/** Called when more of a connection's stream became stable (monotonic per id). */
+export type StabilityListener = (id: number, stable: number) => void;
+/** Called when the store's status changes, or a connection expired (`expired` set). */
+export type StatusListener = (status: LogStatus, detail?: { expired?: number; reason?: string }) => void;
+
+export type OpenMeta = Omit<ConnectionMeta, 'id' | 'created'>;
+
+export interface LogStore {
+  /** open: registers a connection's metadata; resolves once the metadata is stable. */
+  open(meta: OpenMeta): Promise<number>;
+  /**
+   * append: bytes at an in-stream offset. Overlaps with what is already held are fine
+   * (the log keeps the gap-free prefix); bytes beyond a gap are kept until the gap fills.
+   * Never throws for bad offsets: bytes below `stable` are ignored. The data is copied
+   * before append returns, so the caller may reuse its buffer.
+   */
+  append(id: number, offset: number, data: Uint8Array): void;
+  /** Logs the client's FIN at `offset` (the first offset after the data). */
+  appendFin(id: number, offset: number): void;
+  /** Installs the stability upcall (one listener; a second call replaces it). */
+  onStable(listener: StabilityListener): void;
+  onStatus(listener: StatusListener): void;
+  /** list active: every open connection. */
+  listActive(): ConnectionRecord[];
+  /** query by endpoint: the connection whose client or server endpoint matches (client first). */
+  queryEndpoint(client: Endpoint, server?: Endpoint): ConnectionRecord | undefined;
+  /** read [start, end) of the stable stream; end past the stable point is clipped. */
+  read(id: number, start: number, end: number): Promise<Buffer>;
+  /** garbage-collect: bytes below `through` may be discarded. */
+  gc(id: number, through: number): void;
+  /** close: forget the connection and its bytes. */
+  close(id: number): void;
+  status(): LogStatus;
+  /** register the protected services (port 0: all). */
+  registerServices(services: Endpoint[]): void;
+  /** Connections idle (no append) longer than this are expired and reported via onStatus. */
+  setIdleExpiry(ms: number): void;
+  /** Flushes and releases resources. */
+  shutdown(): Promise<void>;
+}
