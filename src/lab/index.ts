@@ -1,0 +1,9 @@
+/** The namespace lab: `ftcp lab`, the drills and the lab tests use this. */
+export { labUp, labDown, labStatus, withLab, listLeftovers, randomLabName, listNetns, netnsPids, pidAlive, REPO_ROOT } from './lab.js';
+export type { LabUpOptions, LabStatus } from './lab.js';
+export { spawnIn, execIn, execCmd, type ExecResult } from './exec.js';
+export {
+  ADDRESSES, INTERFACES, CONTROL_PORT, TUN_NAME, LAB_RUN_DIR, LAB_NAME_RE,
+  buildTopology, gatewayArgs, checkLabName, labNamespaces, labStateDir, parseProtectList,
+} from './topology.js';
+export type { LabTopology, ForwardMode, LabLogMode, LabNamespaces, LabEndpoints } from './topology.js';

@@ -1,0 +1,371 @@
+/**
+ * The namespace lab: four network namespaces wired as in ./topology.ts, set up by the same
+ * per-role scripts (scripts/lab/role-*.sh) that provision the Vagrant VMs, optionally with
+ * the ftcp gateway running inside <n>-gw.
+ *
+ * labUp:   check nothing of the lab exists -> state dir -> namespaces -> veths (created inside
+ *          the namespaces, nothing ever appears in the root namespace) -> role scripts
+ *          (gateway first) -> state.json -> [gateway, detached; wait for its ready file].
+ *          Any failure rolls back everything made so far, and only that.
+ * labDown: gateway (SIGTERM, bounded wait, SIGKILL) -> every process still in the lab's
+ *          namespaces -> namespaces -> state dir. Idempotent; needs no state.json.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FtcpError } from '../util/errors.js';
+import { execCmd, mustExec } from './exec.js';
+import {
+  ADDRESSES, INTERFACES, LAB_RUN_DIR, PREFIX_LEN,
+  buildTopology, checkForward, checkLabName, checkLogMode, checkProtectPorts, gatewayArgs, labNamespaces, labStateDir,
+  type ForwardMode, type LabLogMode, type LabTopology,
+} from './topology.js';
+
+/** The repository root (this file is src/lab/lab.ts or dist/lab/lab.js). */
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const SCRIPTS = join(REPO_ROOT, 'scripts', 'lab');
+
+export interface LabUpOptions {
+  name: string;
+  /** Protected server ports (on 198.18.2.2); default none. */
+  protect?: number[];
+  /** 'gateway' (default): run ftcp in <n>-gw; 'kernel': plain kernel forwarding. */
+  forward?: ForwardMode;
+  /** The gateway's log: 'embedded' (default, in memory) or 'embedded:disk' (<state-dir>/log). */
+  log?: string;
+  /** Appended to the gateway's command line. */
+  extraGatewayArgs?: string[];
+  /** Replaces `[node, <repo>/bin/ftcp.js]` in front of the gateway's arguments (tests use a stand-in). */
+  gatewayCommand?: string[];
+  /** How long to wait for the gateway's ready file (default 15 s). */
+  readyTimeoutMs?: number;
+}
+
+export interface LabStatus {
+  topology: LabTopology | null;
+  /** Keyed by namespace name (`<n>-client`, ...). */
+  namespaces: Record<string, boolean>;
+  gatewayAlive: boolean;
+}
+
+const GATEWAY_TERM_WAIT_MS = 5_000;
+const PROC_TERM_WAIT_MS = 3_000;
+const PROC_KILL_WAIT_MS = 3_000;
+
+export function randomLabName(prefix = 'ftcp'): string {
+  return checkLabName(`${prefix}-${randomBytes(3).toString('hex')}`);
+}
+
+function roleList(name: string): string[] {
+  const ns = labNamespaces(name);
+  return [ns.client, ns.gw, ns.server, ns.log];
+}
+
+/** Names of the network namespaces that exist (`ip netns list`). */
+export async function listNetns(): Promise<Set<string>> {
+  const out = await mustExec('ip', ['netns', 'list']);
+  return new Set(out.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((s) => s.length > 0));
+}
+
+/** Pids of the processes in namespace `ns` (empty if it does not exist). */
+export async function netnsPids(ns: string): Promise<number[]> {
+  const r = await execCmd('ip', ['netns', 'pids', ns]);
+  if (r.code !== 0) return [];
+  return r.stdout.split('\n').map((s) => Number(s.trim())).filter((n) => Number.isInteger(n) && n > 0 && n !== process.pid);
+}
+
+/** Alive = exists and is not a zombie. */
+export function pidAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+function procComm(pid: number): string {
+  try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trim(); } catch { return '?'; }
+}
+
+/** Processes (not us) whose command line mentions `needle`: a lab's gateway names its state dir. */
+function pidsMentioning(needle: string): number[] {
+  const found: number[] = [];
+  let entries: string[] = [];
+  try { entries = readdirSync('/proc'); } catch { return found; }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    const pid = Number(e);
+    if (pid === process.pid) continue;
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmd.split('\0').some((a) => a === needle || a.startsWith(`${needle}/`)) && pidAlive(pid)) found.push(pid);
+    } catch { /* gone */ }
+  }
+  return found;
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try { process.kill(pid, sig); } catch { /* already gone */ }
+}
+
+async function waitGone(pids: number[], ms: number): Promise<number[]> {
+  const deadline = Date.now() + ms;
+  let alive = pids.filter(pidAlive);
+  while (alive.length > 0 && Date.now() < deadline) {
+    await sleep(50);
+    alive = alive.filter(pidAlive);
+  }
+  return alive;
+}
+
+async function readState(name: string): Promise<LabTopology | null> {
+  try {
+    const t = JSON.parse(await readFile(join(labStateDir(name), 'state.json'), 'utf8')) as LabTopology;
+    return t && typeof t === 'object' && t.name === name ? t : null;
+  } catch {
+    return null;
+  }
+}
+
+async function writeState(t: LabTopology): Promise<void> {
+  const file = join(t.stateDir, 'state.json');
+  await writeFile(`${file}.tmp`, JSON.stringify(t, null, 2) + '\n');
+  await rename(`${file}.tmp`, file);
+}
+
+function tailOf(file: string, maxBytes = 4096): string {
+  try {
+    const s = readFileSync(file, 'utf8');
+    const t = s.length > maxBytes ? '…' + s.slice(-maxBytes) : s;
+    return t.trim() || '(empty)';
+  } catch {
+    return '(no log)';
+  }
+}
+
+/**
+ * Stops the given gateway pids and every process in `namespaces`, deletes the namespaces and
+ * the state dir. Returns what could not be removed (empty = clean).
+ */
+async function teardown(namespaces: string[], gatewayPids: number[], stateDir: string | null): Promise<string[]> {
+  const problems: string[] = [];
+  const present = await listNetns();
+  const mine = namespaces.filter((n) => present.has(n));
+
+  // 1. The gateway: it owns a process group (detached), so signal the group as well.
+  const inLab = new Set((await Promise.all(mine.map(netnsPids))).flat());
+  const stateMentions = stateDir ? new Set(pidsMentioning(stateDir)) : new Set<number>();
+  const gw = [...new Set(gatewayPids)].filter((p) => pidAlive(p) && (inLab.has(p) || stateMentions.has(p)));
+  for (const p of [...stateMentions]) if (!gw.includes(p)) gw.push(p);
+  for (const p of gw) { signal(-p, 'SIGTERM'); signal(p, 'SIGTERM'); }
+  for (const p of await waitGone(gw, GATEWAY_TERM_WAIT_MS)) { signal(-p, 'SIGKILL'); signal(p, 'SIGKILL'); }
+
+  // 2. Everything else still inside the lab's namespaces (a few rounds: things may respawn).
+  for (let round = 0; round < 3; round++) {
+    const pids = [...new Set((await Promise.all(mine.map(netnsPids))).flat())];
+    if (pids.length === 0) break;
+    for (const p of pids) signal(p, round === 0 ? 'SIGTERM' : 'SIGKILL');
+    const left = await waitGone(pids, round === 0 ? PROC_TERM_WAIT_MS : PROC_KILL_WAIT_MS);
+    if (round === 0) for (const p of left) signal(p, 'SIGKILL');
+  }
+  for (const p of await waitGone([...gw], PROC_KILL_WAIT_MS)) problems.push(`process ${p} (${procComm(p)}) survived SIGKILL`);
+  for (const ns of mine) {
+    for (const p of await netnsPids(ns)) problems.push(`process ${p} (${procComm(p)}) still in ${ns}`);
+  }
+
+  // 3. Namespaces (their veths go with them), then the state dir.
+  for (const ns of mine) {
+    const r = await execCmd('ip', ['netns', 'del', ns]);
+    if (r.code !== 0 && (await listNetns()).has(ns)) problems.push(`ip netns del ${ns}: ${r.stderr.trim()}`);
+  }
+  if (stateDir) {
+    try { await rm(stateDir, { recursive: true, force: true }); } catch (e) { problems.push(`rm ${stateDir}: ${(e as Error).message}`); }
+  }
+  return problems;
+}
+
+async function runRole(ns: string, role: string, args: string[]): Promise<void> {
+  await mustExec('ip', ['netns', 'exec', ns, 'bash', join(SCRIPTS, `role-${role}.sh`), ...args]);
+}
+
+const cidr = (a: string) => `${a}/${PREFIX_LEN}`;
+
+export async function labUp(opts: LabUpOptions): Promise<LabTopology> {
+  const name = checkLabName(opts.name);
+  const protect = checkProtectPorts(opts.protect ?? []);
+  const forward = checkForward(opts.forward ?? 'gateway');
+  const log: LabLogMode = checkLogMode(opts.log ?? 'embedded');
+  const ns = labNamespaces(name);
+  const all = roleList(name);
+  const stateDir = labStateDir(name);
+
+  const present = await listNetns();
+  const clash = all.filter((n) => present.has(n));
+  if (clash.length > 0) {
+    throw new FtcpError('FTCP_LAB_EXISTS', `lab '${name}' already exists (namespace${clash.length > 1 ? 's' : ''} ${clash.join(', ')}); run 'ftcp lab down --name ${name}' first`);
+  }
+  await mkdir(LAB_RUN_DIR, { recursive: true });
+  try {
+    await mkdir(stateDir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new FtcpError('FTCP_LAB_EXISTS', `lab '${name}' already has a state dir ${stateDir} (left by a crashed run?); run 'ftcp lab down --name ${name}' first`);
+    }
+    throw e;
+  }
+
+  // From here on, every failure rolls back what this call made (and only that).
+  const made: string[] = [];
+  let gatewayPid: number | null = null;
+  try {
+    for (const n of all) {
+      await mustExec('ip', ['netns', 'add', n]);
+      made.push(n);
+    }
+    const veth = async (a: string, ifA: string, b: string, ifB: string) =>
+      mustExec('ip', ['-n', a, 'link', 'add', ifA, 'type', 'veth', 'peer', 'name', ifB, 'netns', b]);
+    await veth(ns.client, INTERFACES.client, ns.gw, INTERFACES.gwClient);
+    await veth(ns.server, INTERFACES.server, ns.gw, INTERFACES.gwServer);
+    await veth(ns.log, INTERFACES.log1, ns.gw, INTERFACES.gwLog1);
+    await veth(ns.log, INTERFACES.log2, ns.gw, INTERFACES.gwLog2);
+
+    await runRole(ns.gw, 'gateway', [
+      '--if', `${INTERFACES.gwClient}=${cidr(ADDRESSES.gwClient)}`,
+      '--if', `${INTERFACES.gwServer}=${cidr(ADDRESSES.gwServer)}`,
+      '--if', `${INTERFACES.gwLog1}=${cidr(ADDRESSES.gwLog1)}`,
+      '--if', `${INTERFACES.gwLog2}=${cidr(ADDRESSES.gwLog2)}`,
+    ]);
+    await runRole(ns.client, 'client', ['--if', `${INTERFACES.client}=${cidr(ADDRESSES.client)}`, '--via', ADDRESSES.gwClient]);
+    await runRole(ns.server, 'server', ['--if', `${INTERFACES.server}=${cidr(ADDRESSES.server)}`, '--via', ADDRESSES.gwServer]);
+    await runRole(ns.log, 'log', ['--if', `${INTERFACES.log1}=${cidr(ADDRESSES.log1)}`, '--if', `${INTERFACES.log2}=${cidr(ADDRESSES.log2)}`]);
+
+    const topo = buildTopology({ name, protect, forward, log });
+    await writeState(topo);
+    if (forward === 'gateway') {
+      const started = await startGateway(topo, opts, (pid) => { gatewayPid = pid; });
+      topo.gatewayPid = started.pid;
+      topo.gatewayCommand = started.argv;
+      await writeState(topo);
+    }
+    return topo;
+  } catch (err) {
+    const problems = await teardown(made, gatewayPid === null ? [] : [gatewayPid], stateDir);
+    if (problems.length > 0) {
+      throw new FtcpError('FTCP_LAB_ROLLBACK', `${(err as Error).message}\nrollback incomplete: ${problems.join('; ')}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+async function startGateway(topo: LabTopology, opts: LabUpOptions, onSpawn: (pid: number) => void): Promise<{ pid: number; argv: string[] }> {
+  const prog = opts.gatewayCommand ?? [process.execPath, join(REPO_ROOT, 'bin', 'ftcp.js')];
+  const argv = [...prog, ...gatewayArgs(topo.protect, topo.log ?? 'embedded', topo.stateDir, opts.extraGatewayArgs ?? [])];
+  const logFile = topo.gatewayLog!;
+  const readyFile = join(topo.stateDir, 'gateway.ready');
+  const fd = openSync(logFile, 'a');
+  let exited: string | null = null;
+  let child;
+  try {
+    // `ip netns exec` execs in place: child.pid is the gateway's pid. Own process group, so
+    // a Ctrl-C on the terminal that ran `ftcp lab up` does not reach it.
+    child = spawn('ip', ['netns', 'exec', topo.namespaces.gw, ...argv], { detached: true, stdio: ['ignore', fd, fd], cwd: REPO_ROOT });
+  } finally {
+    closeSync(fd);
+  }
+  child.on('error', (e) => { exited = `could not start: ${e.message}`; });
+  child.on('exit', (code, sig) => { exited = sig ? `killed by ${sig}` : `exited with status ${code}`; });
+  child.unref();
+  const pid = child.pid;
+  if (pid === undefined) {
+    await sleep(10);
+    throw new FtcpError('FTCP_LAB_GATEWAY', `gateway did not start (${exited ?? 'no pid'})`);
+  }
+  onSpawn(pid);
+  topo.gatewayPid = pid;
+  topo.gatewayCommand = argv;
+  await writeState(topo); // so that `down` finds it even if we die while waiting
+
+  const timeoutMs = opts.readyTimeoutMs ?? 15_000;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (existsSync(readyFile)) {
+      try {
+        const ready = JSON.parse(readFileSync(readyFile, 'utf8')) as { pid?: unknown };
+        const readyPid: number = typeof ready.pid === 'number' && Number.isInteger(ready.pid) && ready.pid > 0 ? ready.pid : pid;
+        if (readyPid !== pid) onSpawn(readyPid);
+        if (exited === null || pidAlive(readyPid)) return { pid: readyPid, argv };
+      } catch { /* partly written: poll again */ }
+    }
+    if (exited !== null) {
+      throw new FtcpError('FTCP_LAB_GATEWAY', `gateway ${exited} before it was ready; ${logFile} ends with:\n${tailOf(logFile)}`);
+    }
+    if (Date.now() >= deadline) {
+      throw new FtcpError('FTCP_LAB_GATEWAY', `gateway not ready within ${timeoutMs} ms (no ${readyFile}); ${logFile} ends with:\n${tailOf(logFile)}`);
+    }
+    await sleep(100);
+  }
+}
+
+export async function labDown(name: string): Promise<void> {
+  checkLabName(name);
+  const topo = await readState(name);
+  const gwPids: number[] = [];
+  if (topo?.gatewayPid) gwPids.push(topo.gatewayPid);
+  try {
+    const ready = JSON.parse(readFileSync(join(labStateDir(name), 'gateway.ready'), 'utf8')) as { pid?: unknown };
+    if (typeof ready.pid === 'number') gwPids.push(ready.pid);
+  } catch { /* none */ }
+  const problems = await teardown(roleList(name), gwPids, labStateDir(name));
+  if (problems.length > 0) throw new FtcpError('FTCP_LAB_DOWN', `lab '${name}' not fully removed: ${problems.join('; ')}`);
+}
+
+export async function labStatus(name: string): Promise<LabStatus> {
+  checkLabName(name);
+  const topology = await readState(name);
+  const present = await listNetns();
+  const namespaces: Record<string, boolean> = {};
+  for (const n of roleList(name)) namespaces[n] = present.has(n);
+  let gatewayAlive = false;
+  const pid = topology?.gatewayPid;
+  if (pid && pidAlive(pid) && namespaces[labNamespaces(name).gw]) {
+    gatewayAlive = (await netnsPids(labNamespaces(name).gw)).includes(pid);
+  }
+  return { topology, namespaces, gatewayAlive };
+}
+
+/** Brings a lab up (a random name unless given), runs `fn`, and always takes the lab down. */
+export async function withLab<T>(opts: Omit<LabUpOptions, 'name'> & { name?: string }, fn: (t: LabTopology) => Promise<T>): Promise<T> {
+  const name = opts.name ?? randomLabName();
+  const t = await labUp({ ...opts, name });
+  try {
+    return await fn(t);
+  } finally {
+    await labDown(name);
+  }
+}
+
+/** What of lab `name` is still present: namespaces, processes in them or naming its state dir, the state dir. */
+export async function listLeftovers(name: string): Promise<string[]> {
+  checkLabName(name);
+  const out: string[] = [];
+  const present = await listNetns();
+  const seen = new Set<number>();
+  for (const ns of roleList(name)) {
+    if (!present.has(ns)) continue;
+    out.push(`netns ${ns}`);
+    for (const p of await netnsPids(ns)) {
+      seen.add(p);
+      out.push(`process ${p} (${procComm(p)}) in ${ns}`);
+    }
+  }
+  const stateDir = labStateDir(name);
+  for (const p of pidsMentioning(stateDir)) if (!seen.has(p)) out.push(`process ${p} (${procComm(p)}) using ${stateDir}`);
+  if (existsSync(stateDir)) out.push(`state dir ${stateDir}`);
+  return out;
+}
