@@ -1,0 +1,12 @@
+/** The wire layer: header views, checksums, sequence arithmetic, parse/classify, reprs, pcap. */
+export * from './seq.js';
+export * from './checksum.js';
+export * from './addr.js';
+export * from './ipv4.js';
+export * from './tcp.js';
+export * from './icmp.js';
+export * from './tcp-options.js';
+export * from './packet.js';
+export * from './repr.js';
+export * from './rewrite.js';
+export * from './pcap.js';

@@ -1,0 +1,101 @@
+/**
+ * In-place field rewrites with incremental checksum updates (RFC 1624), for the
+ * forwarding path: sequence/ack translation, port and address changes, window, TSval /
+ * TSecr and SACK edges. No allocation.
+ *
+ * Every function takes the absolute offset of the header it touches. A field at an odd
+ * distance from the start of the checksummed data (TCP options can sit anywhere) is
+ * handled by summing the even-aligned words that cover it before and after the write.
+ */
+
+import { csumReplace16, csumReplace32, csumReplaceSum, foldSum, onesSum } from './checksum.js';
+import {
+  IPPROTO_TCP, IPPROTO_UDP, IPV4_OFF_CHECKSUM, IPV4_OFF_DST, IPV4_OFF_SRC, readU16, readU32, writeU16, writeU32,
+} from './ipv4.js';
+import { TCP_OFF_ACK, TCP_OFF_CHECKSUM, TCP_OFF_DST_PORT, TCP_OFF_SEQ, TCP_OFF_SRC_PORT, TCP_OFF_WINDOW } from './tcp.js';
+
+/**
+ * Writes a u16 at `fieldOff` and updates the checksum at `csumOff`; `base` is the start
+ * of the checksummed data (for alignment).
+ */
+export function rewriteU16(buf: Buffer, base: number, csumOff: number, fieldOff: number, v: number): void {
+  if (((fieldOff - base) & 1) === 0) {
+    const old = readU16(buf, fieldOff);
+    writeU16(buf, fieldOff, v);
+    writeU16(buf, csumOff, csumReplace16(readU16(buf, csumOff), old, v));
+    return;
+  }
+  const start = fieldOff - 1;
+  const oldSum = foldSum(onesSum(buf, start, 4));
+  writeU16(buf, fieldOff, v);
+  writeU16(buf, csumOff, csumReplaceSum(readU16(buf, csumOff), oldSum, foldSum(onesSum(buf, start, 4))));
+}
+
+/** Writes a u32 at `fieldOff` and updates the checksum at `csumOff` (see rewriteU16). */
+export function rewriteU32(buf: Buffer, base: number, csumOff: number, fieldOff: number, v: number): void {
+  if (((fieldOff - base) & 1) === 0) {
+    const old = readU32(buf, fieldOff);
+    writeU32(buf, fieldOff, v);
+    writeU16(buf, csumOff, csumReplace32(readU16(buf, csumOff), old, v));
+    return;
+  }
+  const start = fieldOff - 1;
+  const oldSum = foldSum(onesSum(buf, start, 6));
+  writeU32(buf, fieldOff, v);
+  writeU16(buf, csumOff, csumReplaceSum(readU16(buf, csumOff), oldSum, foldSum(onesSum(buf, start, 6))));
+}
+
+/** TCP field rewrites; `tcpOff` = start of the TCP header. */
+export function tcpSetSeq(buf: Buffer, tcpOff: number, seq: number): void {
+  rewriteU32(buf, tcpOff, tcpOff + TCP_OFF_CHECKSUM, tcpOff + TCP_OFF_SEQ, seq);
+}
+export function tcpSetAck(buf: Buffer, tcpOff: number, ack: number): void {
+  rewriteU32(buf, tcpOff, tcpOff + TCP_OFF_CHECKSUM, tcpOff + TCP_OFF_ACK, ack);
+}
+export function tcpSetSrcPort(buf: Buffer, tcpOff: number, port: number): void {
+  rewriteU16(buf, tcpOff, tcpOff + TCP_OFF_CHECKSUM, tcpOff + TCP_OFF_SRC_PORT, port);
+}
+export function tcpSetDstPort(buf: Buffer, tcpOff: number, port: number): void {
+  rewriteU16(buf, tcpOff, tcpOff + TCP_OFF_CHECKSUM, tcpOff + TCP_OFF_DST_PORT, port);
+}
+export function tcpSetWindow(buf: Buffer, tcpOff: number, window: number): void {
+  rewriteU16(buf, tcpOff, tcpOff + TCP_OFF_CHECKSUM, tcpOff + TCP_OFF_WINDOW, window);
+}
+/** Any u32 inside the TCP header or options (TSval at tsOff+2, TSecr at tsOff+6, SACK edges). */
+export function tcpSetU32(buf: Buffer, tcpOff: number, fieldOff: number, v: number): void {
+  rewriteU32(buf, tcpOff, tcpOff + TCP_OFF_CHECKSUM, fieldOff, v);
+}
+
+/**
+ * Changes the IPv4 source or destination address, updating the header checksum and the
+ * TCP/UDP checksum (the pseudo-header covers the addresses) when the L4 header is present
+ * (first fragment) and long enough. A zero UDP checksum ("none") is left alone.
+ */
+function ipv4SetAddr(buf: Buffer, ipOff: number, fieldOff: number, addr: number, l4Len: number): void {
+  const old = readU32(buf, ipOff + fieldOff);
+  writeU32(buf, ipOff + fieldOff, addr);
+  const ipc = ipOff + IPV4_OFF_CHECKSUM;
+  writeU16(buf, ipc, csumReplace32(readU16(buf, ipc), old, addr));
+  if ((readU16(buf, ipOff + 6) & 0x1fff) !== 0) return;
+  const proto = buf[ipOff + 9]!;
+  const l4 = ipOff + ((buf[ipOff]! & 0x0f) << 2);
+  if (proto === IPPROTO_TCP && l4Len >= 18) {
+    const c = l4 + TCP_OFF_CHECKSUM;
+    writeU16(buf, c, csumReplace32(readU16(buf, c), old, addr));
+  } else if (proto === IPPROTO_UDP && l4Len >= 8) {
+    const c = l4 + 6;
+    const cur = readU16(buf, c);
+    if (cur !== 0) {
+      const n = csumReplace32(cur, old, addr);
+      writeU16(buf, c, n === 0 ? 0xffff : n); // RFC 768: a computed 0 is sent as all ones
+    }
+  }
+}
+
+/** `l4Len`: bytes of L4 present (PacketInfo.l4Len). */
+export function ipv4SetSrc(buf: Buffer, ipOff: number, addr: number, l4Len: number): void {
+  ipv4SetAddr(buf, ipOff, IPV4_OFF_SRC, addr, l4Len);
+}
+export function ipv4SetDst(buf: Buffer, ipOff: number, addr: number, l4Len: number): void {
+  ipv4SetAddr(buf, ipOff, IPV4_OFF_DST, addr, l4Len);
+}
