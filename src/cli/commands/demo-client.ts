@@ -1,5 +1,95 @@
-import { FtcpError } from '../../util/errors.js';
+/**
+ * `ftcp demo-client --kind K --connect <ip:port> [--connections N] [--bytes B] [--lines L]
+ *                   [--seed S] [--timeout-ms T] [--json]`
+ *
+ * Runs N concurrent checking connections against a demo server (src/demo/client.ts) and
+ * reports. Exit status 0 only when every connection passed every check.
+ */
+import { parseCli, parseHostPort } from '../args.js';
+import { UsageError } from '../../util/errors.js';
+import { DEMO_KINDS, isDemoKind } from '../../demo/server.js';
+import {
+  DEFAULT_BYTES,
+  DEFAULT_LINES,
+  DEFAULT_SEED,
+  DEFAULT_TIMEOUT_MS,
+  runDemoClient,
+  type DemoClientReport,
+} from '../../demo/client.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new FtcpError('FTCP_UNIMPLEMENTED', 'demo-client: not built yet');
+const USAGE = `usage: ftcp demo-client --kind ${DEMO_KINDS.join('|')} --connect <ip:port> [options]
+
+  --connections N   concurrent connections (default 1); connection i uses seed S+i
+  --bytes B         upload/download bytes per connection (default ${DEFAULT_BYTES}; suffix K, M, G = 2^10, 2^20, 2^30)
+  --lines L         echo/kv requests per connection (default ${DEFAULT_LINES})
+  --seed S          base seed, an integer >= 0 (default ${DEFAULT_SEED})
+  --timeout-ms T    deadline for the whole run (default ${DEFAULT_TIMEOUT_MS}); unfinished connections fail with TIMEOUT
+  --json            print the report as one JSON document`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseCli(argv, {
+    kind: { type: 'string' },
+    connect: { type: 'string' },
+    connections: { type: 'string' },
+    bytes: { type: 'string' },
+    lines: { type: 'string' },
+    seed: { type: 'string' },
+    'timeout-ms': { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
+  const kind = values.kind;
+  if (!kind) throw new UsageError(`--kind is required\n${USAGE}`);
+  if (!isDemoKind(kind)) throw new UsageError(`--kind: expected one of ${DEMO_KINDS.join(', ')}, got '${kind}'`);
+  if (!values.connect) throw new UsageError(`--connect is required\n${USAGE}`);
+  const { addr, port } = parseHostPort(values.connect, '--connect');
+
+  const report = await runDemoClient({
+    kind,
+    host: addr,
+    port,
+    connections: parseCount(values.connections, '--connections', 1, 1, 100_000),
+    bytes: parseSize(values.bytes, '--bytes', DEFAULT_BYTES),
+    lines: parseCount(values.lines, '--lines', DEFAULT_LINES, 0, Number.MAX_SAFE_INTEGER),
+    seed: parseCount(values.seed, '--seed', DEFAULT_SEED, 0, 2 ** 48),
+    timeoutMs: parseCount(values['timeout-ms'], '--timeout-ms', DEFAULT_TIMEOUT_MS, 1, 2 ** 31 - 1),
+  });
+  process.stdout.write(values.json ? JSON.stringify(report) + '\n' : summary(report));
+  return report.allOk ? 0 : 1;
+}
+
+export function parseCount(s: string | undefined, flag: string, dflt: number, min: number, max: number): number {
+  if (s === undefined) return dflt;
+  if (!/^\d+$/.test(s)) throw new UsageError(`${flag}: expected an integer, got '${s}'`);
+  const n = Number(s);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${flag}: must be in ${min}..${max}, got ${s}`);
+  return n;
+}
+
+const SUFFIX: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+
+/** "1048576", "512K", "100M", "1G" (binary multiples). */
+export function parseSize(s: string | undefined, flag: string, dflt: number): number {
+  if (s === undefined) return dflt;
+  const m = /^(\d+)([KMGT]?)i?B?$/i.exec(s.trim());
+  if (!m) throw new UsageError(`${flag}: expected a byte count such as 1048576, 64K, 100M or 1G, got '${s}'`);
+  const n = Number(m[1]) * SUFFIX[m[2]!.toUpperCase()]!;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${flag}: too large: '${s}'`);
+  return n;
+}
+
+function summary(r: DemoClientReport): string {
+  const lines = [
+    `${r.kind}: ${r.ok}/${r.connections} connections ok, ${r.failed} failed; ` +
+      `sent ${r.bytesSent} B, received ${r.bytesReceived} B in ${r.durationMs.toFixed(1)} ms (${r.throughputMbps} Mb/s)`,
+  ];
+  const maxStall = Math.max(0, ...r.perConnection.map((c) => c.maxStallMs));
+  lines.push(`longest stall seen by a connection: ${maxStall.toFixed(1)} ms`);
+  for (const e of r.errors.slice(0, 20)) lines.push(`  conn ${e.conn}: ${e.code}: ${e.message}`);
+  if (r.errors.length > 20) lines.push(`  ... and ${r.errors.length - 20} more errors`);
+  return lines.join('\n') + '\n';
 }

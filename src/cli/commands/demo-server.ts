@@ -1,5 +1,62 @@
-import { FtcpError } from '../../util/errors.js';
+/**
+ * `ftcp demo-server --kind upload|download|echo|kv --listen <ip:port> [--json]`
+ *
+ * Serves one deterministic demo protocol (src/demo/server.ts). When listening, prints one
+ * JSON line on stdout: {"listening":"ip:port","kind":...,"pid":...}. Port 0 picks a free
+ * port (the line gives the real one). SIGTERM/SIGINT close the listener and the
+ * connections, then the process exits 0.
+ */
+import { parseCli, parseHostPort } from '../args.js';
+import { UsageError } from '../../util/errors.js';
+import { DEMO_KINDS, isDemoKind, startDemoServer } from '../../demo/server.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new FtcpError('FTCP_UNIMPLEMENTED', 'demo-server: not built yet');
+const USAGE = `usage: ftcp demo-server --kind ${DEMO_KINDS.join('|')} --listen <ip:port> [--json]
+
+  upload    client streams bytes then half-closes; reply "<sha256 hex> <bytes>\\n"
+  download  request "GET <seed> <bytes>\\n"; reply <bytes> bytes of the seed's AES-CTR stream
+  echo      each line "<text>\\n" is answered with itself
+  kv        SET <k> <v> | GET <k> | INCR <k> | DEL <k>, one per line (store starts empty)
+
+  --listen ip:port   address to listen on (port 0: any free port)
+  --json             only the JSON line on stdout (nothing on stderr)`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseCli(argv, {
+    kind: { type: 'string' },
+    listen: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
+  const kind = values.kind;
+  if (!kind) throw new UsageError(`--kind is required\n${USAGE}`);
+  if (!isDemoKind(kind)) throw new UsageError(`--kind: expected one of ${DEMO_KINDS.join(', ')}, got '${kind}'`);
+  if (!values.listen) throw new UsageError(`--listen is required\n${USAGE}`);
+  const { addr, port } = parseListen(values.listen);
+
+  const server = await startDemoServer(kind, addr, port);
+  const where = `${server.host}:${server.port}`;
+  process.stdout.write(JSON.stringify({ listening: where, kind, pid: process.pid }) + '\n');
+  if (!values.json) process.stderr.write(`ftcp demo-server: ${kind} listening on ${where}; SIGTERM or Ctrl-C to stop\n`);
+
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  await server.close();
+  return 0;
+}
+
+/** parseHostPort, plus port 0 ("any free port"), which it rejects. */
+function parseListen(s: string): { addr: string; port: number } {
+  if (/:0+$/.test(s.trim())) return { addr: parseHostPort(s.trim().replace(/:0+$/, ':1'), '--listen').addr, port: 0 };
+  return parseHostPort(s, '--listen');
 }
