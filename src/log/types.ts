@@ -7,7 +7,9 @@
  * non-negative numbers (not 32-bit sequence numbers: a stream may exceed 4 GiB).
  * Stability is per connection and monotonic: `stable` is the largest gap-free prefix
  * that survives the failure the store protects against (memory: the gateway process
- * being alive; disk: an fsync).
+ * being alive; disk: the LMDB commit holding the bytes returned from its fsync).
+ * Like a TCP ack, `stable` counts the client's FIN as one offset: once the FIN is logged
+ * and every byte before it is stable, `stable` = `finOffset + 1`.
  */
 
 /** Identifies a connection by its original 4-tuple (addresses as dotted quads). */
@@ -32,7 +34,7 @@ export interface ConnectionMeta {
 }
 
 export interface ConnectionRecord extends ConnectionMeta {
-  /** Gap-free stable prefix length (bytes). */
+  /** Gap-free stable prefix length (bytes), plus one once the FIN is stable. */
   readonly stable: number;
   /** Offset of the client's FIN, when logged (the FIN occupies one offset after the data). */
   readonly finOffset: number | null;
@@ -44,12 +46,38 @@ export interface ConnectionRecord extends ConnectionMeta {
 
 export type LogStatus = 'OK' | 'LOW-SPACE' | 'FAILED';
 
-/** Called when more of a connection's stream became stable (monotonic per id). */
+/** Called when more of a connection's stream became stable (monotonic per id; includes the FIN's one offset). */
 export type StabilityListener = (id: number, stable: number) => void;
 /** Called when the store's status changes, or a connection expired (`expired` set). */
 export type StatusListener = (status: LogStatus, detail?: { expired?: number; reason?: string }) => void;
 
 export type OpenMeta = Omit<ConnectionMeta, 'id' | 'created'>;
+
+/** Drop reasons and volume counters (counted, never thrown, on the append path). */
+export interface LogStats {
+  /** append/appendFin calls accepted for a known connection. */
+  appends: number;
+  /** Bytes that extended a gap-free prefix. */
+  bytesAccepted: number;
+  /** Bytes already held (below the prefix or duplicating held out-of-order bytes). */
+  bytesDuplicate: number;
+  /** Out-of-order bytes dropped because the per-connection hold cap was reached. */
+  bytesHeldDropped: number;
+  /** Bytes at or beyond a logged FIN. */
+  bytesBeyondFin: number;
+  /** Appends dropped because the store's byte bound (`maxBytes`) was reached. */
+  appendsOverCapacity: number;
+  /** Calls naming an id that is not open. */
+  unknownId: number;
+  /** Calls with a negative, fractional or unsafe offset. */
+  badOffset: number;
+  /** appendFin at an offset that contradicts the data or an earlier FIN. */
+  finConflict: number;
+  /** Store write errors (the store is then FAILED). */
+  writeErrors: number;
+  /** Connections closed by the idle expiry. */
+  expired: number;
+}
 
 export interface LogStore {
   /** open: registers a connection's metadata; resolves once the metadata is stable. */
@@ -61,7 +89,11 @@ export interface LogStore {
    * before append returns, so the caller may reuse its buffer.
    */
   append(id: number, offset: number, data: Uint8Array): void;
-  /** Logs the client's FIN at `offset` (the first offset after the data). */
+  /**
+   * Logs the client's FIN at `offset` (the first offset after the data). The FIN occupies
+   * one offset, as in TCP: once every byte before it AND the FIN itself are stable, the
+   * stable offset reported (listener, ConnectionRecord.stable) is `offset + 1`.
+   */
   appendFin(id: number, offset: number): void;
   /** Installs the stability upcall (one listener; a second call replaces it). */
   onStable(listener: StabilityListener): void;
@@ -70,17 +102,27 @@ export interface LogStore {
   listActive(): ConnectionRecord[];
   /** query by endpoint: the connection whose client or server endpoint matches (client first). */
   queryEndpoint(client: Endpoint, server?: Endpoint): ConnectionRecord | undefined;
-  /** read [start, end) of the stable stream; end past the stable point is clipped. */
+  /**
+   * read [start, end) of the stable stream (data only: the FIN occupies no byte); end past
+   * the stable point is clipped. Rejects with FtcpError 'FTCP_LOG_UNKNOWN' for an id that
+   * is not open and 'FTCP_LOG_GC' when start is below the garbage-collected point.
+   */
   read(id: number, start: number, end: number): Promise<Buffer>;
-  /** garbage-collect: bytes below `through` may be discarded. */
+  /** garbage-collect: bytes below `through` (clipped to the stable point) may be discarded. */
   gc(id: number, through: number): void;
   /** close: forget the connection and its bytes. */
   close(id: number): void;
   status(): LogStatus;
-  /** register the protected services (port 0: all). */
+  /**
+   * register the protected services (port 0: all ports; addr '' or '0.0.0.0': any address).
+   * Once a non-empty list is registered, open() of a connection to another server rejects
+   * with 'FTCP_LOG_UNREGISTERED'. An empty list logs everything (the default).
+   */
   registerServices(services: Endpoint[]): void;
   /** Connections idle (no append) longer than this are expired and reported via onStatus. */
   setIdleExpiry(ms: number): void;
   /** Flushes and releases resources. */
   shutdown(): Promise<void>;
+  /** Counters (optional: the embedded stores have them). */
+  stats?(): LogStats;
 }

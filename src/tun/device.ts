@@ -22,6 +22,11 @@ export interface TunDevice {
   start(onBatch: BatchHandler): void;
   /** Writes one packet (bytes [off, off+len) of buf). Returns false if the device queue was full. */
   write(buf: Buffer, off: number, len: number): boolean;
+  /**
+   * Writes `count` packets of one buffer (packet i is [offsets[i], offsets[i]+lengths[i])).
+   * Returns how many went; fewer than `count` means the device queue was full.
+   */
+  writeBatch(buf: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
   /** Stops reading and closes the file descriptor. Idempotent. */
   close(): void;
 }

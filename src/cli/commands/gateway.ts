@@ -1,5 +1,113 @@
-import { FtcpError } from '../../util/errors.js';
+/**
+ * ftcp gateway --tun <name> --protect <ip:port>[,…] [--steer <if>[,<if>]] [--table N]
+ *              [--log embedded[:memory|:disk:<dir>]] [--control <ip:port>] [--ready-file F]
+ *              [--idle-timeout <s>]
+ *
+ * Creates and configures its TUN device and (with --steer) the policy routing that sends
+ * every forwarded packet through it; on SIGINT/SIGTERM removes everything it created.
+ */
+import { writeFile, rm } from 'node:fs/promises';
+import { parseCli, parseHostPort } from '../args.js';
+import { UsageError, FtcpError } from '../../util/errors.js';
+import { logger } from '../../util/logger.js';
+import { ipToU32 } from '../../wire/addr.js';
+import { LinuxTun } from '../../tun/linux.js';
+import { Gateway } from '../../gateway/gateway.js';
+import { Steering } from '../../gateway/steering.js';
+import { startControl } from '../../gateway/control.js';
+import { createLog } from '../../log/index.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new FtcpError('FTCP_UNIMPLEMENTED', 'gateway: not built yet');
+const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…] [options]
+
+  --tun <name>            TUN device to create (e.g. ftcp0)
+  --protect <ip:port>,…   protected services (server address and port)
+  --steer <if>,…          route every packet arriving on these interfaces through the TUN
+  --table <n>             routing table for the steering rules (default 100)
+  --log <spec>            embedded | embedded:memory | embedded:disk:<dir>  (default embedded:memory)
+  --control <ip:port>     HTTP status/metrics endpoint (GET /status, /metrics)
+  --ready-file <path>     written (JSON) once the gateway forwards; removed at exit
+  --idle-timeout <s>      release connections idle this long (default 7200)
+  --mtu <n>               TUN MTU (default 1500)
+
+example: ftcp gateway --tun ftcp0 --protect 198.18.2.2:5001 --steer gc0,gs0 --log embedded:disk:/var/lib/ftcp`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseCli(argv, {
+    tun: { type: 'string' },
+    protect: { type: 'string' },
+    steer: { type: 'string' },
+    table: { type: 'string', default: '100' },
+    log: { type: 'string', default: 'embedded:memory' },
+    control: { type: 'string' },
+    'ready-file': { type: 'string' },
+    'idle-timeout': { type: 'string', default: '7200' },
+    mtu: { type: 'string', default: '1500' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (!values.tun) throw new UsageError('--tun <name> is required');
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(values.tun)) throw new UsageError(`--tun: bad interface name '${values.tun}'`);
+  if (!values.protect) throw new UsageError('--protect <ip:port>[,…] is required');
+  const services = values.protect.split(',').map((s) => {
+    const hp = parseHostPort(s, '--protect');
+    return { ip: ipToU32(hp.addr), port: hp.port };
+  });
+  const table = Number(values.table);
+  if (!Number.isInteger(table) || table < 1 || table > 0x7fffffff || table === 253 || table === 254 || table === 255) {
+    throw new UsageError(`--table: expected a free routing table number, got '${values.table}'`);
+  }
+  const idle = Number(values['idle-timeout']);
+  if (!(idle > 0)) throw new UsageError(`--idle-timeout: expected seconds > 0, got '${values['idle-timeout']}'`);
+  const mtu = Number(values.mtu);
+  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 9000) throw new UsageError(`--mtu: expected 576..9000, got '${values.mtu}'`);
+  const control = values.control ? parseHostPort(values.control, '--control') : null;
+  const steer = values.steer ? values.steer.split(',').filter(Boolean) : [];
+
+  const log = createLog(values.log!);
+  const tun = LinuxTun.open(values.tun, { slotSize: mtu + 64 });
+  const steering = new Steering({ tun: tun.name, steer, table, pref: 1000, mtu }, logger);
+  let gw: Gateway | null = null;
+  let stopping = false;
+  const cleanup = async () => {
+    gw?.stop();
+    tun.close();
+    await steering.teardown();
+    await log.shutdown().catch(() => {});
+    if (values['ready-file']) await rm(values['ready-file'], { force: true });
+  };
+  try {
+    await steering.setup();
+    gw = new Gateway({ tun, services, log, logger, south: { idleTimeoutMs: idle * 1000 } });
+    gw.start();
+    if (control) await startControl(gw, control.addr, control.port);
+    if (values['ready-file']) {
+      await writeFile(values['ready-file'], JSON.stringify({ pid: process.pid, tun: tun.name, control: values.control ?? null }) + '\n');
+    }
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  logger.info({ tun: tun.name, protect: values.protect, steer, log: values.log, control: values.control }, 'gateway running');
+
+  return await new Promise<number>((resolve) => {
+    const stop = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal: sig }, 'gateway stopping');
+      cleanup().then(
+        () => resolve(0),
+        (err) => {
+          logger.error({ err }, 'cleanup failed');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
 }
+
+export { FtcpError };

@@ -1,5 +1,66 @@
-import { FtcpError } from '../../util/errors.js';
+/**
+ * ftcp status --control <ip:port> [--json] | --name <lab> [--json]
+ * Prints a running gateway's state (from its control endpoint).
+ */
+import { parseCli, parseHostPort } from '../args.js';
+import { UsageError, FtcpError } from '../../util/errors.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new FtcpError('FTCP_UNIMPLEMENTED', 'status: not built yet');
+const run_ = promisify(execFile);
+
+const HELP = `usage: ftcp status (--control <ip:port> | --name <lab>) [--json]
+
+example: ftcp status --name demo          (the gateway of the namespace lab 'demo')
+         ftcp status --control 198.18.2.1:7070 --json`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseCli(argv, {
+    control: { type: 'string' },
+    name: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  let body: string;
+  if (values.name) {
+    if (!/^[a-z][a-z0-9-]{0,14}$/.test(values.name)) throw new UsageError(`--name: bad lab name '${values.name}'`);
+    const ctl = values.control ?? '198.18.2.1:7070';
+    const script = `fetch('http://${ctl}/status').then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(e.message);process.exit(1)})`;
+    try {
+      body = (await run_('ip', ['netns', 'exec', `${values.name}-gw`, process.execPath, '-e', script], { timeout: 10_000 })).stdout;
+    } catch (err) {
+      throw new FtcpError('FTCP_STATUS', `cannot reach the gateway of lab '${values.name}': ${((err as { stderr?: string }).stderr || (err as Error).message).trim()}`);
+    }
+  } else if (values.control) {
+    const { addr, port } = parseHostPort(values.control, '--control');
+    try {
+      const res = await fetch(`http://${addr}:${port}/status`, { signal: AbortSignal.timeout(5000) });
+      body = await res.text();
+    } catch (err) {
+      throw new FtcpError('FTCP_STATUS', `cannot reach the gateway at ${values.control}: ${(err as Error).message}`);
+    }
+  } else {
+    throw new UsageError('give --control <ip:port> or --name <lab>');
+  }
+  const st = JSON.parse(body) as Record<string, any>;
+  if (values.json) {
+    process.stdout.write(JSON.stringify(st, null, 2) + '\n');
+    return 0;
+  }
+  const lines = [
+    `tun ${st.tun}  log ${st.log}  up ${(st.uptimeMs / 1000).toFixed(0)} s`,
+    `services: ${st.services.join(', ')}`,
+    `connections: ${st.connections}`,
+    `packets: ${st.stats.packets} (protected ${st.stats.protectedPackets}, unprotected tcp ${st.stats.unprotectedTcp}, dropped ${st.stats.dropped})`,
+    `south: logged ${st.south.bytesLogged} B, acks lowered ${st.south.acksLowered}, held ${st.south.acksHeld}, released ${st.south.heldReleased}`,
+  ];
+  for (const f of st.flows.slice(0, 20)) {
+    lines.push(`  ${f.flow} ${f.state} received=${f.received} stable=${f.stable} complete=${f.complete} sndMax=${f.sndMax} cliAcked=${f.cliAcked}`);
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+  return 0;
 }

@@ -1,0 +1,123 @@
+/**
+ * One protected TCP connection as the gateway sees it (DESIGN.md §2).
+ *
+ *   in-stream  (client → server): offsets count bytes from the client's ISN+1
+ *
+ *     0 ........ complete ≤ stable ≤ received ≤ high
+ *                   │         │         │        └ highest offset seen from the client
+ *                   │         │         └ gap-free prefix seen from the client
+ *                   │         └ gap-free prefix the log holds stably
+ *                   └ highest ack the gateway let reach the client
+ *
+ *   out-stream (server → client): offsets count bytes from the server's ISN+1
+ *     cliAcked ≤ sndMax
+ *
+ * Offsets are plain numbers (a stream may exceed 2^32 bytes); a 32-bit sequence number
+ * is turned into an offset relative to a nearby known offset (`received`, `sndMax`),
+ * which is exact while the two are within 2^31 of each other (always, for TCP).
+ *
+ * States (one transition function, `Flow.to`, logs `from → to`):
+ *
+ *   SYN_SEEN ──server SYN-ACK──▶ ESTABLISHED ──first FIN──▶ CLOSING ──both FINs acked──▶ CLOSED
+ *       │                             │                        │
+ *       └──────────── client RST, server RST, idle timeout ────┴──────────────────────▶ CLOSED
+ *
+ * CLOSED flows are released by the flow table after a short linger (late retransmissions).
+ */
+import { u32ToIp } from '../wire/addr.js';
+import { seqAdd, seqDiff } from '../wire/seq.js';
+import type { Logger } from '../util/logger.js';
+
+export type FlowState = 'SYN_SEEN' | 'ESTABLISHED' | 'CLOSING' | 'CLOSED';
+
+export class Flow {
+  state: FlowState = 'SYN_SEEN';
+  /** Log id; -1 until the log has the connection's metadata. */
+  logId = -1;
+  readonly key: number;
+  readonly clientIp: number;
+  readonly clientPort: number;
+  readonly serverIp: number;
+  readonly serverPort: number;
+
+  clientIsn: number;
+  serverIsn = 0;
+  clientSynOptions: Buffer;
+  serverSynOptions: Buffer = Buffer.alloc(0);
+  /** Window shifts in effect (0 when window scaling was not negotiated). */
+  clientWscale = 0;
+  serverWscale = 0;
+  readonly created: number;
+  lastActivity: number;
+
+  // in-stream
+  received = 0;
+  high = 0;
+  stable = 0;
+  complete = 0;
+  /** Highest in-stream offset the server's TCP acknowledged. */
+  delivered = 0;
+  /** Offset of the client's FIN (one past the last data byte), or -1. */
+  clientFin = -1;
+  clientFinLogged = false;
+
+  // out-stream
+  sndMax = 0;
+  cliAcked = 0;
+  /** Offset of the server's FIN, or -1. */
+  serverFin = -1;
+
+  /**
+   * The server's latest pure ACK whose ack was beyond `stable` (held), or null.
+   * `heldAck` is the in-stream offset it acknowledges.
+   */
+  held: Buffer | null = null;
+  heldLen = 0;
+  heldAck = 0;
+
+  /** Client bytes that arrived before the log had the connection (offset, copy). */
+  pending: Array<{ offset: number; data: Buffer }> | null = null;
+  pendingBytes = 0;
+  /** Right edge (in-stream offset) of the window the server last advertised. */
+  rightEdge = 0;
+  closedAt = 0;
+
+  constructor(key: number, clientIp: number, clientPort: number, serverIp: number, serverPort: number,
+    clientIsn: number, clientSynOptions: Buffer, now: number) {
+    this.key = key;
+    this.clientIp = clientIp;
+    this.clientPort = clientPort;
+    this.serverIp = serverIp;
+    this.serverPort = serverPort;
+    this.clientIsn = clientIsn;
+    this.clientSynOptions = clientSynOptions;
+    this.created = now;
+    this.lastActivity = now;
+  }
+
+  /** The in-stream offset of sequence number `seq` (client → server). */
+  inOffset(seq: number): number {
+    return this.received + seqDiff(seq, seqAdd(this.clientIsn, 1 + (this.received % 0x100000000)));
+  }
+
+  /** The sequence number of in-stream offset `off`. */
+  inSeq(off: number): number {
+    return seqAdd(this.clientIsn, 1 + (off % 0x100000000));
+  }
+
+  /** The out-stream offset of sequence number `seq` (server → client). */
+  outOffset(seq: number): number {
+    return this.sndMax + seqDiff(seq, seqAdd(this.serverIsn, 1 + (this.sndMax % 0x100000000)));
+  }
+
+  to(next: FlowState, why: string, log?: Logger): void {
+    if (this.state === next) return;
+    log?.debug({ flow: this.describe(), from: this.state, to: next, why }, 'flow state');
+    this.state = next;
+  }
+
+  describe(): string {
+    return `${u32ToIp(this.clientIp)}:${this.clientPort}>${u32ToIp(this.serverIp)}:${this.serverPort}`;
+  }
+}
+

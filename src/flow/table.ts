@@ -1,0 +1,80 @@
+/**
+ * The flow table: the protected services and, per service, its connections.
+ *
+ * Lookups on the hot path build no strings: a service is found by the number
+ * `ip * 65536 + port`, and a connection within a service by `clientIp * 65536 + clientPort`
+ * (both below 2^48, exact in a double).
+ */
+import { Flow } from './flow.js';
+
+export interface ServiceSpec {
+  readonly ip: number;
+  readonly port: number;
+}
+
+export class Service {
+  readonly flows = new Map<number, Flow>();
+  constructor(readonly ip: number, readonly port: number, readonly index: number) {}
+}
+
+export function endpointKey(ip: number, port: number): number {
+  return ip * 65536 + port;
+}
+
+export class FlowTable {
+  private readonly services = new Map<number, Service>();
+  private readonly byLogId = new Map<number, Flow>();
+  private count = 0;
+
+  constructor(specs: readonly ServiceSpec[]) {
+    specs.forEach((s, i) => {
+      const key = endpointKey(s.ip, s.port);
+      if (!this.services.has(key)) this.services.set(key, new Service(s.ip, s.port, i));
+    });
+  }
+
+  /** The protected service at ip:port, if any. */
+  service(ip: number, port: number): Service | undefined {
+    return this.services.get(ip * 65536 + port);
+  }
+
+  allServices(): Service[] {
+    return [...this.services.values()];
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  get(svc: Service, clientIp: number, clientPort: number): Flow | undefined {
+    return svc.flows.get(clientIp * 65536 + clientPort);
+  }
+
+  add(svc: Service, flow: Flow): void {
+    const old = svc.flows.get(flow.key);
+    if (old) this.remove(svc, old);
+    svc.flows.set(flow.key, flow);
+    this.count++;
+  }
+
+  bindLogId(flow: Flow, id: number): void {
+    flow.logId = id;
+    this.byLogId.set(id, flow);
+  }
+
+  byLog(id: number): Flow | undefined {
+    return this.byLogId.get(id);
+  }
+
+  remove(svc: Service, flow: Flow): void {
+    if (svc.flows.get(flow.key) === flow) {
+      svc.flows.delete(flow.key);
+      this.count--;
+    }
+    if (flow.logId >= 0 && this.byLogId.get(flow.logId) === flow) this.byLogId.delete(flow.logId);
+  }
+
+  *flows(): IterableIterator<[Service, Flow]> {
+    for (const svc of this.services.values()) for (const f of svc.flows.values()) yield [svc, f];
+  }
+}

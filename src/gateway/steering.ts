@@ -1,0 +1,109 @@
+/**
+ * Policy routing that steers every forwarded packet through the gateway's TUN device
+ * (DESIGN.md §1):
+ *
+ *   ip rule add iif <each steered interface> lookup <table> pref <pref>
+ *   ip route add default dev <tun> table <table>
+ *
+ * Packets the gateway writes back enter with iif <tun>, match no rule of ours and follow
+ * the main table. Everything added is recorded and removed again, in reverse order, by
+ * `teardown()`, also after a partial failure: nothing is left half-configured.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { readFile, writeFile } from 'node:fs/promises';
+import { FtcpError } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+
+const run = promisify(execFile);
+
+export async function ip(args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run('ip', args, { timeout: 10_000 });
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new FtcpError('FTCP_IP_COMMAND', `ip ${args.join(' ')}: ${(e.stderr || e.message).trim()}`, { cause: err });
+  }
+}
+
+async function sysctl(key: string): Promise<string> {
+  return (await readFile(`/proc/sys/${key.replaceAll('.', '/')}`, 'utf8')).trim();
+}
+
+async function setSysctl(key: string, value: string): Promise<void> {
+  await writeFile(`/proc/sys/${key.replaceAll('.', '/')}`, value);
+}
+
+export interface SteeringOptions {
+  tun: string;
+  steer: readonly string[];
+  table: number;
+  /** First rule preference; one per steered interface. */
+  pref: number;
+  mtu: number;
+}
+
+export class Steering {
+  private readonly undo: Array<{ what: string; args: string[] } | { what: string; fn: () => Promise<void> }> = [];
+
+  constructor(private readonly opts: SteeringOptions, private readonly logger: Logger) {}
+
+  /** Checks preconditions, then configures; on any failure undoes what it did and throws. */
+  async setup(): Promise<void> {
+    const { tun, steer, table, pref, mtu } = this.opts;
+    if ((await sysctl('net.ipv4.ip_forward')) !== '1') {
+      throw new FtcpError('FTCP_NO_FORWARDING', 'net.ipv4.ip_forward is 0: this host does not route (sysctl -w net.ipv4.ip_forward=1)');
+    }
+    for (const ifname of steer) {
+      try {
+        await ip(['link', 'show', 'dev', ifname]);
+      } catch {
+        throw new FtcpError('FTCP_NO_INTERFACE', `--steer: no interface named '${ifname}'`);
+      }
+    }
+    const rules = await ip(['rule', 'show']);
+    for (const ifname of steer) {
+      if (new RegExp(`iif ${ifname}( |$)`, 'm').test(rules)) {
+        throw new FtcpError('FTCP_STEERING_EXISTS', `a policy rule for iif ${ifname} already exists (another gateway?): ${rules.split('\n').find((l) => l.includes(`iif ${ifname}`))}`);
+      }
+    }
+    try {
+      await ip(['link', 'set', 'dev', tun, 'mtu', String(mtu), 'up']);
+      const all = await sysctl('net.ipv4.conf.all.rp_filter');
+      await setSysctl(`net.ipv4.conf.${tun}.rp_filter`, '0');
+      if (all !== '0') {
+        // Reverse-path filtering would drop what the TUN hands back (a client's source on the TUN).
+        await setSysctl('net.ipv4.conf.all.rp_filter', '0');
+        this.undo.push({ what: 'rp_filter', fn: () => setSysctl('net.ipv4.conf.all.rp_filter', all) });
+        this.logger.warn({ previous: all }, 'net.ipv4.conf.all.rp_filter set to 0 while the gateway runs');
+      }
+      await ip(['route', 'add', 'default', 'dev', tun, 'table', String(table)]);
+      this.undo.push({ what: 'route', args: ['route', 'del', 'default', 'dev', tun, 'table', String(table)] });
+      let p = pref;
+      for (const ifname of steer) {
+        const args = ['rule', 'add', 'iif', ifname, 'lookup', String(table), 'pref', String(p)];
+        await ip(args);
+        this.undo.push({ what: 'rule', args: ['rule', 'del', 'iif', ifname, 'lookup', String(table), 'pref', String(p)] });
+        p++;
+      }
+      this.logger.info({ tun, steer, table }, 'policy routing through the TUN is up');
+    } catch (err) {
+      await this.teardown();
+      throw err;
+    }
+  }
+
+  /** Removes everything `setup` added, newest first. Never throws; logs what it could not undo. */
+  async teardown(): Promise<void> {
+    while (this.undo.length > 0) {
+      const step = this.undo.pop()!;
+      try {
+        if ('fn' in step) await step.fn();
+        else await ip(step.args);
+      } catch (err) {
+        this.logger.warn({ step: step.what, err: (err as Error).message }, 'could not undo a steering step');
+      }
+    }
+  }
+}

@@ -1,0 +1,381 @@
+/**
+ * The south wrapper: the network-facing half of ftcp (DESIGN.md §3, seed 001 figs. 13-15).
+ *
+ *   client ──▶ fromClient: SYN → new flow; data → log (bytes not yet stable); FIN → log its offset
+ *   client ◀── fromServer: SYN-ACK → log.open(metadata); ACK beyond `stable` → lowered (segment
+ *              carries data or FIN; the window's right edge is kept) or held (pure ACK);
+ *   onStable:  the log reports more stability → the held ACK goes out, acking no more than
+ *              `stable` (the latest server header: window, timestamps).
+ *
+ * The invariant kept at every instant: an ack reaching the client never exceeds `stable`
+ * (`complete ≤ stable`), so every byte the client may forget is in the log.
+ *
+ * Everything here runs per packet: no allocation on the data path except the slice handed
+ * to the log (which copies it), and the rare held-ACK template.
+ */
+import { u32ToIp } from '../wire/addr.js';
+import { Flow } from '../flow/flow.js';
+import { FlowTable, Service } from '../flow/table.js';
+import type { LogStore } from '../log/types.js';
+import { seqAdd } from '../wire/seq.js';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../wire/tcp.js';
+import { fillIpv4HeaderChecksum, fillTcpChecksum, csumReplace16, csumReplace32 } from '../wire/checksum.js';
+import type { PacketInfo } from '../wire/packet.js';
+import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
+import type { Logger } from '../util/logger.js';
+
+export const FORWARD = 0;
+export const DROP = 1;
+export type Action = typeof FORWARD | typeof DROP;
+
+export interface SouthOptions {
+  /** A connection with no packet for this long is released (ms). */
+  idleTimeoutMs: number;
+  /** A CLOSED connection is kept this long for late retransmissions (ms). */
+  lingerMs: number;
+  /** Client bytes kept per connection while the log has not opened it yet. */
+  maxPendingBytes: number;
+}
+
+export const defaultSouthOptions: SouthOptions = {
+  idleTimeoutMs: 2 * 60 * 60 * 1000,
+  lingerMs: 5_000,
+  maxPendingBytes: 1 << 20,
+};
+
+export class SouthStats {
+  flowsOpened = 0;
+  flowsClosed = 0;
+  flowsExpired = 0;
+  flowsReset = 0;
+  logOpenFailures = 0;
+  bytesLogged = 0;
+  pendingDropped = 0;
+  acksLowered = 0;
+  acksHeld = 0;
+  heldReleased = 0;
+  unknownFlowPackets = 0;
+  simultaneousOpen = 0;
+}
+
+/** Offsets of TCP header fields used here (RFC 793). */
+const TCP_SEQ = 4;
+const TCP_ACKNO = 8;
+const TCP_FLAGS = 13;
+const TCP_WINDOW = 14;
+const TCP_CSUM = 16;
+const IP_TOTLEN = 2;
+
+export class SouthWrapper {
+  readonly stats = new SouthStats();
+  private readonly opts = new TcpOptions();
+  private readonly opts2 = new TcpOptions();
+
+  constructor(
+    private readonly table: FlowTable,
+    private readonly log: LogStore,
+    /** Writes a packet the gateway made itself (a released ACK) toward the client. */
+    private readonly emit: (buf: Buffer, off: number, len: number) => void,
+    private readonly options: SouthOptions,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  // ---- client → server -------------------------------------------------------------
+
+  fromClient(svc: Service, buf: Buffer, p: PacketInfo): Action {
+    const flags = p.flags;
+    let flow = this.table.get(svc, p.src, p.srcPort);
+    if (flags & TCP_SYN) {
+      if (flags & TCP_ACK) {
+        // A SYN-ACK toward the server port: simultaneous open, not a client of the service.
+        this.stats.simultaneousOpen++;
+        return FORWARD;
+      }
+      if (!flow || flow.clientIsn !== p.seq || flow.state === 'CLOSED') {
+        if (flow) this.release(svc, flow, 'replaced by a new SYN');
+        const options = Buffer.from(buf.subarray(p.optOff, p.optOff + p.optLen));
+        flow = new Flow(p.src * 65536 + p.srcPort, p.src, p.srcPort, p.dst, p.dstPort, p.seq, options, this.now());
+        this.table.add(svc, flow);
+        this.stats.flowsOpened++;
+      }
+      return FORWARD;
+    }
+    if (!flow) {
+      // A connection that predates the gateway (or was released): it cannot be protected.
+      this.stats.unknownFlowPackets++;
+      return FORWARD;
+    }
+    flow.lastActivity = this.now();
+    if (flow.state === 'SYN_SEEN') return FORWARD;
+
+    if (flags & TCP_RST) {
+      // RFC 5961: only an RST inside the window the server advertised ends the connection.
+      const off = flow.inOffset(p.seq);
+      if (off >= flow.delivered && off <= flow.rightEdge) {
+        this.stats.flowsReset++;
+        flow.to('CLOSED', 'client RST', this.logger);
+        flow.closedAt = this.now();
+      }
+      return FORWARD;
+    }
+
+    if (flags & TCP_ACK) {
+      const acked = flow.outOffset(p.ack);
+      if (acked > flow.cliAcked && acked <= flow.sndMax) flow.cliAcked = acked;
+    }
+
+    const len = p.payloadLen;
+    if (len > 0 || flags & TCP_FIN) {
+      const off = flow.inOffset(p.seq);
+      const end = off + len;
+      if (len > 0 && end > flow.stable) {
+        const start = off > flow.stable ? off : flow.stable;
+        const data = buf.subarray(p.payloadOff + (start - off), p.payloadOff + len);
+        if (flow.logId >= 0) {
+          this.log.append(flow.logId, start, data);
+          this.stats.bytesLogged += data.length;
+        } else {
+          this.keepPending(flow, start, data);
+        }
+      }
+      if (off <= flow.received && end > flow.received) flow.received = end;
+      if (end > flow.high) flow.high = end;
+      if (flags & TCP_FIN && flow.clientFin < 0) {
+        flow.clientFin = end;
+        if (flow.logId >= 0) this.log.appendFin(flow.logId, end);
+        if (flow.state === 'ESTABLISHED') flow.to('CLOSING', 'client FIN', this.logger);
+      }
+    }
+    this.checkClosed(flow);
+    return FORWARD;
+  }
+
+  private keepPending(flow: Flow, offset: number, data: Buffer): void {
+    if (flow.pendingBytes + data.length > this.options.maxPendingBytes) {
+      // Not logged, so never acked: the client will send these bytes again.
+      this.stats.pendingDropped += data.length;
+      return;
+    }
+    (flow.pending ??= []).push({ offset, data: Buffer.from(data) });
+    flow.pendingBytes += data.length;
+  }
+
+  // ---- server → client -------------------------------------------------------------
+
+  fromServer(svc: Service, buf: Buffer, p: PacketInfo): Action {
+    const flags = p.flags;
+    const flow = this.table.get(svc, p.dst, p.dstPort);
+    if (!flow) {
+      this.stats.unknownFlowPackets++;
+      return FORWARD;
+    }
+    if (flags & TCP_SYN) {
+      if (flags & TCP_ACK && flow.state === 'SYN_SEEN') this.established(flow, buf, p);
+      return FORWARD;
+    }
+    flow.lastActivity = this.now();
+    if (flow.state === 'SYN_SEEN') return FORWARD;
+
+    if (flags & TCP_RST) {
+      // Issue "crash masking" holds this for the supervisor's verdict; for now the
+      // server's own abort ends the connection.
+      this.stats.flowsReset++;
+      flow.to('CLOSED', 'server RST', this.logger);
+      flow.closedAt = this.now();
+      return FORWARD;
+    }
+
+    const len = p.payloadLen;
+    const fin = flags & TCP_FIN ? 1 : 0;
+    if (len > 0 || fin) {
+      const o = flow.outOffset(p.seq);
+      const e = o + len + fin;
+      if (e > flow.sndMax) flow.sndMax = e;
+      if (fin && flow.serverFin < 0) {
+        flow.serverFin = o + len;
+        if (flow.state === 'ESTABLISHED') flow.to('CLOSING', 'server FIN', this.logger);
+      }
+    }
+    if (!(flags & TCP_ACK)) return FORWARD;
+
+    const acked = flow.inOffset(p.ack);
+    if (acked > flow.delivered) flow.delivered = acked;
+    const shift = flow.serverWscale;
+    const rightEdge = acked + p.window * 2 ** shift;
+    flow.rightEdge = rightEdge;
+
+    const limit = flow.stable;
+    if (acked <= limit) {
+      if (acked > flow.complete) flow.complete = acked;
+      if (flow.held !== null && acked >= flow.heldAck) flow.held = null;
+      this.checkClosed(flow);
+      return FORWARD;
+    }
+
+    // The server acknowledges bytes the log does not hold stably yet.
+    this.holdTemplate(flow, buf, p, acked, len, fin);
+    if (len > 0 || fin) {
+      // Data or FIN must go now: lower its ack to `stable`, keep the window's right edge.
+      this.rewriteAck(buf, p.ipOff, p.l4Off, flow, limit, rightEdge);
+      if (limit > flow.complete) flow.complete = limit;
+      this.stats.acksLowered++;
+      return FORWARD;
+    }
+    this.stats.acksHeld++;
+    return DROP;
+  }
+
+  private established(flow: Flow, buf: Buffer, p: PacketInfo): void {
+    flow.serverIsn = p.seq;
+    flow.serverSynOptions = Buffer.from(buf.subarray(p.optOff, p.optOff + p.optLen));
+    const c = this.opts;
+    const s = this.opts2;
+    const okC = parseTcpOptions(flow.clientSynOptions, 0, flow.clientSynOptions.length, c);
+    const okS = parseTcpOptions(buf, p.optOff, p.optLen, s);
+    if (okC && okS && c.wscale >= 0 && s.wscale >= 0) {
+      flow.clientWscale = Math.min(c.wscale, 14);
+      flow.serverWscale = Math.min(s.wscale, 14);
+    }
+    flow.rightEdge = p.window; // a SYN-ACK's window is never scaled
+    flow.to('ESTABLISHED', 'server SYN-ACK', this.logger);
+    const svcFlow = flow;
+    this.log
+      .open({
+        client: { addr: u32ToIp(flow.clientIp), port: flow.clientPort },
+        server: { addr: u32ToIp(flow.serverIp), port: flow.serverPort },
+        clientIsn: flow.clientIsn,
+        serverIsn: flow.serverIsn,
+        clientSynOptions: flow.clientSynOptions,
+        serverSynOptions: flow.serverSynOptions,
+      })
+      .then(
+        (id) => {
+          if (svcFlow.state === 'CLOSED' && svcFlow.closedAt > 0 && this.now() - svcFlow.closedAt > this.options.lingerMs) {
+            this.log.close(id);
+            return;
+          }
+          this.table.bindLogId(svcFlow, id);
+          const pending = svcFlow.pending;
+          svcFlow.pending = null;
+          svcFlow.pendingBytes = 0;
+          if (pending) {
+            for (const seg of pending) {
+              this.log.append(id, seg.offset, seg.data);
+              this.stats.bytesLogged += seg.data.length;
+            }
+          }
+          if (svcFlow.clientFin >= 0) this.log.appendFin(id, svcFlow.clientFin);
+        },
+        (err: unknown) => {
+          this.stats.logOpenFailures++;
+          this.logger.error({ flow: svcFlow.describe(), err }, 'log open failed: connection stays unacked');
+        },
+      );
+  }
+
+  /**
+   * Keeps a pure-ACK copy of the server's latest header (seq after this segment, flags ACK
+   * only, no payload), to be sent when stability reaches `acked`.
+   */
+  private holdTemplate(flow: Flow, buf: Buffer, p: PacketInfo, acked: number, len: number, fin: number): void {
+    const hdrLen = p.ipHdrLen + p.tcpHdrLen;
+    let held = flow.held;
+    if (held === null || held.length < hdrLen) held = flow.held = Buffer.allocUnsafe(Math.max(hdrLen, 120));
+    buf.copy(held, 0, p.ipOff, p.ipOff + hdrLen);
+    flow.heldLen = hdrLen;
+    flow.heldAck = acked;
+    held.writeUInt16BE(hdrLen, IP_TOTLEN);
+    if (len > 0 || fin) {
+      const t = p.ipHdrLen;
+      held.writeUInt32BE(seqAdd(p.seq, len + fin), t + TCP_SEQ);
+      held[t + TCP_FLAGS] = held[t + TCP_FLAGS]! & ~(TCP_FIN | TCP_PSH);
+      fillIpv4HeaderChecksum(held, 0);
+    }
+  }
+
+  /** Sets the ack of the TCP segment at l4Off to in-stream offset `ackOff`, keeping the right edge. */
+  private rewriteAck(buf: Buffer, ipOff: number, l4Off: number, flow: Flow, ackOff: number, rightEdge: number): void {
+    const oldAck = buf.readUInt32BE(l4Off + TCP_ACKNO);
+    const newAck = flow.inSeq(ackOff);
+    const oldWin = buf.readUInt16BE(l4Off + TCP_WINDOW);
+    let newWin = Math.ceil((rightEdge - ackOff) / 2 ** flow.serverWscale);
+    if (newWin > 0xffff) newWin = 0xffff;
+    let csum = buf.readUInt16BE(l4Off + TCP_CSUM);
+    csum = csumReplace32(csum, oldAck, newAck);
+    csum = csumReplace16(csum, oldWin, newWin);
+    buf.writeUInt32BE(newAck, l4Off + TCP_ACKNO);
+    buf.writeUInt16BE(newWin, l4Off + TCP_WINDOW);
+    buf.writeUInt16BE(csum, l4Off + TCP_CSUM);
+    void ipOff;
+  }
+
+  // ---- stability upcall ------------------------------------------------------------
+
+  onStable(id: number, stable: number): void {
+    const flow = this.table.byLog(id);
+    if (!flow || stable <= flow.stable) return;
+    flow.stable = stable;
+    const held = flow.held;
+    if (held === null || flow.complete >= stable) return;
+    const ackOff = flow.heldAck < stable ? flow.heldAck : stable;
+    const t = held[0]! & 0x0f;
+    const ipHdr = t * 4;
+    const rightEdge = flow.heldAck + held.readUInt16BE(ipHdr + TCP_WINDOW) * 2 ** flow.serverWscale;
+    const out = Buffer.allocUnsafe(flow.heldLen);
+    held.copy(out, 0, 0, flow.heldLen);
+    out.writeUInt32BE(flow.inSeq(ackOff), ipHdr + TCP_ACKNO);
+    let win = Math.ceil((rightEdge - ackOff) / 2 ** flow.serverWscale);
+    if (win > 0xffff) win = 0xffff;
+    out.writeUInt16BE(win, ipHdr + TCP_WINDOW);
+    fillTcpChecksum(out, 0);
+    flow.complete = ackOff;
+    if (ackOff >= flow.heldAck) flow.held = null;
+    this.stats.heldReleased++;
+    this.emit(out, 0, out.length);
+    this.checkClosed(flow);
+  }
+
+  // ---- end of a connection ---------------------------------------------------------
+
+  private checkClosed(flow: Flow): void {
+    if (flow.state !== 'CLOSING') return;
+    if (flow.clientFin >= 0 && flow.complete > flow.clientFin && flow.serverFin >= 0 && flow.cliAcked > flow.serverFin) {
+      flow.to('CLOSED', 'both FINs acked', this.logger);
+      flow.closedAt = this.now();
+    }
+  }
+
+  private release(svc: Service, flow: Flow, why: string): void {
+    this.table.remove(svc, flow);
+    if (flow.logId >= 0) this.log.close(flow.logId);
+    this.stats.flowsClosed++;
+    this.logger.debug({ flow: flow.describe(), why }, 'flow released');
+  }
+
+  /** Releases CLOSED flows after the linger time and idle flows after the idle timeout. */
+  sweep(): void {
+    const now = this.now();
+    for (const [svc, flow] of this.table.flows()) {
+      if (flow.state === 'CLOSED') {
+        if (now - flow.closedAt >= this.options.lingerMs) this.release(svc, flow, 'closed');
+      } else if (now - flow.lastActivity >= this.options.idleTimeoutMs) {
+        this.stats.flowsExpired++;
+        flow.to('CLOSED', 'idle timeout', this.logger);
+        this.release(svc, flow, 'idle timeout');
+      }
+    }
+  }
+
+  /** A connection expired by the log (idle expiry there): forget it here too. */
+  onLogExpired(id: number): void {
+    const flow = this.table.byLog(id);
+    if (!flow) return;
+    const svc = this.table.service(flow.serverIp, flow.serverPort);
+    if (svc) {
+      this.table.remove(svc, flow);
+      this.stats.flowsExpired++;
+    }
+  }
+}
+

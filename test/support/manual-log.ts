@@ -1,0 +1,68 @@
+/**
+ * A LogStore whose stability the test drives by hand: `stabilize(id, n)` fires the
+ * stability upcall. Appends are recorded so tests can check what reached the log.
+ */
+import type { ConnectionRecord, Endpoint, LogStatus, LogStore, OpenMeta, StabilityListener, StatusListener } from '../../src/log/types.js';
+
+export class ManualLog implements LogStore {
+  readonly opened: OpenMeta[] = [];
+  readonly appends: Array<{ id: number; offset: number; data: Buffer }> = [];
+  readonly fins: Array<{ id: number; offset: number }> = [];
+  readonly closed: number[] = [];
+  private stable = new Map<number, number>();
+  private listener: StabilityListener = () => {};
+  private nextId = 1;
+
+  async open(meta: OpenMeta): Promise<number> {
+    this.opened.push(meta);
+    const id = this.nextId++;
+    this.stable.set(id, 0);
+    return id;
+  }
+  append(id: number, offset: number, data: Uint8Array): void {
+    this.appends.push({ id, offset, data: Buffer.from(data) });
+  }
+  appendFin(id: number, offset: number): void {
+    this.fins.push({ id, offset });
+  }
+  onStable(l: StabilityListener): void {
+    this.listener = l;
+  }
+  onStatus(_l: StatusListener): void {}
+  stabilize(id: number, n: number): void {
+    this.stable.set(id, n);
+    this.listener(id, n);
+  }
+  /** The bytes appended for `id`, assembled by offset (gap-free prefix). */
+  bytes(id: number): Buffer {
+    const parts = this.appends.filter((a) => a.id === id).sort((a, b) => a.offset - b.offset);
+    const out: Buffer[] = [];
+    let at = 0;
+    for (const p of parts) {
+      if (p.offset > at) break;
+      if (p.offset + p.data.length <= at) continue;
+      out.push(p.data.subarray(at - p.offset));
+      at = p.offset + p.data.length;
+    }
+    return Buffer.concat(out);
+  }
+  listActive(): ConnectionRecord[] {
+    return [];
+  }
+  queryEndpoint(_c: Endpoint, _s?: Endpoint): ConnectionRecord | undefined {
+    return undefined;
+  }
+  async read(id: number, start: number, end: number): Promise<Buffer> {
+    return this.bytes(id).subarray(start, end);
+  }
+  gc(): void {}
+  close(id: number): void {
+    this.closed.push(id);
+  }
+  status(): LogStatus {
+    return 'OK';
+  }
+  registerServices(): void {}
+  setIdleExpiry(): void {}
+  async shutdown(): Promise<void> {}
+}
