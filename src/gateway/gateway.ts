@@ -15,7 +15,7 @@ import type { PacketBatch, TunDevice } from '../tun/device.js';
 import type { LogStore } from '../log/types.js';
 import { FlowTable, type ServiceSpec } from '../flow/table.js';
 import { SouthWrapper, FORWARD, defaultSouthOptions, type SouthOptions } from '../wrappers/south.js';
-import { PacketInfo, parsePacket, Verdict, DropCounters, isDrop } from '../wire/packet.js';
+import { PacketInfo, parsePacket, Verdict, DropCounters, isDrop, FIRST_DROP, VERDICT_COUNT, verdictName } from '../wire/packet.js';
 import type { Logger } from '../util/logger.js';
 
 export interface GatewayOptions {
@@ -174,9 +174,16 @@ export class Gateway {
       connections: this.table.size,
       stats: { ...this.stats },
       south: { ...this.south.stats },
-      drops: this.drops.snapshot(),
+      drops: this.dropReasons(),
       flows,
     };
+  }
+
+  /** Malformed packets dropped, by reason. */
+  dropReasons(): Record<string, number> {
+    const r: Record<string, number> = {};
+    for (let v = FIRST_DROP; v < VERDICT_COUNT; v++) r[verdictName(v)] = this.drops.get(v);
+    return r;
   }
 
   /** Prometheus text exposition. */
@@ -189,7 +196,7 @@ export class Gateway {
     for (const [k, v] of Object.entries(this.south.stats)) put(`south_${snake(k)}_total`, `south wrapper ${k}`, 'counter', v as number);
     put('connections', 'protected connections in the flow table', 'gauge', this.table.size);
     lines.push('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');
-    for (const [reason, v] of Object.entries(this.drops.snapshot())) lines.push(`ftcp_drops_total{reason="${reason}"} ${v}`);
+    for (const [reason, v] of Object.entries(this.dropReasons())) lines.push(`ftcp_drops_total{reason="${reason}"} ${v}`);
     put('log_ok', '1 when the log status is OK', 'gauge', this.log.status() === 'OK' ? 1 : 0);
     return lines.join('\n') + '\n';
   }

@@ -42,6 +42,8 @@ export interface SteeringOptions {
   /** First rule preference; one per steered interface. */
   pref: number;
   mtu: number;
+  /** Packets the kernel may queue toward the TUN while the gateway is busy (default 4096). */
+  txQueueLen?: number;
 }
 
 export class Steering {
@@ -69,7 +71,8 @@ export class Steering {
       }
     }
     try {
-      await ip(['link', 'set', 'dev', tun, 'mtu', String(mtu), 'up']);
+      // The kernel's default of 500 overflows at line rate while JavaScript runs a batch.
+      await ip(['link', 'set', 'dev', tun, 'mtu', String(mtu), 'txqueuelen', String(this.opts.txQueueLen ?? 4096), 'up']);
       const all = await sysctl('net.ipv4.conf.all.rp_filter');
       await setSysctl(`net.ipv4.conf.${tun}.rp_filter`, '0');
       if (all !== '0') {

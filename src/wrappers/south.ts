@@ -70,6 +70,8 @@ export class SouthWrapper {
   readonly stats = new SouthStats();
   private readonly opts = new TcpOptions();
   private readonly opts2 = new TcpOptions();
+  /** Called at every advance of a connection's stable point (for traces and tests). */
+  onStableAdvance: ((flow: Flow) => void) | null = null;
 
   constructor(
     private readonly table: FlowTable,
@@ -316,6 +318,9 @@ export class SouthWrapper {
     const flow = this.table.byLog(id);
     if (!flow || stable <= flow.stable) return;
     flow.stable = stable;
+    // stable(p) → received(p): what the log holds gap-free, the gateway has seen gap-free.
+    if (stable > flow.received) flow.received = flow.clientFin >= 0 && stable > flow.clientFin ? flow.clientFin : stable;
+    if (this.onStableAdvance !== null) this.onStableAdvance(flow);
     const held = flow.held;
     if (held === null || flow.complete >= stable) return;
     const ackOff = flow.heldAck < stable ? flow.heldAck : stable;

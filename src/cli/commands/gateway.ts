@@ -16,6 +16,21 @@ import { Gateway } from '../../gateway/gateway.js';
 import { Steering } from '../../gateway/steering.js';
 import { startControl } from '../../gateway/control.js';
 import { createLog } from '../../log/index.js';
+import { realtimeNs } from '../../tun/native.js';
+import { u32ToIp } from '../../wire/addr.js';
+import type { Flow } from '../../flow/flow.js';
+import { createWriteStream } from 'node:fs';
+
+/** Writes one line per stable-point advance, stamped with CLOCK_REALTIME (the capture clock). */
+function stabilityTracer(file: string): { trace: (flow: Flow) => void; close: () => Promise<void> } {
+  const out = createWriteStream(file, { flags: 'a' });
+  return {
+    trace: (f) => {
+      out.write(`${realtimeNs()} ${u32ToIp(f.clientIp)}:${f.clientPort} ${f.serverPort} ${f.clientIsn} ${f.stable}\n`);
+    },
+    close: () => new Promise<void>((resolve) => out.end(resolve)),
+  };
+}
 
 const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…] [options]
 
@@ -28,6 +43,8 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
   --ready-file <path>     written (JSON) once the gateway forwards; removed at exit
   --idle-timeout <s>      release connections idle this long (default 7200)
   --mtu <n>               TUN MTU (default 1500)
+  --stability-trace <f>   append a line per stable-point advance: <realtime ns> <client ip:port>
+                          <server port> <client ISN> <stable offset> (for offline invariant checks)
 
 example: ftcp gateway --tun ftcp0 --protect 198.18.2.2:5001 --steer gc0,gs0 --log embedded:disk:/var/lib/ftcp`;
 
@@ -42,6 +59,7 @@ export async function run(argv: string[]): Promise<number> {
     'ready-file': { type: 'string' },
     'idle-timeout': { type: 'string', default: '7200' },
     mtu: { type: 'string', default: '1500' },
+    'stability-trace': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -70,17 +88,20 @@ export async function run(argv: string[]): Promise<number> {
   const tun = LinuxTun.open(values.tun, { slotSize: mtu + 64 });
   const steering = new Steering({ tun: tun.name, steer, table, pref: 1000, mtu }, logger);
   let gw: Gateway | null = null;
+  const tracer = values['stability-trace'] ? stabilityTracer(values['stability-trace']) : null;
   let stopping = false;
   const cleanup = async () => {
     gw?.stop();
     tun.close();
     await steering.teardown();
     await log.shutdown().catch(() => {});
+    await tracer?.close();
     if (values['ready-file']) await rm(values['ready-file'], { force: true });
   };
   try {
     await steering.setup();
     gw = new Gateway({ tun, services, log, logger, south: { idleTimeoutMs: idle * 1000 } });
+    if (tracer) gw.south.onStableAdvance = tracer.trace;
     gw.start();
     if (control) await startControl(gw, control.addr, control.port);
     if (values['ready-file']) {
