@@ -23,8 +23,16 @@ import { keystreamSha256 } from '../../src/demo/keystream.js';
 const MB = 1_000_000;
 const SRV = '198.18.2.2';
 
-describe('gateway normal path, memory log (lab)', () => {
+const CASES = [
+  // The issue's sizes with the memory log; the disk log (lmdb, fsync per commit) with less,
+  // where stability lags and the gateway really lowers and holds acks.
+  { log: 'embedded', mb: 200, echo: 100, expectGating: false },
+  { log: 'embedded:disk', mb: 50, echo: 30, expectGating: true },
+] as const;
+
+for (const c of CASES) describe(`gateway normal path, log ${c.log} (lab)`, () => {
   const name = randomLabName('ftcpt');
+  const BYTES = c.mb * MB;
   let dir = '';
   let topo: LabTopology;
   const servers: ChildProcess[] = [];
@@ -32,7 +40,7 @@ describe('gateway normal path, memory log (lab)', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'ftcp-test-'));
-    topo = await labUp({ name, protect: [5001, 5002, 5003], extraGatewayArgs: ['--stability-trace', path.join(dir, 'stable.trace')] });
+    topo = await labUp({ name, protect: [5001, 5002, 5003], log: c.log, extraGatewayArgs: ['--stability-trace', path.join(dir, 'stable.trace')] });
     servers.push(await startDemoServer(topo.namespaces.server, 'upload', `${SRV}:5001`));
     servers.push(await startDemoServer(topo.namespaces.server, 'download', `${SRV}:5002`));
     servers.push(await startDemoServer(topo.namespaces.server, 'echo', `${SRV}:5003`));
@@ -48,27 +56,27 @@ describe('gateway normal path, memory log (lab)', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('carries a 200 MB upload byte-exact through a protected port', async () => {
-    const r = await runDemoClient(topo.namespaces.client, ['--kind', 'upload', '--connect', `${SRV}:5001`, '--bytes', String(200 * MB), '--seed', '7']);
+  it(`carries a ${c.mb} MB upload byte-exact through a protected port`, async () => {
+    const r = await runDemoClient(topo.namespaces.client, ['--kind', 'upload', '--connect', `${SRV}:5001`, '--bytes', String(BYTES), '--seed', '7']);
     expect(r.errors).toEqual([]);
     expect(r.allOk).toBe(true);
-    expect(r.bytesSent).toBe(200 * MB);
+    expect(r.bytesSent).toBe(BYTES);
     // The client checked the server's digest against its own; check its own against an independent recomputation.
-    expect(r.perConnection[0]!.sentSha256).toBe(keystreamSha256('7', 200 * MB));
+    expect(r.perConnection[0]!.sentSha256).toBe(keystreamSha256('7', BYTES));
   });
 
-  it('carries a 200 MB download byte-exact through a protected port', async () => {
-    const r = await runDemoClient(topo.namespaces.client, ['--kind', 'download', '--connect', `${SRV}:5002`, '--bytes', String(200 * MB), '--seed', '11']);
+  it(`carries a ${c.mb} MB download byte-exact through a protected port`, async () => {
+    const r = await runDemoClient(topo.namespaces.client, ['--kind', 'download', '--connect', `${SRV}:5002`, '--bytes', String(BYTES), '--seed', '11']);
     expect(r.errors).toEqual([]);
     expect(r.allOk).toBe(true);
-    expect(r.bytesReceived).toBe(200 * MB);
-    expect(r.perConnection[0]!.recvSha256).toBe(keystreamSha256('11', 200 * MB));
+    expect(r.bytesReceived).toBe(BYTES);
+    expect(r.perConnection[0]!.recvSha256).toBe(keystreamSha256('11', BYTES));
   });
 
-  it('carries 100 concurrent echo connections', async () => {
-    const r = await runDemoClient(topo.namespaces.client, ['--kind', 'echo', '--connect', `${SRV}:5003`, '--connections', '100', '--lines', '200']);
+  it(`carries ${c.echo} concurrent echo connections`, async () => {
+    const r = await runDemoClient(topo.namespaces.client, ['--kind', 'echo', '--connect', `${SRV}:5003`, '--connections', String(c.echo), '--lines', '200']);
     expect(r.errors).toEqual([]);
-    expect(r.ok).toBe(100);
+    expect(r.ok).toBe(c.echo);
     for (const c of r.perConnection) expect(c.recvSha256).toBe(c.sentSha256); // echo: what came back is what went
   });
 
@@ -84,8 +92,9 @@ describe('gateway normal path, memory log (lab)', () => {
 
   it('let no ack beyond the stable point reach the client', async () => {
     const st = await gatewayStatus(name);
-    expect(st.south.bytesLogged).toBeGreaterThanOrEqual(200 * MB);
+    expect(st.south.bytesLogged).toBeGreaterThanOrEqual(BYTES);
     expect(st.stats.dropped).toBe(0);
+    if (c.expectGating) expect(st.south.acksHeld + st.south.acksLowered).toBeGreaterThan(0);
     await capture!.stop();
     capture = null;
     // SIGTERM the gateway (flushes the trace) by taking the lab down at the end; read what is written now.
@@ -93,8 +102,8 @@ describe('gateway normal path, memory log (lab)', () => {
     const trace = parseStabilityTrace(await readFile(path.join(dir, 'stable.trace'), 'utf8'));
     const pcap = await readFile(path.join(dir, 'client.pcap'));
     const rep = checkAckInvariant(pcap, trace, [5001, 5002, 5003]);
-    expect(rep.connections).toBeGreaterThanOrEqual(102);
-    expect(rep.checked).toBeGreaterThan(50_000);
+    expect(rep.connections).toBeGreaterThanOrEqual(c.echo + 2);
+    expect(rep.checked).toBeGreaterThan(c.mb * 200);
     expect(rep.violations.slice(0, 5)).toEqual([]);
   });
 });
