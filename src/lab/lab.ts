@@ -43,6 +43,8 @@ export interface LabUpOptions {
   gatewayCommand?: string[];
   /** How long to wait for the gateway's ready file (default 15 s). */
   readyTimeoutMs?: number;
+  /** Aborting makes `labUp` stop at its next step and roll back (the CLI wires SIGINT/SIGTERM here). */
+  signal?: AbortSignal;
 }
 
 export interface LabStatus {
@@ -190,7 +192,8 @@ async function teardown(namespaces: string[], gatewayPids: number[], stateDir: s
   return problems;
 }
 
-async function runRole(ns: string, role: string, args: string[]): Promise<void> {
+async function runRole(ns: string, role: string, args: string[], signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) throw new FtcpError('FTCP_LAB_ABORTED', `up interrupted before the ${role} role`);
   await mustExec('ip', ['netns', 'exec', ns, 'bash', join(SCRIPTS, `role-${role}.sh`), ...args]);
 }
 
@@ -223,13 +226,19 @@ export async function labUp(opts: LabUpOptions): Promise<LabTopology> {
   // From here on, every failure rolls back what this call made (and only that).
   const made: string[] = [];
   let gatewayPid: number | null = null;
+  const step = () => {
+    if (opts.signal?.aborted) throw new FtcpError('FTCP_LAB_ABORTED', `lab '${name}': up interrupted`);
+  };
   try {
     for (const n of all) {
+      step();
       await mustExec('ip', ['netns', 'add', n]);
       made.push(n);
     }
-    const veth = async (a: string, ifA: string, b: string, ifB: string) =>
-      mustExec('ip', ['-n', a, 'link', 'add', ifA, 'type', 'veth', 'peer', 'name', ifB, 'netns', b]);
+    const veth = async (a: string, ifA: string, b: string, ifB: string) => {
+      step();
+      return mustExec('ip', ['-n', a, 'link', 'add', ifA, 'type', 'veth', 'peer', 'name', ifB, 'netns', b]);
+    };
     await veth(ns.client, INTERFACES.client, ns.gw, INTERFACES.gwClient);
     await veth(ns.server, INTERFACES.server, ns.gw, INTERFACES.gwServer);
     await veth(ns.log, INTERFACES.log1, ns.gw, INTERFACES.gwLog1);
@@ -240,12 +249,13 @@ export async function labUp(opts: LabUpOptions): Promise<LabTopology> {
       '--if', `${INTERFACES.gwServer}=${cidr(ADDRESSES.gwServer)}`,
       '--if', `${INTERFACES.gwLog1}=${cidr(ADDRESSES.gwLog1)}`,
       '--if', `${INTERFACES.gwLog2}=${cidr(ADDRESSES.gwLog2)}`,
-    ]);
-    await runRole(ns.client, 'client', ['--if', `${INTERFACES.client}=${cidr(ADDRESSES.client)}`, '--via', ADDRESSES.gwClient]);
-    await runRole(ns.server, 'server', ['--if', `${INTERFACES.server}=${cidr(ADDRESSES.server)}`, '--via', ADDRESSES.gwServer]);
-    await runRole(ns.log, 'log', ['--if', `${INTERFACES.log1}=${cidr(ADDRESSES.log1)}`, '--if', `${INTERFACES.log2}=${cidr(ADDRESSES.log2)}`]);
+    ], opts.signal);
+    await runRole(ns.client, 'client', ['--if', `${INTERFACES.client}=${cidr(ADDRESSES.client)}`, '--via', ADDRESSES.gwClient], opts.signal);
+    await runRole(ns.server, 'server', ['--if', `${INTERFACES.server}=${cidr(ADDRESSES.server)}`, '--via', ADDRESSES.gwServer], opts.signal);
+    await runRole(ns.log, 'log', ['--if', `${INTERFACES.log1}=${cidr(ADDRESSES.log1)}`, '--if', `${INTERFACES.log2}=${cidr(ADDRESSES.log2)}`], opts.signal);
 
     const topo = buildTopology({ name, protect, forward, log });
+    step();
     await writeState(topo);
     if (forward === 'gateway') {
       const started = await startGateway(topo, opts, (pid) => { gatewayPid = pid; });
@@ -302,6 +312,7 @@ async function startGateway(topo: LabTopology, opts: LabUpOptions, onSpawn: (pid
         if (exited === null || pidAlive(readyPid)) return { pid: readyPid, argv };
       } catch { /* partly written: poll again */ }
     }
+    if (opts.signal?.aborted) throw new FtcpError('FTCP_LAB_ABORTED', `lab '${topo.name}': up interrupted while waiting for the gateway`);
     if (exited !== null) {
       throw new FtcpError('FTCP_LAB_GATEWAY', `gateway ${exited} before it was ready; ${logFile} ends with:\n${tailOf(logFile)}`);
     }

@@ -294,6 +294,44 @@ setInterval(() => {}, 1000);
   });
 });
 
+describe('lab gateway mode (interruptions and the real gateway)', () => {
+  it('aborting up while it waits for the gateway rolls everything back', async () => {
+    const name = newName();
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 700);
+    const stuck = `process.on('SIGTERM', () => process.exit(0)); setInterval(() => {}, 1000);`;
+    const err = await labUp({ name, protect: [7000], signal: ac.signal, readyTimeoutMs: 60_000, gatewayCommand: [process.execPath, '-e', stuck] })
+      .then(() => null, (e: unknown) => e);
+    expect((err as FtcpError).code).toBe('FTCP_LAB_ABORTED');
+    await expectGone(name);
+  });
+
+  it('an already aborted signal creates nothing', async () => {
+    const name = newName();
+    const ac = new AbortController();
+    ac.abort();
+    await expect(labUp({ name, forward: 'kernel', signal: ac.signal })).rejects.toThrow('interrupted');
+    await expectGone(name);
+  });
+
+  it('with `ftcp gateway` itself: TCP to a protected port crosses it, status sees it, down stops it', async () => {
+    const name = newName();
+    const t = await labUp({ name, protect: [7003] });
+    expect(t.gatewayPid).toBeGreaterThan(0);
+    expect(t.gatewayCommand).toEqual([process.execPath, CLI, 'gateway', '--tun', 'ftcp0', '--protect', '198.18.2.2:7003', '--steer', 'gc0,gs0',
+      '--log', 'embedded:memory', '--control', '198.18.2.1:7070', '--ready-file', `${t.stateDir}/gateway.ready`]);
+    expect((await labStatus(name)).gatewayAlive).toBe(true);
+    const data = randomBytes(1024 * 1024);
+    const sha = createHash('sha256').update(data).digest('hex');
+    const { srv, cli: cl } = await echoAcross(t, data, 7003);
+    expect(srv).toEqual({ peer: ADDRESSES.client, sha, bytes: data.length });
+    expect(cl).toEqual({ local: ADDRESSES.client, sha, bytes: data.length });
+    const pid = t.gatewayPid!;
+    await labDown(name);
+    await expectGone(name, [pid]);
+  });
+});
+
 describe('ftcp lab (CLI)', () => {
   beforeAll(() => {
     // Build dist/ (others' type errors may make tsc exit non-zero; it still emits).
@@ -342,7 +380,7 @@ describe('ftcp lab (CLI)', () => {
     expect(g.topology).toBeNull();
   });
 
-  it('gateway mode with a gateway that fails to start: exit 1, nothing left', async () => {
+  it('gateway mode through the CLI: comes up with status alive and down removes it, or fails with exit 1 and leaves nothing', async () => {
     const name = newName();
     // The real `ftcp gateway` started by the CLI with the documented command line. While it is the
     // placeholder (or broken), this checks the rollback path through the CLI; once it works, it

@@ -55,7 +55,18 @@ export async function run(argv: string[]): Promise<number> {
       const protect = values.protect === undefined ? [] : parseProtectList(values.protect);
       const forward = checkForward(values.forward ?? 'gateway');
       const log = checkLogMode(values.log ?? 'embedded');
-      const t = await labUp({ name, protect, forward, log });
+      // Ctrl-C or a SIGTERM while coming up: stop at the next step and roll back, leave nothing.
+      const ac = new AbortController();
+      const onSignal = () => ac.abort();
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      let t;
+      try {
+        t = await labUp({ name, protect, forward, log, signal: ac.signal });
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
       out(values.json ? JSON.stringify(t, null, 2) : describe(t));
       return 0;
     }
