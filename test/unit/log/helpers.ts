@@ -16,7 +16,7 @@ export function streamBytes(seed: number, start: number, end: number): Buffer {
 
 let port = 20000;
 /** Connection metadata with a fresh client port (server 10.9.0.2:80 unless given). */
-export function meta(over: Partial<OpenMeta> = {}): OpenMeta {
+export function openMeta(over: Partial<OpenMeta> = {}): OpenMeta {
   port = port >= 65000 ? 20000 : port + 1;
   return {
     client: { addr: '10.9.0.1', port },

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryLog, SlabStore } from '../../../src/log/memory.js';
-import { meta, StableRecorder, streamBytes } from './helpers.js';
+import { openMeta, StableRecorder, streamBytes } from './helpers.js';
 import { logSuite } from './suite.js';
 
 logSuite(
@@ -16,7 +16,7 @@ describe('MemoryLog specifics', () => {
   it('open_resolves_on_the_next_microtask', async () => {
     const log = new MemoryLog();
     let id = 0;
-    const p = log.open(meta()).then((v) => (id = v));
+    const p = log.open(openMeta()).then((v) => (id = v));
     expect(id).toBe(0);
     await Promise.resolve();
     await p;
@@ -27,7 +27,7 @@ describe('MemoryLog specifics', () => {
   it('one_notification_per_connection_per_microtask_flush', async () => {
     const log = new MemoryLog();
     const rec = new StableRecorder(log);
-    const id = await log.open(meta());
+    const id = await log.open(openMeta());
     for (let i = 0; i < 50; i++) log.append(id, i * 100, Buffer.alloc(100));
     expect(rec.calls).toHaveLength(0);
     await Promise.resolve();
@@ -59,7 +59,7 @@ describe('MemoryLog specifics', () => {
   it('throughput_sanity_print', async () => {
     const log = new MemoryLog();
     const rec = new StableRecorder(log);
-    const id = await log.open(meta());
+    const id = await log.open(openMeta());
     const seg = Buffer.alloc(1448, 1);
     const n = 20_000;
     const t0 = performance.now();

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import type { LogOptions } from '../../../src/log/common.js';
 import type { LogStatus, LogStore } from '../../../src/log/types.js';
 import { FtcpError } from '../../../src/util/errors.js';
-import { meta, StableRecorder, streamBytes, turns, waitFor } from './helpers.js';
+import { openMeta, StableRecorder, streamBytes, turns, waitFor } from './helpers.js';
 
 export interface Harness {
   log: LogStore;
@@ -35,8 +35,8 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('open_assigns_distinct_ids_and_lists_metadata', async () => {
       const { log } = await fresh();
-      const m1 = meta();
-      const m2 = meta({ serverIsn: 0xffffffff });
+      const m1 = openMeta();
+      const m2 = openMeta({ serverIsn: 0xffffffff });
       const a = await log.open(m1);
       const b = await log.open(m2);
       expect(a).not.toBe(b);
@@ -57,14 +57,14 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('open_rejects_malformed_metadata', async () => {
       const { log } = await fresh();
-      await rejectsWithCode(log.open(meta({ client: { addr: '10.9.0.1', port: 70000 } })), 'FTCP_LOG_BAD_META');
-      await rejectsWithCode(log.open(meta({ clientIsn: -1 })), 'FTCP_LOG_BAD_META');
+      await rejectsWithCode(log.open(openMeta({ client: { addr: '10.9.0.1', port: 70000 } })), 'FTCP_LOG_BAD_META');
+      await rejectsWithCode(log.open(openMeta({ clientIsn: -1 })), 'FTCP_LOG_BAD_META');
       expect(log.listActive()).toHaveLength(0);
     });
 
     it('append_in_order_then_read_back', async () => {
       const { log, rec } = await fresh();
-      const id = await log.open(meta());
+      const id = await log.open(openMeta());
       const data = streamBytes(1, 0, 10_000);
       for (let o = 0; o < data.length; o += 1448) log.append(id, o, data.subarray(o, Math.min(o + 1448, data.length)));
       await rec.until(id, data.length);
@@ -79,7 +79,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('append_copies_the_callers_buffer', async () => {
       const { log, rec } = await fresh();
-      const id = await log.open(meta());
+      const id = await log.open(openMeta());
       const buf = Buffer.alloc(3000, 0x41);
       log.append(id, 0, buf);
       buf.fill(0x42); // the caller reuses its buffer at once
@@ -97,7 +97,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('append_never_throws_on_bad_input', async () => {
       const { log, rec } = await fresh();
-      const id = await log.open(meta());
+      const id = await log.open(openMeta());
       expect(() => log.append(id, -5, Buffer.alloc(10))).not.toThrow();
       expect(() => log.append(id, 1.5, Buffer.alloc(10))).not.toThrow();
       expect(() => log.append(id, Number.NaN, Buffer.alloc(10))).not.toThrow();
@@ -114,7 +114,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('stable_never_covers_a_gap_until_it_fills', async () => {
       const { log, rec } = await fresh();
-      const id = await log.open(meta());
+      const id = await log.open(openMeta());
       const data = streamBytes(2, 0, 300);
       log.append(id, 0, data.subarray(0, 100));
       log.append(id, 200, data.subarray(200, 300));
@@ -131,7 +131,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('overlapping_and_duplicate_appends_keep_one_copy', async () => {
       const { log, rec } = await fresh();
-      const id = await log.open(meta());
+      const id = await log.open(openMeta());
       const data = streamBytes(3, 0, 1000);
       log.append(id, 0, data.subarray(0, 100));
       log.append(id, 50, data.subarray(50, 150));
@@ -150,7 +150,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('held_out_of_order_bytes_are_bounded_then_resent', async () => {
       const { log, rec } = await fresh({ maxHeldBytes: 1000 });
-      const id = await log.open(meta());
+      const id = await log.open(openMeta());
       const data = streamBytes(4, 0, 4000);
       log.append(id, 1000, data.subarray(1000, 1800)); // held (800)
       log.append(id, 2000, data.subarray(2000, 4000)); // over the cap: dropped
@@ -192,7 +192,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       await fc.assert(
         fc.asyncProperty(scenario, async ({ stream, order, yieldEvery }) => {
           const L = stream.length;
-          const id = await log.open(meta());
+          const id = await log.open(openMeta());
           const covered = new Uint8Array(L);
           let prefix = 0;
           let violation = '';
@@ -226,8 +226,8 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('notifications_are_async_coalesced_and_monotonic', async () => {
       const { log, rec } = await fresh();
-      const a = await log.open(meta());
-      const b = await log.open(meta());
+      const a = await log.open(openMeta());
+      const b = await log.open(openMeta());
       const data = streamBytes(5, 0, 100 * 1448);
       for (let i = 0; i < 100; i++) {
         log.append(a, i * 1448, data.subarray(i * 1448, (i + 1) * 1448));
@@ -254,7 +254,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('fin_is_stable_after_the_bytes_before_it', async () => {
       const { log, rec } = await fresh();
-      const id = await log.open(meta());
+      const id = await log.open(openMeta());
       const data = streamBytes(6, 0, 500);
       log.append(id, 0, data.subarray(0, 200));
       log.appendFin(id, 500); // FIN known before the data that precedes it
@@ -281,14 +281,14 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('fin_drops_held_bytes_beyond_it_and_fin_on_empty_stream', async () => {
       const { log, rec } = await fresh();
-      const id = await log.open(meta());
+      const id = await log.open(openMeta());
       log.append(id, 100, Buffer.alloc(50, 9)); // held, partly past the FIN
       log.appendFin(id, 120);
       log.append(id, 0, Buffer.alloc(100, 8));
       await rec.until(id, 121);
       expect((await log.read(id, 0, 200)).length).toBe(120);
       expect(log.stats!().bytesBeyondFin).toBe(30);
-      const e = await log.open(meta());
+      const e = await log.open(openMeta());
       log.appendFin(e, 0);
       await rec.until(e, 1);
       expect(log.listActive().find((r) => r.id === e)!.stable).toBe(1);
@@ -296,7 +296,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('gc_discards_below_and_reads_there_reject', async () => {
       const { log, rec } = await fresh();
-      const id = await log.open(meta());
+      const id = await log.open(openMeta());
       const data = streamBytes(7, 0, 300_000);
       for (let o = 0; o < data.length; o += 1448) log.append(id, o, data.subarray(o, Math.min(o + 1448, data.length)));
       await rec.until(id, data.length);
@@ -319,8 +319,8 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('close_forgets_the_connection', async () => {
       const { log, rec } = await fresh();
-      const id = await log.open(meta());
-      const keep = await log.open(meta());
+      const id = await log.open(openMeta());
+      const keep = await log.open(openMeta());
       log.append(id, 0, Buffer.alloc(100, 1));
       log.append(keep, 0, Buffer.alloc(100, 2));
       await rec.until(id, 100);
@@ -340,9 +340,9 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('query_endpoint_by_client_then_server', async () => {
       const { log } = await fresh();
-      const m1 = meta();
-      const m2 = meta({ server: { addr: '10.9.0.3', port: 443 } });
-      const m3 = meta();
+      const m1 = openMeta();
+      const m2 = openMeta({ server: { addr: '10.9.0.3', port: 443 } });
+      const m3 = openMeta();
       const [a, b, c] = [await log.open(m1), await log.open(m2), await log.open(m3)];
       expect(log.queryEndpoint(m2.client)?.id).toBe(b);
       expect(log.queryEndpoint(m3.client, m3.server)?.id).toBe(c);
@@ -356,24 +356,24 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
 
     it('registered_services_limit_what_is_logged', async () => {
       const { log } = await fresh();
-      await log.open(meta({ server: { addr: '10.9.0.2', port: 81 } })); // nothing registered: all logged
+      await log.open(openMeta({ server: { addr: '10.9.0.2', port: 81 } })); // nothing registered: all logged
       log.registerServices([{ addr: '10.9.0.2', port: 80 }, { addr: '0.0.0.0', port: 8080 }]);
-      expect(await log.open(meta({ server: { addr: '10.9.0.2', port: 80 } }))).toBeGreaterThan(0);
-      expect(await log.open(meta({ server: { addr: '10.9.0.7', port: 8080 } }))).toBeGreaterThan(0);
-      await rejectsWithCode(log.open(meta({ server: { addr: '10.9.0.2', port: 81 } })), 'FTCP_LOG_UNREGISTERED');
-      await rejectsWithCode(log.open(meta({ server: { addr: '10.9.0.3', port: 80 } })), 'FTCP_LOG_UNREGISTERED');
+      expect(await log.open(openMeta({ server: { addr: '10.9.0.2', port: 80 } }))).toBeGreaterThan(0);
+      expect(await log.open(openMeta({ server: { addr: '10.9.0.7', port: 8080 } }))).toBeGreaterThan(0);
+      await rejectsWithCode(log.open(openMeta({ server: { addr: '10.9.0.2', port: 81 } })), 'FTCP_LOG_UNREGISTERED');
+      await rejectsWithCode(log.open(openMeta({ server: { addr: '10.9.0.3', port: 80 } })), 'FTCP_LOG_UNREGISTERED');
       log.registerServices([{ addr: '10.9.0.2', port: 0 }]);
-      expect(await log.open(meta({ server: { addr: '10.9.0.2', port: 81 } }))).toBeGreaterThan(0);
+      expect(await log.open(openMeta({ server: { addr: '10.9.0.2', port: 81 } }))).toBeGreaterThan(0);
       log.registerServices([]);
-      expect(await log.open(meta({ server: { addr: '10.9.0.3', port: 1 } }))).toBeGreaterThan(0);
+      expect(await log.open(openMeta({ server: { addr: '10.9.0.3', port: 1 } }))).toBeGreaterThan(0);
     });
 
     it('idle_connections_expire_and_are_reported', async () => {
       const { log } = await fresh();
       const events: { status: LogStatus; expired?: number }[] = [];
       log.onStatus((status, detail) => events.push({ status, expired: detail?.expired }));
-      const idle = await log.open(meta());
-      const busy = await log.open(meta());
+      const idle = await log.open(openMeta());
+      const busy = await log.open(openMeta());
       log.setIdleExpiry(60);
       let off = 0;
       const deadline = Date.now() + 2000;
@@ -390,7 +390,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(log.listActive()).toHaveLength(0);
       expect(log.stats!().expired).toBe(2);
       log.setIdleExpiry(0); // disabled
-      const later = await log.open(meta());
+      const later = await log.open(openMeta());
       await new Promise((r) => setTimeout(r, 100));
       expect(log.listActive().map((r) => r.id)).toEqual([later]);
     });
@@ -400,7 +400,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       const events: LogStatus[] = [];
       log.onStatus((s) => events.push(s));
       expect(log.status()).toBe('OK');
-      const id = await log.open(meta());
+      const id = await log.open(openMeta());
       log.append(id, 0, Buffer.alloc(8000, 1));
       expect(log.status()).toBe('OK');
       log.append(id, 8000, Buffer.alloc(1000, 1)); // 9000 >= 90% of 10000
@@ -414,7 +414,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       log.close(id);
       expect(log.status()).toBe('OK');
       expect(events).toEqual(['LOW-SPACE', 'OK']);
-      const id2 = await log.open(meta());
+      const id2 = await log.open(openMeta());
       log.append(id2, 0, Buffer.alloc(9500, 1));
       expect(log.status()).toBe('LOW-SPACE');
       await rec.until(id2, 9500);
