@@ -75,6 +75,7 @@ export class Gateway {
   }
 
   start(): void {
+    this.log.registerServices(this.table.allServices().map((s) => ({ addr: u32ToIp(s.ip), port: s.port })));
     this.log.onStable((id, stable) => this.south.onStable(id, stable));
     this.log.onStatus((status, detail) => {
       if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);

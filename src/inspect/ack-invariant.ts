@@ -9,8 +9,8 @@
  * anything that relies on it, and the capture stamps a packet after the gateway wrote it,
  * so an ack stamped at t must satisfy ack ≤ stable(t).
  */
-import { readPcap } from '../wire/pcap.js';
-import { PacketInfo, parsePacket, Verdict } from '../wire/packet.js';
+import { Verdict } from '../wire/packet.js';
+import { forEachPacket } from './capture.js';
 import { TCP_ACK, TCP_SYN } from '../wire/tcp.js';
 import { seqDiff } from '../wire/seq.js';
 import { u32ToIp } from '../wire/addr.js';
@@ -20,14 +20,14 @@ export interface TraceEntry {
   stable: number;
 }
 
-/** Parses a stability trace into per-connection series keyed "<client ip:port> <server port>". */
+/** Parses a stability trace into per-connection series keyed "<client ip:port> <server port> <client ISN>". */
 export function parseStabilityTrace(text: string): Map<string, TraceEntry[]> {
   const out = new Map<string, TraceEntry[]>();
   for (const line of text.split('\n')) {
     if (!line) continue;
-    const [t, client, sport, , stable] = line.split(' ');
-    if (!t || !client || !sport || stable === undefined) continue;
-    const key = `${client} ${sport}`;
+    const [t, client, sport, isn, stable] = line.split(' ');
+    if (!t || !client || !sport || !isn || stable === undefined) continue;
+    const key = `${client} ${sport} ${isn}`;
     let arr = out.get(key);
     if (!arr) out.set(key, (arr = []));
     arr.push({ tNs: BigInt(t), stable: Number(stable) });
@@ -55,52 +55,40 @@ export interface AckInvariantReport {
 /** Checks every server→client ack to one of `serverPorts` in the capture against the trace. */
 export function checkAckInvariant(pcap: Buffer, trace: Map<string, TraceEntry[]>, serverPorts: readonly number[]): AckInvariantReport {
   const ports = new Set(serverPorts);
-  const info = new PacketInfo();
   const isn = new Map<string, number>();
   const cursor = new Map<string, { i: number; stable: number }>();
   const seen = new Set<string>();
   const report: AckInvariantReport = { checked: 0, connections: 0, violations: [], unchecked: 0 };
-  const scratch = Buffer.alloc(65536);
-  for (const rec of readPcap(pcap)) {
-    if (rec.ipOff < 0) continue;
-    const len = rec.data.length - rec.ipOff;
-    let buf = rec.data;
-    let off = rec.ipOff;
-    if (rec.origLen > rec.data.length && len >= 20 && rec.data[off]! >> 4 === 4) {
-      // Truncated capture (headers only): claim the captured length so the headers parse.
-      rec.data.copy(scratch, 0, off, off + len);
-      scratch.writeUInt16BE(len, 2);
-      buf = scratch;
-      off = 0;
-    }
-    if (parsePacket(buf, off, len, info) !== Verdict.IPV4_TCP) continue;
+  forEachPacket(pcap, (v, info, tsNs) => {
+    if (v !== Verdict.IPV4_TCP) return;
     if (ports.has(info.dstPort) && info.flags & TCP_SYN && !(info.flags & TCP_ACK)) {
-      const key = `${u32ToIp(info.src)}:${info.srcPort} ${info.dstPort}`;
-      isn.set(key, info.seq);
-      cursor.set(key, { i: 0, stable: 0 });
-      continue;
+      const conn = `${u32ToIp(info.src)}:${info.srcPort} ${info.dstPort}`;
+      isn.set(conn, info.seq);
+      cursor.set(`${conn} ${info.seq}`, { i: 0, stable: 0 });
+      return;
     }
-    if (!ports.has(info.srcPort) || !(info.flags & TCP_ACK)) continue;
-    const key = `${u32ToIp(info.dst)}:${info.dstPort} ${info.srcPort}`;
-    const cIsn = isn.get(key);
+    if (!ports.has(info.srcPort) || !(info.flags & TCP_ACK)) return;
+    const conn = `${u32ToIp(info.dst)}:${info.dstPort} ${info.srcPort}`;
+    const cIsn = isn.get(conn);
     if (cIsn === undefined) {
       report.unchecked++;
-      continue;
+      return;
     }
+    const key = `${conn} ${cIsn}`;
     seen.add(key);
     // Streams in tests stay below 2^31 bytes, so the plain signed distance is exact.
     const ack = seqDiff(info.ack, (cIsn + 1) >>> 0);
     const series = trace.get(key) ?? [];
     const cur = cursor.get(key)!;
-    while (cur.i < series.length && series[cur.i]!.tNs <= rec.tsNs) {
+    while (cur.i < series.length && series[cur.i]!.tNs <= tsNs) {
       if (series[cur.i]!.stable > cur.stable) cur.stable = series[cur.i]!.stable;
       cur.i++;
     }
     report.checked++;
     if (ack > cur.stable) {
-      report.violations.push({ connection: key, tNs: rec.tsNs, ack, stableAtThatTime: cur.stable });
+      report.violations.push({ connection: key, tNs: tsNs, ack, stableAtThatTime: cur.stable });
     }
-  }
+  });
   report.connections = seen.size;
   return report;
 }

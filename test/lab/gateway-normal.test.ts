@@ -16,7 +16,7 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { labUp, labDown, listLeftovers, randomLabName } from '../../src/lab/index.js';
 import type { LabTopology } from '../../src/lab/index.js';
-import { startDemoServer, runDemoClient, startCapture, gatewayStatus, stopProcess } from '../support/lab-helpers.js';
+import { startDemoServer, runDemoClient, startCapture, gatewayStatus, stopProcess } from '../../src/lab/procs.js';
 import { checkAckInvariant, parseStabilityTrace } from '../../src/inspect/ack-invariant.js';
 import { keystreamSha256 } from '../../src/demo/keystream.js';
 

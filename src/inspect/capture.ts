@@ -1,0 +1,27 @@
+/** Walks the IPv4 packets of a capture file, parsed, tolerating header-only (truncated) captures. */
+import { readPcap } from '../wire/pcap.js';
+import { PacketInfo, parsePacket } from '../wire/packet.js';
+
+/**
+ * Calls `fn` for every IP packet of `pcap` with the parse verdict and the (reused)
+ * PacketInfo. A record truncated by the capture's snap length gets its IPv4 total
+ * length set to what was captured, so the headers still parse (payload lengths are then
+ * the captured ones).
+ */
+export function forEachPacket(pcap: Buffer, fn: (verdict: number, info: PacketInfo, tsNs: bigint) => void): void {
+  const info = new PacketInfo();
+  const scratch = Buffer.alloc(65536);
+  for (const rec of readPcap(pcap)) {
+    if (rec.ipOff < 0) continue;
+    let buf = rec.data;
+    let off = rec.ipOff;
+    const len = rec.data.length - rec.ipOff;
+    if (rec.origLen > rec.data.length && len >= 20 && rec.data[off]! >> 4 === 4) {
+      rec.data.copy(scratch, 0, off, off + len);
+      scratch.writeUInt16BE(len, 2);
+      buf = scratch;
+      off = 0;
+    }
+    fn(parsePacket(buf, off, len, info), info, rec.tsNs);
+  }
+}
