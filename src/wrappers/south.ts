@@ -18,8 +18,10 @@ import { Flow } from '../flow/flow.js';
 import { FlowTable, Service } from '../flow/table.js';
 import type { LogStore } from '../log/types.js';
 import { seqAdd } from '../wire/seq.js';
-import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../wire/tcp.js';
-import { fillIpv4HeaderChecksum, fillTcpChecksum, csumReplace16, csumReplace32 } from '../wire/checksum.js';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_ACK, TCP_OFF_FLAGS, TCP_OFF_WINDOW } from '../wire/tcp.js';
+import { IPV4_OFF_TOTAL_LENGTH } from '../wire/ipv4.js';
+import { tcpSetAck, tcpSetWindow } from '../wire/rewrite.js';
+import { fillIpv4HeaderChecksum, fillTcpChecksum } from '../wire/checksum.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
 import type { Logger } from '../util/logger.js';
@@ -58,13 +60,6 @@ export class SouthStats {
   simultaneousOpen = 0;
 }
 
-/** Offsets of TCP header fields used here (RFC 793). */
-const TCP_SEQ = 4;
-const TCP_ACKNO = 8;
-const TCP_FLAGS = 13;
-const TCP_WINDOW = 14;
-const TCP_CSUM = 16;
-const IP_TOTLEN = 2;
 
 export class SouthWrapper {
   readonly stats = new SouthStats();
@@ -219,7 +214,7 @@ export class SouthWrapper {
     this.holdTemplate(flow, buf, p, acked, len, fin);
     if (len > 0 || fin) {
       // Data or FIN must go now: lower its ack to `stable`, keep the window's right edge.
-      this.rewriteAck(buf, p.ipOff, p.l4Off, flow, limit, rightEdge);
+      this.rewriteAck(buf, p.l4Off, flow, limit, rightEdge);
       if (limit > flow.complete) flow.complete = limit;
       this.stats.acksLowered++;
       return FORWARD;
@@ -287,29 +282,19 @@ export class SouthWrapper {
     buf.copy(held, 0, p.ipOff, p.ipOff + hdrLen);
     flow.heldLen = hdrLen;
     flow.heldAck = acked;
-    held.writeUInt16BE(hdrLen, IP_TOTLEN);
+    held.writeUInt16BE(hdrLen, IPV4_OFF_TOTAL_LENGTH);
     if (len > 0 || fin) {
       const t = p.ipHdrLen;
-      held.writeUInt32BE(seqAdd(p.seq, len + fin), t + TCP_SEQ);
-      held[t + TCP_FLAGS] = held[t + TCP_FLAGS]! & ~(TCP_FIN | TCP_PSH);
+      held.writeUInt32BE(seqAdd(p.seq, len + fin), t + TCP_OFF_SEQ);
+      held[t + TCP_OFF_FLAGS] = held[t + TCP_OFF_FLAGS]! & ~(TCP_FIN | TCP_PSH);
       fillIpv4HeaderChecksum(held, 0);
     }
   }
 
   /** Sets the ack of the TCP segment at l4Off to in-stream offset `ackOff`, keeping the right edge. */
-  private rewriteAck(buf: Buffer, ipOff: number, l4Off: number, flow: Flow, ackOff: number, rightEdge: number): void {
-    const oldAck = buf.readUInt32BE(l4Off + TCP_ACKNO);
-    const newAck = flow.inSeq(ackOff);
-    const oldWin = buf.readUInt16BE(l4Off + TCP_WINDOW);
-    let newWin = Math.ceil((rightEdge - ackOff) / 2 ** flow.serverWscale);
-    if (newWin > 0xffff) newWin = 0xffff;
-    let csum = buf.readUInt16BE(l4Off + TCP_CSUM);
-    csum = csumReplace32(csum, oldAck, newAck);
-    csum = csumReplace16(csum, oldWin, newWin);
-    buf.writeUInt32BE(newAck, l4Off + TCP_ACKNO);
-    buf.writeUInt16BE(newWin, l4Off + TCP_WINDOW);
-    buf.writeUInt16BE(csum, l4Off + TCP_CSUM);
-    void ipOff;
+  private rewriteAck(buf: Buffer, l4Off: number, flow: Flow, ackOff: number, rightEdge: number): void {
+    tcpSetAck(buf, l4Off, flow.inSeq(ackOff));
+    tcpSetWindow(buf, l4Off, windowFor(rightEdge, ackOff, flow.serverWscale));
   }
 
   // ---- stability upcall ------------------------------------------------------------
@@ -326,13 +311,11 @@ export class SouthWrapper {
     const ackOff = flow.heldAck < stable ? flow.heldAck : stable;
     const t = held[0]! & 0x0f;
     const ipHdr = t * 4;
-    const rightEdge = flow.heldAck + held.readUInt16BE(ipHdr + TCP_WINDOW) * 2 ** flow.serverWscale;
+    const rightEdge = flow.heldAck + held.readUInt16BE(ipHdr + TCP_OFF_WINDOW) * 2 ** flow.serverWscale;
     const out = Buffer.allocUnsafe(flow.heldLen);
     held.copy(out, 0, 0, flow.heldLen);
-    out.writeUInt32BE(flow.inSeq(ackOff), ipHdr + TCP_ACKNO);
-    let win = Math.ceil((rightEdge - ackOff) / 2 ** flow.serverWscale);
-    if (win > 0xffff) win = 0xffff;
-    out.writeUInt16BE(win, ipHdr + TCP_WINDOW);
+    out.writeUInt32BE(flow.inSeq(ackOff), ipHdr + TCP_OFF_ACK);
+    out.writeUInt16BE(windowFor(rightEdge, ackOff, flow.serverWscale), ipHdr + TCP_OFF_WINDOW);
     fillTcpChecksum(out, 0);
     flow.complete = ackOff;
     if (ackOff >= flow.heldAck) flow.held = null;
@@ -384,3 +367,11 @@ export class SouthWrapper {
   }
 }
 
+/**
+ * The window field that keeps the right edge `rightEdge` when the ack is `ackOff`
+ * (rounded up so the edge never moves left; capped at the field's 16 bits).
+ */
+function windowFor(rightEdge: number, ackOff: number, shift: number): number {
+  const w = Math.ceil((rightEdge - ackOff) / 2 ** shift);
+  return w > 0xffff ? 0xffff : w < 0 ? 0 : w;
+}
