@@ -1,0 +1,36 @@
+import { describe, it, expect } from 'vitest';
+import { DEFAULTS, parseBytes, parseOptions } from '../../../src/bench/run.js';
+import { parseConfigList } from '../../../src/bench/configs.js';
+
+describe('bench options', () => {
+  it('defaults: 5 runs, 500 MB, 20000 round trips of 32 B after 1000, all four configurations, a table', () => {
+    expect(parseOptions([])).toEqual({
+      runs: 5, bytes: 500_000_000, warmupBytes: DEFAULTS.warmupBytes, roundTrips: 20_000, rrWarmup: 1000, rrSize: 32,
+      configs: ['kernel', 'gw-unprotected', 'gw-memory', 'gw-disk'], output: 'human',
+    });
+  });
+  it('reads every flag', () => {
+    const o = parseOptions(['--runs', '3', '--bytes', '1G', '--warmup-bytes', '0', '--round-trips', '500', '--rr-warmup', '0',
+      '--rr-size', '64', '--configs', 'gw-disk,kernel', '--markdown']);
+    expect(o).toEqual({ runs: 3, bytes: 1e9, warmupBytes: 0, roundTrips: 500, rrWarmup: 0, rrSize: 64, configs: ['kernel', 'gw-disk'], output: 'markdown' });
+    expect(parseOptions(['--json'])).toMatchObject({ output: 'json' });
+    expect(parseOptions(['--help'])).toBe('help');
+  });
+  it('rejects bad values with a usage error', () => {
+    for (const argv of [['--runs', '0'], ['--runs', 'x'], ['--bytes', '0'], ['--bytes', '5X'], ['--rr-size', '1'],
+      ['--configs', 'kernel,nope'], ['--configs', ''], ['--json', '--markdown'], ['--bogus']]) {
+      expect(() => parseOptions(argv), argv.join(' ')).toThrow(expect.objectContaining({ code: 'FTCP_USAGE' }));
+    }
+  });
+  it('parses byte counts with decimal suffixes', () => {
+    expect(parseBytes('500M', '--bytes', 1, 1)).toBe(500_000_000);
+    expect(parseBytes('500MB', '--bytes', 1, 1)).toBe(500_000_000);
+    expect(parseBytes('64k', '--bytes', 1, 1)).toBe(64_000);
+    expect(parseBytes('123', '--bytes', 1, 1)).toBe(123);
+    expect(parseBytes(undefined, '--bytes', 7, 1)).toBe(7);
+  });
+  it('parseConfigList keeps table order and drops duplicates', () => {
+    expect(parseConfigList('gw-memory,kernel,gw-memory')).toEqual(['kernel', 'gw-memory']);
+    expect(parseConfigList('x')).toBeNull();
+  });
+});
