@@ -576,3 +576,17 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
     await this.release();
   }
 }
+
+/** The stored metadata of a newly opened connection: a deep copy of what the caller gave. */
+export function copyMeta(id: number, meta: OpenMeta): ConnectionMeta {
+  return {
+    id,
+    client: { addr: meta.client.addr, port: meta.client.port },
+    server: { addr: meta.server.addr, port: meta.server.port },
+    clientIsn: meta.clientIsn,
+    serverIsn: meta.serverIsn,
+    clientSynOptions: Uint8Array.from(meta.clientSynOptions),
+    serverSynOptions: Uint8Array.from(meta.serverSynOptions),
+    created: Date.now(),
+  };
+}

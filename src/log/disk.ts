@@ -33,7 +33,7 @@ import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from '
 import { join } from 'node:path';
 import { open, type Key, type RootDatabase } from 'lmdb';
 import { FtcpError } from '../util/errors.js';
-import { BaseLog, type ConnState, type LogOptions } from './common.js';
+import { BaseLog, copyMeta, type ConnState, type LogOptions } from './common.js';
 import type { ConnectionMeta, Endpoint, OpenMeta } from './types.js';
 
 export const DEFAULT_CHUNK_BYTES = 64 * 1024;
@@ -314,16 +314,7 @@ export class DiskLog extends BaseLog<DiskConn> {
       return Promise.reject(err);
     }
     const id = this.nextId++;
-    const full: ConnectionMeta = {
-      id,
-      client: { addr: meta.client.addr, port: meta.client.port },
-      server: { addr: meta.server.addr, port: meta.server.port },
-      clientIsn: meta.clientIsn,
-      serverIsn: meta.serverIsn,
-      clientSynOptions: Uint8Array.from(meta.clientSynOptions),
-      serverSynOptions: Uint8Array.from(meta.serverSynOptions),
-      created: Date.now(),
-    };
+    const full = copyMeta(id, meta);
     const c: DiskConn = {
       ...this.newConnState(full),
       slab: null,

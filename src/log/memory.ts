@@ -6,7 +6,7 @@
  * Bytes live in slabs (4 KiB growing to 64 KiB, each byte copied once), never in one
  * growing Buffer, so a 200 MB stream costs ~3,200 slabs and no quadratic copying.
  */
-import { BaseLog, type ConnState, type LogOptions } from './common.js';
+import { BaseLog, copyMeta, type ConnState, type LogOptions } from './common.js';
 import type { ConnectionMeta, OpenMeta } from './types.js';
 
 const MIN_SLAB = 4 * 1024;
@@ -118,16 +118,7 @@ export class MemoryLog extends BaseLog<MemConn> {
       return Promise.reject(err);
     }
     const id = this.nextId++;
-    const full: ConnectionMeta = {
-      id,
-      client: { addr: meta.client.addr, port: meta.client.port },
-      server: { addr: meta.server.addr, port: meta.server.port },
-      clientIsn: meta.clientIsn,
-      serverIsn: meta.serverIsn,
-      clientSynOptions: Uint8Array.from(meta.clientSynOptions),
-      serverSynOptions: Uint8Array.from(meta.serverSynOptions),
-      created: Date.now(),
-    };
+    const full = copyMeta(id, meta);
     this.conns.set(id, { ...this.newConnState(full), store: new SlabStore(0) });
     return Promise.resolve(id);
   }
