@@ -1,0 +1,456 @@
+/**
+ * The liveness oracle's pure logic (no sockets, no timers): per protected service, a state
+ * machine fed by authenticated supervisor notices and by silence, the replay check, and the
+ * verdict the gateway consults before it lets a server FIN/RST through (DESIGN.md §3.3, §4).
+ * The clock is injected (`now()`), so every rule is testable with a fake clock; oracle.ts puts
+ * it behind a UDP socket and real timers.
+ *
+ * States (one transition function, `LivenessTracker.step`, logs `from → to`):
+ *
+ *                 hello/heartbeat(alive)            listening / heartbeat(alive, listening)
+ *   UNKNOWN ───────────────────────────▶ ALIVE ──────────────────────────────────▶ LISTENING
+ *      │                                   │  ▲                                         │
+ *      │ listening                         │  └──── heartbeat(alive) from SILENT ◀──┐   │
+ *      └──────────────────────────────────────────────────────────────────────────▶ │   │
+ *                                          │ crashed / heartbeat(!alive)            │   │
+ *                                          ▼                                        │   │
+ *              crashed ─────────────▶  CRASHED ◀───────── crashed ──────────────────┼───┘
+ *              (from any state)            │ restarted / heartbeat(alive, new gen)  │
+ *                                          ▼                                        │
+ *                                     RESTARTING ──── listening ──▶ LISTENING        │
+ *                                                                                  │
+ *   any of ALIVE, LISTENING, CRASHED, RESTARTING, STOPPING ── silence ──▶ SILENT ───┘
+ *   any ── stopping ──▶ STOPPING ── stopped ──▶ STOPPED     (any ── stopped ──▶ STOPPED)
+ *   SILENT/STOPPED/UNKNOWN ── heartbeat(alive, listening) ──▶ LISTENING (a new boot for STOPPED)
+ *
+ * Verdict (what the gateway does with a held server FIN/RST):
+ *   UNKNOWN                      → 'unknown' (never heard: the gateway applies its policy)
+ *   ALIVE, LISTENING             → 'alive'   (fresh heartbeats: a FIN is the application's)
+ *   STOPPING, STOPPED            → 'alive'   (a deliberate stop: the server closes its
+ *                                             connections on purpose, so its FINs must pass)
+ *   CRASHED, RESTARTING, SILENT  → 'dead'    (SILENT is only reachable after having heard the
+ *                                             supervisor: a host that fell silent may be dead)
+ * "Fresh" is enforced by the silence rule: no accepted notice for longer than `silenceMs`
+ * moves the service to SILENT (STOPPED and UNKNOWN excepted: a stopped supervisor exits).
+ *
+ * Replays. Within one supervisor run (boot id) a notice is accepted only if its seq is greater
+ * than the last accepted one; lower or equal seqs are dropped (`duplicate` when it is one of the
+ * last few accepted seqs — the supervisor sends important notices 3 times — else `replayed`).
+ * A notice from a boot id other than the service's current one is accepted only if
+ *   (a) that boot is not one of the service's retired boots (the last 64 kept), and
+ *   (b) its sentAt is not older than the newest sentAt accepted for the service.
+ * Rule (b) compares two readings of the same clock (the supervisor host's), so it needs no
+ * clock synchronisation with the gateway: every notice of an old run was sent before the
+ * newest notice of the current run, so a recorded old-boot notice is always rejected once the
+ * service has been heard. The residual window: right after the gateway itself starts (no
+ * history), a recorded notice of any past run is accepted once, until the live supervisor's
+ * next notice (≤ one heartbeat later) supersedes it — unless `maxAgeMs` is set, which also
+ * drops notices whose sentAt is further than that from the gateway's clock (use it when the
+ * hosts' clocks are synchronised). A supervisor host whose wall clock steps backwards across a
+ * supervisor restart is ignored until its clock passes the old newest sentAt (logged).
+ */
+import type { Logger } from '../util/logger.js';
+import { decodeNotice, isDecodeError, NOTICE_TYPES, type Notice, type NoticeType } from './messages.js';
+
+export type ServiceState = 'UNKNOWN' | 'ALIVE' | 'CRASHED' | 'RESTARTING' | 'LISTENING' | 'STOPPING' | 'STOPPED' | 'SILENT';
+export type Verdict = 'alive' | 'dead' | 'unknown';
+export type OracleEventName = 'alive' | 'crashed' | 'restarted' | 'listening' | 'stopping' | 'stopped' | 'silent';
+
+/** What listeners and `info()` get about one service. */
+export interface ServiceInfo {
+  service: string;
+  state: ServiceState;
+  verdict: Verdict;
+  generation: number;
+  boot: string | null;
+  pid?: number;
+  exitCode?: number;
+  signal?: string;
+  /** Receiver's clock (ms) at the last accepted notice; -1 if never heard. */
+  lastHeard: number;
+}
+
+export interface LivenessCounters {
+  /** Datagrams handed to `receive`. */
+  received: number;
+  accepted: number;
+  forged: number;
+  malformed: number;
+  /** Old seq within a boot, retired or stale boot, or outside `maxAgeMs`. */
+  replayed: number;
+  /** Repeated copies of a recently accepted notice (seq seen recently). */
+  duplicate: number;
+  /** Authentic notices about a service this oracle was not told to watch. */
+  unknownService: number;
+  /** Accepted notices by type. */
+  perType: Record<NoticeType, number>;
+}
+
+export type ReceiveResult = 'accepted' | 'forged' | 'malformed' | 'replayed' | 'duplicate' | 'unknown-service';
+
+export type Input = { kind: 'notice'; notice: Notice; newIncarnation: boolean } | { kind: 'silence' };
+
+export interface LivenessOptions {
+  /** Ms clock (monotonic is best). */
+  now: () => number;
+  /** Silence longer than this → SILENT. Default 3 × heartbeatMs + 50. */
+  silenceMs?: number;
+  /** Supervisors' heartbeat interval, for the default silenceMs. Default 100. */
+  heartbeatMs?: number;
+  /** Only these services ('ip:port') are tracked; others are dropped and counted. Default: all. */
+  services?: string[];
+  /** Drop notices whose sentAt differs from `wallNow()` by more than this (synchronised clocks only). */
+  maxAgeMs?: number;
+  /** Wall clock for maxAgeMs. Default Date.now. */
+  wallNow?: () => number;
+  log?: Logger;
+  /** Called on entering a state (see EVENT_OF) with the service's info after the transition. */
+  emit?: (event: OracleEventName, service: string, info: ServiceInfo) => void;
+}
+
+const RETIRED_BOOTS = 64;
+const RECENT_SEQS = 8;
+
+/** The event emitted on entering each state. */
+const EVENT_OF: Partial<Record<ServiceState, OracleEventName>> = {
+  ALIVE: 'alive',
+  CRASHED: 'crashed',
+  RESTARTING: 'restarted',
+  LISTENING: 'listening',
+  STOPPING: 'stopping',
+  STOPPED: 'stopped',
+  SILENT: 'silent',
+};
+
+export function verdictOf(state: ServiceState): Verdict {
+  switch (state) {
+    case 'UNKNOWN':
+      return 'unknown';
+    case 'ALIVE':
+    case 'LISTENING':
+    case 'STOPPING': // deliberate stop: its FINs pass
+    case 'STOPPED':
+      return 'alive';
+    case 'CRASHED':
+    case 'RESTARTING':
+    case 'SILENT':
+      return 'dead';
+  }
+}
+
+interface Waiter {
+  boot: string | null;
+  generation: number;
+  deadline: number;
+  resolve: (v: Verdict) => void;
+}
+
+interface ServiceRecord {
+  service: string;
+  state: ServiceState;
+  generation: number;
+  boot: string | null;
+  lastSeq: number;
+  recentSeqs: number[];
+  retired: string[];
+  maxSentAt: number;
+  lastHeard: number;
+  pid?: number;
+  exitCode?: number;
+  signal?: string;
+  waiters: Waiter[];
+}
+
+/**
+ * The next state for `input` in state `cur`: the whole state machine in one place. Pure.
+ * `newIncarnation`: the notice is from a later generation or another supervisor run than the
+ * last one heard (so the program instance we knew is gone).
+ */
+export function nextState(cur: ServiceState, input: Input): ServiceState {
+  if (input.kind === 'silence') {
+    // A stopped supervisor exits, and a never-heard one stays unknown.
+    return cur === 'UNKNOWN' || cur === 'STOPPED' || cur === 'SILENT' ? cur : 'SILENT';
+  }
+  const n = input.notice;
+  const fresh = input.newIncarnation;
+  switch (n.type) {
+    case 'crashed':
+      return 'CRASHED';
+    case 'restarted':
+      return 'RESTARTING';
+    case 'listening':
+      return 'LISTENING';
+    case 'stopping':
+      return 'STOPPING';
+    case 'stopped':
+      return 'STOPPED';
+    case 'hello':
+    case 'heartbeat': {
+      // A heartbeat repairs what lost notices left wrong; it never contradicts a stop or a
+      // crash of the same incarnation.
+      const alive = n.alive !== false;
+      if (!alive) {
+        // The program is not running: a crash we missed, unless it is being stopped or restarted.
+        return cur === 'STOPPING' || cur === 'STOPPED' || cur === 'CRASHED' || cur === 'RESTARTING' ? cur : 'CRASHED';
+      }
+      switch (cur) {
+        case 'STOPPING':
+          return fresh ? (n.listening ? 'LISTENING' : 'ALIVE') : cur;
+        case 'STOPPED':
+          return fresh ? (n.listening ? 'LISTENING' : 'ALIVE') : cur;
+        case 'CRASHED':
+          return fresh ? (n.listening ? 'LISTENING' : 'RESTARTING') : cur;
+        case 'RESTARTING':
+          return n.listening ? 'LISTENING' : cur;
+        case 'LISTENING':
+          // A later generation not listening yet: we missed its crash and restart.
+          return fresh && !n.listening ? 'RESTARTING' : cur;
+        case 'ALIVE':
+          return n.listening ? 'LISTENING' : cur;
+        case 'UNKNOWN':
+        case 'SILENT':
+          return n.listening ? 'LISTENING' : 'ALIVE';
+      }
+    }
+  }
+}
+
+export class LivenessTracker {
+  readonly silenceMs: number;
+  readonly counters: LivenessCounters = {
+    received: 0,
+    accepted: 0,
+    forged: 0,
+    malformed: 0,
+    replayed: 0,
+    duplicate: 0,
+    unknownService: 0,
+    perType: Object.fromEntries(NOTICE_TYPES.map((t) => [t, 0])) as Record<NoticeType, number>,
+  };
+  private readonly records = new Map<string, ServiceRecord>();
+  private readonly now: () => number;
+  private readonly wallNow: () => number;
+  private readonly allowed: Set<string> | null;
+
+  constructor(
+    private readonly key: Buffer,
+    private readonly opts: LivenessOptions,
+  ) {
+    this.now = opts.now;
+    this.wallNow = opts.wallNow ?? Date.now;
+    this.silenceMs = opts.silenceMs ?? 3 * (opts.heartbeatMs ?? 100) + 50;
+    this.allowed = opts.services ? new Set(opts.services) : null;
+    for (const s of opts.services ?? []) this.record(s);
+  }
+
+  /** Verifies, dedupes and applies one datagram. Never throws on bad input. */
+  receive(buf: Buffer): ReceiveResult {
+    this.counters.received++;
+    const n = decodeNotice(buf, this.key);
+    if (isDecodeError(n)) {
+      if (n.error === 'FORGED') this.counters.forged++;
+      else this.counters.malformed++;
+      this.opts.log?.debug({ reason: n.error }, 'supervisor notice dropped');
+      return n.error === 'FORGED' ? 'forged' : 'malformed';
+    }
+    return this.accept(n);
+  }
+
+  /** Applies an already-authenticated notice (the replay check included). */
+  accept(n: Notice): ReceiveResult {
+    if (this.allowed && !this.allowed.has(n.service)) {
+      this.counters.unknownService++;
+      return 'unknown-service';
+    }
+    if (this.opts.maxAgeMs !== undefined && Math.abs(this.wallNow() - n.sentAt) > this.opts.maxAgeMs) {
+      this.counters.replayed++;
+      return 'replayed';
+    }
+    const r = this.record(n.service);
+    let newIncarnation = false;
+    if (n.boot === r.boot) {
+      if (n.seq <= r.lastSeq) {
+        const dup = r.recentSeqs.includes(n.seq);
+        if (dup) this.counters.duplicate++;
+        else this.counters.replayed++;
+        return dup ? 'duplicate' : 'replayed';
+      }
+      newIncarnation = n.generation > r.generation;
+    } else {
+      if (r.retired.includes(n.boot) || n.sentAt < r.maxSentAt) {
+        this.counters.replayed++;
+        if (!r.retired.includes(n.boot)) {
+          this.opts.log?.warn({ service: n.service, boot: n.boot, sentAt: n.sentAt, newest: r.maxSentAt }, 'notice from another supervisor run older than the newest heard: dropped as a replay');
+        }
+        return 'replayed';
+      }
+      if (r.boot !== null) {
+        r.retired.push(r.boot);
+        if (r.retired.length > RETIRED_BOOTS) r.retired.shift();
+        newIncarnation = true;
+      }
+      r.boot = n.boot;
+      r.recentSeqs = [];
+    }
+    r.lastSeq = n.seq;
+    r.recentSeqs.push(n.seq);
+    if (r.recentSeqs.length > RECENT_SEQS) r.recentSeqs.shift();
+    r.maxSentAt = Math.max(r.maxSentAt, n.sentAt);
+    r.lastHeard = this.now();
+    this.counters.accepted++;
+    this.counters.perType[n.type]++;
+
+    r.generation = n.generation;
+    if (n.pid !== undefined) r.pid = n.pid;
+    if (n.type === 'crashed') {
+      r.exitCode = n.exitCode;
+      r.signal = n.signal;
+    }
+    this.step(r, { kind: 'notice', notice: n, newIncarnation }, `${n.type} seq ${n.seq}`);
+    this.settleWaiters(r, newIncarnation, n.type);
+    return 'accepted';
+  }
+
+  /** Applies silence and waiter deadlines as of now(). The oracle calls it on a timer. */
+  tick(): void {
+    for (const r of this.records.values()) this.checkSilence(r);
+    const now = this.now();
+    for (const r of this.records.values()) {
+      if (r.waiters.length === 0) continue;
+      const due = r.waiters.filter((w) => w.deadline <= now);
+      if (due.length === 0) continue;
+      r.waiters = r.waiters.filter((w) => w.deadline > now);
+      const v = verdictOf(r.state);
+      for (const w of due) w.resolve(v);
+    }
+  }
+
+  /** The verdict now (silence applied first). */
+  verdict(service: string): Verdict {
+    const r = this.records.get(service);
+    if (!r) return 'unknown';
+    this.checkSilence(r);
+    return verdictOf(r.state);
+  }
+
+  state(service: string): ServiceState {
+    const r = this.records.get(service);
+    if (!r) return 'UNKNOWN';
+    this.checkSilence(r);
+    return r.state;
+  }
+
+  info(service: string): ServiceInfo {
+    const r = this.records.get(service);
+    if (!r) return { service, state: 'UNKNOWN', verdict: 'unknown', generation: 0, boot: null, lastHeard: -1 };
+    this.checkSilence(r);
+    return this.infoOf(r);
+  }
+
+  services(): string[] {
+    return [...this.records.keys()];
+  }
+
+  /**
+   * Resolves with the verdict:
+   *  * at once if the state already decides it (CRASHED/RESTARTING/SILENT → 'dead',
+   *    STOPPING/STOPPED → 'alive');
+   *  * else at the next accepted notice for the service (a crash → 'dead'; a heartbeat of the
+   *    same incarnation → 'alive'; any notice of a later generation or another supervisor run
+   *    → 'dead': the instance that sent the held FIN is gone);
+   *  * else at `timeoutMs` (as of `tick()`), with the verdict then (silence applied).
+   */
+  waitVerdict(service: string, timeoutMs: number): Promise<Verdict> {
+    const r = this.record(service);
+    this.checkSilence(r);
+    const st = r.state;
+    if (st === 'CRASHED' || st === 'RESTARTING' || st === 'SILENT' || st === 'STOPPING' || st === 'STOPPED') {
+      return Promise.resolve(verdictOf(st));
+    }
+    return new Promise<Verdict>((resolve) => {
+      r.waiters.push({ boot: r.boot, generation: r.generation, deadline: this.now() + timeoutMs, resolve });
+    });
+  }
+
+  /** The earliest pending waiter deadline, or null. */
+  nextDeadline(): number | null {
+    let d: number | null = null;
+    for (const r of this.records.values()) for (const w of r.waiters) if (d === null || w.deadline < d) d = w.deadline;
+    return d;
+  }
+
+  /** Resolves every pending waiter with the current verdict (on close). */
+  flushWaiters(): void {
+    for (const r of this.records.values()) {
+      const ws = r.waiters.splice(0);
+      for (const w of ws) w.resolve(verdictOf(r.state));
+    }
+  }
+
+  // ---- internals ------------------------------------------------------------------------
+
+  private record(service: string): ServiceRecord {
+    let r = this.records.get(service);
+    if (!r) {
+      r = {
+        service,
+        state: 'UNKNOWN',
+        generation: 0,
+        boot: null,
+        lastSeq: 0,
+        recentSeqs: [],
+        retired: [],
+        maxSentAt: -Infinity,
+        lastHeard: -1,
+        waiters: [],
+      };
+      this.records.set(service, r);
+    }
+    return r;
+  }
+
+  private infoOf(r: ServiceRecord): ServiceInfo {
+    const i: ServiceInfo = {
+      service: r.service,
+      state: r.state,
+      verdict: verdictOf(r.state),
+      generation: r.generation,
+      boot: r.boot,
+      lastHeard: r.lastHeard,
+    };
+    if (r.pid !== undefined) i.pid = r.pid;
+    if (r.exitCode !== undefined) i.exitCode = r.exitCode;
+    if (r.signal !== undefined) i.signal = r.signal;
+    return i;
+  }
+
+  private checkSilence(r: ServiceRecord): void {
+    if (r.lastHeard < 0 || this.now() - r.lastHeard <= this.silenceMs) return;
+    if (nextState(r.state, { kind: 'silence' }) === r.state) return;
+    this.step(r, { kind: 'silence' }, `silent for ${this.now() - r.lastHeard} ms > ${this.silenceMs} ms`);
+    const ws = r.waiters.splice(0);
+    for (const w of ws) w.resolve(verdictOf(r.state));
+  }
+
+  /** THE transition function: computes the next state, logs `from → to`, emits the event. */
+  private step(r: ServiceRecord, input: Input, why: string): void {
+    const from = r.state;
+    const to = nextState(from, input);
+    if (to === from) return;
+    r.state = to;
+    this.opts.log?.info({ service: r.service, from, to, generation: r.generation, why }, `supervised ${r.service}: ${from} → ${to}`);
+    const ev = EVENT_OF[to];
+    if (ev) this.opts.emit?.(ev, r.service, this.infoOf(r));
+  }
+
+  private settleWaiters(r: ServiceRecord, newIncarnation: boolean, type: NoticeType): void {
+    if (r.waiters.length === 0) return;
+    const ws = r.waiters.splice(0);
+    for (const w of ws) {
+      const later = w.boot !== null && (w.boot !== r.boot || r.generation > w.generation);
+      if (later || (newIncarnation && w.boot !== null)) w.resolve('dead');
+      else if (type === 'crashed') w.resolve('dead');
+      else w.resolve(verdictOf(r.state));
+    }
+  }
+}
