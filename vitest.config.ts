@@ -12,8 +12,9 @@ export default defineConfig({
           include: ['test/lab/**/*.test.ts'],
           testTimeout: 600_000,
           hookTimeout: 120_000,
-          fileParallelism: false,
+          // One fork for every lab file, so they run one after another (2 cores, tcpdump, netns).
           pool: 'forks',
+          poolOptions: { forks: { singleFork: true } },
         },
       },
     ],
