@@ -84,7 +84,13 @@ export async function run(argv: string[]): Promise<number> {
   const control = values.control ? parseHostPort(values.control, '--control') : null;
   const steer = values.steer ? values.steer.split(',').filter(Boolean) : [];
 
-  const log = createLog(values.log!);
+  let log;
+  try {
+    log = createLog(values.log!);
+  } catch (err) {
+    if (err instanceof FtcpError && err.code === 'FTCP_BAD_LOG_SPEC') throw new UsageError(err.message);
+    throw err;
+  }
   const tun = LinuxTun.open(values.tun, { slotSize: mtu + 64 });
   const steering = new Steering({ tun: tun.name, steer, table, pref: 1000, mtu }, logger);
   let gw: Gateway | null = null;
