@@ -63,7 +63,9 @@ export interface ServiceInfo {
   verdict: Verdict;
   generation: number;
   boot: string | null;
+  /** The program's pid as last reported. */
   pid?: number;
+  /** Exit code / signal of the last crash reported (kept across restarts). */
   exitCode?: number;
   signal?: string;
   /** Receiver's clock (ms) at the last accepted notice; -1 if never heard. */
