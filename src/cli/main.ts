@@ -11,6 +11,7 @@ const commands: Record<string, Command> = {
   status: { summary: "print a running gateway's state", load: () => import('./commands/status.js') },
   lab: { summary: 'network-namespace lab: up | down | status', load: () => import('./commands/lab.js') },
   drill: { summary: 'run a drill in the namespace lab and report', load: () => import('./commands/drill.js') },
+  inspect: { summary: 'inspect a packet capture: per-connection bytes, retransmissions, resets, gaps, pauses', load: () => import('./commands/inspect.js') },
   supervise: { summary: 'run a server program and report its liveness to the gateway', load: () => import('./commands/supervise.js') },
   'demo-server': { summary: 'deterministic demo servers (upload, download, echo, kv)', load: () => import('./commands/demo-server.js') },
   'demo-client': { summary: 'clients for the demo servers, with digests', load: () => import('./commands/demo-client.js') },
