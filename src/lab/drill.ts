@@ -19,6 +19,7 @@ import { startDemoServer, runDemoClient, startCapture, gatewayStatus, stopProces
 import { ADDRESSES } from './topology.js';
 import { checkAckInvariant, parseStabilityTrace, type AckInvariantReport } from '../inspect/ack-invariant.js';
 import { summarizeCapture, type CaptureSummary } from '../inspect/summary.js';
+import { inspectCapture } from '../inspect/inspect.js';
 import { ipToU32 } from '../wire/addr.js';
 import type { DemoClientReport } from '../demo/client.js';
 import { UsageError } from '../util/errors.js';
@@ -62,6 +63,8 @@ export interface DrillReport {
   longestStallMs: number;
   invariant: AckInvariantReport;
   client: CaptureSummary;
+  /** `ftcp inspect`'s verdicts on the client-side capture: verdict → connections. */
+  verdicts: Record<string, number>;
   gateway: { packets: number; protectedPackets: number; bytesLogged: number; acksLowered: number; acksHeld: number; heldReleased: number; dropped: number };
   durationMs: number;
 }
@@ -102,7 +105,11 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     // Let the gateway's trace writer drain before reading it.
     await new Promise((r) => setTimeout(r, 200));
     const pcap = await readFile(path.join(work, 'client.pcap'));
-    const invariant = checkAckInvariant(pcap, parseStabilityTrace(await readFile(trace, 'utf8')), kinds.map((k) => PORTS[k]));
+    const traced = parseStabilityTrace(await readFile(trace, 'utf8'));
+    const invariant = checkAckInvariant(pcap, traced, kinds.map((k) => PORTS[k]));
+    const inspected = inspectCapture(pcap, { trace: traced, serverPorts: kinds.map((k) => PORTS[k]) });
+    const verdicts: Record<string, number> = {};
+    for (const c of inspected.connections) verdicts[c.verdict] = (verdicts[c.verdict] ?? 0) + 1;
     const client = summarizeCapture(pcap, kinds.map((k) => PORTS[k]), ipToU32(ADDRESSES.client));
 
     const failures: string[] = [];
@@ -117,6 +124,10 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     if (invariant.checked === 0) failures.push('no server ack was seen at the client: the capture did not work');
     if (client.rstToClient > 0) failures.push(`${client.rstToClient} RST reached the client`);
     if (client.icmpToClient > 0) failures.push(`${client.icmpToClient} ICMP packets reached the client`);
+    for (const c of inspected.connections) {
+      if (c.verdict !== 'ok') failures.push(`inspect: ${c.verdict}: ${c.reason}`);
+      if (failures.length > 20) break;
+    }
     if (opts.pcapDir) {
       await mkdir(opts.pcapDir, { recursive: true });
       for (const f of ['client.pcap', 'server.pcap', 'stable.trace']) await copyFile(path.join(work, f), path.join(opts.pcapDir, f));
@@ -126,6 +137,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       longestStallMs: Math.max(0, ...clients.map((c) => c.maxStallMs)),
       invariant: { ...invariant, violations: invariant.violations.slice(0, 10) },
       client,
+      verdicts,
       gateway: {
         packets: st.stats.packets, protectedPackets: st.stats.protectedPackets, bytesLogged: st.south.bytesLogged,
         acksLowered: st.south.acksLowered, acksHeld: st.south.acksHeld, heldReleased: st.south.heldReleased, dropped: st.stats.dropped,
@@ -155,6 +167,7 @@ export function formatDrill(r: DrillReport): string {
     '',
     `  at the client: ${r.client.connections} connections, ${r.client.rstToClient} RST, ${r.client.icmpToClient} ICMP`,
     `  stable-ack invariant: ${r.invariant.checked} acks checked, ${r.invariant.violations.length} beyond the stable point`,
+    `  inspect verdicts (client side): ${Object.entries(r.verdicts).map(([v, n]) => `${n} ${v}`).join(', ') || 'none'}`,
     `  gateway: ${r.gateway.packets} packets (${r.gateway.protectedPackets} protected), ${mb(r.gateway.bytesLogged)} MB logged, acks lowered ${r.gateway.acksLowered}, held ${r.gateway.acksHeld}, released ${r.gateway.heldReleased}, dropped ${r.gateway.dropped}`,
     `  longest stall any client saw: ${r.longestStallMs.toFixed(1)} ms`,
     '',

@@ -53,7 +53,7 @@ export async function runDemoClient(ns: string, args: string[], timeoutMs = 300_
 
 /** tcpdump on `iface` inside `ns`, headers only, into `file`. stop() ends it and waits. */
 export async function startCapture(ns: string, iface: string, file: string, filter = 'tcp'): Promise<{ stop(): Promise<string> }> {
-  const child = spawnIn(ns, 'tcpdump', ['-i', iface, '-n', '-s', '128', '-B', '65536', '-U', '--time-stamp-precision', 'nano', '-w', file, filter], {
+  const child = spawnIn(ns, 'tcpdump', ['-i', iface, '-n', '-s', '128', '-B', '65536', '-U', '--immediate-mode', '--time-stamp-precision', 'nano', '-w', file, filter], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   await waitForLine(child, /listening on/);

@@ -16,6 +16,7 @@ describe('ftcp drill (lab)', () => {
     expect(rep.clients.map((c: { kind: string; ok: number }) => [c.kind, c.ok])).toEqual([['upload', 1], ['download', 1], ['echo', 20], ['kv', 20]]);
     expect(rep.invariant.checked).toBeGreaterThan(1000);
     expect(rep.client.connections).toBe(42);
+    expect(rep.verdicts).toEqual({ ok: 42 });
     expect(rep.gateway.bytesLogged).toBeGreaterThanOrEqual(20_000_000);
     expect(await listLeftovers(rep.lab)).toEqual([]);
   });
