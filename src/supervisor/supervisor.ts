@@ -356,11 +356,17 @@ export class Supervisor {
     );
   }
 
+  /** Sends one datagram; tracked until the kernel has it, so finish() never closes the socket under it. */
   private transmit(buf: Buffer): void {
     if (this.finished) return;
-    this.socket.send(buf, this.o.gateway.port, this.o.gateway.addr, (err) => {
-      if (err) this.log.debug({ err: err.message }, 'notice not sent');
-    });
+    void this.track(
+      new Promise<void>((resolve) => {
+        this.socket.send(buf, this.o.gateway.port, this.o.gateway.addr, (err) => {
+          if (err) this.log.debug({ err: err.message }, 'notice not sent');
+          resolve();
+        });
+      }),
+    );
   }
 
   private track(p: Promise<void>): Promise<void> {
@@ -375,8 +381,11 @@ export class Supervisor {
     this.heartbeat = null;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
-    // Let queued notices leave before the socket closes.
-    await Promise.race([Promise.allSettled([...this.pending]), sleep(200)]);
+    // Let queued notices leave before the socket closes (sends started meanwhile are tracked too).
+    const until = performance.now() + 500;
+    while (this.pending.size > 0 && performance.now() < until) {
+      await Promise.race([Promise.allSettled([...this.pending]), sleep(50)]);
+    }
     this.finished = true;
     await new Promise<void>((r) => this.socket.close(() => r()));
     this.log.info({ code }, 'supervisor done');
