@@ -1,0 +1,224 @@
+/**
+ * A seeded simulated network for link endpoints (test support, kept in src so the log
+ * and supervisor layers can reuse it). Two endpoints, 'a' and 'b', joined by up to two
+ * paths; each path and direction has its own loss, duplication, reordering, delay and
+ * up/down switch. Time is virtual: `run(ms)` advances the clock, delivering datagrams
+ * and calling each endpoint's `tick` every `tickMs`, in a deterministic order fixed by
+ * the seed.
+ *
+ *     a ──path 0 (a→b faults, b→a faults)── b
+ *       ──path 1 (a→b faults, b→a faults)──
+ */
+import { LinkEndpoint, type LinkOptions } from './endpoint.js';
+
+export interface PathFault {
+  /** Probability a datagram is dropped. */
+  loss: number;
+  /** Probability a datagram is delivered twice. */
+  dup: number;
+  /** Probability a datagram gets up to `reorderMs` extra delay (so it is overtaken). */
+  reorder: number;
+  reorderMs: number;
+  /** Base one-way delay and uniform jitter, ms. */
+  delayMs: number;
+  jitterMs: number;
+  /** A path that is down drops everything. */
+  up: boolean;
+}
+
+export const CLEAN_PATH: PathFault = {
+  loss: 0,
+  dup: 0,
+  reorder: 0,
+  reorderMs: 10,
+  delayMs: 1,
+  jitterMs: 0,
+  up: true,
+};
+
+export type SimSide = 'a' | 'b';
+
+export interface SimOptions {
+  seed: number;
+  paths?: number;
+  /** Tick period of both endpoints, ms. Default 1. */
+  tickMs?: number;
+  /** Fault settings applied to every path and direction. */
+  fault?: Partial<PathFault>;
+}
+
+/** mulberry32: a small seeded PRNG with a 32-bit state. */
+export function mulberry32(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Ev {
+  at: number;
+  order: number;
+  to: SimSide;
+  path: number;
+  dg: Buffer;
+}
+
+/** Min-heap of events by (at, order). */
+class EventHeap {
+  private readonly h: Ev[] = [];
+  get size(): number {
+    return this.h.length;
+  }
+  peek(): Ev | undefined {
+    return this.h[0];
+  }
+  private less(x: Ev, y: Ev): boolean {
+    return x.at < y.at || (x.at === y.at && x.order < y.order);
+  }
+  push(e: Ev): void {
+    const h = this.h;
+    h.push(e);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.less(h[i]!, h[p]!)) break;
+      [h[i], h[p]] = [h[p]!, h[i]!];
+      i = p;
+    }
+  }
+  pop(): Ev | undefined {
+    const h = this.h;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length > 0 && last !== undefined) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && this.less(h[l]!, h[m]!)) m = l;
+        if (r < h.length && this.less(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+export class SimNetwork {
+  now = 0;
+  readonly rng: () => number;
+  readonly paths: number;
+  readonly tickMs: number;
+  /** Datagrams handed to the network, per sender (for replay/forgery tests). */
+  readonly wire: { from: SimSide; path: number; dg: Buffer }[] = [];
+  /** Keep a copy of every datagram in `wire` (off by default). */
+  recordWire = false;
+  /** A targeted fault: datagrams for which this returns true are dropped. */
+  dropIf: ((from: SimSide, path: number, dg: Buffer) => boolean) | null = null;
+  private readonly faults: Record<SimSide, PathFault[]>;
+  private readonly eps: Partial<Record<SimSide, LinkEndpoint>> = {};
+  private readonly q = new EventHeap();
+  private order = 0;
+  private nextTick = 0;
+
+  constructor(opts: SimOptions) {
+    this.rng = mulberry32(opts.seed);
+    this.paths = opts.paths ?? 2;
+    this.tickMs = opts.tickMs ?? 1;
+    const mk = (): PathFault[] =>
+      Array.from({ length: this.paths }, () => ({ ...CLEAN_PATH, ...opts.fault }));
+    this.faults = { a: mk(), b: mk() };
+  }
+
+  /** Create endpoint `side`, wired to this network (replaces an earlier one: a restart). */
+  addEndpoint(side: SimSide, opts: Omit<LinkOptions, 'transmit' | 'now'>): LinkEndpoint {
+    const ep = new LinkEndpoint({
+      paths: this.paths,
+      name: side,
+      ...opts,
+      now: this.now,
+      transmit: (dg, path) => this.send(side, path, dg),
+    });
+    this.eps[side] = ep;
+    return ep;
+  }
+
+  endpoint(side: SimSide): LinkEndpoint {
+    const ep = this.eps[side];
+    if (ep === undefined) throw new Error(`no endpoint ${side}`);
+    return ep;
+  }
+
+  /** Change the faults of the datagrams `from` sends on `path` (both directions if from omitted). */
+  setFault(path: number, fault: Partial<PathFault>, from?: SimSide): void {
+    for (const side of from === undefined ? (['a', 'b'] as const) : [from]) {
+      Object.assign(this.faults[side][path]!, fault);
+    }
+  }
+
+  setPathUp(path: number, up: boolean): void {
+    this.setFault(path, { up });
+  }
+
+  /** Deliver raw bytes to `to` on `path` after `delayMs` (forged or replayed datagrams). */
+  inject(to: SimSide, path: number, dg: Buffer, delayMs = 0): void {
+    this.q.push({ at: this.now + delayMs, order: this.order++, to, path, dg });
+  }
+
+  private send(from: SimSide, path: number, dg: Buffer): void {
+    if (this.recordWire) this.wire.push({ from, path, dg: Buffer.from(dg) });
+    const f = this.faults[from][path];
+    if (f === undefined || !f.up) return;
+    if (this.dropIf !== null && this.dropIf(from, path, dg)) return;
+    const to: SimSide = from === 'a' ? 'b' : 'a';
+    if (this.rng() < f.loss) return;
+    const copies = this.rng() < f.dup ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      let d = f.delayMs + this.rng() * f.jitterMs;
+      if (this.rng() < f.reorder) d += this.rng() * f.reorderMs;
+      this.q.push({ at: this.now + d, order: this.order++, to, path, dg });
+    }
+  }
+
+  /** Advance virtual time by `ms`. */
+  run(ms: number): void {
+    this.runUntil(() => false, ms);
+  }
+
+  /**
+   * Advance until `done()` holds (checked after every event) or `maxMs` passes.
+   * Returns whether `done()` held.
+   */
+  runUntil(done: () => boolean, maxMs: number): boolean {
+    const end = this.now + maxMs;
+    for (;;) {
+      if (done()) return true;
+      const ev = this.q.peek();
+      const tAt = this.nextTick;
+      if (ev !== undefined && ev.at <= tAt && ev.at <= end) {
+        this.q.pop();
+        this.now = Math.max(this.now, ev.at);
+        const f = this.faults[ev.to === 'a' ? 'b' : 'a'][ev.path];
+        // A path that went down also loses what was in flight on it.
+        if (f === undefined || f.up) this.eps[ev.to]?.receive(ev.dg, ev.path, this.now);
+        continue;
+      }
+      if (tAt > end) {
+        this.now = end;
+        return done();
+      }
+      this.now = tAt;
+      this.nextTick = tAt + this.tickMs;
+      this.eps.a?.tick(this.now);
+      this.eps.b?.tick(this.now);
+    }
+  }
+}
