@@ -7,7 +7,7 @@
  * connections, then the process exits 0.
  */
 import { parseCli, parseHostPort } from '../args.js';
-import { UsageError } from '../../util/errors.js';
+import { FtcpError, UsageError } from '../../util/errors.js';
 import { DEMO_KINDS, isDemoKind, startDemoServer } from '../../demo/server.js';
 
 const USAGE = `usage: ftcp demo-server --kind ${DEMO_KINDS.join('|')} --listen <ip:port> [--json]
@@ -37,20 +37,26 @@ export async function run(argv: string[]): Promise<number> {
   if (!values.listen) throw new UsageError(`--listen is required\n${USAGE}`);
   const { addr, port } = parseListen(values.listen);
 
-  const server = await startDemoServer(kind, addr, port);
+  // Handlers first: whoever reads the listening line may signal at once.
+  let stop = () => {};
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  let server;
+  try {
+    server = await startDemoServer(kind, addr, port);
+  } catch (err) {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+    const e = err as NodeJS.ErrnoException;
+    throw new FtcpError('FTCP_LISTEN', `cannot listen on ${values.listen}: ${e.code ?? e.message}`, { cause: err });
+  }
   const where = `${server.host}:${server.port}`;
   process.stdout.write(JSON.stringify({ listening: where, kind, pid: process.pid }) + '\n');
   if (!values.json) process.stderr.write(`ftcp demo-server: ${kind} listening on ${where}; SIGTERM or Ctrl-C to stop\n`);
-
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      resolve();
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  await stopped;
+  process.off('SIGTERM', stop);
+  process.off('SIGINT', stop);
   await server.close();
   return 0;
 }
