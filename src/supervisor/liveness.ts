@@ -5,23 +5,28 @@
  * The clock is injected (`now()`), so every rule is testable with a fake clock; oracle.ts puts
  * it behind a UDP socket and real timers.
  *
- * States (one transition function, `LivenessTracker.step`, logs `from → to`):
+ * States (one transition function, `LivenessTracker.step`, logs `from → to`; the arms are
+ * in `nextState`):
  *
- *                 hello/heartbeat(alive)            listening / heartbeat(alive, listening)
- *   UNKNOWN ───────────────────────────▶ ALIVE ──────────────────────────────────▶ LISTENING
- *      │                                   │  ▲                                         │
- *      │ listening                         │  └──── heartbeat(alive) from SILENT ◀──┐   │
- *      └──────────────────────────────────────────────────────────────────────────▶ │   │
- *                                          │ crashed / heartbeat(!alive)            │   │
- *                                          ▼                                        │   │
- *              crashed ─────────────▶  CRASHED ◀───────── crashed ──────────────────┼───┘
- *              (from any state)            │ restarted / heartbeat(alive, new gen)  │
- *                                          ▼                                        │
- *                                     RESTARTING ──── listening ──▶ LISTENING        │
- *                                                                                  │
- *   any of ALIVE, LISTENING, CRASHED, RESTARTING, STOPPING ── silence ──▶ SILENT ───┘
+ *              hello/heartbeat(alive)         listening, heartbeat(alive, listening)
+ *   UNKNOWN ─────────────────────────▶ ALIVE ─────────────────────────────────────▶ LISTENING
+ *      │  └──────────────── listening, heartbeat(alive, listening) ───────────────────▶ ▲  │
+ *      │                                 │                                             │  │
+ *      │  crashed, heartbeat(!alive)     │ crashed, heartbeat(!alive)                  │  │ crashed,
+ *      ▼                                 ▼                                             │  │ heartbeat(!alive)
+ *   CRASHED ◀───────────────────────────────────────────────────────────────────────────┼──┘
+ *      │ restarted, heartbeat(alive) of a later generation or another boot             │
+ *      ▼                                                                               │
+ *   RESTARTING ──────────────── listening, heartbeat(alive, listening) ────────────────┘
+ *
+ *   ALIVE, LISTENING, CRASHED, RESTARTING, STOPPING ── silence > silenceMs ──▶ SILENT
+ *   SILENT ── heartbeat(alive) ──▶ ALIVE, or LISTENING if listening
  *   any ── stopping ──▶ STOPPING ── stopped ──▶ STOPPED     (any ── stopped ──▶ STOPPED)
- *   SILENT/STOPPED/UNKNOWN ── heartbeat(alive, listening) ──▶ LISTENING (a new boot for STOPPED)
+ *   LISTENING ── heartbeat(alive, !listening) of a later generation/boot ──▶ RESTARTING
+ *   STOPPING/STOPPED ── heartbeat(alive) of a later generation/boot ──▶ ALIVE or LISTENING
+ *   A notice of a type always wins (crashed → CRASHED from any state, and so on); a
+ *   heartbeat only repairs what lost notices left wrong and never undoes a crash or a stop
+ *   of the same incarnation.
  *
  * Verdict (what the gateway does with a held server FIN/RST):
  *   UNKNOWN                      → 'unknown' (never heard: the gateway applies its policy)
@@ -43,8 +48,8 @@
  * clock synchronisation with the gateway: every notice of an old run was sent before the
  * newest notice of the current run, so a recorded old-boot notice is always rejected once the
  * service has been heard. The residual window: right after the gateway itself starts (no
- * history), a recorded notice of any past run is accepted once, until the live supervisor's
- * next notice (≤ one heartbeat later) supersedes it — unless `maxAgeMs` is set, which also
+ * history), one recorded notice (of a past run or of the current one) can be accepted, until
+ * the live supervisor's next notice (≤ one heartbeat later) supersedes it — unless `maxAgeMs` is set, which also
  * drops notices whose sentAt is further than that from the gateway's clock (use it when the
  * hosts' clocks are synchronised). A supervisor host whose wall clock steps backwards across a
  * supervisor restart is ignored until its clock passes the old newest sentAt (logged).
