@@ -155,6 +155,8 @@ interface ConnApi {
   /** Records send progress (for maxStallMs) where no data arrives. */
   progress(): void;
   write(b: Buffer): boolean;
+  /** SHA-256 (hex) of everything written so far. */
+  sentSha256(): string;
   end(): void;
   fail(code: string, message: string): void;
   pass(): void;
@@ -222,6 +224,10 @@ class Conn implements ConnApi {
     return this.sock.write(b);
   }
 
+  sentSha256(): string {
+    return this.sent.copy().digest('hex');
+  }
+
   end(): void {
     this.sock.end();
   }
@@ -268,7 +274,6 @@ const MAX_REPLY = 256;
 
 class UploadDriver implements Driver {
   private readonly ks: Keystream;
-  private readonly digest = createHash('sha256');
   private left: number;
   private ended = false;
   private reply: Buffer[] = [];
@@ -302,9 +307,7 @@ class UploadDriver implements Driver {
       }
       const n = Math.min(CHUNK_BYTES, this.left);
       this.left -= n;
-      const b = this.ks.next(n);
-      this.digest.update(b);
-      if (!c.write(b)) return;
+      if (!c.write(this.ks.next(n))) return;
     }
     if (!this.ended) {
       this.ended = true;
@@ -325,7 +328,7 @@ class UploadDriver implements Driver {
     const text = Buffer.concat(this.reply).toString('latin1');
     const m = /^([0-9a-f]{64}) (\d+)\n$/.exec(text);
     if (!m) return c.fail(text.length === 0 ? 'EARLY_EOF' : 'BAD_REPLY', `unexpected reply ${JSON.stringify(text.slice(0, 100))}`);
-    const want = this.digest.digest('hex');
+    const want = c.sentSha256();
     if (Number(m[2]) !== this.bytes) return c.fail('LENGTH_MISMATCH', `server counted ${m[2]} bytes, client sent ${this.bytes}`);
     if (m[1] !== want) return c.fail('DIGEST_MISMATCH', `server digest ${m[1]} != client digest ${want}`);
     c.pass();
