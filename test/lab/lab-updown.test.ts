@@ -13,6 +13,7 @@ import {
   randomLabName, spawnIn, withLab, type LabTopology,
 } from '../../src/lab/index.js';
 import { FtcpError, UsageError } from '../../src/util/errors.js';
+import { ensureBuilt } from '../support/build.js';
 
 const CLI = join(REPO_ROOT, 'bin', 'ftcp.js');
 const labs: string[] = [];
@@ -334,8 +335,7 @@ describe('lab gateway mode (interruptions and the real gateway)', () => {
 
 describe('ftcp lab (CLI)', () => {
   beforeAll(() => {
-    // Build dist/ (others' type errors may make tsc exit non-zero; it still emits).
-    spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: REPO_ROOT, stdio: 'ignore', timeout: 120_000 });
+    ensureBuilt();
     expect(existsSync(join(REPO_ROOT, 'dist', 'cli', 'commands', 'lab.js'))).toBe(true);
   });
 

@@ -9,12 +9,13 @@ import { describe, it, expect, beforeAll, afterEach } from 'vitest';
 import { main } from '../../../src/cli/main.js';
 import { keystreamSha256 } from '../../../src/demo/keystream.js';
 import { parseSize, parseCount } from '../../../src/cli/commands/demo-client.js';
+import { ensureBuilt } from '../../support/build.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BIN = `${ROOT}bin/ftcp.js`;
 
 beforeAll(() => {
-  spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'ignore', timeout: 110_000 });
+  ensureBuilt();
   for (const f of ['cli/main.js', 'cli/commands/demo-server.js', 'cli/commands/demo-client.js', 'demo/client.js']) {
     expect(existsSync(`${ROOT}dist/${f}`), `dist/${f} built`).toBe(true);
   }
