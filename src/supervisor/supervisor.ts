@@ -164,6 +164,8 @@ export class Supervisor {
   private childListening = false;
   private startedAt = 0;
   private stopping = false;
+  /** finish() has begun (notices may still be leaving). */
+  private finishing = false;
   private finished = false;
   private restartTimer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
@@ -195,7 +197,7 @@ export class Supervisor {
 
   /** Graceful stop (SIGTERM/SIGINT to the supervisor). Idempotent. */
   async stop(why = 'signal'): Promise<void> {
-    if (this.stopping || this.finished) return;
+    if (this.stopping || this.finishing) return this.done.then(() => undefined);
     this.stopping = true;
     this.log.info({ why }, 'stopping the program');
     if (this.restartTimer) clearTimeout(this.restartTimer);
@@ -268,7 +270,7 @@ export class Supervisor {
     const ranMs = performance.now() - this.startedAt;
     this.child = null;
     this.childListening = false;
-    if (this.stopping || this.finished) return; // stop() reports it
+    if (this.stopping || this.finishing) return; // stop() reports it
     if (code === 0 && signal === null) {
       this.log.info({ generation: gen, pid }, 'program exited normally: stopping');
       this.stopping = true;
@@ -376,7 +378,8 @@ export class Supervisor {
   }
 
   private async finish(code: number): Promise<void> {
-    if (this.finished) return;
+    if (this.finishing) return;
+    this.finishing = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
     if (this.restartTimer) clearTimeout(this.restartTimer);

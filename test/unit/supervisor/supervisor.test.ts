@@ -208,3 +208,18 @@ describe('Supervisor', () => {
     expect(await oracle.waitVerdict(service, 1000)).toBe('alive');
   });
 });
+
+describe('Supervisor stop during backoff', () => {
+  it('a stop while waiting to restart: no restart, stopping then stopped, exit 0', async () => {
+    const { sup, oracle, service, events } = await rig([], { args: ['-e', 'process.exit(3)'], backoff: { initialMs: 10_000 } });
+    const done = sup.run();
+    await waitFor(() => oracle.state(service) === 'CRASHED', 5000, 'CRASHED');
+    const t0 = Date.now();
+    await sup.stop('test');
+    expect(await done).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    await waitFor(() => oracle.state(service) === 'STOPPED', 1000, 'STOPPED');
+    expect(events.map((e) => e[0])).toEqual(['alive', 'crashed', 'stopping', 'stopped']);
+    expect(oracle.counters.perType.restarted).toBe(0);
+  });
+});
