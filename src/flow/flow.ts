@@ -75,6 +75,13 @@ export class Flow {
   heldLen = 0;
   heldAck = 0;
 
+  /**
+   * The server's FIN segment, held whole while the ack it carries is beyond `stable`
+   * (see SouthWrapper.fromServer), and that ack as an in-stream offset.
+   */
+  heldFin: Buffer | null = null;
+  heldFinAck = 0;
+
   /** Client bytes that arrived before the log had the connection (offset, copy). */
   pending: Array<{ offset: number; data: Buffer }> | null = null;
   pendingBytes = 0;

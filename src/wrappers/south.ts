@@ -56,6 +56,7 @@ export class SouthStats {
   acksLowered = 0;
   acksHeld = 0;
   heldReleased = 0;
+  finsHeld = 0;
   unknownFlowPackets = 0;
   simultaneousOpen = 0;
 }
@@ -211,6 +212,15 @@ export class SouthWrapper {
     }
 
     // The server acknowledges bytes the log does not hold stably yet.
+    if (fin) {
+      // A FIN goes whole, later: had the client acked it while its own FIN was still
+      // unacked, the server would close for good and answer the client's retransmitted
+      // FIN with a RST. Held, the server stays in LAST_ACK until the FIN is stable.
+      flow.heldFin = Buffer.from(buf.subarray(p.ipOff, p.ipOff + p.totalLen));
+      flow.heldFinAck = acked;
+      this.stats.finsHeld++;
+      return DROP;
+    }
     this.holdTemplate(flow, buf, p, acked, len, fin);
     if (len > 0 || fin) {
       // Data or FIN must go now: lower its ack to `stable`, keep the window's right edge.
@@ -306,6 +316,18 @@ export class SouthWrapper {
     // stable(p) → received(p): what the log holds gap-free, the gateway has seen gap-free.
     if (stable > flow.received) flow.received = flow.clientFin >= 0 && stable > flow.clientFin ? flow.clientFin : stable;
     if (this.onStableAdvance !== null) this.onStableAdvance(flow);
+    this.releaseHeldAck(flow, stable);
+    const fin = flow.heldFin;
+    if (fin !== null && stable >= flow.heldFinAck) {
+      flow.heldFin = null;
+      if (flow.heldFinAck > flow.complete) flow.complete = flow.heldFinAck;
+      this.stats.heldReleased++;
+      this.emit(fin, 0, fin.length);
+    }
+    this.checkClosed(flow);
+  }
+
+  private releaseHeldAck(flow: Flow, stable: number): void {
     const held = flow.held;
     if (held === null || flow.complete >= stable) return;
     const ackOff = flow.heldAck < stable ? flow.heldAck : stable;
@@ -321,7 +343,6 @@ export class SouthWrapper {
     if (ackOff >= flow.heldAck) flow.held = null;
     this.stats.heldReleased++;
     this.emit(out, 0, out.length);
-    this.checkClosed(flow);
   }
 
   // ---- end of a connection ---------------------------------------------------------

@@ -188,6 +188,20 @@ for (const [label, cIsn, sIsn] of [
       expect(h.gw.south.stats.acksHeld).toBeGreaterThan(20);
     });
 
+    it('holds a server FIN whose ack is beyond stable whole, and releases it unchanged once stable', () => {
+      h.send(seg({ fromClient: true, seq: h.cseq(0), ack: h.sseq(0), payload: payload(7, 5), flags: TCP_ACK | TCP_FIN }));
+      h.log.stabilize(1, 3);
+      const fin = seg({ fromClient: false, seq: h.sseq(0), ack: h.cseq(8), flags: TCP_ACK | TCP_FIN, payload: payload(4, 6) });
+      expect(h.send(fin)).toHaveLength(0);
+      expect(h.gw.south.stats.finsHeld).toBe(1);
+      h.log.stabilize(1, 7); // data stable, the FIN not yet
+      expect(h.tun.drain()).toHaveLength(0);
+      h.log.stabilize(1, 8);
+      const out = h.tun.drain();
+      expect(out).toHaveLength(1);
+      expect(out[0]!.equals(fin)).toBe(true);
+    });
+
     it('ends the connection when both FINs are acked and releases its log after the linger', () => {
       h.send(seg({ fromClient: true, seq: h.cseq(0), ack: h.sseq(0), payload: payload(5, 5), flags: TCP_ACK | TCP_FIN }));
       expect(h.log.fins).toEqual([{ id: 1, offset: 5 }]);
