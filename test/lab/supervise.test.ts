@@ -18,8 +18,8 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { REPO_ROOT, execIn, pidAlive, spawnIn, withLab } from '../../src/lab/index.js';
+import { ensureBuilt } from '../support/build.js';
 
 const CLI = join(REPO_ROOT, 'bin', 'ftcp.js');
 const SERVER = join(REPO_ROOT, 'test', 'unit', 'supervisor', 'fixtures', 'server.mjs');
@@ -90,7 +90,7 @@ function eventStream(c: ChildProcess) {
 
 describe('ftcp supervise in the namespace lab', () => {
   it('reports crash, restart, listening (in its own namespace) and a deliberate stop to an oracle in the gateway namespace', async () => {
-    spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: REPO_ROOT, stdio: 'ignore', timeout: 110_000 });
+    ensureBuilt();
     const dir = mkdtempSync(join(tmpdir(), 'ftcp-sup-lab-'));
     dirs.push(dir);
     const keyFile = join(dir, 'key');

@@ -15,6 +15,7 @@ import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
 import { pino } from 'pino';
 import { LivenessOracle, type OracleEventName, type ServiceInfo } from '../../../src/supervisor/oracle.js';
 import { encodeNotice } from '../../../src/supervisor/messages.js';
+import { ensureBuilt } from '../../support/build.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BIN = `${ROOT}bin/ftcp.js`;
@@ -25,7 +26,7 @@ const KEY_FILE = join(dir, 'key.hex');
 writeFileSync(KEY_FILE, KEY.toString('hex') + '\n');
 
 beforeAll(() => {
-  spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'ignore', timeout: 110_000 });
+  ensureBuilt();
   for (const f of ['cli/main.js', 'cli/commands/supervise.js', 'supervisor/supervisor.js', 'supervisor/messages.js']) {
     expect(existsSync(`${ROOT}dist/${f}`), `dist/${f} built`).toBe(true);
   }
