@@ -10,6 +10,7 @@ import { main } from '../../../src/cli/main.js';
 import { keystreamSha256 } from '../../../src/demo/keystream.js';
 import { parseSize, parseCount } from '../../../src/cli/commands/demo-client.js';
 import { ensureBuilt } from '../../support/build.js';
+import { runCli as runCliIn } from '../../support/cli.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BIN = `${ROOT}bin/ftcp.js`;
@@ -26,20 +27,8 @@ afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 });
 
-function runCli(args: string[], timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (b: Buffer) => (stdout += b));
-    child.stderr!.on('data', (b: Buffer) => (stderr += b));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function runCli(args: string[], timeoutMs = 15_000) {
+  return runCliIn(args, timeoutMs, children);
 }
 
 /** Spawns a demo server on an ephemeral port and resolves with its listening line. */

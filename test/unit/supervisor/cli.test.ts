@@ -16,6 +16,7 @@ import { pino } from 'pino';
 import { LivenessOracle, type OracleEventName, type ServiceInfo } from '../../../src/supervisor/oracle.js';
 import { encodeNotice } from '../../../src/supervisor/messages.js';
 import { ensureBuilt } from '../../support/build.js';
+import { runCli as runCliIn } from '../../support/cli.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BIN = `${ROOT}bin/ftcp.js`;
@@ -48,20 +49,8 @@ afterEach(async () => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function runCli(args: string[], timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.push(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (b: Buffer) => (stdout += b));
-    child.stderr!.on('data', (b: Buffer) => (stderr += b));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function runCli(args: string[], timeoutMs = 15_000) {
+  return runCliIn(args, timeoutMs, procs);
 }
 
 async function freePort(): Promise<number> {
