@@ -137,4 +137,3 @@ export async function run(argv: string[]): Promise<number> {
   });
 }
 
-export { FtcpError };
