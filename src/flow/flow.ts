@@ -27,6 +27,8 @@
 import { u32ToIp } from '../wire/addr.js';
 import { seqAdd, seqDiff } from '../wire/seq.js';
 import type { Logger } from '../util/logger.js';
+import type { Translation } from '../recovery/translate.js';
+import type { Rebuild } from '../recovery/rebuild.js';
 
 export type FlowState = 'SYN_SEEN' | 'ESTABLISHED' | 'CLOSING' | 'CLOSED';
 
@@ -89,6 +91,32 @@ export class Flow {
   rightEdge = 0;
   closedAt = 0;
 
+  // ---- crash masking and recovery (src/recovery) -----------------------------------
+  /** Both SYNs carried timestamps / SACK-permitted (so every segment may carry them). */
+  tsOk = false;
+  sackOk = false;
+  /** The client's SYN window field (unscaled, as in any SYN). */
+  clientSynWindow = 0;
+  /** The client's latest TSval and raw window field. */
+  cliTsVal = 0;
+  cliWindow = 0;
+  /** The latest TSval the client saw from the server (after translation). */
+  lastTsToClient = 0;
+  /** Highest in-stream offset acknowledged by the server's current incarnation. */
+  incDelivered = 0;
+  /** Highest out-stream offset (end) the current incarnation sent. */
+  incSndMax = 0;
+  /** Server FIN/RST segments held for the liveness verdict (in arrival order), or null. */
+  verdictHold: Buffer[] | null = null;
+  /** Set while the connection is being masked or rebuilt (the server's incarnation died). */
+  rec: Rebuild | null = null;
+  /** Set once the connection lives in a rebuilt incarnation: translation for its life. */
+  xlate: Translation | null = null;
+  /** Crashes this connection went through. */
+  crashes = 0;
+  /** Extra flow-table keys (FlowTable.alias), or null. */
+  aliases: number[] | null = null;
+
   constructor(key: number, clientIp: number, clientPort: number, serverIp: number, serverPort: number,
     clientIsn: number, clientSynOptions: Buffer, now: number) {
     this.key = key;
@@ -110,6 +138,11 @@ export class Flow {
   /** The sequence number of in-stream offset `off`. */
   inSeq(off: number): number {
     return seqAdd(this.clientIsn, 1 + (off % 0x100000000));
+  }
+
+  /** The sequence number (client's view) of out-stream offset `off`. */
+  outSeq(off: number): number {
+    return seqAdd(this.serverIsn, 1 + (off % 0x100000000));
   }
 
   /** The out-stream offset of sequence number `seq` (server → client). */

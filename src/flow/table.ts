@@ -66,7 +66,27 @@ export class FlowTable {
     return this.byLogId.get(id);
   }
 
+  /**
+   * Makes `flow` also found under client port `port` (a rebuilt connection moved to a fresh
+   * port toward the new incarnation). Aliases do not count as connections.
+   */
+  alias(svc: Service, flow: Flow, port: number): boolean {
+    const key = flow.clientIp * 65536 + port;
+    const cur = svc.flows.get(key);
+    if (cur !== undefined && cur !== flow) return false;
+    svc.flows.set(key, flow);
+    (flow.aliases ??= []).push(key);
+    return true;
+  }
+
+  unalias(svc: Service, flow: Flow): void {
+    if (flow.aliases === null) return;
+    for (const k of flow.aliases) if (svc.flows.get(k) === flow) svc.flows.delete(k);
+    flow.aliases = null;
+  }
+
   remove(svc: Service, flow: Flow): void {
+    this.unalias(svc, flow);
     if (svc.flows.get(flow.key) === flow) {
       svc.flows.delete(flow.key);
       this.count--;
@@ -74,7 +94,8 @@ export class FlowTable {
     if (flow.logId >= 0 && this.byLogId.get(flow.logId) === flow) this.byLogId.delete(flow.logId);
   }
 
+  /** Every connection once (aliases skipped). */
   *flows(): IterableIterator<[Service, Flow]> {
-    for (const svc of this.services.values()) for (const f of svc.flows.values()) yield [svc, f];
+    for (const svc of this.services.values()) for (const [k, f] of svc.flows) if (k === f.key) yield [svc, f];
   }
 }

@@ -17,6 +17,10 @@ import { FlowTable, type ServiceSpec } from '../flow/table.js';
 import { SouthWrapper, FORWARD, defaultSouthOptions, type SouthOptions } from '../wrappers/south.js';
 import { PacketInfo, parsePacket, Verdict, DropCounters, isDrop, FIRST_DROP, VERDICT_COUNT, verdictName } from '../wire/packet.js';
 import type { Logger } from '../util/logger.js';
+import { NorthWrapper, defaultNorthOptions, type NorthOptions } from '../recovery/rebuild.js';
+import { CrashMasking, type CrashPolicy, type LivenessSource } from '../recovery/verdict.js';
+import { parseIcmpError } from '../wire/repr.js';
+import { IPPROTO_TCP } from '../wire/ipv4.js';
 
 export interface GatewayOptions {
   tun: TunDevice;
@@ -27,6 +31,13 @@ export interface GatewayOptions {
   now?: () => number;
   /** Sweep period for closed and idle connections (ms). */
   sweepMs?: number;
+  /** The supervisors' liveness oracle (null: none). */
+  oracle?: LivenessSource | null;
+  /** Without an oracle's verdict: 'rst' treats a server RST as a crash. */
+  crashPolicy?: CrashPolicy;
+  /** Bound on holding a server FIN/RST for the verdict (ms). */
+  holdMs?: number;
+  north?: Partial<NorthOptions>;
 }
 
 export class GatewayStats {
@@ -41,6 +52,7 @@ export class GatewayStats {
   dropped = 0;
   writeShort = 0;
   emitted = 0;
+  icmpSuppressed = 0;
 }
 
 export class Gateway {
@@ -48,6 +60,9 @@ export class Gateway {
   readonly drops = new DropCounters();
   readonly table: FlowTable;
   readonly south: SouthWrapper;
+  readonly north: NorthWrapper;
+  readonly masking: CrashMasking;
+  private recoveryTimer: NodeJS.Timeout | null = null;
   private readonly info = new PacketInfo();
   private outOffsets = new Uint32Array(256);
   private outLengths = new Uint32Array(256);
@@ -72,6 +87,20 @@ export class Gateway {
       opts.logger,
       opts.now ?? Date.now,
     );
+    const policy = opts.crashPolicy ?? 'none';
+    const oracle = opts.oracle ?? null;
+    this.north = new NorthWrapper(
+      this.table,
+      opts.log,
+      (buf, off, len) => this.emit(buf, off, len),
+      { ...defaultNorthOptions, probeWithoutOracle: oracle === null && policy !== 'none', ...opts.north },
+      opts.logger.child({ mod: 'north' }),
+      opts.now ?? Date.now,
+    );
+    this.north.onFailed = (svc, flow) => this.table.remove(svc, flow);
+    this.masking = new CrashMasking(this.table, this.north, oracle, policy, (svc, b) => this.south.releaseHeld(svc, b), opts.holdMs ?? 300, opts.logger);
+    this.south.north = this.north;
+    if (this.masking.enabled) this.south.masking = this.masking;
   }
 
   start(): void {
@@ -84,11 +113,21 @@ export class Gateway {
     this.tun.start((b) => this.onBatch(b));
     this.sweepTimer = setInterval(() => this.south.sweep(), this.sweepMs);
     this.sweepTimer.unref();
+    this.recoveryTimer = setInterval(() => {
+      if (this.north.recovering === 0) return;
+      for (const svc of this.table.allServices()) {
+        if (this.north.isDown(svc) && this.masking.serviceListening(svc)) this.north.listening(svc);
+      }
+      this.north.tick();
+    }, 10);
+    this.recoveryTimer.unref();
   }
 
   stop(): void {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    if (this.recoveryTimer) clearInterval(this.recoveryTimer);
+    this.recoveryTimer = null;
     this.tun.close();
   }
 
@@ -133,6 +172,10 @@ export class Gateway {
         }
       } else if (v === Verdict.IPV4_ICMP) {
         stats.icmp++;
+        if (this.north.recovering > 0 && this.icmpAboutMasked(buf, info)) {
+          stats.icmpSuppressed++;
+          forward = false;
+        }
       } else if (v === Verdict.IPV6) {
         stats.ipv6++;
       } else if (v === Verdict.IPV4_FRAGMENT) {
@@ -156,6 +199,19 @@ export class Gateway {
     }
   }
 
+  /**
+   * An ICMP error toward a client about one of its protected connections whose server is
+   * down or being rebuilt (e.g. host unreachable while the server host restarts): dropped.
+   */
+  private icmpAboutMasked(buf: Buffer, info: { l4Off: number; l4Len: number; dst: number }): boolean {
+    const e = parseIcmpError(buf, info.l4Off, info.l4Len);
+    if (e === null || e.quotedProto !== IPPROTO_TCP || e.quotedSrc !== info.dst) return false;
+    const svc = this.table.service(e.quotedDst, e.quotedDstPort);
+    if (svc === undefined) return false;
+    const flow = this.table.get(svc, e.quotedSrc, e.quotedSrcPort);
+    return (flow !== undefined && flow.rec !== null) || this.north.isDown(svc);
+  }
+
   /** A JSON-able snapshot for `ftcp status` and the control endpoint. */
   snapshot(): Record<string, unknown> {
     const flows: Array<Record<string, unknown>> = [];
@@ -164,7 +220,7 @@ export class Gateway {
       flows.push({
         flow: f.describe(), state: f.state, logId: f.logId, received: f.received, high: f.high,
         stable: f.stable, complete: f.complete, delivered: f.delivered, sndMax: f.sndMax, cliAcked: f.cliAcked,
-        held: f.held !== null,
+        held: f.held !== null, recovering: f.rec?.phase ?? null, translated: f.xlate !== null, crashes: f.crashes,
       });
     }
     return {
@@ -175,6 +231,9 @@ export class Gateway {
       connections: this.table.size,
       stats: { ...this.stats },
       south: { ...this.south.stats },
+      north: { ...this.north.stats },
+      masking: this.masking.describe(),
+      recovery: this.north.timelines.slice(-50),
       drops: this.dropReasons(),
       flows,
     };
@@ -195,6 +254,8 @@ export class Gateway {
     };
     for (const [k, v] of Object.entries(this.stats)) put(`gateway_${snake(k)}_total`, `gateway ${k}`, 'counter', v as number);
     for (const [k, v] of Object.entries(this.south.stats)) put(`south_${snake(k)}_total`, `south wrapper ${k}`, 'counter', v as number);
+    for (const [k, v] of Object.entries(this.north.stats)) put(`north_${snake(k)}_total`, `north wrapper ${k}`, 'counter', v as number);
+    put('recovering', 'connections being masked or rebuilt', 'gauge', this.north.recovering);
     put('connections', 'protected connections in the flow table', 'gauge', this.table.size);
     lines.push('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');
     for (const [reason, v] of Object.entries(this.dropReasons())) lines.push(`ftcp_drops_total{reason="${reason}"} ${v}`);

@@ -3,6 +3,7 @@
  * (DESIGN.md §1):
  *
  *   ip rule add iif <each steered interface> lookup <table> pref <pref>
+ *   ip rule add iif lo ipproto icmp lookup <table>      (the gateway kernel's own ICMP errors)
  *   ip route add default dev <tun> table <table>
  *
  * Packets the gateway writes back enter with iif <tun>, match no rule of ours and follow
@@ -89,6 +90,16 @@ export class Steering {
         await ip(args);
         this.undo.push({ what: 'rule', args: ['rule', 'del', 'iif', ifname, 'lookup', String(table), 'pref', String(p)] });
         p++;
+      }
+      if (steer.length > 0) {
+        // ICMP the gateway's own kernel generates (host unreachable while the server host is
+        // down, …) goes through the TUN too, so errors about masked connections can be dropped.
+        // Local destinations resolve in the local table first (pref 0), so they are not caught.
+        // What the gateway writes back has a local source address: accept_local lets it in.
+        await setSysctl(`net.ipv4.conf.${tun}.accept_local`, '1');
+        const args = ['rule', 'add', 'iif', 'lo', 'ipproto', 'icmp', 'lookup', String(table), 'pref', String(p)];
+        await ip(args);
+        this.undo.push({ what: 'rule', args: ['rule', 'del', 'iif', 'lo', 'ipproto', 'icmp', 'lookup', String(table), 'pref', String(p)] });
       }
       this.logger.info({ tun, steer, table }, 'policy routing through the TUN is up');
     } catch (err) {

@@ -25,6 +25,10 @@ import { fillIpv4HeaderChecksum, fillTcpChecksum } from '../wire/checksum.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
 import type { Logger } from '../util/logger.js';
+import { PacketInfo as PacketInfoClass, parsePacket, Verdict } from '../wire/packet.js';
+import { PASS, tsValOf, type NorthWrapper } from '../recovery/rebuild.js';
+import type { CrashMasking } from '../recovery/verdict.js';
+import { seqGt } from '../wire/seq.js';
 
 export const FORWARD = 0;
 export const DROP = 1;
@@ -68,6 +72,12 @@ export class SouthWrapper {
   private readonly opts2 = new TcpOptions();
   /** Called at every advance of a connection's stable point (for traces and tests). */
   onStableAdvance: ((flow: Flow) => void) | null = null;
+  /** The north wrapper (masking, rebuild, translation) and the FIN/RST verdict hold. */
+  north: NorthWrapper | null = null;
+  masking: CrashMasking | null = null;
+  /** Set while a held FIN/RST is processed again after an 'alive' verdict. */
+  private releasing = false;
+  private readonly relInfo = new PacketInfoClass();
 
   constructor(
     private readonly table: FlowTable,
@@ -94,6 +104,7 @@ export class SouthWrapper {
         if (flow) this.release(svc, flow, 'replaced by a new SYN');
         const options = Buffer.from(buf.subarray(p.optOff, p.optOff + p.optLen));
         flow = new Flow(p.src * 65536 + p.srcPort, p.src, p.srcPort, p.dst, p.dstPort, p.seq, options, this.now());
+        flow.clientSynWindow = p.window;
         this.table.add(svc, flow);
         this.stats.flowsOpened++;
       }
@@ -106,6 +117,11 @@ export class SouthWrapper {
     }
     flow.lastActivity = this.now();
     if (flow.state === 'SYN_SEEN') return FORWARD;
+    flow.cliWindow = p.window;
+    if (flow.tsOk) {
+      const ts = tsValOf(buf, p, this.opts);
+      if (ts >= 0) flow.cliTsVal = ts;
+    }
 
     if (flags & TCP_RST) {
       // RFC 5961: only an RST inside the window the server advertised ends the connection.
@@ -115,7 +131,7 @@ export class SouthWrapper {
         flow.to('CLOSED', 'client RST', this.logger);
         flow.closedAt = this.now();
       }
-      return FORWARD;
+      return this.toNorth(svc, flow, buf, p);
     }
 
     if (flags & TCP_ACK) {
@@ -146,7 +162,13 @@ export class SouthWrapper {
       }
     }
     this.checkClosed(flow);
-    return FORWARD;
+    return this.toNorth(svc, flow, buf, p);
+  }
+
+  /** A connection being masked, rebuilt or translated: the north wrapper decides. */
+  private toNorth(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): Action {
+    if (this.north === null || (flow.rec === null && flow.xlate === null)) return FORWARD;
+    return this.north.fromClient(svc, flow, buf, p) === PASS ? FORWARD : DROP;
   }
 
   private keepPending(flow: Flow, offset: number, data: Buffer): void {
@@ -168,16 +190,38 @@ export class SouthWrapper {
       this.stats.unknownFlowPackets++;
       return FORWARD;
     }
+    if (!this.releasing && this.north !== null && (flow.rec !== null || flow.xlate !== null)) {
+      // Masked (dropped), rebuilding (the handshake's answers) or translated in place.
+      if (this.north.fromServer(svc, flow, buf, p) !== PASS) return DROP;
+    }
     if (flags & TCP_SYN) {
       if (flags & TCP_ACK && flow.state === 'SYN_SEEN') this.established(flow, buf, p);
       return FORWARD;
     }
     flow.lastActivity = this.now();
-    if (flow.state === 'SYN_SEEN') return FORWARD;
+    if (flow.state === 'SYN_SEEN') {
+      if (flags & TCP_RST && this.north !== null && this.north.isDown(svc)) {
+        // A SYN reached the dead server's host while nothing listened: the client will
+        // send its SYN again, by which time the service is back.
+        this.north.stats.synRstsDropped++;
+        return DROP;
+      }
+      return FORWARD;
+    }
+    if (flow.tsOk) {
+      const ts = tsValOf(buf, p, this.opts);
+      if (ts >= 0 && seqGt(ts, flow.lastTsToClient)) flow.lastTsToClient = ts;
+    }
+    if (flow.xlate === null && flags & TCP_ACK) {
+      const a = flow.inOffset(p.ack);
+      if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
+    }
+    if (flags & (TCP_FIN | TCP_RST) && !this.releasing && this.masking !== null && this.masking.hold(svc, flow, buf, p)) {
+      return DROP; // held for the liveness verdict, or suppressed (the process died)
+    }
 
     if (flags & TCP_RST) {
-      // Issue "crash masking" holds this for the supervisor's verdict; for now the
-      // server's own abort ends the connection.
+      // The verdict said alive (or no crash detection is configured): the server's own abort.
       this.stats.flowsReset++;
       flow.to('CLOSED', 'server RST', this.logger);
       flow.closedAt = this.now();
@@ -243,6 +287,14 @@ export class SouthWrapper {
     if (okC && okS && c.wscale >= 0 && s.wscale >= 0) {
       flow.clientWscale = Math.min(c.wscale, 14);
       flow.serverWscale = Math.min(s.wscale, 14);
+    }
+    if (okC && okS) {
+      flow.tsOk = c.tsOff >= 0 && s.tsOff >= 0;
+      flow.sackOk = c.sackPermitted && s.sackPermitted;
+      if (flow.tsOk) {
+        flow.lastTsToClient = s.tsVal;
+        flow.cliTsVal = c.tsVal;
+      }
     }
     flow.rightEdge = p.window; // a SYN-ACK's window is never scaled
     flow.to('ESTABLISHED', 'server SYN-ACK', this.logger);
@@ -316,6 +368,10 @@ export class SouthWrapper {
     // stable(p) → received(p): what the log holds gap-free, the gateway has seen gap-free.
     if (stable > flow.received) flow.received = flow.clientFin >= 0 && stable > flow.clientFin ? flow.clientFin : stable;
     if (this.onStableAdvance !== null) this.onStableAdvance(flow);
+    if (flow.rec !== null && this.north !== null) {
+      this.north.onStable(flow);
+      if (flow.rec !== null && flow.rec.phase !== 'REPLAY') return;
+    }
     this.releaseHeldAck(flow, stable);
     const fin = flow.heldFin;
     if (fin !== null && stable >= flow.heldFinAck) {
@@ -343,6 +399,21 @@ export class SouthWrapper {
     if (ackOff >= flow.heldAck) flow.held = null;
     this.stats.heldReleased++;
     this.emit(out, 0, out.length);
+  }
+
+  /**
+   * A server FIN/RST held for the liveness verdict came back 'alive': it goes through the
+   * normal path now (already translated, if the connection was rebuilt) and out if kept.
+   */
+  releaseHeld(svc: Service, pkt: Buffer): void {
+    const info = this.relInfo;
+    if (parsePacket(pkt, 0, pkt.length, info) !== Verdict.IPV4_TCP) return;
+    this.releasing = true;
+    try {
+      if (this.fromServer(svc, pkt, info) === FORWARD) this.emit(pkt, 0, info.totalLen);
+    } finally {
+      this.releasing = false;
+    }
   }
 
   // ---- end of a connection ---------------------------------------------------------

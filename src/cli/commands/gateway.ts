@@ -1,7 +1,8 @@
 /**
  * ftcp gateway --tun <name> --protect <ip:port>[,…] [--steer <if>[,<if>]] [--table N]
  *              [--log embedded[:memory|:disk:<dir>]] [--control <ip:port>] [--ready-file F]
- *              [--idle-timeout <s>]
+ *              [--idle-timeout <s>] [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
+ *              [--assume-crash-on none|rst]
  *
  * Creates and configures its TUN device and (with --steer) the policy routing that sends
  * every forwarded packet through it; on SIGINT/SIGTERM removes everything it created.
@@ -20,6 +21,8 @@ import { realtimeNs } from '../../tun/native.js';
 import { u32ToIp } from '../../wire/addr.js';
 import type { Flow } from '../../flow/flow.js';
 import { createWriteStream } from 'node:fs';
+import { LivenessOracle } from '../../supervisor/oracle.js';
+import { loadKey, DEV_KEY } from '../../supervisor/messages.js';
 
 /** Writes one line per stable-point advance, stamped with CLOCK_REALTIME (the capture clock). */
 function stabilityTracer(file: string): { trace: (flow: Flow) => void; close: () => Promise<void> } {
@@ -45,8 +48,15 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
   --mtu <n>               TUN MTU (default 1500)
   --stability-trace <f>   append a line per stable-point advance: <realtime ns> <client ip:port>
                           <server port> <client ISN> <stable offset> (for offline invariant checks)
+  --supervisor <ip:port>  listen here for \`ftcp supervise\` notices (the liveness oracle): a server
+                          FIN/RST is held until the verdict; a crash masks and rebuilds connections
+  --key-file <path>       the supervisors' shared key (default: the PUBLIC development key, lab only)
+  --heartbeat-ms <n>      the supervisors' heartbeat interval (default 100): bounds the FIN/RST hold
+  --assume-crash-on <p>   without a supervisor's verdict: 'rst' = a server RST means a crash
+                          (rebuild retried until the server answers); 'none' (default)
 
-example: ftcp gateway --tun ftcp0 --protect 198.18.2.2:5001 --steer gc0,gs0 --log embedded:disk:/var/lib/ftcp`;
+example: ftcp gateway --tun ftcp0 --protect 198.18.2.2:5001 --steer gc0,gs0 --log embedded:disk:/var/lib/ftcp \\
+           --supervisor 198.18.2.1:7071 --key-file /etc/ftcp/key`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCli(argv, {
@@ -60,6 +70,10 @@ export async function run(argv: string[]): Promise<number> {
     'idle-timeout': { type: 'string', default: '7200' },
     mtu: { type: 'string', default: '1500' },
     'stability-trace': { type: 'string' },
+    supervisor: { type: 'string' },
+    'key-file': { type: 'string' },
+    'heartbeat-ms': { type: 'string', default: '100' },
+    'assume-crash-on': { type: 'string', default: 'none' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -83,6 +97,16 @@ export async function run(argv: string[]): Promise<number> {
   if (!Number.isInteger(mtu) || mtu < 576 || mtu > 9000) throw new UsageError(`--mtu: expected 576..9000, got '${values.mtu}'`);
   const control = values.control ? parseHostPort(values.control, '--control') : null;
   const steer = values.steer ? values.steer.split(',').filter(Boolean) : [];
+  const supervisor = values.supervisor ? parseHostPort(values.supervisor, '--supervisor') : null;
+  const heartbeatMs = Number(values['heartbeat-ms']);
+  if (!Number.isInteger(heartbeatMs) || heartbeatMs < 10 || heartbeatMs > 10_000) {
+    throw new UsageError(`--heartbeat-ms: expected 10..10000, got '${values['heartbeat-ms']}'`);
+  }
+  const crashPolicy = values['assume-crash-on'];
+  if (crashPolicy !== 'none' && crashPolicy !== 'rst') throw new UsageError(`--assume-crash-on: expected 'none' or 'rst', got '${crashPolicy}'`);
+  if (values['key-file'] && !supervisor) throw new UsageError('--key-file needs --supervisor');
+  const key = values['key-file'] ? loadKey(values['key-file']) : DEV_KEY;
+  if (supervisor && !values['key-file']) logger.warn('no --key-file: supervisor notices use the PUBLIC development key (lab use only)');
 
   let log;
   try {
@@ -94,10 +118,12 @@ export async function run(argv: string[]): Promise<number> {
   const tun = LinuxTun.open(values.tun, { slotSize: mtu + 64 });
   const steering = new Steering({ tun: tun.name, steer, table, pref: 1000, mtu }, logger);
   let gw: Gateway | null = null;
+  let oracle: LivenessOracle | null = null;
   const tracer = values['stability-trace'] ? stabilityTracer(values['stability-trace']) : null;
   let stopping = false;
   const cleanup = async () => {
     gw?.stop();
+    await oracle?.close();
     tun.close();
     await steering.teardown();
     await log.shutdown().catch(() => {});
@@ -106,7 +132,15 @@ export async function run(argv: string[]): Promise<number> {
   };
   try {
     await steering.setup();
-    gw = new Gateway({ tun, services, log, logger, south: { idleTimeoutMs: idle * 1000 } });
+    if (supervisor) {
+      oracle = await LivenessOracle.listen(supervisor.addr, supervisor.port, key, {
+        heartbeatMs, services: services.map((s) => `${u32ToIp(s.ip)}:${s.port}`), log: logger.child({ mod: 'oracle' }),
+      });
+    }
+    gw = new Gateway({
+      tun, services, log, logger, south: { idleTimeoutMs: idle * 1000 },
+      oracle, crashPolicy, holdMs: 2 * heartbeatMs + 50,
+    });
     if (tracer) gw.south.onStableAdvance = tracer.trace;
     gw.start();
     if (control) await startControl(gw, control.addr, control.port);
@@ -117,7 +151,7 @@ export async function run(argv: string[]): Promise<number> {
     await cleanup();
     throw err;
   }
-  logger.info({ tun: tun.name, protect: values.protect, steer, log: values.log, control: values.control }, 'gateway running');
+  logger.info({ tun: tun.name, protect: values.protect, steer, log: values.log, control: values.control, supervisor: values.supervisor ?? null, crashPolicy }, 'gateway running');
 
   return await new Promise<number>((resolve) => {
     const stop = (sig: string) => {

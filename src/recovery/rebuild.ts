@@ -1,0 +1,811 @@
+/**
+ * The north wrapper: crash masking and the rebuild of each connection inside a restarted
+ * server (DESIGN.md §4-5, seed 001 figs. 17-23 and the recovery pseudocode).
+ *
+ * Sequence relations (offsets are stream offsets; seq = ISN + 1 + offset, mod 2^32):
+ *
+ *   in-stream (client → server), the same numbers in every incarnation (the spoofed SYN
+ *   carries the client's ISN):
+ *
+ *     0 ── incDelivered ── complete ≤ stable ≤ received ── high        (rightEdge: last window)
+ *          │                  │        │        └ the replay target when the handshake is done
+ *          │                  │        └ the replay sender reads [sndNxt, stable) from the log
+ *          │                  └ what the client was told (≤ stable, ≤ rightEdge while masked)
+ *          └ what the server's current incarnation acknowledged (its rcv_nxt: the reaping RST's seq)
+ *
+ *   out-stream (server → client): the client knows ISN_old; the new incarnation numbers its
+ *   bytes from ISN_new, and, being deterministic, regenerates the same bytes at the same offsets:
+ *
+ *     0 ──────────── cliAcked0 ─────── sndMax
+ *     │  absorbed: acked by the gateway   │ forwarded again (the client may lack them)
+ *     seq_client = seq_new + (ISN_old − ISN_new)          (Translation.seqDelta)
+ *
+ * The protocol, per connection (one `Rebuild` on the flow; `phase` moves only forward,
+ * except that a crash at any step starts again at step 0 — step 7):
+ *
+ *   0. MASKED     the incarnation died. Server FIN/RST/retransmissions dropped; client data
+ *                 logged (south wrapper) and dropped; ACK(min(stable, rightEdge)) to the
+ *                 client at each stable advance and every `keepaliveMs`.
+ *   1. HANDSHAKE  (the service listens again) pick the tuple: the port of the dead incarnation,
+ *                 reaped with an RST at seq(incDelivered); if a socket answers a SYN with a
+ *                 plain ACK (its rcv_nxt), reap at that ack; after `portAttempts` tries a
+ *                 fresh port from the configured range, found again by a flow-table alias.
+ *   2.            spoofed SYN: seq = client ISN, the client's original SYN options and window.
+ *   3.            SYN-ACK: record ISN_new; the options must agree with the original ones (MSS,
+ *                 window scale present, SACK-permitted, timestamps) else FAILED; ACK it.
+ *   4. REPLAY     a small sender replays [0, stable) and the logged FIN: within the server's
+ *                 window and MSS, go-back-N on a timeout. Client segments are translated and
+ *                 forwarded from now on (their acks clamped to what the new incarnation sent).
+ *   5.            absorption: regenerated output ending at or below cliAcked is acked to the
+ *                 server by the gateway and dropped; the rest is forwarded (translated).
+ *   6. LIVE       (replay acked through the target, output regenerated through cliAcked0)
+ *                 `rec` is dropped; `flow.xlate` translates for the life of the connection.
+ *   7.            a crash during 1-5 (or 6) starts again at 0, from the log.
+ *   FAILED        options disagree, or no handshake before the deadline: one RST to the
+ *                 client (at its last ack), one to the new incarnation; counted; the flow closes.
+ */
+import { FlowTable, type Service } from '../flow/table.js';
+import type { Flow } from '../flow/flow.js';
+import type { LogStore } from '../log/types.js';
+import type { PacketInfo } from '../wire/packet.js';
+import { emitTcpPacket } from '../wire/repr.js';
+import { seqAdd, seqGt } from '../wire/seq.js';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_WINDOW, TCP_OFF_DST_PORT } from '../wire/tcp.js';
+import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
+import { tcpSetAck } from '../wire/rewrite.js';
+import { Translation, translateToClient, translateToServer } from './translate.js';
+import { u32ToIp } from '../wire/addr.js';
+import type { Logger } from '../util/logger.js';
+
+export const PASS = 0;
+export const DROP = 1;
+
+export type Phase = 'MASKED' | 'HANDSHAKE' | 'REPLAY' | 'FAILED';
+
+export interface NorthOptions {
+  /** ACK(stable) to a masked client at least this often (ms). */
+  keepaliveMs: number;
+  /** First SYN retransmission timeout (ms); doubles to 1 s. */
+  synRtoMs: number;
+  /** First replay retransmission timeout (ms); doubles to 2 s. */
+  replayRtoMs: number;
+  /** SYN attempts on the dead incarnation's port before moving to a fresh port. */
+  portAttempts: number;
+  /** Fresh client ports toward a new incarnation (documented: clients must not use them). */
+  portRange: [number, number];
+  /** From the start of a rebuild (listening again) to the handshake: past it, FAILED (ms). */
+  rebuildDeadlineMs: number;
+  /** A connection masked this long without the service listening again is ended (ms). */
+  maskDeadlineMs: number;
+  /** Rebuilds in the handshake phase at once (bounded parallelism). */
+  maxParallel: number;
+  /** Replay bytes read from the log at once. */
+  readChunk: number;
+  /** Without a liveness oracle: retry the handshake until the server answers (no 'listening'). */
+  probeWithoutOracle: boolean;
+}
+
+export const defaultNorthOptions: NorthOptions = {
+  keepaliveMs: 200,
+  synRtoMs: 100,
+  replayRtoMs: 200,
+  portAttempts: 3,
+  portRange: [61000, 65535],
+  rebuildDeadlineMs: 30_000,
+  maskDeadlineMs: 120_000,
+  maxParallel: 128,
+  readChunk: 256 * 1024,
+  probeWithoutOracle: false,
+};
+
+export class NorthStats {
+  crashes = 0;
+  flowsMasked = 0;
+  deadDropped = 0;
+  keepaliveAcks = 0;
+  reapRsts = 0;
+  synsSent = 0;
+  synRefused = 0;
+  challengeAcks = 0;
+  portsMoved = 0;
+  handshakes = 0;
+  optionMismatch = 0;
+  replaySegments = 0;
+  replayBytes = 0;
+  replayRetransmits = 0;
+  absorbedSegments = 0;
+  absorbedBytes = 0;
+  serverAcksDropped = 0;
+  caughtUp = 0;
+  rebuildFailed = 0;
+  rstsToClient = 0;
+  clientAcksClamped = 0;
+  synRstsDropped = 0;
+}
+
+/** One crash of one service, as the drill reports it (ms since the epoch; 0 = not yet). */
+export interface RecoveryTimeline {
+  service: string;
+  crash: number;
+  detectedAt: number;
+  reason: string;
+  connections: number;
+  listeningAt: number;
+  handshakesDoneAt: number;
+  replayDoneAt: number;
+  caughtUpAt: number;
+  handshakes: number;
+  replayed: number;
+  caughtUp: number;
+  failed: number;
+}
+
+/** The per-connection rebuild state (see the steps at the top of this module). */
+export class Rebuild {
+  phase: Phase = 'MASKED';
+  /** The client port the dead incarnation used (reaped) and the one the next SYN uses. */
+  deadPort: number;
+  sidePort: number;
+  attempts = 0;
+  portTries = 0;
+  nextAt = 0;
+  rto: number;
+  startedAt = 0;
+  maskedAt: number;
+  lastAckAt = 0;
+  /** From the SYN-ACK. */
+  newIsn = 0;
+  newShift = 0;
+  mss = 536;
+  newTsRecent = 0;
+  /** Replay sender (in-stream offsets). */
+  sndUna = 0;
+  sndNxt = 0;
+  target0 = 0;
+  cliAcked0 = 0;
+  lastProgress = 0;
+  newRightEdge = 0;
+  data: Buffer | null = null;
+  dataStart = 0;
+  reading = false;
+  ackPending = false;
+  handshakeDone = false;
+  replayDone = false;
+  timeline: RecoveryTimeline;
+
+  constructor(port: number, now: number, rto: number, timeline: RecoveryTimeline) {
+    this.deadPort = port;
+    this.sidePort = port;
+    this.maskedAt = now;
+    this.rto = rto;
+    this.timeline = timeline;
+  }
+}
+
+interface ServiceRecovery {
+  down: boolean;
+  timeline: RecoveryTimeline | null;
+  queue: Flow[];
+}
+
+const TS_OPT_LEN = 12;
+
+export class NorthWrapper {
+  readonly stats = new NorthStats();
+  readonly timelines: RecoveryTimeline[] = [];
+  private readonly services = new Map<Service, ServiceRecovery>();
+  private readonly active = new Set<Flow>();
+  private readonly opts1 = new TcpOptions();
+  private readonly opts2 = new TcpOptions();
+  private handshaking = 0;
+  private nextPort: number;
+  /** Told when a flow must be forgotten (FAILED and reset). */
+  onFailed: ((svc: Service, flow: Flow) => void) | null = null;
+
+  constructor(
+    private readonly table: FlowTable,
+    private readonly log: LogStore,
+    /** Writes a packet the gateway made (toward either side) into the TUN. */
+    private readonly emit: (buf: Buffer, off: number, len: number) => void,
+    private readonly options: NorthOptions,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.nextPort = options.portRange[0];
+  }
+
+  // ---- service events (liveness) ----------------------------------------------------
+
+  private svcRec(svc: Service): ServiceRecovery {
+    let r = this.services.get(svc);
+    if (!r) this.services.set(svc, (r = { down: false, timeline: null, queue: [] }));
+    return r;
+  }
+
+  /** Is the service's server down (crashed, not yet rebuilt into)? */
+  isDown(svc: Service): boolean {
+    return this.services.get(svc)?.down === true;
+  }
+
+  /** Step 0 for every established connection of the service: the incarnation died. */
+  crash(svc: Service, reason: string): void {
+    const now = this.now();
+    const sr = this.svcRec(svc);
+    const wasDown = sr.down;
+    sr.down = true;
+    sr.queue.length = 0;
+    let tl = sr.timeline;
+    if (!wasDown || tl === null) {
+      tl = {
+        service: `${u32ToIp(svc.ip)}:${svc.port}`, crash: this.timelines.length + 1, detectedAt: now, reason, connections: 0,
+        listeningAt: 0, handshakesDoneAt: 0, replayDoneAt: 0, caughtUpAt: 0, handshakes: 0, replayed: 0, caughtUp: 0, failed: 0,
+      };
+      this.timelines.push(tl);
+      sr.timeline = tl;
+      this.stats.crashes++;
+      this.logger.warn({ service: tl.service, reason }, 'server crash: masking its connections');
+    }
+    for (const [s, flow] of this.table.flows()) {
+      if (s !== svc) continue;
+      if (flow.state !== 'ESTABLISHED' && flow.state !== 'CLOSING') continue;
+      const port = flow.xlate ? flow.xlate.serverSidePort : flow.clientPort;
+      const prev = flow.rec;
+      if (prev !== null && prev.phase === 'FAILED') continue;
+      if (prev !== null && prev.phase === 'HANDSHAKE') this.handshaking--;
+      if (prev !== null && prev.timeline === tl && prev.phase === 'MASKED') continue;
+      const r = new Rebuild(prev !== null && prev.phase !== 'MASKED' ? prev.sidePort : port, now, this.options.synRtoMs, tl);
+      if (prev !== null) r.maskedAt = prev.maskedAt;
+      flow.rec = r;
+      flow.crashes++;
+      flow.verdictHold = null;
+      tl.connections++;
+      this.stats.flowsMasked++;
+      this.active.add(flow);
+      this.ackClient(flow, now);
+    }
+    if (this.options.probeWithoutOracle) this.listening(svc, true);
+  }
+
+  /** The service listens again: start the rebuilds (bounded parallelism). */
+  listening(svc: Service, probing = false): void {
+    const sr = this.services.get(svc);
+    if (!sr || !sr.down) return;
+    const now = this.now();
+    if (sr.timeline !== null && sr.timeline.listeningAt === 0 && !probing) sr.timeline.listeningAt = now;
+    sr.queue.length = 0;
+    for (const flow of this.active) {
+      if (flow.rec?.phase === 'MASKED' && this.table.service(flow.serverIp, flow.serverPort) === svc) sr.queue.push(flow);
+    }
+    this.startQueued(sr, now);
+    if (sr.queue.length === 0 && this.countRecovering(svc) === 0) this.serviceUp(svc, sr);
+  }
+
+  private countRecovering(svc: Service): number {
+    let n = 0;
+    for (const f of this.active) if (this.table.service(f.serverIp, f.serverPort) === svc) n++;
+    return n;
+  }
+
+  private serviceUp(svc: Service, sr: ServiceRecovery): void {
+    sr.down = false;
+    sr.timeline = null;
+    void svc;
+  }
+
+  private startQueued(sr: ServiceRecovery, now: number): void {
+    while (sr.queue.length > 0 && this.handshaking < this.options.maxParallel) {
+      const flow = sr.queue.shift()!;
+      const r = flow.rec;
+      if (r === null || r.phase !== 'MASKED') continue;
+      r.phase = 'HANDSHAKE';
+      r.startedAt = now;
+      r.attempts = 0;
+      r.rto = this.options.synRtoMs;
+      this.handshaking++;
+      this.sendSyn(flow, r, now);
+    }
+  }
+
+  // ---- packets -------------------------------------------------------------------------
+
+  /**
+   * A client segment of a masked, rebuilding or translated connection (already logged by
+   * the south wrapper). Returns PASS (translated for the new incarnation) or DROP.
+   */
+  fromClient(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): number {
+    const r = flow.rec;
+    if (r !== null) {
+      if (r.phase === 'FAILED') {
+        if (!(p.flags & TCP_RST)) this.resetClient(flow, p.flags & TCP_ACK ? p.ack : flow.outSeq(flow.cliAcked));
+        return DROP;
+      }
+      if (p.flags & TCP_RST && flow.state === 'CLOSED') {
+        // The client gave up on its own: forget the rebuild; tell the new incarnation if any.
+        this.finish(flow, r);
+        flow.rec = null;
+        if (r.phase === 'REPLAY' && flow.xlate !== null) {
+          this.toServer(flow, buf, p);
+          return PASS;
+        }
+        return DROP;
+      }
+      if (r.phase !== 'REPLAY') return DROP;
+    }
+    if (flow.xlate === null) return PASS;
+    this.toServer(flow, buf, p);
+    return PASS;
+  }
+
+  private toServer(flow: Flow, buf: Buffer, p: PacketInfo): void {
+    const t = flow.xlate!;
+    if (p.flags & TCP_ACK) {
+      // Never acknowledge output the new incarnation has not sent (it would drop the segment).
+      const a = flow.outOffset(p.ack);
+      if (a > flow.incSndMax) {
+        p.ack = flow.outSeq(flow.incSndMax);
+        tcpSetAck(buf, p.l4Off, p.ack);
+        this.stats.clientAcksClamped++;
+      }
+    }
+    translateToServer(t, buf, p);
+  }
+
+  /**
+   * A server segment of such a connection, before the south wrapper. Returns DROP, or PASS
+   * with the segment translated in place (and `p` updated) for the south wrapper.
+   */
+  fromServer(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): number {
+    const r = flow.rec;
+    const flags = p.flags;
+    if (r !== null) {
+      if (r.phase === 'MASKED' || r.phase === 'FAILED') {
+        if (p.dstPort === r.deadPort && flags & TCP_ACK && !(flags & TCP_SYN)) {
+          const a = flow.inOffset(p.ack);
+          if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
+        }
+        this.stats.deadDropped++;
+        return DROP;
+      }
+      if (r.phase === 'HANDSHAKE') {
+        this.handshakeSegment(svc, flow, r, buf, p);
+        return DROP;
+      }
+    }
+    const t = flow.xlate;
+    if (t === null) return PASS;
+    if (p.dstPort !== t.serverSidePort) {
+      this.stats.deadDropped++; // the dead incarnation, on the port the connection left
+      return DROP;
+    }
+    if (flags & TCP_SYN) {
+      // Our handshake ACK was lost: the SYN-ACK comes again.
+      if (r !== null) this.sendToServer(flow, r, flow.inSeq(0), 0, TCP_ACK, null);
+      return DROP;
+    }
+    // New-incarnation bookkeeping (raw numbers, before translation).
+    if (flags & TCP_ACK) {
+      const a = flow.inOffset(p.ack);
+      if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
+    }
+    const len = p.payloadLen + (flags & TCP_FIN ? 1 : 0);
+    if (r !== null) {
+      r.newRightEdge = flow.incDelivered + p.window * 2 ** r.newShift;
+      if (flow.tsOk) {
+        const ts = tsValOf(buf, p, this.opts1);
+        if (ts >= 0 && seqGt(ts, r.newTsRecent)) r.newTsRecent = ts;
+      }
+    }
+    translateToClient(t, buf, p);
+    const l4 = p.l4Off;
+    p.seq = buf.readUInt32BE(l4 + TCP_OFF_SEQ);
+    p.window = buf.readUInt16BE(l4 + TCP_OFF_WINDOW);
+    p.dstPort = buf.readUInt16BE(l4 + TCP_OFF_DST_PORT);
+    // The same out-stream offsets in every incarnation (client's numbering after translation).
+    const o = flow.outOffset(p.seq);
+    if (len > 0 && o + len > flow.incSndMax && o >= 0) flow.incSndMax = o + len;
+    if (r !== null) {
+      // Step 5: absorb what the client already acknowledged.
+      if (len > 0 && o + len <= flow.cliAcked) {
+        this.stats.absorbedSegments++;
+        this.stats.absorbedBytes += p.payloadLen;
+        this.ackServerSoon(flow, r);
+        this.progress(flow, r);
+        return DROP;
+      }
+      if (len === 0 && !(flags & TCP_RST) && flow.inOffset(p.ack) <= flow.complete) {
+        // A pure ACK of replayed bytes: the client has those acked already (no dupacks to it).
+        this.stats.serverAcksDropped++;
+        this.progress(flow, r);
+        return DROP;
+      }
+      this.progress(flow, r);
+    }
+    return PASS;
+  }
+
+  /** Steps 1-3: answers to our SYN. */
+  private handshakeSegment(svc: Service, flow: Flow, r: Rebuild, buf: Buffer, p: PacketInfo): void {
+    const now = this.now();
+    const flags = p.flags;
+    if (p.dstPort !== r.sidePort) {
+      this.stats.deadDropped++;
+      return;
+    }
+    const synAcked = flags & TCP_ACK && p.ack === seqAdd(flow.clientIsn, 1);
+    if (flags & TCP_SYN && synAcked) {
+      this.synAcked(svc, flow, r, buf, p, now);
+      return;
+    }
+    if (flags & TCP_RST) {
+      if (synAcked) {
+        // Nothing listens (yet): try again after the backoff, until the deadline.
+        this.stats.synRefused++;
+        r.nextAt = now + r.rto;
+        r.rto = Math.min(r.rto * 2, 1000);
+      }
+      return;
+    }
+    if (flags & TCP_ACK && !(flags & TCP_SYN)) {
+      // A socket still holds the tuple and told us its rcv_nxt (challenge ACK): reap it there.
+      this.stats.challengeAcks++;
+      if (p.dstPort === r.deadPort) {
+        this.stats.deadDropped++;
+      }
+      this.sendRaw(flow, r.sidePort, p.ack, 0, TCP_RST, 0, null, null);
+      this.stats.reapRsts++;
+      r.nextAt = now + 5;
+    }
+  }
+
+  private synAcked(svc: Service, flow: Flow, r: Rebuild, buf: Buffer, p: PacketInfo, now: number): void {
+    const o = this.opts1;
+    const old = this.opts2;
+    const okNew = parseTcpOptions(buf, p.optOff, p.optLen, o);
+    const okOld = parseTcpOptions(flow.serverSynOptions, 0, flow.serverSynOptions.length, old);
+    const why = !okNew || !okOld ? 'unparsable options'
+      : (o.tsOff >= 0) !== (old.tsOff >= 0) ? 'timestamps'
+        : o.sackPermitted !== old.sackPermitted ? 'SACK-permitted'
+          : (o.wscale >= 0) !== (old.wscale >= 0) ? 'window scaling'
+            : o.mss !== old.mss ? `MSS ${o.mss} vs ${old.mss}` : null;
+    if (why !== null) {
+      this.stats.optionMismatch++;
+      this.fail(svc, flow, r, `the new incarnation's SYN-ACK options disagree: ${why}`);
+      return;
+    }
+    r.newIsn = p.seq;
+    r.newShift = o.wscale >= 0 ? Math.min(o.wscale, 14) : 0;
+    r.mss = o.mss > 0 ? o.mss : 536;
+    r.newTsRecent = o.tsOff >= 0 ? o.tsVal : 0;
+    const tsDelta = flow.tsOk ? seqAdd(flow.lastTsToClient + 1, -o.tsVal) >>> 0 : 0;
+    const seqDelta = seqAdd(flow.serverIsn, -p.seq) >>> 0;
+    flow.xlate = new Translation(seqDelta, tsDelta, flow.clientPort, r.sidePort, flow.serverWscale, r.newShift);
+    flow.incDelivered = 0;
+    flow.incSndMax = 0;
+    r.newRightEdge = p.window; // a SYN-ACK's window is not scaled
+    r.phase = 'REPLAY';
+    r.handshakeDone = true;
+    this.handshaking--;
+    r.sndUna = 0;
+    r.sndNxt = 0;
+    r.target0 = flow.received;
+    if (flow.clientFin >= 0 && flow.received >= flow.clientFin) r.target0 = flow.clientFin + 1;
+    r.cliAcked0 = flow.cliAcked;
+    r.lastProgress = now;
+    r.rto = this.options.replayRtoMs;
+    r.data = null;
+    this.stats.handshakes++;
+    const tl = r.timeline;
+    tl.handshakes++;
+    if (tl.handshakes + tl.failed >= tl.connections) tl.handshakesDoneAt = now;
+    // Step 3: complete the handshake.
+    this.sendToServer(flow, r, flow.inSeq(0), 0, TCP_ACK, null);
+    this.logger.debug({ flow: flow.describe(), port: r.sidePort, newIsn: r.newIsn, target: r.target0, cliAcked: r.cliAcked0 }, 'rebuild: handshake done, replaying');
+    this.pump(flow, r);
+    const sr = this.services.get(svc);
+    if (sr) this.startQueued(sr, now);
+  }
+
+  // ---- step 4: the replay sender ------------------------------------------------------
+
+  /** The log has more stable bytes for the flow. */
+  onStable(flow: Flow): void {
+    const r = flow.rec;
+    if (r === null) return;
+    if (r.phase === 'MASKED' || r.phase === 'HANDSHAKE') this.ackClient(flow, this.now());
+    else if (r.phase === 'REPLAY') this.pump(flow, r);
+  }
+
+  private progress(flow: Flow, r: Rebuild): void {
+    if (r.phase !== 'REPLAY') return;
+    const una = flow.incDelivered;
+    if (una > r.sndUna) {
+      r.sndUna = una;
+      r.lastProgress = this.now();
+      r.rto = this.options.replayRtoMs;
+      if (r.sndNxt < una) r.sndNxt = una;
+    }
+    this.pump(flow, r);
+    this.checkCaughtUp(flow, r);
+  }
+
+  /** Sends what the window, the MSS and the log allow. */
+  private pump(flow: Flow, r: Rebuild): void {
+    if (r.phase !== 'REPLAY') return;
+    const fin = flow.clientFin >= 0 && flow.stable > flow.clientFin ? flow.clientFin : -1;
+    const dataEnd = fin >= 0 ? fin : flow.stable;
+    const edge = Math.max(r.newRightEdge, r.sndUna + 1);
+    const seg = Math.max(64, r.mss - (flow.tsOk ? TS_OPT_LEN : 0));
+    let sent = 0;
+    while (r.sndNxt < dataEnd && r.sndNxt < edge && sent < 64) {
+      const data = r.data;
+      if (data === null || r.sndNxt < r.dataStart || r.sndNxt >= r.dataStart + data.length) {
+        this.readMore(flow, r, dataEnd);
+        break;
+      }
+      const end = Math.min(dataEnd, edge, r.sndNxt + seg, r.dataStart + data.length);
+      if (end <= r.sndNxt) break;
+      const payload = data.subarray(r.sndNxt - r.dataStart, end - r.dataStart);
+      this.sendToServer(flow, r, flow.inSeq(r.sndNxt), 0, TCP_ACK | TCP_PSH, payload);
+      this.stats.replaySegments++;
+      this.stats.replayBytes += payload.length;
+      r.sndNxt = end;
+      sent++;
+    }
+    if (fin >= 0 && r.sndNxt === fin && r.sndNxt < edge + 1) {
+      this.sendToServer(flow, r, flow.inSeq(fin), 0, TCP_ACK | TCP_FIN, null);
+      r.sndNxt = fin + 1;
+    }
+    if (r.ackPending) this.sendToServer(flow, r, flow.inSeq(r.sndNxt), 0, TCP_ACK, null);
+  }
+
+  private readMore(flow: Flow, r: Rebuild, dataEnd: number): void {
+    if (r.reading || flow.logId < 0) return;
+    const start = r.sndNxt;
+    const end = Math.min(dataEnd, start + this.options.readChunk);
+    r.reading = true;
+    this.log.read(flow.logId, start, end).then(
+      (data) => {
+        r.reading = false;
+        if (flow.rec !== r || data.length === 0) return;
+        r.data = data;
+        r.dataStart = start;
+        this.pump(flow, r);
+      },
+      (err: unknown) => {
+        r.reading = false;
+        if (flow.rec !== r) return;
+        const svc = this.table.service(flow.serverIp, flow.serverPort);
+        if (svc) this.fail(svc, flow, r, `log read failed: ${(err as Error).message}`);
+      },
+    );
+  }
+
+  private checkCaughtUp(flow: Flow, r: Rebuild): void {
+    const now = this.now();
+    const tl = r.timeline;
+    if (!r.replayDone && r.sndUna >= r.target0) {
+      r.replayDone = true;
+      tl.replayed++;
+      if (tl.replayed + tl.failed >= tl.connections) tl.replayDoneAt = now;
+    }
+    if (r.replayDone && flow.incSndMax >= r.cliAcked0) {
+      // Step 6: from here on only translation.
+      tl.caughtUp++;
+      if (tl.caughtUp + tl.failed >= tl.connections) tl.caughtUpAt = now;
+      this.stats.caughtUp++;
+      this.finish(flow, r);
+      flow.rec = null;
+      this.logger.debug({ flow: flow.describe(), ms: now - r.startedAt }, 'rebuild: caught up');
+    }
+  }
+
+  private finish(flow: Flow, r: Rebuild): void {
+    if (r.phase === 'HANDSHAKE') this.handshaking--;
+    this.active.delete(flow);
+    const svc = this.table.service(flow.serverIp, flow.serverPort);
+    if (!svc) return;
+    const sr = this.services.get(svc);
+    if (sr && sr.down && this.countRecovering(svc) === 0 && sr.timeline?.listeningAt !== 0) this.serviceUp(svc, sr);
+  }
+
+  private ackServerSoon(flow: Flow, r: Rebuild): void {
+    if (r.ackPending) return;
+    r.ackPending = true;
+    queueMicrotask(() => {
+      if (!r.ackPending || flow.rec !== r) return;
+      this.sendToServer(flow, r, flow.inSeq(r.sndNxt), 0, TCP_ACK, null);
+    });
+  }
+
+  // ---- timers ------------------------------------------------------------------------
+
+  /** Called every few ms by the gateway while anything is being recovered. */
+  tick(): void {
+    const now = this.now();
+    for (const flow of this.active) {
+      const r = flow.rec;
+      if (r === null) {
+        this.active.delete(flow);
+        continue;
+      }
+      const svc = this.table.service(flow.serverIp, flow.serverPort);
+      if (!svc) continue;
+      if (flow.state === 'CLOSED' && r.phase !== 'FAILED') {
+        this.finish(flow, r);
+        flow.rec = null;
+        continue;
+      }
+      switch (r.phase) {
+        case 'MASKED':
+          if (now - r.maskedAt > this.options.maskDeadlineMs) {
+            this.fail(svc, flow, r, 'the service did not come back before the deadline');
+            break;
+          }
+          if (now - r.lastAckAt >= this.options.keepaliveMs) this.ackClient(flow, now);
+          break;
+        case 'HANDSHAKE':
+          if (now - r.startedAt > this.options.rebuildDeadlineMs) {
+            this.fail(svc, flow, r, 'no handshake with the new incarnation before the deadline');
+            break;
+          }
+          if (now - r.lastAckAt >= this.options.keepaliveMs) this.ackClient(flow, now);
+          if (now >= r.nextAt) this.sendSyn(flow, r, now);
+          break;
+        case 'REPLAY':
+          if (now - r.lastAckAt >= this.options.keepaliveMs && flow.complete < Math.min(flow.stable, flow.rightEdge)) this.ackClient(flow, now);
+          if (r.sndNxt > r.sndUna && now - r.lastProgress > r.rto) {
+            // Go-back-N from the server's ack.
+            this.stats.replayRetransmits++;
+            r.sndNxt = r.sndUna;
+            r.lastProgress = now;
+            r.rto = Math.min(r.rto * 2, 2000);
+            this.pump(flow, r);
+          } else if (r.sndNxt === r.sndUna) {
+            this.pump(flow, r);
+          }
+          this.checkCaughtUp(flow, r);
+          break;
+        case 'FAILED':
+          if (now - r.maskedAt > 10_000) {
+            this.active.delete(flow);
+            this.onFailed?.(svc, flow);
+          }
+          break;
+      }
+    }
+    for (const [svc, sr] of this.services) if (sr.queue.length > 0) this.startQueued(sr, now);
+    void this.services;
+  }
+
+  get recovering(): number {
+    return this.active.size;
+  }
+
+  // ---- steps 1-2: tuple and spoofed SYN ----------------------------------------------
+
+  private sendSyn(flow: Flow, r: Rebuild, now: number): void {
+    r.attempts++;
+    if (r.attempts > this.options.portAttempts && r.sidePort === r.deadPort) this.movePort(flow, r);
+    // Reap whatever the dead incarnation left on this tuple (ignored when nothing is there).
+    this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
+    this.stats.reapRsts++;
+    this.sendRaw(flow, r.sidePort, flow.clientIsn, 0, TCP_SYN, flow.clientSynWindow, flow.clientSynOptions, null);
+    this.stats.synsSent++;
+    r.nextAt = now + r.rto;
+    r.rto = Math.min(r.rto * 2, 1000);
+  }
+
+  private movePort(flow: Flow, r: Rebuild): void {
+    const svc = this.table.service(flow.serverIp, flow.serverPort);
+    if (!svc) return;
+    const [lo, hi] = this.options.portRange;
+    for (let i = 0; i <= hi - lo; i++) {
+      const port = this.nextPort;
+      this.nextPort = port >= hi ? lo : port + 1;
+      if (this.table.get(svc, flow.clientIp, port) !== undefined) continue;
+      if (this.table.alias(svc, flow, port)) {
+        r.sidePort = port;
+        this.stats.portsMoved++;
+        this.logger.info({ flow: flow.describe(), port }, 'rebuild: the original tuple is busy, moving to a fresh port');
+        return;
+      }
+    }
+  }
+
+  // ---- packets the gateway makes ------------------------------------------------------
+
+  /** ACK(min(stable, right edge)) to a masked client, with the server's last window edge. */
+  private ackClient(flow: Flow, now: number): void {
+    const r = flow.rec;
+    if (r !== null) r.lastAckAt = now;
+    let limit = flow.rightEdge;
+    if (flow.clientFin >= 0 && flow.clientFin <= limit) limit = flow.clientFin + 1;
+    let a = Math.min(flow.stable, limit);
+    if (a < flow.complete) a = flow.complete;
+    flow.complete = a;
+    const shift = flow.serverWscale;
+    let w = Math.ceil((flow.rightEdge - a) / 2 ** shift);
+    w = w > 0xffff ? 0xffff : w < 0 ? 0 : w;
+    const opt = flow.tsOk ? tsOption(flow.lastTsToClient, flow.cliTsVal) : undefined;
+    const pkt = emitTcpPacket({
+      src: flow.serverIp, dst: flow.clientIp, srcPort: flow.serverPort, dstPort: flow.clientPort,
+      seq: flow.outSeq(flow.sndMax), ack: flow.inSeq(a), flags: TCP_ACK, window: w, options: opt,
+    });
+    this.stats.keepaliveAcks++;
+    this.emit(pkt, 0, pkt.length);
+  }
+
+  /** A segment toward the new incarnation, as the client would send it. */
+  private sendToServer(flow: Flow, r: Rebuild, seq: number, _unused: number, flags: number, payload: Uint8Array | null): void {
+    r.ackPending = false;
+    const ackOff = Math.min(flow.incSndMax, flow.cliAcked);
+    const ack = seqAdd(r.newIsn, 1 + (ackOff % 0x100000000));
+    // Window: room for the absorption (up to cliAcked) plus the client's own window.
+    const cws = flow.clientWscale;
+    const bytes = Math.max(0, flow.cliAcked - ackOff) + flow.cliWindow * 2 ** cws;
+    let w = Math.ceil(bytes / 2 ** cws);
+    w = w > 0xffff ? 0xffff : w;
+    const opt = flow.tsOk ? tsOption(flow.cliTsVal, r.newTsRecent) : undefined;
+    const pkt = emitTcpPacket({
+      src: flow.clientIp, dst: flow.serverIp, srcPort: r.sidePort, dstPort: flow.serverPort,
+      seq, ack, flags, window: w, options: opt, payload: payload ?? undefined,
+    });
+    this.emit(pkt, 0, pkt.length);
+  }
+
+  private sendRaw(flow: Flow, port: number, seq: number, ack: number, flags: number, window: number, options: Uint8Array | null, payload: Uint8Array | null): void {
+    const pkt = emitTcpPacket({
+      src: flow.clientIp, dst: flow.serverIp, srcPort: port, dstPort: flow.serverPort,
+      seq, ack, flags, window, options: options ?? undefined, payload: payload ?? undefined,
+    });
+    this.emit(pkt, 0, pkt.length);
+  }
+
+  private resetClient(flow: Flow, seq: number): void {
+    const pkt = emitTcpPacket({
+      src: flow.serverIp, dst: flow.clientIp, srcPort: flow.serverPort, dstPort: flow.clientPort,
+      seq, ack: 0, flags: TCP_RST, window: 0,
+    });
+    this.stats.rstsToClient++;
+    this.emit(pkt, 0, pkt.length);
+  }
+
+  /** The connection cannot be rebuilt: one RST each way, counted; the flow closes. */
+  private fail(svc: Service, flow: Flow, r: Rebuild, why: string): void {
+    if (r.phase === 'HANDSHAKE') this.handshaking--;
+    if (r.phase === 'REPLAY' || (r.phase === 'HANDSHAKE' && r.newIsn !== 0)) {
+      this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
+    }
+    r.phase = 'FAILED';
+    r.maskedAt = this.now();
+    r.timeline.failed++;
+    this.stats.rebuildFailed++;
+    this.resetClient(flow, flow.outSeq(flow.cliAcked));
+    flow.to('CLOSED', `rebuild failed: ${why}`, this.logger);
+    flow.closedAt = this.now();
+    this.logger.error({ flow: flow.describe(), why }, 'rebuild failed: connection reset toward the client');
+    void svc;
+  }
+}
+
+function tsOption(tsVal: number, tsEcr: number): Buffer {
+  const b = Buffer.alloc(TS_OPT_LEN);
+  b[0] = 1;
+  b[1] = 1;
+  b[2] = 8;
+  b[3] = 10;
+  b.writeUInt32BE(tsVal >>> 0, 4);
+  b.writeUInt32BE(tsEcr >>> 0, 8);
+  return b;
+}
+
+/**
+ * The TSval of a segment, or -1: Linux puts NOP NOP TS first on every non-SYN segment, so
+ * that shape is read directly; anything else goes through the option parser.
+ */
+export function tsValOf(buf: Buffer, p: PacketInfo, scratch: TcpOptions): number {
+  const o = p.optOff;
+  if (p.optLen >= 12 && buf[o] === 1 && buf[o + 1] === 1 && buf[o + 2] === 8 && buf[o + 3] === 10) return buf.readUInt32BE(o + 4);
+  if (p.optLen === 0 || !parseTcpOptions(buf, o, p.optLen, scratch) || scratch.tsOff < 0) return -1;
+  return scratch.tsVal;
+}

@@ -1,0 +1,142 @@
+/**
+ * Crash detection (DESIGN.md §3.3, §4): a server FIN or RST on a protected connection is held
+ * until the liveness verdict, because a dying process closes its sockets too.
+ *
+ *   server FIN/RST ──▶ held (copy) ──▶ oracle.waitVerdict(service, bound)
+ *                                         ├─ 'alive'   → released: the server closed or aborted on purpose
+ *                                         ├─ 'dead'    → suppressed; every connection of the service masked
+ *                                         └─ 'unknown' → the policy: `--assume-crash-on rst` treats a
+ *                                                        RST as a crash, anything else passes
+ *   oracle 'crashed' / 'silent'  ──▶ crash(service) at once (no need to wait for a FIN)
+ *   oracle 'listening'           ──▶ the rebuilds start
+ *
+ * Without a supervisor (no oracle), `--assume-crash-on rst` makes every server RST a crash
+ * and FINs pass at once; with neither, nothing is held (protection of the log only).
+ * The hold is bounded by `holdMs` (default: two heartbeats and a little).
+ */
+import type { Flow } from '../flow/flow.js';
+import type { FlowTable, Service } from '../flow/table.js';
+import type { PacketInfo } from '../wire/packet.js';
+import { TCP_RST } from '../wire/tcp.js';
+import { u32ToIp } from '../wire/addr.js';
+import type { Logger } from '../util/logger.js';
+import type { NorthWrapper } from './rebuild.js';
+
+export type Verdict = 'alive' | 'dead' | 'unknown';
+export type CrashPolicy = 'none' | 'rst';
+
+/** What the gateway needs from a liveness oracle (src/supervisor/oracle.ts is one). */
+export interface LivenessSource {
+  waitVerdict(service: string, timeoutMs: number): Promise<Verdict>;
+  state(service: string): string;
+  on(ev: 'crashed' | 'silent' | 'listening', fn: (service: string) => void): unknown;
+}
+
+export class VerdictStats {
+  held = 0;
+  heldDuplicates = 0;
+  releasedAlive = 0;
+  suppressed = 0;
+  policyCrashes = 0;
+}
+
+export class CrashMasking {
+  readonly stats = new VerdictStats();
+
+  constructor(
+    private readonly table: FlowTable,
+    private readonly north: NorthWrapper,
+    private readonly oracle: LivenessSource | null,
+    private readonly policy: CrashPolicy,
+    /** Processes a released segment as the south wrapper would, skipping the hold. */
+    private readonly release: (svc: Service, buf: Buffer) => void,
+    private readonly holdMs: number,
+    private readonly logger: Logger,
+  ) {
+    if (oracle !== null) {
+      const down = (why: string) => (name: string) => {
+        const svc = this.byName(name);
+        if (svc) this.north.crash(svc, why);
+      };
+      oracle.on('crashed', down('supervisor: crashed'));
+      oracle.on('silent', down('supervisor: silent'));
+      oracle.on('listening', (name) => {
+        const svc = this.byName(name);
+        if (svc) this.north.listening(svc);
+      });
+    }
+  }
+
+  get enabled(): boolean {
+    return this.oracle !== null || this.policy !== 'none';
+  }
+
+  private byName(name: string): Service | undefined {
+    const i = name.lastIndexOf(':');
+    const parts = name.slice(0, i).split('.').map(Number);
+    if (parts.length !== 4) return undefined;
+    const ip = ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+    return this.table.service(ip, Number(name.slice(i + 1)));
+  }
+
+  /** The oracle says the service listens now (for a tick that missed the event). */
+  serviceListening(svc: Service): boolean {
+    return this.oracle !== null && this.oracle.state(name(svc)) === 'LISTENING';
+  }
+
+  /**
+   * Called by the south wrapper for a server FIN or RST. Returns true when the segment was
+   * taken (held or suppressed): the caller drops it.
+   */
+  hold(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): boolean {
+    if (this.oracle === null) {
+      if (this.policy === 'rst' && p.flags & TCP_RST) {
+        this.stats.policyCrashes++;
+        this.stats.suppressed++;
+        this.north.crash(svc, 'policy: a server RST means a crash');
+        return true;
+      }
+      return false;
+    }
+    const copy = Buffer.from(buf.subarray(p.ipOff, p.ipOff + p.totalLen));
+    if (flow.verdictHold !== null) {
+      if (flow.verdictHold.length < 8) flow.verdictHold.push(copy);
+      this.stats.heldDuplicates++;
+      return true;
+    }
+    flow.verdictHold = [copy];
+    this.stats.held++;
+    const hold = flow.verdictHold;
+    void this.oracle.waitVerdict(name(svc), this.holdMs).then((v) => {
+      if (flow.verdictHold !== hold) return; // a crash took it meanwhile
+      flow.verdictHold = null;
+      let verdict = v;
+      if (verdict === 'unknown') verdict = this.policy === 'rst' && hold.some((b) => isRst(b)) ? 'dead' : 'alive';
+      if (verdict === 'dead') {
+        this.stats.suppressed += hold.length;
+        this.north.crash(svc, 'a server FIN/RST, and the supervisor says the process died');
+        return;
+      }
+      this.stats.releasedAlive += hold.length;
+      for (const b of hold) this.release(svc, b);
+    });
+    return true;
+  }
+
+  describe(): Record<string, unknown> {
+    return { oracle: this.oracle !== null, policy: this.policy, ...this.stats };
+  }
+
+  logState(): void {
+    this.logger.debug(this.describe(), 'crash masking');
+  }
+}
+
+function name(svc: Service): string {
+  return `${u32ToIp(svc.ip)}:${svc.port}`;
+}
+
+function isRst(b: Buffer): boolean {
+  const ihl = (b[0]! & 0x0f) * 4;
+  return (b[ihl + 13]! & TCP_RST) !== 0;
+}
