@@ -1,0 +1,556 @@
+/**
+ * A fake-TUN world for the recovery tests: a Gateway on a FakeTun with a ManualLog (stability
+ * driven by hand, or after every round), an injected clock, a scripted liveness oracle, and
+ * two small scripted TCP endpoints — a client and a server incarnation — that talk through it.
+ *
+ *   Client ──inject──▶ FakeTun ──▶ Gateway (south/north) ──▶ FakeTun.written ──route──▶ Server
+ *      ▲                                                            │
+ *      └──────────────────────── route ◀────────────────────────────┘
+ *
+ * The gateway's own timers are not started (gw.start() would run north.tick() on the real
+ * clock): the harness wires the TUN and the log upcall itself, and tests call `tick(ms)`.
+ *
+ * The server is deterministic: for every full 100 input bytes it has received in order it
+ * writes 150 output bytes, byte i of the out-stream being `outByte(i)` — so a new incarnation
+ * fed the same input regenerates the same bytes at the same offsets.
+ */
+import { pino } from 'pino';
+import { FakeTun } from '../../../src/tun/fake.js';
+import { Gateway } from '../../../src/gateway/gateway.js';
+import type { Flow } from '../../../src/flow/flow.js';
+import type { Service } from '../../../src/flow/table.js';
+import type { NorthOptions } from '../../../src/recovery/rebuild.js';
+import type { CrashPolicy, LivenessSource, Verdict } from '../../../src/recovery/verdict.js';
+import { ManualLog } from '../../support/manual-log.js';
+import { emitTcpPacket, parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
+import { encodeTcpOptions, decodeTcpOptions, type TcpOptionsRepr } from '../../../src/wire/tcp-options.js';
+import { ipToU32 } from '../../../src/wire/addr.js';
+import { seqAdd, seqDiff, seqGe } from '../../../src/wire/seq.js';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
+
+export const CLIENT = ipToU32('198.18.1.2');
+export const SERVER = ipToU32('198.18.2.2');
+export const CPORT = 40000;
+export const SPORT = 5001;
+export const SVC_NAME = '198.18.2.2:5001';
+
+/** A parsed segment and its bytes. */
+export type Seg = TcpPacketRepr & { raw: Buffer };
+
+export function seg(raw: Buffer): Seg {
+  return { ...parseTcpPacket(raw), raw };
+}
+
+export function opts(s: TcpPacketRepr): TcpOptionsRepr {
+  return s.options ? decodeTcpOptions(s.options) : {};
+}
+
+export function hasFlag(s: TcpPacketRepr, f: number): boolean {
+  return (s.flags & f) !== 0;
+}
+
+/** In-stream byte i (client → server) and out-stream byte i (server → client). */
+export function inByte(i: number): number {
+  return (i * 31 + 7) & 0xff;
+}
+export function outByte(i: number): number {
+  return (i * 17 + 101) & 0xff;
+}
+export function inBytes(from: number, to: number): Buffer {
+  const b = Buffer.alloc(to - from);
+  for (let i = from; i < to; i++) b[i - from] = inByte(i);
+  return b;
+}
+export function outBytes(from: number, to: number): Buffer {
+  const b = Buffer.alloc(to - from);
+  for (let i = from; i < to; i++) b[i - from] = outByte(i);
+  return b;
+}
+/** Output length after `input` in-order bytes. */
+export function outputFor(input: number): number {
+  return Math.floor(input / 100) * 150;
+}
+
+// ---- the liveness oracle ------------------------------------------------------------
+
+/** A LivenessSource the test answers by hand. */
+export class FakeOracle implements LivenessSource {
+  readonly asked: Array<{ service: string; timeoutMs: number; answer: (v: Verdict) => void }> = [];
+  private readonly listeners = new Map<string, Array<(service: string) => void>>();
+  st = 'LISTENING';
+
+  waitVerdict(service: string, timeoutMs: number): Promise<Verdict> {
+    return new Promise((resolve) => this.asked.push({ service, timeoutMs, answer: resolve }));
+  }
+  state(_service: string): string {
+    return this.st;
+  }
+  on(ev: 'crashed' | 'silent' | 'listening', fn: (service: string) => void): this {
+    const l = this.listeners.get(ev) ?? [];
+    l.push(fn);
+    this.listeners.set(ev, l);
+    return this;
+  }
+  emit(ev: 'crashed' | 'silent' | 'listening', service = SVC_NAME): void {
+    if (ev === 'listening') this.st = 'LISTENING';
+    else this.st = 'DOWN';
+    for (const fn of this.listeners.get(ev) ?? []) fn(service);
+  }
+  /** Answers the oldest pending waitVerdict. */
+  answer(v: Verdict): void {
+    const q = this.asked.shift();
+    if (!q) throw new Error('FakeOracle: no verdict was asked for');
+    q.answer(v);
+  }
+}
+
+// ---- the gateway world --------------------------------------------------------------
+
+export interface HarnessOptions {
+  oracle?: FakeOracle | null;
+  crashPolicy?: CrashPolicy;
+  holdMs?: number;
+  north?: Partial<NorthOptions>;
+  /** Stabilize everything appended at the start of each routing round (default true). */
+  autoStable?: boolean;
+}
+
+export class Harness {
+  readonly tun = new FakeTun();
+  readonly log = new ManualLog();
+  now = 1_000_000;
+  readonly oracle: FakeOracle | null;
+  readonly gw: Gateway;
+  autoStable: boolean;
+  /** Every segment the gateway wrote toward the client, with the stable point at that time. */
+  readonly toClientLog: Array<{ s: Seg; stable: number }> = [];
+
+  constructor(o: HarnessOptions = {}) {
+    this.oracle = o.oracle === undefined ? new FakeOracle() : o.oracle;
+    this.autoStable = o.autoStable ?? true;
+    this.gw = new Gateway({
+      tun: this.tun,
+      services: [{ ip: SERVER, port: SPORT }],
+      log: this.log,
+      logger: pino({ level: 'silent' }),
+      now: () => this.now,
+      south: { lingerMs: 100, idleTimeoutMs: 600_000 },
+      oracle: this.oracle,
+      crashPolicy: o.crashPolicy ?? 'none',
+      holdMs: o.holdMs ?? 300,
+      north: o.north ?? {},
+    });
+    this.tun.start((b) => this.gw.onBatch(b));
+    this.log.onStable((id, stable) => this.gw.south.onStable(id, stable));
+  }
+
+  get svc(): Service {
+    return this.gw.table.allServices()[0]!;
+  }
+
+  /** The connection of client port `port`. */
+  flowOf(port: number): Flow {
+    const f = this.gw.table.get(this.svc, CLIENT, port);
+    if (!f) throw new Error(`no flow for client port ${port}`);
+    return f;
+  }
+
+  /** The (only) connection. */
+  flow(): Flow {
+    const all = [...this.gw.table.flows()];
+    if (all.length !== 1) throw new Error(`expected one flow, found ${all.length}`);
+    return all[0]![1];
+  }
+
+  /** Injects packets, delivers them, and returns everything written since the last drain. */
+  send(...pkts: Buffer[]): Seg[] {
+    if (pkts.length > 0) this.tun.inject(...pkts).flush();
+    return this.drain();
+  }
+
+  /** Everything written so far (also packets the gateway made on its own), parsed. */
+  drain(): Seg[] {
+    const out = this.tun.drain().map(seg);
+    for (const s of out) if (s.dst === CLIENT) this.toClientLog.push({ s, stable: this.stableNow() });
+    return out;
+  }
+
+  /** Lets promises (log.open, log.read, verdicts) and queued microtasks run. */
+  async settle(): Promise<void> {
+    for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
+  }
+
+  /** Advances the clock, runs one recovery tick, returns what was written. */
+  tick(ms: number): Seg[] {
+    this.now += ms;
+    this.gw.north.tick();
+    return this.drain();
+  }
+
+  logId(): number {
+    return this.flow().logId;
+  }
+
+  /** What the log holds for the connection (bytes, plus one for a logged FIN right after them). */
+  loggedEnd(id = this.logId()): number {
+    const n = this.log.bytes(id).length;
+    const fin = this.log.fins.find((f) => f.id === id);
+    return fin !== undefined && fin.offset === n ? n + 1 : n;
+  }
+
+  stableNow(): number {
+    const all = [...this.gw.table.flows()];
+    return all.length === 1 ? all[0]![1].stable : 0;
+  }
+
+  /** Makes everything logged so far stable (fires the upcall when it advances). */
+  stabilizeAll(): void {
+    for (const [, f] of this.gw.table.flows()) {
+      if (f.logId < 0) continue;
+      const end = this.loggedEnd(f.logId);
+      if (end > f.stable) this.log.stabilize(f.logId, end);
+    }
+  }
+
+  /**
+   * Routes packets between the endpoints until nothing moves (bounded): each round
+   * settles promises, stabilizes the log (when autoStable), and hands each written packet
+   * to its addressee; a null server is a dead one (its packets vanish).
+   */
+  async run(client: Client | Client[], server: Server | Server[] | null, rounds = 200): Promise<Seg[]> {
+    const clients = Array.isArray(client) ? client : [client];
+    const servers = server === null ? [] : Array.isArray(server) ? server : [server];
+    const seen: Seg[] = [];
+    for (let i = 0; i < rounds; i++) {
+      await this.settle();
+      if (this.autoStable) this.stabilizeAll();
+      const out = this.drain();
+      if (out.length === 0) return seen;
+      seen.push(...out);
+      const next: Buffer[] = [];
+      for (const s of out) {
+        if (s.dst === CLIENT) {
+          const c = clients.find((x) => x.port === s.dstPort) ?? clients[0]!;
+          const r = c.receive(s);
+          if (r) next.push(r);
+        } else if (s.dst === SERVER) {
+          const srv = servers.find((x) => x.peerPort === s.srcPort) ?? (hasFlag(s, TCP_SYN) ? servers.find((x) => x.peerPort === 0) : undefined);
+          if (srv) next.push(...srv.receive(s));
+        }
+      }
+      if (next.length > 0) this.tun.inject(...next).flush();
+    }
+    throw new Error(`run: still busy after ${rounds} rounds`);
+  }
+}
+
+// ---- endpoints ---------------------------------------------------------------------
+
+export interface PeerOptions {
+  isn: number;
+  mss?: number;
+  /** null: no window scale option. */
+  wscale?: number | null;
+  sack?: boolean;
+  /** Initial TSval; null: no timestamps. */
+  ts?: number | null;
+  /** Raw window field. */
+  window?: number;
+  /** Client only: its port. */
+  port?: number;
+}
+
+/** The client's TCP as the test scripts it. */
+export class Client {
+  readonly isn: number;
+  readonly mss: number;
+  readonly wscale: number | null;
+  readonly useTs: boolean;
+  tsVal: number;
+  window: number;
+  readonly synOptions: Buffer;
+  /** In-stream bytes written (offsets from 0) and the FIN's offset (-1: none). */
+  sent = 0;
+  finAt = -1;
+  /** Out-stream: the server ISN the client knows, bytes received in order, their end. */
+  serverIsn = 0;
+  readonly received: Buffer[] = [];
+  rcvNxt = 0;
+  serverFin = false;
+  /** The latest TSval seen from "the server", and every oddity noticed on the way. */
+  lastTsSeen = -1;
+  readonly violations: string[] = [];
+  /** Highest in-stream offset acked to the client. */
+  maxAck = 0;
+  lastWindow = 0;
+  resets = 0;
+  readonly port: number;
+
+  constructor(o: PeerOptions) {
+    this.port = o.port ?? CPORT;
+    this.isn = o.isn >>> 0;
+    this.mss = o.mss ?? 1460;
+    this.wscale = o.wscale === undefined ? 7 : o.wscale;
+    this.useTs = o.ts !== null;
+    this.tsVal = o.ts ?? 0;
+    this.window = o.window ?? 502;
+    const r: TcpOptionsRepr = { mss: this.mss, sackPermitted: o.sack ?? true };
+    if (this.useTs) r.timestamps = { tsVal: this.tsVal, tsEcr: 0 };
+    if (this.wscale !== null) r.wscale = this.wscale;
+    this.synOptions = encodeTcpOptions(r);
+  }
+
+  seq(off: number): number {
+    return seqAdd(this.isn, 1 + off);
+  }
+  /** Out-stream offset → the client's sequence number for it. */
+  outSeq(off: number): number {
+    return seqAdd(this.serverIsn, 1 + off);
+  }
+
+  syn(): Buffer {
+    return emitTcpPacket({ src: CLIENT, dst: SERVER, srcPort: this.port, dstPort: SPORT, seq: this.isn, ack: 0, flags: TCP_SYN, window: 64240, options: this.synOptions });
+  }
+
+  private tsOpt(extra: TcpOptionsRepr = {}): Buffer | undefined {
+    if (!this.useTs && extra.sack === undefined) return undefined;
+    const r: TcpOptionsRepr = { ...extra };
+    if (this.useTs) r.timestamps = { tsVal: ++this.tsVal >>> 0, tsEcr: this.lastTsSeen < 0 ? 0 : this.lastTsSeen };
+    return encodeTcpOptions(r);
+  }
+
+  /** A pure ACK of everything received (or of `ackOff`), optionally with SACK blocks (seq numbers). */
+  ack(o: { ackOff?: number; sack?: Array<[number, number]> } = {}): Buffer {
+    const a = o.ackOff ?? this.rcvNxt + (this.serverFin ? 1 : 0);
+    const seqOff = this.finAt >= 0 ? this.finAt + 1 : this.sent;
+    return emitTcpPacket({
+      src: CLIENT, dst: SERVER, srcPort: this.port, dstPort: SPORT, seq: this.seq(seqOff), ack: this.outSeq(a),
+      flags: TCP_ACK, window: this.window, options: this.tsOpt(o.sack ? { sack: o.sack } : {}),
+    });
+  }
+
+  /** Writes `n` more in-stream bytes (content inByte), in MSS-sized segments; optionally a FIN. */
+  write(n: number, fin = false): Buffer[] {
+    const out: Buffer[] = [];
+    const seg = this.mss - (this.useTs ? 12 : 0);
+    let at = this.sent;
+    const end = at + n;
+    while (at < end || (fin && at === end && this.finAt < 0)) {
+      const e = Math.min(end, at + seg);
+      const last = e === end && fin;
+      out.push(emitTcpPacket({
+        src: CLIENT, dst: SERVER, srcPort: this.port, dstPort: SPORT, seq: this.seq(at), ack: this.outSeq(this.rcvNxt),
+        flags: TCP_ACK | (e > at ? TCP_PSH : 0) | (last ? TCP_FIN : 0), window: this.window, options: this.tsOpt(),
+        payload: e > at ? inBytes(at, e) : undefined,
+      }));
+      if (last) this.finAt = e;
+      at = e;
+      if (last) break;
+    }
+    this.sent = end;
+    return out;
+  }
+
+  /** A segment the gateway wrote toward the client. Returns the client's ACK when it got data. */
+  receive(s: Seg): Buffer | null {
+    if (s.dstPort !== this.port) this.violations.push(`to port ${s.dstPort}`);
+    if (s.srcPort !== SPORT || s.src !== SERVER) this.violations.push(`from ${s.src}:${s.srcPort}`);
+    if (hasFlag(s, TCP_RST)) {
+      this.resets++;
+      return null;
+    }
+    if (hasFlag(s, TCP_SYN)) {
+      this.serverIsn = s.seq;
+      this.noteTs(s);
+      this.lastWindow = s.window;
+      return emitTcpPacket({ src: CLIENT, dst: SERVER, srcPort: this.port, dstPort: SPORT, seq: this.seq(0), ack: this.outSeq(0), flags: TCP_ACK, window: this.window, options: this.tsOpt() });
+    }
+    this.noteTs(s);
+    if (hasFlag(s, TCP_ACK)) {
+      const a = seqDiff(s.ack, this.seq(0));
+      if (a > this.maxAck) this.maxAck = a;
+      this.lastWindow = s.window;
+    }
+    const len = s.payload?.length ?? 0;
+    const off = seqDiff(s.seq, this.outSeq(0));
+    let got = false;
+    if (len > 0) {
+      got = true;
+      if (off <= this.rcvNxt && off + len > this.rcvNxt) {
+        this.received.push(Buffer.from(s.payload!.subarray(this.rcvNxt - off)));
+        this.rcvNxt = off + len;
+      }
+    }
+    if (hasFlag(s, TCP_FIN) && off + len === this.rcvNxt) {
+      this.serverFin = true;
+      got = true;
+    }
+    return got ? this.ack() : null;
+  }
+
+  private noteTs(s: Seg): void {
+    const ts = opts(s).timestamps;
+    if (!this.useTs) return;
+    if (ts === undefined) {
+      this.violations.push('segment without timestamps');
+      return;
+    }
+    if (this.lastTsSeen >= 0 && !seqGe(ts.tsVal, this.lastTsSeen)) this.violations.push(`TSval ${ts.tsVal} < ${this.lastTsSeen}`);
+    if (this.lastTsSeen < 0 || seqGe(ts.tsVal, this.lastTsSeen)) this.lastTsSeen = ts.tsVal;
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.received);
+  }
+}
+
+/** One incarnation of the deterministic server. */
+export class Server {
+  readonly isn: number;
+  readonly mss: number;
+  readonly wscale: number | null;
+  readonly sack: boolean;
+  readonly useTs: boolean;
+  tsVal: number;
+  /** Raw window field advertised after the handshake; `synWindow` in the SYN-ACK. */
+  window: number;
+  synWindow = 65160;
+  /** Ignore everything (a process that does not answer). */
+  silent = false;
+  /** The tuple's client port (from the SYN), the client's ISN. */
+  peerPort = 0;
+  clientIsn = 0;
+  established = false;
+  /** In-stream bytes received in order, their end, a FIN. */
+  readonly rcvd: Buffer[] = [];
+  rcvNxt = 0;
+  finRcvd = false;
+  /** Out-stream bytes sent (end), and what the peer acked. */
+  sndNxt = 0;
+  sndUna = 0;
+  clientTs = 0;
+  /** Every segment it received, after the handshake. */
+  readonly got: Seg[] = [];
+  synsSeen = 0;
+  /** Right edge (in-stream offset) of the window it last advertised, and oddities seen. */
+  edge = 0;
+  readonly violations: string[] = [];
+
+  constructor(o: PeerOptions) {
+    this.isn = o.isn >>> 0;
+    this.mss = o.mss ?? 1460;
+    this.wscale = o.wscale === undefined ? 7 : o.wscale;
+    this.sack = o.sack ?? true;
+    this.useTs = o.ts !== null;
+    this.tsVal = o.ts ?? 0;
+    this.window = o.window ?? 1000;
+  }
+
+  seq(off: number): number {
+    return seqAdd(this.isn, 1 + off);
+  }
+  inSeq(off: number): number {
+    return seqAdd(this.clientIsn, 1 + off);
+  }
+
+  private tsOpt(extra: TcpOptionsRepr = {}): Buffer | undefined {
+    if (!this.useTs) return Object.keys(extra).length > 0 ? encodeTcpOptions(extra) : undefined;
+    return encodeTcpOptions({ ...extra, timestamps: { tsVal: ++this.tsVal >>> 0, tsEcr: this.clientTs } });
+  }
+
+  synAck(syn: Seg): Buffer {
+    this.peerPort = syn.srcPort;
+    this.clientIsn = syn.seq;
+    const so = opts(syn);
+    if (so.timestamps) this.clientTs = so.timestamps.tsVal;
+    const r: TcpOptionsRepr = { mss: this.mss };
+    if (this.sack && so.sackPermitted) r.sackPermitted = true;
+    if (this.useTs && so.timestamps) r.timestamps = { tsVal: ++this.tsVal >>> 0, tsEcr: this.clientTs };
+    if (this.wscale !== null && so.wscale !== undefined) r.wscale = this.wscale;
+    this.edge = this.synWindow;
+    return emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: this.peerPort, seq: this.isn, ack: seqAdd(syn.seq, 1), flags: TCP_SYN | TCP_ACK, window: this.synWindow, options: encodeTcpOptions(r) });
+  }
+
+  /** A pure ACK of what it has received, with its current window. */
+  ackNow(window = this.window): Buffer {
+    this.edge = this.rcvNxt + window * 2 ** (this.wscale ?? 0);
+    return emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: this.peerPort, seq: this.seq(this.sndNxt), ack: this.inSeq(this.rcvNxt + (this.finRcvd ? 1 : 0)), flags: TCP_ACK, window, options: this.tsOpt() });
+  }
+
+  /** Its own FIN (after all its output). */
+  fin(): Buffer {
+    const p = emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: this.peerPort, seq: this.seq(this.sndNxt), ack: this.inSeq(this.rcvNxt + (this.finRcvd ? 1 : 0)), flags: TCP_ACK | TCP_FIN, window: this.window, options: this.tsOpt() });
+    this.sndNxt++;
+    return p;
+  }
+
+  /** Output due for the input received so far, in segments. */
+  private output(): Buffer[] {
+    const out: Buffer[] = [];
+    const due = outputFor(this.rcvNxt);
+    const segMax = this.mss - (this.useTs ? 12 : 0);
+    if (this.sndNxt < due) this.edge = this.rcvNxt + this.window * 2 ** (this.wscale ?? 0);
+    while (this.sndNxt < due) {
+      const e = Math.min(due, this.sndNxt + segMax);
+      out.push(emitTcpPacket({
+        src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: this.peerPort, seq: this.seq(this.sndNxt), ack: this.inSeq(this.rcvNxt + (this.finRcvd ? 1 : 0)),
+        flags: TCP_ACK | TCP_PSH, window: this.window, options: this.tsOpt(), payload: outBytes(this.sndNxt, e),
+      }));
+      this.sndNxt = e;
+    }
+    return out;
+  }
+
+  receive(s: Seg): Buffer[] {
+    if (this.silent || s.dstPort !== SPORT) return [];
+    if (hasFlag(s, TCP_SYN)) {
+      this.synsSeen++;
+      if (this.established) return [];
+      return [this.synAck(s)];
+    }
+    if (s.srcPort !== this.peerPort || this.peerPort === 0) return []; // no socket: ignored here
+    if (hasFlag(s, TCP_RST)) return [];
+    const ts = opts(s).timestamps;
+    if (ts) this.clientTs = ts.tsVal;
+    if (!this.established) {
+      if (hasFlag(s, TCP_ACK) && s.ack === this.seq(0)) this.established = true;
+      else return [];
+    }
+    this.got.push(s);
+    if (hasFlag(s, TCP_ACK)) {
+      const a = seqDiff(s.ack, this.seq(0));
+      if (a > this.sndUna && a <= this.sndNxt) this.sndUna = a;
+    }
+    const len = s.payload?.length ?? 0;
+    const off = seqDiff(s.seq, this.inSeq(0));
+    let changed = false;
+    if (len > 0) {
+      if (off + len > this.edge) this.violations.push(`data [${off}, ${off + len}) beyond the window's right edge ${this.edge}`);
+      if (off <= this.rcvNxt && off + len > this.rcvNxt) {
+        this.rcvd.push(Buffer.from(s.payload!.subarray(this.rcvNxt - off)));
+        this.rcvNxt = off + len;
+      }
+      changed = true;
+    }
+    if (hasFlag(s, TCP_FIN) && off + len === this.rcvNxt && !this.finRcvd) {
+      this.finRcvd = true;
+      changed = true;
+    }
+    if (!changed) return [];
+    const out = this.output();
+    return out.length > 0 ? out : [this.ackNow()];
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.rcvd);
+  }
+}
+
+/** Client and server through the gateway up to an established, logged connection. */
+export async function connect(h: Harness, c: Client, s: Server): Promise<void> {
+  h.tun.inject(c.syn()).flush();
+  await h.run(c, s);
+  if (!s.established || h.flowOf(c.port).logId < 0) throw new Error('connect: the handshake did not complete');
+}
+
+export { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN };

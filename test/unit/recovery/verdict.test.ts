@@ -1,0 +1,222 @@
+/**
+ * The liveness-verdict hold (src/recovery/verdict.ts, DESIGN.md §3.3 and §4), through the
+ * whole pipeline: a FakeTun, a ManualLog and a scripted oracle. A server FIN or RST is held
+ * until the verdict; 'alive' releases it byte-identical, 'dead' masks the service's flows.
+ */
+import { describe, it, expect } from 'vitest';
+import {
+  Harness, Client, Server, FakeOracle, connect, hasFlag, outBytes, outputFor,
+  CLIENT, SERVER, SPORT, SVC_NAME, TCP_ACK, TCP_FIN, TCP_RST,
+} from './harness.js';
+import { emitTcpPacket } from '../../../src/wire/repr.js';
+import type { CrashPolicy } from '../../../src/recovery/verdict.js';
+
+interface World {
+  h: Harness;
+  c: Client;
+  s: Server;
+}
+
+/** An established connection with 500 bytes each way (and their stable acks) behind it. */
+async function world(oracle: FakeOracle | null, crashPolicy: CrashPolicy = 'none', holdMs = 300): Promise<World> {
+  const h = new Harness({ oracle, crashPolicy, holdMs });
+  const c = new Client({ isn: 0x10000000, ts: 1000 });
+  const s = new Server({ isn: 0xfffff000, ts: 70000 });
+  await connect(h, c, s);
+  h.tun.inject(...c.write(500)).flush();
+  await h.run(c, s);
+  expect(c.bytes().equals(outBytes(0, outputFor(500)))).toBe(true);
+  return { h, c, s };
+}
+
+/** The server's RST, in its window, as its TCP would send it. */
+function serverRst(s: Server): Buffer {
+  return emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: s.peerPort, seq: s.seq(s.sndNxt), ack: s.inSeq(s.rcvNxt), flags: TCP_RST | TCP_ACK, window: 0 });
+}
+
+describe('verdict hold with an oracle', () => {
+  it("holds a server FIN until the verdict; 'alive' releases it byte-identical and the connection closes normally", async () => {
+    const o = new FakeOracle();
+    const { h, c, s } = await world(o, 'none', 250);
+    const fin = s.fin();
+    expect(h.send(fin)).toHaveLength(0);
+    expect(h.gw.masking.stats.held).toBe(1);
+    expect(o.asked).toHaveLength(1);
+    expect(o.asked[0]!.service).toBe(SVC_NAME);
+    expect(o.asked[0]!.timeoutMs).toBe(250);
+    // A retransmission of the FIN while the verdict is pending is held too (not written).
+    expect(h.send(fin)).toHaveLength(0);
+    expect(h.gw.masking.stats.heldDuplicates).toBe(1);
+    await h.settle();
+    expect(h.drain()).toHaveLength(0); // still no verdict: still held
+
+    o.answer('alive');
+    await h.settle();
+    const out = h.drain();
+    expect(out.length).toBeGreaterThanOrEqual(1);
+    expect(out[0]!.raw.equals(fin)).toBe(true);
+    expect(out.every((x) => x.raw.equals(fin))).toBe(true);
+    expect(h.gw.masking.stats.releasedAlive).toBe(2);
+    expect(h.flow().rec).toBeNull();
+    expect(h.flow().state).toBe('CLOSING');
+
+    // The client acks the FIN and closes its side; the server acks that: CLOSED.
+    for (const x of out) {
+      const a = c.receive(x);
+      if (a) h.tun.inject(a);
+    }
+    h.tun.inject(...c.write(0, true)).flush();
+    await h.run(c, s);
+    expect(s.finRcvd).toBe(true);
+    expect(c.serverFin).toBe(true);
+    expect(h.flow().state).toBe('CLOSED');
+    expect(h.gw.north.stats.crashes).toBe(0);
+    expect(c.resets).toBe(0);
+  });
+
+  it("'dead': the FIN never reaches the client and every connection of the service is masked", async () => {
+    const o = new FakeOracle();
+    const { h, c, s } = await world(o);
+    // A second connection of the same service.
+    const c2 = new Client({ isn: 0x20000000, ts: 3000, port: 40002 });
+    const s2 = new Server({ isn: 0x30000000, ts: 9000 });
+    h.tun.inject(c2.syn()).flush();
+    await h.run([c, c2], [s, s2]);
+    expect(h.flowOf(40002).state).toBe('ESTABLISHED');
+
+    const fin = s.fin();
+    expect(h.send(fin)).toHaveLength(0);
+    o.answer('dead');
+    await h.settle();
+    const out = h.drain();
+    expect(out.filter((x) => hasFlag(x, TCP_FIN))).toHaveLength(0);
+    expect(h.gw.masking.stats.suppressed).toBe(1);
+    expect(h.gw.masking.stats.releasedAlive).toBe(0);
+    expect(h.gw.north.stats.crashes).toBe(1);
+    expect(h.gw.north.stats.flowsMasked).toBe(2);
+    expect(h.flowOf(c.port).rec?.phase).toBe('MASKED');
+    expect(h.flowOf(40002).rec?.phase).toBe('MASKED');
+    expect(h.gw.north.isDown(h.svc)).toBe(true);
+    expect(h.gw.north.timelines).toHaveLength(1);
+    expect(h.gw.north.timelines[0]!.connections).toBe(2);
+    // Only keepalive ACKs went to the clients (one per connection at the crash).
+    expect(out.every((x) => x.dst === CLIENT && x.flags === TCP_ACK)).toBe(true);
+    expect(new Set(out.map((x) => x.dstPort))).toEqual(new Set([c.port, 40002]));
+    // The FIN sent again by the dead incarnation is dropped too, and never asks again.
+    expect(h.send(fin)).toHaveLength(0);
+    expect(o.asked).toHaveLength(0);
+    expect(h.gw.north.stats.deadDropped).toBe(1);
+  });
+
+  it("'unknown' with --assume-crash-on rst: a RST is suppressed (crash), a FIN is released", async () => {
+    {
+      const o = new FakeOracle();
+      const { h, s } = await world(o, 'rst');
+      const rst = serverRst(s);
+      expect(h.send(rst)).toHaveLength(0);
+      o.answer('unknown');
+      await h.settle();
+      const out = h.drain();
+      expect(out.filter((x) => hasFlag(x, TCP_RST))).toHaveLength(0);
+      expect(h.flow().rec?.phase).toBe('MASKED');
+      expect(h.flow().state).toBe('ESTABLISHED');
+      expect(h.gw.masking.stats.suppressed).toBe(1);
+    }
+    {
+      const o = new FakeOracle();
+      const { h, s } = await world(o, 'rst');
+      const fin = s.fin();
+      expect(h.send(fin)).toHaveLength(0);
+      o.answer('unknown');
+      await h.settle();
+      const out = h.drain();
+      expect(out).toHaveLength(1);
+      expect(out[0]!.raw.equals(fin)).toBe(true);
+      expect(h.flow().rec).toBeNull();
+      expect(h.gw.north.stats.crashes).toBe(0);
+    }
+  });
+
+  it("'unknown' without the rst policy: a RST is the server's own abort and passes", async () => {
+    const o = new FakeOracle();
+    const { h, s } = await world(o, 'none');
+    const rst = serverRst(s);
+    expect(h.send(rst)).toHaveLength(0);
+    o.answer('unknown');
+    await h.settle();
+    const out = h.drain();
+    expect(out).toHaveLength(1);
+    expect(out[0]!.raw.equals(rst)).toBe(true);
+    expect(h.flow().state).toBe('CLOSED');
+  });
+
+  it("a server RST passes when the verdict is 'alive' (the process aborted the connection itself)", async () => {
+    const o = new FakeOracle();
+    const { h, s } = await world(o, 'rst');
+    const rst = serverRst(s);
+    expect(h.send(rst)).toHaveLength(0);
+    expect(h.flow().state).toBe('ESTABLISHED');
+    o.answer('alive');
+    await h.settle();
+    const out = h.drain();
+    expect(out).toHaveLength(1);
+    expect(out[0]!.raw.equals(rst)).toBe(true);
+    expect(h.flow().state).toBe('CLOSED');
+    expect(h.flow().rec).toBeNull();
+    expect(h.gw.south.stats.flowsReset).toBe(1);
+    expect(h.gw.north.stats.crashes).toBe(0);
+  });
+
+  it("a crash reported while a FIN is held takes the FIN: a later 'alive' releases nothing", async () => {
+    const o = new FakeOracle();
+    const { h, s } = await world(o);
+    expect(h.send(s.fin())).toHaveLength(0);
+    o.emit('crashed');
+    expect(h.flow().rec?.phase).toBe('MASKED');
+    expect(h.flow().verdictHold).toBeNull();
+    h.drain();
+    o.answer('alive');
+    await h.settle();
+    expect(h.drain().filter((x) => hasFlag(x, TCP_FIN))).toHaveLength(0);
+    expect(h.gw.masking.stats.releasedAlive).toBe(0);
+  });
+});
+
+describe('without an oracle', () => {
+  it("policy 'none': nothing is held, FIN and RST pass at once and unchanged", async () => {
+    const { h, s } = await world(null, 'none');
+    expect(h.gw.masking.enabled).toBe(false);
+    const fin = s.fin();
+    const out = h.send(fin);
+    expect(out).toHaveLength(1);
+    expect(out[0]!.raw.equals(fin)).toBe(true);
+    const rst = serverRst(s);
+    const out2 = h.send(rst);
+    expect(out2).toHaveLength(1);
+    expect(out2[0]!.raw.equals(rst)).toBe(true);
+    expect(h.flow().state).toBe('CLOSED');
+    expect(h.gw.masking.stats.held).toBe(0);
+    expect(h.gw.north.stats.crashes).toBe(0);
+  });
+
+  it("policy 'rst': a server RST masks the service (and the rebuild probes at once); a FIN passes", async () => {
+    const { h, c, s } = await world(null, 'rst');
+    const fin = s.fin();
+    const out0 = h.send(fin);
+    expect(out0).toHaveLength(1);
+    expect(out0[0]!.raw.equals(fin)).toBe(true);
+    c.receive(out0[0]!);
+
+    const out = h.send(serverRst(s));
+    expect(out.filter((x) => x.dst === CLIENT && hasFlag(x, TCP_RST))).toHaveLength(0);
+    expect(h.gw.masking.stats.policyCrashes).toBe(1);
+    expect(h.gw.north.stats.crashes).toBe(1);
+    expect(h.flow().state).not.toBe('CLOSED');
+    expect(h.flow().rec).not.toBeNull();
+    // No 'listening' will come: the rebuild starts by itself (a spoofed SYN toward the server).
+    expect(h.flow().rec!.phase).toBe('HANDSHAKE');
+    const syn = out.find((x) => x.dst === SERVER && x.flags === 0x02);
+    expect(syn?.seq).toBe(c.isn);
+    expect(h.gw.north.timelines[0]!.reason).toMatch(/policy/);
+  });
+});
