@@ -43,6 +43,8 @@ export interface DemoClientOptions {
   seed?: number;
   /** Deadline for the whole run (default 120000). */
   timeoutMs?: number;
+  /** download: shut the sending side right after the request (the server streams to a half-closed peer). */
+  halfClose?: boolean;
 }
 
 export interface DemoConnError {
@@ -104,7 +106,7 @@ export async function runDemoClient(opts: DemoClientOptions): Promise<DemoClient
     const s = String(seed + i);
     const driver =
       opts.kind === 'upload' ? new UploadDriver(s, bytes)
-      : opts.kind === 'download' ? new DownloadDriver(s, bytes)
+      : opts.kind === 'download' ? new DownloadDriver(s, bytes, opts.halfClose === true)
       : opts.kind === 'echo' ? new EchoDriver(s, lines)
       : opts.kind === 'kv' ? new KvDriver(i, s, lines)
       : null;
@@ -339,12 +341,13 @@ class DownloadDriver implements Driver {
   private readonly expected: Keystream;
   private got = 0;
 
-  constructor(private readonly seed: string, private readonly bytes: number) {
+  constructor(private readonly seed: string, private readonly bytes: number, private readonly halfClose = false) {
     this.expected = new Keystream(seed);
   }
 
   onConnect(c: ConnApi): void {
     c.write(Buffer.from(`GET ${this.seed} ${this.bytes}\n`, 'latin1'));
+    if (this.halfClose) c.end();
   }
 
   onData(c: ConnApi, b: Buffer): void {

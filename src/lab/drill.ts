@@ -1,21 +1,27 @@
 /**
- * `ftcp drill`: a scenario run end to end in a fresh namespace lab, with a report.
+ * `ftcp drill`: a crash-and-recovery scenario run end to end in a fresh namespace lab.
  *
- *   1. lab up (gateway protecting the demo ports, embedded log, stability trace)
- *   2. demo servers in <n>-server; tcpdump at the client's interface (and the server's)
- *   3. the scenario's clients in <n>-client, all at once; every byte checked by SHA-256
- *   4. the captures checked: no ack beyond the stable point reached the client, no RST,
- *      no FIN from a server that had not finished, no ICMP error
- *   5. lab down, whatever happened
+ *   1. lab up: the gateway protects the demo ports, embedded log, stability trace, and the
+ *      liveness oracle on 198.18.2.1:7071 (heartbeat 50 ms)
+ *   2. each demo server runs under `ftcp supervise` in <n>-server; tcpdump at the client's
+ *      interface and at the server's
+ *   3. the scenario's clients start in <n>-client, all at once; every byte checked by SHA-256
+ *   4. crashes: kill -9 of the server programs at seeded times (the first 0.4-0.8 s in; each
+ *      next one after the restarted program listens again: 10-40 ms later for double-crash,
+ *      so it lands in the replay, 100-400 ms later otherwise); the supervisor restarts them
+ *   5. the captures checked: no ack beyond the stable point reached the client, no RST, no
+ *      FIN from a server that had not finished, no ICMP error; the gateway's recovery
+ *      timeline per crash (detected, listening again, handshakes, replay, caught up)
+ *   6. lab down, whatever happened
  *
- * Exit status 0 only if every connection survived byte-exact and the checks hold.
+ * Exit status 0 only if every connection survived byte-exact, the checks hold, and every
+ * crash hit live connections (a crash after the clients finished proves nothing).
  */
 import { mkdtemp, mkdir, readFile, rm, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
 import { labUp, labDown, randomLabName } from './lab.js';
-import { startDemoServer, runDemoClient, startCapture, gatewayStatus, stopProcess } from './procs.js';
+import { startSupervisedServer, runDemoClient, startCapture, gatewayStatus, stopProcess, type SupervisedServer } from './procs.js';
 import { ADDRESSES } from './topology.js';
 import { checkAckInvariant, parseStabilityTrace, type AckInvariantReport } from '../inspect/ack-invariant.js';
 import { summarizeCapture, type CaptureSummary } from '../inspect/summary.js';
@@ -24,28 +30,49 @@ import { ipToU32 } from '../wire/addr.js';
 import type { DemoClientReport } from '../demo/client.js';
 import { UsageError } from '../util/errors.js';
 
-export const SCENARIOS = {
-  upload: ['upload'],
-  download: ['download'],
-  echo: ['echo'],
-  kv: ['kv'],
-  mixed: ['upload', 'download', 'echo', 'kv'],
-} as const;
+type Kind = 'upload' | 'download' | 'echo' | 'kv';
+
+interface ScenarioSpec {
+  kinds: readonly Kind[];
+  /** Default number of crashes. */
+  crashes: number;
+  /** Later crashes land during the replay (10-40 ms after listening again). */
+  duringReplay?: boolean;
+  /** download clients half-close right after their request. */
+  halfClose?: boolean;
+  /** Overrides --connections for echo/kv. */
+  connections?: number;
+  what: string;
+}
+
+export const SCENARIOS: Record<string, ScenarioSpec> = {
+  upload: { kinds: ['upload'], crashes: 1, what: 'kill -9 mid-upload' },
+  download: { kinds: ['download'], crashes: 1, what: 'kill -9 mid-download' },
+  echo: { kinds: ['echo'], crashes: 1, what: 'kill -9 mid-echo' },
+  kv: { kinds: ['kv'], crashes: 1, what: 'kill -9 mid-kv' },
+  mixed: { kinds: ['upload', 'download', 'echo', 'kv'], crashes: 1, what: 'all four at once, one crash of every server' },
+  'double-crash': { kinds: ['upload', 'echo'], crashes: 2, duringReplay: true, what: 'a second crash during the replay' },
+  'crash-storm': { kinds: ['upload', 'download', 'kv'], crashes: 4, what: 'four crashes in a row' },
+  'half-close': { kinds: ['download'], crashes: 1, halfClose: true, what: 'the client shut its sending side before the crash' },
+  many: { kinds: ['echo'], crashes: 1, connections: 200, what: '200 concurrent connections' },
+};
 export type Scenario = keyof typeof SCENARIOS;
-type Kind = (typeof SCENARIOS)[Scenario][number];
 
 const PORTS: Record<Kind, number> = { upload: 5001, download: 5002, echo: 5003, kv: 5004 };
+const ORACLE_PORT = 7071;
 
 export interface DrillOptions {
   scenario: Scenario;
   log: 'embedded' | 'embedded:disk';
   /** upload/download bytes per connection. */
   bytes: number;
-  /** echo/kv connections (upload/download use one each unless `streams` is set). */
-  connections: number;
+  /** echo/kv connections (upload/download use `streams` each). */
+  connections?: number;
   streams: number;
   lines: number;
   seed: number;
+  /** Crashes (default: the scenario's; 0 = the normal path only). */
+  crashes?: number;
   /** Keep the captures and the trace in this directory. */
   pcapDir?: string;
   name?: string;
@@ -53,64 +80,131 @@ export interface DrillOptions {
   progress?: (msg: string) => void;
 }
 
+/** One crash as the drill saw it and the gateway reported it (ms; -1 = never). */
+export interface CrashReport {
+  n: number;
+  killedAt: number;
+  servers: string[];
+  connections: number;
+  /** From the kill: the gateway knew. */
+  detectedMs: number;
+  /** From the kill: the restarted program listened again (supervisor). */
+  listeningMs: number;
+  /** From listening again: every handshake done, every replay done, every connection caught up. */
+  handshakesMs: number;
+  replayMs: number;
+  caughtUpMs: number;
+  failed: number;
+  note?: string;
+}
+
 export interface DrillReport {
   scenario: Scenario;
+  what: string;
   lab: string;
   log: string;
+  seed: number;
   ok: boolean;
   failures: string[];
   clients: Array<{ kind: Kind; connections: number; ok: number; failed: number; bytesSent: number; bytesReceived: number; throughputMbps: number; maxStallMs: number; errors: DemoClientReport['errors'] }>;
+  crashes: CrashReport[];
   longestStallMs: number;
   invariant: AckInvariantReport;
   client: CaptureSummary;
   /** `ftcp inspect`'s verdicts on the client-side capture: verdict → connections. */
   verdicts: Record<string, number>;
   gateway: { packets: number; protectedPackets: number; bytesLogged: number; acksLowered: number; acksHeld: number; heldReleased: number; dropped: number };
+  north: Record<string, number>;
   durationMs: number;
 }
 
 export function checkScenario(s: string): Scenario {
   if (!(s in SCENARIOS)) throw new UsageError(`--scenario: expected one of ${Object.keys(SCENARIOS).join(', ')}; got '${s}'`);
-  return s as Scenario;
+  return s;
 }
+
+/** A small seeded generator (mulberry32) for the crash times. */
+function rng(seed: number): () => number {
+  let a = (seed * 2654435761) >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const say = opts.progress ?? (() => {});
-  const kinds = SCENARIOS[opts.scenario] as readonly Kind[];
+  const spec = SCENARIOS[opts.scenario]!;
+  const kinds = spec.kinds;
+  const crashes = opts.crashes ?? spec.crashes;
+  const connections = spec.connections ?? opts.connections ?? 50;
+  const rand = rng(opts.seed);
   const name = opts.name ?? randomLabName('ftcpd');
   const work = await mkdtemp(path.join(tmpdir(), 'ftcp-drill-'));
   const trace = path.join(work, 'stable.trace');
-  const servers: ChildProcess[] = [];
+  const servers: SupervisedServer[] = [];
   const captures: Array<{ stop(): Promise<string> }> = [];
   const t0 = Date.now();
-  say(`lab ${name}: up (log ${opts.log})`);
-  const topo = await labUp({ name, protect: kinds.map((k) => PORTS[k]), log: opts.log, extraGatewayArgs: ['--stability-trace', trace] });
+  const oracle = `${ADDRESSES.gwServer}:${ORACLE_PORT}`;
+  say(`lab ${name}: up (log ${opts.log}); scenario ${opts.scenario}: ${spec.what}; ${crashes} crash(es), seed ${opts.seed}`);
+  const topo = await labUp({
+    name, protect: kinds.map((k) => PORTS[k]), log: opts.log,
+    extraGatewayArgs: ['--stability-trace', trace, '--supervisor', oracle, '--heartbeat-ms', '50'],
+  });
   try {
-    for (const k of kinds) servers.push(await startDemoServer(topo.namespaces.server, k, `${ADDRESSES.server}:${PORTS[k]}`));
+    for (const k of kinds) servers.push(await startSupervisedServer(topo.namespaces.server, k, `${ADDRESSES.server}:${PORTS[k]}`, oracle, 50));
     captures.push(await startCapture(topo.namespaces.client, topo.interfaces.client, path.join(work, 'client.pcap')));
     captures.push(await startCapture(topo.namespaces.server, topo.interfaces.server, path.join(work, 'server.pcap')));
     say(`running ${kinds.join(' + ')}`);
-    const reports = await Promise.all(
+    let clientsDone = false;
+    const running = Promise.all(
       kinds.map((k) => {
-        const conns = k === 'upload' || k === 'download' ? opts.streams : opts.connections;
-        const args = ['--kind', k, '--connect', `${ADDRESSES.server}:${PORTS[k]}`, '--connections', String(conns), '--seed', String(opts.seed)];
+        const conns = k === 'upload' || k === 'download' ? opts.streams : connections;
+        const args = ['--kind', k, '--connect', `${ADDRESSES.server}:${PORTS[k]}`, '--connections', String(conns), '--seed', String(opts.seed), '--timeout-ms', '240000'];
         if (k === 'upload' || k === 'download') args.push('--bytes', String(opts.bytes));
         else args.push('--lines', String(opts.lines));
-        return runDemoClient(topo.namespaces.client, args).then((r) => ({ kind: k, r }));
+        if (k === 'download' && spec.halfClose) args.push('--half-close');
+        return runDemoClient(topo.namespaces.client, args, 300_000).then((r) => ({ kind: k, r }));
       }),
-    );
+    ).finally(() => { clientsDone = true; });
+
+    // The crashes, while the clients run.
+    const kills: Array<{ n: number; at: number; listenedAt: number }> = [];
+    const crashing = (async () => {
+      for (let n = 1; n <= crashes; n++) {
+        const delay = n === 1 ? 400 + rand() * 400 : spec.duringReplay ? 10 + rand() * 30 : 100 + rand() * 300;
+        await sleep(delay);
+        if (clientsDone) {
+          kills.push({ n, at: -1, listenedAt: -1 });
+          break;
+        }
+        const at = Date.now();
+        for (const s of servers) await s.kill9();
+        say(`crash ${n}: kill -9 of ${kinds.join(', ')} server(s)`);
+        let listenedAt = -1;
+        for (const s of servers) listenedAt = Math.max(listenedAt, await s.listening(s.generation, 30_000));
+        kills.push({ n, at, listenedAt });
+      }
+    })();
+    const [reports] = await Promise.all([running, crashing]);
     for (const c of captures) await c.stop();
     captures.length = 0;
     const st = await gatewayStatus(name);
     // Let the gateway's trace writer drain before reading it.
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     const pcap = await readFile(path.join(work, 'client.pcap'));
     const traced = parseStabilityTrace(await readFile(trace, 'utf8'));
-    const invariant = checkAckInvariant(pcap, traced, kinds.map((k) => PORTS[k]));
-    const inspected = inspectCapture(pcap, { trace: traced, serverPorts: kinds.map((k) => PORTS[k]) });
+    const ports = kinds.map((k) => PORTS[k]);
+    const invariant = checkAckInvariant(pcap, traced, ports);
+    const inspected = inspectCapture(pcap, { trace: traced, serverPorts: ports });
     const verdicts: Record<string, number> = {};
     for (const c of inspected.connections) verdicts[c.verdict] = (verdicts[c.verdict] ?? 0) + 1;
-    const client = summarizeCapture(pcap, kinds.map((k) => PORTS[k]), ipToU32(ADDRESSES.client));
+    const client = summarizeCapture(pcap, ports, ipToU32(ADDRESSES.client));
 
     const failures: string[] = [];
     const clients = reports.map(({ kind, r }) => {
@@ -120,6 +214,11 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         throughputMbps: r.throughputMbps, maxStallMs: Math.max(0, ...r.perConnection.map((c) => c.maxStallMs)), errors: r.errors,
       };
     });
+    const crashReports = crashTimeline(kills, st.recovery ?? [], kinds.map((k) => `${ADDRESSES.server}:${PORTS[k]}`));
+    for (const c of crashReports) {
+      if (c.note) failures.push(`crash ${c.n}: ${c.note}`);
+      if (c.failed > 0) failures.push(`crash ${c.n}: ${c.failed} connection(s) could not be rebuilt`);
+    }
     if (invariant.violations.length > 0) failures.push(`${invariant.violations.length} acks beyond the stable point reached the client`);
     if (invariant.checked === 0) failures.push('no server ack was seen at the client: the capture did not work');
     if (client.rstToClient > 0) failures.push(`${client.rstToClient} RST reached the client`);
@@ -133,7 +232,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       for (const f of ['client.pcap', 'server.pcap', 'stable.trace']) await copyFile(path.join(work, f), path.join(opts.pcapDir, f));
     }
     return {
-      scenario: opts.scenario, lab: name, log: opts.log, ok: failures.length === 0, failures, clients,
+      scenario: opts.scenario, what: spec.what, lab: name, log: opts.log, seed: opts.seed, ok: failures.length === 0, failures, clients,
+      crashes: crashReports,
       longestStallMs: Math.max(0, ...clients.map((c) => c.maxStallMs)),
       invariant: { ...invariant, violations: invariant.violations.slice(0, 10) },
       client,
@@ -142,26 +242,77 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         packets: st.stats.packets, protectedPackets: st.stats.protectedPackets, bytesLogged: st.south.bytesLogged,
         acksLowered: st.south.acksLowered, acksHeld: st.south.acksHeld, heldReleased: st.south.heldReleased, dropped: st.stats.dropped,
       },
+      north: st.north ?? {},
       durationMs: Date.now() - t0,
     };
   } finally {
     for (const c of captures) await c.stop().catch(() => {});
-    for (const s of servers) await stopProcess(s).catch(() => {});
+    for (const s of servers) await stopProcess(s.child).catch(() => {});
     say(`lab ${name}: down`);
     await labDown(name);
     await rm(work, { recursive: true, force: true });
   }
 }
 
+interface Timeline {
+  service: string; crash: number; detectedAt: number; connections: number; listeningAt: number;
+  handshakesDoneAt: number; replayDoneAt: number; caughtUpAt: number; failed: number;
+}
+
+/** Matches each kill with the gateway's timelines (one per service per crash) that started after it. */
+function crashTimeline(kills: Array<{ n: number; at: number; listenedAt: number }>, timelines: Timeline[], services: string[]): CrashReport[] {
+  const out: CrashReport[] = [];
+  for (let i = 0; i < kills.length; i++) {
+    const k = kills[i]!;
+    if (k.at < 0) {
+      out.push({ n: k.n, killedAt: -1, servers: services, connections: 0, detectedMs: -1, listeningMs: -1, handshakesMs: -1, replayMs: -1, caughtUpMs: -1, failed: 0, note: 'the clients had finished before this crash: use more --bytes / --lines' });
+      continue;
+    }
+    const next = kills[i + 1]?.at ?? Infinity;
+    const mine = timelines.filter((t) => t.detectedAt >= k.at - 5 && t.detectedAt < (next < 0 ? Infinity : next));
+    const rel = (v: number, from: number) => (v > 0 && from > 0 ? v - from : -1);
+    const max = (f: (t: Timeline) => number) => (mine.length > 0 && mine.every((t) => f(t) > 0) ? Math.max(...mine.map(f)) : -1);
+    const detected = max((t) => t.detectedAt);
+    const listening = max((t) => t.listeningAt);
+    const superseded = i + 1 < kills.length && kills[i + 1]!.at > 0;
+    const r: CrashReport = {
+      n: k.n, killedAt: k.at, servers: mine.map((t) => t.service), connections: mine.reduce((a, t) => a + t.connections, 0),
+      detectedMs: rel(detected, k.at), listeningMs: rel(listening, k.at),
+      handshakesMs: rel(max((t) => t.handshakesDoneAt), listening), replayMs: rel(max((t) => t.replayDoneAt), listening),
+      caughtUpMs: rel(max((t) => t.caughtUpAt), listening), failed: mine.reduce((a, t) => a + t.failed, 0),
+    };
+    if (mine.length === 0) r.note = 'the gateway saw no crash of a service with open connections';
+    else if (r.connections === 0) r.note = 'no connection was open at the crash: use more --bytes / --lines';
+    else if (r.caughtUpMs < 0 && !superseded) r.note = 'not every connection caught up';
+    out.push(r);
+  }
+  return out;
+}
+
 export function formatDrill(r: DrillReport): string {
   const mb = (n: number) => (n / 1e6).toFixed(1);
+  const ms = (n: number) => (n < 0 ? '-' : `${n.toFixed(0)} ms`);
   const lines = [
-    `ftcp drill: scenario ${r.scenario}, log ${r.log}, lab ${r.lab} (${(r.durationMs / 1000).toFixed(1)} s)`,
+    `ftcp drill: scenario ${r.scenario} (${r.what}), log ${r.log}, seed ${r.seed}, lab ${r.lab} (${(r.durationMs / 1000).toFixed(1)} s)`,
     '',
     '  kind      conns  ok  failed   sent MB   recv MB   Mb/s    longest stall',
   ];
   for (const c of r.clients) {
     lines.push(`  ${c.kind.padEnd(8)} ${String(c.connections).padStart(5)} ${String(c.ok).padStart(3)} ${String(c.failed).padStart(7)} ${mb(c.bytesSent).padStart(9)} ${mb(c.bytesReceived).padStart(9)} ${c.throughputMbps.toFixed(0).padStart(6)}    ${c.maxStallMs.toFixed(1)} ms`);
+  }
+  if (r.crashes.length > 0) {
+    lines.push(
+      '',
+      '  recovery timeline   (detected, listening: from the kill -9; handshakes, replay, caught up: from listening again)',
+      '  crash  conns  detected  listening  handshakes     replay  caught up  failed',
+    );
+    for (const c of r.crashes) {
+      lines.push(`  ${String(c.n).padStart(5)} ${String(c.connections).padStart(6)} ${ms(c.detectedMs).padStart(9)} ${ms(c.listeningMs).padStart(10)} ${ms(c.handshakesMs).padStart(11)} ${ms(c.replayMs).padStart(10)} ${ms(c.caughtUpMs).padStart(10)} ${String(c.failed).padStart(7)}${c.note ? `   (${c.note})` : ''}`);
+    }
+    const n = r.north;
+    lines.push(`  rebuild: ${n.handshakes ?? 0} handshakes, ${mb(n.replayBytes ?? 0)} MB replayed (${n.replayRetransmits ?? 0} retransmissions), ${mb(n.absorbedBytes ?? 0)} MB regenerated output absorbed, ${n.deadDropped ?? 0} dead-incarnation segments dropped, ${n.keepaliveAcks ?? 0} keepalive ACKs, ${n.portsMoved ?? 0} port moves`);
+  } else {
+    lines.push('', '  no crash (--crashes 0): the normal path only');
   }
   lines.push(
     '',
@@ -171,7 +322,7 @@ export function formatDrill(r: DrillReport): string {
     `  gateway: ${r.gateway.packets} packets (${r.gateway.protectedPackets} protected), ${mb(r.gateway.bytesLogged)} MB logged, acks lowered ${r.gateway.acksLowered}, held ${r.gateway.acksHeld}, released ${r.gateway.heldReleased}, dropped ${r.gateway.dropped}`,
     `  longest stall any client saw: ${r.longestStallMs.toFixed(1)} ms`,
     '',
-    r.ok ? 'PASS: every connection byte-exact, invariant held' : `FAIL:\n${r.failures.map((f) => `  - ${f}`).join('\n')}`,
+    r.ok ? 'PASS: every connection byte-exact across every crash, no RST/FIN/ICMP reached a client, invariant held' : `FAIL:\n${r.failures.map((f) => `  - ${f}`).join('\n')}`,
   );
   return lines.join('\n');
 }

@@ -42,6 +42,76 @@ export async function startDemoServer(ns: string, kind: string, addr: string): P
   return child;
 }
 
+/**
+ * A demo server run by \`ftcp supervise\` (the gateway's oracle at \`gateway\`, heartbeat
+ * \`heartbeatMs\`). \`kill9()\` SIGKILLs the current program (the supervisor restarts it);
+ * \`listening(gen)\` resolves when generation \`gen\` listens (bounded).
+ */
+export interface SupervisedServer {
+  readonly child: ChildProcess;
+  generation: number;
+  listening(gen: number, timeoutMs?: number): Promise<number>;
+  kill9(): Promise<number>;
+  output(): string;
+}
+
+export async function startSupervisedServer(ns: string, kind: string, addr: string, gateway: string, heartbeatMs = 50): Promise<SupervisedServer> {
+  const child = spawnIn(ns, process.execPath, [
+    FTCP, 'supervise', '--gateway', gateway, '--service', addr, '--heartbeat-ms', String(heartbeatMs),
+    '--', process.execPath, FTCP, 'demo-server', '--kind', kind, '--listen', addr, '--json',
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const listened = new Map<number, number>();
+  const waiters: Array<{ gen: number; resolve: (t: number) => void }> = [];
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    if (out.length > 1 << 20) out = out.slice(-(1 << 19));
+    for (const line of d.toString().split('\n')) {
+      if (!line.includes('program listening')) continue;
+      try {
+        const j = JSON.parse(line) as { generation?: number; time?: number };
+        if (typeof j.generation === 'number') {
+          listened.set(j.generation, j.time ?? Date.now());
+          for (const w of waiters.splice(0)) {
+            if (listened.has(w.gen)) w.resolve(listened.get(w.gen)!);
+            else waiters.push(w);
+          }
+        }
+      } catch { /* not a log line */ }
+    }
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const srv: SupervisedServer = {
+    child,
+    generation: 1,
+    listening(gen, timeoutMs = 15_000) {
+      if (listened.has(gen)) return Promise.resolve(listened.get(gen)!);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`${kind} server generation ${gen} did not listen within ${timeoutMs} ms:\n${out.slice(-1500)}`)), timeoutMs);
+        waiters.push({ gen, resolve: (v) => { clearTimeout(t); resolve(v); } });
+      });
+    },
+    async kill9() {
+      const r = await execCmd('pgrep', ['-P', String(child.pid)]);
+      const pids = r.stdout.trim().split('\n').filter(Boolean).map(Number);
+      if (pids.length === 0) throw new Error(`${kind}: the supervisor has no program to kill`);
+      const t = Date.now();
+      for (const pid of pids) process.kill(pid, 'SIGKILL');
+      srv.generation++;
+      return t;
+    },
+    output: () => out,
+  };
+  try {
+    await srv.listening(1);
+  } catch (err) {
+    await stopProcess(child);
+    throw err;
+  }
+  return srv;
+}
+
 export async function runDemoClient(ns: string, args: string[], timeoutMs = 300_000): Promise<DemoClientReport> {
   const r = await execIn(ns, process.execPath, [FTCP, 'demo-client', ...args, '--json'], { timeoutMs });
   try {

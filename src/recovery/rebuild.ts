@@ -235,7 +235,9 @@ export class NorthWrapper {
     sr.down = true;
     sr.queue.length = 0;
     let tl = sr.timeline;
-    if (!wasDown || tl === null) {
+    // A new crash, or the same one reported again (oracle notice, held FIN's verdict, silence)?
+    // New when the service was up, or had been listening again since (a crash during rebuild).
+    if (!wasDown || tl === null || tl.listeningAt !== 0) {
       tl = {
         service: `${u32ToIp(svc.ip)}:${svc.port}`, crash: this.timelines.length + 1, detectedAt: now, reason, connections: 0,
         listeningAt: 0, handshakesDoneAt: 0, replayDoneAt: 0, caughtUpAt: 0, handshakes: 0, replayed: 0, caughtUp: 0, failed: 0,

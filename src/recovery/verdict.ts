@@ -27,7 +27,7 @@ export type CrashPolicy = 'none' | 'rst';
 
 /** What the gateway needs from a liveness oracle (src/supervisor/oracle.ts is one). */
 export interface LivenessSource {
-  waitVerdict(service: string, timeoutMs: number): Promise<Verdict>;
+  waitVerdict(service: string, timeoutMs: number, settle?: boolean): Promise<Verdict>;
   state(service: string): string;
   on(ev: 'crashed' | 'silent' | 'listening', fn: (service: string) => void): unknown;
 }
@@ -107,7 +107,8 @@ export class CrashMasking {
     flow.verdictHold = [copy];
     this.stats.held++;
     const hold = flow.verdictHold;
-    void this.oracle.waitVerdict(name(svc), this.holdMs).then((v) => {
+    // settle: a heartbeat already in flight when the process died must not pass its FIN.
+    void this.oracle.waitVerdict(name(svc), this.holdMs, true).then((v) => {
       if (flow.verdictHold !== hold) return; // a crash took it meanwhile
       flow.verdictHold = null;
       let verdict = v;

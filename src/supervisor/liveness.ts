@@ -149,6 +149,8 @@ interface Waiter {
   boot: string | null;
   generation: number;
   deadline: number;
+  /** Only a death (or a deliberate stop) ends the wait early; see waitVerdict. */
+  settle: boolean;
   resolve: (v: Verdict) => void;
 }
 
@@ -328,7 +330,10 @@ export class LivenessTracker {
       if (due.length === 0) continue;
       r.waiters = r.waiters.filter((w) => w.deadline > now);
       const v = verdictOf(r.state);
-      for (const w of due) w.resolve(v);
+      for (const w of due) {
+        const later = w.boot !== null && (w.boot !== r.boot || r.generation > w.generation);
+        w.resolve(later ? 'dead' : v);
+      }
     }
   }
 
@@ -366,8 +371,12 @@ export class LivenessTracker {
    *    same incarnation → 'alive'; any notice of a later generation or another supervisor run
    *    → 'dead': the instance that sent the held FIN is gone);
    *  * else at `timeoutMs` (as of `tick()`), with the verdict then (silence applied).
+   * With `settle`, a notice saying the same incarnation is alive does NOT end the wait: a
+   * heartbeat sent before the process died (or before the supervisor reaped it) may arrive
+   * after the FIN the dying process's kernel sent, so 'alive' is only concluded at the
+   * deadline, when a crash would have been reported. Deaths still resolve at once.
    */
-  waitVerdict(service: string, timeoutMs: number): Promise<Verdict> {
+  waitVerdict(service: string, timeoutMs: number, settle = false): Promise<Verdict> {
     const r = this.record(service);
     this.checkSilence(r);
     const st = r.state;
@@ -375,7 +384,7 @@ export class LivenessTracker {
       return Promise.resolve(verdictOf(st));
     }
     return new Promise<Verdict>((resolve) => {
-      r.waiters.push({ boot: r.boot, generation: r.generation, deadline: this.now() + timeoutMs, resolve });
+      r.waiters.push({ boot: r.boot, generation: r.generation, deadline: this.now() + timeoutMs, settle, resolve });
     });
   }
 
@@ -457,6 +466,7 @@ export class LivenessTracker {
       const later = w.boot !== null && (w.boot !== r.boot || r.generation > w.generation);
       if (later || (newIncarnation && w.boot !== null)) w.resolve('dead');
       else if (type === 'crashed') w.resolve('dead');
+      else if (w.settle && verdictOf(r.state) !== 'dead' && type !== 'stopping' && type !== 'stopped') r.waiters.push(w);
       else w.resolve(verdictOf(r.state));
     }
   }

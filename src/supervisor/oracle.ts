@@ -111,9 +111,9 @@ export class LivenessOracle extends EventEmitter<Record<OracleEventName, [string
   }
 
   /** See LivenessTracker.waitVerdict. */
-  waitVerdict(service: string, timeoutMs: number): Promise<Verdict> {
+  waitVerdict(service: string, timeoutMs: number, settle = false): Promise<Verdict> {
     if (this.closed) return Promise.resolve(this.tracker.verdict(service));
-    const p = this.tracker.waitVerdict(service, timeoutMs);
+    const p = this.tracker.waitVerdict(service, timeoutMs, settle);
     this.armDeadline();
     return p;
   }

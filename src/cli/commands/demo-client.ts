@@ -23,6 +23,7 @@ const USAGE = `usage: ftcp demo-client --kind ${DEMO_KINDS.join('|')} --connect 
   --bytes B         upload/download bytes per connection (default ${DEFAULT_BYTES}; suffix K, M, G = 2^10, 2^20, 2^30)
   --lines L         echo/kv requests per connection (default ${DEFAULT_LINES})
   --seed S          base seed, an integer >= 0 (default ${DEFAULT_SEED})
+  --half-close      download: shut the sending side right after the request
   --timeout-ms T    deadline for the whole run (default ${DEFAULT_TIMEOUT_MS}); unfinished connections fail with TIMEOUT
   --json            print the report as one JSON document`;
 
@@ -35,6 +36,7 @@ export async function run(argv: string[]): Promise<number> {
     lines: { type: 'string' },
     seed: { type: 'string' },
     'timeout-ms': { type: 'string' },
+    'half-close': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   });
@@ -57,6 +59,7 @@ export async function run(argv: string[]): Promise<number> {
     lines: parseCount(values.lines, '--lines', DEFAULT_LINES, 0, Number.MAX_SAFE_INTEGER),
     seed: parseCount(values.seed, '--seed', DEFAULT_SEED, 0, 2 ** 48),
     timeoutMs: parseCount(values['timeout-ms'], '--timeout-ms', DEFAULT_TIMEOUT_MS, 1, 2 ** 31 - 1),
+    halfClose: values['half-close'],
   });
   process.stdout.write(values.json ? JSON.stringify(report) + '\n' : summary(report));
   return report.allOk ? 0 : 1;
