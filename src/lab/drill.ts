@@ -29,6 +29,7 @@ import { inspectCapture } from '../inspect/inspect.js';
 import { ipToU32 } from '../wire/addr.js';
 import type { DemoClientReport } from '../demo/client.js';
 import { UsageError } from '../util/errors.js';
+import { execIn } from './exec.js';
 
 type Kind = 'upload' | 'download' | 'echo' | 'kv';
 
@@ -75,6 +76,8 @@ export interface DrillOptions {
   crashes?: number;
   /** Keep the captures and the trace in this directory. */
   pcapDir?: string;
+  /** sysctls set in the client's namespace before the clients start (e.g. net.ipv4.tcp_sack=0). */
+  clientSysctls?: Record<string, string>;
   name?: string;
   /** Progress lines (stderr). */
   progress?: (msg: string) => void;
@@ -104,6 +107,7 @@ export interface DrillReport {
   lab: string;
   log: string;
   seed: number;
+  clientSysctls: Record<string, string>;
   ok: boolean;
   failures: string[];
   clients: Array<{ kind: Kind; connections: number; ok: number; failed: number; bytesSent: number; bytesReceived: number; throughputMbps: number; maxStallMs: number; errors: DemoClientReport['errors'] }>;
@@ -157,6 +161,10 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     extraGatewayArgs: ['--stability-trace', trace, '--supervisor', oracle, '--heartbeat-ms', '50'],
   });
   try {
+    for (const [k, v] of Object.entries(opts.clientSysctls ?? {})) {
+      const r = await execIn(topo.namespaces.client, 'sysctl', ['-w', `${k}=${v}`]);
+      if (r.code !== 0) throw new UsageError(`--client-sysctl ${k}=${v}: ${r.stderr.trim()}`);
+    }
     for (const k of kinds) servers.push(await startSupervisedServer(topo.namespaces.server, k, `${ADDRESSES.server}:${PORTS[k]}`, oracle, 50));
     captures.push(await startCapture(topo.namespaces.client, topo.interfaces.client, path.join(work, 'client.pcap')));
     captures.push(await startCapture(topo.namespaces.server, topo.interfaces.server, path.join(work, 'server.pcap')));
@@ -232,7 +240,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       for (const f of ['client.pcap', 'server.pcap', 'stable.trace']) await copyFile(path.join(work, f), path.join(opts.pcapDir, f));
     }
     return {
-      scenario: opts.scenario, what: spec.what, lab: name, log: opts.log, seed: opts.seed, ok: failures.length === 0, failures, clients,
+      scenario: opts.scenario, what: spec.what, lab: name, log: opts.log, seed: opts.seed, clientSysctls: opts.clientSysctls ?? {}, ok: failures.length === 0, failures, clients,
       crashes: crashReports,
       longestStallMs: Math.max(0, ...clients.map((c) => c.maxStallMs)),
       invariant: { ...invariant, violations: invariant.violations.slice(0, 10) },
@@ -293,7 +301,8 @@ export function formatDrill(r: DrillReport): string {
   const mb = (n: number) => (n / 1e6).toFixed(1);
   const ms = (n: number) => (n < 0 ? '-' : `${n.toFixed(0)} ms`);
   const lines = [
-    `ftcp drill: scenario ${r.scenario} (${r.what}), log ${r.log}, seed ${r.seed}, lab ${r.lab} (${(r.durationMs / 1000).toFixed(1)} s)`,
+    `ftcp drill: scenario ${r.scenario} (${r.what}), log ${r.log}, seed ${r.seed}, lab ${r.lab} (${(r.durationMs / 1000).toFixed(1)} s)`
+      + (Object.keys(r.clientSysctls).length > 0 ? `\n  client sysctls: ${Object.entries(r.clientSysctls).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''),
     '',
     '  kind      conns  ok  failed   sent MB   recv MB   Mb/s    longest stall',
   ];

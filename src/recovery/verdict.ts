@@ -98,12 +98,16 @@ export class CrashMasking {
       }
       return false;
     }
-    const copy = Buffer.from(buf.subarray(p.ipOff, p.ipOff + p.totalLen));
     if (flow.verdictHold !== null) {
-      if (flow.verdictHold.length < 8) flow.verdictHold.push(copy);
-      this.stats.heldDuplicates++;
+      // A retransmission of a held segment is dropped: released twice, the second copy would
+      // reach a client already in TIME_WAIT, whose ACK the closed server answers with a RST.
+      const l4 = p.l4Off - p.ipOff;
+      const dup = flow.verdictHold.some((h) => h.readUInt32BE(l4 + 4) === p.seq && h[l4 + 13] === p.flags && h.length === p.totalLen);
+      if (!dup && flow.verdictHold.length < 8) flow.verdictHold.push(Buffer.from(buf.subarray(p.ipOff, p.ipOff + p.totalLen)));
+      else this.stats.heldDuplicates++;
       return true;
     }
+    const copy = Buffer.from(buf.subarray(p.ipOff, p.ipOff + p.totalLen));
     flow.verdictHold = [copy];
     this.stats.held++;
     const hold = flow.verdictHold;

@@ -21,6 +21,7 @@ ${Object.entries(SCENARIOS).map(([k, v]) => `                        ${k.padEnd(
   --connections <n>   echo/kv connections                      (default 50)
   --lines <n>         requests per echo/kv connection          (default 3000)
   --seed <s>          seed of the streams and the crash times  (default 1)
+  --client-sysctl <k=v>[,<k=v>]  set in the client's namespace first (e.g. net.ipv4.tcp_sack=0)
   --pcap <dir>        keep the client- and server-side captures and the stability trace
   --json              print the report as JSON
 
@@ -30,6 +31,16 @@ function int(v: string, flag: string, min: number): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag}: expected an integer >= ${min}, got '${v}'`);
   return n;
+}
+
+function parseSysctls(v: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of (v ?? '').split(',').filter(Boolean)) {
+    const m = /^(net\.[a-z0-9_.]+)=([0-9a-z_ -]+)$/i.exec(kv);
+    if (!m) throw new UsageError(`--client-sysctl: expected net.<key>=<value>, got '${kv}'`);
+    out[m[1]!] = m[2]!;
+  }
+  return out;
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -43,6 +54,7 @@ export async function run(argv: string[]): Promise<number> {
     lines: { type: 'string', default: '3000' },
     seed: { type: 'string', default: '1' },
     pcap: { type: 'string' },
+    'client-sysctl': { type: 'string' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   });
@@ -62,6 +74,7 @@ export async function run(argv: string[]): Promise<number> {
     seed: int(values.seed!, '--seed', 0),
     crashes: values.crashes === undefined ? undefined : int(values.crashes, '--crashes', 0),
     pcapDir: values.pcap,
+    clientSysctls: parseSysctls(values['client-sysctl']),
     progress: values.json ? undefined : (m) => process.stderr.write(`drill: ${m}\n`),
   });
   process.stdout.write((values.json ? JSON.stringify(report, null, 2) : formatDrill(report)) + '\n');
