@@ -13,7 +13,7 @@
  * `ftcp lab down` removes everything with the namespaces either way.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FtcpError } from '../util/errors.js';
@@ -35,13 +35,36 @@ function requireRemote(topo: LabTopology, what: string): void {
   if (topo.log !== 'remote') throw new FtcpError('FTCP_LAB_FAULT', `${what}: lab '${topo.name}' does not run a log server (--log remote)`);
 }
 
-/** Loss, reordering and duplication on both log links (netem on all four ends), or back to clean. */
-export async function logLoss(topo: LabTopology, on: boolean): Promise<void> {
+/** The userspace equivalent of LOG_NETEM, for kernels without sch_netem (see logLoss). */
+export const LOG_IMPAIRMENT = 'loss=0.03 dup=0.02 reorder=0.2 reorderMs=5';
+
+/**
+ * Loss, reordering and duplication on both log links, or back to clean. netem on all four
+ * ends when the kernel has it; otherwise (no sch_netem, as on some CI kernels) the log
+ * server's userspace impairment (its --impair-file, in both directions on both links).
+ * Returns which one was used.
+ */
+export async function logLoss(topo: LabTopology, on: boolean): Promise<'netem' | 'userspace'> {
   requireRemote(topo, 'logLoss');
-  for (const [ns, dev] of [...logLinkEnds(topo, 1), ...logLinkEnds(topo, 2)]) {
-    if (on) await mustExec('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'replace', 'dev', dev, 'root', 'netem', ...LOG_NETEM]);
-    else await execCmd('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', dev, 'root']); // absent: fine
+  const impairFile = join(topo.stateDir, 'logserver.impair');
+  if (!on) {
+    const had = existsSync(impairFile);
+    await rm(impairFile, { force: true });
+    for (const [ns, dev] of [...logLinkEnds(topo, 1), ...logLinkEnds(topo, 2)]) {
+      await execCmd('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', dev, 'root']); // absent: fine
+    }
+    return had ? 'userspace' : 'netem';
   }
+  const ends = [...logLinkEnds(topo, 1), ...logLinkEnds(topo, 2)];
+  const first = await execCmd('ip', ['netns', 'exec', ends[0]![0], 'tc', 'qdisc', 'replace', 'dev', ends[0]![1], 'root', 'netem', ...LOG_NETEM]);
+  if (first.code !== 0 && /unknown|not found|No such file/i.test(first.stderr)) {
+    await writeFile(impairFile, LOG_IMPAIRMENT + '\n');
+    await sleep(300); // the log server polls the file every 100 ms
+    return 'userspace';
+  }
+  if (first.code !== 0) throw new FtcpError('FTCP_LAB_FAULT', `logLoss: tc netem failed: ${first.stderr.trim()}`);
+  for (const [ns, dev] of ends.slice(1)) await mustExec('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'replace', 'dev', dev, 'root', 'netem', ...LOG_NETEM]);
+  return 'netem';
 }
 
 /** Takes log link `which` down (both ends), or brings it back up. */

@@ -130,7 +130,8 @@ export function gatewayLogSpec(mode: LabLogMode, stateDir: string): string {
 /**
  * `ftcp logserver` in <n>-log for `--log remote` (after the program), exactly:
  *   logserver --listen 198.18.3.2:7500,198.18.4.2:7500 --store disk:<state-dir>/logserver
- *             --ready-file <state-dir>/logserver.ready
+ *             --ready-file <state-dir>/logserver.ready --impair-file <state-dir>/logserver.impair
+ * (the impair file is the fallback of faults.logLoss on kernels without netem).
  */
 export function logServerArgs(stateDir: string): string[] {
   return [
@@ -138,6 +139,7 @@ export function logServerArgs(stateDir: string): string[] {
     '--listen', `${ADDRESSES.log1}:${LOG_SERVER_PORT},${ADDRESSES.log2}:${LOG_SERVER_PORT}`,
     '--store', `disk:${stateDir}/logserver`,
     '--ready-file', `${stateDir}/logserver.ready`,
+    '--impair-file', `${stateDir}/logserver.impair`,
   ];
 }
 

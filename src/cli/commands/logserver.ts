@@ -14,7 +14,8 @@ import { DiskLog } from '../../log/disk.js';
 import { MemoryLog } from '../../log/memory.js';
 import type { LogOptions } from '../../log/common.js';
 import type { LogStore } from '../../log/types.js';
-import { LogServer, UdpLogServer } from '../../log/remote/server.js';
+import { LogServer, UdpLogServer, parseImpairment, type Impairment } from '../../log/remote/server.js';
+import { readFileSync } from 'node:fs';
 
 const HELP = `usage: ftcp logserver --listen <ip:port>[,<ip:port>] --store memory|disk:<dir> [options]
 
@@ -27,6 +28,8 @@ const HELP = `usage: ftcp logserver --listen <ip:port>[,<ip:port>] --store memor
   --max-bytes-per-conn <n>    bound on the stream bytes one connection holds (default: unlimited)
   --low-space-pct <p>         report LOW-SPACE to the gateways at p% of --max-bytes (default 90)
   --ready-file <path>         written (JSON) once listening; removed at exit
+  --impair-file <path>        TESTS ONLY: while this file holds e.g. "loss=0.03 dup=0.02 reorder=0.2",
+                              datagrams in and out are dropped/duplicated/delayed (for kernels without netem)
 
 example: ftcp logserver --listen 198.18.3.2:7500,198.18.4.2:7500 --store disk:/var/lib/ftcp-log --key-file /etc/ftcp/key`;
 
@@ -49,6 +52,7 @@ export async function run(argv: string[]): Promise<number> {
     'max-bytes-per-conn': { type: 'string' },
     'low-space-pct': { type: 'string' },
     'ready-file': { type: 'string' },
+    'impair-file': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -84,7 +88,26 @@ export async function run(argv: string[]): Promise<number> {
   const server = new LogServer({ store, logger });
   let udp: UdpLogServer;
   try {
-    udp = await UdpLogServer.listen({ server, key, listen: listen.map((h) => ({ address: h.addr, port: h.port })) });
+    const impairFile = values['impair-file'];
+    let impairment: Impairment | null = null;
+    if (impairFile) {
+      const poll = () => {
+        let next: Impairment | null = null;
+        try {
+          next = parseImpairment(readFileSync(impairFile, 'utf8'));
+        } catch {
+          next = null; // no file: clean
+        }
+        if (JSON.stringify(next) !== JSON.stringify(impairment)) logger.warn({ impairment: next }, 'logserver: test impairment changed');
+        impairment = next;
+      };
+      poll();
+      setInterval(poll, 100).unref();
+    }
+    udp = await UdpLogServer.listen({
+      server, key, listen: listen.map((h) => ({ address: h.addr, port: h.port })),
+      ...(impairFile ? { impair: () => impairment } : {}),
+    });
   } catch (err) {
     await store.shutdown();
     throw err instanceof FtcpError ? err : new FtcpError('FTCP_LOGSERVER', String(err));

@@ -397,6 +397,34 @@ export interface UdpLogServerOptions {
   /** At most this many gateway peers at once (new senders beyond it are ignored). Default 64. */
   maxPeers?: number;
   tickMs?: number;
+  /**
+   * Test/lab fault injection in userspace (for kernels without netem): consulted for every
+   * datagram in and out; null = clean.
+   */
+  impair?: () => Impairment | null;
+}
+
+/** Probabilities per datagram; reordered datagrams are delayed by up to `reorderMs`. */
+export interface Impairment {
+  loss: number;
+  dup: number;
+  reorder: number;
+  reorderMs: number;
+}
+
+/** Parses "loss=0.03 dup=0.02 reorder=0.2 reorderMs=5" (missing keys: 0; reorderMs default 5). */
+export function parseImpairment(text: string): Impairment | null {
+  const im: Impairment = { loss: 0, dup: 0, reorder: 0, reorderMs: 5 };
+  let any = false;
+  for (const kv of text.split(/[\s,]+/).filter(Boolean)) {
+    const [k, v] = kv.split('=');
+    const n = Number(v);
+    if ((k === 'loss' || k === 'dup' || k === 'reorder' || k === 'reorderMs') && Number.isFinite(n) && n >= 0) {
+      im[k] = n;
+      any = true;
+    }
+  }
+  return any ? im : null;
 }
 
 interface UdpPeer {
@@ -414,6 +442,8 @@ export class UdpLogServer {
   readonly server: LogServer;
   private readonly sockets: Socket[];
   private readonly byBoot = new Map<number, UdpPeer>();
+  /** Datagrams dropped / duplicated / delayed by the impairment (in + out). */
+  readonly impaired = { dropped: 0, duplicated: 0, delayed: 0 };
   private readonly opts: UdpLogServerOptions;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -422,7 +452,9 @@ export class UdpLogServer {
     this.opts = opts;
     this.server = opts.server;
     this.sockets = sockets;
-    sockets.forEach((s, i) => s.on('message', (msg, rinfo) => this.datagram(msg, i, { address: rinfo.address, port: rinfo.port })));
+    sockets.forEach((s, i) =>
+      s.on('message', (msg, rinfo) => this.impaired_(() => this.datagram(msg, i, { address: rinfo.address, port: rinfo.port }))),
+    );
     this.timer = setInterval(() => this.tick(), opts.tickMs ?? 2);
   }
 
@@ -460,6 +492,29 @@ export class UdpLogServer {
     return { address: a.address, port: a.port };
   }
 
+  /** Runs `fn` once, never, twice or later, as the impairment says. */
+  private impaired_(fn: () => void): void {
+    const im = this.opts.impair?.() ?? null;
+    if (im === null) {
+      fn();
+      return;
+    }
+    if (Math.random() < im.loss) {
+      this.impaired.dropped++;
+      return;
+    }
+    const copies = Math.random() < im.dup ? 2 : 1;
+    if (copies === 2) this.impaired.duplicated++;
+    for (let i = 0; i < copies; i++) {
+      if (Math.random() < im.reorder) {
+        this.impaired.delayed++;
+        setTimeout(fn, Math.random() * im.reorderMs).unref();
+      } else {
+        fn();
+      }
+    }
+  }
+
   private datagram(msg: Buffer, path: number, from: UdpAddr): void {
     if (this.closed || msg.length < HEADER_LEN) return;
     const boot = msg.readUInt32BE(OFF.srcBoot);
@@ -483,7 +538,11 @@ export class UdpLogServer {
             transmit: (dg, p) => {
               const to = entry.addr[p] ?? entry.addr.find((a) => a !== null) ?? null;
               const s = this.sockets[p] ?? this.sockets[0];
-              if (to !== null && s !== undefined && !this.closed) s.send(dg, to.port, to.address, () => {});
+              if (to !== null && s !== undefined && !this.closed) {
+                this.impaired_(() => {
+                  if (!this.closed) s.send(dg, to.port, to.address, () => {});
+                });
+              }
             },
           }),
       );
