@@ -8,12 +8,12 @@ import { ipToU32 } from '../../../src/wire/addr.js';
 import type { LogStatus, StatusListener } from '../../../src/log/types.js';
 
 class FailingLog extends ManualLog {
-  listener: StatusListener | undefined;
+  statusCb: StatusListener | undefined;
   override onStatus(l: StatusListener): void {
-    this.listener = l;
+    this.statusCb = l;
   }
   report(s: LogStatus): void {
-    this.listener?.(s, { reason: 'test' });
+    this.statusCb?.(s, { reason: 'test' });
   }
 }
 
