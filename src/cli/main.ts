@@ -8,6 +8,7 @@ type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Pro
 
 const commands: Record<string, Command> = {
   gateway: { summary: 'run the gateway on a TUN device', load: () => import('./commands/gateway.js') },
+  logserver: { summary: 'serve the log to gateways over the link protocol', load: () => import('./commands/logserver.js') },
   status: { summary: "print a running gateway's state", load: () => import('./commands/status.js') },
   lab: { summary: 'network-namespace lab: up | down | status', load: () => import('./commands/lab.js') },
   drill: { summary: 'run a drill in the namespace lab and report', load: () => import('./commands/drill.js') },

@@ -12,7 +12,7 @@
  */
 import { u32ToIp } from '../wire/addr.js';
 import type { PacketBatch, TunDevice } from '../tun/device.js';
-import type { LogStore } from '../log/types.js';
+import type { LogStatus, LogStore } from '../log/types.js';
 import { FlowTable, type ServiceSpec } from '../flow/table.js';
 import { SouthWrapper, FORWARD, defaultSouthOptions, type SouthOptions } from '../wrappers/south.js';
 import { PacketInfo, parsePacket, Verdict, DropCounters, isDrop, FIRST_DROP, VERDICT_COUNT, verdictName } from '../wire/packet.js';
@@ -38,7 +38,11 @@ export interface GatewayOptions {
   /** Bound on holding a server FIN/RST for the verdict (ms). */
   holdMs?: number;
   north?: Partial<NorthOptions>;
+  /** What to do when the log FAILS (log server unreachable): see logFailed(). Default 'stall'. */
+  onLogFailure?: LogFailurePolicy;
 }
+
+export type LogFailurePolicy = 'stall' | 'passthrough';
 
 export class GatewayStats {
   batches = 0;
@@ -72,12 +76,18 @@ export class Gateway {
   private readonly logger: Logger;
   private readonly sweepMs: number;
   readonly startedAt = Date.now();
+  readonly onLogFailure: LogFailurePolicy;
+  /** Times the log reported FAILED. */
+  logFailures = 0;
+  /** passthrough: log ids of the flows marked unprotected when the log failed (see logFailed). */
+  readonly unprotected = new Set<number>();
 
   constructor(opts: GatewayOptions) {
     this.tun = opts.tun;
     this.log = opts.log;
     this.logger = opts.logger;
     this.sweepMs = opts.sweepMs ?? 1000;
+    this.onLogFailure = opts.onLogFailure ?? 'stall';
     this.table = new FlowTable(opts.services);
     this.south = new SouthWrapper(
       this.table,
@@ -109,6 +119,7 @@ export class Gateway {
     this.log.onStatus((status, detail) => {
       if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);
       else this.logger.warn({ status, detail }, 'log status');
+      if (status === 'FAILED' && detail?.expired === undefined) this.logFailed(status);
     });
     this.tun.start((b) => this.onBatch(b));
     this.sweepTimer = setInterval(() => this.south.sweep(), this.sweepMs);
@@ -129,6 +140,26 @@ export class Gateway {
     if (this.recoveryTimer) clearInterval(this.recoveryTimer);
     this.recoveryTimer = null;
     this.tun.close();
+  }
+
+  /**
+   * The log FAILED (e.g. the log server unreachable past its limit).
+   *  stall (default): nothing else. Stability stops advancing, so no client byte is acked
+   *    beyond what is stable; clients stall (their TCP retransmits) until the log is back.
+   *  passthrough: the flows of this moment are marked unprotected (`unprotected`, by log
+   *    id), loudly. Forwarding them without holding acks is the south wrapper's part.
+   */
+  private logFailed(status: LogStatus): void {
+    this.logFailures++;
+    if (this.onLogFailure === 'stall') {
+      this.logger.error({ status, policy: 'stall', connections: this.table.size }, 'LOG FAILED: protected connections stall until the log is back');
+      return;
+    }
+    for (const [, f] of this.table.flows()) if (f.logId >= 0) this.unprotected.add(f.logId);
+    this.logger.error(
+      { status, policy: 'passthrough', unprotected: this.unprotected.size },
+      'LOG FAILED: connections now pass through UNPROTECTED (a server crash will break them)',
+    );
   }
 
   private emit(buf: Buffer, off: number, len: number): void {
@@ -228,6 +259,8 @@ export class Gateway {
       tun: this.tun.name,
       services: this.table.allServices().map((s) => `${u32ToIp(s.ip)}:${s.port}`),
       log: this.log.status(),
+      ...(this.log.linkStats ? { logLink: this.log.linkStats() } : {}),
+      logFailure: { policy: this.onLogFailure, failures: this.logFailures, unprotected: this.unprotected.size },
       connections: this.table.size,
       stats: { ...this.stats },
       south: { ...this.south.stats },

@@ -7,3 +7,6 @@ export {
   buildTopology, gatewayArgs, checkLabName, labNamespaces, labStateDir, parseProtectList,
 } from './topology.js';
 export type { LabTopology, ForwardMode, LabLogMode, LabNamespaces, LabEndpoints } from './topology.js';
+export { logLoss, logPathDown, logRestart, logServerPid, LOG_NETEM } from './faults.js';
+export { startLogServer } from './logserver.js';
+export { LOG_SERVER_PORT, logServerArgs } from './topology.js';

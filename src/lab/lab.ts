@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FtcpError } from '../util/errors.js';
 import { execCmd, mustExec } from './exec.js';
+import { startLogServer } from './logserver.js';
 import {
   ADDRESSES, INTERFACES, LAB_RUN_DIR, PREFIX_LEN,
   buildTopology, checkForward, checkLabName, checkLogMode, checkProtectPorts, gatewayArgs, labNamespaces, labStateDir,
@@ -35,7 +36,8 @@ export interface LabUpOptions {
   protect?: number[];
   /** 'gateway' (default): run ftcp in <n>-gw; 'kernel': plain kernel forwarding. */
   forward?: ForwardMode;
-  /** The gateway's log: 'embedded' (default, in memory) or 'embedded:disk' (<state-dir>/log). */
+  /** The gateway's log: 'embedded' (default, in memory), 'embedded:disk' (<state-dir>/log) or 'remote'
+   *  (`ftcp logserver` in <n>-log on both log links, disk store <state-dir>/logserver). */
   log?: string;
   /** Appended to the gateway's command line. */
   extraGatewayArgs?: string[];
@@ -257,6 +259,10 @@ export async function labUp(opts: LabUpOptions): Promise<LabTopology> {
     const topo = buildTopology({ name, protect, forward, log });
     step();
     await writeState(topo);
+    if (forward === 'gateway' && log === 'remote') {
+      step();
+      await startLogServer(topo); // in <n>-log; stopped by teardown with the namespace's processes
+    }
     if (forward === 'gateway') {
       const started = await startGateway(topo, opts, (pid) => { gatewayPid = pid; });
       topo.gatewayPid = started.pid;

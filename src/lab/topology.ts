@@ -20,7 +20,10 @@ export const CONTROL_PORT = 7070;
 export const TUN_NAME = 'ftcp0';
 
 export type ForwardMode = 'gateway' | 'kernel';
-export type LabLogMode = 'embedded' | 'embedded:disk';
+export type LabLogMode = 'embedded' | 'embedded:disk' | 'remote';
+
+/** UDP port of `ftcp logserver` in <n>-log (--log remote), on both log links. */
+export const LOG_SERVER_PORT = 7500;
 
 export interface LabNamespaces { client: string; gw: string; server: string; log: string }
 
@@ -114,13 +117,30 @@ export function checkForward(v: unknown): ForwardMode {
 }
 
 export function checkLogMode(v: unknown): LabLogMode {
-  if (v === 'embedded' || v === 'embedded:disk') return v;
-  throw new UsageError(`--log: expected 'embedded' or 'embedded:disk', got ${JSON.stringify(v)}`);
+  if (v === 'embedded' || v === 'embedded:disk' || v === 'remote') return v;
+  throw new UsageError(`--log: expected 'embedded', 'embedded:disk' or 'remote', got ${JSON.stringify(v)}`);
 }
 
 /** The gateway's --log argument for a lab log mode. */
 export function gatewayLogSpec(mode: LabLogMode, stateDir: string): string {
+  if (mode === 'remote') return `udp://${ADDRESSES.log1}:${LOG_SERVER_PORT},${ADDRESSES.log2}:${LOG_SERVER_PORT}`;
   return mode === 'embedded' ? 'embedded:memory' : `embedded:disk:${stateDir}/log`;
+}
+
+/**
+ * `ftcp logserver` in <n>-log for `--log remote` (after the program), exactly:
+ *   logserver --listen 198.18.3.2:7500,198.18.4.2:7500 --store disk:<state-dir>/logserver
+ *             --ready-file <state-dir>/logserver.ready --impair-file <state-dir>/logserver.impair
+ * (the impair file is the fallback of faults.logLoss on kernels without netem).
+ */
+export function logServerArgs(stateDir: string): string[] {
+  return [
+    'logserver',
+    '--listen', `${ADDRESSES.log1}:${LOG_SERVER_PORT},${ADDRESSES.log2}:${LOG_SERVER_PORT}`,
+    '--store', `disk:${stateDir}/logserver`,
+    '--ready-file', `${stateDir}/logserver.ready`,
+    '--impair-file', `${stateDir}/logserver.impair`,
+  ];
 }
 
 /**

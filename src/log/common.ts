@@ -39,6 +39,10 @@ export interface LogOptions {
   maxBytes?: number;
   /** Per-connection cap on held out-of-order bytes; default 4 MiB. */
   maxHeldBytes?: number;
+  /** Bound on the stream bytes one connection holds (not yet gc'd); default unlimited. */
+  maxBytesPerConn?: number;
+  /** LOW-SPACE is reported once the bytes held reach this fraction of `maxBytes`; default 0.9. */
+  lowSpaceFraction?: number;
 }
 
 /** Receives bytes that extend the gap-free prefix, in order, starting at `offset`. */
@@ -223,6 +227,7 @@ export function newStats(): LogStats {
     bytesHeldDropped: 0,
     bytesBeyondFin: 0,
     appendsOverCapacity: 0,
+    appendsOverConnBound: 0,
     unknownId: 0,
     badOffset: 0,
     finConflict: 0,
@@ -278,6 +283,8 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
   protected readonly counters: LogStats = newStats();
   protected readonly maxBytes: number;
   protected readonly maxHeldBytes: number;
+  protected readonly maxBytesPerConn: number;
+  protected readonly lowSpaceFraction: number;
   /** Stream bytes held by all connections (counted against maxBytes). */
   protected totalBytes = 0;
   protected failed = false;
@@ -296,8 +303,14 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
     const maxHeld = options.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES;
     if (!(maxBytes > 0)) throw new FtcpError('FTCP_BAD_LOG_OPTION', `log maxBytes must be positive, got ${maxBytes}`);
     if (!(maxHeld >= 0)) throw new FtcpError('FTCP_BAD_LOG_OPTION', `log maxHeldBytes must be >= 0, got ${maxHeld}`);
+    const perConn = options.maxBytesPerConn ?? Number.POSITIVE_INFINITY;
+    if (!(perConn > 0)) throw new FtcpError('FTCP_BAD_LOG_OPTION', `log maxBytesPerConn must be positive, got ${perConn}`);
+    const low = options.lowSpaceFraction ?? LOW_SPACE_FRACTION;
+    if (!(low > 0 && low <= 1)) throw new FtcpError('FTCP_BAD_LOG_OPTION', `log lowSpaceFraction must be in (0, 1], got ${low}`);
     this.maxBytes = maxBytes;
     this.maxHeldBytes = maxHeld;
+    this.maxBytesPerConn = perConn;
+    this.lowSpaceFraction = low;
   }
 
   // ---- what a store provides -------------------------------------------------------
@@ -419,6 +432,10 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
       this.counters.appendsOverCapacity++;
       return;
     }
+    if (c.storedBytes + data.length > this.maxBytesPerConn) {
+      this.counters.appendsOverConnBound++;
+      return;
+    }
     const res = c.asm.push(offset, data, (d, off) => {
       c.storedBytes += d.length;
       this.totalBytes += d.length;
@@ -537,7 +554,7 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
 
   status(): LogStatus {
     if (this.failed) return 'FAILED';
-    if (Number.isFinite(this.maxBytes) && this.totalBytes >= this.maxBytes * LOW_SPACE_FRACTION) return 'LOW-SPACE';
+    if (Number.isFinite(this.maxBytes) && this.totalBytes >= this.maxBytes * this.lowSpaceFraction) return 'LOW-SPACE';
     return 'OK';
   }
 

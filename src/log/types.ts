@@ -67,6 +67,8 @@ export interface LogStats {
   bytesBeyondFin: number;
   /** Appends dropped because the store's byte bound (`maxBytes`) was reached. */
   appendsOverCapacity: number;
+  /** Appends dropped because the connection's byte bound (`maxBytesPerConn`) was reached. */
+  appendsOverConnBound: number;
   /** Calls naming an id that is not open. */
   unknownId: number;
   /** Calls with a negative, fractional or unsafe offset. */
@@ -125,4 +127,18 @@ export interface LogStore {
   shutdown(): Promise<void>;
   /** Counters (optional: the embedded stores have them). */
   stats?(): LogStats;
+  /** The log link's counters (optional: only a remote log has a link). */
+  linkStats?(): LogLinkStats;
+}
+
+/** What a remote log reports about its link to the log server (gateway snapshot `logLink`). */
+export interface LogLinkStats {
+  /** The log server as the link sees it. */
+  peer: 'active' | 'inactive';
+  /** Network (0 or 1) the link currently sends on. */
+  path: number;
+  /** Link-layer counters (src/link/endpoint.ts LinkCounters). */
+  link: Record<string, number>;
+  /** Log-client counters: reconnects, server restarts, resyncs, re-registrations, resends. */
+  client: Record<string, number>;
 }

@@ -471,6 +471,9 @@ export class NorthWrapper {
             : o.mss !== old.mss ? `MSS ${o.mss} vs ${old.mss}` : null;
     if (why !== null) {
       this.stats.optionMismatch++;
+      // Reset the new incarnation's half-open connection too: at the SYN-ACK's ack, its
+      // rcv_nxt (fail() sends none here: newIsn is not recorded for a refused SYN-ACK).
+      this.sendRaw(flow, r.sidePort, p.ack, 0, TCP_RST, 0, null, null);
       this.fail(svc, flow, r, `the new incarnation's SYN-ACK options disagree: ${why}`);
       return;
     }

@@ -1,7 +1,8 @@
 /**
  * ftcp gateway --tun <name> --protect <ip:port>[,…] [--steer <if>[,<if>]] [--table N]
  *              [--log embedded[:memory|:disk:<dir>]] [--control <ip:port>] [--ready-file F]
- *              [--idle-timeout <s>] [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
+ *              [--idle-timeout <s>] [--log-key-file F] [--on-log-failure stall|passthrough]
+ *              [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
  *              [--assume-crash-on none|rst]
  *
  * Creates and configures its TUN device and (with --steer) the policy routing that sends
@@ -41,7 +42,11 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
   --protect <ip:port>,…   protected services (server address and port)
   --steer <if>,…          route every packet arriving on these interfaces through the TUN
   --table <n>             routing table for the steering rules (default 100)
-  --log <spec>            embedded | embedded:memory | embedded:disk:<dir>  (default embedded:memory)
+  --log <spec>            embedded | embedded:memory | embedded:disk:<dir> | udp://<ip>:<port>[,<ip>:<port>]
+                          (default embedded:memory; udp:// = an ftcp logserver, one address per log network)
+  --log-key-file <path>   shared key of the log link (raw or hex, >= 16 bytes); default: the PUBLIC dev key
+  --on-log-failure <p>    stall | passthrough: what to do when the log FAILS (default stall: nothing
+                          unstable is ever acked, clients wait; passthrough: forward unprotected, loudly)
   --control <ip:port>     HTTP status/metrics endpoint (GET /status, /metrics)
   --ready-file <path>     written (JSON) once the gateway forwards; removed at exit
   --idle-timeout <s>      release connections idle this long (default 7200)
@@ -74,6 +79,8 @@ export async function run(argv: string[]): Promise<number> {
     'key-file': { type: 'string' },
     'heartbeat-ms': { type: 'string', default: '100' },
     'assume-crash-on': { type: 'string', default: 'none' },
+    'log-key-file': { type: 'string' },
+    'on-log-failure': { type: 'string', default: 'stall' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -108,9 +115,13 @@ export async function run(argv: string[]): Promise<number> {
   const key = values['key-file'] ? loadKey(values['key-file']) : DEV_KEY;
   if (supervisor && !values['key-file']) logger.warn('no --key-file: supervisor notices use the PUBLIC development key (lab use only)');
 
+  const onLogFailure = values['on-log-failure'];
+  if (onLogFailure !== 'stall' && onLogFailure !== 'passthrough') {
+    throw new UsageError(`--on-log-failure: expected 'stall' or 'passthrough', got '${onLogFailure}'`);
+  }
   let log;
   try {
-    log = createLog(values.log!);
+    log = createLog(values.log!, values['log-key-file'] ? { keyFile: values['log-key-file'] } : {});
   } catch (err) {
     if (err instanceof FtcpError && err.code === 'FTCP_BAD_LOG_SPEC') throw new UsageError(err.message);
     throw err;
@@ -139,7 +150,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     gw = new Gateway({
       tun, services, log, logger, south: { idleTimeoutMs: idle * 1000 },
-      oracle, crashPolicy, holdMs: 2 * heartbeatMs + 50,
+      oracle, crashPolicy, holdMs: 2 * heartbeatMs + 50, onLogFailure,
     });
     if (tracer) gw.south.onStableAdvance = tracer.trace;
     gw.start();

@@ -1,7 +1,7 @@
 /**
  * `ftcp lab up|down|status`: the network-namespace lab (see src/lab/).
  *
- *   ftcp lab up --name <n> [--protect <port>,...] [--forward gateway|kernel] [--log embedded|embedded:disk] [--json]
+ *   ftcp lab up --name <n> [--protect <port>,...] [--forward gateway|kernel] [--log embedded|embedded:disk|remote] [--json]
  *   ftcp lab down --name <n>
  *   ftcp lab status --name <n> [--json]
  *
@@ -13,7 +13,7 @@ import { labDown, labStatus, labUp } from '../../lab/lab.js';
 import { checkForward, checkLabName, checkLogMode, parseProtectList, type LabTopology } from '../../lab/topology.js';
 
 const USAGE = `usage:
-  ftcp lab up --name <n> [--protect <port>,...] [--forward gateway|kernel] [--log embedded|embedded:disk] [--json]
+  ftcp lab up --name <n> [--protect <port>,...] [--forward gateway|kernel] [--log embedded|embedded:disk|remote] [--json]
   ftcp lab down --name <n>
   ftcp lab status --name <n> [--json]
 

@@ -124,6 +124,8 @@ export class Harness {
   autoStable: boolean;
   /** Every segment the gateway wrote toward the client, with the stable point at that time. */
   readonly toClientLog: Array<{ s: Seg; stable: number }> = [];
+  /** Packets written that are not IPv4/TCP (ICMP passed through, ...). */
+  readonly others: Buffer[] = [];
 
   constructor(o: HarnessOptions = {}) {
     this.oracle = o.oracle === undefined ? new FakeOracle() : o.oracle;
@@ -170,7 +172,11 @@ export class Harness {
 
   /** Everything written so far (also packets the gateway made on its own), parsed. */
   drain(): Seg[] {
-    const out = this.tun.drain().map(seg);
+    const out: Seg[] = [];
+    for (const b of this.tun.drain()) {
+      if (b.length >= 20 && b[0] === 0x45 && b[9] === 6) out.push(seg(b));
+      else this.others.push(b);
+    }
     for (const s of out) if (s.dst === CLIENT) this.toClientLog.push({ s, stable: this.stableNow() });
     return out;
   }

@@ -1,0 +1,144 @@
+/**
+ * ftcp logserver --listen <ip:port>[,<ip:port>] --store memory|disk:<dir> [--key-file F]
+ *                [--max-bytes N] [--max-bytes-per-conn N] [--low-space-pct P] [--ready-file F]
+ *
+ * Serves the log (src/log/remote/server.ts) to gateways over the link protocol, one
+ * address per log network. SIGINT/SIGTERM: close the sockets, flush the store, exit 0.
+ */
+import { rm, writeFile } from 'node:fs/promises';
+import { parseCli, parseHostPort } from '../args.js';
+import { FtcpError, UsageError } from '../../util/errors.js';
+import { logger } from '../../util/logger.js';
+import { DEV_KEY, loadKey } from '../../supervisor/messages.js';
+import { DiskLog } from '../../log/disk.js';
+import { MemoryLog } from '../../log/memory.js';
+import type { LogOptions } from '../../log/common.js';
+import type { LogStore } from '../../log/types.js';
+import { LogServer, UdpLogServer, parseImpairment, type Impairment } from '../../log/remote/server.js';
+import { readFileSync } from 'node:fs';
+
+const HELP = `usage: ftcp logserver --listen <ip:port>[,<ip:port>] --store memory|disk:<dir> [options]
+
+  --listen <ip:port>,…        one address per log network (at most two), e.g. 198.18.3.2:7500,198.18.4.2:7500
+  --store memory|disk:<dir>   memory: lost with the process; disk: LMDB under <dir>, fsynced, survives a
+                              restart (nothing ever reported stable is lost)
+  --key-file <path>           shared link key: raw bytes or hex, at least 16 bytes. Without it a built-in,
+                              PUBLIC development key is used (a warning is logged): lab use only
+  --max-bytes <n>             bound on the stream bytes held, all connections (default: unlimited)
+  --max-bytes-per-conn <n>    bound on the stream bytes one connection holds (default: unlimited)
+  --low-space-pct <p>         report LOW-SPACE to the gateways at p% of --max-bytes (default 90)
+  --ready-file <path>         written (JSON) once listening; removed at exit
+  --impair-file <path>        TESTS ONLY: while this file holds e.g. "loss=0.03 dup=0.02 reorder=0.2",
+                              datagrams in and out are dropped/duplicated/delayed (for kernels without netem)
+
+example: ftcp logserver --listen 198.18.3.2:7500,198.18.4.2:7500 --store disk:/var/lib/ftcp-log --key-file /etc/ftcp/key`;
+
+function sizeFlag(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d+)([kKmMgG]?)$/.exec(v.trim());
+  if (!m) throw new UsageError(`${flag}: expected a byte count (e.g. 1048576, 512M, 4G), got '${v}'`);
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  const n = Number(m[1]) * mult;
+  if (!(n > 0) || !Number.isSafeInteger(n)) throw new UsageError(`${flag}: expected a positive byte count, got '${v}'`);
+  return n;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseCli(argv, {
+    listen: { type: 'string' },
+    store: { type: 'string', default: 'memory' },
+    'key-file': { type: 'string' },
+    'max-bytes': { type: 'string' },
+    'max-bytes-per-conn': { type: 'string' },
+    'low-space-pct': { type: 'string' },
+    'ready-file': { type: 'string' },
+    'impair-file': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (!values.listen) throw new UsageError('--listen <ip:port>[,<ip:port>] is required');
+  const listen = values.listen.split(',').filter((s) => s.trim() !== '').map((s) => parseHostPort(s, '--listen'));
+  if (listen.length < 1 || listen.length > 2) throw new UsageError('--listen: one or two addresses (one per log network)');
+  const opts: LogOptions = {};
+  const maxBytes = sizeFlag(values['max-bytes'], '--max-bytes');
+  if (maxBytes !== undefined) opts.maxBytes = maxBytes;
+  const perConn = sizeFlag(values['max-bytes-per-conn'], '--max-bytes-per-conn');
+  if (perConn !== undefined) opts.maxBytesPerConn = perConn;
+  if (values['low-space-pct'] !== undefined) {
+    const p = Number(values['low-space-pct']);
+    if (!(p > 0 && p <= 100)) throw new UsageError(`--low-space-pct: expected 1..100, got '${values['low-space-pct']}'`);
+    opts.lowSpaceFraction = p / 100;
+  }
+  const storeSpec = values.store!;
+  let key: Buffer;
+  if (values['key-file']) {
+    key = loadKey(values['key-file']);
+  } else {
+    logger.warn('logserver: no --key-file, using the PUBLIC development key (lab use only)');
+    key = DEV_KEY;
+  }
+  let store: LogStore;
+  if (storeSpec === 'memory') store = new MemoryLog(opts);
+  else if (storeSpec.startsWith('disk:') && storeSpec.length > 'disk:'.length) store = new DiskLog(storeSpec.slice('disk:'.length), opts);
+  else throw new UsageError(`--store: expected 'memory' or 'disk:<dir>', got '${storeSpec}'`);
+
+  const server = new LogServer({ store, logger });
+  let udp: UdpLogServer;
+  try {
+    const impairFile = values['impair-file'];
+    let impairment: Impairment | null = null;
+    if (impairFile) {
+      const poll = () => {
+        let next: Impairment | null = null;
+        try {
+          next = parseImpairment(readFileSync(impairFile, 'utf8'));
+        } catch {
+          next = null; // no file: clean
+        }
+        if (JSON.stringify(next) !== JSON.stringify(impairment)) logger.warn({ impairment: next }, 'logserver: test impairment changed');
+        impairment = next;
+      };
+      poll();
+      setInterval(poll, 100).unref();
+    }
+    udp = await UdpLogServer.listen({
+      server, key, listen: listen.map((h) => ({ address: h.addr, port: h.port })),
+      ...(impairFile ? { impair: () => impairment } : {}),
+    });
+  } catch (err) {
+    await store.shutdown();
+    throw err instanceof FtcpError ? err : new FtcpError('FTCP_LOGSERVER', String(err));
+  }
+  if (values['ready-file']) {
+    await writeFile(values['ready-file'], JSON.stringify({ pid: process.pid, listen: values.listen, store: storeSpec }) + '\n');
+  }
+  logger.info({ listen: values.listen, store: storeSpec, connections: store.listActive().length, ...opts }, 'logserver listening');
+  const statsTimer = setInterval(() => logger.debug({ server: server.counters, store: store.stats?.() }, 'logserver stats'), 10_000);
+  statsTimer.unref();
+
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(statsTimer);
+      logger.info({ signal: sig, server: server.counters }, 'logserver stopping');
+      (async () => {
+        await udp.close();
+        await store.shutdown();
+        if (values['ready-file']) await rm(values['ready-file'], { force: true });
+      })().then(
+        () => resolve(0),
+        (err: unknown) => {
+          logger.error({ err }, 'logserver shutdown failed');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

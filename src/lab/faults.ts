@@ -1,0 +1,108 @@
+/**
+ * Faults on the log link of a lab started with `--log remote` (the drills and the lab
+ * tests use them):
+ *
+ *   <n>-gw  gl1 198.18.3.1 ──── log link 1 ──── l1 198.18.3.2  <n>-log (ftcp logserver)
+ *           gl2 198.18.4.1 ──── log link 2 ──── l2 198.18.4.2
+ *
+ *   logLoss(topo, on)              netem on both ends of both links: loss, reordering, duplication
+ *   logPathDown(topo, which, down) link 1 or 2 down (both ends) / up again
+ *   logRestart(topo)               kill -9 the log server, start it again on the same disk store
+ *
+ * Each is undone by calling it again with the opposite argument (logRestart needs no undo);
+ * `ftcp lab down` removes everything with the namespaces either way.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FtcpError } from '../util/errors.js';
+import { execCmd, mustExec } from './exec.js';
+import { startLogServer } from './logserver.js';
+import type { LabTopology } from './topology.js';
+
+/** The netem settings of logLoss (each end, each direction). */
+export const LOG_NETEM = ['delay', '1ms', 'loss', '3%', 'duplicate', '2%', 'reorder', '20%', '50%'] as const;
+
+function logLinkEnds(topo: LabTopology, which: 1 | 2): [string, string][] {
+  const i = topo.interfaces;
+  return which === 1
+    ? [[topo.namespaces.gw, i.gwLog1], [topo.namespaces.log, i.log1]]
+    : [[topo.namespaces.gw, i.gwLog2], [topo.namespaces.log, i.log2]];
+}
+
+function requireRemote(topo: LabTopology, what: string): void {
+  if (topo.log !== 'remote') throw new FtcpError('FTCP_LAB_FAULT', `${what}: lab '${topo.name}' does not run a log server (--log remote)`);
+}
+
+/** The userspace equivalent of LOG_NETEM, for kernels without sch_netem (see logLoss). */
+export const LOG_IMPAIRMENT = 'loss=0.03 dup=0.02 reorder=0.2 reorderMs=5';
+
+/**
+ * Loss, reordering and duplication on both log links, or back to clean. netem on all four
+ * ends when the kernel has it; otherwise (no sch_netem, as on some CI kernels) the log
+ * server's userspace impairment (its --impair-file, in both directions on both links).
+ * Returns which one was used.
+ */
+export async function logLoss(topo: LabTopology, on: boolean): Promise<'netem' | 'userspace'> {
+  requireRemote(topo, 'logLoss');
+  const impairFile = join(topo.stateDir, 'logserver.impair');
+  if (!on) {
+    const had = existsSync(impairFile);
+    await rm(impairFile, { force: true });
+    for (const [ns, dev] of [...logLinkEnds(topo, 1), ...logLinkEnds(topo, 2)]) {
+      await execCmd('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', dev, 'root']); // absent: fine
+    }
+    return had ? 'userspace' : 'netem';
+  }
+  const ends = [...logLinkEnds(topo, 1), ...logLinkEnds(topo, 2)];
+  const first = await execCmd('ip', ['netns', 'exec', ends[0]![0], 'tc', 'qdisc', 'replace', 'dev', ends[0]![1], 'root', 'netem', ...LOG_NETEM]);
+  if (first.code !== 0 && /unknown|not found|No such file/i.test(first.stderr)) {
+    await writeFile(impairFile, LOG_IMPAIRMENT + '\n');
+    await sleep(300); // the log server polls the file every 100 ms
+    return 'userspace';
+  }
+  if (first.code !== 0) throw new FtcpError('FTCP_LAB_FAULT', `logLoss: tc netem failed: ${first.stderr.trim()}`);
+  for (const [ns, dev] of ends.slice(1)) await mustExec('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'replace', 'dev', dev, 'root', 'netem', ...LOG_NETEM]);
+  return 'netem';
+}
+
+/** Takes log link `which` down (both ends), or brings it back up. */
+export async function logPathDown(topo: LabTopology, which: 1 | 2, down: boolean): Promise<void> {
+  requireRemote(topo, 'logPathDown');
+  for (const [ns, dev] of logLinkEnds(topo, which)) await mustExec('ip', ['-n', ns, 'link', 'set', dev, down ? 'down' : 'up']);
+}
+
+/** The running log server's pid (from its ready file), or null. */
+export function logServerPid(topo: LabTopology): number | null {
+  const f = join(topo.stateDir, 'logserver.ready');
+  if (!existsSync(f)) return null;
+  try {
+    const pid = (JSON.parse(readFileSync(f, 'utf8')) as { pid?: unknown }).pid;
+    return typeof pid === 'number' && Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** kill -9 the log server (a crash: no flush, no goodbye) and start it again on the same disk store. */
+export async function logRestart(topo: LabTopology): Promise<{ oldPid: number; newPid: number }> {
+  requireRemote(topo, 'logRestart');
+  const oldPid = logServerPid(topo);
+  if (oldPid === null) throw new FtcpError('FTCP_LAB_FAULT', `logRestart: no log server running in lab '${topo.name}'`);
+  process.kill(oldPid, 'SIGKILL');
+  for (let i = 0; i < 100 && alive(oldPid); i++) await sleep(20);
+  if (alive(oldPid)) throw new FtcpError('FTCP_LAB_FAULT', `logRestart: log server ${oldPid} survived SIGKILL`);
+  await rm(join(topo.stateDir, 'logserver.ready'), { force: true });
+  const newPid = await startLogServer(topo);
+  return { oldPid, newPid };
+}

@@ -1,0 +1,868 @@
+/**
+ * RemoteLog: the gateway's side of a log server, a `LogStore` over the link protocol.
+ *
+ * Per connection, in offsets of the client→server stream:
+ *
+ *   0        keptFrom = stableData        sentEnd            asm.end        held (out of order)
+ *   |-- at the server only --|--- sent, not yet stable ---|-- to send --|  gap  [xx]  [xxx]
+ *                            (kept here until the server reports it stable)
+ *
+ * Steps, and what each one guarantees:
+ *  1. append: bytes go through a local gap-free prefix tracker (the embedded stores'
+ *     Reassembler); only the gap-free prefix is sent, in APPEND messages of at most
+ *     `appendChunk` bytes, as the link window allows. Every byte of it stays here until
+ *     the server reports it stable (so it can always be sent again).
+ *  2. STABLE from the server: the stable point advances (monotonic, never beyond what was
+ *     sent), the bytes below it are dropped here, the listener is told.
+ *  3. Anything the link reports (a message given up, a resynchronisation on either side,
+ *     the server found again after silence, the server restarted) → re-registration of
+ *     every connection: `open` again with the same metadata. The server answers with the
+ *     connection it holds (same 4-tuple and ISNs: the same one; after a restart of a disk
+ *     server: the recovered one; of a memory server: a fresh one) and its stable point;
+ *     ids are mapped (local id → server id), and everything from the server's stable
+ *     point on is sent again, FIN included. A server that holds less than it once
+ *     reported stable (a memory server restarted) has lost acked bytes: the connection
+ *     is reported as expired with a reason, never silently continued.
+ *  4. Requests (open, read, close, register, expiry) are kept until answered and resent
+ *     after a loss or `requestTimeoutMs`; all are idempotent at the server.
+ *  5. A connection whose bytes stay unstable for `stallResyncMs` is re-registered alone
+ *     (covers a lost STABLE and appends the server refused at its byte bound).
+ *  6. The server inactive (link silence) for `failAfterMs` → status FAILED (onStatus);
+ *     found again → re-registration, then the server's status.
+ *
+ * Ids here are local (stable for the gateway's lifetime); `read` is chunked
+ * (`readChunk` bytes per request, `readParallel` in flight).
+ */
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../../util/logger.js';
+import { logger as rootLogger } from '../../util/logger.js';
+import { FtcpError } from '../../util/errors.js';
+import type { LinkEndpoint, LinkOptions, LostReason, PeerEvent } from '../../link/endpoint.js';
+import { UdpLink, type UdpAddr } from '../../link/udp.js';
+import { checkOpenMeta, copyMeta, DEFAULT_MAX_HELD_BYTES, newStats, Reassembler, sameEndpoint } from '../common.js';
+import { SlabStore } from '../memory.js';
+import type {
+  ConnectionMeta,
+  ConnectionRecord,
+  Endpoint,
+  LogLinkStats,
+  LogStats,
+  LogStatus,
+  LogStore,
+  OpenMeta,
+  StabilityListener,
+  StatusListener,
+} from '../types.js';
+import {
+  allocAppend,
+  APPEND_HEADER,
+  decode,
+  encodeFin,
+  encodeGc,
+  encodeRead,
+  encodeRequest,
+  metaToWire,
+  T_DATA,
+  T_REPLY,
+  T_STABLE,
+  T_STATUS,
+  type Reply,
+  type Request,
+  type StatusMsg,
+} from './protocol.js';
+import { MAX_READ_CHUNK } from './server.js';
+
+export interface RemoteLogOptions {
+  /** Peer inactive this long (after the link declared it inactive) → FAILED. Default 2000 ms. */
+  failAfterMs?: number;
+  /** A request unanswered this long is sent again. Default 1000 ms. */
+  requestTimeoutMs?: number;
+  /** Unstable bytes without progress this long → the connection is re-registered. Default 1000 ms. */
+  stallResyncMs?: number;
+  /** Bytes per APPEND message. Default 16 KiB. */
+  appendChunk?: number;
+  /** Bytes per READ request, and how many are in flight. Default 64 KiB, 4. */
+  readChunk?: number;
+  readParallel?: number;
+  /** Bound on the unstable bytes kept here (all connections); beyond it appends are dropped, counted. Default 256 MiB. */
+  maxPendingBytes?: number;
+  /** Per-connection cap on out-of-order bytes held here. Default 4 MiB. */
+  maxHeldBytes?: number;
+  /** The owner calls tick(now) (tests on SimNetwork); otherwise an internal timer does. */
+  manualClock?: boolean;
+  logger?: Logger;
+}
+
+/** Log-client counters (linkStats().client). */
+export interface RemoteCounters {
+  /** The server was found again after being inactive. */
+  reconnects: number;
+  /** A new server boot id (a restart of the log server). */
+  serverRestarts: number;
+  /** Re-registration rounds (every cause). */
+  resyncs: number;
+  /** Link messages reported lost. */
+  lostMessages: number;
+  /** open requests sent for connections already open (re-registrations). */
+  reRegistrations: number;
+  requestRetries: number;
+  stallProbes: number;
+  /** In-stream bytes sent more than once. */
+  bytesResent: number;
+  appendMessages: number;
+  bytesSent: number;
+  /** The status became FAILED because the server stayed silent. */
+  failures: number;
+  /** Connections whose stable bytes the server lost (reported expired). */
+  lostStable: number;
+  /** STABLE reports beyond what was sent (clipped). */
+  stableBeyondSent: number;
+  malformed: number;
+  staleReplies: number;
+  registerErrors: number;
+}
+
+interface RConn {
+  readonly id: number;
+  readonly meta: ConnectionMeta;
+  remoteId: number | null;
+  registering: boolean;
+  regReq: number | null;
+  opened: boolean;
+  openResolve: ((id: number) => void) | null;
+  openReject: ((err: unknown) => void) | null;
+  asm: Reassembler;
+  buf: SlabStore;
+  /** Bytes below this are dropped here (they are stable at the server). */
+  keptFrom: number;
+  sentEnd: number;
+  sentMax: number;
+  stable: number;
+  stableData: number;
+  finOffset: number | null;
+  finSent: boolean;
+  gcThrough: number;
+  gcSent: number;
+  modified: number;
+  progressAt: number;
+  retryAt: number;
+  closed: boolean;
+}
+
+interface Req {
+  readonly reqId: number;
+  /** The message to send now, or null when it cannot be sent yet (connection re-registering). */
+  readonly build: () => Buffer | null;
+  readonly settle: (m: { reply?: Reply; data?: Buffer }) => void;
+  readonly fail: (err: FtcpError) => void;
+  /** Dropped (not resent) when the server restarts: it names a server id of the old incarnation. */
+  readonly staleOnRestart: boolean;
+  sentAt: number | null;
+}
+
+export class RemoteLog implements LogStore {
+  readonly counters: RemoteCounters = {
+    reconnects: 0, serverRestarts: 0, resyncs: 0, lostMessages: 0, reRegistrations: 0, requestRetries: 0,
+    stallProbes: 0, bytesResent: 0, appendMessages: 0, bytesSent: 0, failures: 0, lostStable: 0,
+    stableBeyondSent: 0, malformed: 0, staleReplies: 0, registerErrors: 0,
+  };
+  /** The handlers the link endpoint must be built with. */
+  readonly handlers: {
+    onMessage: (msg: Buffer) => void;
+    onLost: (ids: number[], reason: LostReason) => void;
+    onPeerState: (s: PeerEvent) => void;
+    onWritable: () => void;
+  };
+
+  private ep: LinkEndpoint | null = null;
+  private closeTransport: (() => Promise<void>) | null = null;
+  private readonly conns = new Map<number, RConn>();
+  private readonly byRemote = new Map<number, RConn>();
+  private readonly reqs = new Map<number, Req>();
+  private readonly dirty = new Set<RConn>();
+  private readonly stats_: LogStats = newStats();
+  private nextLocal = 1;
+  private nextReq = 1;
+  private now: number;
+  private serverBoot = 0;
+  private everActive = false;
+  private inactiveSince: number | null;
+  private linkFailed = false;
+  private serverStatus: LogStatus = 'OK';
+  private lastStatus: LogStatus = 'OK';
+  private stableListener: StabilityListener | undefined;
+  private statusListener: StatusListener | undefined;
+  private services: Endpoint[] | null = null;
+  private servicesReq: number | null = null;
+  private expiryMs: number | null = null;
+  private expiryReq: number | null = null;
+  private resyncScheduled = false;
+  private pendingBytes = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private isShutdown = false;
+  private readonly o: Required<Omit<RemoteLogOptions, 'logger' | 'manualClock'>>;
+  private readonly log: Logger;
+
+  constructor(opts: RemoteLogOptions = {}) {
+    this.o = {
+      failAfterMs: opts.failAfterMs ?? 2000,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 1000,
+      stallResyncMs: opts.stallResyncMs ?? 1000,
+      appendChunk: opts.appendChunk ?? 16 * 1024,
+      readChunk: Math.min(opts.readChunk ?? 64 * 1024, MAX_READ_CHUNK),
+      readParallel: opts.readParallel ?? 4,
+      maxPendingBytes: opts.maxPendingBytes ?? 256 * 1024 * 1024,
+      maxHeldBytes: opts.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES,
+    };
+    this.log = opts.logger ?? rootLogger.child({ mod: 'logclient' });
+    this.now = opts.manualClock ? 0 : performance.now();
+    this.inactiveSince = this.now;
+    this.handlers = {
+      onMessage: (m) => this.message(m),
+      onLost: (ids, reason) => this.lost(ids, reason),
+      onPeerState: (s) => this.peerState(s),
+      onWritable: () => this.pump(),
+    };
+    if (!opts.manualClock) {
+      this.timer = setInterval(() => this.tick(performance.now()), 20);
+      this.timer.unref();
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.isShutdown;
+  }
+
+  /** Connects the link endpoint (built with `handlers`); `close` releases its transport. */
+  attach(ep: LinkEndpoint, close?: () => Promise<void>): void {
+    this.ep = ep;
+    this.closeTransport = close ?? null;
+    if (ep.peerState === 'active') this.peerState('active');
+  }
+
+  // ---- LogStore ----------------------------------------------------------------------
+
+  open(meta: OpenMeta): Promise<number> {
+    if (this.isShutdown) return Promise.reject(new FtcpError('FTCP_LOG_SHUTDOWN', 'log open: the store is shut down'));
+    try {
+      checkOpenMeta(meta);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const id = this.nextLocal++;
+    return new Promise<number>((resolve, reject) => {
+      const c: RConn = {
+        id, meta: copyMeta(id, meta), remoteId: null, registering: false, regReq: null, opened: false,
+        openResolve: resolve, openReject: reject, asm: new Reassembler(0, this.o.maxHeldBytes), buf: new SlabStore(0),
+        keptFrom: 0, sentEnd: 0, sentMax: 0, stable: 0, stableData: 0, finOffset: null, finSent: false,
+        gcThrough: 0, gcSent: 0, modified: Date.now(), progressAt: this.now, retryAt: 0, closed: false,
+      };
+      this.conns.set(id, c);
+      this.register(c);
+    });
+  }
+
+  append(id: number, offset: number, data: Uint8Array): void {
+    const c = this.conns.get(id);
+    const st = this.stats_;
+    if (c === undefined || !c.opened || this.isShutdown) {
+      st.unknownId++;
+      return;
+    }
+    if (!isOffset(offset) || !isOffset(offset + data.length)) {
+      st.badOffset++;
+      return;
+    }
+    st.appends++;
+    c.modified = Date.now();
+    if (data.length === 0 || offset + data.length <= c.asm.end) {
+      st.bytesDuplicate += data.length;
+      return;
+    }
+    if (this.pendingBytes + data.length > this.o.maxPendingBytes) {
+      st.appendsOverCapacity++;
+      return;
+    }
+    const before = c.asm.end;
+    const res = c.asm.push(offset, data, (d) => {
+      c.buf.append(d);
+      this.pendingBytes += d.length;
+      st.bytesAccepted += d.length;
+    });
+    st.bytesDuplicate += res.duplicate;
+    st.bytesHeldDropped += res.dropped;
+    st.bytesBeyondFin += res.beyondLimit;
+    if (c.asm.end > before) this.markDirty(c);
+  }
+
+  appendFin(id: number, offset: number): void {
+    const c = this.conns.get(id);
+    if (c === undefined || !c.opened || this.isShutdown) {
+      this.stats_.unknownId++;
+      return;
+    }
+    if (!isOffset(offset)) {
+      this.stats_.badOffset++;
+      return;
+    }
+    this.stats_.appends++;
+    c.modified = Date.now();
+    if (c.finOffset !== null) {
+      if (c.finOffset !== offset) this.stats_.finConflict++;
+      return;
+    }
+    if (offset < c.asm.end) {
+      this.stats_.finConflict++;
+      return;
+    }
+    c.finOffset = offset;
+    this.stats_.bytesBeyondFin += c.asm.setLimit(offset);
+    this.markDirty(c);
+  }
+
+  onStable(listener: StabilityListener): void {
+    this.stableListener = listener;
+  }
+
+  onStatus(listener: StatusListener): void {
+    this.statusListener = listener;
+  }
+
+  listActive(): ConnectionRecord[] {
+    return [...this.conns.values()].filter((c) => c.opened).map((c) => record(c));
+  }
+
+  queryEndpoint(client: Endpoint, server?: Endpoint): ConnectionRecord | undefined {
+    const open = [...this.conns.values()].filter((c) => c.opened);
+    const hit =
+      open.find((c) => sameEndpoint(c.meta.client, client) && (server === undefined || sameEndpoint(c.meta.server, server))) ??
+      (server === undefined ? open.find((c) => sameEndpoint(c.meta.server, client)) : undefined);
+    return hit === undefined ? undefined : record(hit);
+  }
+
+  async read(id: number, start: number, end: number): Promise<Buffer> {
+    const c = this.conns.get(id);
+    if (c === undefined || !c.opened) throw new FtcpError('FTCP_LOG_UNKNOWN', `log read: no open connection ${id}`);
+    if (!isOffset(start) || !(end >= 0) || Number.isNaN(end)) throw new FtcpError('FTCP_LOG_RANGE', `log read: bad range [${start}, ${end})`);
+    if (start < c.gcThrough) {
+      throw new FtcpError('FTCP_LOG_GC', `log read: connection ${id} is garbage-collected below ${c.gcThrough}, asked ${start}`);
+    }
+    const e = Math.min(end, c.stableData);
+    if (start >= e) return Buffer.alloc(0);
+    const parts: Buffer[] = [];
+    let pos = start;
+    while (pos < e) {
+      const batch: [number, number][] = [];
+      for (let k = 0, s = pos; k < this.o.readParallel && s < e; k++, s += this.o.readChunk) {
+        batch.push([s, Math.min(e, s + this.o.readChunk)]);
+      }
+      const got = await Promise.all(batch.map(([s, t]) => this.readChunk(c, s, t)));
+      let next = batch[batch.length - 1]![1];
+      for (let i = 0; i < batch.length; i++) {
+        const [s, t] = batch[i]!;
+        const d = got[i]!;
+        parts.push(d.length > t - s ? d.subarray(0, t - s) : d);
+        if (d.length < t - s) {
+          if (d.length === 0) {
+            throw new FtcpError('FTCP_LOG_RANGE', `log read: the server holds less of connection ${id} than it reported stable (${s} < ${e})`);
+          }
+          next = s + d.length;
+          break;
+        }
+      }
+      pos = next;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  gc(id: number, through: number): void {
+    const c = this.conns.get(id);
+    if (c === undefined) {
+      this.stats_.unknownId++;
+      return;
+    }
+    if (!(through >= 0)) {
+      this.stats_.badOffset++;
+      return;
+    }
+    const t = Math.min(through, c.stableData);
+    if (t <= c.gcThrough) return;
+    c.gcThrough = t;
+    this.markDirty(c);
+  }
+
+  close(id: number): void {
+    const c = this.conns.get(id);
+    if (c === undefined) return;
+    this.conns.delete(id);
+    this.forget(c);
+    if (c.remoteId !== null) this.closeRemote(c.remoteId);
+  }
+
+  status(): LogStatus {
+    return this.linkFailed ? 'FAILED' : this.serverStatus;
+  }
+
+  registerServices(services: Endpoint[]): void {
+    this.services = services.map((s) => ({ addr: s.addr, port: s.port }));
+    this.sendServices();
+  }
+
+  setIdleExpiry(ms: number): void {
+    this.expiryMs = ms;
+    this.sendExpiry();
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.isShutdown) return;
+    this.isShutdown = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const err = new FtcpError('FTCP_LOG_SHUTDOWN', 'log: the store is shut down');
+    for (const r of [...this.reqs.values()]) r.fail(err);
+    this.reqs.clear();
+    for (const c of this.conns.values()) c.openReject?.(err);
+    this.conns.clear();
+    this.byRemote.clear();
+    await this.closeTransport?.();
+  }
+
+  stats(): LogStats {
+    return { ...this.stats_ };
+  }
+
+  linkStats(): LogLinkStats {
+    const ep = this.ep;
+    return {
+      peer: ep === null ? 'inactive' : ep.peerState,
+      path: ep === null ? 0 : ep.currentPath,
+      link: ep === null ? {} : { ...ep.counters },
+      client: { ...this.counters, pendingBytes: this.pendingBytes, connections: this.conns.size, requests: this.reqs.size },
+    };
+  }
+
+  /** The server's own list of open connections (all gateways), fetched over the link. */
+  fetchActive(): Promise<ConnectionRecord[]> {
+    return new Promise((resolve, reject) => {
+      this.request({ op: 'list' }, false, (r) => {
+        if (r.ok && r.records) resolve(r.records.map((w) => ({ ...w, clientSynOptions: hex(w.clientSynOptions), serverSynOptions: hex(w.serverSynOptions) })));
+        else reject(replyError(r));
+      }, reject);
+    });
+  }
+
+  // ---- timers --------------------------------------------------------------------------
+
+  /** Failure detection, request retries, stall probes. Internal timer, or the owner (manualClock). */
+  tick(now: number): void {
+    this.now = now;
+    if (this.isShutdown) return;
+    const active = this.ep !== null && this.ep.peerState === 'active';
+    if (active) {
+      this.inactiveSince = null;
+    } else {
+      if (this.inactiveSince === null) this.inactiveSince = now;
+      if (!this.linkFailed && now - this.inactiveSince >= this.o.failAfterMs) {
+        this.linkFailed = true;
+        this.counters.failures++;
+        this.log.error({ silentMs: Math.round(now - this.inactiveSince) }, 'log server unreachable: log FAILED');
+        this.emitStatus('log server unreachable');
+      }
+      return;
+    }
+    for (const r of this.reqs.values()) {
+      if (r.sentAt !== null && now - r.sentAt >= this.o.requestTimeoutMs) {
+        r.sentAt = null;
+        this.counters.requestRetries++;
+      }
+    }
+    for (const c of this.conns.values()) {
+      if (c.registering) {
+        if (c.regReq === null && now >= c.retryAt) this.register(c);
+        continue;
+      }
+      const target = c.finOffset !== null && c.finSent ? c.finOffset + 1 : c.sentEnd;
+      if (c.stable >= target) {
+        c.progressAt = now;
+      } else if (now - c.progressAt >= this.o.stallResyncMs) {
+        this.counters.stallProbes++;
+        c.progressAt = now;
+        this.register(c);
+      }
+    }
+    this.pump();
+  }
+
+  // ---- link events ---------------------------------------------------------------------
+
+  private message(msg: Buffer): void {
+    const m = decode(msg);
+    if (m === null) {
+      this.counters.malformed++;
+      return;
+    }
+    switch (m.t) {
+      case T_STABLE:
+        for (const [rid, s] of m.entries) {
+          const c = this.byRemote.get(rid);
+          if (c !== undefined) this.stableAdvance(c, s);
+        }
+        return;
+      case T_DATA:
+      case T_REPLY: {
+        const r = this.reqs.get(m.reqId);
+        if (r === undefined) {
+          this.counters.staleReplies++;
+          return;
+        }
+        this.reqs.delete(m.reqId);
+        r.settle(m.t === T_DATA ? { data: m.data } : { reply: m.reply });
+        return;
+      }
+      case T_STATUS:
+        this.statusMsg(m.status);
+        return;
+      default:
+        this.counters.malformed++;
+    }
+  }
+
+  private statusMsg(s: StatusMsg): void {
+    if (s.expired !== undefined) {
+      const c = this.byRemote.get(s.expired);
+      if (c === undefined) return;
+      this.conns.delete(c.id);
+      this.forget(c);
+      this.stats_.expired++;
+      this.statusListener?.(this.status(), { expired: c.id });
+      return;
+    }
+    this.serverStatus = s.status;
+    this.emitStatus(s.reason);
+  }
+
+  private lost(ids: number[], reason: LostReason): void {
+    this.counters.lostMessages += ids.length;
+    this.log.info({ count: ids.length, reason }, 'log link lost messages: re-registering');
+    this.scheduleResync();
+  }
+
+  private peerState(s: PeerEvent): void {
+    if (s === 'active') {
+      if (this.everActive) this.counters.reconnects++;
+      this.everActive = true;
+      if (this.linkFailed) {
+        this.linkFailed = false;
+        this.log.warn('log server reachable again');
+        this.emitStatus('log server reachable again');
+      }
+      this.scheduleResync();
+    } else if (s === 'resync') {
+      this.scheduleResync();
+    } else {
+      this.log.warn('log server inactive');
+    }
+  }
+
+  private scheduleResync(): void {
+    if (this.resyncScheduled || this.isShutdown) return;
+    this.resyncScheduled = true;
+    queueMicrotask(() => {
+      this.resyncScheduled = false;
+      this.resyncAll();
+    });
+  }
+
+  /** Step 3: settings first, then every connection again; pending requests resent. */
+  private resyncAll(): void {
+    if (this.ep === null || this.isShutdown) return;
+    this.counters.resyncs++;
+    const boot = this.ep.peerBootId;
+    if (boot !== 0 && boot !== this.serverBoot) {
+      if (this.serverBoot !== 0) {
+        this.counters.serverRestarts++;
+        this.log.warn({ boot: boot.toString(16) }, 'log server restarted: re-registering every connection');
+        this.byRemote.clear();
+        for (const c of this.conns.values()) c.remoteId = null;
+        for (const [id, r] of this.reqs) {
+          if (r.staleOnRestart) {
+            this.reqs.delete(id);
+            r.fail(new FtcpError('FTCP_LOG_RESTARTED', 'log server restarted'));
+          }
+        }
+        this.serverStatus = 'OK';
+      }
+      this.serverBoot = boot;
+    }
+    for (const r of this.reqs.values()) r.sentAt = null;
+    if (this.services !== null) this.sendServices();
+    if (this.expiryMs !== null) this.sendExpiry();
+    for (const c of this.conns.values()) this.register(c);
+    this.pump();
+  }
+
+  // ---- connections ---------------------------------------------------------------------
+
+  private register(c: RConn): void {
+    if (c.regReq !== null) this.reqs.delete(c.regReq);
+    if (c.opened) this.counters.reRegistrations++;
+    c.registering = true;
+    const wire = metaToWire(c.meta);
+    c.regReq = this.request(
+      { op: 'open', meta: wire, gcThrough: c.gcThrough },
+      false,
+      (r) => this.registered(c, r),
+      () => {},
+    );
+    this.pump();
+  }
+
+  private registered(c: RConn, r: Reply): void {
+    c.regReq = null;
+    if (!r.ok || r.id === undefined) {
+      if (!c.opened) {
+        this.conns.delete(c.id);
+        c.closed = true;
+        c.openReject?.(replyError(r));
+        c.openReject = c.openResolve = null;
+        return;
+      }
+      this.counters.registerErrors++;
+      c.retryAt = this.now + this.o.requestTimeoutMs;
+      return;
+    }
+    const rid = r.id;
+    if (c.closed) {
+      this.closeRemote(rid);
+      return;
+    }
+    if (c.remoteId !== null && c.remoteId !== rid) this.byRemote.delete(c.remoteId);
+    const other = this.byRemote.get(rid);
+    if (other !== undefined && other !== c) other.remoteId = null;
+    c.remoteId = rid;
+    this.byRemote.set(rid, c);
+    c.registering = false;
+    const rs = r.stable ?? 0;
+    const rsData = c.finOffset !== null && rs > c.finOffset ? c.finOffset : rs;
+    if (rsData < c.keptFrom) {
+      // The server holds less than it once reported stable: those bytes are gone.
+      this.counters.lostStable++;
+      this.log.error({ id: c.id, serverStable: rs, stable: c.stable }, 'log server lost stable bytes: connection unprotected');
+      this.conns.delete(c.id);
+      this.forget(c);
+      this.closeRemote(rid);
+      this.statusListener?.(this.status(), { expired: c.id, reason: 'log server lost stable bytes' });
+      return;
+    }
+    if (rsData > c.asm.end) {
+      // The server holds more than this gateway ever sent (an earlier gateway did): adopt it.
+      this.pendingBytes -= c.asm.end - c.keptFrom;
+      c.asm.end = rsData;
+      c.buf = new SlabStore(rsData);
+      c.keptFrom = rsData;
+      c.sentMax = Math.max(c.sentMax, rsData);
+    }
+    c.sentEnd = Math.max(rsData, c.keptFrom);
+    c.finSent = false;
+    c.gcSent = Math.min(c.gcSent, r.gcThrough ?? 0);
+    c.progressAt = this.now;
+    if (!c.opened) {
+      c.opened = true;
+      c.openResolve?.(c.id);
+      c.openResolve = c.openReject = null;
+    }
+    this.stableAdvance(c, rs);
+    this.markDirty(c);
+  }
+
+  private stableAdvance(c: RConn, s: number): void {
+    if (c.closed || s <= c.stable) return;
+    const dataLimit = Math.max(c.sentMax, c.sentEnd);
+    const limit = c.finOffset !== null && dataLimit >= c.finOffset ? c.finOffset + 1 : dataLimit;
+    if (s > limit) {
+      this.counters.stableBeyondSent++;
+      s = limit;
+      if (s <= c.stable) return;
+    }
+    c.stable = s;
+    c.stableData = c.finOffset !== null && s > c.finOffset ? c.finOffset : s;
+    if (c.stableData > c.keptFrom) {
+      c.buf.discardBelow(c.stableData);
+      this.pendingBytes -= c.stableData - c.keptFrom;
+      c.keptFrom = c.stableData;
+    }
+    if (c.sentEnd < c.stableData) c.sentEnd = c.stableData;
+    c.progressAt = this.now;
+    this.stableListener?.(c.id, s);
+  }
+
+  private forget(c: RConn): void {
+    c.closed = true;
+    if (c.remoteId !== null && this.byRemote.get(c.remoteId) === c) this.byRemote.delete(c.remoteId);
+    this.dirty.delete(c);
+    this.pendingBytes -= c.asm.end - c.keptFrom;
+    c.keptFrom = c.asm.end;
+  }
+
+  private closeRemote(rid: number): void {
+    this.request({ op: 'close', id: rid }, true, () => {}, () => {});
+  }
+
+  private markDirty(c: RConn): void {
+    this.dirty.add(c);
+    if (this.dirty.size === 1) queueMicrotask(() => this.pump());
+  }
+
+  // ---- sending -------------------------------------------------------------------------
+
+  private canSend(): boolean {
+    return this.ep !== null && this.ep.peerState === 'active' && !this.isShutdown;
+  }
+
+  private pump(): void {
+    if (!this.canSend()) return;
+    const ep = this.ep!;
+    if (!this.sendReqs(ep)) return;
+    for (const c of this.dirty) {
+      if (c.closed || c.remoteId === null || c.registering) {
+        this.dirty.delete(c);
+        continue;
+      }
+      const rid = c.remoteId;
+      while (c.sentEnd < c.asm.end) {
+        const n = Math.min(this.o.appendChunk, c.asm.end - c.sentEnd);
+        const msg = allocAppend(rid, c.sentEnd, n);
+        c.buf.read(c.sentEnd, c.sentEnd + n).copy(msg, APPEND_HEADER);
+        if (!ep.send(msg)) return;
+        this.counters.appendMessages++;
+        this.counters.bytesSent += n;
+        const end = c.sentEnd + n;
+        if (c.sentEnd < c.sentMax) this.counters.bytesResent += Math.min(end, c.sentMax) - c.sentEnd;
+        c.sentEnd = end;
+        if (end > c.sentMax) c.sentMax = end;
+      }
+      if (c.finOffset !== null && !c.finSent) {
+        if (!ep.send(encodeFin(rid, c.finOffset))) return;
+        c.finSent = true;
+      }
+      if (c.gcSent < c.gcThrough) {
+        if (!ep.send(encodeGc(rid, c.gcThrough))) return;
+        c.gcSent = c.gcThrough;
+      }
+      this.dirty.delete(c);
+    }
+  }
+
+  /** Sends the requests not yet sent, in order. false: the window is full. */
+  private sendReqs(ep: LinkEndpoint): boolean {
+    for (const r of this.reqs.values()) {
+      if (r.sentAt !== null) continue;
+      const msg = r.build();
+      if (msg === null) continue;
+      if (!ep.send(msg)) return false;
+      r.sentAt = this.now;
+    }
+    return true;
+  }
+
+  private request(body: Request, staleOnRestart: boolean, onReply: (r: Reply) => void, onFail: (err: unknown) => void): number {
+    const reqId = this.nextReq++;
+    const msg = encodeRequest(reqId, body);
+    this.reqs.set(reqId, {
+      reqId,
+      build: () => msg,
+      settle: (m) => onReply(m.reply ?? { ok: false, code: 'FTCP_LOG_PROTOCOL', message: 'unexpected data reply' }),
+      fail: onFail,
+      staleOnRestart,
+      sentAt: null,
+    });
+    queueMicrotask(() => this.pump());
+    return reqId;
+  }
+
+  private sendServices(): void {
+    if (this.servicesReq !== null) this.reqs.delete(this.servicesReq);
+    const services = this.services ?? [];
+    this.servicesReq = this.request({ op: 'register', services }, false, () => (this.servicesReq = null), () => {});
+  }
+
+  private sendExpiry(): void {
+    if (this.expiryReq !== null) this.reqs.delete(this.expiryReq);
+    this.expiryReq = this.request({ op: 'expiry', ms: this.expiryMs ?? 0 }, false, () => (this.expiryReq = null), () => {});
+  }
+
+  private readChunk(c: RConn, start: number, end: number): Promise<Buffer> {
+    return new Promise<Buffer>((resolve, reject) => {
+      const reqId = this.nextReq++;
+      this.reqs.set(reqId, {
+        reqId,
+        build: () => {
+          if (c.closed) {
+            this.reqs.delete(reqId);
+            reject(new FtcpError('FTCP_LOG_UNKNOWN', `log read: connection ${c.id} was closed`));
+            return null;
+          }
+          return c.remoteId === null || c.registering ? null : encodeRead(reqId, c.remoteId, start, end);
+        },
+        settle: (m) => (m.data !== undefined ? resolve(Buffer.from(m.data)) : reject(replyError(m.reply!))),
+        fail: reject,
+        staleOnRestart: false,
+        sentAt: null,
+      });
+      queueMicrotask(() => this.pump());
+    });
+  }
+
+  private emitStatus(reason?: string): void {
+    const s = this.status();
+    if (s === this.lastStatus) return;
+    this.lastStatus = s;
+    this.statusListener?.(s, reason === undefined ? undefined : { reason });
+  }
+}
+
+function isOffset(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= 0;
+}
+
+function hex(s: string): Uint8Array {
+  return Uint8Array.from(Buffer.from(s, 'hex'));
+}
+
+function replyError(r: Reply): FtcpError {
+  return r.ok ? new FtcpError('FTCP_LOG_PROTOCOL', 'log: unexpected reply') : new FtcpError(r.code, r.message);
+}
+
+function record(c: RConn): ConnectionRecord {
+  return { ...c.meta, stable: c.stable, finOffset: c.finOffset, gcThrough: c.gcThrough, modified: c.modified };
+}
+
+// ---- UDP ---------------------------------------------------------------------------------
+
+export interface UdpRemoteLogOptions extends RemoteLogOptions {
+  key: Buffer;
+  /** The log server's address on each network (one or two). */
+  servers: UdpAddr[];
+  /** Local address per network; default 0.0.0.0, any port (the route to each server picks the interface). */
+  local?: UdpAddr[];
+  link?: Omit<LinkOptions, 'key' | 'transmit' | 'now' | 'paths' | 'onMessage' | 'onLost' | 'onPeerState' | 'onWritable'>;
+}
+
+/**
+ * A RemoteLog on UDP, usable at once: the sockets bind in the background (until then
+ * the server counts as unreachable: requests wait, FAILED after failAfterMs).
+ */
+export function connectUdp(opts: UdpRemoteLogOptions): RemoteLog {
+  const log = new RemoteLog(opts);
+  const local = opts.local ?? opts.servers.map(() => ({ address: '0.0.0.0', port: 0 }));
+  UdpLink.open({ ...opts.link, ...log.handlers, key: opts.key, local, remote: opts.servers, name: 'log-client' }).then(
+    (link) => {
+      if (log.isClosed) void link.close();
+      else log.attach(link.endpoint, () => link.close());
+    },
+    (err: unknown) => {
+      (opts.logger ?? rootLogger).error({ err }, 'log link: cannot open UDP sockets');
+    },
+  );
+  return log;
+}

@@ -1,0 +1,573 @@
+/**
+ * LogServer: serves one LogStore (memory or disk) to gateways over the link protocol,
+ * one LinkEndpoint per gateway peer.
+ *
+ *   gateway A ── link (2 paths) ──▶ Peer A ─┐
+ *   gateway B ── link (2 paths) ──▶ Peer B ─┼─▶ store (MemoryLog | DiskLog)
+ *                                            │     onStable ─▶ STABLE to the connection's owner
+ *                                            │     onStatus ─▶ STATUS to every peer (expiry: owner)
+ *
+ * Transport-neutral: `attachPeer(make)` takes a function building the peer's endpoint
+ * (the UDP listener below demultiplexes datagrams by the sender's boot id; tests attach
+ * SimNetwork endpoints). The owner ticks the endpoints; `tick(now)` reaps dead peers.
+ *
+ * Connections are the store's, not the peer's: an `open` carrying the metadata of a
+ * connection the store already holds (same 4-tuple and ISNs) returns that connection and
+ * its stable point instead of opening a second one. That is how a gateway re-registers
+ * after a resynchronisation, a reconnection or a restart of this server (disk: the store
+ * recovered the connections; memory: they are opened afresh, at stable 0).
+ *
+ * Back-pressure: replies wait in a bounded per-peer outbox while the link window is
+ * full; STABLE notifications are coalesced per connection (latest value) and flushed
+ * after the outbox. A lost STABLE is harmless: the gateway re-registers (learning the
+ * stable point from the reply) after any loss the link reports.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../../util/logger.js';
+import { logger as rootLogger } from '../../util/logger.js';
+import { FtcpError } from '../../util/errors.js';
+import { LinkEndpoint, type LinkOptions, type LostReason, type PeerEvent } from '../../link/endpoint.js';
+import { decodeFrame, HEADER_LEN, OFF } from '../../link/frame.js';
+import type { UdpAddr } from '../../link/udp.js';
+import type { LogStore } from '../types.js';
+import {
+  decode,
+  encodeData,
+  encodeReply,
+  encodeStable,
+  encodeStatus,
+  MAX_STABLE_ENTRIES,
+  metaFromWire,
+  metaKey,
+  recordToWire,
+  T_APPEND,
+  T_FIN,
+  T_GC,
+  T_READ,
+  T_REQUEST,
+  type Reply,
+  type Request,
+  type StatusMsg,
+} from './protocol.js';
+
+/** Largest READ reply; a client asks for at most this much per request. */
+export const MAX_READ_CHUNK = 256 * 1024;
+
+export interface PeerHandlers {
+  onMessage: (msg: Buffer) => void;
+  onLost: (ids: number[], reason: LostReason) => void;
+  onPeerState: (state: PeerEvent) => void;
+  onWritable: () => void;
+}
+
+export interface LogServerOptions {
+  store: LogStore;
+  logger?: Logger;
+  /** Messages an outbox holds while the window is full (beyond: dropped, counted). Default 4096. */
+  maxOutbox?: number;
+  /** A peer inactive this long is forgotten (its connections stay in the store). Default 60 s. */
+  reapAfterMs?: number;
+}
+
+export interface LogServerCounters {
+  peers: number;
+  peersReaped: number;
+  messages: number;
+  malformed: number;
+  appends: number;
+  appendBytes: number;
+  opens: number;
+  reopens: number;
+  reads: number;
+  readBytes: number;
+  stableSent: number;
+  repliesDropped: number;
+  lostReports: number;
+  /** Datagrams from an unknown sender that failed authentication (UDP listener). */
+  forged: number;
+}
+
+export class Peer {
+  /** Replies waiting for room in the window, in order. */
+  readonly outbox: Buffer[] = [];
+  /** Latest stable point per connection not yet sent. */
+  readonly pendingStable = new Map<number, number>();
+  inactiveSince: number | null = null;
+  ep!: LinkEndpoint;
+  constructor(readonly name: string) {}
+}
+
+export class LogServer {
+  readonly store: LogStore;
+  readonly counters: LogServerCounters = {
+    peers: 0, peersReaped: 0, messages: 0, malformed: 0, appends: 0, appendBytes: 0, opens: 0, reopens: 0,
+    reads: 0, readBytes: 0, stableSent: 0, repliesDropped: 0, lostReports: 0, forged: 0,
+  };
+  private readonly peers = new Set<Peer>();
+  /** Which peer opened (or last re-registered) each connection: it gets the STABLE notices. */
+  private readonly owner = new Map<number, Peer>();
+  /** metaKey → id of the open connections, and the opens still in progress. */
+  private readonly byKey = new Map<string, number>();
+  private readonly opening = new Map<string, Promise<number>>();
+  private readonly log: Logger;
+  private readonly maxOutbox: number;
+  private readonly reapAfterMs: number;
+  private flushScheduled = false;
+  private peerNames = 0;
+
+  constructor(opts: LogServerOptions) {
+    this.store = opts.store;
+    this.log = opts.logger ?? rootLogger.child({ mod: 'logserver' });
+    this.maxOutbox = opts.maxOutbox ?? 4096;
+    this.reapAfterMs = opts.reapAfterMs ?? 60_000;
+    for (const r of this.store.listActive()) this.byKey.set(metaKey(r), r.id);
+    this.store.onStable((id, stable) => this.stable(id, stable));
+    this.store.onStatus((status, detail) => this.statusChanged({ status, ...detail }));
+  }
+
+  /** A new gateway peer; `make` builds its endpoint with these handlers. */
+  attachPeer(make: (h: PeerHandlers) => LinkEndpoint): Peer {
+    const peer = new Peer(`peer${++this.peerNames}`);
+    peer.ep = make({
+      onMessage: (m) => this.message(peer, m),
+      onLost: (ids, reason) => this.lost(peer, ids, reason),
+      onPeerState: (s) => this.peerState(peer, s),
+      onWritable: () => this.flush(peer),
+    });
+    this.peers.add(peer);
+    this.counters.peers++;
+    return peer;
+  }
+
+  detachPeer(peer: Peer): void {
+    this.peers.delete(peer);
+    for (const [id, p] of this.owner) if (p === peer) this.owner.delete(id);
+  }
+
+  hasPeer(peer: Peer): boolean {
+    return this.peers.has(peer);
+  }
+
+  get peerCount(): number {
+    return this.peers.size;
+  }
+
+  /** Reaps peers inactive past reapAfterMs. Call with the endpoints' clock. */
+  tick(now: number): void {
+    for (const p of [...this.peers]) {
+      if (p.ep.peerState === 'active') {
+        p.inactiveSince = null;
+      } else if (p.inactiveSince === null) {
+        p.inactiveSince = now;
+      } else if (now - p.inactiveSince >= this.reapAfterMs) {
+        this.counters.peersReaped++;
+        this.detachPeer(p);
+      }
+    }
+  }
+
+  // ---- from the gateways -----------------------------------------------------------
+
+  private message(peer: Peer, msg: Buffer): void {
+    this.counters.messages++;
+    const m = decode(msg);
+    if (m === null) {
+      this.counters.malformed++;
+      return;
+    }
+    switch (m.t) {
+      case T_APPEND:
+        this.counters.appends++;
+        this.counters.appendBytes += m.data.length;
+        this.store.append(m.id, m.offset, m.data);
+        return;
+      case T_FIN:
+        this.store.appendFin(m.id, m.offset);
+        return;
+      case T_GC:
+        this.store.gc(m.id, m.offset);
+        return;
+      case T_READ:
+        this.read(peer, m.reqId, m.id, m.start, m.end);
+        return;
+      case T_REQUEST:
+        this.request(peer, m.reqId, m.req);
+        return;
+      default:
+        this.counters.malformed++; // a server → gateway message sent to the server
+    }
+  }
+
+  private read(peer: Peer, reqId: number, id: number, start: number, end: number): void {
+    this.counters.reads++;
+    const e = Math.min(end, start + MAX_READ_CHUNK);
+    this.store.read(id, start, e).then(
+      (data) => {
+        this.counters.readBytes += data.length;
+        this.send(peer, encodeData(reqId, data));
+      },
+      (err: unknown) => this.send(peer, encodeReply(reqId, errorReply(err))),
+    );
+  }
+
+  private request(peer: Peer, reqId: number, req: Request): void {
+    const reply = (r: Reply) => this.send(peer, encodeReply(reqId, r));
+    try {
+      switch (req.op) {
+        case 'open':
+          this.open(peer, req.meta === undefined ? undefined : metaFromWire(req.meta), req.gcThrough).then(
+            (id) => {
+              const rec = this.store.listActive().find((r) => r.id === id);
+              if (rec === undefined) {
+                reply({ ok: false, code: 'FTCP_LOG_UNKNOWN', message: `connection ${id} vanished` });
+                return;
+              }
+              reply({ ok: true, id, stable: rec.stable, finOffset: rec.finOffset, gcThrough: rec.gcThrough });
+            },
+            (err: unknown) => reply(errorReply(err)),
+          );
+          return;
+        case 'close':
+          this.closeConn(Number(req.id));
+          reply({ ok: true });
+          return;
+        case 'list':
+          reply({ ok: true, records: this.store.listActive().map(recordToWire) });
+          return;
+        case 'query': {
+          const r = this.store.queryEndpoint(req.client, req.server);
+          reply({ ok: true, record: r === undefined ? null : recordToWire(r) });
+          return;
+        }
+        case 'register':
+          this.store.registerServices(Array.isArray(req.services) ? req.services : []);
+          reply({ ok: true });
+          return;
+        case 'expiry':
+          this.store.setIdleExpiry(Number(req.ms));
+          reply({ ok: true });
+          return;
+        case 'stats': {
+          const stats = this.store.stats?.();
+          reply(stats === undefined ? { ok: true, status: this.store.status() } : { ok: true, stats, status: this.store.status() });
+          return;
+        }
+      }
+    } catch (err) {
+      this.counters.malformed++;
+      reply(errorReply(err));
+    }
+  }
+
+  /** Opens a connection, or returns the open one with the same 4-tuple and ISNs. */
+  private async open(peer: Peer, meta: ReturnType<typeof metaFromWire> | undefined, gcThrough: number | undefined): Promise<number> {
+    if (meta === undefined) throw new FtcpError('FTCP_LOG_BAD_META', 'log open: no metadata');
+    const key = metaKey(meta);
+    let id = this.byKey.get(key);
+    if (id !== undefined && this.store.listActive().some((r) => r.id === id)) {
+      this.counters.reopens++;
+    } else {
+      let p = this.opening.get(key);
+      if (p === undefined) {
+        this.counters.opens++;
+        p = this.store.open(meta);
+        this.opening.set(key, p);
+        p.then(
+          (v) => {
+            this.opening.delete(key);
+            this.byKey.set(key, v);
+          },
+          () => this.opening.delete(key),
+        );
+      } else {
+        this.counters.reopens++;
+      }
+      id = await p;
+    }
+    this.owner.set(id, peer);
+    if (gcThrough !== undefined && gcThrough > 0) this.store.gc(id, gcThrough);
+    return id;
+  }
+
+  private closeConn(id: number): void {
+    this.store.close(id);
+    this.forget(id);
+  }
+
+  private forget(id: number): void {
+    this.owner.delete(id);
+    for (const [k, v] of this.byKey) {
+      if (v === id) {
+        this.byKey.delete(k);
+        break;
+      }
+    }
+  }
+
+  private lost(peer: Peer, ids: number[], reason: LostReason): void {
+    // Replies and STABLE notices may be gone; the gateway re-registers on every loss it
+    // sees (its own onLost / resync), so nothing is resent from here. Counted.
+    this.counters.lostReports += ids.length;
+    this.log.debug({ peer: peer.name, count: ids.length, reason }, 'log replies given up by the link');
+  }
+
+  private peerState(peer: Peer, s: PeerEvent): void {
+    if (s === 'active') {
+      this.log.info({ peer: peer.name, boot: peer.ep.peerBootId.toString(16) }, 'gateway peer active');
+      peer.outbox.length = 0;
+      this.send(peer, encodeStatus({ status: this.store.status() }));
+    } else if (s === 'inactive') {
+      this.log.warn({ peer: peer.name }, 'gateway peer inactive');
+      peer.outbox.length = 0;
+    }
+  }
+
+  // ---- to the gateways -------------------------------------------------------------
+
+  private stable(id: number, stable: number): void {
+    const peer = this.owner.get(id);
+    if (peer === undefined) return;
+    peer.pendingStable.set(id, stable);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => {
+        this.flushScheduled = false;
+        for (const p of this.peers) this.flush(p);
+      });
+    }
+  }
+
+  private statusChanged(s: StatusMsg): void {
+    if (s.expired !== undefined) {
+      const peer = this.owner.get(s.expired);
+      this.forget(s.expired);
+      if (peer !== undefined) this.send(peer, encodeStatus(s));
+      return;
+    }
+    this.log.warn({ status: s.status, reason: s.reason }, 'log store status');
+    for (const p of this.peers) this.send(p, encodeStatus(s));
+  }
+
+  private send(peer: Peer, msg: Buffer): void {
+    if (peer.outbox.length === 0 && peer.ep.send(msg)) return;
+    if (peer.ep.peerState === 'inactive') return; // the peer re-registers when it comes back
+    if (peer.outbox.length >= this.maxOutbox) {
+      this.counters.repliesDropped++;
+      return;
+    }
+    peer.outbox.push(msg);
+  }
+
+  private flush(peer: Peer): void {
+    let i = 0;
+    while (i < peer.outbox.length && peer.ep.send(peer.outbox[i]!)) i++;
+    if (i > 0) peer.outbox.splice(0, i);
+    if (peer.outbox.length > 0 || peer.pendingStable.size === 0) return;
+    const entries: [number, number][] = [];
+    for (const e of peer.pendingStable) {
+      entries.push(e);
+      if (entries.length === MAX_STABLE_ENTRIES) {
+        if (!peer.ep.send(encodeStable(entries))) return;
+        this.counters.stableSent += entries.length;
+        for (const [id] of entries) peer.pendingStable.delete(id);
+        entries.length = 0;
+      }
+    }
+    if (entries.length > 0 && peer.ep.send(encodeStable(entries))) {
+      this.counters.stableSent += entries.length;
+      for (const [id] of entries) peer.pendingStable.delete(id);
+    }
+  }
+}
+
+function errorReply(err: unknown): Reply {
+  if (err instanceof FtcpError) return { ok: false, code: err.code, message: err.message };
+  return { ok: false, code: 'FTCP_LOG_ERROR', message: err instanceof Error ? err.message : String(err) };
+}
+
+// ---- UDP --------------------------------------------------------------------------------
+
+export interface UdpLogServerOptions {
+  server: LogServer;
+  key: Buffer;
+  /** One address per network (path 0, path 1). */
+  listen: UdpAddr[];
+  link?: Omit<LinkOptions, 'key' | 'transmit' | 'now' | 'paths' | 'onMessage' | 'onLost' | 'onPeerState' | 'onWritable'>;
+  /** At most this many gateway peers at once (new senders beyond it are ignored). Default 64. */
+  maxPeers?: number;
+  tickMs?: number;
+  /**
+   * Test/lab fault injection in userspace (for kernels without netem): consulted for every
+   * datagram in and out; null = clean.
+   */
+  impair?: () => Impairment | null;
+}
+
+/** Probabilities per datagram; reordered datagrams are delayed by up to `reorderMs`. */
+export interface Impairment {
+  loss: number;
+  dup: number;
+  reorder: number;
+  reorderMs: number;
+}
+
+/** Parses "loss=0.03 dup=0.02 reorder=0.2 reorderMs=5" (missing keys: 0; reorderMs default 5). */
+export function parseImpairment(text: string): Impairment | null {
+  const im: Impairment = { loss: 0, dup: 0, reorder: 0, reorderMs: 5 };
+  let any = false;
+  for (const kv of text.split(/[\s,]+/).filter(Boolean)) {
+    const [k, v] = kv.split('=');
+    const n = Number(v);
+    if ((k === 'loss' || k === 'dup' || k === 'reorder' || k === 'reorderMs') && Number.isFinite(n) && n >= 0) {
+      im[k] = n;
+      any = true;
+    }
+  }
+  return any ? im : null;
+}
+
+interface UdpPeer {
+  peer: Peer;
+  addr: (UdpAddr | null)[];
+}
+
+/**
+ * The log server on UDP: one socket per listen address (= per network); datagrams are
+ * demultiplexed to peers by the sender's boot id (frame offset 4). A boot id not seen
+ * before creates a peer only if the datagram authenticates; replies go to the address
+ * the peer was last heard from on that network.
+ */
+export class UdpLogServer {
+  readonly server: LogServer;
+  private readonly sockets: Socket[];
+  private readonly byBoot = new Map<number, UdpPeer>();
+  /** Datagrams dropped / duplicated / delayed by the impairment (in + out). */
+  readonly impaired = { dropped: 0, duplicated: 0, delayed: 0 };
+  private readonly opts: UdpLogServerOptions;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  private constructor(opts: UdpLogServerOptions, sockets: Socket[]) {
+    this.opts = opts;
+    this.server = opts.server;
+    this.sockets = sockets;
+    sockets.forEach((s, i) =>
+      s.on('message', (msg, rinfo) => this.impaired_(() => this.datagram(msg, i, { address: rinfo.address, port: rinfo.port }))),
+    );
+    this.timer = setInterval(() => this.tick(), opts.tickMs ?? 2);
+  }
+
+  static async listen(opts: UdpLogServerOptions): Promise<UdpLogServer> {
+    if (opts.listen.length < 1 || opts.listen.length > 2) throw new FtcpError('FTCP_LINK_CONFIG', 'a log server listens on one or two addresses');
+    const sockets: Socket[] = [];
+    try {
+      for (const a of opts.listen) {
+        const s = createSocket({ type: 'udp4' });
+        sockets.push(s);
+        await new Promise<void>((resolve, reject) => {
+          s.once('error', reject);
+          s.bind(a.port, a.address, () => {
+            s.off('error', reject);
+            resolve();
+          });
+        });
+        s.on('error', () => {});
+        try {
+          s.setRecvBufferSize(4 << 20);
+          s.setSendBufferSize(4 << 20);
+        } catch {
+          // capped by the kernel: the protocol copes with drops
+        }
+      }
+    } catch (err) {
+      for (const s of sockets) s.close();
+      throw new FtcpError('FTCP_LINK_BIND', `log server cannot bind: ${(err as Error).message}`, { cause: err });
+    }
+    return new UdpLogServer(opts, sockets);
+  }
+
+  address(path: number): UdpAddr {
+    const a = this.sockets[path]!.address();
+    return { address: a.address, port: a.port };
+  }
+
+  /** Runs `fn` once, never, twice or later, as the impairment says. */
+  private impaired_(fn: () => void): void {
+    const im = this.opts.impair?.() ?? null;
+    if (im === null) {
+      fn();
+      return;
+    }
+    if (Math.random() < im.loss) {
+      this.impaired.dropped++;
+      return;
+    }
+    const copies = Math.random() < im.dup ? 2 : 1;
+    if (copies === 2) this.impaired.duplicated++;
+    for (let i = 0; i < copies; i++) {
+      if (Math.random() < im.reorder) {
+        this.impaired.delayed++;
+        setTimeout(fn, Math.random() * im.reorderMs).unref();
+      } else {
+        fn();
+      }
+    }
+  }
+
+  private datagram(msg: Buffer, path: number, from: UdpAddr): void {
+    if (this.closed || msg.length < HEADER_LEN) return;
+    const boot = msg.readUInt32BE(OFF.srcBoot);
+    let up = this.byBoot.get(boot);
+    if (up === undefined) {
+      if (!decodeFrame(this.opts.key, msg).ok) {
+        this.server.counters.forged++;
+        return;
+      }
+      if (this.byBoot.size >= (this.opts.maxPeers ?? 64)) return;
+      const entry: UdpPeer = { peer: undefined as unknown as Peer, addr: this.sockets.map(() => null) };
+      entry.peer = this.server.attachPeer(
+        (h) =>
+          new LinkEndpoint({
+            ...this.opts.link,
+            ...h,
+            key: this.opts.key,
+            paths: this.sockets.length,
+            now: performance.now(),
+            name: `gw-${boot.toString(16)}`,
+            transmit: (dg, p) => {
+              const to = entry.addr[p] ?? entry.addr.find((a) => a !== null) ?? null;
+              const s = this.sockets[p] ?? this.sockets[0];
+              if (to !== null && s !== undefined && !this.closed) {
+                this.impaired_(() => {
+                  if (!this.closed) s.send(dg, to.port, to.address, () => {});
+                });
+              }
+            },
+          }),
+      );
+      this.byBoot.set(boot, entry);
+      up = entry;
+    }
+    const c = up.peer.ep.counters;
+    const bad = c.forged + c.malformed;
+    const prev = up.addr[path];
+    up.addr[path] = from;
+    up.peer.ep.receive(msg, path, performance.now());
+    if (c.forged + c.malformed !== bad) up.addr[path] = prev ?? null; // not authentic: keep the old address
+  }
+
+  private tick(): void {
+    const now = performance.now();
+    for (const up of this.byBoot.values()) up.peer.ep.tick(now);
+    this.server.tick(now);
+    for (const [boot, up] of this.byBoot) if (!this.server.hasPeer(up.peer)) this.byBoot.delete(boot);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await Promise.all(this.sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * `ftcp logserver` end to end on loopback: a disk log server process, a RemoteLog in this
+ * process; bytes become stable, the server is killed (-9) and started again on the same
+ * store, and the connection re-registers and completes byte-exact. Plus usage errors.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { connectUdp } from '../../../src/log/remote/client.js';
+import { ensureBuilt } from '../../support/build.js';
+import { runCli } from '../../support/cli.js';
+import { openMeta, streamBytes, waitFor } from './helpers.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/ftcp.js', import.meta.url));
+const procs: ChildProcess[] = [];
+const dirs: string[] = [];
+
+afterEach(async () => {
+  for (const p of procs.splice(0)) {
+    if (p.exitCode === null && p.signalCode === null) {
+      p.kill('SIGKILL');
+      await once(p, 'exit');
+    }
+  }
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+beforeAll(() => ensureBuilt());
+
+async function startServer(dir: string, port: number, keyFile: string): Promise<ChildProcess> {
+  const ready = join(dir, 'ready');
+  rmSync(ready, { force: true });
+  const p = spawn(process.execPath, [BIN, 'logserver', '--listen', `127.0.0.1:${port},127.0.0.1:${port + 1}`, '--store', `disk:${join(dir, 'store')}`, '--key-file', keyFile, '--ready-file', ready], { stdio: 'ignore' });
+  procs.push(p);
+  await waitFor(() => existsSync(ready) && readFileSync(ready, 'utf8').endsWith('\n'), 10_000, 'logserver ready');
+  return p;
+}
+
+describe('ftcp logserver', () => {
+  it('usage_errors_exit_2', async () => {
+    expect((await runCli(['logserver'])).code).toBe(2);
+    expect((await runCli(['logserver', '--listen', '127.0.0.1:1', '--store', 'tape'])).code).toBe(2);
+    expect((await runCli(['logserver', '--listen', '127.0.0.1:1,127.0.0.1:2,127.0.0.1:3'])).code).toBe(2);
+    expect((await runCli(['logserver', '--listen', '127.0.0.1:1', '--max-bytes', 'lots'])).code).toBe(2);
+    const h = await runCli(['logserver', '--help']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/--max-bytes-per-conn/);
+  });
+
+  it('kill_9_and_restart_on_the_same_disk_store_loses_nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ftcp-logsrv-'));
+    dirs.push(dir);
+    const keyFile = join(dir, 'key');
+    writeFileSync(keyFile, 'ab'.repeat(32) + '\n');
+    const port = 20000 + (process.pid % 20000);
+    let srv = await startServer(dir, port, keyFile);
+    const log = connectUdp({
+      key: Buffer.from('ab'.repeat(32), 'hex'),
+      servers: [{ address: '127.0.0.1', port }, { address: '127.0.0.1', port: port + 1 }],
+      local: [{ address: '127.0.0.1', port: 0 }, { address: '127.0.0.1', port: 0 }],
+    });
+    try {
+      let stable = 0;
+      log.onStable((_id, s) => (stable = s));
+      const id = await log.open(openMeta());
+      const data = streamBytes(77, 0, 3_000_000);
+      for (let o = 0; o < 1_000_000; o += 1448) log.append(id, o, data.subarray(o, Math.min(o + 1448, 1_000_000)));
+      await waitFor(() => stable >= 1_000_000, 10_000, 'first MB stable');
+      srv.kill('SIGKILL');
+      await once(srv, 'exit');
+      for (let o = 1_000_000; o < data.length; o += 1448) log.append(id, o, data.subarray(o, Math.min(o + 1448, data.length)));
+      srv = await startServer(dir, port, keyFile);
+      await waitFor(() => stable >= data.length, 20_000, 'all stable after restart');
+      expect((await log.read(id, 0, data.length)).equals(data)).toBe(true);
+      const c = log.linkStats().client;
+      expect(c.serverRestarts).toBe(1);
+      expect(c.reRegistrations).toBeGreaterThan(0);
+    } finally {
+      await log.shutdown();
+    }
+    srv.kill('SIGTERM');
+    await once(srv, 'exit');
+    expect(srv.exitCode).toBe(0);
+  });
+});

@@ -1,0 +1,618 @@
+/**
+ * The north wrapper (src/recovery/rebuild.ts), step by step, through the whole pipeline on a
+ * FakeTun: masking (0), tuple and spoofed SYN (1-2), the SYN-ACK check (3), the replay sender
+ * (4), absorption (5), translation (6), a crash during the rebuild (7), and the timelines.
+ * Client ISN just below the 2^32 wrap, so every offset computation crosses it.
+ */
+import { describe, it, expect } from 'vitest';
+import {
+  Harness, Client, Server, FakeOracle, connect, hasFlag, opts, seg, inBytes, outBytes, outputFor,
+  CLIENT, SERVER, CPORT, SPORT, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCP_PSH, type Seg,
+} from './harness.js';
+import type { NorthOptions, RecoveryTimeline } from '../../../src/recovery/rebuild.js';
+import { emitTcpPacket, emitIcmpError } from '../../../src/wire/repr.js';
+import { ipToU32 } from '../../../src/wire/addr.js';
+import { seqAdd, seqDiff } from '../../../src/wire/seq.js';
+
+const C_ISN = 0xfffffc00;
+const S_ISN = 0x90000000;
+const S2_ISN = 0x0badf00d;
+const IN0 = 2500; // client bytes before the crash
+const OUT0 = outputFor(IN0); // server bytes the client acked before the crash
+
+interface Crashed {
+  h: Harness;
+  o: FakeOracle;
+  c: Client;
+  s: Server;
+}
+
+/** A connection with IN0/OUT0 bytes exchanged and acked, then the server's crash (oracle). */
+async function crashed(north: Partial<NorthOptions> = {}, lastWindow = -1): Promise<Crashed> {
+  const c = new Client({ isn: C_ISN, ts: 1000 });
+  const s = new Server({ isn: S_ISN, ts: 500_000 });
+  const o = new FakeOracle();
+  const h = new Harness({ oracle: o, north });
+  await connect(h, c, s);
+  h.tun.inject(...c.write(IN0)).flush();
+  await h.run(c, s);
+  expect(c.bytes().equals(outBytes(0, OUT0))).toBe(true);
+  expect(h.flow().cliAcked).toBe(OUT0);
+  if (lastWindow >= 0) {
+    // The server's last word before dying: its window.
+    h.send(s.ackNow(lastWindow)).forEach((x) => c.receive(x));
+    expect(h.flow().rightEdge).toBe(IN0 + lastWindow * 2 ** 7);
+  }
+  h.now += 10;
+  o.emit('crashed');
+  toClient(h.drain()).forEach((x) => c.receive(x));
+  expect(h.flow().rec?.phase).toBe('MASKED');
+  return { h, o, c, s };
+}
+
+/** The service listens again: returns the gateway's RST and SYN toward it. */
+function listening(w: Crashed, ms = 100): Seg[] {
+  w.h.now += ms;
+  w.o.emit('listening');
+  return w.h.drain();
+}
+
+const toServer = (l: Seg[]) => l.filter((x) => x.dst === SERVER);
+const toClient = (l: Seg[]) => l.filter((x) => x.dst === CLIENT);
+const dataLen = (x: Seg) => x.payload?.length ?? 0;
+
+describe('step 0: masking', () => {
+  it('drops the dead incarnation, logs and drops client data, acks the client at min(stable, right edge)', async () => {
+    const w = await crashed({}, 2); // a small last window: 2 << 7 = 256 bytes beyond IN0
+    const { h, c, s } = w;
+    h.autoStable = false;
+    const f = h.flow();
+    const edge = f.rightEdge;
+    // The dead incarnation's segments (a window update, a retransmission): dropped, counted.
+    expect(h.send(s.ackNow(1000))).toHaveLength(0);
+    expect(h.gw.north.stats.deadDropped).toBe(1);
+    const retrans = emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: CPORT, seq: s.seq(0), ack: s.inSeq(IN0), flags: TCP_ACK | TCP_PSH, window: 1000, payload: outBytes(0, 100) });
+    expect(h.send(retrans)).toHaveLength(0);
+    expect(h.gw.north.stats.deadDropped).toBe(2);
+    expect(f.rightEdge).toBe(edge); // unchanged by the dead incarnation
+
+    // Client data while masked: logged, never forwarded.
+    const appends0 = h.log.appends.length;
+    const out = h.send(...c.write(1000));
+    expect(toServer(out)).toHaveLength(0);
+    expect(h.log.appends.length).toBeGreaterThan(appends0);
+    expect(h.log.bytes(f.logId).equals(inBytes(0, IN0 + 1000))).toBe(true);
+
+    // Stability drives the ACKs; never beyond the right edge the server advertised.
+    const shift = f.serverWscale;
+    for (const st of [IN0 + 100, edge - 1, edge + 300, IN0 + 1000]) {
+      h.log.stabilize(f.logId, st);
+      const acks = toClient(h.drain());
+      expect(acks).toHaveLength(1);
+      const a = acks[0]!;
+      const want = Math.min(st, edge);
+      expect(seqDiff(a.ack, c.seq(0))).toBe(want);
+      expect(a.flags).toBe(TCP_ACK);
+      expect(a.window).toBe(Math.ceil((edge - want) / 2 ** shift)); // the right edge kept
+      expect(a.seq).toBe(c.outSeq(OUT0));
+      const ts = opts(a).timestamps!;
+      expect(ts.tsVal >= c.lastTsSeen).toBe(true);
+      expect(ts.tsEcr).toBe(c.tsVal);
+      c.receive(a);
+    }
+    expect(c.violations).toEqual([]);
+    expect(f.complete).toBeLessThanOrEqual(f.stable);
+  });
+
+  it('keeps acking the masked client every keepaliveMs (tick, injected clock)', async () => {
+    const w = await crashed({ keepaliveMs: 200 });
+    const { h, c } = w;
+    h.autoStable = false;
+    h.send(...c.write(300));
+    h.log.stabilize(h.flow().logId, IN0 + 120);
+    const first = toClient(h.drain());
+    expect(first).toHaveLength(1);
+    c.receive(first[0]!);
+    const n0 = h.gw.north.stats.keepaliveAcks;
+    expect(h.tick(199)).toHaveLength(0);
+    const k = toClient(h.tick(1));
+    expect(k).toHaveLength(1);
+    expect(h.gw.north.stats.keepaliveAcks).toBe(n0 + 1);
+    expect(seqDiff(k[0]!.ack, c.seq(0))).toBe(IN0 + 120);
+    expect(k[0]!.window).toBe(first[0]!.window);
+    const ts = opts(k[0]!).timestamps!;
+    expect(ts.tsVal).toBeGreaterThanOrEqual(c.lastTsSeen);
+    expect(ts.tsEcr).toBe(c.tsVal);
+    // The client sends again (new TSval): the next keepalive echoes it.
+    h.send(c.ack());
+    const k2 = toClient(h.tick(200));
+    expect(k2).toHaveLength(1);
+    expect(opts(k2[0]!).timestamps!.tsEcr).toBe(c.tsVal);
+    expect(toClient(h.tick(150))).toHaveLength(0);
+  });
+
+  it('drops an ICMP host-unreachable toward the client about a masked connection (and passes it otherwise)', async () => {
+    const o = new FakeOracle();
+    const h = new Harness({ oracle: o });
+    const c = new Client({ isn: C_ISN, ts: 1 });
+    const s = new Server({ isn: S_ISN, ts: 1 });
+    await connect(h, c, s);
+    const quoted = c.write(10)[0]!;
+    const icmp = emitIcmpError(quoted, { src: ipToU32('198.18.2.1'), dst: CLIENT });
+    let out = h.tun.inject(icmp).flush();
+    h.drain();
+    expect(out).toHaveLength(1); // nothing masked: passes
+    expect(out[0]!.equals(icmp)).toBe(true);
+    expect(h.gw.stats.icmpSuppressed).toBe(0);
+    o.emit('crashed');
+    h.drain();
+    out = h.tun.inject(icmp).flush();
+    expect(out).toHaveLength(0);
+    expect(h.gw.stats.icmpSuppressed).toBe(1);
+  });
+});
+
+describe('steps 1-3: tuple, spoofed SYN, SYN-ACK', () => {
+  it('reaps at seq(incDelivered), then a SYN with the client ISN, SYN options byte-for-byte and window', async () => {
+    const w = await crashed();
+    const out = listening(w);
+    expect(out).toHaveLength(2);
+    const [rst, syn] = out as [Seg, Seg];
+    expect(rst.dst).toBe(SERVER);
+    expect(rst.flags).toBe(TCP_RST);
+    expect(rst.srcPort).toBe(CPORT);
+    expect(rst.seq).toBe(w.c.seq(IN0)); // the dead incarnation had acked IN0
+    expect(syn.flags).toBe(TCP_SYN);
+    expect(syn.src).toBe(CLIENT);
+    expect(syn.srcPort).toBe(CPORT);
+    expect(syn.dstPort).toBe(SPORT);
+    expect(syn.seq).toBe(C_ISN);
+    expect(Buffer.from(syn.options!).equals(w.c.synOptions)).toBe(true);
+    expect(syn.window).toBe(64240);
+    expect(w.h.flow().rec?.phase).toBe('HANDSHAKE');
+    expect(w.h.gw.north.timelines[0]!.listeningAt).toBe(w.h.now);
+  });
+
+  it('a challenge ACK (a socket still on the tuple) is reaped at its ack, then the SYN goes again', async () => {
+    const w = await crashed();
+    const { h } = w;
+    listening(w);
+    const challengeAck = seqAdd(w.c.seq(0), 1234);
+    const ca = emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: CPORT, seq: 777, ack: challengeAck, flags: TCP_ACK, window: 100 });
+    const out = h.send(ca);
+    expect(toClient(out)).toHaveLength(0);
+    expect(out).toHaveLength(1);
+    expect(out[0]!.flags).toBe(TCP_RST);
+    expect(out[0]!.seq).toBe(challengeAck);
+    expect(out[0]!.srcPort).toBe(CPORT);
+    expect(h.gw.north.stats.challengeAcks).toBe(1);
+    const again = toServer(h.tick(5)).filter((x) => x.flags === TCP_SYN);
+    expect(again).toHaveLength(1);
+    expect(again[0]!.seq).toBe(C_ISN);
+  });
+
+  it('after portAttempts unanswered SYNs moves to a fresh port; packets then use it both ways', async () => {
+    const w = await crashed({ portAttempts: 3, portRange: [61000, 61009], synRtoMs: 100 });
+    const { h, c } = w;
+    const syns: Seg[] = [];
+    syns.push(...listening(w).filter((x) => x.flags === TCP_SYN));
+    for (const dt of [100, 200, 400]) {
+      expect(toServer(h.tick(dt - 1)).filter((x) => x.flags === TCP_SYN)).toHaveLength(0);
+      const out = toServer(h.tick(1));
+      syns.push(...out.filter((x) => x.flags === TCP_SYN));
+      if (dt === 400) {
+        const rst = out.find((x) => x.flags === TCP_RST)!;
+        expect(rst.srcPort).toBe(61000);
+      }
+    }
+    expect(syns.map((x) => x.srcPort)).toEqual([CPORT, CPORT, CPORT, 61000]);
+    expect(h.gw.north.stats.portsMoved).toBe(1);
+    expect(h.gw.north.stats.synsSent).toBe(4);
+
+    // The new incarnation answers on the fresh port; the rest runs through the harness.
+    const s2 = new Server({ isn: S2_ISN, ts: 7 });
+    h.tun.inject(...s2.receive(syns[3]!)).flush();
+    expect(s2.peerPort).toBe(61000);
+    await h.run(c, s2);
+    expect(h.flow().rec).toBeNull();
+    expect(h.flow().xlate?.serverSidePort).toBe(61000);
+    // After the rebuild: new client data goes out from port 61000; the answers reach port 40000.
+    const more = c.write(500);
+    const seen = (h.tun.inject(...more).flush(), await h.run(c, s2));
+    expect(seen.filter((x) => x.dst === SERVER && dataLen(x) > 0).every((x) => x.srcPort === 61000)).toBe(true);
+    expect(seen.filter((x) => x.dst === CLIENT).every((x) => x.dstPort === CPORT)).toBe(true);
+    expect(s2.bytes().equals(inBytes(0, IN0 + 500))).toBe(true);
+    expect(c.bytes().equals(outBytes(0, outputFor(IN0 + 500)))).toBe(true);
+    expect(c.violations).toEqual([]);
+  });
+
+  for (const [label, server] of [
+    ['no timestamps', { ts: null }],
+    ['another MSS', { mss: 1400 }],
+    ['no SACK', { sack: false }],
+    ['no window scaling', { wscale: null }],
+  ] as const) {
+    it(`a SYN-ACK with ${label} fails the rebuild: one RST to the client at its last ack, the flow closes`, async () => {
+      const w = await crashed();
+      const { h, c } = w;
+      const syn = listening(w).find((x) => x.flags === TCP_SYN)!;
+      const s2 = new Server(Object.assign({ isn: S2_ISN, ts: 9 }, server)) // the variant overrides;
+      const out = h.send(...s2.receive(syn));
+      const rsts = toClient(out).filter((x) => hasFlag(x, TCP_RST));
+      expect(rsts).toHaveLength(1);
+      expect(toClient(out)).toHaveLength(1);
+      expect(rsts[0]!.seq).toBe(c.outSeq(OUT0)); // the client's last ack
+      expect(rsts[0]!.dstPort).toBe(CPORT);
+      expect(h.gw.north.stats.rebuildFailed).toBe(1);
+      expect(h.gw.north.stats.optionMismatch).toBe(1);
+      expect(h.flow().state).toBe('CLOSED');
+      expect(h.flow().rec?.phase).toBe('FAILED');
+      // The new incarnation's half-open connection is reset too (in its window: at the SYN-ACK's ack).
+      const toNew = toServer(out).filter((x) => hasFlag(x, TCP_RST));
+      expect(toNew).toHaveLength(1);
+      expect(toNew[0]!.seq).toBe(seqAdd(C_ISN, 1));
+      // Client segments now only get RSTs back; nothing reaches the server.
+      const later = h.send(c.ack());
+      expect(toServer(later)).toHaveLength(0);
+      expect(h.gw.north.timelines[0]!.failed).toBe(1);
+    });
+  }
+
+  it('a refused SYN (RST) is retried with backoff until rebuildDeadlineMs, then FAILED', async () => {
+    const w = await crashed({ synRtoMs: 100, rebuildDeadlineMs: 2000, portAttempts: 100 });
+    const { h, c } = w;
+    const start = h.now + 100;
+    let syn = listening(w).find((x) => x.flags === TCP_SYN)!;
+    const synTimes: number[] = [h.now];
+    let failed: Seg[] = [];
+    for (let i = 0; i < 400 && failed.length === 0; i++) {
+      if (syn) {
+        const refuse = emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: syn.srcPort, seq: 0, ack: seqAdd(syn.seq, 1), flags: TCP_RST | TCP_ACK, window: 0 });
+        expect(h.send(refuse)).toHaveLength(0);
+      }
+      const out = h.tick(10);
+      syn = out.find((x) => x.flags === TCP_SYN)!;
+      if (syn) synTimes.push(h.now);
+      failed = toClient(out).filter((x) => hasFlag(x, TCP_RST));
+    }
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.seq).toBe(c.outSeq(OUT0));
+    expect(h.now - start).toBeGreaterThan(2000);
+    expect(h.now - start).toBeLessThanOrEqual(2010);
+    expect(h.gw.north.stats.synRefused).toBe(synTimes.length);
+    expect(h.gw.north.stats.rebuildFailed).toBe(1);
+    expect(h.flow().state).toBe('CLOSED');
+    // Backoff: the gaps between SYNs grow (100, 200, 400, 800 ms, capped at 1 s).
+    const gaps = synTimes.slice(1).map((t, i) => t - synTimes[i]!);
+    expect(gaps.length).toBeGreaterThanOrEqual(3);
+    for (let i = 1; i < gaps.length; i++) expect(gaps[i]!).toBeGreaterThanOrEqual(gaps[i - 1]!);
+    expect(gaps[0]!).toBeGreaterThanOrEqual(100);
+    expect(gaps[gaps.length - 1]!).toBeGreaterThan(gaps[0]!);
+  });
+});
+
+/** Crash, masked client data, listening, SYN-ACK from s2: returns what the gateway wrote then. */
+async function handshake(w: Crashed, s2: Server, extra = 0, fin = false): Promise<Seg[]> {
+  const { h, c } = w;
+  if (extra > 0 || fin) {
+    h.tun.inject(...c.write(extra, fin)).flush();
+    await h.run(c, null);
+  }
+  const syn = listening(w).find((x) => x.flags === TCP_SYN)!;
+  const out = h.send(...s2.receive(syn));
+  await h.settle(); // the log read
+  return [...out, ...h.drain()];
+}
+
+const replayed = (l: Seg[]) => toServer(l).filter((x) => dataLen(x) > 0 || hasFlag(x, TCP_FIN));
+
+describe('step 4: the replay sender', () => {
+  it('sends exactly the logged bytes [0, stable) in order, in segments of at most MSS − 12 (timestamps), then the rest when stable', async () => {
+    const w = await crashed();
+    const { h, c } = w;
+    h.autoStable = false;
+    h.send(...c.write(1500));
+    const f = h.flow();
+    h.log.stabilize(f.logId, IN0 + 700); // stable < received
+    h.drain();
+    const s2 = new Server({ isn: S2_ISN, ts: 3 });
+    s2.synWindow = 65000;
+    const out = await handshake(w, s2);
+    const ack = toServer(out).find((x) => x.flags === TCP_ACK && dataLen(x) === 0)!;
+    expect(ack.ack).toBe(seqAdd(S2_ISN, 1));
+    const segs = replayed(out);
+    expect(segs.every((x) => dataLen(x) <= 1460 - 12)).toBe(true);
+    expect(segs.some((x) => dataLen(x) === 1460 - 12)).toBe(true);
+    expect(segs.every((x) => x.srcPort === CPORT)).toBe(true);
+    let at = 0;
+    for (const x of segs) {
+      expect(seqDiff(x.seq, c.seq(0))).toBe(at);
+      at += dataLen(x);
+    }
+    expect(at).toBe(IN0 + 700);
+    expect(Buffer.concat(segs.map((x) => x.payload!)).equals(inBytes(0, IN0 + 700))).toBe(true);
+    // More stability: the rest follows, nothing else.
+    h.log.stabilize(f.logId, IN0 + 1500);
+    await h.settle();
+    const rest = replayed(h.drain());
+    expect(rest.length).toBeGreaterThan(0);
+    expect(seqDiff(rest[0]!.seq, c.seq(0))).toBe(IN0 + 700);
+    expect(Buffer.concat(rest.map((x) => x.payload!)).equals(inBytes(IN0 + 700, IN0 + 1500))).toBe(true);
+    expect(h.gw.north.stats.replayBytes).toBe(IN0 + 1500);
+  });
+
+  it("respects the server's window: a small window limits it, a zero window stops it, an update resumes it", async () => {
+    const w = await crashed();
+    const { h, c } = w;
+    const s2 = new Server({ isn: S2_ISN, ts: 3, window: 0 });
+    s2.synWindow = 1000;
+    const out = await handshake(w, s2);
+    const segs = replayed(out);
+    expect(Buffer.concat(segs.map((x) => x.payload!)).equals(inBytes(0, 1000))).toBe(true);
+    // The server takes them and closes its window.
+    for (const x of segs) s2.receive(x);
+    s2.tsVal += 1;
+    const zero = s2.ackNow(0);
+    h.send(zero);
+    await h.settle();
+    let sentBeyond = 0;
+    for (let i = 0; i < 5; i++) {
+      const l = replayed([...h.drain(), ...h.tick(50)]);
+      for (const x of l) sentBeyond = Math.max(sentBeyond, seqDiff(x.seq, c.seq(0)) + dataLen(x) - 1000);
+    }
+    expect(sentBeyond).toBeLessThanOrEqual(1); // at most a one-byte probe
+    // Window update: 4 << 7 = 512 more bytes.
+    const upd = s2.ackNow(4);
+    const now1 = h.send(upd);
+    await h.settle();
+    const more = replayed([...now1, ...h.drain(), ...h.tick(1)]);
+    const ends = more.map((x) => seqDiff(x.seq, c.seq(0)) + dataLen(x));
+    expect(Math.max(...ends)).toBe(1512);
+    expect(more.some((x) => seqDiff(x.seq, c.seq(0)) <= 1001 && dataLen(x) > 1)).toBe(true);
+  });
+
+  it('retransmits go-back-N from the server\'s ack after the RTO when nothing is acked', async () => {
+    const w = await crashed({ replayRtoMs: 200 });
+    const { h, c } = w;
+    const s2 = new Server({ isn: S2_ISN, ts: 3 });
+    const segs = replayed(await handshake(w, s2));
+    expect(segs.length).toBeGreaterThan(1);
+    // The server got (and acked) only the first segment.
+    s2.receive(segs[0]!);
+    const una = dataLen(segs[0]!);
+    const a = emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: CPORT, seq: s2.seq(0), ack: c.seq(una), flags: TCP_ACK, window: 1000, options: undefined });
+    h.send(a);
+    expect(replayed(h.tick(150))).toHaveLength(0);
+    expect(h.gw.north.stats.replayRetransmits).toBe(0);
+    const re = replayed(h.tick(51));
+    expect(h.gw.north.stats.replayRetransmits).toBe(1);
+    expect(re.length).toBeGreaterThan(0);
+    expect(seqDiff(re[0]!.seq, c.seq(0))).toBe(una);
+    expect(Buffer.from(re[0]!.payload!).equals(Buffer.from(segs[1]!.payload!))).toBe(true);
+    // The RTO doubled: no second retransmission at +201 ms, one by +401 ms.
+    expect(replayed(h.tick(201))).toHaveLength(0);
+    expect(replayed(h.tick(200)).length).toBeGreaterThan(0);
+    expect(h.gw.north.stats.replayRetransmits).toBe(2);
+  });
+
+  it('sends the logged FIN last', async () => {
+    const w = await crashed();
+    const { h, c } = w;
+    const s2 = new Server({ isn: S2_ISN, ts: 3 });
+    const out = await handshake(w, s2, 333, true);
+    const segs = replayed(out);
+    const last = segs[segs.length - 1]!;
+    expect(hasFlag(last, TCP_FIN)).toBe(true);
+    expect(dataLen(last)).toBe(0);
+    expect(last.seq).toBe(c.seq(IN0 + 333));
+    expect(segs.filter((x) => hasFlag(x, TCP_FIN))).toHaveLength(1);
+    expect(Buffer.concat(segs.map((x) => x.payload ?? Buffer.alloc(0))).equals(inBytes(0, IN0 + 333))).toBe(true);
+  });
+});
+
+describe('step 5: absorption', () => {
+  it('absorbs regenerated output up to cliAcked (acked to the server), forwards the rest translated', async () => {
+    const w = await crashed();
+    const { h, c } = w;
+    const s2 = new Server({ isn: S2_ISN, ts: 3 }); // a clock far below the old one
+    const segs = replayed(await handshake(w, s2, 400));
+    const regenerated: Buffer[] = [];
+    for (const x of segs) regenerated.push(...s2.receive(x));
+    const tsBefore = c.lastTsSeen;
+    let forwarded = 0;
+    for (const r of regenerated.map(seg)) {
+      const off = seqDiff(r.seq, s2.seq(0));
+      const end = off + dataLen(r);
+      const out = h.send(r.raw);
+      await h.settle();
+      const later = h.drain();
+      if (dataLen(r) > 0 && end <= OUT0) {
+        expect(toClient([...out, ...later])).toHaveLength(0);
+        const acks = toServer([...out, ...later]).filter((x) => dataLen(x) === 0);
+        expect(acks.length).toBeGreaterThan(0);
+        expect(acks[acks.length - 1]!.ack).toBe(seqAdd(S2_ISN, 1 + end)); // new ISN + 1 + offset
+      } else if (dataLen(r) > 0) {
+        const d = toClient(out).filter((x) => dataLen(x) > 0);
+        expect(d).toHaveLength(1);
+        forwarded++;
+        expect(d[0]!.seq).toBe(c.outSeq(off)); // the client's numbering
+        expect(d[0]!.dstPort).toBe(CPORT);
+        expect(Buffer.from(d[0]!.payload!).equals(outBytes(off, end))).toBe(true);
+        const ts = opts(d[0]!).timestamps!;
+        expect(ts.tsVal).toBeGreaterThan(tsBefore);
+        const a = c.receive(d[0]!);
+        if (a) h.send(a);
+      }
+    }
+    expect(forwarded).toBeGreaterThan(0);
+    expect(h.gw.north.stats.absorbedBytes).toBeGreaterThan(0);
+    expect(h.gw.north.stats.absorbedBytes).toBeLessThanOrEqual(OUT0);
+    expect(c.bytes().equals(outBytes(0, outputFor(IN0 + 400)))).toBe(true);
+    expect(c.violations).toEqual([]);
+  });
+});
+
+describe('step 6: translation after catching up', () => {
+  it('translates client acks, SACK blocks and TSecr back; clamps an ack beyond what the new incarnation sent; rescales the window', async () => {
+    const w = await crashed();
+    const { h, c } = w;
+    const s2 = new Server({ isn: S2_ISN, ts: 3, wscale: 9 });
+    listening(w);
+    // Through the harness: handshake, replay, absorption, until caught up.
+    const syn = emitTcpPacket({ src: CLIENT, dst: SERVER, srcPort: CPORT, dstPort: SPORT, seq: C_ISN, ack: 0, flags: TCP_SYN, window: 64240, options: c.synOptions });
+    h.tun.inject(...s2.receive(seg(syn))).flush();
+    await h.run(c, s2);
+    const f = h.flow();
+    expect(f.rec).toBeNull();
+    expect(f.xlate).not.toBeNull();
+    expect(h.gw.north.stats.caughtUp).toBe(1);
+    const t = f.xlate!;
+    expect(t.oldShift).toBe(7);
+    expect(t.newShift).toBe(9);
+
+    // A client ACK with a SACK block (client's numbering) and its TSecr (the translated TSval).
+    const l = c.outSeq(OUT0 + 10);
+    const r = c.outSeq(OUT0 + 20);
+    const pkt = c.ack({ sack: [[l, r]] });
+    const sent = seg(pkt);
+    const out = toServer(h.send(pkt));
+    expect(out).toHaveLength(1);
+    const x = out[0]!;
+    expect(x.ack).toBe(s2.seq(c.rcvNxt));
+    const o = opts(x);
+    expect(o.sack).toEqual([[s2.seq(OUT0 + 10), s2.seq(OUT0 + 20)]]);
+    expect(o.timestamps!.tsEcr).toBe(seqAdd(opts(sent).timestamps!.tsEcr, -t.tsDelta));
+    expect(x.seq).toBe(sent.seq);
+
+    // An ack beyond anything the new incarnation sent: clamped to what it sent.
+    const n0 = h.gw.north.stats.clientAcksClamped;
+    const bogus = toServer(h.send(c.ack({ ackOff: s2.sndNxt + 5000 })));
+    expect(bogus).toHaveLength(1);
+    expect(bogus[0]!.ack).toBe(s2.seq(s2.sndNxt));
+    expect(h.gw.north.stats.clientAcksClamped).toBe(n0 + 1);
+
+    // Window: 10 << 9 bytes in the new incarnation = 40 << 7 for the client.
+    // Window: the new incarnation's 2^9 units become the client's 2^7 units (on real output).
+    h.tun.inject(...c.write(100)).flush();
+    const seen = await h.run(c, s2);
+    const fromSrv = toClient(seen).filter((y) => dataLen(y) > 0);
+    expect(fromSrv.length).toBeGreaterThan(0);
+    for (const y of fromSrv) expect(y.window).toBe(Math.ceil((s2.window * 2 ** 9) / 2 ** 7));
+    expect(c.bytes().equals(outBytes(0, outputFor(IN0 + 100)))).toBe(true);
+    expect(c.violations).toEqual([]);
+  });
+});
+
+describe('step 7: a crash during the replay', () => {
+  it('starts again from the log (new handshake, replay from 0) and the connection ends byte-exact', async () => {
+    const w = await crashed({ keepaliveMs: 200 });
+    const { h, c, o } = w;
+    h.tun.inject(...c.write(1800)).flush();
+    await h.run(c, null);
+    // Incarnation 2: a small window, so the replay is still running when it dies.
+    const s2 = new Server({ isn: S2_ISN, ts: 3, window: 2 });
+    s2.synWindow = 1200;
+    const syn = listening(w).find((x) => x.flags === TCP_SYN)!;
+    h.tun.inject(...s2.receive(syn)).flush();
+    await h.settle();
+    for (let i = 0; i < 2; i++) {
+      const out = h.drain();
+      for (const x of toServer(out)) {
+        const r = s2.receive(x);
+        if (r.length > 0) h.tun.inject(...r).flush();
+      }
+      for (const x of toClient(out)) {
+        const r = c.receive(x);
+        if (r) h.tun.inject(r).flush();
+      }
+      await h.settle();
+    }
+    expect(h.flow().rec?.phase).toBe('REPLAY');
+    expect(s2.rcvNxt).toBeGreaterThan(0);
+    expect(s2.rcvNxt).toBeLessThan(IN0 + 1800);
+    // It dies.
+    h.now += 50;
+    o.emit('crashed');
+    expect(h.flow().rec?.phase).toBe('MASKED');
+    toClient(h.drain()).forEach((x) => c.receive(x));
+    // Incarnation 3.
+    const s3 = new Server({ isn: 0x44444444, ts: 11 });
+    h.now += 300;
+    o.emit('listening');
+    const out3 = h.drain();
+    const rst = out3.find((x) => x.flags === TCP_RST)!;
+    expect(rst.seq).toBe(c.seq(s2.rcvNxt)); // the reap is at what incarnation 2 acknowledged
+    const syn3 = out3.find((x) => x.flags === TCP_SYN)!;
+    expect(syn3.seq).toBe(C_ISN);
+    h.tun.inject(...s3.receive(syn3)).flush();
+    const seen = await h.run(c, s3);
+    const rep = replayed(seen);
+    expect(seqDiff(rep[0]!.seq, c.seq(0))).toBe(0); // the replay starts at 0 again
+    expect(h.flow().rec).toBeNull();
+    // More data after recovery, then the end: both sides byte-exact.
+    h.tun.inject(...c.write(700)).flush();
+    await h.run(c, s3);
+    expect(s3.bytes().equals(inBytes(0, IN0 + 2500))).toBe(true);
+    expect(c.bytes().equals(outBytes(0, outputFor(IN0 + 2500)))).toBe(true);
+    expect(c.violations).toEqual([]);
+    expect(c.resets).toBe(0);
+    expect(h.flow().crashes).toBe(2);
+    // Two crashes, two timelines: the first one interrupted during its replay, the second complete.
+    const [t1, t2] = h.gw.north.timelines as [RecoveryTimeline, RecoveryTimeline];
+    expect(h.gw.north.timelines).toHaveLength(2);
+    expect([t1.handshakes, t1.replayed, t1.caughtUp, t1.caughtUpAt]).toEqual([1, 0, 0, 0]);
+    expect([t2.connections, t2.handshakes, t2.replayed, t2.caughtUp, t2.failed]).toEqual([1, 1, 1, 1, 0]);
+    expect(t2.detectedAt).toBeGreaterThan(t1.listeningAt);
+    expect(t2.detectedAt).toBeLessThan(t2.listeningAt);
+    expect(t2.listeningAt).toBeLessThanOrEqual(t2.handshakesDoneAt);
+    expect(t2.handshakesDoneAt).toBeLessThanOrEqual(t2.replayDoneAt);
+    expect(t2.replayDoneAt).toBeLessThanOrEqual(t2.caughtUpAt);
+    expect(t2.caughtUpAt).toBeGreaterThan(0);
+  });
+});
+
+describe('recovery timelines', () => {
+  it('detectedAt ≤ listeningAt ≤ handshakesDoneAt ≤ replayDoneAt ≤ caughtUpAt on the injected clock', async () => {
+    const w = await crashed();
+    const { h, c } = w;
+    const detected = h.now;
+    h.tun.inject(...c.write(400)).flush();
+    await h.run(c, null);
+    const s2 = new Server({ isn: S2_ISN, ts: 3 });
+    const syn = listening(w, 1000).find((x) => x.flags === TCP_SYN)!;
+    const listenAt = h.now;
+    h.now += 7;
+    h.tun.inject(...s2.receive(syn)).flush();
+    const hsAt = h.now;
+    await h.settle();
+    const segs = replayed(h.drain());
+    h.now += 5;
+    const acks: Buffer[] = [];
+    for (const x of segs) acks.push(...s2.receive(x));
+    // First only the acks of the replay (no output yet): replay done, not caught up.
+    const pureAcks = acks.map(seg).filter((x) => dataLen(x) === 0);
+    const outputs = acks.map(seg).filter((x) => dataLen(x) > 0);
+    expect(outputs.length).toBeGreaterThan(0);
+    h.send(...pureAcks.map((x) => x.raw), s2.ackNow());
+    const replayAt = h.now;
+    h.now += 5;
+    await h.run(c, s2, 200);
+    h.tun.inject(...outputs.map((x) => x.raw)).flush();
+    await h.run(c, s2);
+    expect(h.flow().rec).toBeNull();
+    const tl = h.gw.north.timelines;
+    expect(tl).toHaveLength(1);
+    const t = tl[0]!;
+    expect(t.detectedAt).toBe(detected);
+    expect(t.listeningAt).toBe(listenAt);
+    expect(t.handshakesDoneAt).toBe(hsAt);
+    expect(t.replayDoneAt).toBe(replayAt);
+    expect(t.caughtUpAt).toBe(replayAt + 5);
+    expect(t.detectedAt).toBeLessThan(t.listeningAt);
+    expect(t.listeningAt).toBeLessThan(t.handshakesDoneAt);
+    expect(t.handshakesDoneAt).toBeLessThan(t.replayDoneAt);
+    expect(t.replayDoneAt).toBeLessThan(t.caughtUpAt);
+    expect([t.connections, t.handshakes, t.replayed, t.caughtUp, t.failed]).toEqual([1, 1, 1, 1, 0]);
+    expect(h.gw.north.isDown(h.svc)).toBe(false);
+  });
+});
