@@ -114,6 +114,8 @@ export class Flow {
   xlate: Translation | null = null;
   /** Crashes this connection went through. */
   crashes = 0;
+  /** The log failed under `--on-log-failure passthrough`: forwarded as is, nothing logged or held. */
+  unprotected = false;
   /** Extra flow-table keys (FlowTable.alias), or null. */
   aliases: number[] | null = null;
 

@@ -120,6 +120,10 @@ export class Gateway {
       if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);
       else this.logger.warn({ status, detail }, 'log status');
       if (status === 'FAILED' && detail?.expired === undefined) this.logFailed(status);
+      if (status !== 'FAILED' && this.south.passthrough) {
+        this.south.passthrough = false; // new connections are protected again
+        this.logger.warn({ status }, 'log back: new connections are protected again');
+      }
     });
     this.tun.start((b) => this.onBatch(b));
     this.sweepTimer = setInterval(() => this.south.sweep(), this.sweepMs);
@@ -147,7 +151,8 @@ export class Gateway {
    *  stall (default): nothing else. Stability stops advancing, so no client byte is acked
    *    beyond what is stable; clients stall (their TCP retransmits) until the log is back.
    *  passthrough: the flows of this moment are marked unprotected (`unprotected`, by log
-   *    id), loudly. Forwarding them without holding acks is the south wrapper's part.
+   *    id), loudly: what they had held goes out, their packets pass untouched from now on,
+   *    and new connections are not protected until the log is back.
    */
   private logFailed(status: LogStatus): void {
     this.logFailures++;
@@ -155,7 +160,11 @@ export class Gateway {
       this.logger.error({ status, policy: 'stall', connections: this.table.size }, 'LOG FAILED: protected connections stall until the log is back');
       return;
     }
-    for (const [, f] of this.table.flows()) if (f.logId >= 0) this.unprotected.add(f.logId);
+    this.south.passthrough = true;
+    for (const [, f] of this.table.flows()) {
+      if (f.logId >= 0) this.unprotected.add(f.logId);
+      if (f.rec === null) this.south.unprotect(f);
+    }
     this.logger.error(
       { status, policy: 'passthrough', unprotected: this.unprotected.size },
       'LOG FAILED: connections now pass through UNPROTECTED (a server crash will break them)',

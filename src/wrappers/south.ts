@@ -75,6 +75,8 @@ export class SouthWrapper {
   /** The north wrapper (masking, rebuild, translation) and the FIN/RST verdict hold. */
   north: NorthWrapper | null = null;
   masking: CrashMasking | null = null;
+  /** The log FAILED and the policy is passthrough: new connections are not protected. */
+  passthrough = false;
   /** Set while a held FIN/RST is processed again after an 'alive' verdict. */
   private releasing = false;
   private readonly relInfo = new PacketInfoClass();
@@ -105,6 +107,7 @@ export class SouthWrapper {
         const options = Buffer.from(buf.subarray(p.optOff, p.optOff + p.optLen));
         flow = new Flow(p.src * 65536 + p.srcPort, p.src, p.srcPort, p.dst, p.dstPort, p.seq, options, this.now());
         flow.clientSynWindow = p.window;
+        flow.unprotected = this.passthrough;
         this.table.add(svc, flow);
         this.stats.flowsOpened++;
       }
@@ -122,6 +125,8 @@ export class SouthWrapper {
       const ts = tsValOf(buf, p, this.opts);
       if (ts >= 0) flow.cliTsVal = ts;
     }
+
+    if (flow.unprotected) return this.toNorth(svc, flow, buf, p);
 
     if (flags & TCP_RST) {
       // RFC 5961: only an RST inside the window the server advertised ends the connection.
@@ -212,6 +217,7 @@ export class SouthWrapper {
       const ts = tsValOf(buf, p, this.opts);
       if (ts >= 0 && seqGt(ts, flow.lastTsToClient)) flow.lastTsToClient = ts;
     }
+    if (flow.unprotected) return FORWARD;
     if (flow.xlate === null && flags & TCP_ACK) {
       const a = flow.inOffset(p.ack);
       if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
@@ -298,6 +304,7 @@ export class SouthWrapper {
     }
     flow.rightEdge = p.window; // a SYN-ACK's window is never scaled
     flow.to('ESTABLISHED', 'server SYN-ACK', this.logger);
+    if (flow.unprotected) return;
     const svcFlow = flow;
     this.log
       .open({
@@ -413,6 +420,22 @@ export class SouthWrapper {
       if (this.fromServer(svc, pkt, info) === FORWARD) this.emit(pkt, 0, info.totalLen);
     } finally {
       this.releasing = false;
+    }
+  }
+
+  /**
+   * `--on-log-failure passthrough`: the connection is no longer protected. What was held for
+   * stability goes out at once, and from now on its packets pass as they are (translated, if
+   * it was rebuilt before); nothing more is logged.
+   */
+  unprotect(flow: Flow): void {
+    if (flow.unprotected) return;
+    flow.unprotected = true;
+    if (flow.held !== null) this.releaseHeldAck(flow, flow.heldAck);
+    const fin = flow.heldFin;
+    if (fin !== null) {
+      flow.heldFin = null;
+      this.emit(fin, 0, fin.length);
     }
   }
 
