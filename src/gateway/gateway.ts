@@ -37,6 +37,8 @@ export interface GatewayOptions {
   crashPolicy?: CrashPolicy;
   /** Bound on holding a server FIN/RST for the verdict (ms). */
   holdMs?: number;
+  /** An alive notice counts for a held FIN/RST only if accepted this long after the hold began. */
+  minGapMs?: number;
   north?: Partial<NorthOptions>;
   /** What to do when the log FAILS (log server unreachable): see logFailed(). Default 'stall'. */
   onLogFailure?: LogFailurePolicy;
@@ -108,7 +110,7 @@ export class Gateway {
       opts.now ?? Date.now,
     );
     this.north.onFailed = (svc, flow) => this.table.remove(svc, flow);
-    this.masking = new CrashMasking(this.table, this.north, oracle, policy, (svc, b) => this.south.releaseHeld(svc, b), opts.holdMs ?? 300, opts.logger);
+    this.masking = new CrashMasking(this.table, this.north, oracle, policy, (svc, b) => this.south.releaseHeld(svc, b), opts.holdMs ?? 1000, opts.logger, opts.minGapMs ?? 25);
     this.south.north = this.north;
     if (this.masking.enabled) this.south.masking = this.masking;
   }

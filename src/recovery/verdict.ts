@@ -27,7 +27,7 @@ export type CrashPolicy = 'none' | 'rst';
 
 /** What the gateway needs from a liveness oracle (src/supervisor/oracle.ts is one). */
 export interface LivenessSource {
-  waitVerdict(service: string, timeoutMs: number, settle?: boolean): Promise<Verdict>;
+  waitVerdict(service: string, timeoutMs: number, settle?: boolean, minGapMs?: number): Promise<Verdict>;
   state(service: string): string;
   on(ev: 'crashed' | 'silent' | 'listening', fn: (service: string) => void): unknown;
 }
@@ -52,6 +52,8 @@ export class CrashMasking {
     private readonly release: (svc: Service, buf: Buffer) => void,
     private readonly holdMs: number,
     private readonly logger: Logger,
+    /** A notice saying alive counts only if accepted this long after the hold began. */
+    private readonly minGapMs = 25,
   ) {
     if (oracle !== null) {
       const down = (why: string) => (name: string) => {
@@ -112,7 +114,7 @@ export class CrashMasking {
     this.stats.held++;
     const hold = flow.verdictHold;
     // settle: a heartbeat already in flight when the process died must not pass its FIN.
-    void this.oracle.waitVerdict(name(svc), this.holdMs, true).then((v) => {
+    void this.oracle.waitVerdict(name(svc), this.holdMs, true, this.minGapMs).then((v) => {
       if (flow.verdictHold !== hold) return; // a crash took it meanwhile
       flow.verdictHold = null;
       let verdict = v;

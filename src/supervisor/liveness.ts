@@ -149,8 +149,10 @@ interface Waiter {
   boot: string | null;
   generation: number;
   deadline: number;
-  /** Only a death (or a deliberate stop) ends the wait early; see waitVerdict. */
+  /** Only a death, a deliberate stop, or an alive notice accepted at least `minGap` ms after `since` ends the wait; see waitVerdict. */
   settle: boolean;
+  since: number;
+  minGap: number;
   resolve: (v: Verdict) => void;
 }
 
@@ -371,12 +373,14 @@ export class LivenessTracker {
    *    same incarnation → 'alive'; any notice of a later generation or another supervisor run
    *    → 'dead': the instance that sent the held FIN is gone);
    *  * else at `timeoutMs` (as of `tick()`), with the verdict then (silence applied).
-   * With `settle`, a notice saying the same incarnation is alive does NOT end the wait: a
-   * heartbeat sent before the process died (or before the supervisor reaped it) may arrive
-   * after the FIN the dying process's kernel sent, so 'alive' is only concluded at the
-   * deadline, when a crash would have been reported. Deaths still resolve at once.
+   * With `settle` (the gateway holding a server FIN/RST), 'alive' needs positive, fresh
+   * evidence: a notice of the same incarnation saying alive, accepted at least `minGapMs`
+   * after the wait began. A heartbeat sent just before the process died can be processed
+   * after the FIN its kernel sent (the TUN and the oracle's socket are separate queues);
+   * one sent after the death says not alive (the supervisor checks for a zombie). Deaths
+   * resolve at once; silence makes the service SILENT ('dead') before the deadline.
    */
-  waitVerdict(service: string, timeoutMs: number, settle = false): Promise<Verdict> {
+  waitVerdict(service: string, timeoutMs: number, settle = false, minGapMs = 0): Promise<Verdict> {
     const r = this.record(service);
     this.checkSilence(r);
     const st = r.state;
@@ -384,7 +388,8 @@ export class LivenessTracker {
       return Promise.resolve(verdictOf(st));
     }
     return new Promise<Verdict>((resolve) => {
-      r.waiters.push({ boot: r.boot, generation: r.generation, deadline: this.now() + timeoutMs, settle, resolve });
+      const now = this.now();
+      r.waiters.push({ boot: r.boot, generation: r.generation, deadline: now + timeoutMs, settle, since: now, minGap: minGapMs, resolve });
     });
   }
 
@@ -466,7 +471,7 @@ export class LivenessTracker {
       const later = w.boot !== null && (w.boot !== r.boot || r.generation > w.generation);
       if (later || (newIncarnation && w.boot !== null)) w.resolve('dead');
       else if (type === 'crashed') w.resolve('dead');
-      else if (w.settle && verdictOf(r.state) !== 'dead' && type !== 'stopping' && type !== 'stopped') r.waiters.push(w);
+      else if (w.settle && verdictOf(r.state) === 'alive' && type !== 'stopping' && type !== 'stopped' && this.now() - w.since < w.minGap) r.waiters.push(w);
       else w.resolve(verdictOf(r.state));
     }
   }

@@ -111,9 +111,9 @@ export class LivenessOracle extends EventEmitter<Record<OracleEventName, [string
   }
 
   /** See LivenessTracker.waitVerdict. */
-  waitVerdict(service: string, timeoutMs: number, settle = false): Promise<Verdict> {
+  waitVerdict(service: string, timeoutMs: number, settle = false, minGapMs = 0): Promise<Verdict> {
     if (this.closed) return Promise.resolve(this.tracker.verdict(service));
-    const p = this.tracker.waitVerdict(service, timeoutMs, settle);
+    const p = this.tracker.waitVerdict(service, timeoutMs, settle, minGapMs);
     this.armDeadline();
     return p;
   }

@@ -25,6 +25,7 @@
  * (Node has no PR_SET_PDEATHSIG); the gateway then hears silence and judges the host dead.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import dgram from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
@@ -189,7 +190,9 @@ export class Supervisor {
     this.log.info({ boot: this.boot, service: this.o.service, gateway: `${this.o.gateway.addr}:${this.o.gateway.port}`, command: [this.o.command, ...this.o.args] }, 'supervisor starting');
     const hb = this.o.heartbeatMs ?? 100;
     this.heartbeat = setInterval(() => {
-      this.send('heartbeat', { alive: this.child !== null && this.childPid !== undefined, listening: this.childListening });
+      // A program killed but not yet reaped is a zombie: not alive, whatever `child` says yet.
+      const alive = this.child !== null && this.childPid !== undefined && !isZombie(this.childPid);
+      this.send('heartbeat', { alive, listening: alive && this.childListening });
     }, hb);
     this.startChild();
     return this.done;
@@ -393,5 +396,16 @@ export class Supervisor {
     await new Promise<void>((r) => this.socket.close(() => r()));
     this.log.info({ code }, 'supervisor done');
     this.resolveRun(code);
+  }
+}
+
+/** True when /proc says the process has died (zombie or gone) though it was not reaped yet. */
+export function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' || state === 'X';
+  } catch {
+    return true;
   }
 }

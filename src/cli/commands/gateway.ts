@@ -56,7 +56,8 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
   --supervisor <ip:port>  listen here for \`ftcp supervise\` notices (the liveness oracle): a server
                           FIN/RST is held until the verdict; a crash masks and rebuilds connections
   --key-file <path>       the supervisors' shared key (default: the PUBLIC development key, lab only)
-  --heartbeat-ms <n>      the supervisors' heartbeat interval (default 100): bounds the FIN/RST hold
+  --heartbeat-ms <n>      the supervisors' heartbeat interval (default 100): a held FIN/RST of a live
+                          server passes at the first heartbeat 25 ms or more after it
   --assume-crash-on <p>   without a supervisor's verdict: 'rst' = a server RST means a crash
                           (rebuild retried until the server answers); 'none' (default)
 
@@ -150,7 +151,8 @@ export async function run(argv: string[]): Promise<number> {
     }
     gw = new Gateway({
       tun, services, log, logger, south: { idleTimeoutMs: idle * 1000 },
-      oracle, crashPolicy, holdMs: 2 * heartbeatMs + 50, onLogFailure,
+      // The verdict needs a fresh heartbeat; silence (3 heartbeats + 50 ms) means dead first.
+      oracle, crashPolicy, holdMs: 10 * heartbeatMs + 200, minGapMs: Math.min(25, heartbeatMs / 2), onLogFailure,
     });
     if (tracer) gw.south.onStableAdvance = tracer.trace;
     gw.start();

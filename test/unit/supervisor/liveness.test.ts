@@ -319,6 +319,42 @@ describe('waitVerdict', () => {
     expect(w.v).toBe('alive');
   });
 
+  it('settle: a heartbeat accepted within minGap of the hold (maybe in flight at the death) does not pass a FIN; a later one does', async () => {
+    const { t, clock } = setup();
+    const s = new Sup();
+    t.receive(s.buf('listening'));
+    const w = watch(t.waitVerdict(SVC, 1000, true, 25));
+    clock.advance(5);
+    t.receive(s.buf('heartbeat', { alive: true, listening: true }));
+    await flush();
+    expect(w.v).toBeNull(); // too soon after the hold began: proves nothing
+    clock.advance(30);
+    t.receive(s.buf('heartbeat', { alive: true, listening: true }));
+    await flush();
+    expect(w.v).toBe('alive');
+  });
+
+  it('settle: a heartbeat saying not alive (a zombie not yet reaped) → dead; a crash during the gap → dead', async () => {
+    const { t, clock } = setup();
+    const s = new Sup();
+    t.receive(s.buf('listening'));
+    const w1 = watch(t.waitVerdict(SVC, 1000, true, 25));
+    clock.advance(40);
+    t.receive(s.buf('heartbeat', { alive: false, listening: false }));
+    await flush();
+    expect(w1.v).toBe('dead');
+
+    const s2 = new Sup();
+    s2.sentAt = s.sentAt + 1000;
+    t.receive(s2.buf('listening'));
+    const w2 = watch(t.waitVerdict(SVC, 1000, true, 25));
+    clock.advance(5);
+    t.receive(s2.buf('heartbeat', { alive: true, listening: true }));
+    t.receive(s2.buf('crashed', { signal: 'SIGKILL' }));
+    await flush();
+    expect(w2.v).toBe('dead');
+  });
+
   it('a notice of a later generation or another boot → dead (the FIN came from a gone instance)', async () => {
     const { t } = setup();
     const s = new Sup();
