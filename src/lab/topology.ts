@@ -17,6 +17,8 @@ export const LAB_NAME_RE = /^[a-z][a-z0-9-]{0,14}$/;
 export const LAB_RUN_DIR = '/run/ftcp-lab';
 export const PREFIX_LEN = 24;
 export const CONTROL_PORT = 7070;
+/** The gateway's liveness oracle (supervisor notices) in the lab. */
+export const ORACLE_PORT = 7071;
 export const TUN_NAME = 'ftcp0';
 
 export type ForwardMode = 'gateway' | 'kernel';
@@ -147,6 +149,7 @@ export function logServerArgs(stateDir: string): string[] {
  * The gateway's arguments after the program (`ftcp.js`), exactly:
  *   gateway --tun ftcp0 --protect 198.18.2.2:<p1>,... --steer gc0,gs0 --log <spec>
  *           --control 198.18.2.1:7070 --ready-file <state-dir>/gateway.ready
+ *           --supervisor 198.18.2.1:7071 --heartbeat-ms 50
  * With no protected port, `--protect` is left out (the gateway then forwards everything unprotected).
  */
 export function gatewayArgs(protect: readonly number[], log: LabLogMode, stateDir: string, extra: readonly string[] = []): string[] {
@@ -157,6 +160,8 @@ export function gatewayArgs(protect: readonly number[], log: LabLogMode, stateDi
     '--log', gatewayLogSpec(log, stateDir),
     '--control', `${ADDRESSES.gwServer}:${CONTROL_PORT}`,
     '--ready-file', `${stateDir}/gateway.ready`,
+    // The liveness oracle: `ftcp supervise --gateway 198.18.2.1:7071 …` in <n>-server reports to it.
+    '--supervisor', `${ADDRESSES.gwServer}:${ORACLE_PORT}`, '--heartbeat-ms', '50',
     ...extra,
   );
   return args;

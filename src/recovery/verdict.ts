@@ -10,8 +10,8 @@
  *   oracle 'crashed' / 'silent'  ──▶ crash(service) at once (no need to wait for a FIN)
  *   oracle 'listening'           ──▶ the rebuilds start
  *
- * Without a supervisor (no oracle), `--assume-crash-on rst` makes every server RST a crash
- * and FINs pass at once; with neither, nothing is held (protection of the log only).
+ * Without a supervisor (no oracle, or one that never heard of the service), `--assume-crash-on
+ * rst` makes every server RST a crash and FINs pass at once; with neither, nothing is held.
  * The hold is bounded by `holdMs` (default: two heartbeats and a little).
  */
 import type { Flow } from '../flow/flow.js';
@@ -91,7 +91,8 @@ export class CrashMasking {
    * taken (held or suppressed): the caller drops it.
    */
   hold(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): boolean {
-    if (this.oracle === null) {
+    // A service no supervisor ever spoke for is judged by the policy alone (no hold).
+    if (this.oracle === null || (flow.verdictHold === null && this.oracle.state(name(svc)) === 'UNKNOWN')) {
       if (this.policy === 'rst' && p.flags & TCP_RST) {
         this.stats.policyCrashes++;
         this.stats.suppressed++;

@@ -73,6 +73,18 @@ describe('verdict hold with an oracle', () => {
     expect(c.resets).toBe(0);
   });
 
+  it('a service no supervisor ever spoke for (UNKNOWN) is not held: its FIN passes at once', async () => {
+    const o = new FakeOracle();
+    const { h, s } = await world(o);
+    o.st = 'UNKNOWN';
+    const fin = s.fin();
+    const out = h.send(fin);
+    expect(out).toHaveLength(1);
+    expect(out[0]!.raw.equals(fin)).toBe(true);
+    expect(o.asked).toHaveLength(0);
+    expect(h.gw.masking.stats.held).toBe(0);
+  });
+
   it("'dead': the FIN never reaches the client and every connection of the service is masked", async () => {
     const o = new FakeOracle();
     const { h, c, s } = await world(o);
