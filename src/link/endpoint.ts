@@ -90,7 +90,6 @@ import {
   F_REJECT,
   F_RESET,
   FRAME_OVERHEAD,
-  MAX_PAYLOAD,
   type Frame,
 } from './frame.js';
 
@@ -131,6 +130,11 @@ export const DEFAULT_TIMERS: LinkTimers = {
   inactiveAfterMs: 600,
 };
 
+/** Largest UDP payload over IPv4 (65535 - 20 - 8). */
+export const MAX_UDP_DATAGRAM = 65_507;
+/** Default largest datagram (frame overhead included). */
+export const DEFAULT_MAX_DATAGRAM = 16 * 1024;
+
 export interface LinkOptions extends Partial<LinkTimers> {
   /** Shared HMAC key (at least 16 bytes). */
   key: Buffer;
@@ -147,7 +151,15 @@ export interface LinkOptions extends Partial<LinkTimers> {
   windowFrames?: number;
   /** Transmit window in payload bytes. Default 1 MiB. */
   windowBytes?: number;
-  /** Payload bytes per frame. Default 1200 (a frame then fits a 1500-byte MTU). */
+  /**
+   * Largest datagram, frame overhead included (bytes). Default DEFAULT_MAX_DATAGRAM (16 KiB):
+   * on a LAN or loopback the kernel fragments and reassembles it, and one HMAC and one
+   * send per 16 KiB instead of per 1.2 KiB is what lets the log keep up with a gateway.
+   * Use 1268 (a 1200-byte payload) where IP fragmentation is unwelcome. Messages above
+   * one frame are chunked.
+   */
+  maxDatagram?: number;
+  /** Payload bytes per frame; overrides maxDatagram (maxDatagram - FRAME_OVERHEAD). */
   chunkSize?: number;
   /** Session/boot id (non-zero u32). Default random. */
   bootId?: number;
@@ -305,8 +317,8 @@ export class LinkEndpoint {
     this.windowFrames = opts.windowFrames ?? 1024;
     invariant(this.windowFrames >= 1 && this.windowFrames <= 1 << 20, 'windowFrames out of range');
     this.windowBytes = opts.windowBytes ?? 1 << 20;
-    this.chunkSize = opts.chunkSize ?? 1200;
-    invariant(this.chunkSize >= 1 && this.chunkSize <= MAX_PAYLOAD, 'chunkSize out of range');
+    this.chunkSize = opts.chunkSize ?? (opts.maxDatagram ?? DEFAULT_MAX_DATAGRAM) - FRAME_OVERHEAD;
+    invariant(this.chunkSize >= 1 && this.chunkSize + FRAME_OVERHEAD <= MAX_UDP_DATAGRAM, 'chunkSize / maxDatagram out of range');
     this.timers = { ...DEFAULT_TIMERS };
     for (const k of Object.keys(DEFAULT_TIMERS) as (keyof LinkTimers)[]) {
       const v = opts[k];
@@ -351,6 +363,10 @@ export class LinkEndpoint {
   }
   get peerBootId(): number {
     return this.peerBoot;
+  }
+  /** Payload bytes per frame: a message up to this size travels in one datagram. */
+  get framePayload(): number {
+    return this.chunkSize;
   }
   /** Largest message `send` accepts. */
   get maxMessage(): number {
@@ -885,7 +901,7 @@ export class LinkEndpoint {
 }
 
 /** Bytes on the wire for a message of `len` bytes with the given chunk size. */
-export function wireBytes(len: number, chunkSize = 1200): number {
+export function wireBytes(len: number, chunkSize = DEFAULT_MAX_DATAGRAM - FRAME_OVERHEAD): number {
   const n = Math.max(1, Math.ceil(len / chunkSize));
   return len + n * FRAME_OVERHEAD;
 }

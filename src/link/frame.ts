@@ -168,6 +168,8 @@ export function decodeFrame(key: Buffer, dg: Buffer): DecodeResult {
   };
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** A frame with every field zero and an empty payload (a base for building frames). */
 export function blankFrame(): Frame {
   return {
@@ -184,7 +186,7 @@ export function blankFrame(): Frame {
     rsFrom: 0,
     rsCount: 0,
     rsGen: 0,
-    payload: Buffer.alloc(0),
+    payload: EMPTY,
   };
 }
 

@@ -79,7 +79,10 @@ export interface RemoteLogOptions {
   requestTimeoutMs?: number;
   /** Unstable bytes without progress this long → the connection is re-registered. Default 1000 ms. */
   stallResyncMs?: number;
-  /** Bytes per APPEND message. Default 16 KiB. */
+  /**
+   * Bytes per APPEND message. Default: what fills one link frame (the link's framePayload
+   * minus the APPEND header), so an APPEND is one datagram, one HMAC, no reassembly.
+   */
   appendChunk?: number;
   /** Bytes per READ request, and how many are in flight. Default 64 KiB, 4. */
   readChunk?: number;
@@ -200,7 +203,10 @@ export class RemoteLog implements LogStore {
   private pendingBytes = 0;
   private timer: NodeJS.Timeout | null = null;
   private isShutdown = false;
-  private readonly o: Required<Omit<RemoteLogOptions, 'logger' | 'manualClock'>>;
+  private readonly o: Required<Omit<RemoteLogOptions, 'logger' | 'manualClock' | 'appendChunk'>>;
+  private appendChunk: number;
+  private readonly appendChunkSet: boolean;
+  private pumpScheduled = false;
   private readonly log: Logger;
 
   constructor(opts: RemoteLogOptions = {}) {
@@ -208,12 +214,13 @@ export class RemoteLog implements LogStore {
       failAfterMs: opts.failAfterMs ?? 2000,
       requestTimeoutMs: opts.requestTimeoutMs ?? 1000,
       stallResyncMs: opts.stallResyncMs ?? 1000,
-      appendChunk: opts.appendChunk ?? 16 * 1024,
       readChunk: Math.min(opts.readChunk ?? 64 * 1024, MAX_READ_CHUNK),
       readParallel: opts.readParallel ?? 4,
       maxPendingBytes: opts.maxPendingBytes ?? 256 * 1024 * 1024,
       maxHeldBytes: opts.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES,
     };
+    this.appendChunkSet = opts.appendChunk !== undefined;
+    this.appendChunk = opts.appendChunk ?? 16 * 1024 - APPEND_HEADER;
     this.log = opts.logger ?? rootLogger.child({ mod: 'logclient' });
     this.now = opts.manualClock ? 0 : performance.now();
     this.inactiveSince = this.now;
@@ -236,6 +243,7 @@ export class RemoteLog implements LogStore {
   /** Connects the link endpoint (built with `handlers`); `close` releases its transport. */
   attach(ep: LinkEndpoint, close?: () => Promise<void>): void {
     this.ep = ep;
+    if (!this.appendChunkSet) this.appendChunk = Math.max(1024, ep.framePayload - APPEND_HEADER);
     this.closeTransport = close ?? null;
     if (ep.peerState === 'active') this.peerState('active');
   }
@@ -708,9 +716,19 @@ export class RemoteLog implements LogStore {
     this.request({ op: 'close', id: rid }, true, () => {}, () => {});
   }
 
+  /**
+   * The pump runs once per turn of the event loop (setImmediate, not a microtask), so the
+   * appends a gateway makes for one connection while handling a burst of packets leave
+   * as one APPEND message (up to appendChunk) instead of one message per segment.
+   */
   private markDirty(c: RConn): void {
     this.dirty.add(c);
-    if (this.dirty.size === 1) queueMicrotask(() => this.pump());
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
   }
 
   // ---- sending -------------------------------------------------------------------------
@@ -730,7 +748,7 @@ export class RemoteLog implements LogStore {
       }
       const rid = c.remoteId;
       while (c.sentEnd < c.asm.end) {
-        const n = Math.min(this.o.appendChunk, c.asm.end - c.sentEnd);
+        const n = Math.min(this.appendChunk, c.asm.end - c.sentEnd);
         const msg = allocAppend(rid, c.sentEnd, n);
         c.buf.read(c.sentEnd, c.sentEnd + n).copy(msg, APPEND_HEADER);
         if (!ep.send(msg)) return;

@@ -330,8 +330,10 @@ export class LogServer {
     if (peer === undefined) return;
     peer.pendingStable.set(id, stable);
     if (!this.flushScheduled) {
+      // Once per turn of the event loop: the APPENDs of one burst of datagrams are
+      // answered by one STABLE message (one frame, which also carries the link ack).
       this.flushScheduled = true;
-      queueMicrotask(() => {
+      setImmediate(() => {
         this.flushScheduled = false;
         for (const p of this.peers) this.flush(p);
       });

@@ -1,9 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeFrame, F_DATA, F_CHUNK_FIRST } from '../../../src/link/frame.js';
+import { decodeFrame, F_DATA, F_CHUNK_FIRST, FRAME_OVERHEAD } from '../../../src/link/frame.js';
+import { DEFAULT_MAX_DATAGRAM, MAX_UDP_DATAGRAM } from '../../../src/link/endpoint.js';
 import { SimNetwork } from '../../../src/link/sim.js';
 import { FtcpError } from '../../../src/util/errors.js';
-import { checkMessage, drive, Flow, KEY, pair } from './harness.js';
+import { checkMessage, drive, Flow, KEY, makeMessage, pair } from './harness.js';
 
 /** Message id carried by a DATA frame that starts a message, else -1. */
 function firstChunkId(dg: Buffer): number {
@@ -48,6 +49,37 @@ describe('clean network', () => {
     ab.check();
     expect(ab.delivered.length).toBe(100);
     expect(() => a.send(Buffer.alloc(8 * 1200 + 1))).toThrow(FtcpError);
+  });
+});
+
+describe('datagram size', () => {
+  it('defaults to 16 KiB datagrams: a message up to framePayload is one datagram, a larger one is chunked', () => {
+    const sim = new SimNetwork({ seed: 3 });
+    sim.recordWire = true;
+    const ab = new Flow(0);
+    const ba = new Flow(0);
+    const { a, b } = pair(sim, ab, ba, { chunkSize: undefined });
+    expect(a.framePayload).toBe(DEFAULT_MAX_DATAGRAM - FRAME_OVERHEAD);
+    expect(sim.runUntil(() => a.peerState === 'active' && b.peerState === 'active', 100)).toBe(true);
+    sim.wire.length = 0;
+    expect(a.send(makeMessage(0, a.framePayload))).toBe(true);
+    expect(a.send(makeMessage(1, a.framePayload + 1))).toBe(true);
+    sim.run(50);
+    expect(ab.delivered).toEqual([0, 1]);
+    const isData = (dg: Buffer) => {
+      const r = decodeFrame(KEY, dg);
+      return r.ok && (r.frame.flags & F_DATA) !== 0;
+    };
+    const data = sim.wire.filter((w) => w.from === 'a' && isData(w.dg));
+    expect(data.map((w) => w.dg.length)).toEqual([DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_DATAGRAM, 1 + FRAME_OVERHEAD]);
+  });
+
+  it('maxDatagram sets the frame size; beyond a UDP datagram it is refused', () => {
+    const sim = new SimNetwork({ seed: 4 });
+    const { a } = pair(sim, new Flow(0), new Flow(0), { chunkSize: undefined, maxDatagram: 60_000 });
+    expect(a.framePayload).toBe(60_000 - FRAME_OVERHEAD);
+    expect(() => new SimNetwork({ seed: 5 }).addEndpoint('a', { key: KEY, maxDatagram: MAX_UDP_DATAGRAM + 1 })).toThrow();
+    expect(() => new SimNetwork({ seed: 5 }).addEndpoint('a', { key: KEY, maxDatagram: FRAME_OVERHEAD })).toThrow();
   });
 });
 

@@ -102,6 +102,8 @@ export function pair(
   const make = (side: SimSide, out: Flow, inn: Flow): LinkEndpoint => {
     const ep = sim.addEndpoint(side, {
       key: KEY,
+      // MTU-sized frames, so that the messages of these tests (up to a few KB) are chunked.
+      chunkSize: 1200,
       ...opts,
       onMessage: (m) => inn.delivered.push(checkMessage(m)),
       onLost: (ids, reason) => {
