@@ -14,6 +14,16 @@
  *      timeline per crash (detected, listening again, handshakes, replay, caught up)
  *   6. lab down, whatever happened
  *
+ * With `log: 'remote'` the gateway logs to `ftcp logserver` in <n>-log over both log links,
+ * and `fault` injects a log-link fault ~0.3 s after the clients start (src/lab/faults.ts):
+ *   log-loss       netem loss, reordering and duplication on both log links, to the end
+ *   log-path-down  the log link in use taken down, to the end
+ *   log-restart    kill -9 of the log server (disk store) and an immediate restart; the
+ *                  server crash comes only after the gateway is back with the restarted
+ *                  log server, so the rebuild reads the replay from it
+ * The report's `logLink` section (the gateway's log-link counters) shows the fault happened;
+ * a fault that left no trace there is a failure.
+ *
  * Exit status 0 only if every connection survived byte-exact, the checks hold, and every
  * crash hit live connections (a crash after the clients finished proves nothing).
  */
@@ -30,6 +40,8 @@ import { ipToU32 } from '../wire/addr.js';
 import type { DemoClientReport } from '../demo/client.js';
 import { UsageError } from '../util/errors.js';
 import { execIn } from './exec.js';
+import { logLoss, logPathDown, logRestart } from './faults.js';
+import type { LabTopology } from './topology.js';
 
 type Kind = 'upload' | 'download' | 'echo' | 'kv';
 
@@ -62,9 +74,58 @@ export type Scenario = keyof typeof SCENARIOS;
 const PORTS: Record<Kind, number> = { upload: 5001, download: 5002, echo: 5003, kv: 5004 };
 const ORACLE_PORT = 7071;
 
+export const LOG_FAULTS = {
+  'log-loss': 'loss, reordering and duplication on both log links',
+  'log-path-down': 'the log link in use goes down mid-transfer',
+  'log-restart': 'kill -9 of the log server mid-transfer, restarted on its disk store; the server crash follows',
+} as const;
+export type LogFault = keyof typeof LOG_FAULTS;
+export type DrillLog = 'embedded' | 'embedded:disk' | 'remote';
+/** When the log fault starts, from the clients' start (ms). */
+const FAULT_AT_MS = 300;
+
+export function checkLogFault(s: string): LogFault {
+  if (!(s in LOG_FAULTS)) throw new UsageError(`--fault: expected one of ${Object.keys(LOG_FAULTS).join(', ')}; got '${s}'`);
+  return s as LogFault;
+}
+
+/** The gateway's log link as the drill reports it (gateway status `logLink`, at the end). */
+export interface LogLinkReport {
+  fault: LogFault | null;
+  /** From the clients' start: the fault began (-1: not applied, the clients had finished). */
+  faultAtMs: number;
+  /** Epoch ms the fault was in place (log-restart: the gateway back with the restarted server); -1: never. */
+  faultReadyAt: number;
+  /** log-loss: 'netem' or the log server's userspace impairment. */
+  impairment?: 'netem' | 'userspace';
+  /** log-path-down: the link taken down (1 or 2). */
+  downLink?: number;
+  /** log-restart: from the kill to the gateway re-registered with the restarted server. */
+  restartMs?: number;
+  peer: string;
+  path: number;
+  datagramsOut: number;
+  retransmitted: number;
+  rejectsSent: number;
+  rejectsReceived: number;
+  duplicates: number;
+  replayed: number;
+  pathSwitches: number;
+  resyncs: number;
+  peerResyncs: number;
+  reconnects: number;
+  serverRestarts: number;
+  reRegistrations: number;
+  lostMessages: number;
+  bytesResent: number;
+  failures: number;
+}
+
 export interface DrillOptions {
   scenario: Scenario;
-  log: 'embedded' | 'embedded:disk';
+  log: DrillLog;
+  /** A log-link fault (needs log 'remote'). */
+  fault?: LogFault;
   /** upload/download bytes per connection. */
   bytes: number;
   /** echo/kv connections (upload/download use `streams` each). */
@@ -119,6 +180,8 @@ export interface DrillReport {
   verdicts: Record<string, number>;
   gateway: { packets: number; protectedPackets: number; bytesLogged: number; acksLowered: number; acksHeld: number; heldReleased: number; dropped: number };
   north: Record<string, number>;
+  /** With log 'remote': the log link's counters (null otherwise). */
+  logLink: LogLinkReport | null;
   durationMs: number;
 }
 
@@ -155,7 +218,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const captures: Array<{ stop(): Promise<string> }> = [];
   const t0 = Date.now();
   const oracle = `${ADDRESSES.gwServer}:${ORACLE_PORT}`;
-  say(`lab ${name}: up (log ${opts.log}); scenario ${opts.scenario}: ${spec.what}; ${crashes} crash(es), seed ${opts.seed}`);
+  const fault = opts.fault ?? null;
+  if (fault !== null && opts.log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
+  say(`lab ${name}: up (log ${opts.log}${fault ? `, fault ${fault}` : ''}); scenario ${opts.scenario}: ${spec.what}; ${crashes} crash(es), seed ${opts.seed}`);
   const topo = await labUp({
     name, protect: kinds.map((k) => PORTS[k]), log: opts.log,
     extraGatewayArgs: ['--stability-trace', trace, '--supervisor', oracle, '--heartbeat-ms', '50'],
@@ -181,11 +246,19 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       }),
     ).finally(() => { clientsDone = true; });
 
+    // The log fault, ~0.3 s in (log-restart: the first crash waits for it).
+    const clientsAt = Date.now();
+    const faultRun = fault === null ? null : runLogFault(topo, fault, clientsAt, () => clientsDone, say);
     // The crashes, while the clients run.
     const kills: Array<{ n: number; at: number; listenedAt: number }> = [];
     const crashing = (async () => {
       for (let n = 1; n <= crashes; n++) {
-        const delay = n === 1 ? 400 + rand() * 400 : spec.duringReplay ? 10 + rand() * 30 : 100 + rand() * 300;
+        let delay = n === 1 ? 400 + rand() * 400 : spec.duringReplay ? 10 + rand() * 30 : 100 + rand() * 300;
+        if (n === 1 && fault === 'log-restart') {
+          // The crash must need the restarted log server: only once the gateway is back with it.
+          await faultRun!.ready;
+          delay = 100 + rand() * 200;
+        }
         await sleep(delay);
         if (clientsDone) {
           kills.push({ n, at: -1, listenedAt: -1 });
@@ -200,9 +273,11 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       }
     })();
     const [reports] = await Promise.all([running, crashing]);
+    const faultInfo = faultRun === null ? null : await faultRun.done;
     for (const c of captures) await c.stop();
     captures.length = 0;
     const st = await gatewayStatus(name);
+    if (faultRun !== null) await faultRun.undo();
     // Let the gateway's trace writer drain before reading it.
     await sleep(200);
     const pcap = await readFile(path.join(work, 'client.pcap'));
@@ -235,6 +310,12 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       if (c.verdict !== 'ok') failures.push(`inspect: ${c.verdict}: ${c.reason}`);
       if (failures.length > 20) break;
     }
+    const logLink = opts.log === 'remote' ? logLinkReport(fault, faultInfo, st.logLink) : null;
+    if (logLink !== null && fault !== null) {
+      const trace = faultTrace(logLink);
+      if (logLink.faultAtMs < 0) failures.push(`log fault ${fault}: the clients had finished before it: use more --bytes / --lines`);
+      else if (trace !== null) failures.push(`log fault ${fault}: ${trace}`);
+    }
     if (opts.pcapDir) {
       await mkdir(opts.pcapDir, { recursive: true });
       for (const f of ['client.pcap', 'server.pcap', 'stable.trace']) await copyFile(path.join(work, f), path.join(opts.pcapDir, f));
@@ -251,6 +332,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         acksLowered: st.south.acksLowered, acksHeld: st.south.acksHeld, heldReleased: st.south.heldReleased, dropped: st.stats.dropped,
       },
       north: st.north ?? {},
+      logLink,
       durationMs: Date.now() - t0,
     };
   } finally {
@@ -259,6 +341,104 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     say(`lab ${name}: down`);
     await labDown(name);
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+interface FaultInfo {
+  atMs: number;
+  readyAt: number;
+  impairment?: 'netem' | 'userspace';
+  downLink?: number;
+  restartMs?: number;
+}
+
+interface FaultRun {
+  /** The fault is in place (log-restart: the gateway is back with the restarted server). */
+  ready: Promise<void>;
+  /** Resolves once the fault step is over (at once for the faults that last to the end). */
+  done: Promise<FaultInfo>;
+  /** Undoes what lasts to the end (netem off, the link up again). */
+  undo(): Promise<void>;
+}
+
+/**
+ * Applies `fault` FAULT_AT_MS after `clientsAt`. log-loss and log-path-down last until
+ * undo(); log-restart kills and restarts the log server, then waits (bounded) until the
+ * gateway reports the new server and an active link.
+ */
+function runLogFault(topo: LabTopology, fault: LogFault, clientsAt: number, clientsDone: () => boolean, say: (m: string) => void): FaultRun {
+  let undo: () => Promise<void> = async () => {};
+  const done = (async (): Promise<FaultInfo> => {
+    await sleep(Math.max(0, clientsAt + FAULT_AT_MS - Date.now()));
+    if (clientsDone()) return { atMs: -1, readyAt: -1 };
+    const atMs = Date.now() - clientsAt;
+    switch (fault) {
+      case 'log-loss': {
+        const impairment = await logLoss(topo, true);
+        undo = async () => { await logLoss(topo, false); };
+        say(`log fault: loss, reordering, duplication on both log links (${impairment})`);
+        return { atMs, readyAt: Date.now(), impairment };
+      }
+      case 'log-path-down': {
+        const st = await gatewayStatus(topo.name);
+        const which = (Number(st.logLink?.path ?? 0) + 1) as 1 | 2;
+        await logPathDown(topo, which, true);
+        undo = async () => { await logPathDown(topo, which, false); };
+        say(`log fault: log link ${which} down`);
+        return { atMs, readyAt: Date.now(), downLink: which };
+      }
+      case 'log-restart': {
+        const before = Number((await gatewayStatus(topo.name)).logLink?.client?.serverRestarts ?? 0);
+        const killedAt = Date.now();
+        const { oldPid, newPid } = await logRestart(topo);
+        say(`log fault: log server ${oldPid} killed (-9), restarted as ${newPid}`);
+        for (let i = 0; i < 100; i++) {
+          const ll = (await gatewayStatus(topo.name)).logLink;
+          if (Number(ll?.client?.serverRestarts ?? 0) > before && ll?.peer === 'active') break;
+          await sleep(50);
+        }
+        const restartMs = Date.now() - killedAt;
+        say(`log fault: the gateway is back with the restarted log server (${restartMs} ms after the kill)`);
+        return { atMs, readyAt: Date.now(), restartMs };
+      }
+    }
+  })();
+  done.catch(() => {}); // awaited by the drill; this only keeps an early exit from leaving it unhandled
+  const ready = done.then(() => {});
+  ready.catch(() => {});
+  return { ready, done, undo: () => undo() };
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function logLinkReport(fault: LogFault | null, info: FaultInfo | null, ll: any): LogLinkReport {
+  const link = (ll?.link ?? {}) as Record<string, number>;
+  const cl = (ll?.client ?? {}) as Record<string, number>;
+  const n = (v: number | undefined) => (typeof v === 'number' ? v : 0);
+  return {
+    fault, faultAtMs: info?.atMs ?? -1, faultReadyAt: info?.readyAt ?? -1,
+    ...(info?.impairment ? { impairment: info.impairment } : {}),
+    ...(info?.downLink ? { downLink: info.downLink } : {}),
+    ...(info?.restartMs !== undefined ? { restartMs: info.restartMs } : {}),
+    peer: String(ll?.peer ?? 'unknown'), path: n(ll?.path),
+    datagramsOut: n(link.datagramsOut), retransmitted: n(link.retransmitted), rejectsSent: n(link.rejectsSent),
+    rejectsReceived: n(link.rejectsReceived), duplicates: n(link.duplicates), replayed: n(link.replayed),
+    pathSwitches: n(link.pathSwitches), resyncs: n(link.resyncs), peerResyncs: n(link.peerResyncs),
+    reconnects: n(cl.reconnects), serverRestarts: n(cl.serverRestarts), reRegistrations: n(cl.reRegistrations),
+    lostMessages: n(cl.lostMessages), bytesResent: n(cl.bytesResent), failures: n(cl.failures),
+  };
+}
+
+/** Why the counters do not show the fault, or null when they do. */
+function faultTrace(l: LogLinkReport): string | null {
+  switch (l.fault) {
+    case 'log-loss':
+      return l.retransmitted > 0 ? null : 'no retransmission on the log link';
+    case 'log-path-down':
+      return l.pathSwitches > 0 ? null : 'no path switch on the log link';
+    case 'log-restart':
+      return l.serverRestarts > 0 && l.reRegistrations > 0 ? null : 'the gateway saw no log server restart / re-registration';
+    default:
+      return null;
   }
 }
 
@@ -330,8 +510,20 @@ export function formatDrill(r: DrillReport): string {
     `  inspect verdicts (client side): ${Object.entries(r.verdicts).map(([v, n]) => `${n} ${v}`).join(', ') || 'none'}`,
     `  gateway: ${r.gateway.packets} packets (${r.gateway.protectedPackets} protected), ${mb(r.gateway.bytesLogged)} MB logged, acks lowered ${r.gateway.acksLowered}, held ${r.gateway.acksHeld}, released ${r.gateway.heldReleased}, dropped ${r.gateway.dropped}`,
     `  longest stall any client saw: ${r.longestStallMs.toFixed(1)} ms`,
+    ...(r.logLink === null ? [] : formatLogLink(r.logLink)),
     '',
     r.ok ? 'PASS: every connection byte-exact across every crash, no RST/FIN/ICMP reached a client, invariant held' : `FAIL:\n${r.failures.map((f) => `  - ${f}`).join('\n')}`,
   );
   return lines.join('\n');
+}
+
+function formatLogLink(l: LogLinkReport): string[] {
+  const at = l.faultAtMs < 0 ? 'not applied' : `at ${l.faultAtMs} ms`;
+  const detail = l.impairment ? `, ${l.impairment}` : l.downLink ? `, link ${l.downLink} down` : l.restartMs !== undefined ? `, gateway back with the new server ${l.restartMs} ms after the kill` : '';
+  return [
+    '',
+    `  log link (remote log server): fault ${l.fault ?? 'none'}${l.fault ? ` (${at}${detail})` : ''}; peer ${l.peer}, on link ${l.path + 1}`,
+    `    link:   ${l.datagramsOut} datagrams out, ${l.retransmitted} retransmitted, REJECTs ${l.rejectsSent} sent / ${l.rejectsReceived} received, ${l.duplicates} duplicates, ${l.replayed} replayed, ${l.pathSwitches} path switches, ${l.resyncs} resyncs (peer ${l.peerResyncs})`,
+    `    client: ${l.reconnects} reconnects, ${l.serverRestarts} server restarts, ${l.reRegistrations} re-registrations, ${l.lostMessages} messages lost, ${(l.bytesResent / 1e6).toFixed(1)} MB resent, ${l.failures} FAILED`,
+  ];
 }

@@ -1,10 +1,11 @@
 /**
- * ftcp drill [--scenario <s>] [--crashes N] [--seed S] [--log embedded|embedded:disk]
+ * ftcp drill [--scenario <s>] [--crashes N] [--seed S] [--log embedded|embedded:disk|remote]
+ *            [--fault log-loss|log-path-down|log-restart]
  *            [--bytes N] [--streams N] [--connections N] [--lines N] [--json] [--pcap <dir>]
  */
 import { parseCli } from '../args.js';
 import { UsageError } from '../../util/errors.js';
-import { runDrill, formatDrill, checkScenario, SCENARIOS } from '../../lab/drill.js';
+import { runDrill, formatDrill, checkScenario, checkLogFault, LOG_FAULTS, SCENARIOS, type DrillLog } from '../../lab/drill.js';
 
 const HELP = `usage: ftcp drill [options]        (root: builds a namespace lab, runs, removes it)
 
@@ -15,7 +16,10 @@ FIN or ICMP, printing the recovery timeline of each crash.
   --scenario <s>      (default mixed)
 ${Object.entries(SCENARIOS).map(([k, v]) => `                        ${k.padEnd(13)} ${v.what}${v.crashes !== 1 ? ` (${v.crashes} crashes)` : ''}`).join('\n')}
   --crashes <n>       crashes (default: the scenario's; 0 = the normal path only)
-  --log <l>           embedded | embedded:disk                 (default embedded)
+  --log <l>           embedded | embedded:disk | remote        (default embedded)
+                        remote: ftcp logserver in <n>-log (disk store), over both log links
+  --fault <f>         a log-link fault ~0.3 s in (needs --log remote):
+${Object.entries(LOG_FAULTS).map(([k, v]) => `                        ${k.padEnd(13)} ${v}`).join('\n')}
   --bytes <n>         bytes per upload/download stream         (default 200000000)
   --streams <n>       upload/download connections              (default 1)
   --connections <n>   echo/kv connections                      (default 50)
@@ -25,7 +29,8 @@ ${Object.entries(SCENARIOS).map(([k, v]) => `                        ${k.padEnd(
   --pcap <dir>        keep the client- and server-side captures and the stability trace
   --json              print the report as JSON
 
-example: ftcp drill --scenario double-crash --seed 7 --pcap /tmp/drill`;
+example: ftcp drill --scenario double-crash --seed 7 --pcap /tmp/drill
+         ftcp drill --scenario upload --log remote --fault log-restart`;
 
 function int(v: string, flag: string, min: number): number {
   const n = Number(v);
@@ -47,6 +52,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values } = parseCli(argv, {
     scenario: { type: 'string', default: 'mixed' },
     log: { type: 'string', default: 'embedded' },
+    fault: { type: 'string' },
     bytes: { type: 'string', default: '200000000' },
     crashes: { type: 'string' },
     streams: { type: 'string', default: '1' },
@@ -62,11 +68,15 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return 0;
   }
-  if (values.log !== 'embedded' && values.log !== 'embedded:disk') throw new UsageError(`--log: expected embedded or embedded:disk, got '${values.log}'`);
+  const log = values.log as DrillLog;
+  if (log !== 'embedded' && log !== 'embedded:disk' && log !== 'remote') throw new UsageError(`--log: expected embedded, embedded:disk or remote, got '${values.log}'`);
+  const fault = values.fault === undefined ? undefined : checkLogFault(values.fault);
+  if (fault !== undefined && log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
   if (process.getuid?.() !== 0) throw new UsageError('ftcp drill builds network namespaces: run it as root');
   const report = await runDrill({
     scenario: checkScenario(values.scenario!),
-    log: values.log,
+    log,
+    ...(fault !== undefined ? { fault } : {}),
     bytes: int(values.bytes!, '--bytes', 1),
     streams: int(values.streams!, '--streams', 1),
     connections: int(values.connections!, '--connections', 1),

@@ -1,0 +1,81 @@
+/**
+ * `ftcp drill --log remote --fault …` through the CLI: the gateway logs to `ftcp logserver`
+ * in <n>-log over two log links, a log-link fault starts ~0.3 s into an upload, and a kill -9
+ * of the upload server follows. Each drill must pass byte-exact, the crash must hit the live
+ * connection, and the report's logLink counters must show that the fault happened.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { execCmd, listLeftovers, REPO_ROOT } from '../../src/lab/index.js';
+import { ensureBuilt } from '../support/build.js';
+
+const FTCP = path.join(REPO_ROOT, 'bin', 'ftcp.js');
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function drill(fault: string, bytes: number): Promise<any> {
+  const r = await execCmd(process.execPath, [FTCP, 'drill', '--scenario', 'upload', '--log', 'remote', '--fault', fault, '--bytes', String(bytes), '--seed', '3', '--json'], { timeoutMs: 100_000 });
+  let rep;
+  try {
+    rep = JSON.parse(r.stdout);
+  } catch {
+    throw new Error(`drill --fault ${fault}: exit ${r.code}, no JSON report; stderr:\n${r.stderr.slice(-3000)}`);
+  }
+  expect(rep.failures).toEqual([]);
+  expect(rep.ok).toBe(true);
+  expect(r.code).toBe(0);
+  expect(rep.log).toBe('remote');
+  expect(rep.clients.map((c: { kind: string; ok: number; bytesSent: number }) => [c.kind, c.ok, c.bytesSent])).toEqual([['upload', 1, bytes]]);
+  expect(rep.verdicts).toEqual({ ok: 1 });
+  expect(rep.invariant.checked).toBeGreaterThan(100);
+  expect(rep.invariant.violations).toEqual([]);
+  // The crash hit the live connection and the rebuild finished.
+  expect(rep.crashes).toHaveLength(1);
+  expect(rep.crashes[0].connections).toBe(1);
+  expect(rep.crashes[0].caughtUpMs).toBeGreaterThanOrEqual(0);
+  expect(rep.north.handshakes).toBe(1);
+  expect(rep.north.replayBytes).toBeGreaterThan(0);
+  // The fault was applied while the upload ran.
+  expect(rep.logLink.fault).toBe(fault);
+  expect(rep.logLink.faultAtMs).toBeGreaterThanOrEqual(250);
+  expect(rep.logLink.faultReadyAt).toBeGreaterThan(0);
+  expect(rep.logLink.peer).toBe('active');
+  expect(rep.logLink.failures).toBe(0);
+  expect(await listLeftovers(rep.lab)).toEqual([]);
+  return rep;
+}
+
+describe('ftcp drill --log remote with log-link faults (lab)', () => {
+  beforeAll(() => ensureBuilt());
+
+  it('log-loss: loss, reordering and duplication on both log links; retransmissions and REJECTs show it', async () => {
+    const rep = await drill('log-loss', 150_000_000);
+    expect(rep.logLink.retransmitted).toBeGreaterThan(0);
+    expect(rep.logLink.rejectsSent + rep.logLink.rejectsReceived).toBeGreaterThan(0);
+    expect(rep.logLink.duplicates + rep.logLink.replayed).toBeGreaterThan(0);
+    expect(['netem', 'userspace']).toContain(rep.logLink.impairment);
+  });
+
+  it('log-path-down: the log link in use goes down; the gateway switches to the other one', async () => {
+    const rep = await drill('log-path-down', 150_000_000);
+    expect(rep.logLink.pathSwitches).toBeGreaterThan(0);
+    expect([1, 2]).toContain(rep.logLink.downLink);
+    expect(rep.logLink.path + 1).not.toBe(rep.logLink.downLink);
+  });
+
+  it('log-restart: kill -9 of the log server, restarted on disk; the server crash comes after, and the replay reads the restarted log', async () => {
+    const rep = await drill('log-restart', 250_000_000);
+    expect(rep.logLink.serverRestarts).toBe(1);
+    expect(rep.logLink.reRegistrations).toBeGreaterThan(0);
+    expect(rep.logLink.restartMs).toBeGreaterThan(0);
+    expect(rep.crashes[0].killedAt).toBeGreaterThan(rep.logLink.faultReadyAt);
+  });
+
+  it('refuses --fault without --log remote (exit 2, before building anything)', async () => {
+    const r = await execCmd(process.execPath, [FTCP, 'drill', '--fault', 'log-loss'], { timeoutMs: 30_000 });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--fault log-loss needs --log remote/);
+    const bad = await execCmd(process.execPath, [FTCP, 'drill', '--log', 'remote', '--fault', 'nope'], { timeoutMs: 30_000 });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--fault: expected one of/);
+  });
+});
