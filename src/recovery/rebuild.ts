@@ -138,6 +138,8 @@ export interface RecoveryTimeline {
   replayed: number;
   caughtUp: number;
   failed: number;
+  /** Connections that ended (closed by their peers) while being recovered. */
+  ended: number;
 }
 
 /** The per-connection rebuild state (see the steps at the top of this module). */
@@ -240,7 +242,7 @@ export class NorthWrapper {
     if (!wasDown || tl === null || tl.listeningAt !== 0) {
       tl = {
         service: `${u32ToIp(svc.ip)}:${svc.port}`, crash: this.timelines.length + 1, detectedAt: now, reason, connections: 0,
-        listeningAt: 0, handshakesDoneAt: 0, replayDoneAt: 0, caughtUpAt: 0, handshakes: 0, replayed: 0, caughtUp: 0, failed: 0,
+        listeningAt: 0, handshakesDoneAt: 0, replayDoneAt: 0, caughtUpAt: 0, handshakes: 0, replayed: 0, caughtUp: 0, failed: 0, ended: 0,
       };
       this.timelines.push(tl);
       sr.timeline = tl;
@@ -323,8 +325,7 @@ export class NorthWrapper {
       }
       if (p.flags & TCP_RST && flow.state === 'CLOSED') {
         // The client gave up on its own: forget the rebuild; tell the new incarnation if any.
-        this.finish(flow, r);
-        flow.rec = null;
+        this.ended(flow, r, this.now());
         if (r.phase === 'REPLAY' && flow.xlate !== null) {
           this.toServer(flow, buf, p);
           return PASS;
@@ -501,7 +502,7 @@ export class NorthWrapper {
     this.stats.handshakes++;
     const tl = r.timeline;
     tl.handshakes++;
-    if (tl.handshakes + tl.failed >= tl.connections) tl.handshakesDoneAt = now;
+    if (tl.handshakes + tl.failed + tl.ended >= tl.connections) tl.handshakesDoneAt = now;
     // Step 3: complete the handshake.
     this.sendToServer(flow, r, flow.inSeq(0), 0, TCP_ACK, null);
     this.logger.debug({ flow: flow.describe(), port: r.sidePort, newIsn: r.newIsn, target: r.target0, cliAcked: r.cliAcked0 }, 'rebuild: handshake done, replaying');
@@ -591,17 +592,28 @@ export class NorthWrapper {
     if (!r.replayDone && r.sndUna >= r.target0) {
       r.replayDone = true;
       tl.replayed++;
-      if (tl.replayed + tl.failed >= tl.connections) tl.replayDoneAt = now;
+      if (tl.replayed + tl.failed + tl.ended >= tl.connections) tl.replayDoneAt = now;
     }
     if (r.replayDone && flow.incSndMax >= r.cliAcked0) {
       // Step 6: from here on only translation.
       tl.caughtUp++;
-      if (tl.caughtUp + tl.failed >= tl.connections) tl.caughtUpAt = now;
+      if (tl.caughtUp + tl.failed + tl.ended >= tl.connections) tl.caughtUpAt = now;
       this.stats.caughtUp++;
       this.finish(flow, r);
       flow.rec = null;
       this.logger.debug({ flow: flow.describe(), ms: now - r.startedAt }, 'rebuild: caught up');
     }
+  }
+
+  private ended(flow: Flow, r: Rebuild, now: number): void {
+    const tl = r.timeline;
+    tl.ended++;
+    const done = tl.caughtUp + tl.failed + tl.ended >= tl.connections;
+    if (done && tl.handshakesDoneAt === 0) tl.handshakesDoneAt = now;
+    if (done && tl.replayDoneAt === 0) tl.replayDoneAt = now;
+    if (done && tl.caughtUpAt === 0) tl.caughtUpAt = now;
+    this.finish(flow, r);
+    flow.rec = null;
   }
 
   private finish(flow: Flow, r: Rebuild): void {
@@ -636,8 +648,8 @@ export class NorthWrapper {
       const svc = this.table.service(flow.serverIp, flow.serverPort);
       if (!svc) continue;
       if (flow.state === 'CLOSED' && r.phase !== 'FAILED') {
-        this.finish(flow, r);
-        flow.rec = null;
+        // Both ends closed while it was being recovered: nothing left to catch up.
+        this.ended(flow, r, now);
         continue;
       }
       switch (r.phase) {

@@ -190,8 +190,9 @@ export class Supervisor {
     this.log.info({ boot: this.boot, service: this.o.service, gateway: `${this.o.gateway.addr}:${this.o.gateway.port}`, command: [this.o.command, ...this.o.args] }, 'supervisor starting');
     const hb = this.o.heartbeatMs ?? 100;
     this.heartbeat = setInterval(() => {
-      // A program killed but not yet reaped is a zombie: not alive, whatever `child` says yet.
-      const alive = this.child !== null && this.childPid !== undefined && !isZombie(this.childPid);
+      // A program killed (or crashed) but not yet reaped is a zombie: not alive, whatever
+      // `child` says yet. A zombie that exited 0 is a deliberate stop: 'stopped' follows.
+      const alive = this.child !== null && this.childPid !== undefined && !diedAbnormally(this.childPid);
       this.send('heartbeat', { alive, listening: alive && this.childListening });
     }, hb);
     this.startChild();
@@ -399,13 +400,21 @@ export class Supervisor {
   }
 }
 
-/** True when /proc says the process has died (zombie or gone) though it was not reaped yet. */
-export function isZombie(pid: number): boolean {
+/**
+ * True when /proc says the process died abnormally (a zombie with a non-zero wait status:
+ * killed by a signal or exited non-zero) though it was not reaped yet. The wait status is
+ * field 52 of /proc/<pid>/stat (Linux ≥ 3.5). A process that is gone entirely (reaped) is
+ * left to the exit handler: false.
+ */
+export function diedAbnormally(pid: number): boolean {
+  let stat: string;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state === 'Z' || state === 'X';
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
   } catch {
-    return true;
+    return false;
   }
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).trim().split(' ');
+  if (rest[0] !== 'Z') return false;
+  const status = Number(rest[49]);
+  return !Number.isFinite(status) || status !== 0;
 }

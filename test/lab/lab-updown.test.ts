@@ -229,7 +229,7 @@ describe('lab up/down (library)', () => {
     const name = newName();
     await expect(labUp({ name, protect: [70000] })).rejects.toBeInstanceOf(UsageError);
     await expect(labUp({ name, forward: 'bridge' as 'kernel' })).rejects.toBeInstanceOf(UsageError);
-    await expect(labUp({ name, log: 'remote' })).rejects.toBeInstanceOf(UsageError);
+    await expect(labUp({ name, log: 'tape' as 'remote' })).rejects.toBeInstanceOf(UsageError);
     await expectGone(name);
     expect(randomLabName()).toMatch(/^ftcp-[0-9a-f]{6}$/);
   });
@@ -406,7 +406,7 @@ describe('ftcp lab (CLI)', () => {
       ['lab', 'up', '--name', 'a_b'], ['lab', 'up', '--name', ''], ['lab', 'up'], ['lab', 'down', '--name', 'UPPER'],
       ['lab', 'status', '--name', 'no.dots'], ['lab', 'up', '--name', 'okname', '--forward', 'bridge'],
       ['lab', 'up', '--name', 'okname', '--protect', '0'], ['lab', 'up', '--name', 'okname', '--protect', '7000,x'],
-      ['lab', 'up', '--name', 'okname', '--log', 'remote'], ['lab', 'up', '--name', 'okname', '--bogus'],
+      ['lab', 'up', '--name', 'okname', '--log', 'tape'], ['lab', 'up', '--name', 'okname', '--bogus'],
       ['lab', 'sideways', '--name', 'okname'], ['lab'],
     ];
     for (const args of cases) {

@@ -147,6 +147,9 @@ export async function run(argv: string[]): Promise<number> {
     if (supervisor) {
       oracle = await LivenessOracle.listen(supervisor.addr, supervisor.port, key, {
         heartbeatMs, services: services.map((s) => `${u32ToIp(s.ip)}:${s.port}`), log: logger.child({ mod: 'oracle' }),
+        // Silence (a host crash) is judged after 1 s at least: a loaded host delays heartbeats
+        // by hundreds of ms, and a false 'dead' would rebuild connections of a live server.
+        silenceMs: Math.max(1000, 10 * heartbeatMs),
       });
     }
     gw = new Gateway({
