@@ -27,8 +27,8 @@ import type { LogStore } from '../log/types.js';
 import { UsageError } from '../util/errors.js';
 import { percentile } from './stats.js';
 
-type Mode = 'embedded:memory' | 'embedded:disk' | 'remote:memory' | 'remote:disk';
-const MODES: Mode[] = ['embedded:memory', 'embedded:disk', 'remote:memory', 'remote:disk'];
+export type Mode = 'embedded:memory' | 'embedded:disk' | 'remote:memory' | 'remote:disk';
+export const MODES: Mode[] = ['embedded:memory', 'embedded:disk', 'remote:memory', 'remote:disk'];
 const SEG = 1448;
 
 interface Rig {
@@ -69,7 +69,7 @@ async function waitUntil(cond: () => boolean, ms: number, what: string): Promise
   }
 }
 
-interface Result {
+export interface Result {
   mode: Mode;
   samples: number;
   p50Us: number;
@@ -78,7 +78,8 @@ interface Result {
   mbPerS: number;
 }
 
-async function measure(mode: Mode, dir: string, samples: number, gapMs: number, mb: number): Promise<Result> {
+/** One mode: latency over `samples` appends `gapMs` apart, then `mb` MB as fast as it goes. `dir`: scratch for disk stores. */
+export async function measure(mode: Mode, dir: string, samples: number, gapMs: number, mb: number): Promise<Result> {
   const rig = await makeRig(mode, dir);
   try {
     const log = rig.log;

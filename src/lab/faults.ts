@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FtcpError } from '../util/errors.js';
 import { execCmd, mustExec } from './exec.js';
-import { startLogServer } from './logserver.js';
+import { startLogServer, type LabLogStore } from './logserver.js';
 import type { LabTopology } from './topology.js';
 
 /** The netem settings of logLoss (each end, each direction). */
@@ -94,8 +94,11 @@ function alive(pid: number): boolean {
   }
 }
 
-/** kill -9 the log server (a crash: no flush, no goodbye) and start it again on the same disk store. */
-export async function logRestart(topo: LabTopology): Promise<{ oldPid: number; newPid: number }> {
+/**
+ * kill -9 the log server (a crash: no flush, no goodbye) and start it again on the same disk
+ * store (or, `store: 'memory'`, on a fresh memory store: the benchmark's remote-memory mode).
+ */
+export async function logRestart(topo: LabTopology, store: LabLogStore = 'disk'): Promise<{ oldPid: number; newPid: number }> {
   requireRemote(topo, 'logRestart');
   const oldPid = logServerPid(topo);
   if (oldPid === null) throw new FtcpError('FTCP_LAB_FAULT', `logRestart: no log server running in lab '${topo.name}'`);
@@ -103,6 +106,6 @@ export async function logRestart(topo: LabTopology): Promise<{ oldPid: number; n
   for (let i = 0; i < 100 && alive(oldPid); i++) await sleep(20);
   if (alive(oldPid)) throw new FtcpError('FTCP_LAB_FAULT', `logRestart: log server ${oldPid} survived SIGKILL`);
   await rm(join(topo.stateDir, 'logserver.ready'), { force: true });
-  const newPid = await startLogServer(topo);
+  const newPid = await startLogServer(topo, 15_000, store);
   return { oldPid, newPid };
 }

@@ -14,9 +14,21 @@ import { logServerArgs, type LabTopology } from './topology.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
+/** The lab's log server runs on its disk store unless told 'memory' (the benchmark's remote-memory column). */
+export type LabLogStore = 'disk' | 'memory';
+
+/** The log server's arguments with the store replaced (`--store memory`) when asked. */
+export function logServerArgsWithStore(stateDir: string, store: LabLogStore): string[] {
+  const args = logServerArgs(stateDir);
+  if (store === 'disk') return args;
+  const i = args.indexOf('--store');
+  if (i < 0 || i + 1 >= args.length) throw new FtcpError('FTCP_LAB_LOGSERVER', 'log server arguments carry no --store');
+  return [...args.slice(0, i + 1), 'memory', ...args.slice(i + 2)];
+}
+
 /** Starts the log server and waits (bounded) for its ready file. Returns its pid. */
-export async function startLogServer(topo: LabTopology, timeoutMs = 15_000): Promise<number> {
-  const argv = [process.execPath, join(REPO, 'bin', 'ftcp.js'), ...logServerArgs(topo.stateDir)];
+export async function startLogServer(topo: LabTopology, timeoutMs = 15_000, store: LabLogStore = 'disk'): Promise<number> {
+  const argv = [process.execPath, join(REPO, 'bin', 'ftcp.js'), ...logServerArgsWithStore(topo.stateDir, store)];
   const logFile = join(topo.stateDir, 'logserver.log');
   const readyFile = join(topo.stateDir, 'logserver.ready');
   const fd = openSync(logFile, 'a');
