@@ -263,6 +263,7 @@ export class Gateway {
         flow: f.describe(), state: f.state, logId: f.logId, received: f.received, high: f.high,
         stable: f.stable, complete: f.complete, delivered: f.delivered, sndMax: f.sndMax, cliAcked: f.cliAcked,
         held: f.held !== null, recovering: f.rec?.phase ?? null, translated: f.xlate !== null, crashes: f.crashes,
+        ...(f.rec !== null ? { rebuild: { sndUna: f.rec.sndUna, sndNxt: f.rec.sndNxt, target: f.rec.target0, incSndMax: f.incSndMax, cliAcked0: f.rec.cliAcked0, incDelivered: f.incDelivered, port: f.rec.sidePort } } : {}),
       });
     }
     return {

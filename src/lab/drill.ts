@@ -298,6 +298,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       };
     });
     const crashReports = crashTimeline(kills, st.recovery ?? [], kinds.map((k) => `${ADDRESSES.server}:${PORTS[k]}`));
+    const stuck = (st.flows ?? []).filter((f: { recovering: string | null }) => f.recovering !== null);
+    if (stuck.length > 0) failures.push(`${stuck.length} connection(s) still being recovered at the end: ${JSON.stringify(stuck.slice(0, 3))}`);
     for (const c of crashReports) {
       if (c.note) failures.push(`crash ${c.n}: ${c.note}`);
       if (c.failed > 0) failures.push(`crash ${c.n}: ${c.failed} connection(s) could not be rebuilt`);

@@ -260,6 +260,7 @@ setInterval(() => {}, 1000);
     expect(argv).toEqual([
       'gateway', '--tun', 'ftcp0', '--protect', '198.18.2.2:7000,198.18.2.2:7001', '--steer', 'gc0,gs0',
       '--log', `embedded:disk:${sd}/log`, '--control', '198.18.2.1:7070', '--ready-file', `${sd}/gateway.ready`,
+      '--supervisor', '198.18.2.1:7071', '--heartbeat-ms', '50',
     ]);
     // It runs inside <n>-gw.
     const inGw = spawnSync('ip', ['netns', 'pids', t.namespaces.gw], { encoding: 'utf8' }).stdout.split('\n').map(Number);
@@ -320,7 +321,8 @@ describe('lab gateway mode (interruptions and the real gateway)', () => {
     const t = await labUp({ name, protect: [7003] });
     expect(t.gatewayPid).toBeGreaterThan(0);
     expect(t.gatewayCommand).toEqual([process.execPath, CLI, 'gateway', '--tun', 'ftcp0', '--protect', '198.18.2.2:7003', '--steer', 'gc0,gs0',
-      '--log', 'embedded:memory', '--control', '198.18.2.1:7070', '--ready-file', `${t.stateDir}/gateway.ready`]);
+      '--log', 'embedded:memory', '--control', '198.18.2.1:7070', '--ready-file', `${t.stateDir}/gateway.ready`,
+      '--supervisor', '198.18.2.1:7071', '--heartbeat-ms', '50']);
     expect((await labStatus(name)).gatewayAlive).toBe(true);
     const data = randomBytes(1024 * 1024);
     const sha = createHash('sha256').update(data).digest('hex');
