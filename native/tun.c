@@ -38,6 +38,24 @@ static napi_value throw_errno(napi_env env, const char *what, int err) {
   return NULL;
 }
 
+/* Like throw_errno, and the error carries `index`: the packet of a batch that failed
+ * (the ones before it were written). */
+static napi_value throw_errno_at(napi_env env, const char *what, int err, int32_t index) {
+  char msg[256];
+  const char *name = strerrorname_np(err);
+  snprintf(msg, sizeof msg, "%s: %s (%s) at packet %d", what, strerror(err), name ? name : "?", index);
+  napi_value code, text, error, idx;
+  if (napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code) != napi_ok ||
+      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &text) != napi_ok ||
+      napi_create_error(env, code, text, &error) != napi_ok || napi_create_int32(env, index, &idx) != napi_ok ||
+      napi_set_named_property(env, error, "index", idx) != napi_ok) {
+    napi_throw_error(env, name ? name : "EUNKNOWN", msg);
+    return NULL;
+  }
+  napi_throw(env, error);
+  return NULL;
+}
+
 static int get_i32(napi_env env, napi_value v, int32_t *out) {
   return napi_get_value_int32(env, v, out) == napi_ok ? 0 : -1;
 }
@@ -272,8 +290,8 @@ static napi_value tun_write(napi_env env, napi_callback_info info) {
 }
 
 /* writeBatch(fd, buf, offsets: Uint32Array, lengths: Uint32Array, count) -> packets written.
- * Stops early at EAGAIN (returns how many went). Another errno throws, with the
- * index reached in the message. */
+ * Stops early at EAGAIN (returns how many went). Another errno throws; the error's
+ * `index` is the packet that failed (EINVAL: e.g. a GSO frame the kernel rejects). */
 static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
@@ -303,7 +321,7 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
     do { w = write(fd, (uint8_t *)data + o[i], l[i]); } while (w < 0 && errno == EINTR);
     if (w < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      return throw_errno(env, "write", errno);
+      return throw_errno_at(env, "write", errno, i);
     }
   }
   napi_value res;

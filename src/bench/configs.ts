@@ -6,14 +6,16 @@
  *   gw-unprotected  lab forward=gateway, memory log; traffic to a port NOT in --protect
  *   gw-memory       same lab; a protected port, embedded memory log
  *   gw-disk         lab forward=gateway, embedded disk log (LMDB, fsync per commit); protected port
+ *   gw-off-unprot   lab forward=gateway --offload (virtio-net header, TSO/CSUM), memory log; unprotected port
+ *   gw-off-memory   same lab; a protected port, embedded memory log
  *
  * gw-unprotected and gw-memory share one lab (one gateway, protect=5001-5003): the
  * unprotected servers listen on 6001-6003 beside the protected ones.
  */
 import type { ForwardMode, LabLogMode } from '../lab/index.js';
 
-export type ConfigId = 'kernel' | 'gw-unprotected' | 'gw-memory' | 'gw-disk';
-export type LabId = 'kernel' | 'memory' | 'disk';
+export type ConfigId = 'kernel' | 'gw-unprotected' | 'gw-memory' | 'gw-disk' | 'gw-off-unprot' | 'gw-off-memory';
+export type LabId = 'kernel' | 'memory' | 'disk' | 'offload';
 export type ServiceKind = 'upload' | 'download' | 'echo';
 
 export interface BenchConfig {
@@ -32,6 +34,8 @@ export interface LabSpec {
   forward: ForwardMode;
   log: LabLogMode;
   protect: number[];
+  /** More `ftcp gateway` arguments (the offload lab: --offload). */
+  extraGatewayArgs?: string[];
 }
 
 const PROTECTED_PORTS: Record<ServiceKind, number> = { upload: 5001, download: 5002, echo: 5003 };
@@ -43,6 +47,8 @@ export const CONFIGS: readonly BenchConfig[] = [
   { id: 'gw-unprotected', label: 'gateway, unprotected', lab: 'memory', protected: false, ports: UNPROTECTED_PORTS },
   { id: 'gw-memory', label: 'gateway, protected, memory log', lab: 'memory', protected: true, ports: PROTECTED_PORTS },
   { id: 'gw-disk', label: 'gateway, protected, disk log', lab: 'disk', protected: true, ports: PROTECTED_PORTS },
+  { id: 'gw-off-unprot', label: 'gateway --offload, unprotected', lab: 'offload', protected: false, ports: UNPROTECTED_PORTS },
+  { id: 'gw-off-memory', label: 'gateway --offload, protected, memory log', lab: 'offload', protected: true, ports: PROTECTED_PORTS },
 ];
 
 export const CONFIG_IDS: readonly ConfigId[] = CONFIGS.map((c) => c.id);
@@ -51,6 +57,7 @@ export const LABS: Readonly<Record<LabId, LabSpec>> = {
   kernel: { id: 'kernel', forward: 'kernel', log: 'embedded', protect: [] },
   memory: { id: 'memory', forward: 'gateway', log: 'embedded', protect: PROTECT_LIST },
   disk: { id: 'disk', forward: 'gateway', log: 'embedded:disk', protect: PROTECT_LIST },
+  offload: { id: 'offload', forward: 'gateway', log: 'embedded', protect: PROTECT_LIST, extraGatewayArgs: ['--offload'] },
 };
 
 export function configById(id: ConfigId): BenchConfig {

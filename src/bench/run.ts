@@ -297,8 +297,8 @@ export async function runBench(opts: Options, command: string, signal: AbortSign
       const lab: Lab = { id, name: randomLabName('ftcpb'), topo: null, servers: [] };
       labs.set(id, lab);
       ownLabs.add(lab.name);
-      progress(`lab ${lab.name} up (${id}: forward ${spec.forward}${spec.forward === 'gateway' ? `, log ${spec.log}, protect ${spec.protect.join(',')}` : ''})`);
-      lab.topo = await labUp({ name: lab.name, forward: spec.forward, log: spec.log, protect: spec.protect, signal });
+      progress(`lab ${lab.name} up (${id}: forward ${spec.forward}${spec.forward === 'gateway' ? `, log ${spec.log}, protect ${spec.protect.join(',')}` : ''}${spec.extraGatewayArgs ? ` ${spec.extraGatewayArgs.join(' ')}` : ''})`);
+      lab.topo = await labUp({ name: lab.name, forward: spec.forward, log: spec.log, protect: spec.protect, signal, ...(spec.extraGatewayArgs ? { extraGatewayArgs: spec.extraGatewayArgs } : {}) });
       await startServers(lab, configs.filter((c) => c.lab === id));
     }
 

@@ -21,6 +21,7 @@ import { NorthWrapper, defaultNorthOptions, type NorthOptions } from '../recover
 import { CrashMasking, type CrashPolicy, type LivenessSource } from '../recovery/verdict.js';
 import { parseIcmpError } from '../wire/repr.js';
 import { IPPROTO_TCP } from '../wire/ipv4.js';
+import { VnetPath } from './offload.js';
 
 export interface GatewayOptions {
   tun: TunDevice;
@@ -42,6 +43,8 @@ export interface GatewayOptions {
   north?: Partial<NorthOptions>;
   /** What to do when the log FAILS (log server unreachable): see logFailed(). Default 'stall'. */
   onLogFailure?: LogFailurePolicy;
+  /** The path MTU toward both sides: packets the gateway emits above it go out as GSO (offload only). */
+  mtu?: number;
 }
 
 export type LogFailurePolicy = 'stall' | 'passthrough';
@@ -83,6 +86,10 @@ export class Gateway {
   logFailures = 0;
   /** passthrough: log ids of the flows marked unprotected when the log failed (see logFailed). */
   readonly unprotected = new Set<number>();
+  /** The TUN carries virtio-net headers (--offload): super-packets, partial checksums. */
+  readonly vnet: VnetPath | null;
+  /** Set by route(): the last packet belonged to a protected service. */
+  lastProtected = false;
 
   constructor(opts: GatewayOptions) {
     this.tun = opts.tun;
@@ -91,6 +98,7 @@ export class Gateway {
     this.sweepMs = opts.sweepMs ?? 1000;
     this.onLogFailure = opts.onLogFailure ?? 'stall';
     this.table = new FlowTable(opts.services);
+    this.vnet = (opts.tun.vnetHdrLen ?? 0) > 0 ? new VnetPath(this, opts.tun, opts.logger.child({ mod: 'offload' }), opts.mtu ?? 1500) : null;
     this.south = new SouthWrapper(
       this.table,
       opts.log,
@@ -175,10 +183,18 @@ export class Gateway {
 
   private emit(buf: Buffer, off: number, len: number): void {
     this.stats.emitted++;
+    if (this.vnet !== null) {
+      if (!this.vnet.emit(buf, off, len)) this.stats.writeShort++;
+      return;
+    }
     if (!this.tun.write(buf, off, len)) this.stats.writeShort++;
   }
 
   onBatch(batch: PacketBatch): void {
+    if (this.vnet !== null) {
+      this.vnet.onBatch(batch); // --offload: virtio-net framed slots (src/gateway/offload.ts)
+      return;
+    }
     const { buf, slotSize, lengths, count } = batch;
     if (this.outOffsets.length < count) {
       this.outOffsets = new Uint32Array(count);
@@ -186,9 +202,6 @@ export class Gateway {
     }
     const outOffsets = this.outOffsets;
     const outLengths = this.outLengths;
-    const info = this.info;
-    const table = this.table;
-    const south = this.south;
     const stats = this.stats;
     let n = 0;
     stats.batches++;
@@ -196,40 +209,7 @@ export class Gateway {
     for (let i = 0; i < count; i++) {
       const off = i * slotSize;
       const len = lengths[i]!;
-      const v = parsePacket(buf, off, len, info);
-      let forward = true;
-      if (v === Verdict.IPV4_TCP) {
-        let svc = table.service(info.dst, info.dstPort);
-        if (svc !== undefined) {
-          stats.protectedPackets++;
-          forward = south.fromClient(svc, buf, info) === FORWARD;
-        } else {
-          svc = table.service(info.src, info.srcPort);
-          if (svc !== undefined) {
-            stats.protectedPackets++;
-            forward = south.fromServer(svc, buf, info) === FORWARD;
-          } else {
-            stats.unprotectedTcp++;
-          }
-        }
-      } else if (v === Verdict.IPV4_ICMP) {
-        stats.icmp++;
-        if (this.north.recovering > 0 && this.icmpAboutMasked(buf, info)) {
-          stats.icmpSuppressed++;
-          forward = false;
-        }
-      } else if (v === Verdict.IPV6) {
-        stats.ipv6++;
-      } else if (v === Verdict.IPV4_FRAGMENT) {
-        stats.fragments++;
-      } else if (v === Verdict.IPV4_OTHER) {
-        stats.otherIpv4++;
-      } else if (isDrop(v)) {
-        this.drops.count(v);
-        stats.dropped++;
-        forward = false;
-      }
-      if (forward) {
+      if (this.route(buf, off, len)) {
         outOffsets[n] = off;
         outLengths[n] = len;
         n++;
@@ -239,6 +219,55 @@ export class Gateway {
       const w = this.tun.writeBatch(buf, outOffsets, outLengths, n);
       if (w < n) stats.writeShort += n - w;
     }
+  }
+
+  /**
+   * One packet (the IP packet at buf[off, off+len)) through the wrappers, rewritten in
+   * place. Returns true to forward it. Sets `lastProtected` when it belonged to a
+   * protected service (the wrappers may have rewritten it).
+   */
+  route(buf: Buffer, off: number, len: number): boolean {
+    const info = this.info;
+    const table = this.table;
+    const south = this.south;
+    const stats = this.stats;
+    const v = parsePacket(buf, off, len, info);
+    let forward = true;
+    this.lastProtected = false;
+    if (v === Verdict.IPV4_TCP) {
+      let svc = table.service(info.dst, info.dstPort);
+      if (svc !== undefined) {
+        stats.protectedPackets++;
+        this.lastProtected = true;
+        forward = south.fromClient(svc, buf, info) === FORWARD;
+      } else {
+        svc = table.service(info.src, info.srcPort);
+        if (svc !== undefined) {
+          stats.protectedPackets++;
+          this.lastProtected = true;
+          forward = south.fromServer(svc, buf, info) === FORWARD;
+        } else {
+          stats.unprotectedTcp++;
+        }
+      }
+    } else if (v === Verdict.IPV4_ICMP) {
+      stats.icmp++;
+      if (this.north.recovering > 0 && this.icmpAboutMasked(buf, info)) {
+        stats.icmpSuppressed++;
+        forward = false;
+      }
+    } else if (v === Verdict.IPV6) {
+      stats.ipv6++;
+    } else if (v === Verdict.IPV4_FRAGMENT) {
+      stats.fragments++;
+    } else if (v === Verdict.IPV4_OTHER) {
+      stats.otherIpv4++;
+    } else if (isDrop(v)) {
+      this.drops.count(v);
+      stats.dropped++;
+      forward = false;
+    }
+    return forward;
   }
 
   /**
@@ -275,6 +304,7 @@ export class Gateway {
       logFailure: { policy: this.onLogFailure, failures: this.logFailures, unprotected: this.unprotected.size },
       connections: this.table.size,
       stats: { ...this.stats },
+      ...(this.vnet !== null ? { offload: this.vnet.describe() } : {}),
       south: { ...this.south.stats },
       north: { ...this.north.stats },
       masking: this.masking.describe(),
@@ -300,6 +330,7 @@ export class Gateway {
     for (const [k, v] of Object.entries(this.stats)) put(`gateway_${snake(k)}_total`, `gateway ${k}`, 'counter', v as number);
     for (const [k, v] of Object.entries(this.south.stats)) put(`south_${snake(k)}_total`, `south wrapper ${k}`, 'counter', v as number);
     for (const [k, v] of Object.entries(this.north.stats)) put(`north_${snake(k)}_total`, `north wrapper ${k}`, 'counter', v as number);
+    if (this.vnet !== null) for (const [k, v] of Object.entries(this.vnet.stats)) put(`offload_${snake(k)}_total`, `offload ${k}`, 'counter', v as number);
     put('recovering', 'connections being masked or rebuilt', 'gauge', this.north.recovering);
     put('connections', 'protected connections in the flow table', 'gauge', this.table.size);
     lines.push('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');

@@ -4,10 +4,23 @@
  * Reads: the addon polls the fd and, when readable, reads up to `batchSize` packets into
  * fixed slots of one Buffer, then makes ONE call into JavaScript per batch. The handler
  * must finish with the batch before returning (the slots are reused).
+ *
+ * Offloads (`offload: true`): IFF_VNET_HDR, TUNSETVNETHDRSZ 12 (virtio_net_hdr_v1) and
+ * TUNSETOFFLOAD TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6. The kernel then hands over TCP
+ * super-packets of up to 64 KB (GSO) with partial checksums (NEEDS_CSUM), each behind a
+ * 12-byte header, and takes them back the same way: slots are 64 KB + 12.
+ * `openWithOffloads` probes, before anything else uses the device, whether the kernel
+ * accepts GSO writes (some kernels rejected them with EINVAL), and falls back to a plain
+ * device if not.
  */
 import type { BatchHandler, PacketBatch, TunDevice } from './device.js';
 import { loadAddon } from './native.js';
 import { FtcpError } from '../util/errors.js';
+import { VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_HDR_LEN, encodeVnet, ipv4PseudoSum } from '../wire/vnet.js';
+import { fillIpv4HeaderChecksum } from '../wire/checksum.js';
+
+/** Slot for a 64 KB super-packet behind its virtio-net header. */
+export const OFFLOAD_SLOT_SIZE = 65536 + VNET_HDR_LEN;
 
 export interface LinuxTunOptions {
   /** Bytes per packet slot: the largest packet we may read (MTU for plain TUN). */
@@ -16,13 +29,22 @@ export interface LinuxTunOptions {
   batchSize?: number;
   /** Batches per wake-up before yielding to the event loop. */
   rounds?: number;
-  /** Extra IFF_* flags (IFF_VNET_HDR, IFF_MULTI_QUEUE) for later use. */
+  /** Extra IFF_* flags (IFF_MULTI_QUEUE) for later use. */
   extraFlags?: number;
+  /** Virtio-net header + TSO4/TSO6/CSUM offloads (slots default to OFFLOAD_SLOT_SIZE). */
+  offload?: boolean;
 }
 
 class MutableBatch implements PacketBatch {
   count = 0;
-  constructor(readonly buf: Buffer, readonly slotSize: number, readonly lengths: Uint32Array) {}
+  constructor(readonly buf: Buffer, readonly slotSize: number, readonly lengths: Uint32Array, readonly vnetHdrLen: number) {}
+}
+
+/** What `openWithOffloads` found. */
+export interface OffloadProbe {
+  offload: boolean;
+  /** Why offloads are off ('' when on): the errno name or the reason. */
+  reason: string;
 }
 
 export class LinuxTun implements TunDevice {
@@ -33,29 +55,116 @@ export class LinuxTun implements TunDevice {
   private readonly opts: Required<LinuxTunOptions>;
   readErrors = 0;
   writeFull = 0;
+  /** 12 when opened with the virtio-net header, else 0. Stays 12 after disableOffloads(). */
+  readonly vnetHdrLen: number;
+  /** True while the kernel may hand us GSO / partial-checksum packets. */
+  offloads: boolean;
 
   private constructor(fd: number, name: string, opts: Required<LinuxTunOptions>) {
     this.fd = fd;
     this.name = name;
     this.opts = opts;
+    this.vnetHdrLen = opts.offload ? VNET_HDR_LEN : 0;
+    this.offloads = opts.offload;
   }
 
   /** Creates (or attaches to) the TUN device `name`. Errors carry the errno name as `code`. */
   static open(name: string, options: LinuxTunOptions = {}): LinuxTun {
     const addon = loadAddon();
     const opts: Required<LinuxTunOptions> = {
-      slotSize: options.slotSize ?? 2048,
+      slotSize: options.slotSize ?? (options.offload ? OFFLOAD_SLOT_SIZE : 2048),
       batchSize: options.batchSize ?? 64,
       rounds: options.rounds ?? 4,
       extraFlags: options.extraFlags ?? 0,
+      offload: options.offload ?? false,
     };
+    if (opts.offload && opts.slotSize < OFFLOAD_SLOT_SIZE) {
+      throw new RangeError(`offload slots must hold a 64 KB super-packet and its header (${OFFLOAD_SLOT_SIZE} bytes)`);
+    }
+    let fd = -1;
     try {
-      const [fd, actual] = addon.open(name, addon.IFF_NO_PI | opts.extraFlags);
+      const [f, actual] = addon.open(name, addon.IFF_NO_PI | opts.extraFlags | (opts.offload ? addon.IFF_VNET_HDR : 0));
+      fd = f;
+      if (opts.offload) {
+        addon.setVnetHdrSize(fd, VNET_HDR_LEN);
+        addon.setOffload(fd, addon.TUN_F_CSUM | addon.TUN_F_TSO4 | addon.TUN_F_TSO6);
+      }
       return new LinuxTun(fd, actual, opts);
     } catch (err) {
+      if (fd >= 0) addon.close(fd);
       const code = (err as { code?: string }).code ?? 'EUNKNOWN';
       throw new FtcpError(`FTCP_TUN_${code}`, `cannot open TUN device '${name}': ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /**
+   * Opens `name` with offloads when the kernel takes them: TUNSETOFFLOAD must succeed and
+   * a GSO write must not be rejected (probeGsoWrite). Otherwise the device is closed and
+   * opened again plain, before anything (addresses, routes) was attached to it.
+   */
+  static openWithOffloads(
+    name: string, options: Omit<LinuxTunOptions, 'offload' | 'slotSize'> = {}, plainSlotSize = 2048,
+  ): { tun: LinuxTun; probe: OffloadProbe } {
+    const plain = (): LinuxTun => LinuxTun.open(name, { ...options, slotSize: plainSlotSize, offload: false });
+    let tun: LinuxTun;
+    try {
+      tun = LinuxTun.open(name, { ...options, offload: true });
+    } catch (err) {
+      const code = err instanceof FtcpError ? err.code : 'EUNKNOWN';
+      return { tun: plain(), probe: { offload: false, reason: `offloads refused: ${code}` } };
+    }
+    const verdict = tun.probeGsoWrite();
+    if (verdict === '') return { tun, probe: { offload: true, reason: '' } };
+    tun.close();
+    return { tun: plain(), probe: { offload: false, reason: `GSO write rejected: ${verdict}` } };
+  }
+
+  /**
+   * Writes one small TCPv4 GSO frame (two 8-byte pieces, NEEDS_CSUM) from and to
+   * 127.0.0.1: the kernel validates the virtio-net header in the write itself, then drops
+   * the packet as martian (or with EIO while the device is down). Returns '' when the
+   * header was accepted, else the errno name (EINVAL: the kernel rejects GSO writes).
+   */
+  probeGsoWrite(): string {
+    if (this.vnetHdrLen === 0) return 'no virtio-net header';
+    const ip = 20;
+    const tcp = 20;
+    const payload = 16;
+    const frame = Buffer.alloc(VNET_HDR_LEN + ip + tcp + payload);
+    const p = VNET_HDR_LEN;
+    frame[p] = 0x45;
+    frame.writeUInt16BE(ip + tcp + payload, p + 2);
+    frame.writeUInt16BE(0x4000, p + 6); // DF
+    frame[p + 8] = 1; // TTL 1: never forwarded anywhere
+    frame[p + 9] = 6;
+    frame.writeUInt32BE(0x7f000001, p + 12);
+    frame.writeUInt32BE(0x7f000001, p + 16);
+    fillIpv4HeaderChecksum(frame, p);
+    frame.writeUInt16BE(9, p + ip); // discard port
+    frame.writeUInt16BE(9, p + ip + 2);
+    frame[p + ip + 12] = 5 << 4;
+    frame[p + ip + 13] = 0x10; // ACK
+    frame.writeUInt16BE(ipv4PseudoSum(frame, p), p + ip + 16);
+    encodeVnet({ flags: VNET_F_NEEDS_CSUM, gsoType: VNET_GSO_TCPV4, hdrLen: ip + tcp, gsoSize: payload / 2, csumStart: ip, csumOffset: 16 }, frame, 0);
+    try {
+      loadAddon().write(this.fd, frame, 0, frame.length);
+      return '';
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? 'EUNKNOWN';
+      return code === 'EIO' ? '' : code; // EIO: the device is down, after the header was accepted
+    }
+  }
+
+  /**
+   * Turns the offloads off on the open fd (TUNSETOFFLOAD 0), after the kernel rejected a GSO
+   * write: from now on it segments and checksums before handing packets over. Frames keep
+   * their (zeroed) virtio-net header: the fd cannot drop IFF_VNET_HDR without a reopen, which
+   * would take the device's addresses and routes with it.
+   */
+  disableOffloads(): void {
+    if (!this.offloads) return;
+    this.offloads = false;
+    loadAddon().setOffload(this.fd, 0);
   }
 
   start(onBatch: BatchHandler): void {
@@ -63,7 +172,7 @@ export class LinuxTun implements TunDevice {
     const { slotSize, batchSize, rounds } = this.opts;
     const buf = Buffer.allocUnsafe(slotSize * batchSize);
     const lengths = new Uint32Array(batchSize);
-    const batch = new MutableBatch(buf, slotSize, lengths);
+    const batch = new MutableBatch(buf, slotSize, lengths, this.vnetHdrLen);
     this.reader = loadAddon().startReader(this.fd, buf, slotSize, lengths, batchSize, rounds, (count, errno) => {
       if (errno !== 0) this.readErrors++;
       if (count === 0) return;

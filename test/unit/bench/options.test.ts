@@ -3,10 +3,10 @@ import { DEFAULTS, parseBytes, parseOptions } from '../../../src/bench/run.js';
 import { parseConfigList } from '../../../src/bench/configs.js';
 
 describe('bench options', () => {
-  it('defaults: 5 runs, 500 MB, 20000 round trips of 32 B after 1000, all four configurations, a table', () => {
+  it('defaults: 5 runs, 500 MB, 20000 round trips of 32 B after 1000, all six configurations, a table', () => {
     expect(parseOptions([])).toEqual({
       runs: 5, bytes: 500_000_000, warmupBytes: DEFAULTS.warmupBytes, roundTrips: 20_000, rrWarmup: 1000, rrSize: 32,
-      configs: ['kernel', 'gw-unprotected', 'gw-memory', 'gw-disk'], output: 'human',
+      configs: ['kernel', 'gw-unprotected', 'gw-memory', 'gw-disk', 'gw-off-unprot', 'gw-off-memory'], output: 'human',
     });
   });
   it('reads every flag', () => {

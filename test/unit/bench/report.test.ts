@@ -77,8 +77,8 @@ describe('formatMarkdown', () => {
   const rows = md.split('\n').filter((l) => l.startsWith('|'));
   it('is a table with a header, an alignment row and one row per metric, all of the same width', () => {
     expect(rows).toHaveLength(2 + METRICS.length);
-    // 1 label + 4 configs + 3 comparisons = 8 cells = 9 unescaped bars
-    for (const r of rows) expect(r.replace(/\\\|/g, '').split('|').length - 2).toBe(8);
+    // 1 label + N configs + (N - 1) comparisons with the kernel column = 2N cells
+    for (const r of rows) expect(r.replace(/\\\|/g, '').split('|').length - 2).toBe(2 * CONFIG_IDS.length);
   });
   it('names the date, kernel, CPU, cores and the exact command, escaping pipes', () => {
     expect(md).toContain('2026-01-02T03:04:05.000Z');

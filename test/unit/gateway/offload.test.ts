@@ -1,0 +1,191 @@
+/**
+ * The gateway on a TUN with virtio-net headers (--offload), driven by a FakeTun: GSO
+ * super-packets pass unsplit, rewritten once; partial checksums (NEEDS_CSUM) stay right;
+ * packets the gateway makes carry a zeroed header; a kernel that rejects GSO writes.
+ */
+import { describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { FakeTun } from '../../../src/tun/fake.js';
+import { Gateway } from '../../../src/gateway/gateway.js';
+import { ManualLog } from '../../support/manual-log.js';
+import { ipToU32 } from '../../../src/wire/addr.js';
+import { emitTcpPacket, parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
+import { TCP_ACK, TCP_FIN, TCP_SYN } from '../../../src/wire/tcp.js';
+import {
+  VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, encodeVnet, finishPartialChecksum, ipv4PseudoSum,
+  parseVnet, type VnetHdr,
+} from '../../../src/wire/vnet.js';
+import { tcpChecksumOk } from '../../../src/wire/checksum.js';
+import { csumReplace32 } from '../../../src/wire/checksum.js';
+import { encodeTcpOptions } from '../../../src/wire/tcp-options.js';
+
+const CLIENT = ipToU32('198.18.1.2');
+const SERVER = ipToU32('198.18.2.2');
+const PORT = 40000;
+const C_ISN = 1000;
+const S_ISN = 9000;
+
+function seg(fromClient: boolean, r: Partial<TcpPacketRepr>): Buffer {
+  return emitTcpPacket({
+    src: fromClient ? CLIENT : SERVER, dst: fromClient ? SERVER : CLIENT,
+    srcPort: fromClient ? PORT : 5001, dstPort: fromClient ? 5001 : PORT,
+    seq: 0, ack: 0, flags: TCP_ACK, window: 1000, ...r,
+  });
+}
+
+/** A frame as the kernel hands it over: header + packet; NEEDS_CSUM puts the pseudo-header sum in the field. */
+function frame(pkt: Buffer, h: Partial<VnetHdr> = {}): Buffer {
+  if ((h.flags ?? 0) & VNET_F_NEEDS_CSUM) pkt.writeUInt16BE(ipv4PseudoSum(pkt, 0), 20 + 16);
+  return Buffer.concat([encodeVnet(h), pkt]);
+}
+const partial = { flags: VNET_F_NEEDS_CSUM, csumStart: 20, csumOffset: 16 };
+const gso = (size: number) => ({ ...partial, gsoType: VNET_GSO_TCPV4, gsoSize: size, hdrLen: 128 /* the kernel's linear length */ });
+
+/** Finishes a written frame's checksum the way the kernel would, and verifies the segment. */
+function finishedOk(f: Buffer): boolean {
+  const h = parseVnet(f)!;
+  const pkt = Buffer.from(f.subarray(VNET_HDR_LEN));
+  if (h.flags & VNET_F_NEEDS_CSUM) finishPartialChecksum(pkt, 0, pkt.length, h.csumStart, h.csumOffset);
+  return tcpChecksumOk(pkt, 0);
+}
+
+async function setup(opts: { rejectGso?: boolean } = {}) {
+  const tun = new FakeTun('fake0', { vnetHdrLen: VNET_HDR_LEN, ...opts });
+  const log = new ManualLog();
+  const gw = new Gateway({ tun, services: [{ ip: SERVER, port: 5001 }], log, logger: pino({ level: 'silent' }), mtu: 1500 });
+  gw.start();
+  // Window scaling (7) on both sides: a lowered ack then changes the window by a different
+  // amount, so a wrong partial checksum cannot cancel out by luck.
+  const options = encodeTcpOptions({ mss: 1460, wscale: 7 });
+  tun.inject(frame(seg(true, { seq: C_ISN, flags: TCP_SYN, window: 64240, options }))).flush();
+  tun.inject(frame(seg(false, { seq: S_ISN, ack: C_ISN + 1, flags: TCP_SYN | TCP_ACK, window: 65160, options }))).flush();
+  await Promise.resolve();
+  await Promise.resolve();
+  tun.drain();
+  expect(log.opened).toHaveLength(1);
+  return { tun, log, gw };
+}
+
+describe('gateway --offload (virtio-net frames)', () => {
+  it('a_client_super_packet_is_forwarded_unsplit_and_logged_in_one_append', async () => {
+    const { tun, log, gw } = await setup();
+    const payload = Buffer.alloc(40_000);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7 + 3) & 0xff;
+    const f = frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload }), gso(1448));
+    const out = tun.inject(f).flush();
+    expect(out).toHaveLength(1);
+    expect(out[0]!.length).toBe(f.length); // unsplit
+    const h = parseVnet(out[0]!)!;
+    expect(h.gsoType).toBe(VNET_GSO_TCPV4);
+    expect(h.gsoSize).toBe(1448);
+    expect(h.hdrLen).toBe(40); // IP + TCP header, not the kernel's linear length
+    expect(finishedOk(out[0]!)).toBe(true);
+    expect(log.appends).toHaveLength(1);
+    expect(log.appends[0]!.offset).toBe(0);
+    expect(log.bytes(1).equals(payload)).toBe(true);
+    expect(gw.vnet!.stats.superPackets).toBe(1);
+    gw.stop();
+  });
+
+  it('the_server_ack_of_a_super_packet_is_held_then_released_with_a_zeroed_header', async () => {
+    const { tun, log, gw } = await setup();
+    tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(30_000, 5) }), gso(1448))).flush();
+    tun.drain();
+    // The server's pure ACK of all 30000 bytes, with a partial checksum: none is stable yet.
+    expect(tun.inject(frame(seg(false, { seq: S_ISN + 1, ack: C_ISN + 1 + 30_000 }), partial)).flush()).toHaveLength(0);
+    expect(gw.south.stats.acksHeld).toBe(1);
+    log.stabilize(1, 30_000);
+    const rel = tun.drain();
+    expect(rel).toHaveLength(1);
+    const h = parseVnet(rel[0]!)!;
+    expect(h).toEqual({ flags: 0, gsoType: VNET_GSO_NONE, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0, numBuffers: 0 });
+    const pkt = rel[0]!.subarray(VNET_HDR_LEN);
+    expect(tcpChecksumOk(pkt, 0)).toBe(true); // complete, not partial
+    expect(parseTcpPacket(pkt).ack).toBe(C_ISN + 1 + 30_000);
+    gw.stop();
+  });
+
+  it('a_server_super_packet_gets_its_ack_lowered_once_and_its_partial_checksum_stays_right', async () => {
+    const { tun, log, gw } = await setup();
+    tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(1000, 1) }))).flush();
+    tun.drain();
+    log.stabilize(1, 400);
+    tun.drain();
+    const data = Buffer.alloc(60_000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13) & 0xff;
+    const f = frame(seg(false, { seq: S_ISN + 1, ack: C_ISN + 1 + 1000, window: 500, payload: data }), gso(1448));
+    const out = tun.inject(f).flush();
+    expect(out).toHaveLength(1);
+    const pkt = Buffer.from(out[0]!.subarray(VNET_HDR_LEN));
+    expect(parseTcpPacket(pkt).ack).toBe(C_ISN + 1 + 400); // lowered to stable
+    expect(parseVnet(out[0]!)!.flags & VNET_F_NEEDS_CSUM).toBe(VNET_F_NEEDS_CSUM);
+    expect(pkt.readUInt16BE(36)).toBe(ipv4PseudoSum(pkt, 0)); // still the pseudo-header sum
+    expect(finishedOk(out[0]!)).toBe(true);
+    expect(gw.south.stats.acksLowered).toBe(1);
+    // What RFC 1624 alone would have left in the field: finishing that gives a wrong checksum.
+    const naive = Buffer.from(f.subarray(VNET_HDR_LEN));
+    const field = csumReplace32(naive.readUInt16BE(36), naive.readUInt32BE(28), C_ISN + 1 + 400);
+    naive.writeUInt32BE(C_ISN + 1 + 400, 28);
+    naive.writeUInt16BE(field, 36);
+    naive.writeUInt16BE(pkt.readUInt16BE(34), 34); // the same window
+    finishPartialChecksum(naive, 0, naive.length, 20, 16);
+    expect(tcpChecksumOk(naive, 0)).toBe(false);
+    gw.stop();
+  });
+
+  it('a_needs_csum_fin_gets_a_complete_checksum_before_the_wrappers', async () => {
+    const { tun, gw } = await setup();
+    const out = tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, flags: TCP_FIN | TCP_ACK, payload: Buffer.alloc(10, 9) }), partial)).flush();
+    expect(out).toHaveLength(1);
+    expect(parseVnet(out[0]!)!.flags & VNET_F_NEEDS_CSUM).toBe(0);
+    expect(tcpChecksumOk(out[0]!.subarray(VNET_HDR_LEN), 0)).toBe(true);
+    expect(gw.vnet!.stats.checksumsFinished).toBe(1);
+    gw.stop();
+  });
+
+  it('a_held_super_packet_fin_is_emitted_later_as_gso_with_a_partial_checksum', async () => {
+    const { tun, log, gw } = await setup();
+    tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(100, 1) }))).flush();
+    tun.drain();
+    const data = Buffer.alloc(20_000, 3);
+    // The server's last super-packet carries its FIN and acks bytes not stable: held whole.
+    expect(tun.inject(frame(seg(false, { seq: S_ISN + 1, ack: C_ISN + 101, flags: TCP_FIN | TCP_ACK, payload: data }), gso(1448))).flush()).toHaveLength(0);
+    log.stabilize(1, 100);
+    const rel = tun.drain();
+    expect(rel).toHaveLength(1);
+    const h = parseVnet(rel[0]!)!;
+    expect(h.gsoType).toBe(VNET_GSO_TCPV4);
+    expect(h.gsoSize).toBe(1500 - 40);
+    expect(h.hdrLen).toBe(40);
+    expect(finishedOk(rel[0]!)).toBe(true);
+    expect(gw.vnet!.stats.emittedGso).toBe(1);
+    gw.stop();
+  });
+
+  it('data_valid_frames_keep_complete_checksums_through_rewrites', async () => {
+    const { tun, log, gw } = await setup();
+    tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(500, 1) }))).flush();
+    tun.drain();
+    log.stabilize(1, 200);
+    const out = tun.inject(frame(seg(false, { seq: S_ISN + 1, ack: C_ISN + 501, payload: Buffer.alloc(700, 2) }), { flags: VNET_F_DATA_VALID })).flush();
+    expect(out).toHaveLength(1);
+    expect(parseVnet(out[0]!)!.flags).toBe(VNET_F_DATA_VALID);
+    expect(parseTcpPacket(out[0]!.subarray(VNET_HDR_LEN)).ack).toBe(C_ISN + 201);
+    expect(tcpChecksumOk(out[0]!.subarray(VNET_HDR_LEN), 0)).toBe(true);
+    gw.stop();
+  });
+
+  it('a_kernel_rejecting_gso_writes_turns_offloads_off_and_the_rest_of_the_batch_goes', async () => {
+    const { tun, gw } = await setup({ rejectGso: true });
+    const small1 = frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(100, 1) }));
+    const big = frame(seg(true, { seq: C_ISN + 101, ack: S_ISN + 1, payload: Buffer.alloc(5000, 2) }), gso(1448));
+    const small2 = frame(seg(true, { seq: C_ISN + 5101, ack: S_ISN + 1, payload: Buffer.alloc(100, 3) }));
+    const out = tun.inject(small1, big, small2).flush();
+    expect(out.map((f) => f.length)).toEqual([small1.length, small2.length]);
+    expect(tun.rejected).toBe(1);
+    expect(tun.offloads).toBe(false);
+    expect(gw.vnet!.active).toBe(false);
+    expect(gw.vnet!.stats).toMatchObject({ gsoRejected: 1, gsoDropped: 1 });
+    gw.stop();
+  });
+});
