@@ -269,8 +269,33 @@ export function serviceMatches(service: Endpoint, server: Endpoint): boolean {
   return (anyAddr || service.addr === server.addr) && (service.port === 0 || service.port === server.port);
 }
 
-function isOffset(n: number): boolean {
+export function isOffset(n: number): boolean {
   return Number.isSafeInteger(n) && n >= 0;
+}
+
+/**
+ * The FIN rules every store (and the remote client) applies: counted, never thrown.
+ * Returns true when the FIN at `offset` is new and accepted (the caller persists it).
+ */
+export function acceptFin(c: { finOffset: number | null; modified: number; readonly asm: Reassembler }, offset: number, counters: LogStats): boolean {
+  if (!isOffset(offset)) {
+    counters.badOffset++;
+    return false;
+  }
+  counters.appends++;
+  c.modified = Date.now();
+  if (c.finOffset !== null) {
+    if (c.finOffset !== offset) counters.finConflict++;
+    return false;
+  }
+  if (offset < c.asm.end) {
+    // Data already logged beyond this FIN: the FIN contradicts the stream.
+    counters.finConflict++;
+    return false;
+  }
+  c.finOffset = offset;
+  counters.bytesBeyondFin += c.asm.setLimit(offset);
+  return true;
 }
 
 /**
@@ -454,24 +479,7 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
       this.counters.unknownId++;
       return;
     }
-    if (!isOffset(offset)) {
-      this.counters.badOffset++;
-      return;
-    }
-    this.counters.appends++;
-    c.modified = Date.now();
-    if (c.finOffset !== null) {
-      if (c.finOffset !== offset) this.counters.finConflict++;
-      return;
-    }
-    if (offset < c.asm.end) {
-      // Data already logged beyond this FIN: the FIN contradicts the stream.
-      this.counters.finConflict++;
-      return;
-    }
-    c.finOffset = offset;
-    this.counters.bytesBeyondFin += c.asm.setLimit(offset);
-    this.persistFin(c);
+    if (acceptFin(c, offset, this.counters)) this.persistFin(c);
   }
 
   onStable(listener: StabilityListener): void {

@@ -39,7 +39,7 @@ import { logger as rootLogger } from '../../util/logger.js';
 import { FtcpError } from '../../util/errors.js';
 import type { LinkEndpoint, LinkOptions, LostReason, PeerEvent } from '../../link/endpoint.js';
 import { UdpLink, type UdpAddr } from '../../link/udp.js';
-import { checkOpenMeta, copyMeta, DEFAULT_MAX_HELD_BYTES, newStats, Reassembler, sameEndpoint } from '../common.js';
+import { acceptFin, checkOpenMeta, copyMeta, DEFAULT_MAX_HELD_BYTES, isOffset, newStats, Reassembler, sameEndpoint } from '../common.js';
 import { SlabStore } from '../memory.js';
 import type {
   ConnectionMeta,
@@ -309,23 +309,7 @@ export class RemoteLog implements LogStore {
       this.stats_.unknownId++;
       return;
     }
-    if (!isOffset(offset)) {
-      this.stats_.badOffset++;
-      return;
-    }
-    this.stats_.appends++;
-    c.modified = Date.now();
-    if (c.finOffset !== null) {
-      if (c.finOffset !== offset) this.stats_.finConflict++;
-      return;
-    }
-    if (offset < c.asm.end) {
-      this.stats_.finConflict++;
-      return;
-    }
-    c.finOffset = offset;
-    this.stats_.bytesBeyondFin += c.asm.setLimit(offset);
-    this.markDirty(c);
+    if (acceptFin(c, offset, this.stats_)) this.markDirty(c);
   }
 
   onStable(listener: StabilityListener): void {
@@ -839,9 +823,6 @@ export class RemoteLog implements LogStore {
   }
 }
 
-function isOffset(n: number): boolean {
-  return Number.isSafeInteger(n) && n >= 0;
-}
 
 function hex(s: string): Uint8Array {
   return Uint8Array.from(Buffer.from(s, 'hex'));
