@@ -50,8 +50,10 @@ describe('kill -9 of the server, recovered transparently (lab)', () => {
   it('double crash: a second kill -9 during the replay', async () => {
     const r = await drill({ scenario: 'double-crash' });
     expectSurvived(r, 2);
-    // every connection was rebuilt twice
-    expect(r.north.handshakes).toBe(r.crashes[0]!.connections + r.crashes[1]!.connections);
+    // The second crash landed in the first recovery (handshakes or replay): the first never
+    // completed, or some connections were rebuilt twice; every connection was rebuilt at the end.
+    expect(r.crashes[0]!.caughtUpMs === -1 || r.north.handshakes > r.crashes[1]!.connections).toBe(true);
+    expect(r.north.handshakes).toBeGreaterThanOrEqual(r.crashes[1]!.connections);
   }, 150_000);
 
   it('crash storm: four crashes in a row', async () => {
