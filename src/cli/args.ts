@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../util/errors.js';
+import { DEMO_KINDS, isDemoKind, type DemoKind } from '../demo/server.js';
 
 /** node:util parseArgs, with its errors turned into UsageError (exit status 2, clear message). */
 export function parseCli<T extends ParseArgsConfig['options']>(argv: string[], options: T, allowPositionals = false) {
@@ -19,4 +20,11 @@ export function parseHostPort(s: string, flag: string): { addr: string; port: nu
   const port = Number(m[2]);
   if (port < 1 || port > 65535) throw new UsageError(`${flag}: port out of range in '${s}'`);
   return { addr, port };
+}
+
+/** The demo programs' `--kind` (required, one of DEMO_KINDS). */
+export function parseDemoKind(kind: string | undefined, usage: string): DemoKind {
+  if (!kind) throw new UsageError(`--kind is required\n${usage}`);
+  if (!isDemoKind(kind)) throw new UsageError(`--kind: expected one of ${DEMO_KINDS.join(', ')}, got '${kind}'`);
+  return kind;
 }

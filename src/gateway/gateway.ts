@@ -118,7 +118,7 @@ export class Gateway {
       opts.now ?? Date.now,
     );
     this.north.onFailed = (svc, flow) => this.table.remove(svc, flow);
-    this.masking = new CrashMasking(this.table, this.north, oracle, policy, (svc, b) => this.south.releaseHeld(svc, b), opts.holdMs ?? 1000, opts.logger, opts.minGapMs ?? 25);
+    this.masking = new CrashMasking(this.table, this.north, oracle, policy, (svc, b) => this.south.releaseHeld(svc, b), opts.holdMs ?? 1000, opts.minGapMs ?? 25);
     this.south.north = this.north;
     if (this.masking.enabled) this.south.masking = this.masking;
   }

@@ -281,7 +281,7 @@ export class NorthWrapper {
       if (flow.rec?.phase === 'MASKED' && this.table.service(flow.serverIp, flow.serverPort) === svc) sr.queue.push(flow);
     }
     this.startQueued(sr, now);
-    if (sr.queue.length === 0 && this.countRecovering(svc) === 0) this.serviceUp(svc, sr);
+    if (sr.queue.length === 0 && this.countRecovering(svc) === 0) this.serviceUp(sr);
   }
 
   private countRecovering(svc: Service): number {
@@ -290,10 +290,9 @@ export class NorthWrapper {
     return n;
   }
 
-  private serviceUp(svc: Service, sr: ServiceRecovery): void {
+  private serviceUp(sr: ServiceRecovery): void {
     sr.down = false;
     sr.timeline = null;
-    void svc;
   }
 
   private startQueued(sr: ServiceRecovery, now: number): void {
@@ -382,7 +381,7 @@ export class NorthWrapper {
     }
     if (flags & TCP_SYN) {
       // Our handshake ACK was lost: the SYN-ACK comes again.
-      if (r !== null) this.sendToServer(flow, r, flow.inSeq(0), 0, TCP_ACK, null);
+      if (r !== null) this.sendToServer(flow, r, flow.inSeq(0), TCP_ACK, null);
       return DROP;
     }
     // New-incarnation bookkeeping (raw numbers, before translation).
@@ -451,9 +450,6 @@ export class NorthWrapper {
     if (flags & TCP_ACK && !(flags & TCP_SYN)) {
       // A socket still holds the tuple and told us its rcv_nxt (challenge ACK): reap it there.
       this.stats.challengeAcks++;
-      if (p.dstPort === r.deadPort) {
-        this.stats.deadDropped++;
-      }
       this.sendRaw(flow, r.sidePort, p.ack, 0, TCP_RST, 0, null, null);
       this.stats.reapRsts++;
       r.nextAt = now + 5;
@@ -473,9 +469,9 @@ export class NorthWrapper {
     if (why !== null) {
       this.stats.optionMismatch++;
       // Reset the new incarnation's half-open connection too: at the SYN-ACK's ack, its
-      // rcv_nxt (fail() sends none here: newIsn is not recorded for a refused SYN-ACK).
+      // rcv_nxt (fail() sends one only during the replay).
       this.sendRaw(flow, r.sidePort, p.ack, 0, TCP_RST, 0, null, null);
-      this.fail(svc, flow, r, `the new incarnation's SYN-ACK options disagree: ${why}`);
+      this.fail(flow, r, `the new incarnation's SYN-ACK options disagree: ${why}`);
       return;
     }
     r.newIsn = p.seq;
@@ -504,7 +500,7 @@ export class NorthWrapper {
     tl.handshakes++;
     if (tl.handshakes + tl.failed + tl.ended >= tl.connections) tl.handshakesDoneAt = now;
     // Step 3: complete the handshake.
-    this.sendToServer(flow, r, flow.inSeq(0), 0, TCP_ACK, null);
+    this.sendToServer(flow, r, flow.inSeq(0), TCP_ACK, null);
     this.logger.debug({ flow: flow.describe(), port: r.sidePort, newIsn: r.newIsn, target: r.target0, cliAcked: r.cliAcked0 }, 'rebuild: handshake done, replaying');
     this.pump(flow, r);
     const sr = this.services.get(svc);
@@ -551,17 +547,17 @@ export class NorthWrapper {
       const end = Math.min(dataEnd, edge, r.sndNxt + seg, r.dataStart + data.length);
       if (end <= r.sndNxt) break;
       const payload = data.subarray(r.sndNxt - r.dataStart, end - r.dataStart);
-      this.sendToServer(flow, r, flow.inSeq(r.sndNxt), 0, TCP_ACK | TCP_PSH, payload);
+      this.sendToServer(flow, r, flow.inSeq(r.sndNxt), TCP_ACK | TCP_PSH, payload);
       this.stats.replaySegments++;
       this.stats.replayBytes += payload.length;
       r.sndNxt = end;
       sent++;
     }
     if (fin >= 0 && r.sndNxt === fin && r.sndNxt < edge + 1) {
-      this.sendToServer(flow, r, flow.inSeq(fin), 0, TCP_ACK | TCP_FIN, null);
+      this.sendToServer(flow, r, flow.inSeq(fin), TCP_ACK | TCP_FIN, null);
       r.sndNxt = fin + 1;
     }
-    if (r.ackPending) this.sendToServer(flow, r, flow.inSeq(r.sndNxt), 0, TCP_ACK, null);
+    if (r.ackPending) this.sendToServer(flow, r, flow.inSeq(r.sndNxt), TCP_ACK, null);
   }
 
   private readMore(flow: Flow, r: Rebuild, dataEnd: number): void {
@@ -580,8 +576,7 @@ export class NorthWrapper {
       (err: unknown) => {
         r.reading = false;
         if (flow.rec !== r) return;
-        const svc = this.table.service(flow.serverIp, flow.serverPort);
-        if (svc) this.fail(svc, flow, r, `log read failed: ${(err as Error).message}`);
+        this.fail(flow, r, `log read failed: ${(err as Error).message}`);
       },
     );
   }
@@ -622,7 +617,7 @@ export class NorthWrapper {
     const svc = this.table.service(flow.serverIp, flow.serverPort);
     if (!svc) return;
     const sr = this.services.get(svc);
-    if (sr && sr.down && this.countRecovering(svc) === 0 && sr.timeline?.listeningAt !== 0) this.serviceUp(svc, sr);
+    if (sr && sr.down && this.countRecovering(svc) === 0 && sr.timeline?.listeningAt !== 0) this.serviceUp(sr);
   }
 
   private ackServerSoon(flow: Flow, r: Rebuild): void {
@@ -630,7 +625,7 @@ export class NorthWrapper {
     r.ackPending = true;
     queueMicrotask(() => {
       if (!r.ackPending || flow.rec !== r) return;
-      this.sendToServer(flow, r, flow.inSeq(r.sndNxt), 0, TCP_ACK, null);
+      this.sendToServer(flow, r, flow.inSeq(r.sndNxt), TCP_ACK, null);
     });
   }
 
@@ -655,14 +650,14 @@ export class NorthWrapper {
       switch (r.phase) {
         case 'MASKED':
           if (now - r.maskedAt > this.options.maskDeadlineMs) {
-            this.fail(svc, flow, r, 'the service did not come back before the deadline');
+            this.fail(flow, r, 'the service did not come back before the deadline');
             break;
           }
           if (now - r.lastAckAt >= this.options.keepaliveMs) this.ackClient(flow, now);
           break;
         case 'HANDSHAKE':
           if (now - r.startedAt > this.options.rebuildDeadlineMs) {
-            this.fail(svc, flow, r, 'no handshake with the new incarnation before the deadline');
+            this.fail(flow, r, 'no handshake with the new incarnation before the deadline');
             break;
           }
           if (now - r.lastAckAt >= this.options.keepaliveMs) this.ackClient(flow, now);
@@ -690,8 +685,7 @@ export class NorthWrapper {
           break;
       }
     }
-    for (const [svc, sr] of this.services) if (sr.queue.length > 0) this.startQueued(sr, now);
-    void this.services;
+    for (const sr of this.services.values()) if (sr.queue.length > 0) this.startQueued(sr, now);
   }
 
   get recovering(): number {
@@ -753,7 +747,7 @@ export class NorthWrapper {
   }
 
   /** A segment toward the new incarnation, as the client would send it. */
-  private sendToServer(flow: Flow, r: Rebuild, seq: number, _unused: number, flags: number, payload: Uint8Array | null): void {
+  private sendToServer(flow: Flow, r: Rebuild, seq: number, flags: number, payload: Uint8Array | null): void {
     r.ackPending = false;
     const ackOff = Math.min(flow.incSndMax, flow.cliAcked);
     const ack = seqAdd(r.newIsn, 1 + (ackOff % 0x100000000));
@@ -788,9 +782,9 @@ export class NorthWrapper {
   }
 
   /** The connection cannot be rebuilt: one RST each way, counted; the flow closes. */
-  private fail(svc: Service, flow: Flow, r: Rebuild, why: string): void {
+  private fail(flow: Flow, r: Rebuild, why: string): void {
     if (r.phase === 'HANDSHAKE') this.handshaking--;
-    if (r.phase === 'REPLAY' || (r.phase === 'HANDSHAKE' && r.newIsn !== 0)) {
+    if (r.phase === 'REPLAY') {
       this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
     }
     r.phase = 'FAILED';
@@ -801,7 +795,6 @@ export class NorthWrapper {
     flow.to('CLOSED', `rebuild failed: ${why}`, this.logger);
     flow.closedAt = this.now();
     this.logger.error({ flow: flow.describe(), why }, 'rebuild failed: connection reset toward the client');
-    void svc;
   }
 }
 

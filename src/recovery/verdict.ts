@@ -18,8 +18,7 @@ import type { Flow } from '../flow/flow.js';
 import type { FlowTable, Service } from '../flow/table.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { TCP_RST } from '../wire/tcp.js';
-import { u32ToIp } from '../wire/addr.js';
-import type { Logger } from '../util/logger.js';
+import { ipToU32, u32ToIp } from '../wire/addr.js';
 import type { NorthWrapper } from './rebuild.js';
 
 export type Verdict = 'alive' | 'dead' | 'unknown';
@@ -51,7 +50,6 @@ export class CrashMasking {
     /** Processes a released segment as the south wrapper would, skipping the hold. */
     private readonly release: (svc: Service, buf: Buffer) => void,
     private readonly holdMs: number,
-    private readonly logger: Logger,
     /** A notice saying alive counts only if accepted this long after the hold began. */
     private readonly minGapMs = 25,
   ) {
@@ -75,10 +73,11 @@ export class CrashMasking {
 
   private byName(name: string): Service | undefined {
     const i = name.lastIndexOf(':');
-    const parts = name.slice(0, i).split('.').map(Number);
-    if (parts.length !== 4) return undefined;
-    const ip = ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
-    return this.table.service(ip, Number(name.slice(i + 1)));
+    try {
+      return this.table.service(ipToU32(name.slice(0, i)), Number(name.slice(i + 1)));
+    } catch {
+      return undefined; // not an IPv4 service name
+    }
   }
 
   /** The oracle says the service listens now (for a tick that missed the event). */
@@ -133,10 +132,6 @@ export class CrashMasking {
 
   describe(): Record<string, unknown> {
     return { oracle: this.oracle !== null, policy: this.policy, ...this.stats };
-  }
-
-  logState(): void {
-    this.logger.debug(this.describe(), 'crash masking');
   }
 }
 

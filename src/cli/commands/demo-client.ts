@@ -5,9 +5,9 @@
  * Runs N concurrent checking connections against a demo server (src/demo/client.ts) and
  * reports. Exit status 0 only when every connection passed every check.
  */
-import { parseCli, parseHostPort } from '../args.js';
+import { parseCli, parseDemoKind, parseHostPort } from '../args.js';
 import { UsageError } from '../../util/errors.js';
-import { DEMO_KINDS, isDemoKind } from '../../demo/server.js';
+import { DEMO_KINDS } from '../../demo/server.js';
 import {
   DEFAULT_BYTES,
   DEFAULT_LINES,
@@ -44,9 +44,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(USAGE + '\n');
     return 0;
   }
-  const kind = values.kind;
-  if (!kind) throw new UsageError(`--kind is required\n${USAGE}`);
-  if (!isDemoKind(kind)) throw new UsageError(`--kind: expected one of ${DEMO_KINDS.join(', ')}, got '${kind}'`);
+  const kind = parseDemoKind(values.kind, USAGE);
   if (!values.connect) throw new UsageError(`--connect is required\n${USAGE}`);
   const { addr, port } = parseHostPort(values.connect, '--connect');
 

@@ -6,9 +6,9 @@
  * port (the line gives the real one). SIGTERM/SIGINT close the listener and the
  * connections, then the process exits 0.
  */
-import { parseCli, parseHostPort } from '../args.js';
+import { parseCli, parseDemoKind, parseHostPort } from '../args.js';
 import { FtcpError, UsageError } from '../../util/errors.js';
-import { DEMO_KINDS, isDemoKind, startDemoServer } from '../../demo/server.js';
+import { DEMO_KINDS, startDemoServer } from '../../demo/server.js';
 
 const USAGE = `usage: ftcp demo-server --kind ${DEMO_KINDS.join('|')} --listen <ip:port> [--json]
 
@@ -31,9 +31,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(USAGE + '\n');
     return 0;
   }
-  const kind = values.kind;
-  if (!kind) throw new UsageError(`--kind is required\n${USAGE}`);
-  if (!isDemoKind(kind)) throw new UsageError(`--kind: expected one of ${DEMO_KINDS.join(', ')}, got '${kind}'`);
+  const kind = parseDemoKind(values.kind, USAGE);
   if (!values.listen) throw new UsageError(`--listen is required\n${USAGE}`);
   const { addr, port } = parseListen(values.listen);
 
