@@ -27,6 +27,8 @@ export interface BenchConfig {
   protected: boolean;
   /** Server port per service. */
   ports: Record<ServiceKind, number>;
+  /** The iperf3 server's port (`iperf3 -s`, beside the demo servers). */
+  iperfPort: number;
 }
 
 export interface LabSpec {
@@ -40,15 +42,17 @@ export interface LabSpec {
 
 const PROTECTED_PORTS: Record<ServiceKind, number> = { upload: 5001, download: 5002, echo: 5003 };
 const UNPROTECTED_PORTS: Record<ServiceKind, number> = { upload: 6001, download: 6002, echo: 6003 };
-const PROTECT_LIST = Object.values(PROTECTED_PORTS);
+const PROTECTED_IPERF = 5004;
+const UNPROTECTED_IPERF = 6004;
+const PROTECT_LIST = [...Object.values(PROTECTED_PORTS), PROTECTED_IPERF];
 
 export const CONFIGS: readonly BenchConfig[] = [
-  { id: 'kernel', label: 'kernel forwarding', lab: 'kernel', protected: false, ports: PROTECTED_PORTS },
-  { id: 'gw-unprotected', label: 'gateway, unprotected', lab: 'memory', protected: false, ports: UNPROTECTED_PORTS },
-  { id: 'gw-memory', label: 'gateway, protected, memory log', lab: 'memory', protected: true, ports: PROTECTED_PORTS },
-  { id: 'gw-disk', label: 'gateway, protected, disk log', lab: 'disk', protected: true, ports: PROTECTED_PORTS },
-  { id: 'gw-off-unprot', label: 'gateway --offload, unprotected', lab: 'offload', protected: false, ports: UNPROTECTED_PORTS },
-  { id: 'gw-off-memory', label: 'gateway --offload, protected, memory log', lab: 'offload', protected: true, ports: PROTECTED_PORTS },
+  { id: 'kernel', label: 'kernel forwarding', lab: 'kernel', protected: false, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF },
+  { id: 'gw-unprotected', label: 'gateway, unprotected', lab: 'memory', protected: false, ports: UNPROTECTED_PORTS, iperfPort: UNPROTECTED_IPERF },
+  { id: 'gw-memory', label: 'gateway, protected, memory log', lab: 'memory', protected: true, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF },
+  { id: 'gw-disk', label: 'gateway, protected, disk log', lab: 'disk', protected: true, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF },
+  { id: 'gw-off-unprot', label: 'gateway --offload, unprotected', lab: 'offload', protected: false, ports: UNPROTECTED_PORTS, iperfPort: UNPROTECTED_IPERF },
+  { id: 'gw-off-memory', label: 'gateway --offload, protected, memory log', lab: 'offload', protected: true, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF },
 ];
 
 export const CONFIG_IDS: readonly ConfigId[] = CONFIGS.map((c) => c.id);
@@ -72,20 +76,50 @@ export function parseConfigList(s: string | undefined): ConfigId[] | null {
   return CONFIG_IDS.filter((id) => want.has(id));
 }
 
-/** Metrics, in table order. Throughput in Gb/s (10^9 bit/s), latency in µs. */
-export type MetricId = 'upload' | 'download' | 'rttP50' | 'rttP99';
+/** Metrics, in table order. Throughput in Gb/s (10^9 bit/s), latency in µs, set-up rate in connections/s. */
+export type MetricId =
+  | 'upload' | 'download' | 'upload8' | 'download8'
+  | 'iperfUp' | 'iperfDown' | 'iperfUp8' | 'iperfDown8'
+  | 'setupRate' | 'rttP50' | 'rttP99';
+
+/**
+ * Metrics are measured in groups (`--metrics`):
+ *   demo     single-stream upload/download with the demo programs (byte-checked by SHA-256)
+ *   streams  the same with 8 parallel connections (--streams), bytes split among them
+ *   iperf    iperf3, 1 and 8 streams each way (not byte-checked; the load tool the kernel is measured with)
+ *   setup    short connections per second (connect, one echoed line, close; ./setup.ts)
+ *   rtt      request/response round trips, one outstanding (./rr.ts)
+ */
+export type MetricGroup = 'demo' | 'streams' | 'iperf' | 'setup' | 'rtt';
+export const METRIC_GROUPS: readonly MetricGroup[] = ['demo', 'streams', 'iperf', 'setup', 'rtt'];
 
 export interface MetricDef {
   id: MetricId;
   label: string;
-  unit: 'Gb/s' | 'µs';
+  unit: 'Gb/s' | 'µs' | 'conn/s';
   /** How a gateway column compares with kernel forwarding. */
   compare: 'ratio' | 'added';
+  group: MetricGroup;
 }
 
 export const METRICS: readonly MetricDef[] = [
-  { id: 'upload', label: 'single-stream upload', unit: 'Gb/s', compare: 'ratio' },
-  { id: 'download', label: 'single-stream download', unit: 'Gb/s', compare: 'ratio' },
-  { id: 'rttP50', label: 'request/response RTT p50', unit: 'µs', compare: 'added' },
-  { id: 'rttP99', label: 'request/response RTT p99', unit: 'µs', compare: 'added' },
+  { id: 'upload', label: 'single-stream upload', unit: 'Gb/s', compare: 'ratio', group: 'demo' },
+  { id: 'download', label: 'single-stream download', unit: 'Gb/s', compare: 'ratio', group: 'demo' },
+  { id: 'upload8', label: '8-stream upload', unit: 'Gb/s', compare: 'ratio', group: 'streams' },
+  { id: 'download8', label: '8-stream download', unit: 'Gb/s', compare: 'ratio', group: 'streams' },
+  { id: 'iperfUp', label: 'iperf3 upload, 1 stream', unit: 'Gb/s', compare: 'ratio', group: 'iperf' },
+  { id: 'iperfDown', label: 'iperf3 download, 1 stream', unit: 'Gb/s', compare: 'ratio', group: 'iperf' },
+  { id: 'iperfUp8', label: 'iperf3 upload, 8 streams', unit: 'Gb/s', compare: 'ratio', group: 'iperf' },
+  { id: 'iperfDown8', label: 'iperf3 download, 8 streams', unit: 'Gb/s', compare: 'ratio', group: 'iperf' },
+  { id: 'setupRate', label: 'connection set-up rate', unit: 'conn/s', compare: 'ratio', group: 'setup' },
+  { id: 'rttP50', label: 'request/response RTT p50', unit: 'µs', compare: 'added', group: 'rtt' },
+  { id: 'rttP99', label: 'request/response RTT p99', unit: 'µs', compare: 'added', group: 'rtt' },
 ];
+
+/** Parses "demo,iperf" (table order kept); undefined = all; null = an unknown name. */
+export function parseMetricGroups(s: string | undefined): MetricGroup[] | null {
+  if (s === undefined) return [...METRIC_GROUPS];
+  const want = new Set(s.split(',').map((x) => x.trim()).filter((x) => x.length > 0));
+  for (const w of want) if (!(METRIC_GROUPS as readonly string[]).includes(w)) return null;
+  return METRIC_GROUPS.filter((g) => want.has(g));
+}

@@ -6,7 +6,7 @@
  * a comparison with kernel forwarding from the same run: the ratio of medians for
  * throughput, the difference of medians (added latency) for round-trip times.
  */
-import { CONFIGS, METRICS, configById, type ConfigId, type LabId, type MetricDef, type MetricId } from './configs.js';
+import { CONFIGS, METRICS, configById, type ConfigId, type LabId, type MetricDef, type MetricGroup, type MetricId } from './configs.js';
 import { summarize, type Summary } from './stats.js';
 
 export interface Machine {
@@ -33,13 +33,28 @@ export interface Settings {
   rrWarmup: number;
   rrSize: number;
   configs: ConfigId[];
+  /** The metric groups measured (rows printed). */
+  metrics: MetricGroup[];
+  /** Parallel connections of the `streams` rows. */
+  streams: number;
+  /** Measured seconds per iperf3 run (after one unrecorded second). */
+  iperfSeconds: number;
+  /** Short connections per set-up run, and how many in flight at once. */
+  setupConnections: number;
+  setupConcurrency: number;
+}
+
+/** The metrics of the chosen groups, in table order. */
+export function chosenMetrics(s: Settings): MetricDef[] {
+  return METRICS.filter((m) => s.metrics.includes(m.group));
 }
 
 export interface RunFailure {
   config: ConfigId;
   /** 1-based run number. */
   run: number;
-  test: 'upload' | 'download' | 'rtt';
+  /** The measurement: upload, download, upload8, iperf3 -R -P 8, setup, rtt, ... */
+  test: string;
   message: string;
 }
 
@@ -76,7 +91,10 @@ export type Table = Partial<Record<ConfigId, Record<MetricId, Cell>>>;
 
 export function emptySamples(configs: readonly ConfigId[]): Record<ConfigId, Record<MetricId, Array<number | null>>> {
   const out = {} as Record<ConfigId, Record<MetricId, Array<number | null>>>;
-  for (const c of configs) out[c] = { upload: [], download: [], rttP50: [], rttP99: [] };
+  for (const c of configs) {
+    out[c] = {} as Record<MetricId, Array<number | null>>;
+    for (const m of METRICS) out[c][m.id] = [];
+  }
   return out;
 }
 
@@ -112,6 +130,7 @@ export function buildTable(r: BenchResult): Table {
 
 export function fmtValue(m: MetricDef, x: number): string {
   if (m.unit === 'Gb/s') return x.toFixed(x >= 10 ? 1 : 2);
+  if (m.unit === 'conn/s') return String(Math.round(x));
   return x >= 100 ? String(Math.round(x)) : x.toFixed(1);
 }
 
@@ -147,14 +166,21 @@ function grid(r: BenchResult): { head: string[]; rows: string[][] } {
   const table = buildTable(r);
   const cols = columns(r);
   const head = ['metric', ...cols.map((c) => c.heading)];
-  const rows = METRICS.map((m) => [`${m.label} (${m.unit})`, ...cols.map((c) => c.cell(m, table[c.config]!))]);
+  const rows = chosenMetrics(r.settings).map((m) => [`${m.label} (${m.unit})`, ...cols.map((c) => c.cell(m, table[c.config]!))]);
   return { head, rows };
 }
 
 export function settingsLine(s: Settings): string {
-  return `${s.runs} runs per cell, median (min–max); upload/download ${fmtBytes(s.bytes)} per run` +
-    (s.warmupBytes > 0 ? ` after an unrecorded ${fmtBytes(s.warmupBytes)} warm-up per direction` : '') +
-    `; RTT: ${s.roundTrips} round trips of ${s.rrSize} B after ${s.rrWarmup} warm-up ones, one outstanding`;
+  const parts = [`${s.runs} runs per cell, median (min–max)`];
+  if (s.metrics.includes('demo') || s.metrics.includes('streams')) {
+    parts.push(`upload/download ${fmtBytes(s.bytes)} per run` +
+      (s.metrics.includes('streams') ? ` (split over ${s.streams} connections in the ${s.streams}-stream rows)` : '') +
+      (s.warmupBytes > 0 ? ` after an unrecorded ${fmtBytes(s.warmupBytes)} warm-up per direction` : ''));
+  }
+  if (s.metrics.includes('iperf')) parts.push(`iperf3: ${s.iperfSeconds} s measured after 1 s omitted, receiver's rate`);
+  if (s.metrics.includes('setup')) parts.push(`set-up: ${s.setupConnections} short connections, ${s.setupConcurrency} at a time`);
+  if (s.metrics.includes('rtt')) parts.push(`RTT: ${s.roundTrips} round trips of ${s.rrSize} B after ${s.rrWarmup} warm-up ones, one outstanding`);
+  return parts.join('; ');
 }
 
 export function fmtBytes(n: number): string {
@@ -227,7 +253,7 @@ export function toJsonDocument(r: BenchResult): Record<string, unknown> {
   const summary: Record<string, Record<string, unknown>> = {};
   for (const id of r.settings.configs) {
     summary[id] = {};
-    for (const m of METRICS) {
+    for (const m of chosenMetrics(r.settings)) {
       const c = table[id]![m.id];
       summary[id]![m.id] = {
         unit: m.unit,

@@ -19,11 +19,10 @@
  * when the run could not complete (timeout, mismatched echo, connection error).
  */
 import net from 'node:net';
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import { parseCli, parseHostPort } from '../cli/args.js';
 import { FtcpError, UsageError } from '../util/errors.js';
 import { latencySummary, type LatencySummary } from './stats.js';
+import { intFlag, runIfEntry } from './program.js';
 
 export interface RrOptions {
   host: string;
@@ -132,14 +131,6 @@ export function runRoundTrips(opts: RrOptions): Promise<RrReport> {
   });
 }
 
-function intFlag(s: string | undefined, flag: string, dflt: number, min: number, max: number): number {
-  if (s === undefined) return dflt;
-  if (!/^\d+$/.test(s)) throw new UsageError(`${flag}: expected an integer, got '${s}'`);
-  const n = Number(s);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${flag}: must be in ${min}..${max}, got ${s}`);
-  return n;
-}
-
 const USAGE = `usage: node dist/bench/rr.js --connect <ip:port> [--round-trips N] [--warmup W] [--size S] [--timeout-ms T] [--json]
 
   one connection to an echo server, one request outstanding; prints latency percentiles (µs)
@@ -179,23 +170,4 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** True when this module is the program node was asked to run (not an import). */
-function isEntry(): boolean {
-  const argv1 = process.argv[1];
-  if (!argv1) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(argv1)).href;
-  } catch {
-    return false;
-  }
-}
-
-if (isEntry()) {
-  main(process.argv.slice(2)).then(
-    (code) => { process.exitCode = code; },
-    (err: unknown) => {
-      process.stderr.write(`rr: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exitCode = err instanceof UsageError ? 2 : 1;
-    },
-  );
-}
+runIfEntry(import.meta.url, 'rr', main);

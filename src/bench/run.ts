@@ -32,32 +32,42 @@ import {
   ADDRESSES, REPO_ROOT, execIn, labDown, labUp, netnsPids, randomLabName, spawnIn,
   type LabTopology,
 } from '../lab/index.js';
-import { LABS, configById, parseConfigList, type BenchConfig, type LabId, type ServiceKind } from './configs.js';
+import {
+  LABS, METRIC_GROUPS, configById, parseConfigList, parseMetricGroups, type BenchConfig, type LabId, type MetricId, type ServiceKind,
+} from './configs.js';
 import {
   ALL_CONFIGS, emptySamples, formatHuman, formatMarkdown, toJsonDocument,
   type BenchResult, type GatewayCounters, type Machine, type RunFailure, type Settings,
 } from './report.js';
 import type { RrReport } from './rr.js';
+import type { SetupReport } from './setup.js';
+import { intFlag } from './program.js';
 
 const FTCP = join(REPO_ROOT, 'bin', 'ftcp.js');
 const RR = fileURLToPath(new URL('./rr.js', import.meta.url));
+const SETUP = fileURLToPath(new URL('./setup.js', import.meta.url));
 const SERVER = ADDRESSES.server;
 
 export const DEFAULTS = {
-  runs: 5,
+  runs: 3,
   bytes: 500_000_000,
   warmupBytes: 50_000_000,
   roundTrips: 20_000,
   rrWarmup: 1_000,
   rrSize: 32,
+  streams: 8,
+  iperfSeconds: 3,
+  setupConnections: 2_000,
+  setupConcurrency: 8,
 } as const;
 
 const USAGE = `usage: scripts/bench [options]
 
 Measures kernel forwarding and the ftcp gateway in the same run (namespace lab, root):
-single-stream upload and download throughput, request/response round-trip p50/p99.
+single-stream and 8-stream upload and download throughput (demo programs, SHA-256
+checked, and iperf3), connection set-up rate, request/response round-trip p50/p99.
 Prints the medians over the runs with (min–max), the ratio to kernel forwarding for
-throughput and the added latency for round trips.
+throughput and set-up rate, and the added latency for round trips.
 
   --runs N               runs per configuration (default ${DEFAULTS.runs})
   --bytes B              bytes per upload/download run (default ${DEFAULTS.bytes}; suffix k, M, G = 10^3, 10^6, 10^9)
@@ -66,6 +76,16 @@ throughput and the added latency for round trips.
   --rr-warmup N          unrecorded round trips before them (default ${DEFAULTS.rrWarmup})
   --rr-size S            request/response size in bytes, newline included (default ${DEFAULTS.rrSize})
   --configs LIST         subset of ${ALL_CONFIGS} (default: all)
+  --metrics LIST         subset of ${METRIC_GROUPS.join(',')} (default: all)
+                           demo: single-stream upload/download with the demo programs (SHA-256 checked)
+                           streams: the same over --streams parallel connections
+                           iperf: iperf3 with 1 and --streams streams each way
+                           setup: short connections per second (connect, one echoed line, close)
+                           rtt: request/response round trips, one outstanding
+  --streams N            parallel connections of the streams and iperf rows (default ${DEFAULTS.streams})
+  --iperf-seconds S      measured seconds per iperf3 run, after 1 unrecorded (default ${DEFAULTS.iperfSeconds})
+  --setup-connections N  short connections per set-up run (default ${DEFAULTS.setupConnections})
+  --setup-concurrency C  of them in flight at once (default ${DEFAULTS.setupConcurrency})
   --json                 print one JSON document instead of the table
   --markdown             print a Markdown table with date, kernel, CPU and cores (for BENCHMARKS.md)
 
@@ -73,14 +93,6 @@ Progress goes to stderr. The labs are named ftcpb-<6 hex> and are removed on eve
 
 interface Options extends Settings {
   output: 'human' | 'json' | 'markdown';
-}
-
-function intArg(s: string | undefined, flag: string, dflt: number, min: number, max: number): number {
-  if (s === undefined) return dflt;
-  if (!/^\d+$/.test(s)) throw new UsageError(`${flag}: expected an integer, got '${s}'`);
-  const n = Number(s);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${flag}: must be in ${min}..${max}, got ${s}`);
-  return n;
 }
 
 const DECIMAL: Record<string, number> = { '': 1, K: 1e3, M: 1e6, G: 1e9 };
@@ -104,6 +116,11 @@ export function parseOptions(argv: string[]): Options | 'help' {
     'rr-warmup': { type: 'string' },
     'rr-size': { type: 'string' },
     configs: { type: 'string' },
+    metrics: { type: 'string' },
+    streams: { type: 'string' },
+    'iperf-seconds': { type: 'string' },
+    'setup-connections': { type: 'string' },
+    'setup-concurrency': { type: 'string' },
     json: { type: 'boolean', default: false },
     markdown: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
@@ -112,13 +129,20 @@ export function parseOptions(argv: string[]): Options | 'help' {
   if (values.json && values.markdown) throw new UsageError('--json and --markdown exclude each other');
   const configs = parseConfigList(values.configs);
   if (!configs || configs.length === 0) throw new UsageError(`--configs: expected a comma-separated subset of ${ALL_CONFIGS}, got '${values.configs}'`);
+  const metrics = parseMetricGroups(values.metrics);
+  if (!metrics || metrics.length === 0) throw new UsageError(`--metrics: expected a comma-separated subset of ${METRIC_GROUPS.join(',')}, got '${values.metrics}'`);
   return {
-    runs: intArg(values.runs, '--runs', DEFAULTS.runs, 1, 1000),
+    metrics,
+    streams: intFlag(values.streams, '--streams', DEFAULTS.streams, 1, 128),
+    iperfSeconds: intFlag(values['iperf-seconds'], '--iperf-seconds', DEFAULTS.iperfSeconds, 1, 600),
+    setupConnections: intFlag(values['setup-connections'], '--setup-connections', DEFAULTS.setupConnections, 1, 1_000_000),
+    setupConcurrency: intFlag(values['setup-concurrency'], '--setup-concurrency', DEFAULTS.setupConcurrency, 1, 1_000),
+    runs: intFlag(values.runs, '--runs', DEFAULTS.runs, 1, 1000),
     bytes: parseBytes(values.bytes, '--bytes', DEFAULTS.bytes, 1),
     warmupBytes: parseBytes(values['warmup-bytes'], '--warmup-bytes', DEFAULTS.warmupBytes, 0),
-    roundTrips: intArg(values['round-trips'], '--round-trips', DEFAULTS.roundTrips, 1, 10_000_000),
-    rrWarmup: intArg(values['rr-warmup'], '--rr-warmup', DEFAULTS.rrWarmup, 0, 10_000_000),
-    rrSize: intArg(values['rr-size'], '--rr-size', DEFAULTS.rrSize, 2, 65536),
+    roundTrips: intFlag(values['round-trips'], '--round-trips', DEFAULTS.roundTrips, 1, 10_000_000),
+    rrWarmup: intFlag(values['rr-warmup'], '--rr-warmup', DEFAULTS.rrWarmup, 0, 10_000_000),
+    rrSize: intFlag(values['rr-size'], '--rr-size', DEFAULTS.rrSize, 2, 65536),
     configs,
     output: values.json ? 'json' : values.markdown ? 'markdown' : 'human',
   };
@@ -160,8 +184,8 @@ class Aborted extends FtcpError {
   }
 }
 
-/** Waits (bounded) for the demo server's {"listening":...} line. */
-function waitListening(child: ChildProcess, what: string, timeoutMs = 15_000): Promise<void> {
+/** Waits (bounded) for the server's "I listen" line: the demo server's {"listening":...}, iperf3's "Server listening". */
+function waitListening(child: ChildProcess, what: string, marker = '"listening"', timeoutMs = 15_000): Promise<void> {
   return new Promise((resolve, reject) => {
     let buf = '';
     const done = (err: Error | null) => {
@@ -173,7 +197,7 @@ function waitListening(child: ChildProcess, what: string, timeoutMs = 15_000): P
     };
     const onData = (d: Buffer) => {
       buf += d.toString();
-      if (buf.includes('"listening"')) done(null);
+      if (buf.includes(marker)) done(null);
     };
     const onExit = (code: number | null) => done(new FtcpError('FTCP_BENCH_SERVER', `${what} exited (${code}) before listening: ${buf.slice(-300)}`));
     const timer = setTimeout(() => done(new FtcpError('FTCP_BENCH_SERVER', `${what} not listening within ${timeoutMs} ms`)), timeoutMs);
@@ -182,8 +206,16 @@ function waitListening(child: ChildProcess, what: string, timeoutMs = 15_000): P
   });
 }
 
-async function startServers(lab: Lab, configs: BenchConfig[]): Promise<void> {
+async function startServers(lab: Lab, configs: BenchConfig[], iperf: boolean): Promise<void> {
   const ns = lab.topo!.namespaces.server;
+  if (iperf) {
+    for (const port of new Set(configs.map((c) => c.iperfPort))) {
+      const child = spawnIn(ns, 'iperf3', ['-s', '-B', SERVER, '-p', String(port), '--forceflush'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      lab.servers.push(child);
+      child.on('error', () => { /* reported through waitListening's exit */ });
+      await waitListening(child, `iperf3 -s on ${port} in ${ns}`, 'Server listening');
+    }
+  }
   const wanted = new Map<number, ServiceKind>();
   for (const c of configs) for (const [kind, port] of Object.entries(c.ports) as Array<[ServiceKind, number]>) wanted.set(port, kind);
   for (const [port, kind] of wanted) {
@@ -240,12 +272,15 @@ interface DemoReport {
   durationMs: number;
 }
 
-/** One upload or download; Gb/s of the payload direction. Throws with the reason on failure. */
-async function transfer(topo: LabTopology, kind: 'upload' | 'download', port: number, bytes: number, seed: number): Promise<number> {
+/**
+ * One upload or download of `bytes` in all over `connections` parallel connections; Gb/s of
+ * the payload direction. Throws with the reason on failure.
+ */
+async function transfer(topo: LabTopology, kind: 'upload' | 'download', port: number, bytes: number, seed: number, connections = 1): Promise<number> {
   const timeoutMs = transferTimeoutMs(bytes);
   const r = await execIn(topo.namespaces.client, process.execPath, [
-    FTCP, 'demo-client', '--kind', kind, '--connect', `${SERVER}:${port}`, '--bytes', String(bytes),
-    '--seed', String(seed), '--timeout-ms', String(timeoutMs), '--json',
+    FTCP, 'demo-client', '--kind', kind, '--connect', `${SERVER}:${port}`, '--bytes', String(Math.max(1, Math.floor(bytes / connections))),
+    '--connections', String(connections), '--seed', String(seed), '--timeout-ms', String(timeoutMs), '--json',
   ], { timeoutMs: timeoutMs + 15_000 });
   let rep: DemoReport;
   try {
@@ -259,6 +294,36 @@ async function transfer(topo: LabTopology, kind: 'upload' | 'download', port: nu
   }
   const payload = kind === 'upload' ? rep.bytesSent : rep.bytesReceived;
   return (payload * 8) / (rep.durationMs * 1e6);
+}
+
+/** One iperf3 run (`-R`: the server sends); Gb/s as the receiver counted it. */
+async function iperf(topo: LabTopology, port: number, seconds: number, streams: number, reverse: boolean): Promise<number> {
+  const args = ['-c', SERVER, '-p', String(port), '-t', String(seconds), '-O', '1', '-P', String(streams), '-J', ...(reverse ? ['-R'] : [])];
+  const r = await execIn(topo.namespaces.client, 'iperf3', args, { timeoutMs: (seconds + 30) * 1000 });
+  let doc: { error?: string; end?: { sum_received?: { bits_per_second?: number } } };
+  try {
+    doc = JSON.parse(r.stdout) as typeof doc;
+  } catch {
+    throw new FtcpError('FTCP_BENCH_IPERF', `iperf3 printed no report (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
+  }
+  const bps = doc.end?.sum_received?.bits_per_second;
+  if (r.code !== 0 || doc.error !== undefined || typeof bps !== 'number') throw new FtcpError('FTCP_BENCH_IPERF', `iperf3 ${args.join(' ')}: ${doc.error ?? `exit ${r.code}`}`);
+  return bps / 1e9;
+}
+
+/** One set-up run (./setup.ts in the client namespace). */
+async function setups(topo: LabTopology, port: number, s: Settings): Promise<SetupReport> {
+  const timeoutMs = 300_000;
+  const r = await execIn(topo.namespaces.client, process.execPath, [
+    SETUP, '--connect', `${SERVER}:${port}`, '--connections', String(s.setupConnections), '--concurrency', String(s.setupConcurrency),
+    '--timeout-ms', String(timeoutMs), '--json',
+  ], { timeoutMs: timeoutMs + 15_000 });
+  if (r.code !== 0) throw new FtcpError('FTCP_BENCH_SETUP', (r.stderr || r.stdout).trim().slice(0, 300) || `setup exit ${r.code}`);
+  try {
+    return JSON.parse(r.stdout) as SetupReport;
+  } catch {
+    throw new FtcpError('FTCP_BENCH_SETUP', `setup printed no report: ${r.stdout.slice(0, 300)}`);
+  }
 }
 
 async function roundTrips(topo: LabTopology, port: number, s: Settings): Promise<RrReport> {
@@ -299,11 +364,11 @@ export async function runBench(opts: Options, command: string, signal: AbortSign
       ownLabs.add(lab.name);
       progress(`lab ${lab.name} up (${id}: forward ${spec.forward}${spec.forward === 'gateway' ? `, log ${spec.log}, protect ${spec.protect.join(',')}` : ''}${spec.extraGatewayArgs ? ` ${spec.extraGatewayArgs.join(' ')}` : ''})`);
       lab.topo = await labUp({ name: lab.name, forward: spec.forward, log: spec.log, protect: spec.protect, signal, ...(spec.extraGatewayArgs ? { extraGatewayArgs: spec.extraGatewayArgs } : {}) });
-      await startServers(lab, configs.filter((c) => c.lab === id));
+      await startServers(lab, configs.filter((c) => c.lab === id), opts.metrics.includes('iperf'));
     }
 
     const topoOf = (c: BenchConfig) => labs.get(c.lab)!.topo!;
-    if (opts.warmupBytes > 0) {
+    if (opts.warmupBytes > 0 && (opts.metrics.includes('demo') || opts.metrics.includes('streams'))) {
       for (const c of configs) {
         for (const kind of ['upload', 'download'] as const) {
           check();
@@ -327,27 +392,42 @@ export async function runBench(opts: Options, command: string, signal: AbortSign
           failures.push({ config: c.id, run: run + 1, test, message });
           progress(`run ${run + 1}/${opts.runs} ${c.id} ${test} FAILED: ${message}`);
         };
-        for (const kind of ['upload', 'download'] as const) {
+        /** One measurement: its value(s) go to `ids`, null on failure (left out of the medians). */
+        const measure = async (test: string, ids: MetricId[], fn: () => Promise<number[]>, show: (v: number[]) => string) => {
           check();
           try {
-            const gbps = await transfer(topo, kind, c.ports[kind], opts.bytes, 100 + run);
-            s[kind].push(gbps);
-            progress(`run ${run + 1}/${opts.runs} ${c.id} ${kind}: ${gbps.toFixed(2)} Gb/s`);
+            const v = await fn();
+            ids.forEach((id, i) => s[id].push(v[i]!));
+            progress(`run ${run + 1}/${opts.runs} ${c.id} ${test}: ${show(v)}`);
           } catch (e) {
-            s[kind].push(null);
-            note(kind, e);
+            for (const id of ids) s[id].push(null);
+            note(test, e);
           }
+        };
+        const gb = (v: number[]) => `${v[0]!.toFixed(2)} Gb/s`;
+        const n = opts.streams;
+        if (opts.metrics.includes('demo')) {
+          await measure('upload', ['upload'], async () => [await transfer(topo, 'upload', c.ports.upload, opts.bytes, 100 + run)], gb);
+          await measure('download', ['download'], async () => [await transfer(topo, 'download', c.ports.download, opts.bytes, 100 + run)], gb);
         }
-        check();
-        try {
-          const rr = await roundTrips(topo, c.ports.echo, opts);
-          s.rttP50.push(rr.p50Us);
-          s.rttP99.push(rr.p99Us);
-          progress(`run ${run + 1}/${opts.runs} ${c.id} rtt: p50 ${rr.p50Us} µs, p99 ${rr.p99Us} µs`);
-        } catch (e) {
-          s.rttP50.push(null);
-          s.rttP99.push(null);
-          note('rtt', e);
+        if (opts.metrics.includes('streams')) {
+          await measure(`upload x${n}`, ['upload8'], async () => [await transfer(topo, 'upload', c.ports.upload, opts.bytes, 200 + run, n)], gb);
+          await measure(`download x${n}`, ['download8'], async () => [await transfer(topo, 'download', c.ports.download, opts.bytes, 200 + run, n)], gb);
+        }
+        if (opts.metrics.includes('iperf')) {
+          await measure('iperf3', ['iperfUp'], async () => [await iperf(topo, c.iperfPort, opts.iperfSeconds, 1, false)], gb);
+          await measure('iperf3 -R', ['iperfDown'], async () => [await iperf(topo, c.iperfPort, opts.iperfSeconds, 1, true)], gb);
+          await measure(`iperf3 -P ${n}`, ['iperfUp8'], async () => [await iperf(topo, c.iperfPort, opts.iperfSeconds, n, false)], gb);
+          await measure(`iperf3 -R -P ${n}`, ['iperfDown8'], async () => [await iperf(topo, c.iperfPort, opts.iperfSeconds, n, true)], gb);
+        }
+        if (opts.metrics.includes('setup')) {
+          await measure('setup', ['setupRate'], async () => [(await setups(topo, c.ports.echo, opts)).perSecond], (v) => `${v[0]} connections/s`);
+        }
+        if (opts.metrics.includes('rtt')) {
+          await measure('rtt', ['rttP50', 'rttP99'], async () => {
+            const rr = await roundTrips(topo, c.ports.echo, opts);
+            return [rr.p50Us, rr.p99Us];
+          }, (v) => `p50 ${v[0]} µs, p99 ${v[1]} µs`);
         }
       }
     }

@@ -4,11 +4,14 @@ import {
 } from '../../../src/bench/report.js';
 import { CONFIG_IDS, METRICS, type ConfigId } from '../../../src/bench/configs.js';
 
+/** Rows printed for the settings below (metrics demo + rtt): upload, download, p50, p99. */
+const SHOWN = 4;
+
 function result(configs: ConfigId[] = [...CONFIG_IDS]): BenchResult {
   const samples = emptySamples(configs);
   const put = (c: ConfigId, up: Array<number | null>, down: Array<number | null>, p50: Array<number | null>, p99: Array<number | null>) => {
     if (!samples[c]) return;
-    samples[c] = { upload: up, download: down, rttP50: p50, rttP99: p99 };
+    samples[c] = { ...samples[c], upload: up, download: down, rttP50: p50, rttP99: p99 };
   };
   put('kernel', [4, 3, 5], [6, 6.5, 5.5], [40, 44, 42], [500, 600, 550]);
   put('gw-unprotected', [2, 2.2, 1.8], [3, 3, 3], [80, 90, 85], [700, 650, 600]);
@@ -17,7 +20,7 @@ function result(configs: ConfigId[] = [...CONFIG_IDS]): BenchResult {
   return {
     command: 'scripts/bench --runs 3',
     machine: { date: '2026-01-02T03:04:05.000Z', kernel: '6.1.0-test', cpu: 'Test CPU | x', cores: 2, node: '20.0.0', loadavgStart: [0.1, 0.2, 0.3], loadavgEnd: [1, 1, 1] },
-    settings: { runs: 3, bytes: 500_000_000, warmupBytes: 0, roundTrips: 20_000, rrWarmup: 1000, rrSize: 32, configs },
+    settings: { runs: 3, bytes: 500_000_000, warmupBytes: 0, roundTrips: 20_000, rrWarmup: 1000, rrSize: 32, configs, metrics: ['demo', 'rtt'], streams: 8, iperfSeconds: 3, setupConnections: 2000, setupConcurrency: 8 },
     samples,
     failures: [
       { config: 'gw-memory', run: 2, test: 'upload', message: 'TIMEOUT: run deadline expired' },
@@ -67,7 +70,7 @@ describe('formatHuman', () => {
   it('aligns the columns', () => {
     const lines = text.split('\n');
     const head = lines.findIndex((l) => l.startsWith('metric'));
-    const widths = lines.slice(head + 1, head + 2 + METRICS.length).map((l) => l.length);
+    const widths = lines.slice(head + 1, head + 2 + SHOWN).map((l) => l.length);
     expect(new Set(widths).size).toBe(1);
   });
 });
@@ -76,7 +79,7 @@ describe('formatMarkdown', () => {
   const md = formatMarkdown(result());
   const rows = md.split('\n').filter((l) => l.startsWith('|'));
   it('is a table with a header, an alignment row and one row per metric, all of the same width', () => {
-    expect(rows).toHaveLength(2 + METRICS.length);
+    expect(rows).toHaveLength(2 + SHOWN);
     // 1 label + N configs + (N - 1) comparisons with the kernel column = 2N cells
     for (const r of rows) expect(r.replace(/\\\|/g, '').split('|').length - 2).toBe(2 * CONFIG_IDS.length);
   });
@@ -108,5 +111,27 @@ describe('fmtBytes', () => {
     expect(fmtBytes(32)).toBe('32 B');
     expect(fmtBytes(64_000)).toBe('64 kB');
     expect(fmtBytes(1_234_567)).toBe('1234567 B'); // not a round number: exact
+  });
+});
+
+describe('metric groups', () => {
+  it('prints only the rows of the groups measured, and set-up rates as whole connections per second', () => {
+    const r = result(['kernel', 'gw-memory']);
+    r.settings.metrics = ['setup', 'streams'];
+    r.samples.kernel!.setupRate = [1500.4, 1400, 1600];
+    r.samples['gw-memory']!.setupRate = [700, 750.6, 720];
+    r.samples.kernel!.download8 = [8, 9, 10];
+    r.samples['gw-memory']!.download8 = [4, 4.5, 5];
+    const text = formatHuman(r);
+    expect(text).not.toContain('single-stream upload');
+    expect(text).not.toContain('RTT p50');
+    const setup = text.split('\n').find((l) => l.startsWith('connection set-up rate (conn/s)'))!;
+    expect(setup).toContain('1500 (1400–1600)');
+    expect(setup).toContain('×0.48'); // 720 / 1500.4
+    expect(text.split('\n').find((l) => l.startsWith('8-stream download'))).toContain('×0.50');
+    expect(text).toContain('set-up: 2000 short connections, 8 at a time');
+    expect(text).not.toContain('RTT:');
+    const doc = toJsonDocument(r) as { summary: Record<string, Record<string, unknown>> };
+    expect(Object.keys(doc.summary.kernel!)).toEqual(['upload8', 'download8', 'setupRate']);
   });
 });
