@@ -281,7 +281,17 @@ export class NorthWrapper {
       if (flow.rec?.phase === 'MASKED' && this.table.service(flow.serverIp, flow.serverPort) === svc) sr.queue.push(flow);
     }
     this.startQueued(sr, now);
-    if (sr.queue.length === 0 && this.countRecovering(svc) === 0) this.serviceUp(sr);
+    if (sr.queue.length === 0 && this.countRecovering(svc) === 0) {
+      // Nothing to rebuild (no connection was open at the crash, or all ended meanwhile):
+      // the recovery is complete the moment the service listens.
+      const tl = sr.timeline;
+      if (tl !== null && !probing && tl.caughtUpAt === 0) {
+        if (tl.handshakesDoneAt === 0) tl.handshakesDoneAt = now;
+        if (tl.replayDoneAt === 0) tl.replayDoneAt = now;
+        tl.caughtUpAt = now;
+      }
+      this.serviceUp(sr);
+    }
   }
 
   private countRecovering(svc: Service): number {

@@ -615,4 +615,18 @@ describe('recovery timelines', () => {
     expect([t.connections, t.handshakes, t.replayed, t.caughtUp, t.failed]).toEqual([1, 1, 1, 1, 0]);
     expect(h.gw.north.isDown(h.svc)).toBe(false);
   });
+
+  it('a crash with no connection open completes the moment the service listens again', () => {
+    const o = new FakeOracle();
+    const h = new Harness({ oracle: o });
+    o.emit('crashed');
+    expect(h.gw.north.timelines).toHaveLength(1);
+    h.now += 40;
+    o.emit('listening');
+    const t = h.gw.north.timelines[0]!;
+    expect(t.connections).toBe(0);
+    expect(t.listeningAt).toBe(h.now);
+    expect([t.handshakesDoneAt, t.replayDoneAt, t.caughtUpAt]).toEqual([h.now, h.now, h.now]);
+    expect(h.gw.north.isDown(h.svc)).toBe(false);
+  });
 });
