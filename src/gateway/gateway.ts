@@ -86,7 +86,7 @@ export class Gateway {
   logFailures = 0;
   /** passthrough: log ids of the flows marked unprotected when the log failed (see logFailed). */
   readonly unprotected = new Set<number>();
-  /** The TUN carries virtio-net headers (--offload): super-packets, partial checksums. */
+  /** The TUN carries virtio-net headers (offloads, the default): super-packets, partial checksums. */
   readonly vnet: VnetPath | null;
   /** Set by route(): the last packet belonged to a protected service. */
   lastProtected = false;
@@ -192,7 +192,7 @@ export class Gateway {
 
   onBatch(batch: PacketBatch): void {
     if (this.vnet !== null) {
-      this.vnet.onBatch(batch); // --offload: virtio-net framed slots (src/gateway/offload.ts)
+      this.vnet.onBatch(batch); // TUN offloads: virtio-net framed slots (src/gateway/offload.ts)
       return;
     }
     const { buf, slotSize, lengths, count } = batch;

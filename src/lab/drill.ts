@@ -139,7 +139,7 @@ export interface DrillOptions {
   pcapDir?: string;
   /** sysctls set in the client's namespace before the clients start (e.g. net.ipv4.tcp_sack=0). */
   clientSysctls?: Record<string, string>;
-  /** Run the gateway with TUN offloads (`--offload`: virtio-net header, TSO/CSUM super-packets). */
+  /** TUN offloads (virtio-net header, TSO/CSUM super-packets; default true; false: `--no-offload`). */
   offload?: boolean;
   name?: string;
   /** Progress lines (stderr). */
@@ -223,10 +223,10 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const oracle = `${ADDRESSES.gwServer}:${ORACLE_PORT}`;
   const fault = opts.fault ?? null;
   if (fault !== null && opts.log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
-  say(`lab ${name}: up (log ${opts.log}${fault ? `, fault ${fault}` : ''}${opts.offload ? ', --offload' : ''}); scenario ${opts.scenario}: ${spec.what}; ${crashes} crash(es), seed ${opts.seed}`);
+  say(`lab ${name}: up (log ${opts.log}${fault ? `, fault ${fault}` : ''}${opts.offload === false ? ', --no-offload' : ''}); scenario ${opts.scenario}: ${spec.what}; ${crashes} crash(es), seed ${opts.seed}`);
   const topo = await labUp({
     name, protect: kinds.map((k) => PORTS[k]), log: opts.log,
-    extraGatewayArgs: ['--stability-trace', trace, '--supervisor', oracle, '--heartbeat-ms', '50', ...(opts.offload ? ['--offload'] : [])],
+    extraGatewayArgs: ['--stability-trace', trace, '--supervisor', oracle, '--heartbeat-ms', '50', ...(opts.offload === false ? ['--no-offload'] : [])],
   });
   try {
     for (const [k, v] of Object.entries(opts.clientSysctls ?? {})) {
@@ -326,7 +326,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       for (const f of ['client.pcap', 'server.pcap', 'stable.trace']) await copyFile(path.join(work, f), path.join(opts.pcapDir, f));
     }
     return {
-      scenario: opts.scenario, what: spec.what, lab: name, log: opts.log, seed: opts.seed, clientSysctls: opts.clientSysctls ?? {}, offload: opts.offload ?? false, ok: failures.length === 0, failures, clients,
+      scenario: opts.scenario, what: spec.what, lab: name, log: opts.log, seed: opts.seed, clientSysctls: opts.clientSysctls ?? {}, offload: opts.offload !== false, ok: failures.length === 0, failures, clients,
       crashes: crashReports,
       longestStallMs: Math.max(0, ...clients.map((c) => c.maxStallMs)),
       invariant: { ...invariant, violations: invariant.violations.slice(0, 10) },
@@ -486,7 +486,7 @@ export function formatDrill(r: DrillReport): string {
   const mb = (n: number) => (n / 1e6).toFixed(1);
   const ms = (n: number) => (n < 0 ? '-' : `${n.toFixed(0)} ms`);
   const lines = [
-    `ftcp drill: scenario ${r.scenario} (${r.what}), log ${r.log}${r.offload ? ', TUN offloads' : ''}, seed ${r.seed}, lab ${r.lab} (${(r.durationMs / 1000).toFixed(1)} s)`
+    `ftcp drill: scenario ${r.scenario} (${r.what}), log ${r.log}${r.offload ? '' : ', no TUN offloads'}, seed ${r.seed}, lab ${r.lab} (${(r.durationMs / 1000).toFixed(1)} s)`
       + (Object.keys(r.clientSysctls).length > 0 ? `\n  client sysctls: ${Object.entries(r.clientSysctls).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''),
     '',
     '  kind      conns  ok  failed   sent MB   recv MB   Mb/s    longest stall',

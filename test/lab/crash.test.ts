@@ -12,7 +12,7 @@ import { ensureBuilt } from '../support/build.js';
 beforeAll(() => ensureBuilt());
 
 async function drill(o: Partial<DrillOptions> & Pick<DrillOptions, 'scenario'>): Promise<DrillReport> {
-  const r = await runDrill({ log: 'embedded', bytes: 150_000_000, streams: 1, connections: 20, lines: 3000, seed: 3, ...o });
+  const r = await runDrill({ log: 'embedded', bytes: 400_000_000, streams: 1, connections: 20, lines: 3000, seed: 3, ...o });
   expect(await listLeftovers(r.lab)).toEqual([]);
   return r;
 }
@@ -47,6 +47,12 @@ describe('kill -9 of the server, recovered transparently (lab)', () => {
     }, 150_000);
   }
 
+  it('all four kinds at once through a gateway without TUN offloads (plain packets)', async () => {
+    const r = await drill({ scenario: 'mixed', offload: false, bytes: 150_000_000 });
+    expect(r.offload).toBe(false);
+    expectSurvived(r, 1);
+  }, 150_000);
+
   it('double crash: a second kill -9 during the replay', async () => {
     const r = await drill({ scenario: 'double-crash' });
     expectSurvived(r, 2);
@@ -57,7 +63,7 @@ describe('kill -9 of the server, recovered transparently (lab)', () => {
   }, 150_000);
 
   it('crash storm: four crashes in a row', async () => {
-    const r = await drill({ scenario: 'crash-storm', bytes: 300_000_000, lines: 6000 });
+    const r = await drill({ scenario: 'crash-storm', bytes: 800_000_000, lines: 6000 });
     expectSurvived(r, 4);
   }, 200_000);
 

@@ -85,7 +85,8 @@ for (const c of CASES) describe(`gateway normal path, log ${c.log} (lab)`, () =>
     const r = await runDemoClient(topo.namespaces.client, ['--kind', 'upload', '--connect', `${SRV}:5009`, '--bytes', String(20 * MB), '--seed', '3']);
     expect(r.allOk).toBe(true);
     const after = await gatewayStatus(name);
-    expect(after.stats.unprotectedTcp - before.stats.unprotectedTcp).toBeGreaterThan(10_000);
+    // At least one packet per 64 KB super-packet (TUN offloads; plain packets would be ~14,000).
+    expect(after.stats.unprotectedTcp - before.stats.unprotectedTcp).toBeGreaterThan((20 * MB) / 65_536);
     expect(after.south.bytesLogged).toBe(before.south.bytesLogged); // nothing of it went to the log
     expect(after.flows.some((f: { flow: string }) => f.flow.endsWith(':5009'))).toBe(false);
   });
@@ -103,7 +104,9 @@ for (const c of CASES) describe(`gateway normal path, log ${c.log} (lab)`, () =>
     const pcap = await readFile(path.join(dir, 'client.pcap'));
     const rep = checkAckInvariant(pcap, trace, [5001, 5002, 5003]);
     expect(rep.connections).toBeGreaterThanOrEqual(c.echo + 2);
-    expect(rep.checked).toBeGreaterThan(c.mb * 200);
+    // With TUN offloads the server receives 64 KB super-packets and acks each one or two of
+    // them: at least one ack per 100 KB of the transfers.
+    expect(rep.checked).toBeGreaterThan(c.mb * 10);
     expect(rep.violations.slice(0, 5)).toEqual([]);
   });
 });

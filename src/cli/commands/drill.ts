@@ -1,7 +1,7 @@
 /**
  * ftcp drill [--scenario <s>] [--crashes N] [--seed S] [--log embedded|embedded:disk|remote]
  *            [--fault log-loss|log-path-down|log-restart]
- *            [--bytes N] [--streams N] [--connections N] [--lines N] [--offload] [--json] [--pcap <dir>]
+ *            [--bytes N] [--streams N] [--connections N] [--lines N] [--no-offload] [--json] [--pcap <dir>]
  */
 import { parseCli } from '../args.js';
 import { UsageError } from '../../util/errors.js';
@@ -26,7 +26,7 @@ ${Object.entries(LOG_FAULTS).map(([k, v]) => `                        ${k.padEnd
   --lines <n>         requests per echo/kv connection          (default 3000)
   --seed <s>          seed of the streams and the crash times  (default 1)
   --client-sysctl <k=v>[,<k=v>]  set in the client's namespace first (e.g. net.ipv4.tcp_sack=0)
-  --offload           run the gateway with TUN offloads (virtio-net header, TSO/CSUM super-packets)
+  --no-offload        run the gateway without TUN offloads (every packet at MTU size)
   --pcap <dir>        keep the client- and server-side captures and the stability trace
   --json              print the report as JSON
 
@@ -62,7 +62,7 @@ export async function run(argv: string[]): Promise<number> {
     seed: { type: 'string', default: '1' },
     pcap: { type: 'string' },
     'client-sysctl': { type: 'string' },
-    offload: { type: 'boolean', default: false },
+    'no-offload': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   });
@@ -87,7 +87,7 @@ export async function run(argv: string[]): Promise<number> {
     crashes: values.crashes === undefined ? undefined : int(values.crashes, '--crashes', 0),
     pcapDir: values.pcap,
     clientSysctls: parseSysctls(values['client-sysctl']),
-    offload: values.offload ?? false,
+    offload: !values['no-offload'],
     progress: values.json ? undefined : (m) => process.stderr.write(`drill: ${m}\n`),
   });
   process.stdout.write((values.json ? JSON.stringify(report, null, 2) : formatDrill(report)) + '\n');

@@ -3,7 +3,7 @@
  *              [--log embedded[:memory|:disk:<dir>]] [--control <ip:port>] [--ready-file F]
  *              [--idle-timeout <s>] [--log-key-file F] [--on-log-failure stall|passthrough]
  *              [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
- *              [--assume-crash-on none|rst] [--offload]
+ *              [--assume-crash-on none|rst] [--no-offload]
  *
  * Creates and configures its TUN device and (with --steer) the policy routing that sends
  * every forwarded packet through it; on SIGINT/SIGTERM removes everything it created.
@@ -51,9 +51,10 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
   --ready-file <path>     written (JSON) once the gateway forwards; removed at exit
   --idle-timeout <s>      release connections idle this long (default 7200)
   --mtu <n>               TUN MTU (default 1500)
-  --offload               open the TUN with the virtio-net header and TSO4/TSO6/CSUM offloads: 64 KB
-                          super-packets pass unsplit (falls back to plain packets, logged, when the
-                          kernel rejects GSO writes)
+  --no-offload            open the TUN without offloads: every packet at MTU size. By default the TUN
+                          has the virtio-net header and TSO4/TSO6/CSUM offloads, so 64 KB super-packets
+                          pass unsplit (falling back to plain packets, logged, when the kernel rejects
+                          GSO writes). --offload says the default explicitly.
   --stability-trace <f>   append a line per stable-point advance: <realtime ns> <client ip:port>
                           <server port> <client ISN> <stable offset> (for offline invariant checks)
   --supervisor <ip:port>  listen here for \`ftcp supervise\` notices (the liveness oracle): a server
@@ -86,6 +87,7 @@ export async function run(argv: string[]): Promise<number> {
     'log-key-file': { type: 'string' },
     'on-log-failure': { type: 'string', default: 'stall' },
     offload: { type: 'boolean', default: false },
+    'no-offload': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -124,6 +126,7 @@ export async function run(argv: string[]): Promise<number> {
   if (onLogFailure !== 'stall' && onLogFailure !== 'passthrough') {
     throw new UsageError(`--on-log-failure: expected 'stall' or 'passthrough', got '${onLogFailure}'`);
   }
+  if (values.offload && values['no-offload']) throw new UsageError('--offload and --no-offload exclude each other');
   let log;
   try {
     log = createLog(values.log!, values['log-key-file'] ? { keyFile: values['log-key-file'] } : {});
@@ -132,7 +135,7 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
   let tun: LinuxTun;
-  if (values.offload) {
+  if (!values['no-offload']) {
     const opened = LinuxTun.openWithOffloads(values.tun, {}, mtu + 64);
     tun = opened.tun;
     if (opened.probe.offload) logger.info({ tun: tun.name }, 'TUN offloads on (virtio-net header, TSO4/TSO6/CSUM)');
