@@ -1,21 +1,22 @@
 /**
- * What the benchmark compares: four forwarding configurations (the table's columns) and
- * the metrics measured under each (its rows).
+ * What the benchmark compares: forwarding configurations (the table's columns) and the
+ * metrics measured under each (its rows).
  *
- *   kernel          lab forward=kernel: the gw namespace routes in the kernel, no TUN
- *   gw-unprotected  lab forward=gateway, memory log; traffic to a port NOT in --protect
- *   gw-memory       same lab; a protected port, embedded memory log
- *   gw-disk         lab forward=gateway, embedded disk log (LMDB, fsync per commit); protected port
- *   gw-off-unprot   lab forward=gateway --offload (virtio-net header, TSO/CSUM), memory log; unprotected port
- *   gw-off-memory   same lab; a protected port, embedded memory log
+ *   kernel           lab forward=kernel: the gw namespace routes in the kernel, no TUN
+ *   tun-fwd          a plain TUN forwarder (./tunfwd.ts: offloads, no policy): the ceiling of any TUN gateway
+ *   gw-unprotected   lab forward=gateway (TUN offloads, the default), memory log; a port NOT in --protect
+ *   gw-memory        same lab; a protected port, embedded memory log
+ *   gw-disk          lab forward=gateway, embedded disk log (LMDB, fsync per commit); protected port
+ *   gw-plain-unprot  lab forward=gateway --no-offload (every packet at MTU size), memory log; unprotected port
+ *   gw-plain-memory  same lab; a protected port, embedded memory log
  *
- * gw-unprotected and gw-memory share one lab (one gateway, protect=5001-5003): the
- * unprotected servers listen on 6001-6003 beside the protected ones.
+ * gw-unprotected and gw-memory share one lab (one gateway, protect=5001-5004): the
+ * unprotected servers listen on 6001-6004 beside the protected ones; likewise the plain pair.
  */
 import type { ForwardMode, LabLogMode } from '../lab/index.js';
 
-export type ConfigId = 'kernel' | 'gw-unprotected' | 'gw-memory' | 'gw-disk' | 'gw-off-unprot' | 'gw-off-memory';
-export type LabId = 'kernel' | 'memory' | 'disk' | 'offload';
+export type ConfigId = 'kernel' | 'tun-fwd' | 'gw-unprotected' | 'gw-memory' | 'gw-disk' | 'gw-plain-unprot' | 'gw-plain-memory';
+export type LabId = 'kernel' | 'tunfwd' | 'memory' | 'disk' | 'plain';
 export type ServiceKind = 'upload' | 'download' | 'echo';
 
 export interface BenchConfig {
@@ -36,8 +37,10 @@ export interface LabSpec {
   forward: ForwardMode;
   log: LabLogMode;
   protect: number[];
-  /** More `ftcp gateway` arguments (the offload lab: --offload). */
+  /** More `ftcp gateway` arguments (the plain lab: --no-offload). */
   extraGatewayArgs?: string[];
+  /** Run this instead of `ftcp` in the gw namespace (the plain TUN forwarder). */
+  tunForwarder?: boolean;
 }
 
 const PROTECTED_PORTS: Record<ServiceKind, number> = { upload: 5001, download: 5002, echo: 5003 };
@@ -48,20 +51,22 @@ const PROTECT_LIST = [...Object.values(PROTECTED_PORTS), PROTECTED_IPERF];
 
 export const CONFIGS: readonly BenchConfig[] = [
   { id: 'kernel', label: 'kernel forwarding', lab: 'kernel', protected: false, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF },
+  { id: 'tun-fwd', label: 'plain TUN forwarder', lab: 'tunfwd', protected: false, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF },
   { id: 'gw-unprotected', label: 'gateway, unprotected', lab: 'memory', protected: false, ports: UNPROTECTED_PORTS, iperfPort: UNPROTECTED_IPERF },
   { id: 'gw-memory', label: 'gateway, protected, memory log', lab: 'memory', protected: true, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF },
   { id: 'gw-disk', label: 'gateway, protected, disk log', lab: 'disk', protected: true, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF },
-  { id: 'gw-off-unprot', label: 'gateway --offload, unprotected', lab: 'offload', protected: false, ports: UNPROTECTED_PORTS, iperfPort: UNPROTECTED_IPERF },
-  { id: 'gw-off-memory', label: 'gateway --offload, protected, memory log', lab: 'offload', protected: true, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF },
+  { id: 'gw-plain-unprot', label: 'gateway --no-offload, unprotected', lab: 'plain', protected: false, ports: UNPROTECTED_PORTS, iperfPort: UNPROTECTED_IPERF },
+  { id: 'gw-plain-memory', label: 'gateway --no-offload, protected, memory log', lab: 'plain', protected: true, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF },
 ];
 
 export const CONFIG_IDS: readonly ConfigId[] = CONFIGS.map((c) => c.id);
 
 export const LABS: Readonly<Record<LabId, LabSpec>> = {
   kernel: { id: 'kernel', forward: 'kernel', log: 'embedded', protect: [] },
+  tunfwd: { id: 'tunfwd', forward: 'gateway', log: 'embedded', protect: [], tunForwarder: true },
   memory: { id: 'memory', forward: 'gateway', log: 'embedded', protect: PROTECT_LIST },
   disk: { id: 'disk', forward: 'gateway', log: 'embedded:disk', protect: PROTECT_LIST },
-  offload: { id: 'offload', forward: 'gateway', log: 'embedded', protect: PROTECT_LIST, extraGatewayArgs: ['--offload'] },
+  plain: { id: 'plain', forward: 'gateway', log: 'embedded', protect: PROTECT_LIST, extraGatewayArgs: ['--no-offload'] },
 };
 
 export function configById(id: ConfigId): BenchConfig {

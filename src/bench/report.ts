@@ -197,7 +197,7 @@ function failureLines(r: BenchResult): string[] {
 function gatewayLines(r: BenchResult): string[] {
   const out: string[] = [];
   for (const [lab, g] of Object.entries(r.gateway) as Array<[LabId, GatewayCounters]>) {
-    out.push(`gateway (${lab} log lab): ${g.packets} packets through the TUN (protected ${g.protectedPackets}, ` +
+    out.push(`gateway (${lab} lab): ${g.packets} packets through the TUN (protected ${g.protectedPackets}, ` +
       `unprotected TCP ${g.unprotectedTcp}, dropped ${g.dropped})` +
       (g.acksLowered !== null ? `; acks lowered ${g.acksLowered}, held ${g.acksHeld}` : ''));
   }

@@ -46,6 +46,7 @@ import { intFlag } from './program.js';
 const FTCP = join(REPO_ROOT, 'bin', 'ftcp.js');
 const RR = fileURLToPath(new URL('./rr.js', import.meta.url));
 const SETUP = fileURLToPath(new URL('./setup.js', import.meta.url));
+const TUNFWD = fileURLToPath(new URL('./tunfwd.js', import.meta.url));
 const SERVER = ADDRESSES.server;
 
 export const DEFAULTS = {
@@ -299,7 +300,13 @@ async function transfer(topo: LabTopology, kind: 'upload' | 'download', port: nu
 /** One iperf3 run (`-R`: the server sends); Gb/s as the receiver counted it. */
 async function iperf(topo: LabTopology, port: number, seconds: number, streams: number, reverse: boolean): Promise<number> {
   const args = ['-c', SERVER, '-p', String(port), '-t', String(seconds), '-O', '1', '-P', String(streams), '-J', ...(reverse ? ['-R'] : [])];
-  const r = await execIn(topo.namespaces.client, 'iperf3', args, { timeoutMs: (seconds + 30) * 1000 });
+  let r = await execIn(topo.namespaces.client, 'iperf3', args, { timeoutMs: (seconds + 30) * 1000 });
+  // iperf3's server takes a moment to be ready for the next test after one ends, and refuses
+  // the control connection meanwhile ("unable to connect", "busy"): try again, twice at most.
+  for (let retry = 0; retry < 2 && r.code !== 0 && /unable to connect|busy/i.test(r.stdout + r.stderr); retry++) {
+    await new Promise((res) => setTimeout(res, 1000));
+    r = await execIn(topo.namespaces.client, 'iperf3', args, { timeoutMs: (seconds + 30) * 1000 });
+  }
   let doc: { error?: string; end?: { sum_received?: { bits_per_second?: number } } };
   try {
     doc = JSON.parse(r.stdout) as typeof doc;
@@ -362,8 +369,12 @@ export async function runBench(opts: Options, command: string, signal: AbortSign
       const lab: Lab = { id, name: randomLabName('ftcpb'), topo: null, servers: [] };
       labs.set(id, lab);
       ownLabs.add(lab.name);
-      progress(`lab ${lab.name} up (${id}: forward ${spec.forward}${spec.forward === 'gateway' ? `, log ${spec.log}, protect ${spec.protect.join(',')}` : ''}${spec.extraGatewayArgs ? ` ${spec.extraGatewayArgs.join(' ')}` : ''})`);
-      lab.topo = await labUp({ name: lab.name, forward: spec.forward, log: spec.log, protect: spec.protect, signal, ...(spec.extraGatewayArgs ? { extraGatewayArgs: spec.extraGatewayArgs } : {}) });
+      progress(`lab ${lab.name} up (${id}: forward ${spec.forward}${spec.forward === 'gateway' ? `, log ${spec.log}, protect ${spec.protect.join(',')}` : ''}${spec.extraGatewayArgs ? ` ${spec.extraGatewayArgs.join(' ')}` : ''}${spec.tunForwarder ? ', plain TUN forwarder' : ''})`);
+      lab.topo = await labUp({
+        name: lab.name, forward: spec.forward, log: spec.log, protect: spec.protect, signal,
+        ...(spec.extraGatewayArgs ? { extraGatewayArgs: spec.extraGatewayArgs } : {}),
+        ...(spec.tunForwarder ? { gatewayCommand: [process.execPath, TUNFWD] } : {}),
+      });
       await startServers(lab, configs.filter((c) => c.lab === id), opts.metrics.includes('iperf'));
     }
 

@@ -5,10 +5,10 @@ import { parseConfigList } from '../../../src/bench/configs.js';
 describe('bench options', () => {
   const ALL_METRICS = ['demo', 'streams', 'iperf', 'setup', 'rtt'];
   const MORE_DEFAULTS = { metrics: ALL_METRICS, streams: 8, iperfSeconds: 3, setupConnections: 2000, setupConcurrency: 8 };
-  it('defaults: 3 runs, 500 MB, 20000 round trips of 32 B after 1000, all six configurations, every metric, a table', () => {
+  it('defaults: 3 runs, 500 MB, 20000 round trips of 32 B after 1000, all seven configurations, every metric, a table', () => {
     expect(parseOptions([])).toEqual({
       runs: 3, bytes: 500_000_000, warmupBytes: DEFAULTS.warmupBytes, roundTrips: 20_000, rrWarmup: 1000, rrSize: 32,
-      configs: ['kernel', 'gw-unprotected', 'gw-memory', 'gw-disk', 'gw-off-unprot', 'gw-off-memory'], output: 'human',
+      configs: ['kernel', 'tun-fwd', 'gw-unprotected', 'gw-memory', 'gw-disk', 'gw-plain-unprot', 'gw-plain-memory'], output: 'human',
       ...MORE_DEFAULTS,
     });
   });
