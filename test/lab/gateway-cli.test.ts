@@ -40,6 +40,7 @@ describe('ftcp gateway (lab)', () => {
       [['--tun', 'a-name-much-too-long', '--protect', '1.2.3.4:80'], /--tun/],
       [['--tun', 'ftcp0', '--protect', '1.2.3.4:80', '--table', '254'], /--table/],
       [['--tun', 'ftcp0', '--protect', '1.2.3.4:80', '--bogus'], /bogus/],
+      [['--tun', 'ftcp0', '--protect', '1.2.3.4:80', '--offload', '--no-offload'], /--offload and --no-offload/],
     ] as const) {
       const r = await execIn(ns, process.execPath, [FTCP, 'gateway', ...args]);
       expect(r.stderr, args.join(' ')).toMatch(re);
