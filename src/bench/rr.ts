@@ -19,10 +19,10 @@
  * when the run could not complete (timeout, mismatched echo, connection error).
  */
 import net from 'node:net';
-import { parseCli, parseHostPort } from '../cli/args.js';
+import { parseCli, parseHostPort, parseIntFlag } from '../cli/args.js';
 import { FtcpError, UsageError } from '../util/errors.js';
 import { latencySummary, type LatencySummary } from './stats.js';
-import { intFlag, runIfEntry } from './program.js';
+import { runIfEntry } from './program.js';
 
 export interface RrOptions {
   host: string;
@@ -159,10 +159,10 @@ export async function main(argv: string[]): Promise<number> {
   const r = await runRoundTrips({
     host: addr,
     port,
-    roundTrips: intFlag(values['round-trips'], '--round-trips', RR_DEFAULTS.roundTrips, 1, 100_000_000),
-    warmup: intFlag(values.warmup, '--warmup', RR_DEFAULTS.warmup, 0, 100_000_000),
-    size: intFlag(values.size, '--size', RR_DEFAULTS.size, 2, 65536),
-    timeoutMs: intFlag(values['timeout-ms'], '--timeout-ms', RR_DEFAULTS.timeoutMs, 1, 2 ** 31 - 1),
+    roundTrips: parseIntFlag(values['round-trips'], '--round-trips', RR_DEFAULTS.roundTrips, 1, 100_000_000),
+    warmup: parseIntFlag(values.warmup, '--warmup', RR_DEFAULTS.warmup, 0, 100_000_000),
+    size: parseIntFlag(values.size, '--size', RR_DEFAULTS.size, 2, 65536),
+    timeoutMs: parseIntFlag(values['timeout-ms'], '--timeout-ms', RR_DEFAULTS.timeoutMs, 1, 2 ** 31 - 1),
   });
   process.stdout.write(values.json
     ? JSON.stringify(r) + '\n'

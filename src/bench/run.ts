@@ -26,7 +26,7 @@ import { loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import { parseCli } from '../cli/args.js';
+import { parseCli, parseIntFlag } from '../cli/args.js';
 import { FtcpError, UsageError } from '../util/errors.js';
 import {
   ADDRESSES, REPO_ROOT, execIn, labDown, labUp, netnsPids, randomLabName, spawnIn,
@@ -41,7 +41,6 @@ import {
 } from './report.js';
 import type { RrReport } from './rr.js';
 import type { SetupReport } from './setup.js';
-import { intFlag } from './program.js';
 
 const FTCP = join(REPO_ROOT, 'bin', 'ftcp.js');
 const RR = fileURLToPath(new URL('./rr.js', import.meta.url));
@@ -134,16 +133,16 @@ export function parseOptions(argv: string[]): Options | 'help' {
   if (!metrics || metrics.length === 0) throw new UsageError(`--metrics: expected a comma-separated subset of ${METRIC_GROUPS.join(',')}, got '${values.metrics}'`);
   return {
     metrics,
-    streams: intFlag(values.streams, '--streams', DEFAULTS.streams, 1, 128),
-    iperfSeconds: intFlag(values['iperf-seconds'], '--iperf-seconds', DEFAULTS.iperfSeconds, 1, 600),
-    setupConnections: intFlag(values['setup-connections'], '--setup-connections', DEFAULTS.setupConnections, 1, 1_000_000),
-    setupConcurrency: intFlag(values['setup-concurrency'], '--setup-concurrency', DEFAULTS.setupConcurrency, 1, 1_000),
-    runs: intFlag(values.runs, '--runs', DEFAULTS.runs, 1, 1000),
+    streams: parseIntFlag(values.streams, '--streams', DEFAULTS.streams, 1, 128),
+    iperfSeconds: parseIntFlag(values['iperf-seconds'], '--iperf-seconds', DEFAULTS.iperfSeconds, 1, 600),
+    setupConnections: parseIntFlag(values['setup-connections'], '--setup-connections', DEFAULTS.setupConnections, 1, 1_000_000),
+    setupConcurrency: parseIntFlag(values['setup-concurrency'], '--setup-concurrency', DEFAULTS.setupConcurrency, 1, 1_000),
+    runs: parseIntFlag(values.runs, '--runs', DEFAULTS.runs, 1, 1000),
     bytes: parseBytes(values.bytes, '--bytes', DEFAULTS.bytes, 1),
     warmupBytes: parseBytes(values['warmup-bytes'], '--warmup-bytes', DEFAULTS.warmupBytes, 0),
-    roundTrips: intFlag(values['round-trips'], '--round-trips', DEFAULTS.roundTrips, 1, 10_000_000),
-    rrWarmup: intFlag(values['rr-warmup'], '--rr-warmup', DEFAULTS.rrWarmup, 0, 10_000_000),
-    rrSize: intFlag(values['rr-size'], '--rr-size', DEFAULTS.rrSize, 2, 65536),
+    roundTrips: parseIntFlag(values['round-trips'], '--round-trips', DEFAULTS.roundTrips, 1, 10_000_000),
+    rrWarmup: parseIntFlag(values['rr-warmup'], '--rr-warmup', DEFAULTS.rrWarmup, 0, 10_000_000),
+    rrSize: parseIntFlag(values['rr-size'], '--rr-size', DEFAULTS.rrSize, 2, 65536),
     configs,
     output: values.json ? 'json' : values.markdown ? 'markdown' : 'human',
   };

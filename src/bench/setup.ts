@@ -17,10 +17,10 @@
  * when every connection completed and echoed correctly.
  */
 import net from 'node:net';
-import { parseCli, parseHostPort } from '../cli/args.js';
+import { parseCli, parseHostPort, parseIntFlag } from '../cli/args.js';
 import { FtcpError, UsageError } from '../util/errors.js';
 import { latencySummary, type LatencySummary } from './stats.js';
-import { intFlag, runIfEntry } from './program.js';
+import { runIfEntry } from './program.js';
 
 export interface SetupOptions {
   host: string;
@@ -139,9 +139,9 @@ export async function main(argv: string[]): Promise<number> {
   const r = await runSetups({
     host: addr,
     port,
-    connections: intFlag(values.connections, '--connections', SETUP_DEFAULTS.connections, 1, 1_000_000),
-    concurrency: intFlag(values.concurrency, '--concurrency', SETUP_DEFAULTS.concurrency, 1, 10_000),
-    timeoutMs: intFlag(values['timeout-ms'], '--timeout-ms', SETUP_DEFAULTS.timeoutMs, 1, 2 ** 31 - 1),
+    connections: parseIntFlag(values.connections, '--connections', SETUP_DEFAULTS.connections, 1, 1_000_000),
+    concurrency: parseIntFlag(values.concurrency, '--concurrency', SETUP_DEFAULTS.concurrency, 1, 10_000),
+    timeoutMs: parseIntFlag(values['timeout-ms'], '--timeout-ms', SETUP_DEFAULTS.timeoutMs, 1, 2 ** 31 - 1),
   });
   process.stdout.write(values.json
     ? JSON.stringify(r) + '\n'

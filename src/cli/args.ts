@@ -28,3 +28,12 @@ export function parseDemoKind(kind: string | undefined, usage: string): DemoKind
   if (!isDemoKind(kind)) throw new UsageError(`--kind: expected one of ${DEMO_KINDS.join(', ')}, got '${kind}'`);
   return kind;
 }
+
+/** `--flag N`: an integer in min..max, `dflt` when absent; anything else is a UsageError naming the flag. */
+export function parseIntFlag(s: string | undefined, flag: string, dflt: number, min: number, max: number): number {
+  if (s === undefined) return dflt;
+  if (!/^\d+$/.test(s)) throw new UsageError(`${flag}: expected an integer, got '${s}'`);
+  const n = Number(s);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${flag}: must be in ${min}..${max}, got ${s}`);
+  return n;
+}

@@ -26,26 +26,30 @@ const MB = 1_000_000;
 const SRV = '198.18.2.2';
 const BYTES = 200 * MB;
 
-describe('gateway with TUN offloads, the default (lab)', () => {
+/** A lab (memory log, 5001-5002 protected) with the upload and download servers, for one describe block. */
+function labWithServers(extraGatewayArgs: string[]): { name: string; topo: () => LabTopology } {
   const name = randomLabName('ftcpo');
-  let topo: LabTopology;
+  let topo: LabTopology | null = null;
   const servers: ChildProcess[] = [];
-
   beforeAll(async () => {
-    topo = await labUp({ name, protect: [5001, 5002], log: 'embedded' });
+    topo = await labUp({ name, protect: [5001, 5002], log: 'embedded', extraGatewayArgs });
     servers.push(await startDemoServer(topo.namespaces.server, 'upload', `${SRV}:5001`));
     servers.push(await startDemoServer(topo.namespaces.server, 'download', `${SRV}:5002`));
   });
-
   afterAll(async () => {
     for (const s of servers) await stopProcess(s);
     await labDown(name);
     expect(await listLeftovers(name)).toEqual([]);
   });
+  return { name, topo: () => topo! };
+}
+
+describe('gateway with TUN offloads, the default (lab)', () => {
+  const { name, topo } = labWithServers([]);
 
   it('carries a 200 MB upload byte-exact in super-packets, logged', async () => {
     const before = await status(name);
-    const r = await runDemoClient(topo.namespaces.client, ['--kind', 'upload', '--connect', `${SRV}:5001`, '--bytes', String(BYTES), '--seed', '7']);
+    const r = await runDemoClient(topo().namespaces.client, ['--kind', 'upload', '--connect', `${SRV}:5001`, '--bytes', String(BYTES), '--seed', '7']);
     expect(r.errors).toEqual([]);
     expect(r.allOk).toBe(true);
     expect(r.perConnection[0]!.sentSha256).toBe(keystreamSha256('7', BYTES));
@@ -57,7 +61,7 @@ describe('gateway with TUN offloads, the default (lab)', () => {
 
   it('carries a 200 MB download byte-exact in super-packets', async () => {
     const before = (await status(name)).offload!;
-    const r = await runDemoClient(topo.namespaces.client, ['--kind', 'download', '--connect', `${SRV}:5002`, '--bytes', String(BYTES), '--seed', '11']);
+    const r = await runDemoClient(topo().namespaces.client, ['--kind', 'download', '--connect', `${SRV}:5002`, '--bytes', String(BYTES), '--seed', '11']);
     expect(r.errors).toEqual([]);
     expect(r.allOk).toBe(true);
     expect(r.bytesReceived).toBe(BYTES);
@@ -72,27 +76,13 @@ describe('gateway with TUN offloads, the default (lab)', () => {
 });
 
 describe('gateway --no-offload (lab)', () => {
-  const name = randomLabName('ftcpo');
-  let topo: LabTopology;
-  const servers: ChildProcess[] = [];
-
-  beforeAll(async () => {
-    topo = await labUp({ name, protect: [5001, 5002], log: 'embedded', extraGatewayArgs: ['--no-offload'] });
-    servers.push(await startDemoServer(topo.namespaces.server, 'upload', `${SRV}:5001`));
-    servers.push(await startDemoServer(topo.namespaces.server, 'download', `${SRV}:5002`));
-  });
-
-  afterAll(async () => {
-    for (const s of servers) await stopProcess(s);
-    await labDown(name);
-    expect(await listLeftovers(name)).toEqual([]);
-  });
+  const { name, topo } = labWithServers(['--no-offload']);
 
   it('carries 50 MB each way byte-exact in plain packets, logged', async () => {
-    const up = await runDemoClient(topo.namespaces.client, ['--kind', 'upload', '--connect', `${SRV}:5001`, '--bytes', String(50 * MB), '--seed', '5']);
+    const up = await runDemoClient(topo().namespaces.client, ['--kind', 'upload', '--connect', `${SRV}:5001`, '--bytes', String(50 * MB), '--seed', '5']);
     expect(up.errors).toEqual([]);
     expect(up.perConnection[0]!.sentSha256).toBe(keystreamSha256('5', 50 * MB));
-    const down = await runDemoClient(topo.namespaces.client, ['--kind', 'download', '--connect', `${SRV}:5002`, '--bytes', String(50 * MB), '--seed', '6']);
+    const down = await runDemoClient(topo().namespaces.client, ['--kind', 'download', '--connect', `${SRV}:5002`, '--bytes', String(50 * MB), '--seed', '6']);
     expect(down.errors).toEqual([]);
     expect(down.perConnection[0]!.recvSha256).toBe(keystreamSha256('6', 50 * MB));
     const st = await status(name);

@@ -5,7 +5,7 @@
  * Runs N concurrent checking connections against a demo server (src/demo/client.ts) and
  * reports. Exit status 0 only when every connection passed every check.
  */
-import { parseCli, parseDemoKind, parseHostPort } from '../args.js';
+import { parseCli, parseDemoKind, parseHostPort, parseIntFlag } from '../args.js';
 import { UsageError } from '../../util/errors.js';
 import { DEMO_KINDS } from '../../demo/server.js';
 import {
@@ -52,23 +52,15 @@ export async function run(argv: string[]): Promise<number> {
     kind,
     host: addr,
     port,
-    connections: parseCount(values.connections, '--connections', 1, 1, 100_000),
+    connections: parseIntFlag(values.connections, '--connections', 1, 1, 100_000),
     bytes: parseSize(values.bytes, '--bytes', DEFAULT_BYTES),
-    lines: parseCount(values.lines, '--lines', DEFAULT_LINES, 0, Number.MAX_SAFE_INTEGER),
-    seed: parseCount(values.seed, '--seed', DEFAULT_SEED, 0, 2 ** 48),
-    timeoutMs: parseCount(values['timeout-ms'], '--timeout-ms', DEFAULT_TIMEOUT_MS, 1, 2 ** 31 - 1),
+    lines: parseIntFlag(values.lines, '--lines', DEFAULT_LINES, 0, Number.MAX_SAFE_INTEGER),
+    seed: parseIntFlag(values.seed, '--seed', DEFAULT_SEED, 0, 2 ** 48),
+    timeoutMs: parseIntFlag(values['timeout-ms'], '--timeout-ms', DEFAULT_TIMEOUT_MS, 1, 2 ** 31 - 1),
     halfClose: values['half-close'],
   });
   process.stdout.write(values.json ? JSON.stringify(report) + '\n' : summary(report));
   return report.allOk ? 0 : 1;
-}
-
-export function parseCount(s: string | undefined, flag: string, dflt: number, min: number, max: number): number {
-  if (s === undefined) return dflt;
-  if (!/^\d+$/.test(s)) throw new UsageError(`${flag}: expected an integer, got '${s}'`);
-  const n = Number(s);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${flag}: must be in ${min}..${max}, got ${s}`);
-  return n;
 }
 
 const SUFFIX: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, it, expect, beforeAll, afterEach } from 'vitest';
 import { main } from '../../../src/cli/main.js';
 import { keystreamSha256 } from '../../../src/demo/keystream.js';
-import { parseSize, parseCount } from '../../../src/cli/commands/demo-client.js';
+import { parseSize } from '../../../src/cli/commands/demo-client.js';
+import { parseIntFlag as parseCount } from '../../../src/cli/args.js';
 import { ensureBuilt } from '../../support/build.js';
 import { runCli as runCliIn } from '../../support/cli.js';
 
