@@ -297,6 +297,7 @@ export class Gateway {
     }
     return {
       uptimeMs: Date.now() - this.startedAt,
+      memory: process.memoryUsage(),
       tun: this.tun.name,
       services: this.table.allServices().map((s) => `${u32ToIp(s.ip)}:${s.port}`),
       log: this.log.status(),
