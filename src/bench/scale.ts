@@ -25,7 +25,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { parseCli } from '../cli/args.js';
 import { FtcpError, UsageError } from '../util/errors.js';
-import { ADDRESSES, REPO_ROOT, execIn, labDown, labUp, randomLabName, spawnIn, type LabTopology } from '../lab/index.js';
+import { ADDRESSES, REPO_ROOT, TUN_NAME, execIn, labDown, labUp, randomLabName, spawnIn, type LabTopology } from '../lab/index.js';
 import { startSupervisedServer, stopProcess, waitForLine, type SupervisedServer } from '../lab/procs.js';
 import { summarize, type Summary } from './stats.js';
 import { LINE, type HoldReport, type ReadyInfo } from './hold.js';
@@ -87,7 +87,10 @@ export interface RecoveryRun {
   caughtUpMs: number;
   /** Gateway RSS with the connections open and logged (before the crash), bytes. */
   rss: number;
-  replayRetransmits: number;
+  /** Packets the kernel dropped at the gateway's TUN during the run (queue to the gateway full, and the other way). */
+  tunDrops: { toGateway: number; fromGateway: number };
+  /** The gateway's rebuild counters after the run (north wrapper stats). */
+  north: Record<string, number>;
 }
 
 export interface ScaleResult {
@@ -166,6 +169,13 @@ export async function gatewaySnapshot(topo: LabTopology, gc = false): Promise<Ga
   return JSON.parse(r.stdout) as GatewaySnapshot;
 }
 
+/** The TUN's drop counters in <n>-gw: tx = toward the gateway process (its queue full), rx = written by it. */
+export async function tunDrops(topo: LabTopology): Promise<{ toGateway: number; fromGateway: number }> {
+  const r = await execIn(topo.namespaces.gw, 'ip', ['-s', '-j', 'link', 'show', 'dev', TUN_NAME]);
+  const j = JSON.parse(r.stdout) as Array<{ stats64?: { rx?: { dropped?: number }; tx?: { dropped?: number } } }>;
+  return { toGateway: j[0]?.stats64?.tx?.dropped ?? -1, fromGateway: j[0]?.stats64?.rx?.dropped ?? -1 };
+}
+
 /** The hold client (`scripts/bench hold`) running in a namespace. */
 export interface HoldClient {
   readonly child: ChildProcess;
@@ -220,7 +230,7 @@ export interface ScaleLab {
  * A lab with the supervised echo server on 198.18.2.2:5003 (protected), the gateway run with
  * --expose-gc; `fn` runs, then everything is taken down whatever happened.
  */
-export async function withScaleLab<T>(o: { offload: boolean; signal?: AbortSignal }, fn: (lab: ScaleLab) => Promise<T>): Promise<T> {
+export async function withScaleLab<T>(o: { offload: boolean; signal?: AbortSignal; profDir?: string }, fn: (lab: ScaleLab) => Promise<T>): Promise<T> {
   const name = randomLabName('ftcps');
   let server: SupervisedServer | null = null;
   let up = false;
@@ -229,7 +239,7 @@ export async function withScaleLab<T>(o: { offload: boolean; signal?: AbortSigna
     up = true;
     const topo = await labUp({
       name, protect: [PORT], log: 'embedded', extraGatewayArgs: o.offload ? ['--offload'] : [],
-      gatewayCommand: [process.execPath, '--expose-gc', FTCP], ...(o.signal ? { signal: o.signal } : {}),
+      gatewayCommand: [process.execPath, '--expose-gc', ...(o.profDir ? ['--prof', `--logfile=${join(o.profDir, `gateway-${name}.log`)}`, '--no-logfile-per-isolate'] : []), FTCP], ...(o.signal ? { signal: o.signal } : {}),
     });
     // Room for bursts of SYNs and accepts at the server (inside the lab's namespace only).
     for (const [k, v] of [['net.core.somaxconn', '4096'], ['net.ipv4.tcp_max_syn_backlog', '8192']] as const) {
@@ -280,7 +290,7 @@ export async function idleRun(n: number, o: { concurrency: number; offload: bool
 }
 
 /** One recovery run: a fresh lab, N connections with `bytes` logged each, kill -9, timeline, release. */
-export async function recoveryRun(n: number, o: { bytes: number; concurrency: number; offload: boolean; signal?: AbortSignal }): Promise<RecoveryRun> {
+export async function recoveryRun(n: number, o: { bytes: number; concurrency: number; offload: boolean; signal?: AbortSignal; profDir?: string }): Promise<RecoveryRun> {
   return withScaleLab(o, async ({ topo, server, gatewayPid }) => {
     const client = await startHoldClient(topo.namespaces.client, holdArgs(n, o.bytes, o.concurrency), 90_000 + n * 20);
     const onAbort = () => { void client.stop(); };
@@ -309,7 +319,7 @@ export async function recoveryRun(n: number, o: { bytes: number; concurrency: nu
       return {
         connections: n, detectedMs: tl.detectedAt - killedAt, listeningMs: tl.listeningAt - killedAt,
         handshakesMs: tl.handshakesDoneAt - tl.listeningAt, replayMs: tl.replayDoneAt - tl.listeningAt, caughtUpMs: tl.caughtUpAt - tl.listeningAt,
-        rss, replayRetransmits: snap.north?.replayRetransmits ?? 0,
+        rss, north: snap.north ?? {}, tunDrops: await tunDrops(topo),
       };
     } finally {
       o.signal?.removeEventListener('abort', onAbort);

@@ -81,6 +81,13 @@ export interface NorthOptions {
   maxParallel: number;
   /** Replay bytes read from the log at once. */
   readChunk: number;
+  /**
+   * Replay bytes sent and not yet acknowledged, over every connection at once. The rebuild
+   * of many connections is bounded by the gateway's own packet rate: past it, the server's
+   * answers overflow the TUN's queue toward the gateway, and every loss costs a
+   * retransmission timeout. A connection with no room waits until acks free some.
+   */
+  replayInFlight: number;
   /** Without a liveness oracle: retry the handshake until the server answers (no 'listening'). */
   probeWithoutOracle: boolean;
 }
@@ -95,6 +102,7 @@ export const defaultNorthOptions: NorthOptions = {
   maskDeadlineMs: 120_000,
   maxParallel: 128,
   readChunk: 256 * 1024,
+  replayInFlight: 1 << 20,
   probeWithoutOracle: false,
 };
 
@@ -173,6 +181,8 @@ export class Rebuild {
   ackPending = false;
   handshakeDone = false;
   replayDone = false;
+  /** sndNxt − sndUna as last counted in NorthWrapper.inFlight. */
+  counted = 0;
   timeline: RecoveryTimeline;
 
   constructor(port: number, now: number, rto: number, timeline: RecoveryTimeline) {
@@ -191,6 +201,8 @@ interface ServiceRecovery {
 }
 
 const TS_OPT_LEN = 12;
+/** Largest replay payload in one GSO super-packet (an IPv4 packet is at most 65,535 bytes). */
+const SUPER_PACKET_PAYLOAD = 62_000;
 
 export class NorthWrapper {
   readonly stats = new NorthStats();
@@ -200,7 +212,17 @@ export class NorthWrapper {
   private readonly opts1 = new TcpOptions();
   private readonly opts2 = new TcpOptions();
   private handshaking = 0;
+  /** Replay bytes in flight over every connection (sum of Rebuild.counted), ≤ replayInFlight. */
+  private inFlight = 0;
+  /** Replaying connections stopped by replayInFlight, pumped again as acks free room. */
+  private readonly waiting = new Set<Flow>();
   private nextPort: number;
+  /**
+   * The MTU when emitted packets above it leave as GSO super-packets (the gateway's --offload,
+   * while the kernel takes them), else 0. With it, the replay sends up to ~60 KB per packet
+   * and the kernel cuts MTU-sized segments: ~40× fewer packets through the gateway.
+   */
+  superPacketMtu: () => number = () => 0;
   /** Told when a flow must be forgotten (FAILED and reset). */
   onFailed: ((svc: Service, flow: Flow) => void) | null = null;
 
@@ -257,6 +279,7 @@ export class NorthWrapper {
       if (prev !== null && prev.phase === 'FAILED') continue;
       if (prev !== null && prev.phase === 'HANDSHAKE') this.handshaking--;
       if (prev !== null && prev.timeline === tl && prev.phase === 'MASKED') continue;
+      if (prev !== null) this.uncount(flow, prev);
       const r = new Rebuild(prev !== null && prev.phase !== 'MASKED' ? prev.sidePort : port, now, this.options.synRtoMs, tl);
       if (prev !== null) r.maskedAt = prev.maskedAt;
       flow.rec = r;
@@ -525,9 +548,40 @@ export class NorthWrapper {
       r.lastProgress = this.now();
       r.rto = this.options.replayRtoMs;
       if (r.sndNxt < una) r.sndNxt = una;
+      this.count(r);
     }
     this.pump(flow, r);
     this.checkCaughtUp(flow, r);
+    if (this.waiting.size > 0 && this.inFlight < this.options.replayInFlight) this.wake();
+  }
+
+  /** Brings `inFlight` up to date with r's sndNxt − sndUna. */
+  private count(r: Rebuild): void {
+    const n = r.sndNxt - r.sndUna;
+    this.inFlight += n - r.counted;
+    r.counted = n;
+  }
+
+  /** r stops counting (finished, failed, replaced by a new crash's rebuild). */
+  private uncount(flow: Flow, r: Rebuild): void {
+    this.inFlight -= r.counted;
+    r.counted = 0;
+    this.waiting.delete(flow);
+  }
+
+  /** Pumps the connections that waited for room, oldest first, while there is room. */
+  private wake(): void {
+    const list = [...this.waiting];
+    this.waiting.clear();
+    for (let i = 0; i < list.length; i++) {
+      const f = list[i]!;
+      if (this.inFlight >= this.options.replayInFlight) {
+        for (let k = i; k < list.length; k++) this.waiting.add(list[k]!);
+        return;
+      }
+      const r = f.rec;
+      if (r !== null && r.phase === 'REPLAY') this.pump(f, r);
+    }
   }
 
   /** Sends what the window, the MSS and the log allow. */
@@ -536,15 +590,28 @@ export class NorthWrapper {
     const fin = flow.clientFin >= 0 && flow.stable > flow.clientFin ? flow.clientFin : -1;
     const dataEnd = fin >= 0 ? fin : flow.stable;
     const edge = Math.max(r.newRightEdge, r.sndUna + 1);
-    const seg = Math.max(64, r.mss - (flow.tsOk ? TS_OPT_LEN : 0));
+    let seg = Math.max(64, r.mss - (flow.tsOk ? TS_OPT_LEN : 0));
+    const mtu = this.superPacketMtu();
+    // Super-packets only when the kernel's segments (MTU-sized) fit the new incarnation's MSS.
+    if (mtu > 0 && r.mss + 40 >= mtu) {
+      const gso = mtu - 40 - (flow.tsOk ? TS_OPT_LEN : 0);
+      seg = Math.max(seg, Math.floor(SUPER_PACKET_PAYLOAD / gso) * gso);
+    }
+    // The shared budget; a connection with nothing in flight may always send one segment.
+    const room = this.options.replayInFlight - this.inFlight;
+    const budgetEnd = r.sndNxt + (room > 0 ? room : r.sndNxt === r.sndUna ? seg : 0);
     let sent = 0;
     while (r.sndNxt < dataEnd && r.sndNxt < edge && sent < 64) {
+      if (r.sndNxt >= budgetEnd) {
+        this.waiting.add(flow);
+        break;
+      }
       const data = r.data;
       if (data === null || r.sndNxt < r.dataStart || r.sndNxt >= r.dataStart + data.length) {
         this.readMore(flow, r, dataEnd);
         break;
       }
-      const end = Math.min(dataEnd, edge, r.sndNxt + seg, r.dataStart + data.length);
+      const end = Math.min(dataEnd, edge, r.sndNxt + seg, r.dataStart + data.length, Math.max(budgetEnd, r.sndNxt + 1));
       if (end <= r.sndNxt) break;
       const payload = data.subarray(r.sndNxt - r.dataStart, end - r.dataStart);
       this.sendToServer(flow, r, flow.inSeq(r.sndNxt), TCP_ACK | TCP_PSH, payload);
@@ -557,6 +624,7 @@ export class NorthWrapper {
       this.sendToServer(flow, r, flow.inSeq(fin), TCP_ACK | TCP_FIN, null);
       r.sndNxt = fin + 1;
     }
+    this.count(r);
     if (r.ackPending) this.sendToServer(flow, r, flow.inSeq(r.sndNxt), TCP_ACK, null);
   }
 
@@ -613,6 +681,8 @@ export class NorthWrapper {
 
   private finish(flow: Flow, r: Rebuild): void {
     if (r.phase === 'HANDSHAKE') this.handshaking--;
+    this.uncount(flow, r);
+    if (this.waiting.size > 0) this.wake();
     this.active.delete(flow);
     const svc = this.table.service(flow.serverIp, flow.serverPort);
     if (!svc) return;
@@ -669,6 +739,7 @@ export class NorthWrapper {
             // Go-back-N from the server's ack.
             this.stats.replayRetransmits++;
             r.sndNxt = r.sndUna;
+            this.count(r);
             r.lastProgress = now;
             r.rto = Math.min(r.rto * 2, 2000);
             this.pump(flow, r);
@@ -784,6 +855,7 @@ export class NorthWrapper {
   /** The connection cannot be rebuilt: one RST each way, counted; the flow closes. */
   private fail(flow: Flow, r: Rebuild, why: string): void {
     if (r.phase === 'HANDSHAKE') this.handshaking--;
+    this.uncount(flow, r);
     if (r.phase === 'REPLAY') {
       this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
     }
