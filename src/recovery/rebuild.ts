@@ -183,6 +183,8 @@ export class Rebuild {
   replayDone = false;
   /** sndNxt − sndUna as last counted in NorthWrapper.inFlight. */
   counted = 0;
+  /** When the first SYN of this attempt series went out (an RTT sample if it alone is answered). */
+  synSentAt = 0;
   timeline: RecoveryTimeline;
 
   constructor(port: number, now: number, rto: number, timeline: RecoveryTimeline) {
@@ -212,6 +214,14 @@ export class NorthWrapper {
   private readonly opts1 = new TcpOptions();
   private readonly opts2 = new TcpOptions();
   private handshaking = 0;
+  /**
+   * Smoothed round trip to the new incarnation through the gateway (ms), from SYNs answered
+   * at the first try; 0 until a sample. Under the load of a mass rebuild the gateway's own
+   * queue delays answers by far more than the nominal timeouts: a SYN or replay timeout
+   * below ~3 round trips only retransmits what is merely late (and a go-back-N resends a
+   * whole window), so the timeouts start at max(option, 3 × srtt).
+   */
+  srtt = 0;
   /** Replay bytes in flight over every connection (sum of Rebuild.counted), ≤ replayInFlight. */
   private inFlight = 0;
   /** Replaying connections stopped by replayInFlight, pumped again as acks free room. */
@@ -326,7 +336,7 @@ export class NorthWrapper {
       r.phase = 'HANDSHAKE';
       r.startedAt = now;
       r.attempts = 0;
-      r.rto = this.options.synRtoMs;
+      r.rto = this.synRto();
       this.handshaking++;
       this.sendSyn(flow, r, now);
     }
@@ -470,6 +480,13 @@ export class NorthWrapper {
       }
       return;
     }
+    if (flags & TCP_FIN) {
+      // The dead incarnation's orphan retransmitting its FIN, sent before our reaping RST
+      // (a loaded gateway may see it late). Not an answer to the SYN: an RST at its ack now
+      // could land in the window of the new incarnation's connection on this tuple.
+      this.stats.deadDropped++;
+      return;
+    }
     if (flags & TCP_ACK && !(flags & TCP_SYN)) {
       // A socket still holds the tuple and told us its rcv_nxt (challenge ACK): reap it there.
       this.stats.challengeAcks++;
@@ -497,6 +514,10 @@ export class NorthWrapper {
       this.fail(flow, r, `the new incarnation's SYN-ACK options disagree: ${why}`);
       return;
     }
+    if (r.attempts === 1 && r.synSentAt > 0) {
+      const sample = now - r.synSentAt;
+      this.srtt = this.srtt === 0 ? sample : this.srtt + (sample - this.srtt) / 8;
+    }
     r.newIsn = p.seq;
     r.newShift = o.wscale >= 0 ? Math.min(o.wscale, 14) : 0;
     r.mss = o.mss > 0 ? o.mss : 536;
@@ -516,7 +537,7 @@ export class NorthWrapper {
     if (flow.clientFin >= 0 && flow.received >= flow.clientFin) r.target0 = flow.clientFin + 1;
     r.cliAcked0 = flow.cliAcked;
     r.lastProgress = now;
-    r.rto = this.options.replayRtoMs;
+    r.rto = this.replayRto();
     r.data = null;
     this.stats.handshakes++;
     const tl = r.timeline;
@@ -546,7 +567,7 @@ export class NorthWrapper {
     if (una > r.sndUna) {
       r.sndUna = una;
       r.lastProgress = this.now();
-      r.rto = this.options.replayRtoMs;
+      r.rto = this.replayRto();
       if (r.sndNxt < una) r.sndNxt = una;
       this.count(r);
     }
@@ -765,12 +786,27 @@ export class NorthWrapper {
 
   // ---- steps 1-2: tuple and spoofed SYN ----------------------------------------------
 
+  private synRto(): number {
+    return Math.min(1000, Math.max(this.options.synRtoMs, Math.round(3 * this.srtt)));
+  }
+
+  private replayRto(): number {
+    return Math.min(2000, Math.max(this.options.replayRtoMs, Math.round(3 * this.srtt)));
+  }
+
   private sendSyn(flow: Flow, r: Rebuild, now: number): void {
     r.attempts++;
+    if (r.attempts === 1) r.synSentAt = now;
     if (r.attempts > this.options.portAttempts && r.sidePort === r.deadPort) this.movePort(flow, r);
-    // Reap whatever the dead incarnation left on this tuple (ignored when nothing is there).
-    this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
-    this.stats.reapRsts++;
+    // Reap whatever the dead incarnation left on this tuple (ignored when nothing is there),
+    // before the first SYN only: on a retransmission the RST would reset the new incarnation's
+    // half-open connection when its SYN-ACK is merely late (a loaded gateway's queue can
+    // hold it past synRtoMs). An orphan that survived the RST answers the SYN with a
+    // challenge ACK, which handshakeSegment reaps at its ack.
+    if (r.attempts === 1 && r.sidePort === r.deadPort) {
+      this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
+      this.stats.reapRsts++;
+    }
     this.sendRaw(flow, r.sidePort, flow.clientIsn, 0, TCP_SYN, flow.clientSynWindow, flow.clientSynOptions, null);
     this.stats.synsSent++;
     r.nextAt = now + r.rto;
