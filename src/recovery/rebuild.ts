@@ -65,6 +65,12 @@ export type Phase = 'MASKED' | 'HANDSHAKE' | 'REPLAY' | 'FAILED';
 export interface NorthOptions {
   /** ACK(stable) to a masked client at least this often (ms). */
   keepaliveMs: number;
+  /**
+   * Keepalive ACKs per second over every masked connection at most: with many connections
+   * the period grows past keepaliveMs (10,000 masked connections at 200 ms would be 50,000
+   * packets a second, the gateway's whole budget while it rebuilds them).
+   */
+  keepaliveRate: number;
   /** First SYN retransmission timeout (ms); doubles to 1 s. */
   synRtoMs: number;
   /** First replay retransmission timeout (ms); doubles to 2 s. */
@@ -94,6 +100,7 @@ export interface NorthOptions {
 
 export const defaultNorthOptions: NorthOptions = {
   keepaliveMs: 200,
+  keepaliveRate: 5000,
   synRtoMs: 100,
   replayRtoMs: 200,
   portAttempts: 3,
@@ -211,6 +218,8 @@ export class NorthWrapper {
   readonly timelines: RecoveryTimeline[] = [];
   private readonly services = new Map<Service, ServiceRecovery>();
   private readonly active = new Set<Flow>();
+  /** Flows in `active`, per service (so "none left" is O(1) however many are recovered). */
+  private readonly activeBySvc = new Map<Service, number>();
   private readonly opts1 = new TcpOptions();
   private readonly opts2 = new TcpOptions();
   private handshaking = 0;
@@ -297,7 +306,7 @@ export class NorthWrapper {
       flow.verdictHold = null;
       tl.connections++;
       this.stats.flowsMasked++;
-      this.active.add(flow);
+      this.activate(svc, flow);
       this.ackClient(flow, now);
     }
     if (this.options.probeWithoutOracle) this.listening(svc, true);
@@ -318,9 +327,19 @@ export class NorthWrapper {
   }
 
   private countRecovering(svc: Service): number {
-    let n = 0;
-    for (const f of this.active) if (this.table.service(f.serverIp, f.serverPort) === svc) n++;
-    return n;
+    return this.activeBySvc.get(svc) ?? 0;
+  }
+
+  private activate(svc: Service, flow: Flow): void {
+    if (this.active.has(flow)) return;
+    this.active.add(flow);
+    this.activeBySvc.set(svc, (this.activeBySvc.get(svc) ?? 0) + 1);
+  }
+
+  private deactivate(flow: Flow): void {
+    if (!this.active.delete(flow)) return;
+    const svc = this.table.service(flow.serverIp, flow.serverPort);
+    if (svc !== undefined) this.activeBySvc.set(svc, (this.activeBySvc.get(svc) ?? 1) - 1);
   }
 
   private serviceUp(sr: ServiceRecovery): void {
@@ -704,7 +723,7 @@ export class NorthWrapper {
     if (r.phase === 'HANDSHAKE') this.handshaking--;
     this.uncount(flow, r);
     if (this.waiting.size > 0) this.wake();
-    this.active.delete(flow);
+    this.deactivate(flow);
     const svc = this.table.service(flow.serverIp, flow.serverPort);
     if (!svc) return;
     const sr = this.services.get(svc);
@@ -725,10 +744,11 @@ export class NorthWrapper {
   /** Called every few ms by the gateway while anything is being recovered. */
   tick(): void {
     const now = this.now();
+    const keepaliveMs = Math.max(this.options.keepaliveMs, Math.ceil((this.active.size * 1000) / this.options.keepaliveRate));
     for (const flow of this.active) {
       const r = flow.rec;
       if (r === null) {
-        this.active.delete(flow);
+        this.deactivate(flow);
         continue;
       }
       const svc = this.table.service(flow.serverIp, flow.serverPort);
@@ -744,18 +764,18 @@ export class NorthWrapper {
             this.fail(flow, r, 'the service did not come back before the deadline');
             break;
           }
-          if (now - r.lastAckAt >= this.options.keepaliveMs) this.ackClient(flow, now);
+          if (now - r.lastAckAt >= keepaliveMs) this.ackClient(flow, now);
           break;
         case 'HANDSHAKE':
           if (now - r.startedAt > this.options.rebuildDeadlineMs) {
             this.fail(flow, r, 'no handshake with the new incarnation before the deadline');
             break;
           }
-          if (now - r.lastAckAt >= this.options.keepaliveMs) this.ackClient(flow, now);
+          if (now - r.lastAckAt >= keepaliveMs) this.ackClient(flow, now);
           if (now >= r.nextAt) this.sendSyn(flow, r, now);
           break;
         case 'REPLAY':
-          if (now - r.lastAckAt >= this.options.keepaliveMs && flow.complete < Math.min(flow.stable, flow.rightEdge)) this.ackClient(flow, now);
+          if (now - r.lastAckAt >= keepaliveMs && flow.complete < Math.min(flow.stable, flow.rightEdge)) this.ackClient(flow, now);
           if (r.sndNxt > r.sndUna && now - r.lastProgress > r.rto) {
             // Go-back-N from the server's ack.
             this.stats.replayRetransmits++;
@@ -771,7 +791,7 @@ export class NorthWrapper {
           break;
         case 'FAILED':
           if (now - r.maskedAt > 10_000) {
-            this.active.delete(flow);
+            this.deactivate(flow);
             this.onFailed?.(svc, flow);
           }
           break;

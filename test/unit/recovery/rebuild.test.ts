@@ -718,3 +718,18 @@ describe('many connections: the replay budget, late answers, super-packets', () 
     }
   });
 });
+
+describe('keepalives under many masked connections', () => {
+  it('keepaliveRate stretches the keepalive period past keepaliveMs (1 masked connection at 2/s: every 500 ms)', async () => {
+    const w = await crashed({ keepaliveMs: 200, keepaliveRate: 2 });
+    const { h } = w;
+    h.drain();
+    const n0 = h.gw.north.stats.keepaliveAcks;
+    expect(toClient(h.tick(200))).toHaveLength(0);
+    expect(toClient(h.tick(299))).toHaveLength(0);
+    expect(toClient(h.tick(1))).toHaveLength(1);
+    expect(h.gw.north.stats.keepaliveAcks).toBe(n0 + 1);
+    expect(toClient(h.tick(499))).toHaveLength(0);
+    expect(toClient(h.tick(1))).toHaveLength(1);
+  });
+});
