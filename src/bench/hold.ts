@@ -152,7 +152,7 @@ class HoldConn {
   /** Sends the final bytes; `step` runs when finished or failed. */
   finish(step: () => void): void {
     this.onStep = step;
-    if (this.phase !== 'idle' || this.sock === null) return this.step();
+    if (this.phase !== 'idle' || this.sock === null || this.error !== null) return this.step();
     this.phase = 'final';
     const o = this.h.o;
     this.sock.write(holdStream(this.h.pattern, this.i, o.bytes, o.bytes + o.finalBytes));

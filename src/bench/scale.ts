@@ -79,6 +79,8 @@ export interface IdleRun {
 }
 
 export interface RecoveryRun {
+  /** The lab the run used (gone by the time the run returns). */
+  lab: string;
   connections: number;
   detectedMs: number;
   listeningMs: number;
@@ -221,6 +223,7 @@ export async function startHoldClient(ns: string, args: string[], readyTimeoutMs
 }
 
 export interface ScaleLab {
+  name: string;
   topo: LabTopology;
   server: SupervisedServer;
   gatewayPid: number;
@@ -246,7 +249,7 @@ export async function withScaleLab<T>(o: { offload: boolean; signal?: AbortSigna
       await execIn(topo.namespaces.server, 'sysctl', ['-q', '-w', `${k}=${v}`]);
     }
     server = await startSupervisedServer(topo.namespaces.server, 'echo', `${ADDRESSES.server}:${PORT}`, ORACLE, 50);
-    return await fn({ topo, server, gatewayPid: topo.gatewayPid! });
+    return await fn({ name, topo, server, gatewayPid: topo.gatewayPid! });
   } finally {
     if (server !== null) await stopProcess(server.child).catch(() => {});
     if (up) await labDown(name).then(() => progress(`lab ${name} down`), (e: unknown) => progress(`lab ${name} down failed: ${(e as Error).message}`));
@@ -291,7 +294,7 @@ export async function idleRun(n: number, o: { concurrency: number; offload: bool
 
 /** One recovery run: a fresh lab, N connections with `bytes` logged each, kill -9, timeline, release. */
 export async function recoveryRun(n: number, o: { bytes: number; concurrency: number; offload: boolean; signal?: AbortSignal; profDir?: string }): Promise<RecoveryRun> {
-  return withScaleLab(o, async ({ topo, server, gatewayPid }) => {
+  return withScaleLab(o, async ({ name, topo, server, gatewayPid }) => {
     const client = await startHoldClient(topo.namespaces.client, holdArgs(n, o.bytes, o.concurrency), 90_000 + n * 20);
     const onAbort = () => { void client.stop(); };
     o.signal?.addEventListener('abort', onAbort);
@@ -317,7 +320,7 @@ export async function recoveryRun(n: number, o: { bytes: number; concurrency: nu
         throw new FtcpError('FTCP_BENCH_RECOVERY', `timeline: ${tl.connections} connections, ${tl.caughtUp} caught up, ${tl.failed} failed (expected ${n})`);
       }
       return {
-        connections: n, detectedMs: tl.detectedAt - killedAt, listeningMs: tl.listeningAt - killedAt,
+        lab: name, connections: n, detectedMs: tl.detectedAt - killedAt, listeningMs: tl.listeningAt - killedAt,
         handshakesMs: tl.handshakesDoneAt - tl.listeningAt, replayMs: tl.replayDoneAt - tl.listeningAt, caughtUpMs: tl.caughtUpAt - tl.listeningAt,
         rss, north: snap.north ?? {}, tunDrops: await tunDrops(topo),
       };
