@@ -18,7 +18,7 @@
  * The clients are `scripts/bench hold` (hold.ts) in <n>-client. Medians with (min–max).
  * Labs are named ftcps-<6 hex> and removed on every exit path (errors, SIGINT, SIGTERM).
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -49,6 +49,9 @@ the server (namespace labs, root).
   --bytes B           bytes logged per connection before the crash, a multiple of ${LINE} (default 65536)
   --concurrency N     the clients' connections opening/exchanging at once (default 200)
   --offload           run the gateway with --offload
+  --semi-space MB     run the gateway's node with --max-semi-space-size=MB (V8's young
+                      generation; default: node's own, which grows to 16 MB per semi-space)
+  --prof DIR          run the gateway under node --prof, one log per lab in DIR
   --markdown          print the Markdown section for BENCHMARKS.md
   --json              print one JSON document`;
 
@@ -61,6 +64,10 @@ export interface ScaleOptions {
   bytes: number;
   concurrency: number;
   offload: boolean;
+  /** --max-semi-space-size for the gateway's node (0: node's default). */
+  semiSpace: number;
+  /** node --prof logs of the gateway go here ('' = no profile). */
+  profDir: string;
   output: 'human' | 'markdown' | 'json';
 }
 
@@ -121,6 +128,8 @@ export function parseScaleOptions(argv: string[]): ScaleOptions | 'help' {
     bytes: { type: 'string', default: '65536' },
     concurrency: { type: 'string', default: '200' },
     offload: { type: 'boolean', default: false },
+    'semi-space': { type: 'string', default: '0' },
+    prof: { type: 'string', default: '' },
     markdown: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
@@ -144,6 +153,8 @@ export function parseScaleOptions(argv: string[]): ScaleOptions | 'help' {
     bytes,
     concurrency: int(values.concurrency!, '--concurrency', 1, 5000),
     offload: values.offload!,
+    semiSpace: int(values['semi-space']!, '--semi-space', 0, 1024),
+    profDir: values.prof!,
     output: values.json ? 'json' : values.markdown ? 'markdown' : 'human',
   };
 }
@@ -233,7 +244,9 @@ export interface ScaleLab {
  * A lab with the supervised echo server on 198.18.2.2:5003 (protected), the gateway run with
  * --expose-gc; `fn` runs, then everything is taken down whatever happened.
  */
-export async function withScaleLab<T>(o: { offload: boolean; signal?: AbortSignal; profDir?: string }, fn: (lab: ScaleLab) => Promise<T>): Promise<T> {
+export interface LabOptions { offload: boolean; signal?: AbortSignal; profDir?: string; semiSpace?: number }
+
+export async function withScaleLab<T>(o: LabOptions, fn: (lab: ScaleLab) => Promise<T>): Promise<T> {
   const name = randomLabName('ftcps');
   let server: SupervisedServer | null = null;
   let up = false;
@@ -242,7 +255,7 @@ export async function withScaleLab<T>(o: { offload: boolean; signal?: AbortSigna
     up = true;
     const topo = await labUp({
       name, protect: [PORT], log: 'embedded', extraGatewayArgs: o.offload ? ['--offload'] : [],
-      gatewayCommand: [process.execPath, '--expose-gc', ...(o.profDir ? ['--prof', `--logfile=${join(o.profDir, `gateway-${name}.log`)}`, '--no-logfile-per-isolate'] : []), FTCP], ...(o.signal ? { signal: o.signal } : {}),
+      gatewayCommand: [process.execPath, '--expose-gc', ...(o.semiSpace ? [`--max-semi-space-size=${o.semiSpace}`] : []), ...(o.profDir ? ['--prof', `--logfile=${join(o.profDir, `gateway-${name}.log`)}`, '--no-logfile-per-isolate'] : []), FTCP], ...(o.signal ? { signal: o.signal } : {}),
     });
     // Room for bursts of SYNs and accepts at the server (inside the lab's namespace only).
     for (const [k, v] of [['net.core.somaxconn', '4096'], ['net.ipv4.tcp_max_syn_backlog', '8192']] as const) {
@@ -262,7 +275,7 @@ const holdArgs = (n: number, bytes: number, concurrency: number) => [
 ];
 
 /** One idle-memory run: a fresh lab, N idle connections. */
-export async function idleRun(n: number, o: { concurrency: number; offload: boolean; signal?: AbortSignal }): Promise<IdleRun> {
+export async function idleRun(n: number, o: LabOptions & { concurrency: number }): Promise<IdleRun> {
   return withScaleLab(o, async ({ topo, gatewayPid }) => {
     await sleep(1000);
     const before = await gatewaySnapshot(topo, true);
@@ -293,7 +306,7 @@ export async function idleRun(n: number, o: { concurrency: number; offload: bool
 }
 
 /** One recovery run: a fresh lab, N connections with `bytes` logged each, kill -9, timeline, release. */
-export async function recoveryRun(n: number, o: { bytes: number; concurrency: number; offload: boolean; signal?: AbortSignal; profDir?: string }): Promise<RecoveryRun> {
+export async function recoveryRun(n: number, o: LabOptions & { bytes: number; concurrency: number }): Promise<RecoveryRun> {
   return withScaleLab(o, async ({ name, topo, server, gatewayPid }) => {
     const client = await startHoldClient(topo.namespaces.client, holdArgs(n, o.bytes, o.concurrency), 90_000 + n * 20);
     const onAbort = () => { void client.stop(); };
@@ -338,11 +351,14 @@ async function runScale(o: ScaleOptions, command: string, signal: AbortSignal): 
     date: new Date().toISOString(),
     machine: `${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${cpu.length} cores, Linux ${release()}, Node ${process.versions.node}`,
     loadBefore: loadavg(), loadAfter: [], command,
-    options: { idle: o.idle, idleRuns: o.idleRuns, recovery: o.recovery, runs: o.runs, runsLarge: o.runsLarge, bytes: o.bytes, concurrency: o.concurrency, offload: o.offload },
+    options: {
+      idle: o.idle, idleRuns: o.idleRuns, recovery: o.recovery, runs: o.runs, runsLarge: o.runsLarge, bytes: o.bytes,
+      concurrency: o.concurrency, offload: o.offload, semiSpace: o.semiSpace, profDir: o.profDir,
+    },
     idle: [], recovery: [], failures: [], durationS: 0,
   };
   const check = () => { if (signal.aborted) throw new FtcpError('FTCP_BENCH_ABORTED', 'interrupted'); };
-  const common = { concurrency: o.concurrency, offload: o.offload, signal };
+  const common = { concurrency: o.concurrency, offload: o.offload, signal, semiSpace: o.semiSpace, ...(o.profDir ? { profDir: o.profDir } : {}) };
   if (o.idle > 0) {
     for (let run = 1; run <= o.idleRuns; run++) {
       check();
@@ -411,7 +427,7 @@ function formatText(r: ScaleResult, markdown: boolean): string {
     : [`${r.date}; ${r.machine}; load ${load(r.loadBefore)} before, ${load(r.loadAfter)} after`, `command: ${r.command}`];
   return [
     ...head,
-    `Settings: gateway with the embedded memory log${r.options.offload ? ', --offload' : ''}; a fresh lab per run; clients open ${r.options.concurrency} connections at a time; median (min–max).`,
+    `Settings: gateway with the embedded memory log${r.options.offload ? ', --offload' : ''}${r.options.semiSpace ? `, node --max-semi-space-size=${r.options.semiSpace}` : ''}; a fresh lab per run; clients open ${r.options.concurrency} connections at a time; median (min–max).`,
     '',
     ...scaleTables(r),
     ...(r.failures.length > 0 ? [`Failures: ${r.failures.join('; ')}`, ''] : []),
@@ -427,6 +443,7 @@ export async function scaleMain(argv: string[]): Promise<number> {
     return 0;
   }
   if (process.getuid?.() !== 0) throw new FtcpError('FTCP_BENCH_ROOT', 'scripts/bench scale needs root (network namespaces)');
+  if (o.profDir) mkdirSync(o.profDir, { recursive: true });
   const ctrl = new AbortController();
   const onSig = (sig: NodeJS.Signals) => {
     progress(`${sig}: stopping, taking the lab down`);
