@@ -49,7 +49,7 @@ import type { Flow } from '../flow/flow.js';
 import type { LogStore } from '../log/types.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { emitTcpPacket } from '../wire/repr.js';
-import { seqAdd, seqGt } from '../wire/seq.js';
+import { seqAdd, seqDiff, seqGt } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_WINDOW, TCP_OFF_DST_PORT } from '../wire/tcp.js';
 import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
 import { tcpSetAck } from '../wire/rewrite.js';
@@ -436,6 +436,14 @@ export class NorthWrapper {
       if (r !== null) this.sendToServer(flow, r, flow.inSeq(0), TCP_ACK, null);
       return DROP;
     }
+    if (!this.fromNewIncarnation(flow, t, p.seq)) {
+      // Same tuple, but the dead incarnation's numbering: one of its last segments (an
+      // orphan's FIN retransmission, an ACK) sent before the reaping RST and delivered late
+      // by a loaded gateway queue. Its ack (the dead socket's rcv_nxt) must not count as the
+      // new incarnation's: the replay would stop short and the connection never catch up.
+      this.stats.deadDropped++;
+      return DROP;
+    }
     // New-incarnation bookkeeping (raw numbers, before translation).
     if (flags & TCP_ACK) {
       const a = flow.inOffset(p.ack);
@@ -475,6 +483,19 @@ export class NorthWrapper {
       this.progress(flow, r);
     }
     return PASS;
+  }
+
+  /**
+   * Whether raw server sequence number `seq` lies where the new incarnation can be sending:
+   * from its ISN + 1 up to what it sent plus the room the gateway gave it (the absorption up
+   * to cliAcked and the client's window), with 64 KiB to spare. A segment of the dead
+   * incarnation (ISN_old, random against ISN_new) falls there with probability ~1e-4.
+   */
+  private fromNewIncarnation(flow: Flow, t: Translation, seq: number): boolean {
+    const newIsn = seqAdd(flow.serverIsn, -t.seqDelta);
+    const off = seqDiff(seq, seqAdd(newIsn, 1));
+    const room = Math.max(flow.incSndMax, flow.cliAcked) + flow.cliWindow * 2 ** flow.clientWscale + 65536;
+    return off >= -1 && off <= room;
   }
 
   /** Steps 1-3: answers to our SYN. */

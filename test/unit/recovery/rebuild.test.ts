@@ -678,6 +678,28 @@ describe('many connections: the replay budget, late answers, super-packets', () 
     expect(h.flow().rec?.phase).toBe('HANDSHAKE');
   });
 
+  it("a late segment of the dead incarnation on the same tuple during the replay is dropped: its ack does not count", async () => {
+    const w = await crashed();
+    const { h, c, s } = w;
+    const s2 = new Server({ isn: S2_ISN, ts: 3 });
+    s2.synWindow = 65000;
+    const segs = replayed(await handshake(w, s2, 20_000));
+    expect(h.flow().rec?.phase).toBe('REPLAY');
+    const before = h.flow().incDelivered;
+    const dropped0 = h.gw.north.stats.deadDropped;
+    // A FIN-ACK in the dead incarnation's numbering that acks everything, delivered late.
+    const late = emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: CPORT, seq: s.seq(OUT0), ack: c.seq(IN0 + 20_000), flags: TCP_ACK | TCP_FIN, window: 1000 });
+    expect(h.send(late)).toHaveLength(0);
+    expect(h.gw.north.stats.deadDropped).toBe(dropped0 + 1);
+    expect(h.flow().incDelivered).toBe(before);
+    expect(h.flow().rec?.replayDone).toBe(false);
+    // The new incarnation still gets every byte.
+    h.tun.inject(...segs.flatMap((x) => s2.receive(x))).flush();
+    await h.run(c, s2);
+    expect(s2.bytes().equals(inBytes(0, IN0 + 20_000))).toBe(true);
+    expect(h.flow().rec).toBeNull();
+  });
+
   it('a slow handshake raises the replay retransmission timeout to 3 × the round trip', async () => {
     const w = await crashed({ synRtoMs: 1000, replayRtoMs: 200 });
     const { h } = w;
