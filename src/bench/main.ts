@@ -3,11 +3,16 @@ import { UsageError } from '../util/errors.js';
 import { main } from './run.js';
 import { stabilityMain } from './stability.js';
 import { logModesMain } from './logmodes.js';
+import { holdMain } from './hold.js';
+import { scaleMain } from './scale.js';
 
 // `scripts/bench stability [...]`: the log's stable-notification latency per mode (stability.ts).
 // `scripts/bench log [...]`: the log modes side by side, latency and upload through the gateway (logmodes.ts).
+// `scripts/bench scale [...]`: idle memory per connection and recovery of 1..10,000 connections (scale.ts);
+// `scripts/bench hold [...]`: its many-connection client (hold.ts).
 const argv = process.argv.slice(2);
-(argv[0] === 'stability' ? stabilityMain(argv.slice(1)) : argv[0] === 'log' ? logModesMain(argv.slice(1)) : main(argv)).then(
+const SUBCOMMANDS: Record<string, (a: string[]) => Promise<number>> = { stability: stabilityMain, log: logModesMain, scale: scaleMain, hold: holdMain };
+(SUBCOMMANDS[argv[0] ?? ''] ? SUBCOMMANDS[argv[0]!]!(argv.slice(1)) : main(argv)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
     process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,6 +1,7 @@
 /**
  * The gateway's control endpoint (HTTP): GET /status (JSON), GET /metrics (Prometheus text).
- * Bound to the address given by --control; read-only.
+ * Bound to the address given by --control; read-only. GET /status?gc=1 collects garbage first
+ * (only under node --expose-gc), so the snapshot's `memory` shows the live heap.
  */
 import http from 'node:http';
 import type { Gateway } from './gateway.js';
@@ -12,7 +13,11 @@ export async function startControl(gw: Gateway, addr: string, port: number): Pro
       res.writeHead(405).end();
       return;
     }
-    if (req.url === '/status') {
+    if (req.url === '/status' || req.url === '/status?gc=1') {
+      // ?gc=1: a full garbage collection first when the gateway runs with --expose-gc (the
+      // scale benchmark's heap reading); without the flag it is the plain snapshot.
+      const gc = (globalThis as { gc?: () => void }).gc;
+      if (req.url.endsWith('gc=1') && typeof gc === 'function') gc();
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(gw.snapshot()));
     } else if (req.url === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(gw.metrics());

@@ -118,6 +118,8 @@ export class Gateway {
       opts.now ?? Date.now,
     );
     this.north.onFailed = (svc, flow) => this.table.remove(svc, flow);
+    const vnet = this.vnet;
+    if (vnet !== null) this.north.superPacketMtu = () => (vnet.active ? vnet.mtu : 0);
     this.masking = new CrashMasking(this.table, this.north, oracle, policy, (svc, b) => this.south.releaseHeld(svc, b), opts.holdMs ?? 1000, opts.minGapMs ?? 25);
     this.south.north = this.north;
     if (this.masking.enabled) this.south.masking = this.masking;
@@ -297,6 +299,7 @@ export class Gateway {
     }
     return {
       uptimeMs: Date.now() - this.startedAt,
+      memory: process.memoryUsage(),
       tun: this.tun.name,
       services: this.table.allServices().map((s) => `${u32ToIp(s.ip)}:${s.port}`),
       log: this.log.status(),

@@ -87,7 +87,7 @@ export class VnetPath {
     private readonly gw: VnetHost,
     private readonly tun: TunDevice,
     private readonly logger: Logger,
-    private readonly mtu: number,
+    readonly mtu: number,
   ) {}
 
   onBatch(batch: PacketBatch): void {

@@ -53,6 +53,8 @@ interface HeldSegment {
   data: Uint8Array;
 }
 
+const NO_SEGS: HeldSegment[] = Object.freeze([]) as unknown as HeldSegment[];
+
 export interface PushResult {
   duplicate: number;
   dropped: number;
@@ -71,7 +73,8 @@ export class Reassembler {
   /** Offsets at or beyond this are refused (the FIN offset, once known). */
   limit = Number.POSITIVE_INFINITY;
   heldBytes = 0;
-  private segs: HeldSegment[] = [];
+  /** NO_SEGS (shared, frozen) until something is held: most streams never have a gap. */
+  private segs: HeldSegment[] = NO_SEGS;
 
   constructor(
     start: number,
@@ -192,6 +195,7 @@ export class Reassembler {
       this.heldBytes += len;
       kept.push(p);
     }
+    if (kept.length > 0 && this.segs === NO_SEGS) this.segs = [];
     for (let k = kept.length - 1; k >= 0; k--) {
       const p = kept[k]!;
       this.segs.splice(p.at, 0, { off: p.from, data: Uint8Array.prototype.slice.call(d, p.from - o, p.to - o) });
@@ -217,6 +221,29 @@ export interface ConnState {
   /** Stream bytes counted against maxBytes (accepted into the prefix, not yet gc'd). */
   storedBytes: number;
   closed: boolean;
+}
+
+/**
+ * ConnState as a class: every connection's state has one hidden class. (The object literal
+ * spread `{ ...state, store }` gave each connection its own V8 map and descriptor array,
+ * ~430 bytes per connection; a store adds its fields in a subclass instead.)
+ */
+export class ConnRecord implements ConnState {
+  readonly asm: Reassembler;
+  stable: number;
+  notified: number;
+  finOffset: number | null = null;
+  finStable = false;
+  gcThrough = 0;
+  modified = Date.now();
+  storedBytes = 0;
+  closed = false;
+
+  constructor(readonly meta: ConnectionMeta, public stableData: number, maxHeld: number) {
+    this.asm = new Reassembler(stableData, maxHeld);
+    this.stable = stableData;
+    this.notified = stableData;
+  }
 }
 
 export function newStats(): LogStats {
@@ -356,19 +383,7 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
   // ---- shared helpers for stores -----------------------------------------------------
 
   protected newConnState(meta: ConnectionMeta, stableData = 0): ConnState {
-    return {
-      meta,
-      asm: new Reassembler(stableData, this.maxHeldBytes),
-      stableData,
-      stable: stableData,
-      notified: stableData,
-      finOffset: null,
-      finStable: false,
-      gcThrough: 0,
-      modified: Date.now(),
-      storedBytes: 0,
-      closed: false,
-    };
+    return new ConnRecord(meta, stableData, this.maxHeldBytes);
   }
 
   /** Throws FtcpError unless a connection to `meta.server` may be opened now. */
@@ -610,8 +625,9 @@ export function copyMeta(id: number, meta: OpenMeta): ConnectionMeta {
     server: { addr: meta.server.addr, port: meta.server.port },
     clientIsn: meta.clientIsn,
     serverIsn: meta.serverIsn,
-    clientSynOptions: Uint8Array.from(meta.clientSynOptions),
-    serverSynOptions: Uint8Array.from(meta.serverSynOptions),
+    // Buffer.from: small copies come from Node's shared pool (no ArrayBuffer per connection).
+    clientSynOptions: Buffer.from(meta.clientSynOptions),
+    serverSynOptions: Buffer.from(meta.serverSynOptions),
     created: Date.now(),
   };
 }

@@ -6,7 +6,7 @@
  * Bytes live in slabs (4 KiB growing to 64 KiB, each byte copied once), never in one
  * growing Buffer, so a 200 MB stream costs ~3,200 slabs and no quadratic copying.
  */
-import { BaseLog, copyMeta, type ConnState, type LogOptions } from './common.js';
+import { BaseLog, ConnRecord, copyMeta, type LogOptions } from './common.js';
 import type { ConnectionMeta, OpenMeta } from './types.js';
 
 const MIN_SLAB = 4 * 1024;
@@ -21,8 +21,11 @@ interface Slab {
 }
 
 /** A stream's bytes from some base offset on, as a list of slabs. */
+const NO_SLABS: Slab[] = Object.freeze([]) as unknown as Slab[];
+
 export class SlabStore {
-  private slabs: Slab[] = [];
+  /** NO_SLABS (shared, frozen) until the first byte: an idle connection allocates nothing here. */
+  private slabs: Slab[] = NO_SLABS;
   private head = 0;
   /** Stream offset just past the last byte stored. */
   end: number;
@@ -42,6 +45,7 @@ export class SlabStore {
     while (src < data.length) {
       let last = this.slabs.length > this.head ? this.slabs[this.slabs.length - 1]! : undefined;
       if (last === undefined || last.len === last.buf.length) {
+        if (this.slabs === NO_SLABS) this.slabs = [];
         const size = Math.min(MAX_SLAB, Math.max(MIN_SLAB, last === undefined ? 0 : last.buf.length * 2));
         last = { start: this.end, buf: Buffer.allocUnsafe(size), len: 0 };
         this.slabs.push(last);
@@ -100,8 +104,8 @@ export class SlabStore {
   }
 }
 
-interface MemConn extends ConnState {
-  readonly store: SlabStore;
+class MemConn extends ConnRecord {
+  readonly store = new SlabStore(0);
 }
 
 export class MemoryLog extends BaseLog<MemConn> {
@@ -119,7 +123,7 @@ export class MemoryLog extends BaseLog<MemConn> {
     }
     const id = this.nextId++;
     const full = copyMeta(id, meta);
-    this.conns.set(id, { ...this.newConnState(full), store: new SlabStore(0) });
+    this.conns.set(id, new MemConn(full, 0, this.maxHeldBytes));
     return Promise.resolve(id);
   }
 

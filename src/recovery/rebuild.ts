@@ -49,7 +49,7 @@ import type { Flow } from '../flow/flow.js';
 import type { LogStore } from '../log/types.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { emitTcpPacket } from '../wire/repr.js';
-import { seqAdd, seqGt } from '../wire/seq.js';
+import { seqAdd, seqDiff, seqGt } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_WINDOW, TCP_OFF_DST_PORT } from '../wire/tcp.js';
 import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
 import { tcpSetAck } from '../wire/rewrite.js';
@@ -65,6 +65,12 @@ export type Phase = 'MASKED' | 'HANDSHAKE' | 'REPLAY' | 'FAILED';
 export interface NorthOptions {
   /** ACK(stable) to a masked client at least this often (ms). */
   keepaliveMs: number;
+  /**
+   * Keepalive ACKs per second over every masked connection at most: with many connections
+   * the period grows past keepaliveMs (10,000 masked connections at 200 ms would be 50,000
+   * packets a second, the gateway's whole budget while it rebuilds them).
+   */
+  keepaliveRate: number;
   /** First SYN retransmission timeout (ms); doubles to 1 s. */
   synRtoMs: number;
   /** First replay retransmission timeout (ms); doubles to 2 s. */
@@ -81,12 +87,20 @@ export interface NorthOptions {
   maxParallel: number;
   /** Replay bytes read from the log at once. */
   readChunk: number;
+  /**
+   * Replay bytes sent and not yet acknowledged, over every connection at once. The rebuild
+   * of many connections is bounded by the gateway's own packet rate: past it, the server's
+   * answers overflow the TUN's queue toward the gateway, and every loss costs a
+   * retransmission timeout. A connection with no room waits until acks free some.
+   */
+  replayInFlight: number;
   /** Without a liveness oracle: retry the handshake until the server answers (no 'listening'). */
   probeWithoutOracle: boolean;
 }
 
 export const defaultNorthOptions: NorthOptions = {
   keepaliveMs: 200,
+  keepaliveRate: 5000,
   synRtoMs: 100,
   replayRtoMs: 200,
   portAttempts: 3,
@@ -95,6 +109,7 @@ export const defaultNorthOptions: NorthOptions = {
   maskDeadlineMs: 120_000,
   maxParallel: 128,
   readChunk: 256 * 1024,
+  replayInFlight: 1 << 20,
   probeWithoutOracle: false,
 };
 
@@ -173,6 +188,10 @@ export class Rebuild {
   ackPending = false;
   handshakeDone = false;
   replayDone = false;
+  /** sndNxt − sndUna as last counted in NorthWrapper.inFlight. */
+  counted = 0;
+  /** When the first SYN of this attempt series went out (an RTT sample if it alone is answered). */
+  synSentAt = 0;
   timeline: RecoveryTimeline;
 
   constructor(port: number, now: number, rto: number, timeline: RecoveryTimeline) {
@@ -191,16 +210,38 @@ interface ServiceRecovery {
 }
 
 const TS_OPT_LEN = 12;
+/** Largest replay payload in one GSO super-packet (an IPv4 packet is at most 65,535 bytes). */
+const SUPER_PACKET_PAYLOAD = 62_000;
 
 export class NorthWrapper {
   readonly stats = new NorthStats();
   readonly timelines: RecoveryTimeline[] = [];
   private readonly services = new Map<Service, ServiceRecovery>();
   private readonly active = new Set<Flow>();
+  /** Flows in `active`, per service (so "none left" is O(1) however many are recovered). */
+  private readonly activeBySvc = new Map<Service, number>();
   private readonly opts1 = new TcpOptions();
   private readonly opts2 = new TcpOptions();
   private handshaking = 0;
+  /**
+   * Smoothed round trip to the new incarnation through the gateway (ms), from SYNs answered
+   * at the first try; 0 until a sample. Under the load of a mass rebuild the gateway's own
+   * queue delays answers by far more than the nominal timeouts: a SYN or replay timeout
+   * below ~3 round trips only retransmits what is merely late (and a go-back-N resends a
+   * whole window), so the timeouts start at max(option, 3 × srtt).
+   */
+  srtt = 0;
+  /** Replay bytes in flight over every connection (sum of Rebuild.counted), ≤ replayInFlight. */
+  private inFlight = 0;
+  /** Replaying connections stopped by replayInFlight, pumped again as acks free room. */
+  private readonly waiting = new Set<Flow>();
   private nextPort: number;
+  /**
+   * The MTU when emitted packets above it leave as GSO super-packets (the gateway's --offload,
+   * while the kernel takes them), else 0. With it, the replay sends up to ~60 KB per packet
+   * and the kernel cuts MTU-sized segments: ~40× fewer packets through the gateway.
+   */
+  superPacketMtu: () => number = () => 0;
   /** Told when a flow must be forgotten (FAILED and reset). */
   onFailed: ((svc: Service, flow: Flow) => void) | null = null;
 
@@ -257,6 +298,7 @@ export class NorthWrapper {
       if (prev !== null && prev.phase === 'FAILED') continue;
       if (prev !== null && prev.phase === 'HANDSHAKE') this.handshaking--;
       if (prev !== null && prev.timeline === tl && prev.phase === 'MASKED') continue;
+      if (prev !== null) this.uncount(flow, prev);
       const r = new Rebuild(prev !== null && prev.phase !== 'MASKED' ? prev.sidePort : port, now, this.options.synRtoMs, tl);
       if (prev !== null) r.maskedAt = prev.maskedAt;
       flow.rec = r;
@@ -264,7 +306,7 @@ export class NorthWrapper {
       flow.verdictHold = null;
       tl.connections++;
       this.stats.flowsMasked++;
-      this.active.add(flow);
+      this.activate(svc, flow);
       this.ackClient(flow, now);
     }
     if (this.options.probeWithoutOracle) this.listening(svc, true);
@@ -295,9 +337,19 @@ export class NorthWrapper {
   }
 
   private countRecovering(svc: Service): number {
-    let n = 0;
-    for (const f of this.active) if (this.table.service(f.serverIp, f.serverPort) === svc) n++;
-    return n;
+    return this.activeBySvc.get(svc) ?? 0;
+  }
+
+  private activate(svc: Service, flow: Flow): void {
+    if (this.active.has(flow)) return;
+    this.active.add(flow);
+    this.activeBySvc.set(svc, (this.activeBySvc.get(svc) ?? 0) + 1);
+  }
+
+  private deactivate(flow: Flow): void {
+    if (!this.active.delete(flow)) return;
+    const svc = this.table.service(flow.serverIp, flow.serverPort);
+    if (svc !== undefined) this.activeBySvc.set(svc, (this.activeBySvc.get(svc) ?? 1) - 1);
   }
 
   private serviceUp(sr: ServiceRecovery): void {
@@ -313,7 +365,7 @@ export class NorthWrapper {
       r.phase = 'HANDSHAKE';
       r.startedAt = now;
       r.attempts = 0;
-      r.rto = this.options.synRtoMs;
+      r.rto = this.synRto();
       this.handshaking++;
       this.sendSyn(flow, r, now);
     }
@@ -394,6 +446,14 @@ export class NorthWrapper {
       if (r !== null) this.sendToServer(flow, r, flow.inSeq(0), TCP_ACK, null);
       return DROP;
     }
+    if (!this.fromNewIncarnation(flow, t, p.seq)) {
+      // Same tuple, but the dead incarnation's numbering: one of its last segments (an
+      // orphan's FIN retransmission, an ACK) sent before the reaping RST and delivered late
+      // by a loaded gateway queue. Its ack (the dead socket's rcv_nxt) must not count as the
+      // new incarnation's: the replay would stop short and the connection never catch up.
+      this.stats.deadDropped++;
+      return DROP;
+    }
     // New-incarnation bookkeeping (raw numbers, before translation).
     if (flags & TCP_ACK) {
       const a = flow.inOffset(p.ack);
@@ -435,6 +495,19 @@ export class NorthWrapper {
     return PASS;
   }
 
+  /**
+   * Whether raw server sequence number `seq` lies where the new incarnation can be sending:
+   * from its ISN + 1 up to what it sent plus the room the gateway gave it (the absorption up
+   * to cliAcked and the client's window), with 64 KiB to spare. A segment of the dead
+   * incarnation (ISN_old, random against ISN_new) falls there with probability ~1e-4.
+   */
+  private fromNewIncarnation(flow: Flow, t: Translation, seq: number): boolean {
+    const newIsn = seqAdd(flow.serverIsn, -t.seqDelta);
+    const off = seqDiff(seq, seqAdd(newIsn, 1));
+    const room = Math.max(flow.incSndMax, flow.cliAcked) + flow.cliWindow * 2 ** flow.clientWscale + 65536;
+    return off >= -1 && off <= room;
+  }
+
   /** Steps 1-3: answers to our SYN. */
   private handshakeSegment(svc: Service, flow: Flow, r: Rebuild, buf: Buffer, p: PacketInfo): void {
     const now = this.now();
@@ -455,6 +528,13 @@ export class NorthWrapper {
         r.nextAt = now + r.rto;
         r.rto = Math.min(r.rto * 2, 1000);
       }
+      return;
+    }
+    if (flags & TCP_FIN) {
+      // The dead incarnation's orphan retransmitting its FIN, sent before our reaping RST
+      // (a loaded gateway may see it late). Not an answer to the SYN: an RST at its ack now
+      // could land in the window of the new incarnation's connection on this tuple.
+      this.stats.deadDropped++;
       return;
     }
     if (flags & TCP_ACK && !(flags & TCP_SYN)) {
@@ -484,6 +564,10 @@ export class NorthWrapper {
       this.fail(flow, r, `the new incarnation's SYN-ACK options disagree: ${why}`);
       return;
     }
+    if (r.attempts === 1 && r.synSentAt > 0) {
+      const sample = now - r.synSentAt;
+      this.srtt = this.srtt === 0 ? sample : this.srtt + (sample - this.srtt) / 8;
+    }
     r.newIsn = p.seq;
     r.newShift = o.wscale >= 0 ? Math.min(o.wscale, 14) : 0;
     r.mss = o.mss > 0 ? o.mss : 536;
@@ -503,7 +587,7 @@ export class NorthWrapper {
     if (flow.clientFin >= 0 && flow.received >= flow.clientFin) r.target0 = flow.clientFin + 1;
     r.cliAcked0 = flow.cliAcked;
     r.lastProgress = now;
-    r.rto = this.options.replayRtoMs;
+    r.rto = this.replayRto();
     r.data = null;
     this.stats.handshakes++;
     const tl = r.timeline;
@@ -533,11 +617,42 @@ export class NorthWrapper {
     if (una > r.sndUna) {
       r.sndUna = una;
       r.lastProgress = this.now();
-      r.rto = this.options.replayRtoMs;
+      r.rto = this.replayRto();
       if (r.sndNxt < una) r.sndNxt = una;
+      this.count(r);
     }
     this.pump(flow, r);
     this.checkCaughtUp(flow, r);
+    if (this.waiting.size > 0 && this.inFlight < this.options.replayInFlight) this.wake();
+  }
+
+  /** Brings `inFlight` up to date with r's sndNxt − sndUna. */
+  private count(r: Rebuild): void {
+    const n = r.sndNxt - r.sndUna;
+    this.inFlight += n - r.counted;
+    r.counted = n;
+  }
+
+  /** r stops counting (finished, failed, replaced by a new crash's rebuild). */
+  private uncount(flow: Flow, r: Rebuild): void {
+    this.inFlight -= r.counted;
+    r.counted = 0;
+    this.waiting.delete(flow);
+  }
+
+  /** Pumps the connections that waited for room, oldest first, while there is room. */
+  private wake(): void {
+    const list = [...this.waiting];
+    this.waiting.clear();
+    for (let i = 0; i < list.length; i++) {
+      const f = list[i]!;
+      if (this.inFlight >= this.options.replayInFlight) {
+        for (let k = i; k < list.length; k++) this.waiting.add(list[k]!);
+        return;
+      }
+      const r = f.rec;
+      if (r !== null && r.phase === 'REPLAY') this.pump(f, r);
+    }
   }
 
   /** Sends what the window, the MSS and the log allow. */
@@ -546,15 +661,28 @@ export class NorthWrapper {
     const fin = flow.clientFin >= 0 && flow.stable > flow.clientFin ? flow.clientFin : -1;
     const dataEnd = fin >= 0 ? fin : flow.stable;
     const edge = Math.max(r.newRightEdge, r.sndUna + 1);
-    const seg = Math.max(64, r.mss - (flow.tsOk ? TS_OPT_LEN : 0));
+    let seg = Math.max(64, r.mss - (flow.tsOk ? TS_OPT_LEN : 0));
+    const mtu = this.superPacketMtu();
+    // Super-packets only when the kernel's segments (MTU-sized) fit the new incarnation's MSS.
+    if (mtu > 0 && r.mss + 40 >= mtu) {
+      const gso = mtu - 40 - (flow.tsOk ? TS_OPT_LEN : 0);
+      seg = Math.max(seg, Math.floor(SUPER_PACKET_PAYLOAD / gso) * gso);
+    }
+    // The shared budget; a connection with nothing in flight may always send one segment.
+    const room = this.options.replayInFlight - this.inFlight;
+    const budgetEnd = r.sndNxt + (room > 0 ? room : r.sndNxt === r.sndUna ? seg : 0);
     let sent = 0;
     while (r.sndNxt < dataEnd && r.sndNxt < edge && sent < 64) {
+      if (r.sndNxt >= budgetEnd) {
+        this.waiting.add(flow);
+        break;
+      }
       const data = r.data;
       if (data === null || r.sndNxt < r.dataStart || r.sndNxt >= r.dataStart + data.length) {
         this.readMore(flow, r, dataEnd);
         break;
       }
-      const end = Math.min(dataEnd, edge, r.sndNxt + seg, r.dataStart + data.length);
+      const end = Math.min(dataEnd, edge, r.sndNxt + seg, r.dataStart + data.length, Math.max(budgetEnd, r.sndNxt + 1));
       if (end <= r.sndNxt) break;
       const payload = data.subarray(r.sndNxt - r.dataStart, end - r.dataStart);
       this.sendToServer(flow, r, flow.inSeq(r.sndNxt), TCP_ACK | TCP_PSH, payload);
@@ -567,6 +695,7 @@ export class NorthWrapper {
       this.sendToServer(flow, r, flow.inSeq(fin), TCP_ACK | TCP_FIN, null);
       r.sndNxt = fin + 1;
     }
+    this.count(r);
     if (r.ackPending) this.sendToServer(flow, r, flow.inSeq(r.sndNxt), TCP_ACK, null);
   }
 
@@ -623,7 +752,9 @@ export class NorthWrapper {
 
   private finish(flow: Flow, r: Rebuild): void {
     if (r.phase === 'HANDSHAKE') this.handshaking--;
-    this.active.delete(flow);
+    this.uncount(flow, r);
+    if (this.waiting.size > 0) this.wake();
+    this.deactivate(flow);
     const svc = this.table.service(flow.serverIp, flow.serverPort);
     if (!svc) return;
     const sr = this.services.get(svc);
@@ -644,10 +775,11 @@ export class NorthWrapper {
   /** Called every few ms by the gateway while anything is being recovered. */
   tick(): void {
     const now = this.now();
+    const keepaliveMs = Math.max(this.options.keepaliveMs, Math.ceil((this.active.size * 1000) / this.options.keepaliveRate));
     for (const flow of this.active) {
       const r = flow.rec;
       if (r === null) {
-        this.active.delete(flow);
+        this.deactivate(flow);
         continue;
       }
       const svc = this.table.service(flow.serverIp, flow.serverPort);
@@ -663,22 +795,23 @@ export class NorthWrapper {
             this.fail(flow, r, 'the service did not come back before the deadline');
             break;
           }
-          if (now - r.lastAckAt >= this.options.keepaliveMs) this.ackClient(flow, now);
+          if (now - r.lastAckAt >= keepaliveMs) this.ackClient(flow, now);
           break;
         case 'HANDSHAKE':
           if (now - r.startedAt > this.options.rebuildDeadlineMs) {
             this.fail(flow, r, 'no handshake with the new incarnation before the deadline');
             break;
           }
-          if (now - r.lastAckAt >= this.options.keepaliveMs) this.ackClient(flow, now);
+          if (now - r.lastAckAt >= keepaliveMs) this.ackClient(flow, now);
           if (now >= r.nextAt) this.sendSyn(flow, r, now);
           break;
         case 'REPLAY':
-          if (now - r.lastAckAt >= this.options.keepaliveMs && flow.complete < Math.min(flow.stable, flow.rightEdge)) this.ackClient(flow, now);
+          if (now - r.lastAckAt >= keepaliveMs && flow.complete < Math.min(flow.stable, flow.rightEdge)) this.ackClient(flow, now);
           if (r.sndNxt > r.sndUna && now - r.lastProgress > r.rto) {
             // Go-back-N from the server's ack.
             this.stats.replayRetransmits++;
             r.sndNxt = r.sndUna;
+            this.count(r);
             r.lastProgress = now;
             r.rto = Math.min(r.rto * 2, 2000);
             this.pump(flow, r);
@@ -689,7 +822,7 @@ export class NorthWrapper {
           break;
         case 'FAILED':
           if (now - r.maskedAt > 10_000) {
-            this.active.delete(flow);
+            this.deactivate(flow);
             this.onFailed?.(svc, flow);
           }
           break;
@@ -704,12 +837,27 @@ export class NorthWrapper {
 
   // ---- steps 1-2: tuple and spoofed SYN ----------------------------------------------
 
+  private synRto(): number {
+    return Math.min(1000, Math.max(this.options.synRtoMs, Math.round(3 * this.srtt)));
+  }
+
+  private replayRto(): number {
+    return Math.min(2000, Math.max(this.options.replayRtoMs, Math.round(3 * this.srtt)));
+  }
+
   private sendSyn(flow: Flow, r: Rebuild, now: number): void {
     r.attempts++;
+    if (r.attempts === 1) r.synSentAt = now;
     if (r.attempts > this.options.portAttempts && r.sidePort === r.deadPort) this.movePort(flow, r);
-    // Reap whatever the dead incarnation left on this tuple (ignored when nothing is there).
-    this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
-    this.stats.reapRsts++;
+    // Reap whatever the dead incarnation left on this tuple (ignored when nothing is there),
+    // before the first SYN only: on a retransmission the RST would reset the new incarnation's
+    // half-open connection when its SYN-ACK is merely late (a loaded gateway's queue can
+    // hold it past synRtoMs). An orphan that survived the RST answers the SYN with a
+    // challenge ACK, which handshakeSegment reaps at its ack.
+    if (r.attempts === 1 && r.sidePort === r.deadPort) {
+      this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
+      this.stats.reapRsts++;
+    }
     this.sendRaw(flow, r.sidePort, flow.clientIsn, 0, TCP_SYN, flow.clientSynWindow, flow.clientSynOptions, null);
     this.stats.synsSent++;
     r.nextAt = now + r.rto;
@@ -794,6 +942,7 @@ export class NorthWrapper {
   /** The connection cannot be rebuilt: one RST each way, counted; the flow closes. */
   private fail(flow: Flow, r: Rebuild, why: string): void {
     if (r.phase === 'HANDSHAKE') this.handshaking--;
+    this.uncount(flow, r);
     if (r.phase === 'REPLAY') {
       this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
     }
