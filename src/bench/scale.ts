@@ -48,7 +48,7 @@ the server (namespace labs, root).
   --runs-large N      recovery runs per count above 1,000 (default 1)
   --bytes B           bytes logged per connection before the crash, a multiple of ${LINE} (default 65536)
   --concurrency N     the clients' connections opening/exchanging at once (default 200)
-  --offload           run the gateway with --offload
+  --no-offload        run the gateway without TUN offloads (default: with them, as ftcp gateway)
   --semi-space MB     run the gateway's node with --max-semi-space-size=MB (V8's young
                       generation; default: node's own, which grows to 16 MB per semi-space)
   --prof DIR          run the gateway under node --prof, one log per lab in DIR
@@ -127,7 +127,7 @@ export function parseScaleOptions(argv: string[]): ScaleOptions | 'help' {
     'runs-large': { type: 'string', default: '1' },
     bytes: { type: 'string', default: '65536' },
     concurrency: { type: 'string', default: '200' },
-    offload: { type: 'boolean', default: false },
+    'no-offload': { type: 'boolean', default: false },
     'semi-space': { type: 'string', default: '0' },
     prof: { type: 'string', default: '' },
     markdown: { type: 'boolean', default: false },
@@ -152,7 +152,7 @@ export function parseScaleOptions(argv: string[]): ScaleOptions | 'help' {
     runsLarge: int(values['runs-large']!, '--runs-large', 1, 20),
     bytes,
     concurrency: int(values.concurrency!, '--concurrency', 1, 5000),
-    offload: values.offload!,
+    offload: !values['no-offload'],
     semiSpace: int(values['semi-space']!, '--semi-space', 0, 1024),
     profDir: values.prof!,
     output: values.json ? 'json' : values.markdown ? 'markdown' : 'human',
@@ -254,7 +254,7 @@ export async function withScaleLab<T>(o: LabOptions, fn: (lab: ScaleLab) => Prom
     progress(`lab ${name} up`);
     up = true;
     const topo = await labUp({
-      name, protect: [PORT], log: 'embedded', extraGatewayArgs: o.offload ? ['--offload'] : [],
+      name, protect: [PORT], log: 'embedded', extraGatewayArgs: o.offload ? [] : ['--no-offload'],
       gatewayCommand: [process.execPath, '--expose-gc', ...(o.semiSpace ? [`--max-semi-space-size=${o.semiSpace}`] : []), ...(o.profDir ? ['--prof', `--logfile=${join(o.profDir, `gateway-${name}.log`)}`, '--no-logfile-per-isolate'] : []), FTCP], ...(o.signal ? { signal: o.signal } : {}),
     });
     // Room for bursts of SYNs and accepts at the server (inside the lab's namespace only).
@@ -427,7 +427,7 @@ function formatText(r: ScaleResult, markdown: boolean): string {
     : [`${r.date}; ${r.machine}; load ${load(r.loadBefore)} before, ${load(r.loadAfter)} after`, `command: ${r.command}`];
   return [
     ...head,
-    `Settings: gateway with the embedded memory log${r.options.offload ? ', --offload' : ''}${r.options.semiSpace ? `, node --max-semi-space-size=${r.options.semiSpace}` : ''}; a fresh lab per run; clients open ${r.options.concurrency} connections at a time; median (min–max).`,
+    `Settings: gateway with the embedded memory log${r.options.offload ? ', TUN offloads' : ', --no-offload'}${r.options.semiSpace ? `, node --max-semi-space-size=${r.options.semiSpace}` : ''}; a fresh lab per run; clients open ${r.options.concurrency} connections at a time; median (min–max).`,
     '',
     ...scaleTables(r),
     ...(r.failures.length > 0 ? [`Failures: ${r.failures.join('; ')}`, ''] : []),
