@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { parseCli } from '../cli/args.js';
 import { FtcpError, UsageError } from '../util/errors.js';
+import { runSubcommand } from './program.js';
 import { ADDRESSES, labDown, labUp, randomLabName, type LabTopology } from '../lab/index.js';
 import { logRestart } from '../lab/faults.js';
 import { gatewayStatus, runDemoClient, startDemoServer, stopProcess } from '../lab/procs.js';
@@ -232,27 +233,6 @@ function formatText(r: LogModesResult, markdown: boolean): string {
   ].join('\n');
 }
 
-export async function logModesMain(argv: string[]): Promise<number> {
-  const o = parseOptions(argv);
-  if (o === 'help') {
-    process.stdout.write(USAGE + '\n');
-    return 0;
-  }
-  if (process.getuid?.() !== 0) throw new FtcpError('FTCP_BENCH_ROOT', 'scripts/bench log needs root (network namespaces)');
-  const ctrl = new AbortController();
-  const onSig = (sig: NodeJS.Signals) => {
-    progress(`${sig}: stopping, taking the labs down`);
-    ctrl.abort(sig);
-  };
-  process.on('SIGINT', onSig);
-  process.on('SIGTERM', onSig);
-  try {
-    const command = [process.env.FTCP_BENCH_ARGV0 ?? 'node dist/bench/main.js', 'log', ...argv].join(' ');
-    const r = await runLogModes(o, command, ctrl.signal);
-    process.stdout.write(o.output === 'json' ? JSON.stringify(r, null, 2) + '\n' : formatText(r, o.output === 'markdown'));
-    return r.failures.length === 0 ? 0 : 1;
-  } finally {
-    process.off('SIGINT', onSig);
-    process.off('SIGTERM', onSig);
-  }
+export function logModesMain(argv: string[]): Promise<number> {
+  return runSubcommand({ name: 'log', usage: USAGE, parse: parseOptions, run: runLogModes, format: formatText }, argv);
 }

@@ -1,7 +1,10 @@
-/** What the benchmark's small programs (rr.ts, setup.ts, tunfwd.ts) share: running a module as a program. */
+/**
+ * What the benchmark's programs share: running a module as a program (rr.ts, setup.ts,
+ * tunfwd.ts), and the frame of a `scripts/bench <sub>` benchmark (log, scale).
+ */
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { UsageError } from '../util/errors.js';
+import { FtcpError, UsageError } from '../util/errors.js';
 
 /** True when the module at `moduleUrl` is the program node was asked to run (not an import). */
 export function isEntry(moduleUrl: string): boolean {
@@ -24,4 +27,49 @@ export function runIfEntry(moduleUrl: string, name: string, main: (argv: string[
       process.exitCode = err instanceof UsageError ? 2 : 1;
     },
   );
+}
+
+/** What `runSubcommand` needs of a `scripts/bench <sub>` benchmark. */
+export interface Subcommand<O extends { output: 'human' | 'markdown' | 'json' }, R extends { failures: unknown[] }> {
+  /** The subcommand's name (`log`, `scale`): in the command line printed with the results. */
+  name: string;
+  usage: string;
+  parse(argv: string[]): O | 'help';
+  /** Checks or prepares before the run (e.g. a directory the options name). */
+  prepare?(o: O): void;
+  run(o: O, command: string, signal: AbortSignal): Promise<R>;
+  format(r: R, markdown: boolean): string;
+}
+
+/**
+ * Runs a `scripts/bench <sub>` benchmark: its usage on --help; root required (namespace
+ * labs); SIGINT/SIGTERM abort the run (which takes its labs down); the results as text,
+ * Markdown or JSON. Exit status 1 when any run failed.
+ */
+export async function runSubcommand<O extends { output: 'human' | 'markdown' | 'json' }, R extends { failures: unknown[] }>(
+  sub: Subcommand<O, R>, argv: string[],
+): Promise<number> {
+  const o = sub.parse(argv);
+  if (o === 'help') {
+    process.stdout.write(sub.usage + '\n');
+    return 0;
+  }
+  if (process.getuid?.() !== 0) throw new FtcpError('FTCP_BENCH_ROOT', `scripts/bench ${sub.name} needs root (network namespaces)`);
+  sub.prepare?.(o);
+  const ctrl = new AbortController();
+  const onSig = (sig: NodeJS.Signals) => {
+    process.stderr.write(`bench ${sub.name}: ${sig}: stopping, taking the labs down\n`);
+    ctrl.abort(sig);
+  };
+  process.on('SIGINT', onSig);
+  process.on('SIGTERM', onSig);
+  try {
+    const command = [process.env.FTCP_BENCH_ARGV0 ?? 'node dist/bench/main.js', sub.name, ...argv].join(' ');
+    const r = await sub.run(o, command, ctrl.signal);
+    process.stdout.write(o.output === 'json' ? JSON.stringify(r, null, 2) + '\n' : sub.format(r, o.output === 'markdown'));
+    return r.failures.length === 0 ? 0 : 1;
+  } finally {
+    process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
+  }
 }

@@ -25,6 +25,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { parseCli } from '../cli/args.js';
 import { FtcpError, UsageError } from '../util/errors.js';
+import { runSubcommand } from './program.js';
 import { ADDRESSES, REPO_ROOT, TUN_NAME, execIn, labDown, labUp, randomLabName, spawnIn, type LabTopology } from '../lab/index.js';
 import { startSupervisedServer, stopProcess, waitForLine, type SupervisedServer } from '../lab/procs.js';
 import { summarize, type Summary } from './stats.js';
@@ -436,28 +437,9 @@ function formatText(r: ScaleResult, markdown: boolean): string {
   ].join('\n');
 }
 
-export async function scaleMain(argv: string[]): Promise<number> {
-  const o = parseScaleOptions(argv);
-  if (o === 'help') {
-    process.stdout.write(USAGE + '\n');
-    return 0;
-  }
-  if (process.getuid?.() !== 0) throw new FtcpError('FTCP_BENCH_ROOT', 'scripts/bench scale needs root (network namespaces)');
-  if (o.profDir) mkdirSync(o.profDir, { recursive: true });
-  const ctrl = new AbortController();
-  const onSig = (sig: NodeJS.Signals) => {
-    progress(`${sig}: stopping, taking the lab down`);
-    ctrl.abort(sig);
-  };
-  process.on('SIGINT', onSig);
-  process.on('SIGTERM', onSig);
-  try {
-    const command = [process.env.FTCP_BENCH_ARGV0 ?? 'node dist/bench/main.js', 'scale', ...argv].join(' ');
-    const r = await runScale(o, command, ctrl.signal);
-    process.stdout.write(o.output === 'json' ? JSON.stringify(r, null, 2) + '\n' : formatText(r, o.output === 'markdown'));
-    return r.failures.length === 0 ? 0 : 1;
-  } finally {
-    process.off('SIGINT', onSig);
-    process.off('SIGTERM', onSig);
-  }
+export function scaleMain(argv: string[]): Promise<number> {
+  return runSubcommand({
+    name: 'scale', usage: USAGE, parse: parseScaleOptions, run: runScale, format: formatText,
+    prepare: (o) => { if (o.profDir) mkdirSync(o.profDir, { recursive: true }); },
+  }, argv);
 }
