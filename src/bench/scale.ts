@@ -26,6 +26,7 @@ import { once } from 'node:events';
 import { parseCli } from '../cli/args.js';
 import { FtcpError, UsageError } from '../util/errors.js';
 import { runSubcommand } from './program.js';
+import type { RecoveryTimes } from '../lab/drill.js';
 import { ADDRESSES, REPO_ROOT, TUN_NAME, execIn, labDown, labUp, randomLabName, spawnIn, type LabTopology } from '../lab/index.js';
 import { startSupervisedServer, stopProcess, waitForLine, type SupervisedServer } from '../lab/procs.js';
 import { summarize, type Summary } from './stats.js';
@@ -86,15 +87,10 @@ export interface IdleRun {
   openMs: number;
 }
 
-export interface RecoveryRun {
+export interface RecoveryRun extends RecoveryTimes {
   /** The lab the run used (gone by the time the run returns). */
   lab: string;
   connections: number;
-  detectedMs: number;
-  listeningMs: number;
-  handshakesMs: number;
-  replayMs: number;
-  caughtUpMs: number;
   /** Gateway RSS with the connections open and logged (before the crash), bytes. */
   rss: number;
   /** Packets the kernel dropped at the gateway's TUN during the run (queue to the gateway full, and the other way). */

@@ -147,11 +147,8 @@ export interface DrillOptions {
 }
 
 /** One crash as the drill saw it and the gateway reported it (ms; -1 = never). */
-export interface CrashReport {
-  n: number;
-  killedAt: number;
-  servers: string[];
-  connections: number;
+/** A crash's recovery as milliseconds (-1 = never), from the gateway's timeline. */
+export interface RecoveryTimes {
   /** From the kill: the gateway knew. */
   detectedMs: number;
   /** From the kill: the restarted program listened again (supervisor). */
@@ -160,6 +157,13 @@ export interface CrashReport {
   handshakesMs: number;
   replayMs: number;
   caughtUpMs: number;
+}
+
+export interface CrashReport extends RecoveryTimes {
+  n: number;
+  killedAt: number;
+  servers: string[];
+  connections: number;
   failed: number;
   note?: string;
 }
