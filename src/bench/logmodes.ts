@@ -22,7 +22,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, release, tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { parseCli } from '../cli/args.js';
+import { parseCli, parseIntFlag } from '../cli/args.js';
 import { FtcpError, UsageError } from '../util/errors.js';
 import { runSubcommand } from './program.js';
 import { ADDRESSES, labDown, labUp, randomLabName, type LabTopology } from '../lab/index.js';
@@ -85,18 +85,13 @@ function parseOptions(argv: string[]): Options | 'help' {
     help: { type: 'boolean', short: 'h', default: false },
   });
   if (values.help) return 'help';
-  const int = (v: string, flag: string, min: number, max: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag}: an integer in ${min}..${max}, got '${v}'`);
-    return n;
-  };
   if (values.json && values.markdown) throw new UsageError('--json and --markdown exclude each other');
   return {
-    runs: int(values.runs!, '--runs', 1, 100),
+    runs: parseIntFlag(values.runs!, '--runs', 0, 1, 100),
     bytes: parseBytes(values.bytes, '--bytes', 300_000_000, 1),
     warmupBytes: parseBytes(values['warmup-bytes'], '--warmup-bytes', 50_000_000, 0),
-    samples: int(values.samples!, '--samples', 10, 1_000_000),
-    mb: int(values.mb!, '--mb', 1, 100_000),
+    samples: parseIntFlag(values.samples!, '--samples', 0, 10, 1_000_000),
+    mb: parseIntFlag(values.mb!, '--mb', 0, 1, 100_000),
     output: values.json ? 'json' : values.markdown ? 'markdown' : 'human',
   };
 }

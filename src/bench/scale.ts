@@ -23,7 +23,7 @@ import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { parseCli } from '../cli/args.js';
+import { parseCli, parseIntFlag } from '../cli/args.js';
 import { FtcpError, UsageError } from '../util/errors.js';
 import { runSubcommand } from './program.js';
 import type { RecoveryTimes } from '../lab/drill.js';
@@ -132,25 +132,20 @@ export function parseScaleOptions(argv: string[]): ScaleOptions | 'help' {
     help: { type: 'boolean', short: 'h', default: false },
   });
   if (values.help) return 'help';
-  const int = (v: string, flag: string, min: number, max: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag}: an integer in ${min}..${max}, got '${v}'`);
-    return n;
-  };
   if (values.json && values.markdown) throw new UsageError('--json and --markdown exclude each other');
-  const bytes = int(values.bytes!, '--bytes', 0, 16 << 20);
+  const bytes = parseIntFlag(values.bytes!, '--bytes', 0, 0, 16 << 20);
   if (bytes % LINE !== 0) throw new UsageError(`--bytes: a multiple of ${LINE}, got ${bytes}`);
-  const recovery = values.recovery!.trim() === '' ? [] : values.recovery!.split(',').map((s) => int(s.trim(), '--recovery', 1, 20_000));
+  const recovery = values.recovery!.trim() === '' ? [] : values.recovery!.split(',').map((s) => parseIntFlag(s.trim(), '--recovery', 0, 1, 20_000));
   return {
-    idle: int(values.idle!, '--idle', 0, 20_000),
-    idleRuns: int(values['idle-runs']!, '--idle-runs', 1, 20),
+    idle: parseIntFlag(values.idle!, '--idle', 0, 0, 20_000),
+    idleRuns: parseIntFlag(values['idle-runs']!, '--idle-runs', 0, 1, 20),
     recovery,
-    runs: int(values.runs!, '--runs', 1, 20),
-    runsLarge: int(values['runs-large']!, '--runs-large', 1, 20),
+    runs: parseIntFlag(values.runs!, '--runs', 0, 1, 20),
+    runsLarge: parseIntFlag(values['runs-large']!, '--runs-large', 0, 1, 20),
     bytes,
-    concurrency: int(values.concurrency!, '--concurrency', 1, 5000),
+    concurrency: parseIntFlag(values.concurrency!, '--concurrency', 0, 1, 5000),
     offload: !values['no-offload'],
-    semiSpace: int(values['semi-space']!, '--semi-space', 0, 1024),
+    semiSpace: parseIntFlag(values['semi-space']!, '--semi-space', 0, 0, 1024),
     profDir: values.prof!,
     output: values.json ? 'json' : values.markdown ? 'markdown' : 'human',
   };
