@@ -507,8 +507,7 @@ export class NorthWrapper {
    * incarnation (ISN_old, random against ISN_new) falls there with probability ~1e-4.
    */
   private fromNewIncarnation(flow: Flow, t: Translation, seq: number): boolean {
-    const newIsn = seqAdd(flow.serverIsn, -t.seqDelta);
-    const off = seqDiff(seq, seqAdd(newIsn, 1));
+    const off = outOffsetNear(seq, seqAdd(flow.serverIsn, -t.seqDelta), flow.incSndMax);
     const room = Math.max(flow.incSndMax, flow.cliAcked) + flow.cliWindow * 2 ** flow.clientWscale + 65536;
     return off >= -1 && off <= room;
   }
@@ -971,6 +970,15 @@ function tsOption(tsVal: number, tsEcr: number): Buffer {
   b.writeUInt32BE(tsVal >>> 0, 4);
   b.writeUInt32BE(tsEcr >>> 0, 8);
   return b;
+}
+
+/**
+ * The out-stream offset of raw server sequence number `seq` in an incarnation whose ISN is
+ * `isn`, taken near the known offset `near` (as Flow.outOffset does): exact while the two are
+ * within 2^31 bytes, so it stays right past 2 GB, where a plain seqDiff from the ISN wraps.
+ */
+export function outOffsetNear(seq: number, isn: number, near: number): number {
+  return near + seqDiff(seq, seqAdd(isn, 1 + (near % 0x100000000)));
 }
 
 /**

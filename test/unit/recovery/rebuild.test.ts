@@ -9,7 +9,7 @@ import {
   Harness, Client, Server, FakeOracle, connect, hasFlag, opts, seg, inBytes, outBytes, outputFor,
   CLIENT, SERVER, CPORT, SPORT, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCP_PSH, type Seg,
 } from './harness.js';
-import type { NorthOptions, RecoveryTimeline } from '../../../src/recovery/rebuild.js';
+import { outOffsetNear, type NorthOptions, type RecoveryTimeline } from '../../../src/recovery/rebuild.js';
 import { emitTcpPacket, emitIcmpError } from '../../../src/wire/repr.js';
 import { ipToU32 } from '../../../src/wire/addr.js';
 import { seqAdd, seqDiff } from '../../../src/wire/seq.js';
@@ -767,5 +767,20 @@ describe('keepalives under many masked connections', () => {
     expect(h.gw.north.stats.keepaliveAcks).toBe(n0 + 1);
     expect(toClient(h.tick(499))).toHaveLength(0);
     expect(toClient(h.tick(1))).toHaveLength(1);
+  });
+});
+
+describe('the new incarnation\'s sequence space on a long connection', () => {
+  it('outOffsetNear stays exact past 2 GB and 4 GB of output (a plain difference from the ISN wraps negative)', () => {
+    const isn = 0xfffff000;
+    for (const off of [0, 1000, 2 ** 31 + 5, 3e9, 5e9 + 17]) {
+      const seq = seqAdd(isn, 1 + (off % 2 ** 32));
+      expect(outOffsetNear(seq, isn, Math.max(0, off - 70_000))).toBe(off);
+      expect(outOffsetNear(seq, isn, off + 30_000)).toBe(off);
+    }
+    // What the check used before: the difference from ISN + 1 alone, negative past 2 GB.
+    expect(seqDiff(seqAdd(isn, 1 + 3e9), seqAdd(isn, 1))).toBeLessThan(0);
+    // A segment numbered from some other ISN lands far from the known offset.
+    expect(Math.abs(outOffsetNear(seqAdd(isn, 0x7000_0000), isn, 3e9) - 3e9)).toBeGreaterThan(2 ** 29);
   });
 });
