@@ -100,6 +100,8 @@ export class Flow {
   /** The client's latest TSval and raw window field. */
   cliTsVal = 0;
   cliWindow = 0;
+  /** The largest window the client ever offered, in bytes (scaled). */
+  cliMaxWindow = 0;
   /** The latest TSval the client saw from the server (after translation). */
   lastTsToClient = 0;
   /** Highest in-stream offset acknowledged by the server's current incarnation. */

@@ -84,6 +84,15 @@ export interface NorthOptions {
   /** A connection masked this long without the service listening again is ended (ms). */
   maskDeadlineMs: number;
   /**
+   * Replay and absorption: no progress this long (the new incarnation acknowledges no replayed
+   * byte and sends no output) while nothing on the client's side explains it (its window is
+   * open) ends the connection (ms). A client that stops reading holds the server legitimately,
+   * as it would without a crash, and does not count against it.
+   */
+  progressDeadlineMs: number;
+  /** First zero-window probe toward the new incarnation (ms); doubles to 2 s. */
+  probeMs: number;
+  /**
    * Rebuilds in the handshake phase at once (bounded parallelism). Keep it well below the
    * server's listen backlog (Node's default is 511): in a trial with 1,024 at once for 1,000
    * connections the server's SYN queue overflowed (761 SYN cookies sent) and 255 connections
@@ -112,6 +121,8 @@ export const defaultNorthOptions: NorthOptions = {
   portRange: [61000, 65535],
   rebuildDeadlineMs: 30_000,
   maskDeadlineMs: 120_000,
+  progressDeadlineMs: 60_000,
+  probeMs: 200,
   maxParallel: 128,
   readChunk: 256 * 1024,
   replayInFlight: 1 << 20,
@@ -141,6 +152,14 @@ export class NorthStats {
   rstsToClient = 0;
   clientAcksClamped = 0;
   synRstsDropped = 0;
+  /** Window probes to a new incarnation whose receive window was closed. */
+  zeroWindowProbes = 0;
+  /** Client pure ACKs during the replay, replaced by the gateway's own ACK (see fromClient). */
+  clientAcksReplaced = 0;
+  /** Regenerated data+FIN segments whose data the client had: absorbed, the FIN left for the retransmission. */
+  finTailsAbsorbed = 0;
+  /** Rebuilds ended for want of progress during the replay or the absorption. */
+  progressFailures = 0;
 }
 
 /** One crash of one service, as the drill reports it (ms since the epoch; 0 = not yet). */
@@ -186,6 +205,11 @@ export class Rebuild {
   target0 = 0;
   cliAcked0 = 0;
   lastProgress = 0;
+  /** Last time the replay or the absorption moved (or the client's closed window explained a pause). */
+  lastMoved = 0;
+  /** Next zero-window probe, and its interval. */
+  probeAt = 0;
+  probeRto = 0;
   newRightEdge = 0;
   data: Buffer | null = null;
   dataStart = 0;
@@ -399,6 +423,17 @@ export class NorthWrapper {
         return DROP;
       }
       if (r.phase !== 'REPLAY') return DROP;
+      if (p.payloadLen === 0 && !(p.flags & (TCP_FIN | TCP_SYN | TCP_RST))) {
+        // A pure ACK or window update: its seq is the client's snd_nxt, which may lie beyond
+        // what the replay has delivered and so beyond a closed receive window: the new
+        // incarnation would drop it unread (Linux: a segment past rcv_nxt + rcv_wnd) and never
+        // learn the client's ack or window. The gateway's own ACK carries both, at the
+        // replay's sequence number, which the receiver accepts.
+        this.stats.clientAcksReplaced++;
+        if (p.window > 0) r.lastMoved = this.now();
+        this.ackServerSoon(flow, r);
+        return DROP;
+      }
     }
     if (flow.xlate === null) return PASS;
     this.toServer(flow, buf, p);
@@ -466,7 +501,13 @@ export class NorthWrapper {
     }
     const len = p.payloadLen + (flags & TCP_FIN ? 1 : 0);
     if (r !== null) {
-      r.newRightEdge = flow.incDelivered + p.window * 2 ** r.newShift;
+      if (flags & TCP_ACK) {
+        // The right edge of the window this segment advertises (relative to its own ack: a
+        // late, reordered segment must not stretch it); a receiver never moves it left.
+        const a = flow.inOffset(p.ack);
+        const edge = a + p.window * 2 ** r.newShift;
+        if (a <= flow.high + 1 && edge > r.newRightEdge) r.newRightEdge = edge;
+      }
       if (flow.tsOk) {
         const ts = tsValOf(buf, p, this.opts1);
         if (ts >= 0 && seqGt(ts, r.newTsRecent)) r.newTsRecent = ts;
@@ -482,9 +523,18 @@ export class NorthWrapper {
     if (len > 0 && o + len > flow.incSndMax && o >= 0) flow.incSndMax = o + len;
     if (r !== null) {
       // Step 5: absorb what the client already acknowledged.
-      if (len > 0 && o + len <= flow.cliAcked) {
+      const dataEnd = o + p.payloadLen;
+      if (len > 0 && (o + len <= flow.cliAcked || (p.payloadLen > 0 && dataEnd <= flow.cliAcked))) {
+        if (o + len > flow.cliAcked) {
+          // Data the client has, with the FIN it lacks: forwarded, the old bytes would reach a
+          // client that may have closed (its ACK of them would then hit a server that closed
+          // too, which answers with a RST). The gateway's ACK stops short of the FIN, so the
+          // new incarnation retransmits it alone (Linux trims the acked bytes).
+          this.stats.finTailsAbsorbed++;
+        }
         this.stats.absorbedSegments++;
         this.stats.absorbedBytes += p.payloadLen;
+        r.lastMoved = this.now();
         this.ackServerSoon(flow, r);
         this.progress(flow, r);
         return DROP;
@@ -591,6 +641,9 @@ export class NorthWrapper {
     if (flow.clientFin >= 0 && flow.received >= flow.clientFin) r.target0 = flow.clientFin + 1;
     r.cliAcked0 = flow.cliAcked;
     r.lastProgress = now;
+    r.lastMoved = now;
+    r.probeRto = this.options.probeMs;
+    r.probeAt = 0;
     r.rto = this.replayRto();
     r.data = null;
     this.stats.handshakes++;
@@ -621,6 +674,9 @@ export class NorthWrapper {
     if (una > r.sndUna) {
       r.sndUna = una;
       r.lastProgress = this.now();
+      r.lastMoved = r.lastProgress;
+      r.probeRto = this.options.probeMs;
+      r.probeAt = 0;
       r.rto = this.replayRto();
       if (r.sndNxt < una) r.sndNxt = una;
       this.count(r);
@@ -664,7 +720,10 @@ export class NorthWrapper {
     if (r.phase !== 'REPLAY') return;
     const fin = flow.clientFin >= 0 && flow.stable > flow.clientFin ? flow.clientFin : -1;
     const dataEnd = fin >= 0 ? fin : flow.stable;
-    const edge = Math.max(r.newRightEdge, r.sndUna + 1);
+    // Never past the right edge of the new incarnation's window: a byte beyond a closed
+    // window would move sndNxt past it, and every pure ACK after it (at sndNxt) would be
+    // out of the receiver's window and dropped unread. A closed window is probed (tick()).
+    const edge = r.newRightEdge;
     let seg = Math.max(64, r.mss - (flow.tsOk ? TS_OPT_LEN : 0));
     const mtu = this.superPacketMtu();
     // Super-packets only when the kernel's segments (MTU-sized) fit the new incarnation's MSS.
@@ -695,7 +754,7 @@ export class NorthWrapper {
       r.sndNxt = end;
       sent++;
     }
-    if (fin >= 0 && r.sndNxt === fin && r.sndNxt < edge + 1) {
+    if (fin >= 0 && r.sndNxt === fin && fin < edge) {
       this.sendToServer(flow, r, flow.inSeq(fin), TCP_ACK | TCP_FIN, null);
       r.sndNxt = fin + 1;
     }
@@ -765,6 +824,30 @@ export class NorthWrapper {
     if (sr && sr.down && this.countRecovering(svc) === 0 && sr.timeline?.listeningAt !== 0) this.serviceUp(sr);
   }
 
+  /**
+   * Zero-window probe (RFC 9293 §3.8.6.1): the new incarnation's window is closed with bytes
+   * still to replay. Linux's persist probe is a pure ACK at snd_una − 1: out of the window, it
+   * draws an ACK with the current window from the receiver, and puts no byte past the edge.
+   */
+  private probeIfClosed(flow: Flow, r: Rebuild, now: number): void {
+    if (r.sndNxt !== r.sndUna || r.sndNxt < r.newRightEdge) return;
+    const fin = flow.clientFin >= 0 && flow.stable > flow.clientFin ? flow.clientFin + 1 : -1;
+    const end = fin >= 0 ? fin : flow.stable;
+    if (r.sndNxt >= end) {
+      r.probeAt = 0;
+      return;
+    }
+    if (r.probeAt === 0) {
+      r.probeAt = now + r.probeRto;
+      return;
+    }
+    if (now < r.probeAt) return;
+    this.stats.zeroWindowProbes++;
+    this.sendToServer(flow, r, flow.inSeq(r.sndUna - 1), TCP_ACK, null);
+    r.probeRto = Math.min(r.probeRto * 2, 2000);
+    r.probeAt = now + r.probeRto;
+  }
+
   private ackServerSoon(flow: Flow, r: Rebuild): void {
     if (r.ackPending) return;
     r.ackPending = true;
@@ -822,7 +905,18 @@ export class NorthWrapper {
           } else if (r.sndNxt === r.sndUna) {
             this.pump(flow, r);
           }
+          this.probeIfClosed(flow, r, now);
           this.checkCaughtUp(flow, r);
+          if (flow.rec !== r) break;
+          if (flow.cliWindow === 0) {
+            // The client stopped reading: the new incarnation waits on it, as the old one would.
+            r.lastMoved = now;
+          } else if (now - r.lastMoved > this.options.progressDeadlineMs) {
+            this.stats.progressFailures++;
+            this.fail(flow, r, r.replayDone
+              ? `the new incarnation regenerated ${flow.incSndMax} of the ${r.cliAcked0} bytes the client has, and no more for ${this.options.progressDeadlineMs} ms`
+              : `the replay made no progress for ${this.options.progressDeadlineMs} ms (${r.sndUna} of ${r.target0} bytes acknowledged, window edge ${r.newRightEdge})`);
+          }
           break;
         case 'FAILED':
           if (now - r.maskedAt > 10_000) {
@@ -913,11 +1007,7 @@ export class NorthWrapper {
     r.ackPending = false;
     const ackOff = Math.min(flow.incSndMax, flow.cliAcked);
     const ack = seqAdd(r.newIsn, 1 + (ackOff % 0x100000000));
-    // Window: room for the absorption (up to cliAcked) plus the client's own window.
-    const cws = flow.clientWscale;
-    const bytes = Math.max(0, flow.cliAcked - ackOff) + flow.cliWindow * 2 ** cws;
-    let w = Math.ceil(bytes / 2 ** cws);
-    w = w > 0xffff ? 0xffff : w;
+    const w = absorbWindow(flow, ackOff);
     const opt = flow.tsOk ? tsOption(flow.cliTsVal, r.newTsRecent) : undefined;
     const pkt = emitTcpPacket({
       src: flow.clientIp, dst: flow.serverIp, srcPort: r.sidePort, dstPort: flow.serverPort,
@@ -959,6 +1049,24 @@ export class NorthWrapper {
     flow.closedAt = this.now();
     this.logger.error({ flow: flow.describe(), why }, 'rebuild failed: connection reset toward the client');
   }
+}
+
+/**
+ * The window field the gateway advertises to a new incarnation, as the client, with its ack at
+ * out-stream offset `ackOff`: room for the absorption (up to cliAcked, output the client
+ * already has) plus the client's own window, but never more than the largest window the real
+ * client ever offered. Linux sizes its segments from the peer's largest window (at most half
+ * of it, tcp_bound_to_half_wnd): a client with a 2 KB buffer once told of 64 KB would get
+ * full-MSS segments that never fit its real window, one sub-MSS segment per persist timeout.
+ * Capped so, the new incarnation sees the windows the old one saw.
+ */
+export function absorbWindow(flow: Flow, ackOff: number): number {
+  const cws = flow.clientWscale;
+  const real = flow.cliWindow * 2 ** cws;
+  const max = Math.max(flow.cliMaxWindow, flow.clientSynWindow, real);
+  const bytes = Math.max(real, Math.min(max, Math.max(0, flow.cliAcked - ackOff) + real));
+  const w = Math.ceil(bytes / 2 ** cws);
+  return w > 0xffff ? 0xffff : w;
 }
 
 function tsOption(tsVal: number, tsEcr: number): Buffer {

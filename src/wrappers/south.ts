@@ -121,6 +121,8 @@ export class SouthWrapper {
     flow.lastActivity = this.now();
     if (flow.state === 'SYN_SEEN') return FORWARD;
     flow.cliWindow = p.window;
+    const cw = p.window * 2 ** flow.clientWscale;
+    if (cw > flow.cliMaxWindow) flow.cliMaxWindow = cw;
     if (flow.tsOk) {
       const ts = tsValOf(buf, p, this.opts);
       if (ts >= 0) flow.cliTsVal = ts;

@@ -264,6 +264,19 @@ export interface PeerOptions {
   window?: number;
   /** Client only: its port. */
   port?: number;
+  /**
+   * Server only: check each segment's acceptability as Linux does (tcp_sequence: a segment
+   * starting past rcv_nxt + the window it advertised, or ending before rcv_nxt, is dropped
+   * unread — its ACK field too — and answered with a duplicate ACK), and take data only
+   * inside the window.
+   */
+  strict?: boolean;
+  /**
+   * Server only: a receive buffer of this many bytes, read by an application that reads the
+   * next request only once all its output is acknowledged (memcached's shape: it stops
+   * reading while its output is blocked). The window it advertises is the buffer's free room.
+   */
+  rcvBuf?: number;
 }
 
 /** The client's TCP as the test scripts it. */
@@ -314,8 +327,11 @@ export class Client {
     return seqAdd(this.serverIsn, 1 + off);
   }
 
+  /** The SYN's window field (never scaled). */
+  synWindow = 64240;
+
   syn(): Buffer {
-    return emitTcpPacket({ src: CLIENT, dst: SERVER, srcPort: this.port, dstPort: SPORT, seq: this.isn, ack: 0, flags: TCP_SYN, window: 64240, options: this.synOptions });
+    return emitTcpPacket({ src: CLIENT, dst: SERVER, srcPort: this.port, dstPort: SPORT, seq: this.isn, ack: 0, flags: TCP_SYN, window: this.synWindow, options: this.synOptions });
   }
 
   private tsOpt(extra: TcpOptionsRepr = {}): Buffer | undefined {
@@ -441,6 +457,13 @@ export class Server {
   /** Right edge (in-stream offset) of the window it last advertised, and oddities seen. */
   edge = 0;
   readonly violations: string[] = [];
+  readonly strict: boolean;
+  readonly rcvBuf: number;
+  /** With rcvBuf: in-stream bytes the application has read (output is due for these only). */
+  consumed = 0;
+  /** Segments dropped as unacceptable (strict), and those of them that began past the window. */
+  unacceptable = 0;
+  beyondWindow = 0;
 
   constructor(o: PeerOptions) {
     this.isn = o.isn >>> 0;
@@ -450,6 +473,18 @@ export class Server {
     this.useTs = o.ts !== null;
     this.tsVal = o.ts ?? 0;
     this.window = o.window ?? 1000;
+    this.strict = o.strict ?? o.rcvBuf !== undefined;
+    this.rcvBuf = o.rcvBuf ?? 0;
+  }
+
+  /** With rcvBuf: the window field for the buffer's free room (consumption applied first). */
+  private bufWindow(): number {
+    if (this.rcvBuf === 0) return this.window;
+    if (this.sndUna === this.sndNxt) this.consumed = this.rcvNxt;
+    const free = Math.max(0, this.rcvBuf - (this.rcvNxt - this.consumed));
+    // Like Linux (tcp_select_window), the right edge never moves left.
+    const edge = Math.max(this.edge, this.rcvNxt + free);
+    return (this.window = Math.ceil((edge - this.rcvNxt) / 2 ** (this.wscale ?? 0)));
   }
 
   seq(off: number): number {
@@ -478,7 +513,7 @@ export class Server {
   }
 
   /** A pure ACK of what it has received, with its current window. */
-  ackNow(window = this.window): Buffer {
+  ackNow(window = this.rcvBuf > 0 ? this.bufWindow() : this.window): Buffer {
     this.edge = this.rcvNxt + window * 2 ** (this.wscale ?? 0);
     return emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: this.peerPort, seq: this.seq(this.sndNxt), ack: this.inSeq(this.rcvNxt + (this.finRcvd ? 1 : 0)), flags: TCP_ACK, window, options: this.tsOpt() });
   }
@@ -493,7 +528,8 @@ export class Server {
   /** Output due for the input received so far, in segments. */
   private output(): Buffer[] {
     const out: Buffer[] = [];
-    const due = outputFor(this.rcvNxt);
+    if (this.rcvBuf > 0) this.bufWindow();
+    const due = outputFor(this.rcvBuf > 0 ? this.consumed : this.rcvNxt);
     const segMax = this.mss - (this.useTs ? 12 : 0);
     if (this.sndNxt < due) this.edge = this.rcvNxt + this.window * 2 ** (this.wscale ?? 0);
     while (this.sndNxt < due) {
@@ -523,22 +559,37 @@ export class Server {
       else return [];
     }
     this.got.push(s);
+    let len = s.payload?.length ?? 0;
+    const off = seqDiff(s.seq, this.inSeq(0));
+    if (this.strict) {
+      // tcp_sequence(): !before(end_seq, rcv_wup) && !after(seq, rcv_nxt + rcv_wnd).
+      const rcvNxt = this.rcvNxt + (this.finRcvd ? 1 : 0);
+      const wnd = Math.max(0, this.edge - this.rcvNxt);
+      const end = off + len + (hasFlag(s, TCP_FIN) ? 1 : 0);
+      if (off > rcvNxt + wnd || end < rcvNxt) {
+        this.unacceptable++;
+        if (off > rcvNxt + wnd) this.beyondWindow++;
+        return [this.ackNow()];
+      }
+    }
     if (hasFlag(s, TCP_ACK)) {
       const a = seqDiff(s.ack, this.seq(0));
       if (a > this.sndUna && a <= this.sndNxt) this.sndUna = a;
     }
-    const len = s.payload?.length ?? 0;
-    const off = seqDiff(s.seq, this.inSeq(0));
     let changed = false;
     if (len > 0) {
-      if (off + len > this.edge) this.violations.push(`data [${off}, ${off + len}) beyond the window's right edge ${this.edge}`);
-      if (off <= this.rcvNxt && off + len > this.rcvNxt) {
-        this.rcvd.push(Buffer.from(s.payload!.subarray(this.rcvNxt - off)));
+      if (off + len > this.edge) {
+        if (this.strict) len = Math.max(0, this.edge - off); // only what fits (tcp_data_queue)
+        else this.violations.push(`data [${off}, ${off + len}) beyond the window's right edge ${this.edge}`);
+      }
+      if (len > 0 && off <= this.rcvNxt && off + len > this.rcvNxt) {
+        this.rcvd.push(Buffer.from(s.payload!.subarray(this.rcvNxt - off, len)));
         this.rcvNxt = off + len;
       }
       changed = true;
     }
-    if (hasFlag(s, TCP_FIN) && off + len === this.rcvNxt && !this.finRcvd) {
+    if (this.rcvBuf > 0 && this.sndUna === this.sndNxt && this.consumed < this.rcvNxt) changed = true;
+    if (hasFlag(s, TCP_FIN) && off + len === this.rcvNxt && len === (s.payload?.length ?? 0) && !this.finRcvd) {
       this.finRcvd = true;
       changed = true;
     }
