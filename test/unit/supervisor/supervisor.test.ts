@@ -7,7 +7,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, it, expect, afterEach } from 'vitest';
 import { pino } from 'pino';
-import { Backoff, parseProcNetTcp, isListening, Supervisor, TCP_LISTEN, type SupervisorOptions } from '../../../src/supervisor/supervisor.js';
+import { Backoff, parseProcNetTcp, isListening, Supervisor, TCP_LISTEN, dyingAbnormally, type SupervisorOptions } from '../../../src/supervisor/supervisor.js';
 import { LivenessOracle, type OracleEventName, type ServiceInfo } from '../../../src/supervisor/oracle.js';
 
 const SERVER = fileURLToPath(new URL('./fixtures/server.mjs', import.meta.url));
@@ -32,6 +32,32 @@ describe('Backoff', () => {
   it('takes its parameters', () => {
     const b = new Backoff({ initialMs: 10, maxMs: 35, resetAfterMs: 50 });
     expect([b.next(0), b.next(0), b.next(0), b.next(0), b.next(60)]).toEqual([10, 20, 35, 35, 10]);
+  });
+});
+
+/** A /proc/<pid>/stat line with the given state, flags (field 9) and exit code (field 52). */
+function statLine(state: string, flags: number, exitCode: number): string {
+  const f = Array.from({ length: 50 }, () => '0');
+  f[0] = state; // field 3
+  f[6] = String(flags); // field 9
+  f[49] = String(exitCode); // field 52
+  return `4242 (node server) ${f.join(' ')}\n`;
+}
+
+describe('dyingAbnormally (/proc/<pid>/stat)', () => {
+  it('a running process is alive; a killed zombie is dead; a zombie that exited 0 is a stop', () => {
+    expect(dyingAbnormally(statLine('S', 0x400040, 0))).toBe(false);
+    expect(dyingAbnormally(statLine('Z', 0x400044, 9))).toBe(true);
+    expect(dyingAbnormally(statLine('Z', 0x400044, 0))).toBe(false);
+  });
+  it('a process in do_exit() (PF_EXITING) with a non-zero exit code is dead before it is a zombie: its sockets are closing', () => {
+    expect(dyingAbnormally(statLine('R', 0x400044, 9))).toBe(true);
+    expect(dyingAbnormally(statLine('D', 0x400044, 1 << 8))).toBe(true);
+    // exit(0) is a deliberate stop: its FINs are real.
+    expect(dyingAbnormally(statLine('R', 0x400044, 0))).toBe(false);
+  });
+  it('reads a real stat line (a comm with spaces and parentheses)', () => {
+    expect(dyingAbnormally('77 (a) b (c)) S 1 77 77 0 -1 4194560 ' + Array(43).fill('0').join(' ') + '\n')).toBe(false);
   });
 });
 
