@@ -310,11 +310,17 @@ export class Gateway {
       ...(this.vnet !== null ? { offload: this.vnet.describe() } : {}),
       south: { ...this.south.stats },
       north: { ...this.north.stats },
+      limits: this.limits(),
       masking: this.masking.describe(),
       recovery: this.north.timelines.slice(-50),
       drops: this.dropReasons(),
       flows,
     };
+  }
+
+  /** Every configured bound of the gateway, by name (shown in `ftcp status` and /metrics). */
+  limits(): Record<string, number> {
+    return { ...this.north.limits() };
   }
 
   /** Malformed packets dropped, by reason. */
@@ -339,6 +345,8 @@ export class Gateway {
     lines.push('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');
     for (const [reason, v] of Object.entries(this.dropReasons())) lines.push(`ftcp_drops_total{reason="${reason}"} ${v}`);
     put('log_ok', '1 when the log status is OK', 'gauge', this.log.status() === 'OK' ? 1 : 0);
+    lines.push('# HELP ftcp_limit configured bounds of the gateway, by name', '# TYPE ftcp_limit gauge');
+    for (const [name, v] of Object.entries(this.limits())) lines.push(`ftcp_limit{name="${name}"} ${v}`);
     return lines.join('\n') + '\n';
   }
 }

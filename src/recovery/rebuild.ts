@@ -933,6 +933,15 @@ export class NorthWrapper {
     return this.active.size;
   }
 
+  /** The recovery's bounds, for `ftcp status` and /metrics (ms, counts, bytes). */
+  limits(): Record<string, number> {
+    const o = this.options;
+    return {
+      maskDeadlineMs: o.maskDeadlineMs, rebuildDeadlineMs: o.rebuildDeadlineMs, progressDeadlineMs: o.progressDeadlineMs,
+      maxParallelHandshakes: o.maxParallel, replayInFlightBytes: o.replayInFlight, keepaliveRate: o.keepaliveRate,
+    };
+  }
+
   // ---- steps 1-2: tuple and spoofed SYN ----------------------------------------------
 
   private synRto(): number {

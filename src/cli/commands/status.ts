@@ -58,6 +58,11 @@ export async function run(argv: string[]): Promise<number> {
     `packets: ${st.stats.packets} (protected ${st.stats.protectedPackets}, unprotected tcp ${st.stats.unprotectedTcp}, dropped ${st.stats.dropped})`,
     `south: logged ${st.south.bytesLogged} B, acks lowered ${st.south.acksLowered}, held ${st.south.acksHeld}, released ${st.south.heldReleased}`,
   ];
+  if (st.north) {
+    const n = st.north;
+    lines.push(`recovery: crashes ${n.crashes}, caught up ${n.caughtUp}, failed ${n.rebuildFailed} (of them no progress ${n.progressFailures ?? 0}), recovering now ${st.flows.filter((f: any) => f.recovering).length}`);
+  }
+  if (st.limits) lines.push(`limits: ${Object.entries(st.limits).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   for (const f of st.flows.slice(0, 20)) {
     lines.push(`  ${f.flow} ${f.state} received=${f.received} stable=${f.stable} complete=${f.complete} sndMax=${f.sndMax} cliAcked=${f.cliAcked}`);
   }

@@ -249,6 +249,10 @@ describe('the progress deadline', () => {
     expect(t).toBeGreaterThan(1500);
     expect(h.gw.north.stats.progressFailures).toBe(1);
     expect(c.resets).toBe(1);
+    // The bound and the count are visible to an operator.
+    expect(h.gw.metrics()).toContain('ftcp_limit{name="progressDeadlineMs"} 2000');
+    expect(h.gw.metrics()).toContain('ftcp_north_progress_failures_total 1');
+    expect((h.gw.snapshot().limits as Record<string, number>).progressDeadlineMs).toBe(2000);
   });
 });
 
