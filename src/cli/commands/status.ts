@@ -58,9 +58,30 @@ export async function run(argv: string[]): Promise<number> {
     `packets: ${st.stats.packets} (protected ${st.stats.protectedPackets}, unprotected tcp ${st.stats.unprotectedTcp}, dropped ${st.stats.dropped})`,
     `south: logged ${st.south.bytesLogged} B, acks lowered ${st.south.acksLowered}, held ${st.south.acksHeld}, released ${st.south.heldReleased}`,
   ];
+  const lm = st.logMemory as { bytes: number; memory: number; budget: number | null; perConnection: number | null; policy: string; unprotected: { connection: number; total: number }; deferred: number } | null | undefined;
+  if (lm) {
+    lines.push(
+      `log memory: ${size(lm.bytes)} held (in ${size(lm.memory)}) of a ${lm.budget === null ? 'unbounded' : size(lm.budget)} budget, ` +
+        `per connection at most ${lm.perConnection === null ? 'unbounded' : size(lm.perConnection)}; ` +
+        `over a bound: continue UNPROTECTED (so far ${lm.unprotected.connection} over the per-connection bound, ${lm.unprotected.total} over the budget)`,
+    );
+  }
+  if (st.logFailure) lines.push(`log failure policy: ${st.logFailure.policy} (failures ${st.logFailure.failures}, unprotected ${st.logFailure.unprotected})`);
   for (const f of st.flows.slice(0, 20)) {
-    lines.push(`  ${f.flow} ${f.state} received=${f.received} stable=${f.stable} complete=${f.complete} sndMax=${f.sndMax} cliAcked=${f.cliAcked}`);
+    lines.push(`  ${f.flow} ${f.state}${f.unprotected ? ' UNPROTECTED' : ''} received=${f.received} stable=${f.stable} complete=${f.complete} sndMax=${f.sndMax} cliAcked=${f.cliAcked}`);
   }
   process.stdout.write(lines.join('\n') + '\n');
   return 0;
+}
+
+/** 1536 -> "1.5 KiB" (binary multiples). */
+function size(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
 }
