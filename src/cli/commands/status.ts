@@ -63,7 +63,8 @@ export async function run(argv: string[]): Promise<number> {
     lines.push(
       `log memory: ${size(lm.bytes)} held (in ${size(lm.memory)}) of a ${lm.budget === null ? 'unbounded' : size(lm.budget)} budget, ` +
         `per connection at most ${lm.perConnection === null ? 'unbounded' : size(lm.perConnection)}; ` +
-        `over a bound: continue UNPROTECTED (so far ${lm.unprotected.connection} over the per-connection bound, ${lm.unprotected.total} over the budget)`,
+        `over a bound: continue UNPROTECTED (so far ${lm.unprotected.connection} over the per-connection bound, ${lm.unprotected.total} over the budget` +
+        `${lm.deferred > 0 ? `; ${lm.deferred} reached a bound while being rebuilt` : ''})`,
     );
   }
   if (st.logFailure) lines.push(`log failure policy: ${st.logFailure.policy} (failures ${st.logFailure.failures}, unprotected ${st.logFailure.unprotected})`);
