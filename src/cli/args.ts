@@ -37,3 +37,30 @@ export function parseIntFlag(s: string | undefined, flag: string, dflt: number, 
   if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${flag}: must be in ${min}..${max}, got ${s}`);
   return n;
 }
+
+const SIZE_UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+
+/**
+ * `--flag <size>`: bytes as "1048576", "64K", "256MiB", "1G", "2GiB" (binary multiples), or,
+ * when `percentOf` is given, "25%" of it. At least `min`; anything else is a UsageError
+ * naming the flag.
+ */
+export function parseSizeFlag(s: string, flag: string, min: number, percentOf?: number): number {
+  const t = s.trim();
+  const pct = /^(\d+(?:\.\d+)?)%$/.exec(t);
+  let n: number;
+  if (pct && percentOf !== undefined) {
+    const p = Number(pct[1]);
+    if (!(p > 0 && p <= 100)) throw new UsageError(`${flag}: a percentage must be in (0, 100], got '${s}'`);
+    n = Math.floor((percentOf * p) / 100);
+  } else {
+    const m = /^(\d+)([KMGT]?)(?:i?B)?$/i.exec(t);
+    if (!m) {
+      throw new UsageError(`${flag}: expected a size such as 268435456, 256M, 256MiB or 1GiB${percentOf !== undefined ? ", or a share of the memory such as '25%'" : ''}, got '${s}'`);
+    }
+    n = Number(m[1]) * SIZE_UNITS[m[2]!.toUpperCase()]!;
+    if (!Number.isSafeInteger(n)) throw new UsageError(`${flag}: too large: '${s}'`);
+  }
+  if (n < min) throw new UsageError(`${flag}: must be at least ${min} bytes, got '${s}'`);
+  return n;
+}

@@ -116,8 +116,11 @@ export class Flow {
   xlate: Translation | null = null;
   /** Crashes this connection went through. */
   crashes = 0;
-  /** The log failed under `--on-log-failure passthrough`: forwarded as is, nothing logged or held. */
+  /** The log failed under `--on-log-failure passthrough`, or the connection went past a bound of the
+   *  memory log: forwarded as is, nothing logged or held. */
   unprotected = false;
+  /** Went past a bound of the log while being rebuilt: unprotected at the next report after the rebuild. */
+  boundDeferred = false;
   /** Extra flow-table keys (FlowTable.alias), or null. */
   aliases: number[] | null = null;
 

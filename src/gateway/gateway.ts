@@ -86,6 +86,12 @@ export class Gateway {
   logFailures = 0;
   /** passthrough: log ids of the flows marked unprotected when the log failed (see logFailed). */
   readonly unprotected = new Set<number>();
+  /**
+   * Connections that went past a bound of the log (see overBound): unprotected because of
+   * the per-connection bound or the total budget; `deferred`: reports about a connection
+   * being rebuilt, which keeps its log until the rebuild is over.
+   */
+  readonly boundStats = { connection: 0, total: 0, deferred: 0 };
   /** The TUN carries virtio-net headers (offloads, the default): super-packets, partial checksums. */
   readonly vnet: VnetPath | null;
   /** Set by route(): the last packet belonged to a protected service. */
@@ -117,7 +123,11 @@ export class Gateway {
       opts.logger.child({ mod: 'north' }),
       opts.now ?? Date.now,
     );
-    this.north.onFailed = (svc, flow) => this.table.remove(svc, flow);
+    this.north.onFailed = (svc, flow) => {
+      // The connection is over: its log connection (and, in the memory log, its bytes) too.
+      this.table.remove(svc, flow);
+      if (flow.logId >= 0) this.log.close(flow.logId);
+    };
     const vnet = this.vnet;
     if (vnet !== null) this.north.superPacketMtu = () => (vnet.active ? vnet.mtu : 0);
     this.masking = new CrashMasking(this.table, this.north, oracle, policy, (svc, b) => this.south.releaseHeld(svc, b), opts.holdMs ?? 1000, opts.minGapMs ?? 25);
@@ -128,6 +138,7 @@ export class Gateway {
   start(): void {
     this.log.registerServices(this.table.allServices().map((s) => ({ addr: u32ToIp(s.ip), port: s.port })));
     this.log.onStable((id, stable) => this.south.onStable(id, stable));
+    this.log.onBound?.((id, bound, held) => this.overBound(id, bound, held));
     this.log.onStatus((status, detail) => {
       if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);
       else this.logger.warn({ status, detail }, 'log status');
@@ -181,6 +192,58 @@ export class Gateway {
       { status, policy: 'passthrough', unprotected: this.unprotected.size },
       'LOG FAILED: connections now pass through UNPROTECTED (a server crash will break them)',
     );
+  }
+
+  /**
+   * The log refused a connection's bytes: they would take it past the per-connection bound
+   * ('connection') or the store past its total budget ('total'). The policy: the connection
+   * continues UNPROTECTED, at once and loudly. What was held for stability goes out (no
+   * stall), its packets pass from now on, nothing more is logged, and its log connection is
+   * closed, which frees its memory now. A server crash will break it, as without ftcp.
+   * The refused bytes were forwarded all the same (the log is a copy), so nothing is lost.
+   *
+   * A connection being rebuilt needs its log until the rebuild is over: the bytes are
+   * refused (the client sends them again) and the next report after the rebuild applies
+   * the policy.
+   */
+  private overBound(id: number, bound: 'connection' | 'total', held: number): void {
+    const flow = this.table.byLog(id);
+    if (flow === undefined || flow.unprotected) {
+      this.log.close(id); // no live flow for it: nothing to protect
+      return;
+    }
+    if (flow.rec !== null) {
+      if (!flow.boundDeferred) {
+        flow.boundDeferred = true;
+        this.boundStats.deferred++;
+        this.logger.warn({ flow: flow.describe(), bound, held }, 'log memory bound reached while the connection is rebuilt: it is unprotected once the rebuild is over');
+      }
+      return;
+    }
+    this.boundStats[bound]++;
+    this.south.unprotect(flow);
+    this.log.close(id);
+    const u = this.log.usage?.();
+    this.logger.error(
+      {
+        flow: flow.describe(), bound, heldBytes: held,
+        limit: bound === 'connection' ? u?.maxBytesPerConn : u?.maxBytes, logBytes: u?.bytes,
+      },
+      bound === 'connection'
+        ? 'LOG MEMORY: connection reached the per-connection bound (--log-conn-bound): it continues UNPROTECTED (a server crash will break it)'
+        : 'LOG MEMORY: the log budget (--log-budget) is used up: this connection continues UNPROTECTED (a server crash will break it)',
+    );
+  }
+
+  /** The log's memory against its bounds, and the policy (null: the log has no bounds to show). */
+  logMemory(): Record<string, unknown> | null {
+    const u = this.log.usage?.();
+    if (u === undefined) return null;
+    const n = (x: number) => (Number.isFinite(x) ? x : null);
+    return {
+      bytes: u.bytes, memory: u.memory, budget: n(u.maxBytes), perConnection: n(u.maxBytesPerConn), connections: u.connections,
+      policy: 'unprotect', unprotected: { connection: this.boundStats.connection, total: this.boundStats.total }, deferred: this.boundStats.deferred,
+    };
   }
 
   private emit(buf: Buffer, off: number, len: number): void {
@@ -293,7 +356,7 @@ export class Gateway {
       flows.push({
         flow: f.describe(), state: f.state, logId: f.logId, received: f.received, high: f.high,
         stable: f.stable, complete: f.complete, delivered: f.delivered, sndMax: f.sndMax, cliAcked: f.cliAcked,
-        held: f.held !== null, recovering: f.rec?.phase ?? null, translated: f.xlate !== null, crashes: f.crashes,
+        held: f.held !== null, unprotected: f.unprotected, recovering: f.rec?.phase ?? null, translated: f.xlate !== null, crashes: f.crashes,
         ...(f.rec !== null ? { rebuild: { sndUna: f.rec.sndUna, sndNxt: f.rec.sndNxt, target: f.rec.target0, incSndMax: f.incSndMax, cliAcked0: f.rec.cliAcked0, incDelivered: f.incDelivered, port: f.rec.sidePort } } : {}),
       });
     }
@@ -305,6 +368,7 @@ export class Gateway {
       log: this.log.status(),
       ...(this.log.linkStats ? { logLink: this.log.linkStats() } : {}),
       logFailure: { policy: this.onLogFailure, failures: this.logFailures, unprotected: this.unprotected.size },
+      logMemory: this.logMemory(),
       connections: this.table.size,
       stats: { ...this.stats },
       ...(this.vnet !== null ? { offload: this.vnet.describe() } : {}),
@@ -320,7 +384,12 @@ export class Gateway {
 
   /** Every configured bound of the gateway, by name (shown in `ftcp status` and /metrics). */
   limits(): Record<string, number> {
-    return { ...this.north.limits() };
+    const u = this.log.usage?.();
+    return {
+      ...this.north.limits(),
+      ...(u !== undefined && Number.isFinite(u.maxBytes) ? { logBudgetBytes: u.maxBytes } : {}),
+      ...(u !== undefined && Number.isFinite(u.maxBytesPerConn) ? { logConnBoundBytes: u.maxBytesPerConn } : {}),
+    };
   }
 
   /** Malformed packets dropped, by reason. */
@@ -347,6 +416,17 @@ export class Gateway {
     put('log_ok', '1 when the log status is OK', 'gauge', this.log.status() === 'OK' ? 1 : 0);
     lines.push('# HELP ftcp_limit configured bounds of the gateway, by name', '# TYPE ftcp_limit gauge');
     for (const [name, v] of Object.entries(this.limits())) lines.push(`ftcp_limit{name="${name}"} ${v}`);
+    const u = this.log.usage?.();
+    if (u !== undefined) {
+      put('log_bytes', 'stream bytes the log holds, counted against its budget', 'gauge', u.bytes);
+      put('log_memory_bytes', 'memory the log holds for them (memory log: its slabs)', 'gauge', u.memory);
+      if (Number.isFinite(u.maxBytes)) put('log_memory_budget_bytes', 'the log budget (--log-budget)', 'gauge', u.maxBytes);
+      if (Number.isFinite(u.maxBytesPerConn)) put('log_memory_conn_bound_bytes', 'the per-connection bound (--log-conn-bound)', 'gauge', u.maxBytesPerConn);
+    }
+    lines.push('# HELP ftcp_unprotected_total connections that continue unprotected, by reason', '# TYPE ftcp_unprotected_total counter');
+    lines.push(`ftcp_unprotected_total{reason="conn_bound"} ${this.boundStats.connection}`);
+    lines.push(`ftcp_unprotected_total{reason="budget"} ${this.boundStats.total}`);
+    lines.push(`ftcp_unprotected_total{reason="log_failure"} ${this.unprotected.size}`);
     return lines.join('\n') + '\n';
   }
 }

@@ -24,6 +24,8 @@ import type {
   LogStats,
   LogStatus,
   LogStore,
+  BoundListener,
+  LogUsage,
   OpenMeta,
   StabilityListener,
   StatusListener,
@@ -344,6 +346,7 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
 
   private stableListener: StabilityListener | undefined;
   private statusListener: StatusListener | undefined;
+  private boundListener: BoundListener | undefined;
   private lastStatus: LogStatus = 'OK';
   private services: Endpoint[] = [];
   private readonly pendingNotify = new Set<C>();
@@ -379,6 +382,11 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
   /** [start, end) with gcThrough <= start < end <= stableData. */
   protected abstract readRange(c: C, start: number, end: number): Buffer;
   protected abstract release(): Promise<void>;
+
+  /** The memory the store holds for the bytes (default: the bytes; the memory log: its slabs). */
+  protected memoryBytes(): number {
+    return this.totalBytes;
+  }
 
   // ---- shared helpers for stores -----------------------------------------------------
 
@@ -468,12 +476,16 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
       this.counters.bytesDuplicate += data.length;
       return;
     }
-    if (this.totalBytes + data.length > this.maxBytes) {
-      this.counters.appendsOverCapacity++;
-      return;
-    }
+    // Over a bound the bytes are refused (counted); the bound listener, if any, is told
+    // last, and may close the connection (nothing here touches `c` after the call).
     if (c.storedBytes + data.length > this.maxBytesPerConn) {
       this.counters.appendsOverConnBound++;
+      this.boundListener?.(id, 'connection', c.storedBytes);
+      return;
+    }
+    if (this.totalBytes + data.length > this.maxBytes) {
+      this.counters.appendsOverCapacity++;
+      this.boundListener?.(id, 'total', c.storedBytes);
       return;
     }
     const res = c.asm.push(offset, data, (d, off) => {
@@ -503,6 +515,20 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
 
   onStatus(listener: StatusListener): void {
     this.statusListener = listener;
+  }
+
+  onBound(listener: BoundListener): void {
+    this.boundListener = listener;
+  }
+
+  usage(): LogUsage {
+    return {
+      bytes: this.totalBytes,
+      memory: this.memoryBytes(),
+      connections: this.conns.size,
+      maxBytes: this.maxBytes,
+      maxBytesPerConn: this.maxBytesPerConn,
+    };
   }
 
   listActive(): ConnectionRecord[] {

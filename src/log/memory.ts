@@ -10,7 +10,9 @@
  * with 1 MiB slabs the same iperf3 upload went from 4.9 to 5.9–6.3 Gb/s (4 MiB: no better).
  */
 import { BaseLog, ConnRecord, copyMeta, type LogOptions } from './common.js';
-import type { ConnectionMeta, OpenMeta } from './types.js';
+import type { OpenMeta } from './types.js';
+import { requestMajorGc } from '../util/gc.js';
+import { totalmem } from 'node:os';
 
 const MIN_SLAB = 4 * 1024;
 const MAX_SLAB = 1024 * 1024;
@@ -32,6 +34,8 @@ export class SlabStore {
   private head = 0;
   /** Stream offset just past the last byte stored. */
   end: number;
+  /** Bytes of the live slabs (allocated, filled or not): the memory this store holds. */
+  capacity = 0;
 
   constructor(start = 0) {
     this.end = start;
@@ -52,6 +56,7 @@ export class SlabStore {
         const size = Math.min(MAX_SLAB, Math.max(MIN_SLAB, last === undefined ? 0 : last.buf.length * 2));
         last = { start: this.end, buf: Buffer.allocUnsafe(size), len: 0 };
         this.slabs.push(last);
+        this.capacity += size;
       }
       const n = Math.min(data.length - src, last.buf.length - last.len);
       last.buf.set(data.subarray(src, src + n), last.len);
@@ -85,12 +90,23 @@ export class SlabStore {
       const s = this.slabs[this.head]!;
       if (s.start + s.len > through) break;
       freed += s.len;
+      this.capacity -= s.buf.length;
+      this.slabs[this.head] = undefined as unknown as Slab; // the slab goes now, not at the next compaction
       this.head++;
     }
     if (this.head > 64 && this.head * 2 > this.slabs.length) {
       this.slabs = this.slabs.slice(this.head);
       this.head = 0;
     }
+    return freed;
+  }
+
+  /** Lets go of every slab (the store is then empty at `end`). Returns the capacity freed. */
+  clear(): number {
+    const freed = this.capacity;
+    this.slabs = NO_SLABS;
+    this.head = 0;
+    this.capacity = 0;
     return freed;
   }
 
@@ -111,8 +127,45 @@ class MemConn extends ConnRecord {
   readonly store = new SlabStore(0);
 }
 
+/** The gateway's default log budget: this share of the machine's memory (--log-budget). */
+export const DEFAULT_BUDGET_SHARE = 0.25;
+/**
+ * The default per-connection bound (--log-conn-bound): a quarter of the budget, at most
+ * 1 GiB. A quarter, so that one connection cannot take the budget from the others; 1 GiB,
+ * because a rebuild replays a connection's log from its first byte, and replaying more
+ * takes seconds during which the connection is masked (and the new server must take it all).
+ */
+export const DEFAULT_CONN_BOUND_CAP = 2 ** 30;
+
+/** The memory the gateway may count on: the machine's, or its cgroup's limit when lower. */
+export function usableMemory(): number {
+  const total = totalmem();
+  const constrained = (process as { constrainedMemory?: () => number | undefined }).constrainedMemory?.();
+  return constrained !== undefined && constrained > 0 && constrained < total ? constrained : total;
+}
+
+/** The memory log's default bounds for a machine with `memory` bytes. */
+export function defaultMemoryBounds(memory = usableMemory()): { maxBytes: number; maxBytesPerConn: number } {
+  const maxBytes = Math.floor(memory * DEFAULT_BUDGET_SHARE);
+  return { maxBytes, maxBytesPerConn: Math.min(DEFAULT_CONN_BOUND_CAP, Math.floor(maxBytes / 4)) };
+}
+
+/** Freeing this many slab bytes (close, gc) asks V8 for a major GC (see src/util/gc.ts). */
+export const GC_AFTER_FREED = 64 * 1024 * 1024;
+
+/**
+ * The memory log. `maxBytes` and `maxBytesPerConn` bound the stream bytes it holds; the
+ * memory for them (`usage().memory`, its slabs) exceeds them by at most one partly filled
+ * slab per connection: < 1 MiB, and < the bytes themselves while a connection holds less
+ * than 1 MiB (slabs double from 4 KiB). Out-of-order bytes waiting for a gap (at most
+ * `maxHeldBytes`, 4 MiB, per connection) are not counted.
+ */
 export class MemoryLog extends BaseLog<MemConn> {
   private nextId = 1;
+  /** Slab bytes held by all connections. */
+  private slabBytes = 0;
+  /** Slab bytes freed since the last GC request. */
+  private freedSinceGc = 0;
 
   constructor(options: LogOptions = {}) {
     super(options);
@@ -131,8 +184,23 @@ export class MemoryLog extends BaseLog<MemConn> {
   }
 
   protected accept(c: MemConn, data: Uint8Array, offset: number): void {
+    const before = c.store.capacity;
     c.store.append(data);
+    this.slabBytes += c.store.capacity - before;
     this.advanceStable(c, offset + data.length);
+  }
+
+  protected override memoryBytes(): number {
+    return this.slabBytes;
+  }
+
+  private freed(n: number): void {
+    this.slabBytes -= n;
+    this.freedSinceGc += n;
+    if (this.freedSinceGc >= GC_AFTER_FREED) {
+      this.freedSinceGc = 0;
+      requestMajorGc();
+    }
   }
 
   protected persistFin(c: MemConn): void {
@@ -141,11 +209,16 @@ export class MemoryLog extends BaseLog<MemConn> {
   }
 
   protected discard(c: MemConn): number {
-    return c.store.discardBelow(c.gcThrough);
+    const before = c.store.capacity;
+    const n = c.store.discardBelow(c.gcThrough);
+    this.freed(before - c.store.capacity);
+    return n;
   }
 
-  protected drop(_c: MemConn): void {
-    // The slabs go with the connection state.
+  protected drop(c: MemConn): void {
+    // Dropped here, not left to go with the connection state: something may still refer
+    // to the state (a pending read), and the GC request needs the count.
+    this.freed(c.store.clear());
   }
 
   protected readRange(c: MemConn, start: number, end: number): Buffer {

@@ -51,6 +51,25 @@ export type StabilityListener = (id: number, stable: number) => void;
 /** Called when the store's status changes, or a connection expired (`expired` set). */
 export type StatusListener = (status: LogStatus, detail?: { expired?: number; reason?: string }) => void;
 
+/**
+ * Called when an append was refused because it would take the connection past
+ * `maxBytesPerConn` ('connection') or the store past `maxBytes` ('total'); `held` is what
+ * the connection holds. Called synchronously from append(), as its last act: the listener
+ * may close the connection.
+ */
+export type BoundListener = (id: number, bound: 'connection' | 'total', held: number) => void;
+
+/** What a store holds now, against its bounds (Infinity: no bound). */
+export interface LogUsage {
+  /** Stream bytes held (accepted, not gc'd): what the bounds count. */
+  bytes: number;
+  /** Memory held for them (the memory log: its slabs, filled or not; at most one partly filled slab per connection). */
+  memory: number;
+  connections: number;
+  maxBytes: number;
+  maxBytesPerConn: number;
+}
+
 export type OpenMeta = Omit<ConnectionMeta, 'id' | 'created'>;
 
 /** Drop reasons and volume counters (counted, never thrown, on the append path). */
@@ -125,6 +144,10 @@ export interface LogStore {
   setIdleExpiry(ms: number): void;
   /** Flushes and releases resources. */
   shutdown(): Promise<void>;
+  /** Installs the bound listener (optional: the embedded stores have it). Without one, appends over a bound are only refused and counted. */
+  onBound?(listener: BoundListener): void;
+  /** Bytes held against the bounds (optional: the embedded stores have it). */
+  usage?(): LogUsage;
   /** Counters (optional: the embedded stores have them). */
   stats?(): LogStats;
   /** The log link's counters (optional: only a remote log has a link). */

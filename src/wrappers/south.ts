@@ -128,7 +128,10 @@ export class SouthWrapper {
       if (ts >= 0) flow.cliTsVal = ts;
     }
 
-    if (flow.unprotected) return this.toNorth(svc, flow, buf, p);
+    if (flow.unprotected) {
+      this.unprotectedEnd(flow, p, true);
+      return this.toNorth(svc, flow, buf, p);
+    }
 
     if (flags & TCP_RST) {
       // RFC 5961: only an RST inside the window the server advertised ends the connection.
@@ -219,7 +222,10 @@ export class SouthWrapper {
       const ts = tsValOf(buf, p, this.opts);
       if (ts >= 0 && seqGt(ts, flow.lastTsToClient)) flow.lastTsToClient = ts;
     }
-    if (flow.unprotected) return FORWARD;
+    if (flow.unprotected) {
+      this.unprotectedEnd(flow, p, false);
+      return FORWARD;
+    }
     if (flow.xlate === null && flags & TCP_ACK) {
       const a = flow.inOffset(p.ack);
       if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
@@ -442,6 +448,31 @@ export class SouthWrapper {
   }
 
   // ---- end of a connection ---------------------------------------------------------
+
+  /**
+   * An unprotected connection is only forwarded, so its end is judged loosely: it is CLOSED
+   * (and released after the linger) at an RST from either side or once both sides sent a
+   * FIN. Late packets after the release pass as an unknown flow's do, unchanged. (Without
+   * this it stayed in the table until the idle timeout.)
+   */
+  private unprotectedEnd(flow: Flow, p: PacketInfo, fromClient: boolean): void {
+    if (flow.state === 'CLOSED' || flow.state === 'SYN_SEEN') return;
+    const flags = p.flags;
+    if (flags & TCP_RST) {
+      flow.to('CLOSED', fromClient ? 'client RST (unprotected)' : 'server RST (unprotected)', this.logger);
+      flow.closedAt = this.now();
+      return;
+    }
+    if (!(flags & TCP_FIN)) return;
+    if (fromClient && flow.clientFin < 0) flow.clientFin = flow.inOffset(p.seq) + p.payloadLen;
+    if (!fromClient && flow.serverFin < 0) flow.serverFin = flow.outOffset(p.seq) + p.payloadLen;
+    if (flow.clientFin >= 0 && flow.serverFin >= 0) {
+      flow.to('CLOSED', 'both FINs (unprotected)', this.logger);
+      flow.closedAt = this.now();
+    } else if (flow.state === 'ESTABLISHED') {
+      flow.to('CLOSING', fromClient ? 'client FIN' : 'server FIN', this.logger);
+    }
+  }
 
   private checkClosed(flow: Flow): void {
     if (flow.state !== 'CLOSING') return;

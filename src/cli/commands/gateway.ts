@@ -2,6 +2,7 @@
  * ftcp gateway --tun <name> --protect <ip:port>[,…] [--steer <if>[,<if>]] [--table N]
  *              [--log embedded[:memory|:disk:<dir>]] [--control <ip:port>] [--ready-file F]
  *              [--idle-timeout <s>] [--log-key-file F] [--on-log-failure stall|passthrough]
+ *              [--log-budget <size|N%>] [--log-conn-bound <size>]
  *              [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
  *              [--assume-crash-on none|rst] [--no-offload]
  *
@@ -9,7 +10,7 @@
  * every forwarded packet through it; on SIGINT/SIGTERM removes everything it created.
  */
 import { writeFile, rm } from 'node:fs/promises';
-import { parseCli, parseHostPort } from '../args.js';
+import { parseCli, parseHostPort, parseSizeFlag } from '../args.js';
 import { UsageError, FtcpError } from '../../util/errors.js';
 import { logger } from '../../util/logger.js';
 import { ipToU32 } from '../../wire/addr.js';
@@ -17,7 +18,8 @@ import { LinuxTun } from '../../tun/linux.js';
 import { Gateway } from '../../gateway/gateway.js';
 import { Steering } from '../../gateway/steering.js';
 import { startControl } from '../../gateway/control.js';
-import { createLog } from '../../log/index.js';
+import { createLog, type CreateLogOptions } from '../../log/index.js';
+import { defaultMemoryBounds, usableMemory } from '../../log/memory.js';
 import { realtimeNs } from '../../tun/native.js';
 import { u32ToIp } from '../../wire/addr.js';
 import type { Flow } from '../../flow/flow.js';
@@ -47,6 +49,12 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
   --log-key-file <path>   shared key of the log link (raw or hex, >= 16 bytes); default: the PUBLIC dev key
   --on-log-failure <p>    stall | passthrough: what to do when the log FAILS (default stall: nothing
                           unstable is ever acked, clients wait; passthrough: forward unprotected, loudly)
+  --log-budget <size|N%>  memory log: total bytes it may hold (default 25% of the memory, or of the cgroup's
+                          limit); e.g. 4GiB, 512M, 10%
+  --log-conn-bound <size> memory log: bytes one connection may hold (default a quarter of the budget, at most
+                          1GiB). A connection that would go past either continues UNPROTECTED: its held acks
+                          go out, nothing more is logged, its log memory is freed; logged loudly, counted
+                          (ftcp status, ftcp_unprotected_total); a server crash then breaks it
   --control <ip:port>     HTTP status/metrics endpoint (GET /status, /metrics)
   --ready-file <path>     written (JSON) once the gateway forwards; removed at exit
   --idle-timeout <s>      release connections idle this long (default 7200)
@@ -86,6 +94,8 @@ export async function run(argv: string[]): Promise<number> {
     'assume-crash-on': { type: 'string', default: 'none' },
     'log-key-file': { type: 'string' },
     'on-log-failure': { type: 'string', default: 'stall' },
+    'log-budget': { type: 'string' },
+    'log-conn-bound': { type: 'string' },
     offload: { type: 'boolean', default: false },
     'no-offload': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
@@ -127,9 +137,24 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError(`--on-log-failure: expected 'stall' or 'passthrough', got '${onLogFailure}'`);
   }
   if (values.offload && values['no-offload']) throw new UsageError('--offload and --no-offload exclude each other');
+  const logOptions: CreateLogOptions = values['log-key-file'] ? { keyFile: values['log-key-file'] } : {};
+  const logSpec = values.log!.trim();
+  if (logSpec === 'embedded' || logSpec === 'embedded:memory') {
+    // The memory log is bounded: a budget and a per-connection bound (see --help).
+    const dflt = defaultMemoryBounds();
+    const budget = values['log-budget'] === undefined ? dflt.maxBytes : parseSizeFlag(values['log-budget'], '--log-budget', 2 ** 20, usableMemory());
+    const perConn = values['log-conn-bound'] === undefined
+      ? Math.min(dflt.maxBytesPerConn, Math.max(2 ** 20, Math.floor(budget / 4)))
+      : parseSizeFlag(values['log-conn-bound'], '--log-conn-bound', 2 ** 20);
+    logOptions.maxBytes = budget;
+    logOptions.maxBytesPerConn = perConn;
+    logger.info({ budget, perConnection: perConn, policy: 'unprotect' }, 'memory log bounds');
+  } else if (values['log-budget'] !== undefined || values['log-conn-bound'] !== undefined) {
+    throw new UsageError(`--log-budget and --log-conn-bound bound the memory log (--log embedded[:memory]), not '${logSpec}'`);
+  }
   let log;
   try {
-    log = createLog(values.log!, values['log-key-file'] ? { keyFile: values['log-key-file'] } : {});
+    log = createLog(values.log!, logOptions);
   } catch (err) {
     if (err instanceof FtcpError && err.code === 'FTCP_BAD_LOG_SPEC') throw new UsageError(err.message);
     throw err;

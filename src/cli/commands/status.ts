@@ -63,9 +63,31 @@ export async function run(argv: string[]): Promise<number> {
     lines.push(`recovery: crashes ${n.crashes}, caught up ${n.caughtUp}, failed ${n.rebuildFailed} (of them no progress ${n.progressFailures ?? 0}), recovering now ${st.flows.filter((f: any) => f.recovering).length}`);
   }
   if (st.limits) lines.push(`limits: ${Object.entries(st.limits).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  const lm = st.logMemory as { bytes: number; memory: number; budget: number | null; perConnection: number | null; policy: string; unprotected: { connection: number; total: number }; deferred: number } | null | undefined;
+  if (lm) {
+    lines.push(
+      `log memory: ${size(lm.bytes)} held (in ${size(lm.memory)}) of a ${lm.budget === null ? 'unbounded' : size(lm.budget)} budget, ` +
+        `per connection at most ${lm.perConnection === null ? 'unbounded' : size(lm.perConnection)}; ` +
+        `over a bound: continue UNPROTECTED (so far ${lm.unprotected.connection} over the per-connection bound, ${lm.unprotected.total} over the budget` +
+        `${lm.deferred > 0 ? `; ${lm.deferred} reached a bound while being rebuilt` : ''})`,
+    );
+  }
+  if (st.logFailure) lines.push(`log failure policy: ${st.logFailure.policy} (failures ${st.logFailure.failures}, unprotected ${st.logFailure.unprotected})`);
   for (const f of st.flows.slice(0, 20)) {
-    lines.push(`  ${f.flow} ${f.state} received=${f.received} stable=${f.stable} complete=${f.complete} sndMax=${f.sndMax} cliAcked=${f.cliAcked}`);
+    lines.push(`  ${f.flow} ${f.state}${f.unprotected ? ' UNPROTECTED' : ''} received=${f.received} stable=${f.stable} complete=${f.complete} sndMax=${f.sndMax} cliAcked=${f.cliAcked}`);
   }
   process.stdout.write(lines.join('\n') + '\n');
   return 0;
+}
+
+/** 1536 -> "1.5 KiB" (binary multiples). */
+function size(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
 }
