@@ -110,6 +110,8 @@ export async function run(argv: string[]): Promise<number> {
     });
   } catch (err) {
     await store.shutdown();
+    // A store this run created holds nothing yet: leave nothing behind.
+    if (store instanceof DiskLog && store.createdDir !== null) await rm(store.createdDir, { recursive: true, force: true });
     throw err instanceof FtcpError ? err : new FtcpError('FTCP_LOGSERVER', String(err));
   }
   if (values['ready-file']) {
