@@ -90,6 +90,22 @@ describe('ftcp logserver', () => {
     }
   });
 
+  it('a_key_file_others_can_read_is_refused_like_ssh_does', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ftcp-logsrv-'));
+    dirs.push(dir);
+    const keyFile = join(dir, 'key');
+    writeFileSync(keyFile, 'ab'.repeat(32) + '\n', { mode: 0o600 });
+    chmodSync(keyFile, 0o644);
+    const r = await runCli(['logserver', '--listen', '127.0.0.1:1', '--key-file', keyFile], 10_000);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`ftcp logserver: key file '${keyFile}' has mode 0644`);
+    expect(r.stderr).toContain(`chmod 600 '${keyFile}'`);
+    // Not a regular file: refused at once (reading /dev/zero never ends).
+    const z = await runCli(['logserver', '--listen', '127.0.0.1:1', '--key-file', '/dev/zero'], 10_000);
+    expect(z.code).toBe(1);
+    expect(z.stderr).toMatch(/key file '\/dev\/zero': is a character device, not a regular file/);
+  });
+
   it('kill_9_and_restart_on_the_same_disk_store_loses_nothing', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ftcp-logsrv-'));
     dirs.push(dir);
