@@ -52,6 +52,15 @@ describe('ftcp logserver', () => {
     expect(h.stdout).toMatch(/--max-bytes-per-conn/);
   });
 
+  it('negative_and_unbounded_numbers_are_usage_errors_naming_the_flag', async () => {
+    for (const [flag, v] of [['--max-bytes', '-5'], ['--max-bytes-per-conn', '-1M'], ['--low-space-pct', '-5'], ['--low-space-pct', 'Infinity'], ['--max-bytes', '1e308']] as const) {
+      // --store tape: were the number accepted, the command would still stop (at --store), not serve.
+      const r = await runCli(['logserver', '--listen', '127.0.0.1:1', flag, v, '--store', 'tape'], 10_000);
+      expect(r.code, `${flag} ${v}`).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^ftcp logserver: ${flag}: expected .* got '${v}'`, 'm'));
+    }
+  });
+
   it('a_store_directory_that_cannot_be_created_exits_1_at_once', async () => {
     // Node's recursive mkdir spun at 100 % CPU for ever on ENOENT under /proc.
     const t0 = Date.now();
