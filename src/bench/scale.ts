@@ -18,7 +18,8 @@
  * The clients are `scripts/bench hold` (hold.ts) in <n>-client. Medians with (min–max).
  * Labs are named ftcps-<6 hex> and removed on every exit path (errors, SIGINT, SIGTERM).
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { makeDirs } from '../util/fs.js';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -431,6 +432,6 @@ function formatText(r: ScaleResult, markdown: boolean): string {
 export function scaleMain(argv: string[]): Promise<number> {
   return runSubcommand({
     name: 'scale', usage: USAGE, parse: parseScaleOptions, run: runScale, format: formatText,
-    prepare: (o) => { if (o.profDir) mkdirSync(o.profDir, { recursive: true }); },
+    prepare: (o) => { if (o.profDir) makeDirs(o.profDir); },
   }, argv);
 }

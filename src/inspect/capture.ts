@@ -16,7 +16,7 @@ export function forEachPacket(pcap: Buffer, fn: (verdict: number, info: PacketIn
     let buf = rec.data;
     let off = rec.ipOff;
     const len = rec.data.length - rec.ipOff;
-    if (rec.origLen > rec.data.length && len >= 20 && rec.data[off]! >> 4 === 4) {
+    if (rec.origLen > rec.data.length && len >= 20 && len <= 0xffff && rec.data[off]! >> 4 === 4) {
       rec.data.copy(scratch, 0, off, off + len);
       scratch.writeUInt16BE(len, 2);
       buf = scratch;

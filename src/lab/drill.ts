@@ -27,7 +27,8 @@
  * Exit status 0 only if every connection survived byte-exact, the checks hold, and every
  * crash hit live connections (a crash after the clients finished proves nothing).
  */
-import { mkdtemp, mkdir, readFile, rm, copyFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, copyFile } from 'node:fs/promises';
+import { makeDirs } from '../util/fs.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { labUp, labDown, randomLabName } from './lab.js';
@@ -326,7 +327,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       else if (trace !== null) failures.push(`log fault ${fault}: ${trace}`);
     }
     if (opts.pcapDir) {
-      await mkdir(opts.pcapDir, { recursive: true });
+      makeDirs(opts.pcapDir); // not mkdir's recursive mode: it spins for ever under /proc (src/util/fs.ts)
       for (const f of ['client.pcap', 'server.pcap', 'stable.trace']) await copyFile(path.join(work, f), path.join(opts.pcapDir, f));
     }
     return {

@@ -29,10 +29,11 @@
  *   close: ['m', id] removed first, then its chunks; data chunks without metadata are
  *          orphans of an interrupted close and are removed on the next start.
  */
-import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Key, type RootDatabase } from 'lmdb';
 import { FtcpError } from '../util/errors.js';
+import { makeDirs } from '../util/fs.js';
 import { BaseLog, copyMeta, type ConnState, type LogOptions } from './common.js';
 import type { ConnectionMeta, Endpoint, OpenMeta } from './types.js';
 
@@ -86,6 +87,11 @@ function errMessage(err: unknown): string {
 
 export class DiskLog extends BaseLog<DiskConn> {
   readonly dir: string;
+  /**
+   * The outermost directory this store created (the log directory or an ancestor), null
+   * when it existed already: a caller whose setup fails right after may remove it.
+   */
+  readonly createdDir: string | null;
   private readonly db: RootDatabase<Buffer, Key>;
   private readonly chunkBytes: number;
   private readonly lockPath: string;
@@ -102,26 +108,39 @@ export class DiskLog extends BaseLog<DiskConn> {
     }
     this.chunkBytes = chunkBytes;
     this.dir = dir;
+    let created: string[];
     try {
-      mkdirSync(dir, { recursive: true });
+      created = makeDirs(dir);
     } catch (err) {
-      throw new FtcpError('FTCP_LOG_DIR', `log directory ${dir}: ${errMessage(err)}`, { cause: err });
+      throw new FtcpError('FTCP_LOG_DIR', `log directory ${dir} cannot be created: ${errMessage(err)}`, { cause: err });
     }
+    this.createdDir = created[0] ?? null;
     this.lockPath = join(dir, LOCK_FILE);
-    this.lock();
     try {
-      this.db = open<Buffer, Key>({
+      this.lock();
+    } catch (err) {
+      if (this.createdDir !== null) rmSync(this.createdDir, { recursive: true, force: true });
+      if (err instanceof FtcpError) throw err;
+      throw new FtcpError('FTCP_LOG_DIR', `log directory ${dir} cannot be locked: ${errMessage(err)}`, { cause: err });
+    }
+    let db: RootDatabase<Buffer, Key> | undefined;
+    try {
+      db = open<Buffer, Key>({
         path: join(dir, DB_FILE),
         encoding: 'binary',
         noSync: false,
         overlappingSync: false,
         separateFlushed: true,
       });
+      this.db = db;
       this.recover();
     } catch (err) {
       this.unlock();
+      void db?.close().catch(() => {});
+      // Leave nothing behind: what this constructor created holds nothing of anyone's.
+      if (this.createdDir !== null) rmSync(this.createdDir, { recursive: true, force: true });
       if (err instanceof FtcpError) throw err;
-      throw new FtcpError('FTCP_LOG_DIR', `log store ${join(dir, DB_FILE)}: ${errMessage(err)}`, { cause: err });
+      throw new FtcpError('FTCP_LOG_DIR', `log store ${join(dir, DB_FILE)} cannot be opened: ${errMessage(err)}`, { cause: err });
     }
   }
 

@@ -20,13 +20,16 @@
  * MALFORMED (too short/long, no magic, not a valid body) or FORGED (HMAC mismatch).
  *
  * Key: `loadKey(path)` reads a key file: either hex text (an even number of hex digits,
- * surrounding whitespace ignored) or raw bytes; at least 16 bytes either way. Without a key
+ * surrounding whitespace ignored) or raw bytes; at least 16 bytes either way. Like ssh with
+ * a private key, it refuses a file that group or others may read or write (mode & 077).
+ * Every key file (--key-file, --log-key-file) goes through it. Without a key
  * file the CLI uses DEV_KEY, a fixed, public development key, and logs a warning: it
  * authenticates nothing against an attacker and must not be used outside a lab.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { FtcpError } from '../util/errors.js';
+import { readRegularFile } from '../util/fs.js';
 
 export const NOTICE_TYPES = ['hello', 'heartbeat', 'crashed', 'restarted', 'listening', 'stopping', 'stopped'] as const;
 export type NoticeType = (typeof NOTICE_TYPES)[number];
@@ -145,15 +148,34 @@ export function isDecodeError(x: Notice | DecodeError): x is DecodeError {
   return (x as DecodeError).error !== undefined;
 }
 
+/** A key file is at most this long (a 64-byte key in hex with a newline is 129 bytes). */
+export const MAX_KEY_FILE_BYTES = 4096;
+
+/**
+ * A shared key must be private to its owner: refuses (FtcpError FTCP_KEY_MODE) a file
+ * that group or others may read or write, as ssh refuses such a private key.
+ */
+export function checkKeyFileMode(path: string, st: Stats): void {
+  if ((st.mode & 0o077) === 0) return;
+  const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+  throw new FtcpError(
+    'FTCP_KEY_MODE',
+    `key file '${path}' has mode ${mode}: group or others can access it, so the key is not secret. ` +
+      `Make it private to its owner: chmod 600 '${path}'`,
+  );
+}
+
 /**
  * Reads a key file: hex text (even number of hex digits, whitespace around ignored) or raw
- * bytes. Throws FtcpError FTCP_KEY when unreadable or shorter than 16 bytes.
+ * bytes. Throws FtcpError FTCP_KEY when unreadable, not a regular file or shorter than 16
+ * bytes, FTCP_KEY_MODE when group or others can access it (checkKeyFileMode).
  */
 export function loadKey(path: string): Buffer {
   let raw: Buffer;
   try {
-    raw = readFileSync(path);
+    raw = readRegularFile(path, 'key file', 'FTCP_KEY', MAX_KEY_FILE_BYTES, (st) => checkKeyFileMode(path, st));
   } catch (err) {
+    if (err instanceof FtcpError) throw err;
     throw new FtcpError('FTCP_KEY', `cannot read key file '${path}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
   const text = raw.toString('latin1').trim();

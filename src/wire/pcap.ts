@@ -19,6 +19,8 @@ export const LINKTYPE_LINUX_SLL2 = 276;
 const MAGIC_US = 0xa1b2c3d4;
 const MAGIC_NS = 0xa1b23c4d;
 const PCAPNG_MAGIC = 0x0a0d0d0a;
+/** libpcap's MAXIMUM_SNAPLEN: a record claiming more captured bytes is corrupt. */
+export const MAX_CAPLEN = 262144;
 
 const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_IPV6 = 0x86dd;
@@ -144,6 +146,7 @@ export function readPcap(buf: Buffer): PcapRecord[] {
     const frac = BigInt(u32(o + 4));
     const incl = u32(o + 8);
     const orig = u32(o + 12);
+    if (incl > MAX_CAPLEN) throw new RangeError(`pcap: record at ${o} claims ${incl} captured bytes, more than any capture holds (${MAX_CAPLEN})`);
     if (o + 16 + incl > buf.length) throw new RangeError(`pcap: truncated record at ${o} (${incl} bytes)`);
     const data = buf.subarray(o + 16, o + 16 + incl);
     out.push({

@@ -94,7 +94,7 @@ describe('ftcp supervise in the namespace lab', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ftcp-sup-lab-'));
     dirs.push(dir);
     const keyFile = join(dir, 'key');
-    writeFileSync(keyFile, randomBytes(32).toString('hex'));
+    writeFileSync(keyFile, randomBytes(32).toString('hex'), { mode: 0o600 }); // key files must be private (loadKey)
 
     // decoy: something listening on the service port in the root namespace
     // (EADDRINUSE: something else already listens there, which is as good a decoy)

@@ -5,7 +5,7 @@
  * Runs N concurrent checking connections against a demo server (src/demo/client.ts) and
  * reports. Exit status 0 only when every connection passed every check.
  */
-import { parseCli, parseDemoKind, parseHostPort, parseIntFlag } from '../args.js';
+import { parseCli, parseDemoKind, parseHostPort, parseIntFlag, parseSizeFlag } from '../args.js';
 import { UsageError } from '../../util/errors.js';
 import { DEMO_KINDS } from '../../demo/server.js';
 import {
@@ -19,12 +19,12 @@ import {
 
 const USAGE = `usage: ftcp demo-client --kind ${DEMO_KINDS.join('|')} --connect <ip:port> [options]
 
-  --connections N   concurrent connections (default 1); connection i uses seed S+i
-  --bytes B         upload/download bytes per connection (default ${DEFAULT_BYTES}; suffix K, M, G = 2^10, 2^20, 2^30)
-  --lines L         echo/kv requests per connection (default ${DEFAULT_LINES})
-  --seed S          base seed, an integer >= 0 (default ${DEFAULT_SEED})
+  --connections N   concurrent connections, 1..100000 (default 1); connection i uses seed S+i
+  --bytes B         upload/download bytes per connection, 0..1T (default ${DEFAULT_BYTES}; suffix K, M, G, T = 2^10, 2^20, 2^30, 2^40)
+  --lines L         echo/kv requests per connection, 0..10^9 (default ${DEFAULT_LINES})
+  --seed S          base seed, 0..2^48 (default ${DEFAULT_SEED})
   --half-close      download: shut the sending side right after the request
-  --timeout-ms T    deadline for the whole run (default ${DEFAULT_TIMEOUT_MS}); unfinished connections fail with TIMEOUT
+  --timeout-ms T    deadline for the whole run, 1..2147483647 (default ${DEFAULT_TIMEOUT_MS}); unfinished connections fail with TIMEOUT
   --json            print the report as one JSON document`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -44,6 +44,12 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(USAGE + '\n');
     return 0;
   }
+  // The numbers first, so a bad one is reported whatever else is missing.
+  const connections = parseIntFlag(values.connections, '--connections', 1, 1, 100_000);
+  const bytes = parseSizeFlag(values.bytes, '--bytes', { dflt: DEFAULT_BYTES, min: 0, max: 2 ** 40 });
+  const lines = parseIntFlag(values.lines, '--lines', DEFAULT_LINES, 0, 1_000_000_000);
+  const seed = parseIntFlag(values.seed, '--seed', DEFAULT_SEED, 0, 2 ** 48);
+  const timeoutMs = parseIntFlag(values['timeout-ms'], '--timeout-ms', DEFAULT_TIMEOUT_MS, 1, 2 ** 31 - 1);
   const kind = parseDemoKind(values.kind, USAGE);
   if (!values.connect) throw new UsageError(`--connect is required\n${USAGE}`);
   const { addr, port } = parseHostPort(values.connect, '--connect');
@@ -52,27 +58,15 @@ export async function run(argv: string[]): Promise<number> {
     kind,
     host: addr,
     port,
-    connections: parseIntFlag(values.connections, '--connections', 1, 1, 100_000),
-    bytes: parseSize(values.bytes, '--bytes', DEFAULT_BYTES),
-    lines: parseIntFlag(values.lines, '--lines', DEFAULT_LINES, 0, Number.MAX_SAFE_INTEGER),
-    seed: parseIntFlag(values.seed, '--seed', DEFAULT_SEED, 0, 2 ** 48),
-    timeoutMs: parseIntFlag(values['timeout-ms'], '--timeout-ms', DEFAULT_TIMEOUT_MS, 1, 2 ** 31 - 1),
+    connections,
+    bytes,
+    lines,
+    seed,
+    timeoutMs,
     halfClose: values['half-close'],
   });
   process.stdout.write(values.json ? JSON.stringify(report) + '\n' : summary(report));
   return report.allOk ? 0 : 1;
-}
-
-const SUFFIX: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
-
-/** "1048576", "512K", "100M", "1G" (binary multiples). */
-export function parseSize(s: string | undefined, flag: string, dflt: number): number {
-  if (s === undefined) return dflt;
-  const m = /^(\d+)([KMGT]?)i?B?$/i.exec(s.trim());
-  if (!m) throw new UsageError(`${flag}: expected a byte count such as 1048576, 64K, 100M or 1G, got '${s}'`);
-  const n = Number(m[1]) * SUFFIX[m[2]!.toUpperCase()]!;
-  if (!Number.isSafeInteger(n)) throw new UsageError(`${flag}: too large: '${s}'`);
-  return n;
 }
 
 function summary(r: DemoClientReport): string {

@@ -10,7 +10,7 @@
  * every forwarded packet through it; on SIGINT/SIGTERM removes everything it created.
  */
 import { writeFile, rm } from 'node:fs/promises';
-import { parseCli, parseHostPort, parseSizeFlag } from '../args.js';
+import { parseCli, parseHostPort, parseNumberFlag, parseSizeOrShareFlag } from '../args.js';
 import { UsageError, FtcpError } from '../../util/errors.js';
 import { logger } from '../../util/logger.js';
 import { ipToU32 } from '../../wire/addr.js';
@@ -38,12 +38,15 @@ function stabilityTracer(file: string): { trace: (flow: Flow) => void; close: ()
   };
 }
 
+/** --idle-timeout's bound: an idle connection is kept at most 30 days. */
+export const MAX_IDLE_TIMEOUT_S = 30 * 24 * 3600;
+
 const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…] [options]
 
   --tun <name>            TUN device to create (e.g. ftcp0)
   --protect <ip:port>,…   protected services (server address and port)
   --steer <if>,…          route every packet arriving on these interfaces through the TUN
-  --table <n>             routing table for the steering rules (default 100)
+  --table <n>             routing table for the steering rules, 1..2147483647 but not 253-255 (default 100)
   --log <spec>            embedded | embedded:memory | embedded:disk:<dir> | udp://<ip>:<port>[,<ip>:<port>]
                           (default embedded:memory; udp:// = an ftcp logserver, one address per log network)
   --log-key-file <path>   shared key of the log link (raw or hex, >= 16 bytes); default: the PUBLIC dev key
@@ -57,8 +60,8 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
                           (ftcp status, ftcp_unprotected_total); a server crash then breaks it
   --control <ip:port>     HTTP status/metrics endpoint (GET /status, /metrics)
   --ready-file <path>     written (JSON) once the gateway forwards; removed at exit
-  --idle-timeout <s>      release connections idle this long (default 7200)
-  --mtu <n>               TUN MTU (default 1500)
+  --idle-timeout <s>      release connections idle this long, at most 2592000 (30 days) (default 7200)
+  --mtu <n>               TUN MTU, 576..9000 (default 1500)
   --no-offload            open the TUN without offloads: every packet at MTU size. By default the TUN
                           has the virtio-net header and TSO4/TSO6/CSUM offloads, so 64 KB super-packets
                           pass unsplit (falling back to plain packets, logged, when the kernel rejects
@@ -68,7 +71,7 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
   --supervisor <ip:port>  listen here for \`ftcp supervise\` notices (the liveness oracle): a server
                           FIN/RST is held until the verdict; a crash masks and rebuilds connections
   --key-file <path>       the supervisors' shared key (default: the PUBLIC development key, lab only)
-  --heartbeat-ms <n>      the supervisors' heartbeat interval (default 100): a held FIN/RST of a live
+  --heartbeat-ms <n>      the supervisors' heartbeat interval, 10..10000 (default 100): a held FIN/RST of a live
                           server passes at the first heartbeat 25 ms or more after it
   --assume-crash-on <p>   without a supervisor's verdict: 'rst' = a server RST means a crash
                           (rebuild retried until the server answers); 'none' (default)
@@ -111,21 +114,16 @@ export async function run(argv: string[]): Promise<number> {
     const hp = parseHostPort(s, '--protect');
     return { ip: ipToU32(hp.addr), port: hp.port };
   });
-  const table = Number(values.table);
-  if (!Number.isInteger(table) || table < 1 || table > 0x7fffffff || table === 253 || table === 254 || table === 255) {
-    throw new UsageError(`--table: expected a free routing table number, got '${values.table}'`);
+  const table = parseNumberFlag(values.table, '--table', { dflt: 100, min: 1, max: 0x7fffffff });
+  if (table === 253 || table === 254 || table === 255) {
+    throw new UsageError(`--table: ${table} is a kernel table (default, main, local): give a free routing table number`);
   }
-  const idle = Number(values['idle-timeout']);
-  if (!(idle > 0)) throw new UsageError(`--idle-timeout: expected seconds > 0, got '${values['idle-timeout']}'`);
-  const mtu = Number(values.mtu);
-  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 9000) throw new UsageError(`--mtu: expected 576..9000, got '${values.mtu}'`);
+  const idle = parseNumberFlag(values['idle-timeout'], '--idle-timeout', { dflt: 7200, min: 0.001, max: MAX_IDLE_TIMEOUT_S, integer: false, unit: 's (30 days)' });
+  const mtu = parseNumberFlag(values.mtu, '--mtu', { dflt: 1500, min: 576, max: 9000 });
   const control = values.control ? parseHostPort(values.control, '--control') : null;
   const steer = values.steer ? values.steer.split(',').filter(Boolean) : [];
   const supervisor = values.supervisor ? parseHostPort(values.supervisor, '--supervisor') : null;
-  const heartbeatMs = Number(values['heartbeat-ms']);
-  if (!Number.isInteger(heartbeatMs) || heartbeatMs < 10 || heartbeatMs > 10_000) {
-    throw new UsageError(`--heartbeat-ms: expected 10..10000, got '${values['heartbeat-ms']}'`);
-  }
+  const heartbeatMs = parseNumberFlag(values['heartbeat-ms'], '--heartbeat-ms', { dflt: 100, min: 10, max: 10_000 });
   const crashPolicy = values['assume-crash-on'];
   if (crashPolicy !== 'none' && crashPolicy !== 'rst') throw new UsageError(`--assume-crash-on: expected 'none' or 'rst', got '${crashPolicy}'`);
   if (values['key-file'] && !supervisor) throw new UsageError('--key-file needs --supervisor');
@@ -142,10 +140,10 @@ export async function run(argv: string[]): Promise<number> {
   if (logSpec === 'embedded' || logSpec === 'embedded:memory') {
     // The memory log is bounded: a budget and a per-connection bound (see --help).
     const dflt = defaultMemoryBounds();
-    const budget = values['log-budget'] === undefined ? dflt.maxBytes : parseSizeFlag(values['log-budget'], '--log-budget', 2 ** 20, usableMemory());
+    const budget = values['log-budget'] === undefined ? dflt.maxBytes : parseSizeOrShareFlag(values['log-budget'], '--log-budget', 2 ** 20, usableMemory());
     const perConn = values['log-conn-bound'] === undefined
       ? Math.min(dflt.maxBytesPerConn, Math.max(2 ** 20, Math.floor(budget / 4)))
-      : parseSizeFlag(values['log-conn-bound'], '--log-conn-bound', 2 ** 20);
+      : parseSizeOrShareFlag(values['log-conn-bound'], '--log-conn-bound', 2 ** 20);
     logOptions.maxBytes = budget;
     logOptions.maxBytesPerConn = perConn;
     logger.info({ budget, perConnection: perConn, policy: 'unprotect' }, 'memory log bounds');

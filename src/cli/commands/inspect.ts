@@ -4,9 +4,9 @@
  * errors, pauses, and a verdict. Exit 0 when every verdict is ok (or incomplete, with
  * --allow-incomplete), 1 otherwise or when the file cannot be read, 2 on usage errors.
  */
-import { readFile } from 'node:fs/promises';
 import { parseCli } from '../args.js';
 import { FtcpError, UsageError } from '../../util/errors.js';
+import { readRegularFile } from '../../util/fs.js';
 import { parseStabilityTrace, type TraceEntry } from '../../inspect/ack-invariant.js';
 import { formatInspect, inspectCapture, reportJsonReplacer } from '../../inspect/inspect.js';
 
@@ -35,10 +35,18 @@ function parsePorts(s: string): number[] {
   return out;
 }
 
+/** The largest capture or trace read (a Buffer's practical limit; larger: split it with editcap). */
+const MAX_INPUT_BYTES = 2 ** 31 - 1;
+
+/**
+ * Reads a capture or a trace: a regular file only. A device such as /dev/zero, a pipe or
+ * a socket is refused at once (reading one might never end).
+ */
 async function readInput(path: string, what: string): Promise<Buffer> {
   try {
-    return await readFile(path);
+    return readRegularFile(path, what, 'FTCP_INSPECT_READ', MAX_INPUT_BYTES);
   } catch (err) {
+    if (err instanceof FtcpError) throw err;
     const e = err as NodeJS.ErrnoException;
     const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'is a directory' : e.code === 'EACCES' ? 'permission denied' : e.message;
     throw new FtcpError('FTCP_INSPECT_READ', `cannot read ${what} '${path}': ${why}`);

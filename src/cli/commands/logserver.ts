@@ -6,7 +6,7 @@
  * address per log network. SIGINT/SIGTERM: close the sockets, flush the store, exit 0.
  */
 import { rm, writeFile } from 'node:fs/promises';
-import { parseCli, parseHostPort } from '../args.js';
+import { parseCli, parseHostPort, parseNumberFlag, parseSizeFlag } from '../args.js';
 import { FtcpError, UsageError } from '../../util/errors.js';
 import { logger } from '../../util/logger.js';
 import { DEV_KEY, loadKey } from '../../supervisor/messages.js';
@@ -24,23 +24,21 @@ const HELP = `usage: ftcp logserver --listen <ip:port>[,<ip:port>] --store memor
                               restart (nothing ever reported stable is lost)
   --key-file <path>           shared link key: raw bytes or hex, at least 16 bytes. Without it a built-in,
                               PUBLIC development key is used (a warning is logged): lab use only
-  --max-bytes <n>             bound on the stream bytes held, all connections (default: unlimited)
-  --max-bytes-per-conn <n>    bound on the stream bytes one connection holds (default: unlimited)
-  --low-space-pct <p>         report LOW-SPACE to the gateways at p% of --max-bytes (default 90)
+  --max-bytes <n>             bound on the stream bytes held, all connections, 1..64T (e.g. 512M, 8G;
+                              default: unlimited)
+  --max-bytes-per-conn <n>    bound on the stream bytes one connection holds, 1..64T (default: unlimited)
+  --low-space-pct <p>         report LOW-SPACE to the gateways at p% of --max-bytes, 1..100 (default 90)
   --ready-file <path>         written (JSON) once listening; removed at exit
   --impair-file <path>        TESTS ONLY: while this file holds e.g. "loss=0.03 dup=0.02 reorder=0.2",
                               datagrams in and out are dropped/duplicated/delayed (for kernels without netem)
 
 example: ftcp logserver --listen 198.18.3.2:7500,198.18.4.2:7500 --store disk:/var/lib/ftcp-log --key-file /etc/ftcp/key`;
 
+/** The bound of --max-bytes and --max-bytes-per-conn. */
+const MAX_STORE_BYTES = 2 ** 46;
+
 function sizeFlag(v: string | undefined, flag: string): number | undefined {
-  if (v === undefined) return undefined;
-  const m = /^(\d+)([kKmMgG]?)$/.exec(v.trim());
-  if (!m) throw new UsageError(`${flag}: expected a byte count (e.g. 1048576, 512M, 4G), got '${v}'`);
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  const n = Number(m[1]) * mult;
-  if (!(n > 0) || !Number.isSafeInteger(n)) throw new UsageError(`${flag}: expected a positive byte count, got '${v}'`);
-  return n;
+  return v === undefined ? undefined : parseSizeFlag(v, flag, { dflt: 0, min: 1, max: MAX_STORE_BYTES });
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -68,9 +66,7 @@ export async function run(argv: string[]): Promise<number> {
   const perConn = sizeFlag(values['max-bytes-per-conn'], '--max-bytes-per-conn');
   if (perConn !== undefined) opts.maxBytesPerConn = perConn;
   if (values['low-space-pct'] !== undefined) {
-    const p = Number(values['low-space-pct']);
-    if (!(p > 0 && p <= 100)) throw new UsageError(`--low-space-pct: expected 1..100, got '${values['low-space-pct']}'`);
-    opts.lowSpaceFraction = p / 100;
+    opts.lowSpaceFraction = parseNumberFlag(values['low-space-pct'], '--low-space-pct', { dflt: 90, min: 1, max: 100, integer: false }) / 100;
   }
   const storeSpec = values.store!;
   let key: Buffer;
@@ -110,6 +106,8 @@ export async function run(argv: string[]): Promise<number> {
     });
   } catch (err) {
     await store.shutdown();
+    // A store this run created holds nothing yet: leave nothing behind.
+    if (store instanceof DiskLog && store.createdDir !== null) await rm(store.createdDir, { recursive: true, force: true });
     throw err instanceof FtcpError ? err : new FtcpError('FTCP_LOGSERVER', String(err));
   }
   if (values['ready-file']) {

@@ -4,11 +4,14 @@
  * Runs the server program, restarts it when it dies, and reports its liveness to the
  * gateway's oracle (src/supervisor/). SIGTERM/SIGINT stop the program gracefully; exit 0.
  */
-import { parseCli, parseHostPort } from '../args.js';
+import { parseCli, parseHostPort, parseNumberFlag } from '../args.js';
 import { UsageError } from '../../util/errors.js';
 import { logger } from '../../util/logger.js';
 import { DEV_KEY, loadKey } from '../../supervisor/messages.js';
 import { Supervisor } from '../../supervisor/supervisor.js';
+
+/** The bound of the millisecond timeouts (a timer beyond 2^31-1 ms would fire at once). */
+const MAX_TIMEOUT_MS = 3_600_000;
 
 const HELP = `usage: ftcp supervise --gateway <ip:port> --service <ip:port> [options] -- <command> [args…]
 
@@ -16,23 +19,17 @@ const HELP = `usage: ftcp supervise --gateway <ip:port> --service <ip:port> [opt
   --service <ip:port>       the protected service the program serves (its port is watched for LISTEN)
   --key-file <path>         shared key: raw bytes or hex, at least 16 bytes. Without it a built-in,
                             PUBLIC development key is used (a warning is logged): lab use only
-  --heartbeat-ms <n>        heartbeat interval (default 100)
-  --stop-timeout-ms <n>     SIGKILL the program this long after SIGTERM on a stop (default 5000)
-  --max-restarts <n>        give up (exit 1) after n restarts (default: never)
-  --listen-timeout-ms <n>   stop polling for LISTEN after this long per start (default 60000)
+  --heartbeat-ms <n>        heartbeat interval, 10..10000 (default 100)
+  --stop-timeout-ms <n>     SIGKILL the program this long after SIGTERM on a stop, at most 3600000 (1 h)
+                            (default 5000)
+  --max-restarts <n>        give up (exit 1) after n restarts, at most 1000000000 (default: never)
+  --listen-timeout-ms <n>   stop polling for LISTEN after this long per start, 1..3600000 (default 60000)
 
 Restarts back off 100 ms, doubling to 5 s, reset after 30 s of healthy run.
 A program exiting with status 0 is a deliberate stop: 'stopped' is reported and the supervisor exits 0.
 
 example: ftcp supervise --gateway 198.18.2.1:7071 --service 198.18.2.2:5001 --key-file /etc/ftcp/key \\
            -- ftcp demo-server --kind echo --listen 198.18.2.2:5001`;
-
-function intFlag(v: string | undefined, flag: string, def: number | undefined, min: number): number | undefined {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag}: expected an integer >= ${min}, got '${v}'`);
-  return n;
-}
 
 export async function run(argv: string[]): Promise<number> {
   const dd = argv.indexOf('--');
@@ -56,11 +53,11 @@ export async function run(argv: string[]): Promise<number> {
   if (!values.service) throw new UsageError('--service <ip:port> is required');
   const gw = parseHostPort(values.gateway, '--gateway');
   const svc = parseHostPort(values.service, '--service');
+  const heartbeatMs = parseNumberFlag(values['heartbeat-ms'], '--heartbeat-ms', { dflt: 100, min: 10, max: 10_000 });
+  const stopTimeoutMs = parseNumberFlag(values['stop-timeout-ms'], '--stop-timeout-ms', { dflt: 5000, min: 0, max: MAX_TIMEOUT_MS });
+  const maxRestarts = values['max-restarts'] === undefined ? undefined : parseNumberFlag(values['max-restarts'], '--max-restarts', { dflt: 0, min: 0, max: 1_000_000_000 });
+  const listenTimeoutMs = parseNumberFlag(values['listen-timeout-ms'], '--listen-timeout-ms', { dflt: 60_000, min: 1, max: MAX_TIMEOUT_MS });
   if (cmd.length === 0 || !cmd[0]) throw new UsageError("the program to run is required after '--' (ftcp supervise … -- <command> [args…])");
-  const heartbeatMs = intFlag(values['heartbeat-ms'], '--heartbeat-ms', 100, 10)!;
-  const stopTimeoutMs = intFlag(values['stop-timeout-ms'], '--stop-timeout-ms', 5000, 0)!;
-  const maxRestarts = intFlag(values['max-restarts'], '--max-restarts', undefined, 0);
-  const listenTimeoutMs = intFlag(values['listen-timeout-ms'], '--listen-timeout-ms', 60_000, 1)!;
 
   const log = logger.child({ mod: 'supervise' });
   let key: Buffer;

@@ -8,8 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, it, expect, beforeAll, afterEach } from 'vitest';
 import { main } from '../../../src/cli/main.js';
 import { keystreamSha256 } from '../../../src/demo/keystream.js';
-import { parseSize } from '../../../src/cli/commands/demo-client.js';
-import { parseIntFlag as parseCount } from '../../../src/cli/args.js';
+import { parseIntFlag as parseCount, parseSizeFlag } from '../../../src/cli/args.js';
 import { ensureBuilt } from '../../support/build.js';
 import { runCli as runCliIn } from '../../support/cli.js';
 
@@ -160,6 +159,7 @@ describe('ftcp demo-server / demo-client CLI', () => {
   });
 
   it('parses sizes and counts', () => {
+    const parseSize = (v: string | undefined, flag: string, dflt: number) => parseSizeFlag(v, flag, { dflt, min: 0, max: 2 ** 40 });
     expect(parseSize(undefined, '--bytes', 7)).toBe(7);
     expect(parseSize('0', '--bytes', 7)).toBe(0);
     expect(parseSize('1048576', '--bytes', 7)).toBe(2 ** 20);

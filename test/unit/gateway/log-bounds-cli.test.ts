@@ -1,6 +1,6 @@
 /** `ftcp gateway --log-budget / --log-conn-bound`: sizes, shares of the memory, usage errors naming the flag. */
 import { describe, expect, it, vi } from 'vitest';
-import { parseSizeFlag } from '../../../src/cli/args.js';
+import { parseSizeOrShareFlag } from '../../../src/cli/args.js';
 import { main } from '../../../src/cli/main.js';
 import { UsageError } from '../../../src/util/errors.js';
 
@@ -8,12 +8,12 @@ const MiB = 2 ** 20;
 
 describe('gateway log bound flags', () => {
   it('parses sizes and shares of the memory', () => {
-    expect(parseSizeFlag('268435456', '--log-budget', MiB)).toBe(256 * MiB);
-    expect(parseSizeFlag('256M', '--log-budget', MiB)).toBe(256 * MiB);
-    expect(parseSizeFlag('256MiB', '--log-budget', MiB)).toBe(256 * MiB);
-    expect(parseSizeFlag('2GiB', '--log-budget', MiB)).toBe(2 * 2 ** 30);
-    expect(parseSizeFlag('25%', '--log-budget', MiB, 8 * 2 ** 30)).toBe(2 * 2 ** 30);
-    expect(parseSizeFlag('12.5%', '--log-budget', MiB, 8 * 2 ** 30)).toBe(2 ** 30);
+    expect(parseSizeOrShareFlag('268435456', '--log-budget', MiB)).toBe(256 * MiB);
+    expect(parseSizeOrShareFlag('256M', '--log-budget', MiB)).toBe(256 * MiB);
+    expect(parseSizeOrShareFlag('256MiB', '--log-budget', MiB)).toBe(256 * MiB);
+    expect(parseSizeOrShareFlag('2GiB', '--log-budget', MiB)).toBe(2 * 2 ** 30);
+    expect(parseSizeOrShareFlag('25%', '--log-budget', MiB, 8 * 2 ** 30)).toBe(2 * 2 ** 30);
+    expect(parseSizeOrShareFlag('12.5%', '--log-budget', MiB, 8 * 2 ** 30)).toBe(2 ** 30);
   });
 
   it.each([
@@ -25,12 +25,12 @@ describe('gateway log bound flags', () => {
     ['150%', /--log-budget: a percentage must be in/],
     ['99999999999999999T', /--log-budget: too large/],
   ])('refuses --log-budget %s', (v, re) => {
-    expect(() => parseSizeFlag(v, '--log-budget', MiB, 8 * 2 ** 30)).toThrow(re);
-    expect(() => parseSizeFlag(v, '--log-budget', MiB, 8 * 2 ** 30)).toThrow(UsageError);
+    expect(() => parseSizeOrShareFlag(v, '--log-budget', MiB, 8 * 2 ** 30)).toThrow(re);
+    expect(() => parseSizeOrShareFlag(v, '--log-budget', MiB, 8 * 2 ** 30)).toThrow(UsageError);
   });
 
   it('a percentage is only for the budget', () => {
-    expect(() => parseSizeFlag('10%', '--log-conn-bound', MiB)).toThrow(/--log-conn-bound: expected a size/);
+    expect(() => parseSizeOrShareFlag('10%', '--log-conn-bound', MiB)).toThrow(/--log-conn-bound: expected a size/);
   });
 
   it('exits 2 naming the flag, before creating anything', async () => {

@@ -1,10 +1,13 @@
 /** `ftcp inspect` through the CLI entry (in-process): output, exit statuses, bad files. */
 import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
-import { mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../../src/cli/main.js';
 import { Convo } from './inspect-helpers.js';
+import { ensureBuilt } from '../../support/build.js';
+import { runCli } from '../../support/cli.js';
 
 let dir: string;
 
@@ -23,6 +26,7 @@ async function cli(...argv: string[]): Promise<{ code: number; out: string; err:
 }
 
 beforeAll(async () => {
+  ensureBuilt();
   dir = await mkdtemp(join(tmpdir(), 'ftcp-inspect-'));
   const ok = new Convo();
   ok.handshake(0).data(10, ok.c, 64).ack(11, ok.s).close(20);
@@ -36,7 +40,7 @@ beforeAll(async () => {
   await writeFile(join(dir, 'text.pcap'), 'this is not a capture, just some text\n');
   await writeFile(join(dir, 'cut.pcap'), ok.pcap().subarray(0, 24 + 16 + 10));
   await writeFile(join(dir, 'trace'), `1 198.18.1.2:40000 5001 1000 10\n`);
-});
+}, 120_000);
 
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -102,6 +106,51 @@ describe('ftcp inspect', () => {
     const t = await cli(join(dir, 'ok.pcap'), '--trace', join(dir, 'missing-trace'));
     expect(t.code).toBe(1);
     expect(t.err).toMatch(/cannot read stability trace/);
+  });
+
+  it('refuses what is not a regular file at once (reading /dev/zero or a pipe never ends)', async () => {
+    // As a child with a deadline: the unfixed command read /dev/zero for ever.
+    const fifo = join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const cases: Array<[string[], RegExp]> = [
+      [['/dev/zero'], /^ftcp inspect: cannot read capture '\/dev\/zero': is a character device, not a regular file$/m],
+      [[fifo], /^ftcp inspect: cannot read capture '.*fifo': is a pipe, not a regular file$/m],
+      [[join(dir, 'ok.pcap'), '--trace', '/dev/zero'], /cannot read stability trace '\/dev\/zero': is a character device/],
+    ];
+    for (const [argv, msg] of cases) {
+      const r = await runCli(['inspect', ...argv], 10_000);
+      expect(r.code, argv.join(' ')).toBe(1);
+      expect(r.stderr).toMatch(msg);
+      expect(r.stdout).toBe('');
+    }
+  });
+
+  it('a malformed capture ends with a clear error: bad magic, truncated header, absurd caplen', async () => {
+    const ok = await readFile(join(dir, 'ok.pcap'));
+    // A record header cut short.
+    await writeFile(join(dir, 'cut-header.pcap'), ok.subarray(0, 24 + 10));
+    // A record claiming 300,000 captured bytes (more than libpcap ever writes), all present.
+    const rec = Buffer.alloc(16 + 300_000);
+    rec.writeUInt32LE(1, 0);
+    rec.writeUInt32LE(300_000, 8);
+    rec.writeUInt32LE(400_000, 12);
+    rec[16] = 0x45;
+    await writeFile(join(dir, 'huge.pcap'), Buffer.concat([ok.subarray(0, 24), rec]));
+    // A caplen of 4 GB in a short file.
+    const big = Buffer.from(rec.subarray(0, 16));
+    big.writeUInt32LE(0xffffffff, 8);
+    await writeFile(join(dir, 'caplen.pcap'), Buffer.concat([ok.subarray(0, 24), big, Buffer.alloc(100)]));
+    const cases: Array<[string, RegExp]> = [
+      ['cut-header.pcap', /not a readable pcap file: pcap: truncated record header at 24/],
+      ['huge.pcap', /not a readable pcap file: pcap: record at 24 claims 300000 captured bytes, more than any capture holds \(262144\)/],
+      ['caplen.pcap', /not a readable pcap file: pcap: record at 24 claims 4294967295 captured bytes/],
+    ];
+    for (const [file, msg] of cases) {
+      const r = await cli(join(dir, file));
+      expect(r.code, file).toBe(1);
+      expect(r.err).toMatch(msg);
+      expect(r.out).toBe('');
+    }
   });
 
   it('reports permission denied when it cannot open the file', async () => {

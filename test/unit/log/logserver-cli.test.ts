@@ -5,7 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +30,7 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-beforeAll(() => ensureBuilt());
+beforeAll(() => ensureBuilt(), 120_000);
 
 async function startServer(dir: string, port: number, keyFile: string): Promise<ChildProcess> {
   const ready = join(dir, 'ready');
@@ -51,11 +52,74 @@ describe('ftcp logserver', () => {
     expect(h.stdout).toMatch(/--max-bytes-per-conn/);
   });
 
+  it('negative_and_unbounded_numbers_are_usage_errors_naming_the_flag', async () => {
+    for (const [flag, v] of [['--max-bytes', '-5'], ['--max-bytes-per-conn', '-1M'], ['--low-space-pct', '-5'], ['--low-space-pct', 'Infinity'], ['--max-bytes', '1e308']] as const) {
+      // --store tape: were the number accepted, the command would still stop (at --store), not serve.
+      const r = await runCli(['logserver', '--listen', '127.0.0.1:1', flag, v, '--store', 'tape'], 10_000);
+      expect(r.code, `${flag} ${v}`).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^ftcp logserver: ${flag}: expected .* got '${v}'`, 'm'));
+    }
+  });
+
+  it('a_store_directory_that_cannot_be_created_exits_1_at_once', async () => {
+    // Node's recursive mkdir spun at 100 % CPU for ever on ENOENT under /proc.
+    const t0 = Date.now();
+    const r = await runCli(['logserver', '--listen', '127.0.0.1:1', '--store', 'disk:/proc/nope/x'], 10_000);
+    expect(r.code).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(8_000);
+    expect(r.stderr).toMatch(/ftcp logserver: log directory \/proc\/nope\/x cannot be created: ENOENT.*mkdir '\/proc\/nope'/);
+    expect(existsSync('/proc/nope')).toBe(false);
+    // The gateway's embedded disk log goes through the same store (it fails before the TUN).
+    const g = await runCli(['gateway', '--tun', 'ftcpnope0', '--protect', '127.0.0.1:9', '--log', 'embedded:disk:/proc/nope/x'], 10_000);
+    expect(g.code).toBe(1);
+    expect(g.stderr).toMatch(/ftcp gateway: log directory \/proc\/nope\/x cannot be created/);
+    // A file in the way: ENOTDIR, also at once.
+    const dir = mkdtempSync(join(tmpdir(), 'ftcp-logsrv-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'file'), 'x');
+    const f = await runCli(['logserver', '--listen', '127.0.0.1:1', '--store', `disk:${join(dir, 'file', 'store')}`], 10_000);
+    expect(f.code).toBe(1);
+    expect(f.stderr).toMatch(/cannot be created: ENOTDIR/);
+  });
+
+  it('a_failed_start_leaves_no_store_it_created', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ftcp-logsrv-'));
+    dirs.push(dir);
+    // The address is taken: the store is made, then listening fails.
+    const taken = createSocket('udp4');
+    taken.bind(0, '127.0.0.1');
+    await once(taken, 'listening');
+    try {
+      const r = await runCli(['logserver', '--listen', `127.0.0.1:${taken.address().port}`, '--store', `disk:${join(dir, 'new', 'store')}`], 10_000);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/EADDRINUSE/);
+      expect(existsSync(join(dir, 'new'))).toBe(false);
+    } finally {
+      taken.close();
+    }
+  });
+
+  it('a_key_file_others_can_read_is_refused_like_ssh_does', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ftcp-logsrv-'));
+    dirs.push(dir);
+    const keyFile = join(dir, 'key');
+    writeFileSync(keyFile, 'ab'.repeat(32) + '\n', { mode: 0o600 });
+    chmodSync(keyFile, 0o644);
+    const r = await runCli(['logserver', '--listen', '127.0.0.1:1', '--key-file', keyFile], 10_000);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`ftcp logserver: key file '${keyFile}' has mode 0644`);
+    expect(r.stderr).toContain(`chmod 600 '${keyFile}'`);
+    // Not a regular file: refused at once (reading /dev/zero never ends).
+    const z = await runCli(['logserver', '--listen', '127.0.0.1:1', '--key-file', '/dev/zero'], 10_000);
+    expect(z.code).toBe(1);
+    expect(z.stderr).toMatch(/key file '\/dev\/zero': is a character device, not a regular file/);
+  });
+
   it('kill_9_and_restart_on_the_same_disk_store_loses_nothing', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ftcp-logsrv-'));
     dirs.push(dir);
     const keyFile = join(dir, 'key');
-    writeFileSync(keyFile, 'ab'.repeat(32) + '\n');
+    writeFileSync(keyFile, 'ab'.repeat(32) + '\n', { mode: 0o600 }); // key files must be private (loadKey)
     const port = 20000 + (process.pid % 20000);
     let srv = await startServer(dir, port, keyFile);
     const log = connectUdp({

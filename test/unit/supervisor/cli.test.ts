@@ -5,7 +5,7 @@
  * exit 0, the server gone. Builds dist/ first (tsc emits even with others' type errors).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ const SERVER = fileURLToPath(new URL('./fixtures/server.mjs', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'ftcp-sup-'));
 const KEY = randomBytes(32);
 const KEY_FILE = join(dir, 'key.hex');
-writeFileSync(KEY_FILE, KEY.toString('hex') + '\n');
+writeFileSync(KEY_FILE, KEY.toString('hex') + '\n', { mode: 0o600 }); // key files must be private (loadKey)
 
 beforeAll(() => {
   ensureBuilt();
@@ -192,7 +192,7 @@ describe('ftcp supervise (loopback, end to end)', () => {
     expect(badGw.code).toBe(2);
     expect(badGw.stderr).toMatch(/--gateway/);
     const shortKey = join(dir, 'short.key');
-    writeFileSync(shortKey, 'abcd');
+    writeFileSync(shortKey, 'abcd', { mode: 0o600 });
     const badKey = await runCli(['supervise', '--gateway', '127.0.0.1:9', '--service', '127.0.0.1:9', '--key-file', shortKey, '--', 'true']);
     expect(badKey.code).toBe(1);
     expect(badKey.stderr).toMatch(/at least 16/);
@@ -203,4 +203,22 @@ describe('ftcp supervise (loopback, end to end)', () => {
     const help = await runCli(['--help']);
     expect(help.stdout).toMatch(/supervise\s+run a server program/);
   }, 30_000);
+
+  it('a key file group or others can read is refused (supervise and the gateway), like ssh does', async () => {
+    const open = join(dir, 'open.key');
+    writeFileSync(open, KEY.toString('hex') + '\n', { mode: 0o600 });
+    chmodSync(open, 0o644);
+    const sup = await runCli(['supervise', '--gateway', '127.0.0.1:9', '--service', '127.0.0.1:9', '--key-file', open, '--', 'true']);
+    expect(sup.code).toBe(1);
+    expect(sup.stderr).toContain(`ftcp supervise: key file '${open}' has mode 0644: group or others can access it`);
+    expect(sup.stderr).toContain(`chmod 600 '${open}'`);
+    // The gateway reads its key before anything else happens (--on-log-failure bogus would
+    // stop it right after, had the key been accepted).
+    const gw = await runCli(['gateway', '--tun', 'ftcpkey0', '--protect', '127.0.0.1:9', '--supervisor', '127.0.0.1:9', '--key-file', open, '--on-log-failure', 'bogus']);
+    expect(gw.code).toBe(1);
+    expect(gw.stderr).toContain(`ftcp gateway: key file '${open}' has mode 0644`);
+    const dev = await runCli(['supervise', '--gateway', '127.0.0.1:9', '--service', '127.0.0.1:9', '--key-file', '/dev/zero', '--', 'true'], 10_000);
+    expect(dev.code).toBe(1);
+    expect(dev.stderr).toMatch(/key file '\/dev\/zero': is a character device, not a regular file/);
+  }, 40_000);
 });

@@ -1,10 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHmac } from 'node:crypto';
 import { describe, it, expect, afterAll } from 'vitest';
 import fc from 'fast-check';
-import { decodeNotice, encodeNotice, loadKey, newBootId, DEV_KEY, MAGIC, TAG_LEN, NOTICE_TYPES, type Notice } from '../../../src/supervisor/messages.js';
+import { decodeNotice, encodeNotice, loadKey, newBootId, DEV_KEY, MAGIC, MAX_KEY_FILE_BYTES, TAG_LEN, NOTICE_TYPES, type Notice } from '../../../src/supervisor/messages.js';
+import { createLog } from '../../../src/log/index.js';
 import { FtcpError } from '../../../src/util/errors.js';
 
 const KEY = Buffer.from('0123456789abcdef0123456789abcdef', 'hex');
@@ -114,21 +115,21 @@ describe('notice encoding', () => {
 describe('loadKey', () => {
   it('reads hex text (whitespace trimmed) and raw bytes', () => {
     const hex = join(dir, 'hex');
-    writeFileSync(hex, '  00112233445566778899aabbccddeeff\n');
+    writeFileSync(hex, '  00112233445566778899aabbccddeeff\n', { mode: 0o600 });
     expect(loadKey(hex)).toEqual(Buffer.from('00112233445566778899aabbccddeeff', 'hex'));
     const raw = join(dir, 'raw');
     const bytes = Buffer.from([0, 1, 2, 255, 254, 10, 13, 32, 9, 8, 7, 6, 5, 4, 3, 2, 1]);
-    writeFileSync(raw, bytes);
+    writeFileSync(raw, bytes, { mode: 0o600 });
     expect(loadKey(raw)).toEqual(bytes);
   });
 
   it('rejects short keys and missing files with FtcpError FTCP_KEY', () => {
     const short = join(dir, 'short');
-    writeFileSync(short, '00112233445566778899aabbccddee'); // 15 bytes as hex, 30 as raw? hex wins
+    writeFileSync(short, '00112233445566778899aabbccddee', { mode: 0o600 }); // 15 bytes as hex, 30 as raw? hex wins
     expect(() => loadKey(short)).toThrowError(FtcpError);
     expect(() => loadKey(short)).toThrowError(/15 bytes; at least 16/);
     const tiny = join(dir, 'tiny');
-    writeFileSync(tiny, 'secret');
+    writeFileSync(tiny, 'secret', { mode: 0o600 });
     expect(() => loadKey(tiny)).toThrowError(/6 bytes/);
     try {
       loadKey(join(dir, 'absent'));
@@ -138,6 +139,38 @@ describe('loadKey', () => {
       expect((err as FtcpError).code).toBe('FTCP_KEY');
       expect((err as Error).message).toMatch(/ENOENT/);
     }
+  });
+
+  it('refuses a key file group or others can access, like ssh, naming the file, its mode and the fix', () => {
+    const f = join(dir, 'shared');
+    writeFileSync(f, '00112233445566778899aabbccddeeff\n', { mode: 0o600 });
+    expect(loadKey(f).length).toBe(16);
+    for (const mode of [0o644, 0o640, 0o604, 0o660, 0o602, 0o610, 0o666]) {
+      chmodSync(f, mode);
+      const want = mode.toString(8).padStart(4, '0');
+      try {
+        loadKey(f);
+        expect.unreachable(`mode ${want} accepted`);
+      } catch (err) {
+        expect(err).toBeInstanceOf(FtcpError);
+        expect((err as FtcpError).code).toBe('FTCP_KEY_MODE');
+        expect((err as Error).message).toBe(
+          `key file '${f}' has mode ${want}: group or others can access it, so the key is not secret. Make it private to its owner: chmod 600 '${f}'`,
+        );
+      }
+    }
+    chmodSync(f, 0o400);
+    expect(loadKey(f).length).toBe(16);
+    // The log link's key file (gateway --log-key-file) goes through the same check.
+    chmodSync(f, 0o644);
+    expect(() => createLog('udp://127.0.0.1:9', { keyFile: f })).toThrowError(/has mode 0644.*chmod 600/);
+  });
+
+  it('refuses a key "file" that is not a regular file', () => {
+    expect(() => loadKey(dir)).toThrowError(/key file '.*': is a directory, not a regular file/);
+    const big = join(dir, 'big');
+    writeFileSync(big, Buffer.alloc(MAX_KEY_FILE_BYTES + 1, 0x61), { mode: 0o600 });
+    expect(() => loadKey(big)).toThrowError(/4097 bytes/);
   });
 
   it('the development key is long enough to be a key', () => {
