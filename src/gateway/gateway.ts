@@ -306,6 +306,7 @@ export class Gateway {
       ...(this.log.linkStats ? { logLink: this.log.linkStats() } : {}),
       logFailure: { policy: this.onLogFailure, failures: this.logFailures, unprotected: this.unprotected.size },
       connections: this.table.size,
+      flowLimits: this.south.limits(),
       stats: { ...this.stats },
       ...(this.vnet !== null ? { offload: this.vnet.describe() } : {}),
       south: { ...this.south.stats },
@@ -336,6 +337,7 @@ export class Gateway {
     if (this.vnet !== null) for (const [k, v] of Object.entries(this.vnet.stats)) put(`offload_${snake(k)}_total`, `offload ${k}`, 'counter', v as number);
     put('recovering', 'connections being masked or rebuilt', 'gauge', this.north.recovering);
     put('connections', 'protected connections in the flow table', 'gauge', this.table.size);
+    put('max_flows', 'the flow table bound (--max-flows): new connections beyond it pass unprotected', 'gauge', this.south.limits().maxFlows);
     lines.push('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');
     for (const [reason, v] of Object.entries(this.dropReasons())) lines.push(`ftcp_drops_total{reason="${reason}"} ${v}`);
     put('log_ok', '1 when the log status is OK', 'gauge', this.log.status() === 'OK' ? 1 : 0);

@@ -1,7 +1,7 @@
 /**
  * ftcp gateway --tun <name> --protect <ip:port>[,…] [--steer <if>[,<if>]] [--table N]
  *              [--log embedded[:memory|:disk:<dir>]] [--control <ip:port>] [--ready-file F]
- *              [--idle-timeout <s>] [--log-key-file F] [--on-log-failure stall|passthrough]
+ *              [--idle-timeout <s>] [--max-flows <n>] [--log-key-file F] [--on-log-failure stall|passthrough]
  *              [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
  *              [--assume-crash-on none|rst] [--no-offload]
  *
@@ -9,7 +9,7 @@
  * every forwarded packet through it; on SIGINT/SIGTERM removes everything it created.
  */
 import { writeFile, rm } from 'node:fs/promises';
-import { parseCli, parseHostPort } from '../args.js';
+import { parseCli, parseHostPort, parseIntFlag } from '../args.js';
 import { UsageError, FtcpError } from '../../util/errors.js';
 import { logger } from '../../util/logger.js';
 import { ipToU32 } from '../../wire/addr.js';
@@ -49,7 +49,11 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
                           unstable is ever acked, clients wait; passthrough: forward unprotected, loudly)
   --control <ip:port>     HTTP status/metrics endpoint (GET /status, /metrics)
   --ready-file <path>     written (JSON) once the gateway forwards; removed at exit
-  --idle-timeout <s>      release connections idle this long (default 7200)
+  --idle-timeout <s>      release half-open (SYN only; at most 180 s) and unprotected connections idle
+                          this long (default 7200); established protected connections are never
+                          released for idleness, however long (bounded by --max-flows)
+  --max-flows <n>         at most n connections tracked (default 100000, ~4 KB each besides their
+                          log); new ones beyond it pass UNPROTECTED, counted (flowsOverCap), logged
   --mtu <n>               TUN MTU (default 1500)
   --no-offload            open the TUN without offloads: every packet at MTU size. By default the TUN
                           has the virtio-net header and TSO4/TSO6/CSUM offloads, so 64 KB super-packets
@@ -78,6 +82,7 @@ export async function run(argv: string[]): Promise<number> {
     control: { type: 'string' },
     'ready-file': { type: 'string' },
     'idle-timeout': { type: 'string', default: '7200' },
+    'max-flows': { type: 'string' },
     mtu: { type: 'string', default: '1500' },
     'stability-trace': { type: 'string' },
     supervisor: { type: 'string' },
@@ -107,6 +112,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const idle = Number(values['idle-timeout']);
   if (!(idle > 0)) throw new UsageError(`--idle-timeout: expected seconds > 0, got '${values['idle-timeout']}'`);
+  const maxFlows = parseIntFlag(values['max-flows'], '--max-flows', 100_000, 1, 100_000_000);
   const mtu = Number(values.mtu);
   if (!Number.isInteger(mtu) || mtu < 576 || mtu > 9000) throw new UsageError(`--mtu: expected 576..9000, got '${values.mtu}'`);
   const control = values.control ? parseHostPort(values.control, '--control') : null;
@@ -168,7 +174,7 @@ export async function run(argv: string[]): Promise<number> {
       });
     }
     gw = new Gateway({
-      tun, services, log, logger, south: { idleTimeoutMs: idle * 1000 },
+      tun, services, log, logger, south: { idleTimeoutMs: idle * 1000, maxFlows },
       // The verdict needs a fresh heartbeat; silence means dead first.
       oracle, crashPolicy, holdMs: 10 * heartbeatMs + 200, minGapMs: Math.min(25, heartbeatMs / 2), onLogFailure, mtu,
     });
