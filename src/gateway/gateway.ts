@@ -335,6 +335,8 @@ export class Gateway {
     for (const [k, v] of Object.entries(this.south.stats)) put(`south_${snake(k)}_total`, `south wrapper ${k}`, 'counter', v as number);
     for (const [k, v] of Object.entries(this.north.stats)) put(`north_${snake(k)}_total`, `north wrapper ${k}`, 'counter', v as number);
     if (this.vnet !== null) for (const [k, v] of Object.entries(this.vnet.stats)) put(`offload_${snake(k)}_total`, `offload ${k}`, 'counter', v as number);
+    const notices = (this.masking.describe().notices ?? {}) as Record<string, unknown>;
+    for (const [k, v] of Object.entries(notices)) if (typeof v === 'number') put(`oracle_${snake(k)}_total`, `supervisor notices: ${k}`, 'counter', v);
     put('recovering', 'connections being masked or rebuilt', 'gauge', this.north.recovering);
     put('connections', 'protected connections in the flow table', 'gauge', this.table.size);
     put('max_flows', 'the flow table bound (--max-flows): new connections beyond it pass unprotected', 'gauge', this.south.limits().maxFlows);

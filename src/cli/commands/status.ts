@@ -59,6 +59,8 @@ export async function run(argv: string[]): Promise<number> {
     `packets: ${st.stats.packets} (protected ${st.stats.protectedPackets}, unprotected tcp ${st.stats.unprotectedTcp}, dropped ${st.stats.dropped})`,
     `south: logged ${st.south.bytesLogged} B, acks lowered ${st.south.acksLowered}, held ${st.south.acksHeld}, released ${st.south.heldReleased}`,
   ];
+  const nt = st.masking?.notices;
+  if (nt) lines.push(`supervisor notices: ${nt.accepted} accepted, ${nt.replayed} replayed, ${nt.forged} forged; crashes heard first: ${nt.superseded} superseded as replays, ${nt.confirmed} confirmed`);
   for (const f of st.flows.slice(0, 20)) {
     lines.push(`  ${f.flow} ${f.state} received=${f.received} stable=${f.stable} complete=${f.complete} sndMax=${f.sndMax} cliAcked=${f.cliAcked}`);
   }

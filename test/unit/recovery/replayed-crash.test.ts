@@ -35,6 +35,9 @@ class TrackerOracle extends FakeOracle {
   override state(service: string): string {
     return this.t.state(service);
   }
+  get counters(): object {
+    return this.t.counters;
+  }
 }
 
 function notice(boot: string, type: NoticeType, seq: number, generation: number, sentAt: number, extra: Partial<Notice> = {}): Buffer {
@@ -78,6 +81,9 @@ describe('a replayed crash notice at a restarted gateway', () => {
       await h.run(c, s);
       expect(c.bytes().equals(outBytes(0, outputFor(700)))).toBe(true);
       expect(c.resets).toBe(0);
+      // the superseded replay is visible in status and metrics
+      expect((h.gw.snapshot().masking as { notices: Record<string, number> }).notices).toMatchObject({ superseded: 1, confirmed: 0 });
+      expect(h.gw.metrics()).toContain('ftcp_oracle_superseded_total 1');
     });
   }
 });
