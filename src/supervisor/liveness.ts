@@ -396,6 +396,11 @@ export class LivenessTracker {
     const supersedes = r.state === 'SUSPECT' && this.supersedes(r, n, now);
 
     r.generation = n.generation;
+    if (supersedes) {
+      // what the replayed crash said is forgotten with it
+      delete r.exitCode;
+      delete r.signal;
+    }
     if (n.pid !== undefined) r.pid = n.pid;
     if (n.type === 'crashed') {
       r.exitCode = n.exitCode;

@@ -456,6 +456,7 @@ describe('a crash heard before the service is anchored (a restarted gateway; iss
     await flush();
     expect(held.v).toBe('alive'); // the FIN was the live application's
     expect(t.info(SVC)).toMatchObject({ state: 'LISTENING', verdict: 'alive', generation: 2 });
+    expect(t.info(SVC).signal).toBeUndefined(); // what the replay said is forgotten
     expect(events.map((e) => e[0])).toEqual(['listening']); // no 'crashed': nothing masked
     expect(t.counters).toMatchObject({ superseded: 1, confirmed: 0 });
     expect(lines.some((l) => String(l.msg).includes('crash notice superseded'))).toBe(true);
