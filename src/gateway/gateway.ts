@@ -370,6 +370,7 @@ export class Gateway {
       logFailure: { policy: this.onLogFailure, failures: this.logFailures, unprotected: this.unprotected.size },
       logMemory: this.logMemory(),
       connections: this.table.size,
+      flowLimits: this.south.limits(),
       stats: { ...this.stats },
       ...(this.vnet !== null ? { offload: this.vnet.describe() } : {}),
       south: { ...this.south.stats },
@@ -409,8 +410,11 @@ export class Gateway {
     for (const [k, v] of Object.entries(this.south.stats)) put(`south_${snake(k)}_total`, `south wrapper ${k}`, 'counter', v as number);
     for (const [k, v] of Object.entries(this.north.stats)) put(`north_${snake(k)}_total`, `north wrapper ${k}`, 'counter', v as number);
     if (this.vnet !== null) for (const [k, v] of Object.entries(this.vnet.stats)) put(`offload_${snake(k)}_total`, `offload ${k}`, 'counter', v as number);
+    const notices = (this.masking.describe().notices ?? {}) as Record<string, unknown>;
+    for (const [k, v] of Object.entries(notices)) if (typeof v === 'number') put(`oracle_${snake(k)}_total`, `supervisor notices: ${k}`, 'counter', v);
     put('recovering', 'connections being masked or rebuilt', 'gauge', this.north.recovering);
     put('connections', 'protected connections in the flow table', 'gauge', this.table.size);
+    put('max_flows', 'the flow table bound (--max-flows): new connections beyond it pass unprotected', 'gauge', this.south.limits().maxFlows);
     lines.push('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');
     for (const [reason, v] of Object.entries(this.dropReasons())) lines.push(`ftcp_drops_total{reason="${reason}"} ${v}`);
     put('log_ok', '1 when the log status is OK', 'gauge', this.log.status() === 'OK' ? 1 : 0);

@@ -140,7 +140,12 @@ export interface LogStore {
    * with 'FTCP_LOG_UNREGISTERED'. An empty list logs everything (the default).
    */
   registerServices(services: Endpoint[]): void;
-  /** Connections idle (no append) longer than this are expired and reported via onStatus. */
+  /**
+   * Connections idle (no append) longer than this are expired and reported via onStatus.
+   * Off unless set. The gateway never sets it: an idle protected connection is still
+   * protected, and its end is the gateway's flow table's to decide (an expiry reported for a
+   * connection still open there makes it go on unprotected, counted: flowsLogExpired).
+   */
   setIdleExpiry(ms: number): void;
   /** Flushes and releases resources. */
   shutdown(): Promise<void>;

@@ -322,7 +322,7 @@ export class NorthWrapper {
     for (const [s, flow] of this.table.flows()) {
       if (s !== svc) continue;
       if (flow.state !== 'ESTABLISHED' && flow.state !== 'CLOSING') continue;
-      if (flow.unprotected) continue; // nothing to rebuild it from: the crash shows, as without ftcp
+      if (flow.unprotected && flow.rec === null) continue; // nothing to rebuild from: it passes as it is
       const port = flow.xlate ? flow.xlate.serverSidePort : flow.clientPort;
       const prev = flow.rec;
       if (prev !== null && prev.phase === 'FAILED') continue;

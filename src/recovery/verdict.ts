@@ -29,6 +29,8 @@ export interface LivenessSource {
   waitVerdict(service: string, timeoutMs: number, settle?: boolean, minGapMs?: number): Promise<Verdict>;
   state(service: string): string;
   on(ev: 'crashed' | 'silent' | 'listening', fn: (service: string) => void): unknown;
+  /** Notice counters (accepted, replayed, superseded crashes, …), shown in status and metrics. */
+  readonly counters?: object;
 }
 
 export class VerdictStats {
@@ -131,7 +133,8 @@ export class CrashMasking {
   }
 
   describe(): Record<string, unknown> {
-    return { oracle: this.oracle !== null, policy: this.policy, ...this.stats };
+    const notices = this.oracle?.counters;
+    return { oracle: this.oracle !== null, policy: this.policy, ...this.stats, ...(notices !== undefined ? { notices } : {}) };
   }
 }
 

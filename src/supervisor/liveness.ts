@@ -19,7 +19,7 @@
  *      ▼                                                                               │
  *   RESTARTING ──────────────── listening, heartbeat(alive, listening) ────────────────┘
  *
- *   ALIVE, LISTENING, CRASHED, RESTARTING, STOPPING ── silence > silenceMs ──▶ SILENT
+ *   ALIVE, LISTENING, SUSPECT, CRASHED, RESTARTING, STOPPING ── silence > silenceMs ──▶ SILENT
  *   SILENT ── heartbeat(alive) ──▶ ALIVE, or LISTENING if listening
  *   any ── stopping ──▶ STOPPING ── stopped ──▶ STOPPED     (any ── stopped ──▶ STOPPED)
  *   LISTENING ── heartbeat(alive, !listening) of a later generation/boot ──▶ RESTARTING
@@ -28,6 +28,15 @@
  *   heartbeat only repairs what lost notices left wrong and never undoes a crash or a stop
  *   of the same incarnation.
  *
+ *   Before the service is anchored (less than confirmMs since its first accepted notice),
+ *   every arrow into CRASHED goes to SUSPECT instead (no event: nothing is masked yet):
+ *
+ *   any ── crashed, heartbeat(!alive), not anchored ──▶ SUSPECT
+ *   SUSPECT ── a notice that supersedes the crash ──▶ what that notice says from UNKNOWN
+ *   SUSPECT ── confirmMs after the first notice, not superseded ──▶ CRASHED ('crashed'), then
+ *              the last notice heard meanwhile applies (a restart: RESTARTING or LISTENING)
+ *   SUSPECT ── stopping/stopped ──▶ STOPPING/STOPPED;  other notices: stays SUSPECT
+ *
  * Verdict (what the gateway does with a held server FIN/RST):
  *   UNKNOWN                      → 'unknown' (never heard: the gateway applies its policy)
  *   ALIVE, LISTENING             → 'alive'   (fresh heartbeats: a FIN is the application's)
@@ -35,6 +44,8 @@
  *                                             connections on purpose, so its FINs must pass)
  *   CRASHED, RESTARTING, SILENT  → 'dead'    (SILENT is only reachable after having heard the
  *                                             supervisor: a host that fell silent may be dead)
+ *   SUSPECT                      → 'dead', but waitVerdict waits: a supersession decides it
+ *                                  from the live notice, else the confirmation or the deadline
  * "Fresh" is enforced by the silence rule: no accepted notice for longer than `silenceMs`
  * moves the service to SILENT (STOPPED and UNKNOWN excepted: a stopped supervisor exits).
  *
@@ -48,16 +59,36 @@
  * clock synchronisation with the gateway: every notice of an old run was sent before the
  * newest notice of the current run, so a recorded old-boot notice is always rejected once the
  * service has been heard. The residual window: right after the gateway itself starts (no
- * history), one recorded notice (of a past run or of the current one) can be accepted, until
- * the live supervisor's next notice (≤ one heartbeat later) supersedes it — unless `maxAgeMs` is set, which also
- * drops notices whose sentAt is further than that from the gateway's clock (use it when the
- * hosts' clocks are synchronised). A supervisor host whose wall clock steps backwards across a
- * supervisor restart is ignored until its clock passes the old newest sentAt (logged).
+ * history), recorded notices (of a past run or of the current one) can be accepted until the
+ * live supervisor's first notice (≤ one heartbeat later). Such a replay is harmless except a
+ * crash, hence the anchoring rule and the SUSPECT state:
+ *   (c) A crash heard before the service is anchored is not acted on (no 'crashed', no
+ *       masking, held FINs keep waiting) until confirmMs after the first notice. A live
+ *       notice arrives within that window, and it supersedes the crash — the crash is then
+ *       dropped as if never heard (counted `superseded`, logged) — when either
+ *         * the crash was delivered late relative to it: (n.sentAt − crash.sentAt) −
+ *           (n.received − crash.received) > confirmMs (two readings of the supervisor host's
+ *           clock against two of ours: no synchronisation needed); a recording made before
+ *           the gateway started is late by its age; or
+ *         * it says the crashed generation is running (same boot and generation, alive or
+ *           listening): a supervisor never does after reporting that generation's crash.
+ *       So a replayed crash of the running generation leaves the service alive, and one of an
+ *       older generation never makes the gateway "rebuild" the connections of the live server.
+ *   (d) Once anchored, every replay recorded before the gateway started is rejected by (a),
+ *       (b) or the seq: the live notices heard since are newer.
+ * The price: a genuine crash in the first confirmMs of a service's history is acted on when
+ * the window ends (a held FIN/RST still resolves 'dead' at its deadline). Not covered: a
+ * recording less than confirmMs old, and replays for a service whose supervisor is not
+ * running (nothing live supersedes them). `maxAgeMs` also drops notices whose sentAt is further
+ * than that from the gateway's clock (use it when the hosts' clocks are synchronised). A
+ * supervisor host whose wall clock steps backwards across a supervisor restart is ignored
+ * until its clock passes the old newest sentAt (logged); one that steps forwards by more than
+ * confirmMs right after a crash heard in the window makes that crash look like a replay.
  */
 import type { Logger } from '../util/logger.js';
 import { decodeNotice, isDecodeError, NOTICE_TYPES, type Notice, type NoticeType } from './messages.js';
 
-export type ServiceState = 'UNKNOWN' | 'ALIVE' | 'CRASHED' | 'RESTARTING' | 'LISTENING' | 'STOPPING' | 'STOPPED' | 'SILENT';
+export type ServiceState = 'UNKNOWN' | 'ALIVE' | 'SUSPECT' | 'CRASHED' | 'RESTARTING' | 'LISTENING' | 'STOPPING' | 'STOPPED' | 'SILENT';
 export type Verdict = 'alive' | 'dead' | 'unknown';
 export type OracleEventName = 'alive' | 'crashed' | 'restarted' | 'listening' | 'stopping' | 'stopped' | 'silent';
 
@@ -89,13 +120,30 @@ export interface LivenessCounters {
   duplicate: number;
   /** Authentic notices about a service this oracle was not told to watch. */
   unknownService: number;
+  /** Crashes heard before the service was anchored that a later notice showed to be replays (never acted on). */
+  superseded: number;
+  /** Crashes heard before the service was anchored and confirmed at the end of the window (acted on then). */
+  confirmed: number;
   /** Accepted notices by type. */
   perType: Record<NoticeType, number>;
 }
 
 export type ReceiveResult = 'accepted' | 'forged' | 'malformed' | 'replayed' | 'duplicate' | 'unknown-service';
 
-export type Input = { kind: 'notice'; notice: Notice; newIncarnation: boolean } | { kind: 'silence' };
+export type Input =
+  | {
+      kind: 'notice';
+      notice: Notice;
+      /** From a later generation or another supervisor run than the last one heard. */
+      newIncarnation: boolean;
+      /** The service was anchored when the notice arrived (default true); see "Replays" above. */
+      anchored?: boolean;
+      /** In SUSPECT: the notice shows the suspected crash notice was a replay (default false). */
+      supersedes?: boolean;
+    }
+  | { kind: 'silence' }
+  /** SUSPECT: the confirmation window ended and nothing superseded the crash. */
+  | { kind: 'confirm' };
 
 export interface LivenessOptions {
   /** Ms clock (monotonic is best). */
@@ -104,6 +152,13 @@ export interface LivenessOptions {
   silenceMs?: number;
   /** Supervisors' heartbeat interval, for the default silenceMs. Default 100. */
   heartbeatMs?: number;
+  /**
+   * The anchoring window, and the tolerance of the replay test (see "Replays"): a crash heard
+   * less than this after a service's first notice waits this long for confirmation (SUSPECT),
+   * and is a replay if a later notice was sent more than this longer after it than it was
+   * received after it. Default silenceMs.
+   */
+  confirmMs?: number;
   /** Only these services ('ip:port') are tracked; others are dropped and counted. Default: all. */
   services?: string[];
   /** Drop notices whose sentAt differs from `wallNow()` by more than this (synchronised clocks only). */
@@ -120,6 +175,7 @@ const RECENT_SEQS = 8;
 
 /** The event emitted on entering each state. */
 const EVENT_OF: Partial<Record<ServiceState, OracleEventName>> = {
+  // SUSPECT has none: nothing is done about a crash until it is confirmed.
   ALIVE: 'alive',
   CRASHED: 'crashed',
   RESTARTING: 'restarted',
@@ -138,6 +194,7 @@ export function verdictOf(state: ServiceState): Verdict {
     case 'STOPPING': // deliberate stop: its FINs pass
     case 'STOPPED':
       return 'alive';
+    case 'SUSPECT': // (waitVerdict waits for the confirmation or the deadline)
     case 'CRASHED':
     case 'RESTARTING':
     case 'SILENT':
@@ -166,6 +223,10 @@ interface ServiceRecord {
   retired: string[];
   maxSentAt: number;
   lastHeard: number;
+  /** Receiver's clock at the first accepted notice (-1: never heard); anchored confirmMs later. */
+  firstHeard: number;
+  /** SUSPECT: the crash notice waiting for confirmation, and the last notice accepted since. */
+  suspect: { boot: string; generation: number; seq: number; sentAt: number; recvAt: number; after: Notice | null } | null;
   pid?: number;
   exitCode?: number;
   signal?: string;
@@ -182,8 +243,22 @@ export function nextState(cur: ServiceState, input: Input): ServiceState {
     // A stopped supervisor exits, and a never-heard one stays unknown.
     return cur === 'UNKNOWN' || cur === 'STOPPED' || cur === 'SILENT' ? cur : 'SILENT';
   }
+  if (input.kind === 'confirm') return cur === 'SUSPECT' ? 'CRASHED' : cur;
   const n = input.notice;
-  const fresh = input.newIncarnation;
+  if (cur === 'SUSPECT') {
+    // A crash heard before the service was anchored: a replay is superseded (the state is
+    // what this notice says, as if the crash had never been heard); a stop always wins;
+    // anything else waits for the confirmation.
+    if (input.supersedes === true) return nextState('UNKNOWN', { ...input, supersedes: false });
+    return n.type === 'stopping' ? 'STOPPING' : n.type === 'stopped' ? 'STOPPED' : 'SUSPECT';
+  }
+  const to = noticeState(cur, n, input.newIncarnation);
+  // Not anchored yet: the crash may be a recorded notice; it is not acted on until confirmed.
+  return to === 'CRASHED' && cur !== 'CRASHED' && input.anchored === false ? 'SUSPECT' : to;
+}
+
+/** nextState's arms for a notice outside SUSPECT (pure). */
+function noticeState(cur: Exclude<ServiceState, 'SUSPECT'>, n: Notice, fresh: boolean): ServiceState {
   switch (n.type) {
     case 'crashed':
       return 'CRASHED';
@@ -228,6 +303,7 @@ export function nextState(cur: ServiceState, input: Input): ServiceState {
 
 export class LivenessTracker {
   readonly silenceMs: number;
+  readonly confirmMs: number;
   readonly counters: LivenessCounters = {
     received: 0,
     accepted: 0,
@@ -236,6 +312,8 @@ export class LivenessTracker {
     replayed: 0,
     duplicate: 0,
     unknownService: 0,
+    superseded: 0,
+    confirmed: 0,
     perType: Object.fromEntries(NOTICE_TYPES.map((t) => [t, 0])) as Record<NoticeType, number>,
   };
   private readonly records = new Map<string, ServiceRecord>();
@@ -250,6 +328,7 @@ export class LivenessTracker {
     this.now = opts.now;
     this.wallNow = opts.wallNow ?? Date.now;
     this.silenceMs = opts.silenceMs ?? 3 * (opts.heartbeatMs ?? 100) + 50;
+    this.confirmMs = opts.confirmMs ?? this.silenceMs;
     this.allowed = opts.services ? new Set(opts.services) : null;
     for (const s of opts.services ?? []) this.record(s);
   }
@@ -307,24 +386,38 @@ export class LivenessTracker {
     r.recentSeqs.push(n.seq);
     if (r.recentSeqs.length > RECENT_SEQS) r.recentSeqs.shift();
     r.maxSentAt = Math.max(r.maxSentAt, n.sentAt);
-    r.lastHeard = this.now();
+    const now = this.now();
+    r.lastHeard = now;
+    if (r.firstHeard < 0) r.firstHeard = now;
     this.counters.accepted++;
     this.counters.perType[n.type]++;
+    if (r.state === 'SUSPECT' && now - r.firstHeard >= this.confirmMs) this.confirm(r, now); // (no tick since the window ended)
+    const anchored = now - r.firstHeard >= this.confirmMs;
+    const supersedes = r.state === 'SUSPECT' && this.supersedes(r, n, now);
 
     r.generation = n.generation;
+    if (supersedes) {
+      // what the replayed crash said is forgotten with it
+      delete r.exitCode;
+      delete r.signal;
+    }
     if (n.pid !== undefined) r.pid = n.pid;
     if (n.type === 'crashed') {
       r.exitCode = n.exitCode;
       r.signal = n.signal;
     }
-    this.step(r, { kind: 'notice', notice: n, newIncarnation }, `${n.type} seq ${n.seq}`);
-    this.settleWaiters(r, newIncarnation, n.type);
+    const before = r.state;
+    this.step(r, { kind: 'notice', notice: n, newIncarnation, anchored, supersedes }, `${n.type} seq ${n.seq}${supersedes ? ' (supersedes the suspected crash)' : ''}`);
+    if (r.state !== 'SUSPECT') r.suspect = null;
+    else if (before !== 'SUSPECT' || supersedes) r.suspect = { boot: n.boot, generation: n.generation, seq: n.seq, sentAt: n.sentAt, recvAt: now, after: null };
+    else r.suspect!.after = n;
+    this.settleWaiters(r, newIncarnation, n.type, supersedes);
     return 'accepted';
   }
 
   /** Applies silence and waiter deadlines as of now(). The oracle calls it on a timer. */
   tick(): void {
-    for (const r of this.records.values()) this.checkSilence(r);
+    for (const r of this.records.values()) this.checkClock(r);
     const now = this.now();
     for (const r of this.records.values()) {
       if (r.waiters.length === 0) continue;
@@ -343,21 +436,21 @@ export class LivenessTracker {
   verdict(service: string): Verdict {
     const r = this.records.get(service);
     if (!r) return 'unknown';
-    this.checkSilence(r);
+    this.checkClock(r);
     return verdictOf(r.state);
   }
 
   state(service: string): ServiceState {
     const r = this.records.get(service);
     if (!r) return 'UNKNOWN';
-    this.checkSilence(r);
+    this.checkClock(r);
     return r.state;
   }
 
   info(service: string): ServiceInfo {
     const r = this.records.get(service);
     if (!r) return { service, state: 'UNKNOWN', verdict: 'unknown', generation: 0, boot: null, lastHeard: -1 };
-    this.checkSilence(r);
+    this.checkClock(r);
     return this.infoOf(r);
   }
 
@@ -382,7 +475,7 @@ export class LivenessTracker {
    */
   waitVerdict(service: string, timeoutMs: number, settle = false, minGapMs = 0): Promise<Verdict> {
     const r = this.record(service);
-    this.checkSilence(r);
+    this.checkClock(r);
     const st = r.state;
     if (st === 'CRASHED' || st === 'RESTARTING' || st === 'SILENT' || st === 'STOPPING' || st === 'STOPPED') {
       return Promise.resolve(verdictOf(st));
@@ -423,6 +516,8 @@ export class LivenessTracker {
         retired: [],
         maxSentAt: -Infinity,
         lastHeard: -1,
+        firstHeard: -1,
+        suspect: null,
         waiters: [],
       };
       this.records.set(service, r);
@@ -445,12 +540,49 @@ export class LivenessTracker {
     return i;
   }
 
-  private checkSilence(r: ServiceRecord): void {
-    if (r.lastHeard < 0 || this.now() - r.lastHeard <= this.silenceMs) return;
+  /** The clock's rules as of now(): a suspected crash confirmed at the end of the window, then silence. */
+  private checkClock(r: ServiceRecord): void {
+    const now = this.now();
+    if (r.state === 'SUSPECT' && now - r.firstHeard >= this.confirmMs) this.confirm(r, now);
+    if (r.lastHeard < 0 || now - r.lastHeard <= this.silenceMs) return;
     if (nextState(r.state, { kind: 'silence' }) === r.state) return;
-    this.step(r, { kind: 'silence' }, `silent for ${this.now() - r.lastHeard} ms > ${this.silenceMs} ms`);
+    this.step(r, { kind: 'silence' }, `silent for ${now - r.lastHeard} ms > ${this.silenceMs} ms`);
+    r.suspect = null;
     const ws = r.waiters.splice(0);
     for (const w of ws) w.resolve(verdictOf(r.state));
+  }
+
+  /**
+   * Whether `n` (accepted in SUSPECT) shows the suspected crash notice was a replay: it was
+   * delivered more than confirmMs later, relative to `n`, than it was sent (both sentAt are
+   * the supervisor host's clock, both receive times ours: no clock synchronisation needed),
+   * or `n` says the crashed generation is running (a supervisor never does after its crash).
+   */
+  private supersedes(r: ServiceRecord, n: Notice, now: number): boolean {
+    const s = r.suspect;
+    if (s === null) return false;
+    const lateMs = n.sentAt - s.sentAt - (now - s.recvAt);
+    const runs = n.boot === s.boot && n.generation === s.generation && (n.type === 'listening' || ((n.type === 'heartbeat' || n.type === 'hello') && n.alive !== false));
+    if (lateMs <= this.confirmMs && !runs) return false;
+    this.counters.superseded++;
+    this.opts.log?.warn(
+      { service: r.service, boot: s.boot, generation: s.generation, seq: s.seq, lateMs, by: { type: n.type, boot: n.boot, generation: n.generation, seq: n.seq } },
+      runs ? 'crash notice superseded: the crashed generation is running (a replayed notice); not acted on' : 'crash notice superseded: it was delivered late (a replayed notice); not acted on',
+    );
+    return true;
+  }
+
+  /** SUSPECT at the end of the window: the crash stands; what was heard since applies now. */
+  private confirm(r: ServiceRecord, now: number): void {
+    const s = r.suspect;
+    this.counters.confirmed++;
+    this.step(r, { kind: 'confirm' }, `crash confirmed: nothing superseded it for ${now - r.firstHeard} ms`);
+    r.suspect = null;
+    for (const w of r.waiters.splice(0)) w.resolve('dead');
+    if (s !== null && s.after !== null) {
+      const a = s.after;
+      this.step(r, { kind: 'notice', notice: a, newIncarnation: a.boot !== s.boot || a.generation > s.generation }, `${a.type} seq ${a.seq}, heard while the crash was suspected`);
+    }
   }
 
   /** THE transition function: computes the next state, logs `from → to`, emits the event. */
@@ -464,8 +596,16 @@ export class LivenessTracker {
     if (ev) this.opts.emit?.(ev, r.service, this.infoOf(r));
   }
 
-  private settleWaiters(r: ServiceRecord, newIncarnation: boolean, type: NoticeType): void {
-    if (r.waiters.length === 0) return;
+  private settleWaiters(r: ServiceRecord, newIncarnation: boolean, type: NoticeType, supersedes: boolean): void {
+    if (r.waiters.length === 0 || r.state === 'SUSPECT') return; // decided at the confirmation, a supersession or the deadline
+    if (supersedes) {
+      // The instance a waiter took as current came from the replay: the live one is this notice's.
+      for (const w of r.waiters) {
+        w.boot = r.boot;
+        w.generation = r.generation;
+      }
+      newIncarnation = false;
+    }
     const ws = r.waiters.splice(0);
     for (const w of ws) {
       const later = w.boot !== null && (w.boot !== r.boot || r.generation > w.generation);

@@ -34,6 +34,8 @@ export interface OracleOptions {
   services?: string[];
   /** See liveness.ts: drop notices whose sentAt is further than this from our wall clock. */
   maxAgeMs?: number;
+  /** See liveness.ts: the anchoring window for crashes heard first (default silenceMs). */
+  confirmMs?: number;
   log?: Logger;
 }
 
@@ -56,6 +58,7 @@ export class LivenessOracle extends EventEmitter<Record<OracleEventName, [string
       heartbeatMs: opts.heartbeatMs,
       services: opts.services,
       maxAgeMs: opts.maxAgeMs,
+      confirmMs: opts.confirmMs,
       log,
       emit: (ev, service, info) => this.emit(ev, service, info),
     });

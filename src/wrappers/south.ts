@@ -35,8 +35,20 @@ export const DROP = 1;
 export type Action = typeof FORWARD | typeof DROP;
 
 export interface SouthOptions {
-  /** A connection with no packet for this long is released (ms). */
+  /**
+   * A half-open (SYN seen, no SYN-ACK) or unprotected connection with no packet for this long
+   * is released (ms); half-open ones after at most `halfOpenTimeoutMs`. An established or
+   * closing protected connection is never released for idleness: it is still a connection
+   * the user asked to protect (the table is bounded by `maxFlows` instead).
+   */
   idleTimeoutMs: number;
+  /** Upper bound of the idle timeout of a half-open connection (ms): a client gives up on a SYN in ~2 min. */
+  halfOpenTimeoutMs: number;
+  /**
+   * At most this many connections in the flow table (~4 KB each, their log aside). A new
+   * connection beyond it is forwarded unprotected: counted (`flowsOverCap`) and logged.
+   */
+  maxFlows: number;
   /** A CLOSED connection is kept this long for late retransmissions (ms). */
   lingerMs: number;
   /** Client bytes kept per connection while the log has not opened it yet. */
@@ -45,6 +57,8 @@ export interface SouthOptions {
 
 export const defaultSouthOptions: SouthOptions = {
   idleTimeoutMs: 2 * 60 * 60 * 1000,
+  halfOpenTimeoutMs: 3 * 60 * 1000,
+  maxFlows: 100_000,
   lingerMs: 5_000,
   maxPendingBytes: 1 << 20,
 };
@@ -62,6 +76,12 @@ export class SouthStats {
   heldReleased = 0;
   finsHeld = 0;
   unknownFlowPackets = 0;
+  /** Client segments (not SYN) of a protected service with no flow: a connection passing unprotected. */
+  unknownMidstream = 0;
+  /** New connections forwarded unprotected because the flow table held maxFlows. */
+  flowsOverCap = 0;
+  /** Connections the log expired (lost) while open here: they go on unprotected. */
+  flowsLogExpired = 0;
   simultaneousOpen = 0;
 }
 
@@ -80,6 +100,9 @@ export class SouthWrapper {
   /** Set while a held FIN/RST is processed again after an 'alive' verdict. */
   private releasing = false;
   private readonly relInfo = new PacketInfoClass();
+  /** Clock of the last over-cap warning (rate-limited); whether unknownMidstream was logged. */
+  private capWarnedAt = -Infinity;
+  private midstreamWarned = false;
 
   constructor(
     private readonly table: FlowTable,
@@ -104,6 +127,10 @@ export class SouthWrapper {
       }
       if (!flow || flow.clientIsn !== p.seq || flow.state === 'CLOSED') {
         if (flow) this.release(svc, flow, 'replaced by a new SYN');
+        if (this.table.size >= this.options.maxFlows) {
+          this.overCap(p);
+          return FORWARD;
+        }
         const options = Buffer.from(buf.subarray(p.optOff, p.optOff + p.optLen));
         flow = new Flow(p.src * 65536 + p.srcPort, p.src, p.srcPort, p.dst, p.dstPort, p.seq, options, this.now());
         flow.clientSynWindow = p.window;
@@ -114,8 +141,17 @@ export class SouthWrapper {
       return FORWARD;
     }
     if (!flow) {
-      // A connection that predates the gateway (or was released): it cannot be protected.
+      // A connection that predates the gateway, was over maxFlows, or was lost by the log: it
+      // cannot be protected (its SYN options and ISNs, which a rebuild needs, are unknown).
       this.stats.unknownFlowPackets++;
+      this.stats.unknownMidstream++;
+      if (!this.midstreamWarned) {
+        this.midstreamWarned = true;
+        this.logger.warn(
+          { client: `${u32ToIp(p.src)}:${p.srcPort}`, service: `${u32ToIp(p.dst)}:${p.dstPort}` },
+          'a connection of a protected service that the gateway does not know passes UNPROTECTED (it predates the gateway, or was over --max-flows); counted in unknownMidstream, logged once',
+        );
+      }
       return FORWARD;
     }
     flow.lastActivity = this.now();
@@ -489,13 +525,35 @@ export class SouthWrapper {
     this.logger.debug({ flow: flow.describe(), why }, 'flow released');
   }
 
-  /** Releases CLOSED flows after the linger time and idle flows after the idle timeout. */
+  /** The flow table's limits, for status and metrics. */
+  limits(): { maxFlows: number; idleTimeoutMs: number; halfOpenTimeoutMs: number } {
+    const o = this.options;
+    return { maxFlows: o.maxFlows, idleTimeoutMs: o.idleTimeoutMs, halfOpenTimeoutMs: Math.min(o.idleTimeoutMs, o.halfOpenTimeoutMs) };
+  }
+
+  /** A SYN when the table is full: the connection goes unprotected, counted, logged (at most every 10 s). */
+  private overCap(p: PacketInfo): void {
+    this.stats.flowsOverCap++;
+    const now = this.now();
+    if (now - this.capWarnedAt < 10_000) return;
+    this.capWarnedAt = now;
+    this.logger.warn(
+      { maxFlows: this.options.maxFlows, client: `${u32ToIp(p.src)}:${p.srcPort}`, overCap: this.stats.flowsOverCap },
+      'flow table full (--max-flows): new connections pass UNPROTECTED (a server crash will break them)',
+    );
+  }
+
+  /**
+   * Releases CLOSED flows after the linger time, and idle half-open and unprotected flows
+   * after the idle timeout. Established and closing protected flows stay however idle.
+   */
   sweep(): void {
     const now = this.now();
+    const halfOpen = Math.min(this.options.idleTimeoutMs, this.options.halfOpenTimeoutMs);
     for (const [svc, flow] of this.table.flows()) {
       if (flow.state === 'CLOSED') {
         if (now - flow.closedAt >= this.options.lingerMs) this.release(svc, flow, 'closed');
-      } else if (now - flow.lastActivity >= this.options.idleTimeoutMs) {
+      } else if (flow.state === 'SYN_SEEN' ? now - flow.lastActivity >= halfOpen : flow.unprotected && now - flow.lastActivity >= this.options.idleTimeoutMs) {
         this.stats.flowsExpired++;
         flow.to('CLOSED', 'idle timeout', this.logger);
         this.release(svc, flow, 'idle timeout');
@@ -503,15 +561,24 @@ export class SouthWrapper {
     }
   }
 
-  /** A connection expired by the log (idle expiry there): forget it here too. */
+  /**
+   * The log expired a connection (it lost its bytes, or an idle expiry was set on the store,
+   * which the gateway never does). One still open here is not forgotten silently: it goes on
+   * unprotected, counted and logged; a closed one is released.
+   */
   onLogExpired(id: number): void {
     const flow = this.table.byLog(id);
     if (!flow) return;
     const svc = this.table.service(flow.serverIp, flow.serverPort);
-    if (svc) {
+    if (!svc) return;
+    if (flow.state === 'CLOSED') {
       this.table.remove(svc, flow);
       this.stats.flowsExpired++;
+      return;
     }
+    this.stats.flowsLogExpired++;
+    this.logger.error({ flow: flow.describe() }, 'the log expired an open connection: it goes on UNPROTECTED (a server crash will break it)');
+    this.unprotect(flow);
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * ftcp gateway --tun <name> --protect <ip:port>[,…] [--steer <if>[,<if>]] [--table N]
  *              [--log embedded[:memory|:disk:<dir>]] [--control <ip:port>] [--ready-file F]
- *              [--idle-timeout <s>] [--log-key-file F] [--on-log-failure stall|passthrough]
+ *              [--idle-timeout <s>] [--max-flows <n>] [--log-key-file F] [--on-log-failure stall|passthrough]
  *              [--log-budget <size|N%>] [--log-conn-bound <size>]
  *              [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
  *              [--assume-crash-on none|rst] [--no-offload]
@@ -60,7 +60,11 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
                           (ftcp status, ftcp_unprotected_total); a server crash then breaks it
   --control <ip:port>     HTTP status/metrics endpoint (GET /status, /metrics)
   --ready-file <path>     written (JSON) once the gateway forwards; removed at exit
-  --idle-timeout <s>      release connections idle this long, at most 2592000 (30 days) (default 7200)
+  --idle-timeout <s>      idle timeout, at most 2592000 (30 days) (default 7200): releases half-open (SYN
+                          only; at most 180 s) and unprotected connections idle this long; established
+                          protected connections are never released for idleness (bounded by --max-flows)
+  --max-flows <n>         at most n connections tracked (default 100000, ~4 KB each besides their
+                          log); new ones beyond it pass UNPROTECTED, counted (flowsOverCap), logged
   --mtu <n>               TUN MTU, 576..9000 (default 1500)
   --no-offload            open the TUN without offloads: every packet at MTU size. By default the TUN
                           has the virtio-net header and TSO4/TSO6/CSUM offloads, so 64 KB super-packets
@@ -89,6 +93,7 @@ export async function run(argv: string[]): Promise<number> {
     control: { type: 'string' },
     'ready-file': { type: 'string' },
     'idle-timeout': { type: 'string', default: '7200' },
+    'max-flows': { type: 'string' },
     mtu: { type: 'string', default: '1500' },
     'stability-trace': { type: 'string' },
     supervisor: { type: 'string' },
@@ -119,6 +124,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError(`--table: ${table} is a kernel table (default, main, local): give a free routing table number`);
   }
   const idle = parseNumberFlag(values['idle-timeout'], '--idle-timeout', { dflt: 7200, min: 0.001, max: MAX_IDLE_TIMEOUT_S, integer: false, unit: 's (30 days)' });
+  const maxFlows = parseNumberFlag(values['max-flows'], '--max-flows', { dflt: 100_000, min: 1, max: 100_000_000 });
   const mtu = parseNumberFlag(values.mtu, '--mtu', { dflt: 1500, min: 576, max: 9000 });
   const control = values.control ? parseHostPort(values.control, '--control') : null;
   const steer = values.steer ? values.steer.split(',').filter(Boolean) : [];
@@ -191,7 +197,7 @@ export async function run(argv: string[]): Promise<number> {
       });
     }
     gw = new Gateway({
-      tun, services, log, logger, south: { idleTimeoutMs: idle * 1000 },
+      tun, services, log, logger, south: { idleTimeoutMs: idle * 1000, maxFlows },
       // The verdict needs a fresh heartbeat; silence means dead first.
       oracle, crashPolicy, holdMs: 10 * heartbeatMs + 200, minGapMs: Math.min(25, heartbeatMs / 2), onLogFailure, mtu,
     });

@@ -54,7 +54,8 @@ export async function run(argv: string[]): Promise<number> {
   const lines = [
     `tun ${st.tun}  log ${st.log}  up ${(st.uptimeMs / 1000).toFixed(0)} s`,
     `services: ${st.services.join(', ')}`,
-    `connections: ${st.connections}`,
+    `connections: ${st.connections}${st.flowLimits ? ` of at most ${st.flowLimits.maxFlows} (--max-flows)` : ''}` +
+      `; unprotected: ${st.south.flowsOverCap ?? 0} over the cap, ${st.south.flowsLogExpired ?? 0} expired by the log, ${st.south.unknownMidstream ?? 0} segments of unknown connections`,
     `packets: ${st.stats.packets} (protected ${st.stats.protectedPackets}, unprotected tcp ${st.stats.unprotectedTcp}, dropped ${st.stats.dropped})`,
     `south: logged ${st.south.bytesLogged} B, acks lowered ${st.south.acksLowered}, held ${st.south.acksHeld}, released ${st.south.heldReleased}`,
   ];
@@ -73,6 +74,8 @@ export async function run(argv: string[]): Promise<number> {
     );
   }
   if (st.logFailure) lines.push(`log failure policy: ${st.logFailure.policy} (failures ${st.logFailure.failures}, unprotected ${st.logFailure.unprotected})`);
+  const nt = st.masking?.notices;
+  if (nt) lines.push(`supervisor notices: ${nt.accepted} accepted, ${nt.replayed} replayed, ${nt.forged} forged; crashes heard first: ${nt.superseded} superseded as replays, ${nt.confirmed} confirmed`);
   for (const f of st.flows.slice(0, 20)) {
     lines.push(`  ${f.flow} ${f.state}${f.unprotected ? ' UNPROTECTED' : ''} received=${f.received} stable=${f.stable} complete=${f.complete} sndMax=${f.sndMax} cliAcked=${f.cliAcked}`);
   }

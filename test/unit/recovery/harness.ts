@@ -20,6 +20,7 @@ import { Gateway } from '../../../src/gateway/gateway.js';
 import type { Flow } from '../../../src/flow/flow.js';
 import type { Service } from '../../../src/flow/table.js';
 import type { NorthOptions } from '../../../src/recovery/rebuild.js';
+import type { SouthOptions } from '../../../src/wrappers/south.js';
 import type { CrashPolicy, LivenessSource, Verdict } from '../../../src/recovery/verdict.js';
 import { ManualLog } from '../../support/manual-log.js';
 import { emitTcpPacket, parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
@@ -111,6 +112,8 @@ export interface HarnessOptions {
   crashPolicy?: CrashPolicy;
   holdMs?: number;
   north?: Partial<NorthOptions>;
+  /** South wrapper options over the harness's (linger 100 ms, idle timeout 600 s). */
+  south?: Partial<SouthOptions>;
   /** Stabilize everything appended at the start of each routing round (default true). */
   autoStable?: boolean;
 }
@@ -136,7 +139,7 @@ export class Harness {
       log: this.log,
       logger: pino({ level: 'silent' }),
       now: () => this.now,
-      south: { lingerMs: 100, idleTimeoutMs: 600_000 },
+      south: { lingerMs: 100, idleTimeoutMs: 600_000, ...o.south },
       oracle: this.oracle,
       crashPolicy: o.crashPolicy ?? 'none',
       holdMs: o.holdMs ?? 300,

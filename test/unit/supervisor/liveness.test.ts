@@ -46,6 +46,9 @@ class Sup {
   }
 }
 
+/** Crashes acted on at once, as for a service heard for longer than the anchoring window (tested on its own below). */
+const ANCHORED: Partial<LivenessOptions> = { confirmMs: 0 };
+
 function setup(opts: Partial<LivenessOptions> = {}) {
   const clock = new Clock();
   const events: Array<[OracleEventName, string, ServiceInfo]> = [];
@@ -65,7 +68,7 @@ const flush = () => new Promise<void>((r) => setImmediate(r));
 
 describe('state transitions, one per notice', () => {
   it('hello → ALIVE → listening → LISTENING → crashed → CRASHED → restarted → RESTARTING → listening → LISTENING → stopping → stopped', () => {
-    const { t, events, lines } = setup();
+    const { t, events, lines } = setup(ANCHORED);
     const s = new Sup();
     const steps: Array<[NoticeType, Partial<Notice>, ServiceState, Verdict, OracleEventName]> = [
       ['hello', { alive: true, pid: 100 }, 'ALIVE', 'alive', 'alive'],
@@ -107,7 +110,7 @@ describe('state transitions, one per notice', () => {
 
   it('crashed with an exit code, from any live state', () => {
     for (const first of ['hello', 'listening', 'restarted'] as const) {
-      const { t } = setup();
+      const { t } = setup(ANCHORED);
       const s = new Sup();
       t.receive(s.buf(first, { alive: true }));
       t.receive(s.buf('crashed', { exitCode: 2 }));
@@ -174,7 +177,7 @@ describe('drops', () => {
   });
 
   it('repeated copies are duplicates; an old seq of the same boot is a replay', () => {
-    const { t } = setup();
+    const { t } = setup(ANCHORED);
     const s = new Sup();
     const crashed = s.buf('crashed', { exitCode: 1 });
     expect(t.receive(crashed)).toBe('accepted');
@@ -283,7 +286,7 @@ describe('silence', () => {
 
 describe('waitVerdict', () => {
   it('resolves at once when the state decides it', async () => {
-    const { t } = setup();
+    const { t } = setup(ANCHORED);
     const s = new Sup();
     t.receive(s.buf('crashed', { exitCode: 1 }));
     expect(await t.waitVerdict(SVC, 10_000)).toBe('dead');
@@ -296,7 +299,7 @@ describe('waitVerdict', () => {
   });
 
   it('while alive, waits for the next notice: a crash → dead', async () => {
-    const { t } = setup();
+    const { t } = setup(ANCHORED);
     const s = new Sup();
     t.receive(s.buf('listening'));
     const w = watch(t.waitVerdict(SVC, 300));
@@ -335,7 +338,7 @@ describe('waitVerdict', () => {
   });
 
   it('settle: a heartbeat saying not alive (a zombie not yet reaped) → dead; a crash during the gap → dead', async () => {
-    const { t, clock } = setup();
+    const { t, clock } = setup(ANCHORED);
     const s = new Sup();
     t.receive(s.buf('listening'));
     const w1 = watch(t.waitVerdict(SVC, 1000, true, 25));
@@ -416,5 +419,154 @@ describe('waitVerdict', () => {
     t.flushWaiters();
     await flush();
     expect(w.v).toBe('unknown');
+  });
+});
+
+describe('a crash heard before the service is anchored (a restarted gateway; issue 10, item 7)', () => {
+  /** A live supervisor run whose notices were recorded a minute ago (seq ~10), now at seq ~700. */
+  function recorded(type: NoticeType, generation: number, extra: Partial<Notice> = {}) {
+    const live = new Sup();
+    live.generation = generation;
+    live.seq = 9;
+    const now = live.sentAt;
+    live.sentAt = now - 60_000;
+    const old = live.buf(type, extra);
+    live.seq = 700;
+    live.sentAt = now;
+    return { live, old };
+  }
+
+  it('a replayed crash of the running generation: superseded by the first live heartbeat, never acted on', async () => {
+    const { t, clock, events, lines } = setup();
+    const { live, old } = recorded('crashed', 2, { signal: 'SIGKILL' });
+    live.generation = 2;
+    expect(t.receive(old)).toBe('accepted');
+    expect(t.state(SVC)).toBe('SUSPECT');
+    const held = watch(t.waitVerdict(SVC, 1000, true, 25)); // a server FIN held meanwhile
+    await flush();
+    expect(held.v).toBeNull();
+    clock.advance(60);
+    expect(t.receive(live.buf('heartbeat', { alive: true, listening: true }))).toBe('accepted');
+    expect(t.state(SVC)).toBe('LISTENING');
+    for (let i = 0; i < 10; i++) {
+      clock.advance(100);
+      t.receive(live.buf('heartbeat', { alive: true, listening: true }));
+      t.tick();
+    }
+    await flush();
+    expect(held.v).toBe('alive'); // the FIN was the live application's
+    expect(t.info(SVC)).toMatchObject({ state: 'LISTENING', verdict: 'alive', generation: 2 });
+    expect(t.info(SVC).signal).toBeUndefined(); // what the replay said is forgotten
+    expect(events.map((e) => e[0])).toEqual(['listening']); // no 'crashed': nothing masked
+    expect(t.counters).toMatchObject({ superseded: 1, confirmed: 0 });
+    expect(lines.some((l) => String(l.msg).includes('crash notice superseded'))).toBe(true);
+  });
+
+  it('a replayed crash of an older generation: the next heartbeat does not read as a restart (no crashed, no rebuild)', () => {
+    const { t, clock, events } = setup();
+    const { live, old } = recorded('crashed', 1, { exitCode: 1 });
+    live.generation = 2;
+    expect(t.receive(old)).toBe('accepted');
+    clock.advance(80);
+    expect(t.receive(live.buf('heartbeat', { alive: true, listening: true }))).toBe('accepted');
+    for (let i = 0; i < 10; i++) {
+      clock.advance(100);
+      t.receive(live.buf('heartbeat', { alive: true, listening: true }));
+      t.tick();
+    }
+    expect(t.info(SVC)).toMatchObject({ state: 'LISTENING', generation: 2 });
+    expect(events.map((e) => e[0])).toEqual(['listening']);
+    expect(t.counters.superseded).toBe(1);
+  });
+
+  it('a replayed crash and notices after it, of an old supervisor run: superseded by the live run', () => {
+    const { t, clock, events } = setup();
+    const oldRun = new Sup();
+    oldRun.sentAt -= 3_600_000;
+    const replays = [oldRun.buf('crashed', { signal: 'SIGSEGV' }), oldRun.buf('heartbeat', { alive: false, listening: false })];
+    for (const b of replays) expect(t.receive(b)).toBe('accepted');
+    expect(t.state(SVC)).toBe('SUSPECT');
+    const live = new Sup();
+    live.generation = 3;
+    clock.advance(90);
+    expect(t.receive(live.buf('heartbeat', { alive: true, listening: true }))).toBe('accepted');
+    for (let i = 0; i < 10; i++) {
+      clock.advance(100);
+      t.receive(live.buf('heartbeat', { alive: true, listening: true }));
+      t.tick();
+    }
+    expect(t.state(SVC)).toBe('LISTENING');
+    expect(events.map((e) => e[0])).toEqual(['listening']);
+    // and the old run's notices are rejected from now on
+    expect(t.receive(replays[0]!)).toBe('replayed');
+  });
+
+  it('a genuine crash in the window is confirmed when it ends, with the restart heard meanwhile applied', async () => {
+    const { t, clock, events, lines } = setup(); // confirmMs = silenceMs = 350
+    const s = new Sup();
+    t.receive(s.buf('hello', { alive: true }));
+    t.receive(s.buf('listening'));
+    clock.advance(100);
+    t.receive(s.buf('crashed', { signal: 'SIGKILL' }));
+    expect(t.state(SVC)).toBe('SUSPECT');
+    expect(t.verdict(SVC)).toBe('dead');
+    const held = watch(t.waitVerdict(SVC, 1000, true, 25));
+    clock.advance(100);
+    t.receive(s.buf('heartbeat', { alive: false, listening: false }));
+    s.generation++;
+    clock.advance(50);
+    t.receive(s.buf('restarted', { alive: true }));
+    expect(t.state(SVC)).toBe('SUSPECT');
+    await flush();
+    expect(held.v).toBeNull();
+    clock.advance(100); // 350 ms after the first notice
+    t.tick();
+    await flush();
+    expect(held.v).toBe('dead');
+    expect(t.info(SVC)).toMatchObject({ state: 'RESTARTING', generation: 2 });
+    expect(events.map((e) => e[0])).toEqual(['alive', 'listening', 'crashed', 'restarted']);
+    expect(t.counters).toMatchObject({ confirmed: 1, superseded: 0 });
+    const trans = lines.filter((l) => typeof l.msg === 'string' && (l.msg as string).includes('→'));
+    expect(trans.map((l) => `${l.from}→${l.to}`)).toEqual(['UNKNOWN→ALIVE', 'ALIVE→LISTENING', 'LISTENING→SUSPECT', 'SUSPECT→CRASHED', 'CRASHED→RESTARTING']);
+    t.receive(s.buf('listening'));
+    expect(events.at(-1)?.[0]).toBe('listening');
+  });
+
+  it('a held FIN during the window resolves dead at its deadline when nothing supersedes the crash', async () => {
+    const { t, clock } = setup({ confirmMs: 1000 });
+    const s = new Sup();
+    t.receive(s.buf('crashed', { signal: 'SIGKILL' }));
+    const held = watch(t.waitVerdict(SVC, 200, true, 25));
+    clock.advance(200);
+    t.tick();
+    await flush();
+    expect(held.v).toBe('dead');
+    expect(t.state(SVC)).toBe('SUSPECT');
+  });
+
+  it('once anchored, a crash is acted on at once', () => {
+    const { t, clock, events } = setup();
+    const s = new Sup();
+    t.receive(s.buf('listening'));
+    clock.advance(350);
+    t.receive(s.buf('heartbeat', { alive: true, listening: true }));
+    t.receive(s.buf('crashed', { signal: 'SIGKILL' }));
+    expect(t.state(SVC)).toBe('CRASHED');
+    expect(events.map((e) => e[0])).toEqual(['listening', 'crashed']);
+  });
+
+  it('pure nextState: SUSPECT arrows', () => {
+    const n = (type: NoticeType, extra: Partial<Notice> = {}) => new Sup().make(type, extra);
+    const at = (anchored: boolean, supersedes = false, newIncarnation = false) => ({ anchored, supersedes, newIncarnation });
+    expect(nextState('LISTENING', { kind: 'notice', notice: n('crashed'), ...at(false) })).toBe('SUSPECT');
+    expect(nextState('UNKNOWN', { kind: 'notice', notice: n('heartbeat', { alive: false }), ...at(false) })).toBe('SUSPECT');
+    expect(nextState('LISTENING', { kind: 'notice', notice: n('crashed'), ...at(true) })).toBe('CRASHED');
+    expect(nextState('SUSPECT', { kind: 'notice', notice: n('restarted'), ...at(false) })).toBe('SUSPECT');
+    expect(nextState('SUSPECT', { kind: 'notice', notice: n('heartbeat', { alive: true, listening: true }), ...at(false, true, true) })).toBe('LISTENING');
+    expect(nextState('SUSPECT', { kind: 'notice', notice: n('crashed'), ...at(false, true) })).toBe('SUSPECT');
+    expect(nextState('SUSPECT', { kind: 'notice', notice: n('stopping'), ...at(false) })).toBe('STOPPING');
+    expect(nextState('SUSPECT', { kind: 'confirm' })).toBe('CRASHED');
+    expect(nextState('SUSPECT', { kind: 'silence' })).toBe('SILENT');
+    expect(verdictOf('SUSPECT')).toBe('dead');
   });
 });

@@ -82,6 +82,26 @@ describe('LivenessOracle', () => {
     expect(o.verdict(SVC)).toBe('dead');
   });
 
+  it('a recorded crash replayed to a just-started oracle is superseded by the live heartbeat (same and previous generation)', async () => {
+    for (const crashedGeneration of [2, 1]) {
+      const { o, send } = await setup({ heartbeatMs: 50 });
+      const events: string[] = [];
+      for (const ev of ['crashed', 'listening', 'restarted', 'silent'] as const) o.on(ev, () => events.push(ev));
+      // recorded a minute ago from this very supervisor run (seq 1); the live run is at generation 2
+      await send('crashed', { generation: crashedGeneration, signal: 'SIGKILL', sentAt: Date.now() - 60_000 });
+      await until(() => o.state(SVC) === 'SUSPECT', 2000);
+      await send('heartbeat', { generation: 2, alive: true, listening: true, seq: 500 });
+      await until(() => o.state(SVC) === 'LISTENING', 2000);
+      for (let i = 0; i < 6; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        await send('heartbeat', { generation: 2, alive: true, listening: true, seq: 501 + i });
+      }
+      expect(o.state(SVC)).toBe('LISTENING');
+      expect(events).toEqual(['listening']);
+      expect(o.counters).toMatchObject({ superseded: 1, confirmed: 0 });
+    }
+  });
+
   it('close() resolves pending waiters and is idempotent', async () => {
     const { o } = await setup();
     const p = o.waitVerdict(SVC, 60_000);

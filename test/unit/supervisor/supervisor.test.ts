@@ -198,10 +198,13 @@ describe('Supervisor', () => {
   });
 
   it('an unstartable command: crashed (127) and exit 1 without retrying', async () => {
-    const { sup, oracle, service } = await rig([], { command: '/nonexistent/ftcp-no-such-program', args: [] });
+    const { sup, oracle, service, events } = await rig([], { command: '/nonexistent/ftcp-no-such-program', args: [] });
     expect(await sup.run()).toBe(1);
-    await waitFor(() => oracle.state(service) === 'CRASHED', 1000, 'CRASHED');
-    expect(oracle.info(service)).toMatchObject({ exitCode: 127, generation: 1 });
+    // The crash is the service's first notice: confirmed at the end of the anchoring window
+    // (nothing superseded it), by when the supervisor, gone, is also silent.
+    await waitFor(() => oracle.counters.confirmed === 1, 1000, 'the crash confirmed');
+    expect(oracle.info(service)).toMatchObject({ verdict: 'dead', exitCode: 127, generation: 1 });
+    expect(events.map((e) => e[0])).toContain('crashed');
     expect(oracle.counters.perType.restarted).toBe(0);
   });
 
