@@ -62,6 +62,8 @@ export class GatewayStats {
   writeShort = 0;
   emitted = 0;
   icmpSuppressed = 0;
+  /** Exceptions caught on a packet path, an upcall or a timer (each dropped its packet or event). */
+  internalErrors = 0;
 }
 
 export class Gateway {
@@ -137,9 +139,9 @@ export class Gateway {
 
   start(): void {
     this.log.registerServices(this.table.allServices().map((s) => ({ addr: u32ToIp(s.ip), port: s.port })));
-    this.log.onStable((id, stable) => this.south.onStable(id, stable));
-    this.log.onBound?.((id, bound, held) => this.overBound(id, bound, held));
-    this.log.onStatus((status, detail) => {
+    this.log.onStable((id, stable) => this.guard('stable', () => this.south.onStable(id, stable)));
+    this.log.onBound?.((id, bound, held) => this.guard('bound', () => this.overBound(id, bound, held)));
+    this.log.onStatus((status, detail) => this.guard('status', () => {
       if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);
       else this.logger.warn({ status, detail }, 'log status');
       if (status === 'FAILED' && detail?.expired === undefined) this.logFailed(status);
@@ -147,17 +149,17 @@ export class Gateway {
         this.south.passthrough = false; // new connections are protected again
         this.logger.warn({ status }, 'log back: new connections are protected again');
       }
-    });
+    }));
     this.tun.start((b) => this.onBatch(b));
-    this.sweepTimer = setInterval(() => this.south.sweep(), this.sweepMs);
+    this.sweepTimer = setInterval(() => this.guard('sweep', () => this.south.sweep()), this.sweepMs);
     this.sweepTimer.unref();
-    this.recoveryTimer = setInterval(() => {
+    this.recoveryTimer = setInterval(() => this.guard('recovery tick', () => {
       if (this.north.recovering === 0) return;
       for (const svc of this.table.allServices()) {
         if (this.north.isDown(svc) && this.masking.serviceListening(svc)) this.north.listening(svc);
       }
       this.north.tick();
-    }, 10);
+    }), 10);
     this.recoveryTimer.unref();
   }
 
@@ -292,6 +294,35 @@ export class Gateway {
    * protected service (the wrappers may have rewritten it).
    */
   route(buf: Buffer, off: number, len: number): boolean {
+    try {
+      return this.routeOne(buf, off, len);
+    } catch (err) {
+      // Total: an internal error on one packet drops that packet, counted and logged (the
+      // first few with the packet's bytes); the TUN keeps being read (DESIGN.md §7a).
+      this.internalError('packet', err, buf.subarray(off, off + Math.min(len, 256)));
+      this.lastProtected = false;
+      return false;
+    }
+  }
+
+  /** Counts an exception caught on a packet path or timer; logs the first 10 and then every 1000th. */
+  internalError(where: string, err: unknown, pkt?: Buffer): void {
+    const n = ++this.stats.internalErrors;
+    if (n <= 10 || n % 1000 === 0) {
+      this.logger.error({ where, count: n, err: (err as Error)?.stack ?? String(err), ...(pkt ? { packet: pkt.toString('hex') } : {}) }, 'internal error: the packet or event is dropped, the gateway goes on');
+    }
+  }
+
+  /** Runs an upcall or timer body; an exception in it is counted and logged, never thrown. */
+  private guard(where: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.internalError(where, err);
+    }
+  }
+
+  private routeOne(buf: Buffer, off: number, len: number): boolean {
     const info = this.info;
     const table = this.table;
     const south = this.south;

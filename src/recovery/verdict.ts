@@ -105,8 +105,13 @@ export class CrashMasking {
     if (flow.verdictHold !== null) {
       // A retransmission of a held segment is dropped: released twice, the second copy would
       // reach a client already in TIME_WAIT, whose ACK the closed server answers with a RST.
-      const l4 = p.l4Off - p.ipOff;
-      const dup = flow.verdictHold.some((h) => h.readUInt32BE(l4 + 4) === p.seq && h[l4 + 13] === p.flags && h.length === p.totalLen);
+      // Each held copy read at its own header length (a copy is a whole IP packet; a new
+      // segment with IP options has another one: reading a held copy at the new segment's
+      // offsets ran past its end and threw in the TUN reader, issue 11 item 1).
+      const dup = flow.verdictHold.some((h) => {
+        const l4 = (h[0]! & 0x0f) * 4;
+        return h.length === p.totalLen && h.length >= l4 + 20 && h.readUInt32BE(l4 + 4) === p.seq && h[l4 + 13] === p.flags;
+      });
       if (!dup && flow.verdictHold.length < 8) flow.verdictHold.push(Buffer.from(buf.subarray(p.ipOff, p.ipOff + p.totalLen)));
       else this.stats.heldDuplicates++;
       return true;

@@ -231,3 +231,54 @@ describe('without an oracle', () => {
     expect(h.gw.north.timelines[0]!.reason).toMatch(/policy/);
   });
 });
+
+/** `pkt` (an IPv4 packet without options) with `optWords` 32-bit words of IP option 01 (NOP) added. */
+function withIpOptions(pkt: Buffer, optWords: number): Buffer {
+  const ihl = (pkt[0]! & 0x0f) * 4;
+  const out = Buffer.concat([pkt.subarray(0, ihl), Buffer.alloc(optWords * 4, 1), pkt.subarray(ihl)]);
+  out[0] = 0x40 | ((ihl / 4 + optWords) & 0x0f);
+  out.writeUInt16BE(out.length, 2);
+  out.writeUInt16BE(0, 10);
+  let sum = 0;
+  for (let i = 0; i < (out[0]! & 0x0f) * 4; i += 2) sum += out.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  out.writeUInt16BE(~sum & 0xffff, 10);
+  return out;
+}
+
+describe('hostile input while a FIN is held (issue 11 item 1)', () => {
+  it('a second server FIN with 40 bytes of IP options is held beside the first: no exception, the TUN still read', async () => {
+    const o = new FakeOracle();
+    const { h, c, s } = await world(o, 'none', 250);
+    const fin = s.fin();
+    expect(h.send(fin)).toHaveLength(0);
+    // The same FIN with IHL 15: reading the held copy at this packet's offsets ran past its end.
+    const evil = withIpOptions(fin, 10);
+    expect((evil[0]! & 0x0f)).toBe(15);
+    expect(() => h.send(evil)).not.toThrow();
+    expect(h.gw.stats.internalErrors).toBe(0);
+    expect(h.flow().verdictHold).toHaveLength(2);
+    // The gateway goes on: client data still flows.
+    h.tun.inject(...c.write(100)).flush();
+    await h.run(c, s);
+    expect(s.bytes().length).toBe(600);
+  });
+
+  it('an exception inside a wrapper drops that packet, counted and logged, and the next packets pass', async () => {
+    const { h, c, s } = await world(null);
+    const real = h.gw.south.fromClient.bind(h.gw.south);
+    let boom = true;
+    h.gw.south.fromClient = (...a: Parameters<typeof real>) => {
+      if (boom) throw new RangeError('injected');
+      return real(...a);
+    };
+    const segs = c.write(100);
+    expect(h.send(...segs)).toHaveLength(0);
+    expect(h.gw.stats.internalErrors).toBe(segs.length);
+    boom = false;
+    h.tun.inject(...segs).flush();
+    await h.run(c, s);
+    expect(s.bytes().length).toBe(600);
+    expect(h.gw.metrics()).toContain(`ftcp_gateway_internal_errors_total ${segs.length}`);
+  });
+});
