@@ -14,15 +14,16 @@
  * no ack beyond the stable point; the gateway has no connection left in recovery.
  *
  * Each case prints one line of figures (progress at the kill, recovery timeline, gateway
- * counters; on a hang, the stuck connections' phases). FTCP_REAL_KEEP=<dir> keeps the captures.
+ * counters; on a hang, the stuck connections' phases). FTCP_REAL_KEEP=<dir> keeps the captures,
+ * the stability trace, the gateway's and the supervisor's logs.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { once } from 'node:events';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ADDRESSES, REPO_ROOT, labDown, labUp, listLeftovers, randomLabName, spawnIn } from '../../src/lab/index.js';
+import { ADDRESSES, REPO_ROOT, labDown, labStateDir, labUp, listLeftovers, randomLabName, spawnIn } from '../../src/lab/index.js';
 import { gatewayStatus, startCapture, startSupervisedProgram, stopProcess, type SupervisedServer } from '../../src/lab/procs.js';
 import { memcachedArgv, prepareNginx } from '../../src/lab/realservers.js';
 import { inspectCapture, type ConnectionReport } from '../../src/inspect/inspect.js';
@@ -166,6 +167,12 @@ async function crashRun(o: {
     if (client && client.exitCode === null && client.signalCode === null) client.kill('SIGKILL');
     for (const c of captures) await c.stop().catch(() => {});
     if (server) await stopProcess(server.child).catch(() => {});
+    if (process.env.FTCP_REAL_KEEP) {
+      const keep = path.join(process.env.FTCP_REAL_KEEP, `${o.comm}-${lab}`);
+      await mkdir(keep, { recursive: true });
+      await copyFile(path.join(labStateDir(lab), 'gateway.log'), path.join(keep, 'gateway.log')).catch(() => {});
+      if (server) await writeFile(path.join(keep, 'supervise.log'), server.output()).catch(() => {});
+    }
     await labDown(lab);
     await rm(work, { recursive: true, force: true });
     expect(await listLeftovers(lab)).toEqual([]);
