@@ -58,6 +58,8 @@ interface CrashRun {
   /** A status snapshot taken while the client was still running near its deadline (a hang). */
   hangStatus: { recovering: Record<string, number>; north: Record<string, number> } | null;
   north: Record<string, number>;
+  /** The FIN/RST verdict hold's counters (held, releasedAlive, suppressed, ...). */
+  masking: Record<string, unknown>;
   recovery: Array<Record<string, number | string>>;
 }
 
@@ -161,6 +163,7 @@ async function crashRun(o: {
       stuck: (st.flows ?? []).filter((f: { recovering: string | null }) => f.recovering !== null),
       hangStatus,
       north: st.north ?? {},
+      masking: st.masking ?? {},
       recovery: st.recovery ?? [],
     };
     console.log(`${o.comm} (${lab}): ${describeRun(run)}`);
@@ -193,6 +196,7 @@ function describeRun(r: CrashRun): string {
     `killed ${r.killedComm} pid ${r.killedPid} at ${r.killedAt ? `${r.killedAt.ops}/${r.killedAt.of} answers, ${(r.killedAt.bytes / 1e6).toFixed(1)} MB` : 'never'}`,
     `client capture: ${r.rstToClient} RST, ${r.icmpToClient} ICMP, ${r.earlyServerFins} early server FIN, verdicts ${JSON.stringify(verdicts)}, ${r.ackViolations}/${r.acksChecked} acks beyond stable`,
     `gateway: ${r.stuck.length} still recovering${r.stuck.length ? ` ${JSON.stringify(r.stuck.map((f) => f.recovering))}` : ''}; handshakes ${n.handshakes ?? 0}, replay ${((n.replayBytes ?? 0) / 1e6).toFixed(2)} MB (${n.replayRetransmits ?? 0} retransmits), absorbed ${((n.absorbedBytes ?? 0) / 1e6).toFixed(2)} MB, rebuildFailed ${n.rebuildFailed ?? 0}`,
+    `FIN/RST hold ${JSON.stringify(r.masking)}`,
     `recovery ${JSON.stringify(r.recovery.map((t) => ({ conns: t.connections, failed: t.failed, replayDoneMs: Number(t.replayDoneAt) > 0 ? Number(t.replayDoneAt) - Number(t.listeningAt) : -1, caughtUpMs: Number(t.caughtUpAt) > 0 ? Number(t.caughtUpAt) - Number(t.listeningAt) : -1 })))}`,
     ...(r.hangStatus ? [`near the deadline: recovering ${JSON.stringify(r.hangStatus.recovering)}`] : []),
   ].join('\n  ');
