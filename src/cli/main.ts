@@ -16,6 +16,7 @@ const commands: Record<string, Command> = {
   supervise: { summary: 'run a server program and report its liveness to the gateway', load: () => import('./commands/supervise.js') },
   'demo-server': { summary: 'deterministic demo servers (upload, download, echo, kv)', load: () => import('./commands/demo-server.js') },
   'demo-client': { summary: 'clients for the demo servers, with digests', load: () => import('./commands/demo-client.js') },
+  'real-client': { summary: 'checking clients for real servers (memcached, HTTP keep-alive)', load: () => import('./commands/real-client.js') },
 };
 
 function usage(): string {

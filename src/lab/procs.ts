@@ -52,13 +52,20 @@ export interface SupervisedServer {
   generation: number;
   listening(gen: number, timeoutMs?: number): Promise<number>;
   kill9(): Promise<number>;
+  /** The supervised program's current pid(s) (the supervisor's children). */
+  programPids(): Promise<number[]>;
   output(): string;
 }
 
 export async function startSupervisedServer(ns: string, kind: string, addr: string, gateway: string, heartbeatMs = 50): Promise<SupervisedServer> {
+  return startSupervisedProgram(ns, kind, addr, gateway, [process.execPath, FTCP, 'demo-server', '--kind', kind, '--listen', addr, '--json'], heartbeatMs);
+}
+
+/** Any server program (`argv`, run in the foreground) under `ftcp supervise`, serving `addr`. */
+export async function startSupervisedProgram(ns: string, kind: string, addr: string, gateway: string, argv: string[], heartbeatMs = 50): Promise<SupervisedServer> {
   const child = spawnIn(ns, process.execPath, [
     FTCP, 'supervise', '--gateway', gateway, '--service', addr, '--heartbeat-ms', String(heartbeatMs),
-    '--', process.execPath, FTCP, 'demo-server', '--kind', kind, '--listen', addr, '--json',
+    '--', ...argv,
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const listened = new Map<number, number>();
@@ -92,9 +99,12 @@ export async function startSupervisedServer(ns: string, kind: string, addr: stri
         waiters.push({ gen, resolve: (v) => { clearTimeout(t); resolve(v); } });
       });
     },
-    async kill9() {
+    async programPids() {
       const r = await execCmd('pgrep', ['-P', String(child.pid)]);
-      const pids = r.stdout.trim().split('\n').filter(Boolean).map(Number);
+      return r.stdout.trim().split('\n').filter(Boolean).map(Number);
+    },
+    async kill9() {
+      const pids = await srv.programPids();
       if (pids.length === 0) throw new Error(`${kind}: the supervisor has no program to kill`);
       const t = Date.now();
       for (const pid of pids) process.kill(pid, 'SIGKILL');
