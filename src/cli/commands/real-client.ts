@@ -7,9 +7,8 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseCli, parseHostPort, parseIntFlag } from '../args.js';
+import { parseCli, parseHostPort, parseIntFlag, parseSizeFlag } from '../args.js';
 import { UsageError } from '../../util/errors.js';
-import { parseSize } from './demo-client.js';
 import {
   REAL_DEFAULT_TIMEOUT_MS, REAL_KINDS, isRealKind, runRealClient, writeHttpTree, writeManifest,
   type HttpFile, type RealClientReport,
@@ -62,7 +61,7 @@ export async function run(argv: string[]): Promise<number> {
     const dir = values['write-files'];
     const files = await writeHttpTree(path.join(dir, 'www'), {
       seed,
-      bigBytes: parseSize(values.bytes, '--bytes', 64 * 2 ** 20),
+      bigBytes: parseSizeFlag(values.bytes, '--bytes', { dflt: 64 * 2 ** 20, min: 1, max: 2 ** 40 }),
       smallFiles: parseIntFlag(values.files, '--files', 500, 0, 100_000),
     });
     await writeManifest(path.join(dir, 'manifest.json'), files);

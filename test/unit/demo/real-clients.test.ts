@@ -253,7 +253,7 @@ describe('ftcp real-client usage errors (exit 2, naming the flag)', () => {
     [['--kind', 'redis', '--connect', '127.0.0.1:1'], /--kind: expected one of memcached, http/],
     [['--kind', 'http', '--connect', '127.0.0.1:1'], /--manifest is required/],
     [['--kind', 'memcached', '--connect', '127.0.0.1:1', '--ops=-1'], /--ops: expected an integer/],
-    [['--kind', 'memcached', '--connect', '127.0.0.1:1', '--window', '0'], /--window: must be in 1..65536/],
+    [['--kind', 'memcached', '--connect', '127.0.0.1:1', '--window', '0'], /--window: expected an integer in 1..65536/],
     [['--kind', 'memcached', '--connect', 'nope'], /--connect: expected <ipv4>:<port>/],
     [['--kind', 'memcached', '--write-files', '/tmp/x'], /--write-files: only with --kind http/],
     [['--kind', 'http', '--connect', '127.0.0.1:1', '--manifest', '/nonexistent/m.json'], /--manifest: cannot read/],
