@@ -66,8 +66,9 @@ export class Flow {
   // out-stream
   sndMax = 0;
   cliAcked = 0;
-  /** Offset of the server's FIN, or -1. */
+  /** Offset of the server's FIN, or -1, and when it was first forwarded (ms). */
   serverFin = -1;
+  serverFinAt = 0;
 
   /**
    * The server's latest pure ACK whose ack was beyond `stable` (held), or null.

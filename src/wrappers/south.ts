@@ -51,6 +51,8 @@ export interface SouthOptions {
   maxFlows: number;
   /** A CLOSED connection is kept this long for late retransmissions (ms). */
   lingerMs: number;
+  /** A retransmitted server FIN this soon after the first was forwarded is dropped (ms; see lateEnd). */
+  finEchoMs: number;
   /** Client bytes kept per connection while the log has not opened it yet. */
   maxPendingBytes: number;
 }
@@ -60,6 +62,7 @@ export const defaultSouthOptions: SouthOptions = {
   halfOpenTimeoutMs: 3 * 60 * 1000,
   maxFlows: 100_000,
   lingerMs: 5_000,
+  finEchoMs: 1_000,
   maxPendingBytes: 1 << 20,
 };
 
@@ -83,6 +86,9 @@ export class SouthStats {
   /** Connections the log expired (lost) while open here: they go on unprotected. */
   flowsLogExpired = 0;
   simultaneousOpen = 0;
+  /** Server FIN retransmissions of a FIN already forwarded, and RSTs after both FINs (lateEnd). */
+  finRetransmitsDropped = 0;
+  lateRstsDropped = 0;
 }
 
 
@@ -266,6 +272,7 @@ export class SouthWrapper {
       const a = flow.inOffset(p.ack);
       if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
     }
+    if (flags & (TCP_FIN | TCP_RST) && !this.releasing && this.lateEnd(flow, p)) return DROP;
     if (flags & (TCP_FIN | TCP_RST) && !this.releasing && this.masking !== null && this.masking.hold(svc, flow, buf, p)) {
       return DROP; // held for the liveness verdict, or suppressed (the process died)
     }
@@ -286,6 +293,7 @@ export class SouthWrapper {
       if (e > flow.sndMax) flow.sndMax = e;
       if (fin && flow.serverFin < 0) {
         flow.serverFin = o + len;
+        flow.serverFinAt = this.now();
         if (flow.state === 'ESTABLISHED') flow.to('CLOSING', 'server FIN', this.logger);
       }
     }
@@ -325,6 +333,30 @@ export class SouthWrapper {
     }
     this.stats.acksHeld++;
     return DROP;
+  }
+
+  /**
+   * A server FIN or RST that only repeats the end of a connection the client already has:
+   *  * a retransmission of the server's FIN that the client acked, or that was forwarded less
+   *    than `finEchoMs` ago: the verdict hold delays a FIN by a heartbeat or more, often past
+   *    the server's FIN retransmission timer, so the copy came second; forwarded, the client
+   *    (TIME_WAIT) acks it again, the server has closed on the first ACK and answers with a
+   *    RST, which reached the client (issue 10 item 1). A FIN really lost on the way is sent
+   *    again by the server after its backed-off timeout and passes then;
+   *  * a RST once both FINs are acked: the answer of a closed socket to a stray segment.
+   * Dropped, counted.
+   */
+  private lateEnd(flow: Flow, p: PacketInfo): boolean {
+    if (p.flags & TCP_RST) {
+      if (flow.state !== 'CLOSED' || flow.clientFin < 0 || flow.serverFin < 0) return false;
+      if (!(flow.complete > flow.clientFin && flow.cliAcked > flow.serverFin)) return false;
+      this.stats.lateRstsDropped++;
+      return true;
+    }
+    if (flow.serverFin < 0 || flow.outOffset(p.seq) + p.payloadLen !== flow.serverFin) return false;
+    if (flow.cliAcked <= flow.serverFin && this.now() - flow.serverFinAt >= this.options.finEchoMs) return false;
+    this.stats.finRetransmitsDropped++;
+    return true;
   }
 
   private established(flow: Flow, buf: Buffer, p: PacketInfo): void {

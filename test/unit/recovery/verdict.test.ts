@@ -282,3 +282,48 @@ describe('hostile input while a FIN is held (issue 11 item 1)', () => {
     expect(h.gw.metrics()).toContain(`ftcp_gateway_internal_errors_total ${segs.length}`);
   });
 });
+
+describe('the end of a connection, said twice (issue 10 item 1: RSTs at the end of echo connections)', () => {
+  it("a server FIN retransmitted after the verdict released the first is dropped, and so is a RST once both FINs are acked", async () => {
+    const o = new FakeOracle();
+    const { h, c, s } = await world(o, 'none', 250);
+    const fin = s.fin();
+    expect(h.send(fin)).toHaveLength(0);
+    o.answer('alive');
+    await h.settle();
+    const rel = h.drain();
+    expect(rel).toHaveLength(1);
+    const ack = c.receive(rel[0]!);
+    expect(c.serverFin).toBe(true);
+    // The hold outlasted the server's FIN timer: its retransmission comes after the release,
+    // before the client's ACK reached it. Not held again, not forwarded.
+    h.now += 300;
+    expect(h.send(fin)).toHaveLength(0);
+    expect(h.gw.masking.stats.held).toBe(1);
+    expect(h.gw.south.stats.finRetransmitsDropped).toBe(1);
+    // The client's ACK of the FIN, then its own FIN: both FINs acked, the flow is CLOSED.
+    h.tun.inject(ack!, ...c.write(0, true)).flush();
+    await h.run(c, s);
+    expect(h.flow().state).toBe('CLOSED');
+    // A stray segment drew a RST from the closed server: dropped.
+    expect(h.send(serverRst(s))).toHaveLength(0);
+    expect(h.gw.south.stats.lateRstsDropped).toBe(1);
+    expect(c.resets).toBe(0);
+  });
+
+  it('a FIN the client never acked is forwarded again once finEchoMs has passed (a FIN lost on the way)', async () => {
+    const o = new FakeOracle();
+    const { h, s } = await world(o, 'none', 250);
+    const fin = s.fin();
+    h.send(fin);
+    o.answer('alive');
+    await h.settle();
+    expect(h.drain()).toHaveLength(1); // lost on the way to the client
+    h.now += 1500;
+    expect(h.send(fin)).toHaveLength(0); // held for the verdict again, then released
+    o.answer('alive');
+    await h.settle();
+    expect(h.drain()).toHaveLength(1);
+    expect(h.gw.south.stats.finRetransmitsDropped).toBe(0);
+  });
+});
