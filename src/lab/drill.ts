@@ -74,6 +74,10 @@ interface ScenarioSpec {
   idleTimeoutS?: number;
   /** sysctls in the client's namespace (the --client-sysctl flag adds to / overrides them). */
   clientSysctls?: Record<string, string>;
+  /** The largest window the client advertises (bytes; `ip route ... window` on its default
+   *  route): with tcp_rmem's floor of 4 KB, the way to a window under one MSS, as a client
+   *  with SO_RCVBUF 2 KB reading at its own pace has. */
+  clientWindow?: number;
   /** The clients' deadline (ms; default 240 s): a hung connection fails with TIMEOUT. */
   timeoutMs?: number;
   /** Fail when throughput after the last crash is below this share of before the first. */
@@ -96,12 +100,12 @@ export const SCENARIOS: Record<string, ScenarioSpec> = {
     what: 'a server that stops reading while its output is blocked (like memcached), 5,000 pipelined requests per connection read late',
   },
   'zero-window': {
-    kinds: ['download'], crashes: 1, trigger: 'zero-window', timeoutMs: 60_000,
-    what: 'the client stopped reading before the crash (zero window), reads again after it',
+    kinds: ['download', 'stall'], crashes: 1, trigger: 'zero-window', connections: 4, lines: 3000, timeoutMs: 60_000,
+    what: 'the clients stopped reading before the crash (zero windows; the stall server then stops reading too), read again after it',
   },
   'tiny-rcvbuf': {
-    kinds: ['download'], crashes: 1, bytes: 4_000_000, clientSysctls: { 'net.ipv4.tcp_rmem': '4096 4096 4096' }, timeoutMs: 30_000, minRateRatio: 0.1,
-    what: 'a client with a 4 KB receive buffer (SO_RCVBUF 2 KB) downloading 4 MB; throughput after the crash must hold',
+    kinds: ['download'], crashes: 1, bytes: 4_000_000, clientSysctls: { 'net.ipv4.tcp_rmem': '4096 4096 4096' }, clientWindow: 1024, timeoutMs: 30_000, minRateRatio: 0.1,
+    what: 'a client with a 4 KB receive buffer (SO_RCVBUF 2 KB) and a window under one MSS downloading 4 MB; throughput after the crash must hold',
   },
   idle: {
     kinds: ['echo'], crashes: 1, trigger: 'idle', connections: 10, lines: 400, idleMs: 4000, idleTimeoutS: 1, timeoutMs: 60_000,
@@ -317,6 +321,12 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     for (const [k, v] of Object.entries(sysctls)) {
       const r = await execIn(topo.namespaces.client, 'sysctl', ['-w', `${k}=${v}`]);
       if (r.code !== 0) throw new UsageError(`--client-sysctl ${k}=${v}: ${r.stderr.trim()}`);
+    }
+    if (spec.clientWindow !== undefined) {
+      const route = (await execIn(topo.namespaces.client, 'ip', ['route', 'show', 'default'])).stdout.trim().split('\n')[0] ?? '';
+      if (!route.startsWith('default')) throw new Error(`the client namespace has no default route to clamp: '${route}'`);
+      const r = await execIn(topo.namespaces.client, 'ip', ['route', 'change', ...route.split(/\s+/), 'window', String(spec.clientWindow)]);
+      if (r.code !== 0) throw new Error(`ip route change ... window ${spec.clientWindow}: ${r.stderr.trim()}`);
     }
     for (const k of kinds) servers.push(await startSupervisedServer(topo.namespaces.server, k, `${ADDRESSES.server}:${PORTS[k]}`, oracle, 50));
     captures.push(await startCapture(topo.namespaces.client, topo.interfaces.client, path.join(work, 'client.pcap')));
