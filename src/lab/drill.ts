@@ -37,7 +37,7 @@ import { mkdtemp, mkdir, readFile, rm, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { labUp, labDown, randomLabName } from './lab.js';
-import { crashFractions, idleCrashAfterMs, leadingFraction, rateAcrossCrashes, rng } from './placement.js';
+import { crashFractions, idleCrashAfterMs, leadingFraction, rateAcrossCrashes, reached, rng } from './placement.js';
 import { startSupervisedServer, startLiveDemoClient, startCapture, gatewayStatus, stopProcess, type SupervisedServer } from './procs.js';
 import { ADDRESSES } from './topology.js';
 import { checkAckInvariant, parseStabilityTrace, type AckInvariantReport } from '../inspect/ack-invariant.js';
@@ -347,10 +347,10 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     const progressNow = () => live.map(({ c }) => c.latest());
     /** Resolves when the leading client has done `f` of its work, or all are finished (false). */
     const reach = async (f: number): Promise<boolean> => {
-      const hits = live.map(({ c }) => c.until((p) => p.total > 0 && p.done / p.total >= f));
-      const reached = Promise.race(hits.map((h) => h.then((p) => (p === null ? new Promise<never>(() => {}) : true))));
+      const hits = live.map(({ c }) => c.until((p) => reached(p, f)));
+      const hit = Promise.race(hits.map((h) => h.then((p) => (p === null ? new Promise<never>(() => {}) : true))));
       const over = running.then(() => false, () => false);
-      return Promise.race([reached, over]);
+      return Promise.race([hit, over]);
     };
 
     // The log fault, ~0.3 s in (log-restart: the first crash waits for it).

@@ -67,11 +67,25 @@ export interface Progress {
   connections: number;
 }
 
-/** The leading client's fraction done (0 before any report; a client with nothing to do counts 0). */
+/**
+ * The leading client's fraction done, among the clients still running (0 before any
+ * report; a client with nothing to do counts 0). A finished client no longer leads: the
+ * next crash is placed by the progress of those the crash can still hit.
+ */
 export function leadingFraction(ps: ReadonlyArray<Progress | null>): number {
   let f = 0;
-  for (const p of ps) if (p !== null && p.total > 0) f = Math.max(f, p.done / p.total);
+  for (const p of ps) if (p !== null && p.total > 0 && !clientFinished(p)) f = Math.max(f, p.done / p.total);
   return f;
+}
+
+/** Every connection of this client is over. */
+export function clientFinished(p: Progress): boolean {
+  return p.connections > 0 && p.finished >= p.connections;
+}
+
+/** This running client has done at least fraction `f` of its work. */
+export function reached(p: Progress, f: number): boolean {
+  return p.total > 0 && !clientFinished(p) && p.done / p.total >= f;
 }
 
 /** Every client has finished all of its connections. */

@@ -1,6 +1,6 @@
 /** Where the drill's crashes land (issue 10 item 9): points of the transfer, not of the clock. */
 import { describe, expect, it } from 'vitest';
-import { allFinished, crashFractions, idleCrashAfterMs, leadingFraction, parseCrashAt, rateAcrossCrashes, rng, CRASH_SPAN } from '../../../src/lab/placement.js';
+import { allFinished, clientFinished, crashFractions, reached, idleCrashAfterMs, leadingFraction, parseCrashAt, rateAcrossCrashes, rng, CRASH_SPAN } from '../../../src/lab/placement.js';
 
 describe('crashFractions', () => {
   it('draws n strictly increasing fractions inside the span, one per slot', () => {
@@ -53,6 +53,16 @@ describe('progress', () => {
     expect(leadingFraction([])).toBe(0);
     expect(leadingFraction([null, p(10, 100)])).toBeCloseTo(0.1);
     expect(leadingFraction([p(10, 100), p(600, 1000), p(0, 0)])).toBeCloseTo(0.6);
+  });
+
+  it('a finished client no longer leads: the next crash waits for those still running', () => {
+    expect(leadingFraction([p(100, 100, 1, 1), p(300, 1000, 0, 1)])).toBeCloseTo(0.3);
+    expect(reached(p(100, 100, 1, 1), 0.5)).toBe(false);
+    expect(reached(p(500, 1000, 0, 2), 0.5)).toBe(true);
+    expect(reached(p(500, 1000, 1, 2), 0.5)).toBe(true);
+    expect(reached(p(499, 1000, 0, 2), 0.5)).toBe(false);
+    expect(reached(p(0, 0, 0, 1), 0)).toBe(false);
+    expect(clientFinished(p(5, 5, 2, 2))).toBe(true);
   });
 
   it('allFinished needs every connection of every client done', () => {
