@@ -413,7 +413,19 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     const faultInfo = faultRun === null ? null : await faultRun.done;
     for (const c of captures) await c.stop();
     captures.length = 0;
-    const st = await gatewayStatus(name);
+    // The gateway's status; a gateway that does not answer is a failure of the drill, not an
+    // exception that would hide the clients' report.
+    let statusError: string | null = null;
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    let st: any;
+    for (let attempt = 1; attempt <= 2 && st === undefined; attempt++) {
+      try {
+        st = await gatewayStatus(name);
+      } catch (err) {
+        statusError = (err as Error).message.split('\n')[0]!.slice(0, 300);
+      }
+    }
+    if (st === undefined) st = { stats: {}, south: {}, north: {}, recovery: [], flows: [] };
     if (faultRun !== null) await faultRun.undo();
     // Let the gateway's trace writer drain before reading it.
     await sleep(200);
@@ -427,6 +439,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     const client = summarizeCapture(pcap, ports, ipToU32(ADDRESSES.client));
 
     const failures: string[] = [];
+    if (statusError !== null && Object.keys(st.stats).length === 0) failures.push(`the gateway did not answer \`ftcp status\` (twice, 15 s each): ${statusError}`);
     const clients = reports.map(({ kind, r }) => {
       if (!r.allOk) failures.push(`${kind}: ${r.failed} of ${r.connections} connections failed (${r.errors.slice(0, 3).map((e) => `${e.code} ${e.message}`).join('; ')})`);
       return {
@@ -479,8 +492,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       client,
       verdicts,
       gateway: {
-        packets: st.stats.packets, protectedPackets: st.stats.protectedPackets, bytesLogged: st.south.bytesLogged,
-        acksLowered: st.south.acksLowered, acksHeld: st.south.acksHeld, heldReleased: st.south.heldReleased, dropped: st.stats.dropped,
+        packets: st.stats.packets ?? 0, protectedPackets: st.stats.protectedPackets ?? 0, bytesLogged: st.south.bytesLogged ?? 0,
+        acksLowered: st.south.acksLowered ?? 0, acksHeld: st.south.acksHeld ?? 0, heldReleased: st.south.heldReleased ?? 0, dropped: st.stats.dropped ?? 0,
       },
       north: st.north ?? {},
       logLink,

@@ -128,7 +128,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
       sum.bytes += bytes;
       if (r.ok) sum.passed++;
       else sum.failures.push({ index: i, command, failures: r.failures.slice(0, 5) });
-      line = `${String(i + 1).padStart(width)} ${r.ok ? 'PASS' : 'FAIL'} ${(r.durationMs / 1000).toFixed(1).padStart(5)} s  ${crashes} crash(es) at ${r.crashes.map((c) => `${(c.atFraction * 100).toFixed(0)}%`).join(',') || '-'}, ${conns} conns, ${(bytes / 1e6).toFixed(0)} MB  ${command}`
+      line = `${String(i + 1).padStart(width)} ${r.ok ? 'PASS' : 'FAIL'} ${(r.durationMs / 1000).toFixed(1).padStart(5)} s  ${crashes} crash(es) at ${r.crashes.map((c) => (c.killedAt > 0 ? `${(c.atFraction * 100).toFixed(0)}%` : '-')).join(',') || '-'}, ${conns} conns, ${(bytes / 1e6).toFixed(1)} MB  ${command}`
         + (r.ok ? '' : `\n${' '.repeat(width + 1)}  ${r.failures.slice(0, 3).join('\n' + ' '.repeat(width + 3))}`);
     } catch (err) {
       sum.drills++;
