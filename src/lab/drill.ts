@@ -237,7 +237,7 @@ export interface DrillReport {
   /** minRateRatio scenarios: the stream's throughput before the first crash and after the last (bytes/s). */
   rate?: { before: number; after: number; ratio: number } | null;
   longestStallMs: number;
-  invariant: AckInvariantReport;
+  invariant: Omit<AckInvariantReport, 'violations'> & { violations: Array<Omit<AckInvariantReport['violations'][number], 'tNs'> & { tNs: string }> };
   client: CaptureSummary;
   /** `ftcp inspect`'s verdicts on the client-side capture: verdict → connections. */
   verdicts: Record<string, number>;
@@ -246,6 +246,12 @@ export interface DrillReport {
   /** With log 'remote': the log link's counters (null otherwise). */
   logLink: LogLinkReport | null;
   durationMs: number;
+}
+
+/** The invariant as the report carries it: the first 10 violations, tNs as a decimal string
+ *  (a bigint made `ftcp drill --json` throw whenever an ack broke the invariant). */
+export function jsonableInvariant(inv: AckInvariantReport): DrillReport['invariant'] {
+  return { ...inv, violations: inv.violations.slice(0, 10).map((v) => ({ ...v, tNs: v.tNs.toString() })) };
 }
 
 export function checkScenario(s: string): Scenario {
@@ -488,7 +494,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       crashes: crashReports,
       ...(rate !== undefined ? { rate } : {}),
       longestStallMs: Math.max(0, ...clients.map((c) => c.maxStallMs)),
-      invariant: { ...invariant, violations: invariant.violations.slice(0, 10) },
+      invariant: jsonableInvariant(invariant),
       client,
       verdicts,
       gateway: {
