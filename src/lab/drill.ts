@@ -9,9 +9,9 @@
  *      each reports its progress (bytes moved, responses checked) every 10 ms
  *   4. crashes: kill -9 of the server programs at seeded points of the transfer (placement.ts:
  *      crash k when the leading client has done fraction f_k, f_1 < ... < f_n in 0.15-0.75,
- *      or `crashAt`), so a drill means the same on a fast and a slow machine; double-crash's
- *      later crashes come 10-40 ms after the restarted program listens, to land in the
- *      replay. zero-window stops the clients' reading first (their receive windows close)
+ *      or `crashAt`), so a drill means the same on a fast and a slow machine; a later crash
+ *      also waits 100-400 ms after the restarted program listens, except double-crash's,
+ *      which come 10-40 ms after it, to land in the replay. zero-window stops the clients' reading first (their receive windows close)
  *      and resumes it after the kill; idle crashes once the idle connections have been quiet
  *      past the gateway's --idle-timeout. The supervisor restarts the servers
  *   5. the captures checked: no ack beyond the stable point reached the client, no RST, no
@@ -383,6 +383,10 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
             running.catch(() => {}),
           ]);
         } else {
+          // Not in the previous recovery's replay (that is double-crash's case): at least
+          // 100-400 ms after the restarted program listened, as before placement by progress.
+          const prev = kills.at(-1);
+          if (prev !== undefined && prev.listenedAt > 0) await sleep(Math.max(0, prev.listenedAt + 100 + rand() * 300 - Date.now()));
           if (!(await reach(target))) {
             kills.push({ n, at: -1, listenedAt: -1, target, atFraction: leadingFraction(progressNow()) });
             break;
