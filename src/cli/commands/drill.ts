@@ -18,18 +18,20 @@ FIN or ICMP, printing the recovery timeline of each crash.
 
   --scenario <s>      (default mixed)
 ${Object.entries(SCENARIOS).map(([k, v]) => `                        ${k.padEnd(13)} ${v.what}${v.crashes !== 1 ? ` (${v.crashes} crashes)` : ''}`).join('\n')}
-  --crashes <n>       crashes (default: the scenario's; 0 = the normal path only), each at a
+  --crashes <n>       crashes, at most 16 (default: the scenario's; 0 = the normal path only), each at a
                       seeded point of the transfer (bytes moved, responses checked) in 15-75%
   --crash-at <f,..>   crash at these fractions of the transfer instead (e.g. 0.3,0.6)
   --log <l>           embedded | embedded:disk | remote        (default embedded)
                         remote: ftcp logserver in <n>-log (disk store), over both log links
-  --fault <f>         a log-link fault ~0.3 s in (needs --log remote):
+  --fault <f>         a log-link fault 0.3 s in or at 5% of the transfer, whichever is first
+                      (needs --log remote):
 ${Object.entries(LOG_FAULTS).map(([k, v]) => `                        ${k.padEnd(13)} ${v}`).join('\n')}
   --bytes <n>         bytes per upload/download stream         (default 200000000; tiny-rcvbuf 4000000)
   --streams <n>       upload/download connections              (default 1)
-  --connections <n>   echo/kv connections                      (default 50)
+  --connections <n>   echo/kv connections                      (default 50; many, stall-reader,
+                                                               zero-window and idle set their own)
   --lines <n>         requests per echo/kv/stall connection    (default 3000; stall-reader 5000, idle 400)
-  --seed <s>          seed of the streams and the crash times  (default 1)
+  --seed <s>          seed of the streams and the crash points (default 1)
   --client-sysctl <k=v>[,<k=v>]  set in the client's namespace first (e.g. net.ipv4.tcp_sack=0)
   --no-offload        run the gateway without TUN offloads (every packet at MTU size)
   --pcap <dir>        keep the client- and server-side captures and the stability trace
