@@ -10,8 +10,9 @@
  *   4. crashes: kill -9 of the server programs at seeded points of the transfer (placement.ts:
  *      crash k when the leading client has done fraction f_k, f_1 < ... < f_n in 0.15-0.75,
  *      or `crashAt`), so a drill means the same on a fast and a slow machine; a later crash
- *      also waits 100-400 ms after the restarted program listens, except double-crash's,
- *      which come 10-40 ms after it, to land in the replay. zero-window stops the clients' reading first (their receive windows close)
+ *      also waits until every running client has moved on since the restarted program
+ *      listened (out of the replay), except double-crash's, which come 10-40 ms after it,
+ *      to land in the replay. zero-window stops the clients' reading first (their receive windows close)
  *      and resumes it after the kill; idle crashes once the idle connections have been quiet
  *      past the gateway's --idle-timeout. The supervisor restarts the servers
  *   5. the captures checked: no ack beyond the stable point reached the client, no RST, no
@@ -37,7 +38,7 @@ import { mkdtemp, mkdir, readFile, rm, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { labUp, labDown, randomLabName } from './lab.js';
-import { crashFractions, idleCrashAfterMs, leadingFraction, rateAcrossCrashes, reached, rng } from './placement.js';
+import { clientFinished, crashFractions, idleCrashAfterMs, leadingFraction, rateAcrossCrashes, reached, rng } from './placement.js';
 import { startSupervisedServer, startLiveDemoClient, startCapture, gatewayStatus, stopProcess, type SupervisedServer } from './procs.js';
 import { ADDRESSES } from './topology.js';
 import { checkAckInvariant, parseStabilityTrace, type AckInvariantReport } from '../inspect/ack-invariant.js';
@@ -351,6 +352,14 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     const running = Promise.all(live.map(({ kind, c }) => c.report.then((r) => ({ kind, r })))).finally(() => { clientsDone = true; });
     running.catch(() => {});
     const progressNow = () => live.map(({ c }) => c.latest());
+    /** Resolves once every client still running has progressed from where it is now (or all are over). */
+    const movedOn = async (): Promise<void> => {
+      const base = live.map(({ c }) => c.latest()?.done ?? 0);
+      await Promise.race([
+        Promise.all(live.map(({ c }, i) => c.until((p) => clientFinished(p) || p.done > base[i]!))),
+        running.then(() => {}, () => {}),
+      ]);
+    };
     /** Resolves when the leading client has done `f` of its work, or all are finished (false). */
     const reach = async (f: number): Promise<boolean> => {
       const hits = live.map(({ c }) => c.until((p) => reached(p, f)));
@@ -383,10 +392,10 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
             running.catch(() => {}),
           ]);
         } else {
-          // Not in the previous recovery's replay (that is double-crash's case): at least
-          // 100-400 ms after the restarted program listened, as before placement by progress.
-          const prev = kills.at(-1);
-          if (prev !== undefined && prev.listenedAt > 0) await sleep(Math.max(0, prev.listenedAt + 100 + rand() * 300 - Date.now()));
+          // Not in the previous recovery's replay (that is double-crash's case): only once
+          // every client still running has moved on since the restarted program listened
+          // (a time gap would let a fast transfer end first).
+          if (kills.length > 0) await movedOn();
           if (!(await reach(target))) {
             kills.push({ n, at: -1, listenedAt: -1, target, atFraction: leadingFraction(progressNow()) });
             break;
