@@ -9,7 +9,19 @@
  *   echo      L lines, at most ECHO_WINDOW outstanding; each response must equal its request
  *   kv        L commands (KvScript), at most ECHO_WINDOW outstanding; each response must equal
  *             what the local KvStore model answers
+ *   stall     L requests (StallScript, ~100 B each) written all at once, replies of 0.5-4.5 KB
+ *             read late (nothing for STALL_READ_LATE_MS, then a STALL_READ_PAUSE_MS pause
+ *             after every STALL_READ_BURST bytes): the server's output blocks and it stops
+ *             reading, as memcached does under a pipelining client; every reply checked
  *
+ * echo/kv with idleMs > 0: the even connections go quiet halfway (every request answered,
+ * then nothing either way for idleMs) and carry on; the odd ones stay active, one request
+ * at a time every ~2*idleMs/L ms, so they are still running when the idle ones wake up.
+ *
+ * A DemoClientControl (the CLI's --progress-ms / --control) reads the run's progress
+ * (bytes moved or responses checked, of the total; idle connections) and can stop and
+ * resume reading on every connection (the receive window then closes: a zero window).
+
  * maxStallMs is the longest gap between consecutive progress events on a connection: the
  * connect, every data arrival, the server's FIN and, for upload (where the server says
  * nothing until the end), every time the sender resumes (after a 'drain' of the send
@@ -24,6 +36,7 @@ import { CHUNK_BYTES, Keystream } from './keystream.js';
 import { KvStore } from './kv.js';
 import { LineSplitter } from './lines.js';
 import { EchoScript, KvScript } from './scripts.js';
+import { StallScript } from './stall.js';
 import type { DemoKind } from './server.js';
 
 /** Most requests in flight on one echo/kv connection. */
@@ -45,6 +58,90 @@ export interface DemoClientOptions {
   timeoutMs?: number;
   /** download: shut the sending side right after the request (the server streams to a half-closed peer). */
   halfClose?: boolean;
+  /** echo/kv: the even connections go idle for this long halfway (default 0: none). */
+  idleMs?: number;
+  /** Progress and reading control, for a caller that places crashes (the drill). */
+  control?: DemoClientControl;
+}
+
+/** stall: nothing is read for this long after the connect. */
+export const STALL_READ_LATE_MS = 300;
+/** stall: reading pauses for STALL_READ_PAUSE_MS after every STALL_READ_BURST bytes. */
+export const STALL_READ_BURST = 256 * 1024;
+export const STALL_READ_PAUSE_MS = 20;
+
+/** Where a run is: `done` of `total` units (upload/download: bytes; echo/kv/stall: responses checked). */
+export interface DemoProgress {
+  /** ms since the run started. */
+  t: number;
+  unit: 'bytes' | 'responses';
+  done: number;
+  total: number;
+  connections: number;
+  /** Connections finished (passed or failed). */
+  finished: number;
+  failed: number;
+  /** Reading stopped by the control (pauseReading). */
+  paused: boolean;
+  /** Connections that go idle (idleMs), those idle now, and how long the most recent of them has been. */
+  idleConns: number;
+  idleNow: number;
+  idleForMs: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+/**
+ * The caller's handle on a run: progress() at any time, pauseReading()/resumeReading() on
+ * every connection. Pass one in `control`; it attaches when the run starts.
+ */
+export class DemoClientControl {
+  private conns: Conn[] = [];
+  private t0 = 0;
+  private unit: DemoProgress['unit'] = 'bytes';
+  private paused = false;
+
+  /** @internal */
+  attach(conns: Conn[], t0: number, unit: DemoProgress['unit']): void {
+    this.conns = conns;
+    this.t0 = t0;
+    this.unit = unit;
+    if (this.paused) for (const c of conns) c.setPaused('control', true);
+  }
+
+  pauseReading(): void {
+    this.paused = true;
+    for (const c of this.conns) c.setPaused('control', true);
+  }
+
+  resumeReading(): void {
+    this.paused = false;
+    for (const c of this.conns) c.setPaused('control', false);
+  }
+
+  progress(): DemoProgress {
+    const now = performance.now();
+    let done = 0, total = 0, finished = 0, failed = 0, idleConns = 0, idleNow = 0, bytesSent = 0, bytesReceived = 0;
+    let idleFor = Infinity;
+    for (const c of this.conns) {
+      const u = c.units();
+      done += u.done;
+      total += u.total;
+      if (c.finished) finished++;
+      if (c.failedNow) failed++;
+      if (c.goesIdle) idleConns++;
+      if (c.idleSince > 0) {
+        idleNow++;
+        idleFor = Math.min(idleFor, now - c.idleSince);
+      }
+      bytesSent += c.sentCount;
+      bytesReceived += c.receivedCount;
+    }
+    return {
+      t: round3(this.t0 > 0 ? now - this.t0 : 0), unit: this.unit, done, total, connections: this.conns.length, finished, failed,
+      paused: this.paused, idleConns, idleNow, idleForMs: idleNow > 0 ? Math.round(idleFor) : 0, bytesSent, bytesReceived,
+    };
+  }
 }
 
 export interface DemoConnError {
@@ -99,20 +196,26 @@ export async function runDemoClient(opts: DemoClientOptions): Promise<DemoClient
   checkCount('lines', lines, 0);
   checkCount('seed', seed, 0);
   checkCount('timeoutMs', timeoutMs, 1);
+  const idleMs = opts.idleMs ?? 0;
+  checkCount('idleMs', idleMs, 0);
+  if (idleMs > 0 && opts.kind !== 'echo' && opts.kind !== 'kv') throw new RangeError(`idleMs applies to echo and kv, not ${opts.kind}`);
 
   const t0 = performance.now();
   const conns: Conn[] = [];
   for (let i = 0; i < n; i++) {
     const s = String(seed + i);
+    const idle: LinePace = idleMs === 0 ? { kind: 'window' } : i % 2 === 0 ? { kind: 'idle', ms: idleMs } : { kind: 'paced', gapMs: Math.max(1, Math.round((2 * idleMs) / Math.max(1, lines))) };
     const driver =
       opts.kind === 'upload' ? new UploadDriver(s, bytes)
       : opts.kind === 'download' ? new DownloadDriver(s, bytes, opts.halfClose === true)
-      : opts.kind === 'echo' ? new EchoDriver(s, lines)
-      : opts.kind === 'kv' ? new KvDriver(i, s, lines)
+      : opts.kind === 'echo' ? new EchoDriver(s, lines, idle)
+      : opts.kind === 'kv' ? new KvDriver(i, s, lines, idle)
+      : opts.kind === 'stall' ? new StallDriver(s, lines)
       : null;
     if (!driver) throw new TypeError(`unknown demo kind '${String(opts.kind)}'`);
     conns.push(new Conn(i, opts.host, opts.port, driver));
   }
+  opts.control?.attach(conns, t0, opts.kind === 'upload' || opts.kind === 'download' ? 'bytes' : 'responses');
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<void>((resolve) => {
     timer = setTimeout(() => {
@@ -154,6 +257,12 @@ const round3 = (x: number) => Math.round(x * 1000) / 1000;
 /** What a connection can do to its socket and its verdict; given to the kind's driver. */
 interface ConnApi {
   readonly finished: boolean;
+  /** Bytes written that left the process (handed to the kernel). */
+  flushed(): number;
+  /** Stops/resumes reading for `why`; reading runs only while no reason holds it. */
+  setPaused(why: string, on: boolean): void;
+  /** The connection is idle on purpose (from now; false: no longer). */
+  setIdle(on: boolean): void;
   /** Records send progress (for maxStallMs) where no data arrives. */
   progress(): void;
   write(b: Buffer): boolean;
@@ -171,6 +280,12 @@ interface Driver {
   /** The server's FIN. The driver must pass() or fail(). */
   onEnd(c: ConnApi): void;
   onDrain?(c: ConnApi): void;
+  /** The connection is over (passed, failed or timed out): cancel timers. */
+  onFinish?(): void;
+  /** Progress in the run's unit. */
+  units(c: ConnApi): { done: number; total: number };
+  /** Goes idle on purpose (echo/kv with idleMs, even connections). */
+  readonly goesIdle?: boolean;
 }
 
 class Conn implements ConnApi {
@@ -181,6 +296,9 @@ class Conn implements ConnApi {
   private readonly recv: Hash = createHash('sha256');
   private bytesSent = 0;
   private bytesReceived = 0;
+  private readonly pausedBy = new Set<string>();
+  /** performance.now() when it went idle on purpose; 0: not idle. */
+  idleSince = 0;
   private lastEvent = 0;
   private maxStall = 0;
   finished = false;
@@ -212,6 +330,42 @@ class Conn implements ConnApi {
     });
     this.sock.on('error', (err: NodeJS.ErrnoException) => this.fail(err.code ?? 'ERROR', err.message));
     this.sock.on('close', () => this.fail('CLOSED', 'connection closed before the conversation ended'));
+  }
+
+  get sentCount(): number {
+    return this.bytesSent;
+  }
+
+  get receivedCount(): number {
+    return this.bytesReceived;
+  }
+
+  get failedNow(): boolean {
+    return this.error !== undefined;
+  }
+
+  get goesIdle(): boolean {
+    return this.driver.goesIdle === true;
+  }
+
+  units(): { done: number; total: number } {
+    return this.driver.units(this);
+  }
+
+  flushed(): number {
+    return this.bytesSent - (this.sock.writableLength ?? 0);
+  }
+
+  setPaused(why: string, on: boolean): void {
+    if (on) this.pausedBy.add(why);
+    else this.pausedBy.delete(why);
+    if (this.finished) return;
+    if (this.pausedBy.size > 0) this.sock.pause();
+    else this.sock.resume();
+  }
+
+  setIdle(on: boolean): void {
+    this.idleSince = on ? performance.now() : 0;
   }
 
   progress(): void {
@@ -247,6 +401,8 @@ class Conn implements ConnApi {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    this.idleSince = 0;
+    this.driver.onFinish?.();
     this.digests = { sent: this.sent.digest('hex'), recv: this.recv.digest('hex') };
     if (this.error) this.sock.destroy();
     else this.sock.end(); // the server has sent its FIN; complete the close
@@ -284,6 +440,10 @@ class UploadDriver implements Driver {
   constructor(seed: string, private readonly bytes: number) {
     this.ks = new Keystream(seed);
     this.left = bytes;
+  }
+
+  units(c: ConnApi) {
+    return { done: c.flushed(), total: this.bytes };
   }
 
   onConnect(c: ConnApi): void {
@@ -345,6 +505,10 @@ class DownloadDriver implements Driver {
     this.expected = new Keystream(seed);
   }
 
+  units() {
+    return { done: this.got, total: this.bytes };
+  }
+
   onConnect(c: ConnApi): void {
     c.write(Buffer.from(`GET ${this.seed} ${this.bytes}\n`, 'latin1'));
     if (this.halfClose) c.end();
@@ -371,7 +535,14 @@ class DownloadDriver implements Driver {
   }
 }
 
-/** Pipelined request/response over lines, at most ECHO_WINDOW requests outstanding. */
+/**
+ * How a line connection sends: 'window' keeps ECHO_WINDOW requests outstanding; 'idle'
+ * does the same but halfway stops until every request is answered, stays quiet for `ms`,
+ * then carries on; 'paced' sends one request at a time, `gapMs` after the last answer.
+ */
+type LinePace = { kind: 'window' } | { kind: 'idle'; ms: number } | { kind: 'paced'; gapMs: number };
+
+/** Pipelined request/response over lines (see LinePace). */
 abstract class LineDriver implements Driver {
   private readonly splitter = new LineSplitter(1 << 16);
   private readonly outstanding: Buffer[] = [];
@@ -379,8 +550,27 @@ abstract class LineDriver implements Driver {
   private sentCount = 0;
   private answered = 0;
   private ended = false;
+  /** 'idle': halfway point; the idle phase: before, in, after. */
+  private readonly idleAt: number;
+  private idlePhase: 'before' | 'in' | 'after' = 'before';
+  private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly total: number) {}
+  constructor(private readonly total: number, private readonly pace: LinePace = { kind: 'window' }) {
+    this.idleAt = pace.kind === 'idle' ? Math.floor(total / 2) : -1;
+  }
+
+  get goesIdle(): boolean {
+    return this.pace.kind === 'idle';
+  }
+
+  units() {
+    return { done: this.answered, total: this.total };
+  }
+
+  onFinish(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
 
   /** The next request (with '\n') and the response it must get (with '\n'). */
   protected abstract nextExchange(): { request: Buffer; response: Buffer };
@@ -390,8 +580,25 @@ abstract class LineDriver implements Driver {
   }
 
   private fill(c: ConnApi): void {
+    if (c.finished || this.timer !== null) return;
+    if (this.idlePhase === 'before' && this.answered === this.idleAt && this.sentCount === this.idleAt && this.idleAt < this.total) {
+      // Every request so far answered: nothing moves either way for a while.
+      const ms = (this.pace as { ms: number }).ms;
+      this.idlePhase = 'in';
+      c.setIdle(true);
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.idlePhase = 'after';
+        c.setIdle(false);
+        c.progress();
+        this.fill(c);
+      }, ms);
+      return;
+    }
+    const window = this.pace.kind === 'paced' ? 1 : ECHO_WINDOW;
+    const limit = this.idlePhase === 'before' && this.idleAt >= 0 ? this.idleAt : this.total;
     const batch: Buffer[] = [];
-    while (this.sentCount < this.total && this.sentCount - this.answered < ECHO_WINDOW) {
+    while (this.sentCount < limit && this.sentCount - this.answered < window) {
       const { request, response } = this.nextExchange();
       batch.push(request);
       this.outstanding.push(response);
@@ -429,6 +636,13 @@ abstract class LineDriver implements Driver {
     });
     if (failed) return;
     if (!fits) return c.fail('BAD_REPLY', 'response line too long');
+    if (this.pace.kind === 'paced' && this.answered < this.total && this.answered === this.sentCount) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.fill(c);
+      }, this.pace.gapMs);
+      return;
+    }
     this.fill(c);
   }
 
@@ -440,10 +654,97 @@ abstract class LineDriver implements Driver {
   }
 }
 
+/**
+ * stall: every request written at once (Node buffers what the kernel does not take), the
+ * replies read late and in bursts; each reply compared with what the request asked for.
+ */
+class StallDriver implements Driver {
+  private readonly script: StallScript;
+  private readonly splitter = new LineSplitter(1 << 17);
+  private readonly expected: Buffer[] = [];
+  private answered = 0;
+  private ended = false;
+  private sinceBurst = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(seed: string, private readonly total: number) {
+    this.script = new StallScript(seed);
+  }
+
+  units() {
+    return { done: this.answered, total: this.total };
+  }
+
+  onFinish(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private pauseFor(c: ConnApi, ms: number): void {
+    c.setPaused('late', true);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      c.setPaused('late', false);
+    }, ms);
+  }
+
+  onConnect(c: ConnApi): void {
+    this.pauseFor(c, STALL_READ_LATE_MS);
+    const batch: Buffer[] = [];
+    for (let i = 0; i < this.total; i++) {
+      const { request, response } = this.script.next();
+      batch.push(request);
+      this.expected.push(response);
+    }
+    if (batch.length > 0) c.write(Buffer.concat(batch));
+  }
+
+  onData(c: ConnApi, b: Buffer): void {
+    this.sinceBurst += b.length;
+    let failed = false;
+    const fits = this.splitter.push(b, (line) => {
+      if (this.answered >= this.total) {
+        failed = true;
+        c.fail('UNEXPECTED_DATA', `reply ${this.answered + 1} arrived without a request`);
+        return false;
+      }
+      const want = this.expected[this.answered]!;
+      if (line.length !== want.length - 1 || !want.subarray(0, line.length).equals(line)) {
+        failed = true;
+        const got = JSON.stringify(line.subarray(0, 60).toString('latin1'));
+        const exp = JSON.stringify(want.subarray(0, 60).toString('latin1'));
+        c.fail('DATA_MISMATCH', `reply ${this.answered + 1} (${line.length} B): got ${got}..., expected ${exp}... (${want.length - 1} B)`);
+        return false;
+      }
+      this.expected[this.answered] = EMPTY;
+      this.answered++;
+    });
+    if (failed) return;
+    if (!fits) return c.fail('BAD_REPLY', 'reply line too long');
+    if (this.answered === this.total && !this.ended) {
+      this.ended = true;
+      c.end();
+    }
+    if (this.sinceBurst >= STALL_READ_BURST && this.timer === null && this.answered < this.total) {
+      this.sinceBurst = 0;
+      this.pauseFor(c, STALL_READ_PAUSE_MS);
+    }
+  }
+
+  onEnd(c: ConnApi): void {
+    if (this.answered < this.total || this.splitter.buffered > 0) {
+      return c.fail('EARLY_EOF', `server closed after ${this.answered} of ${this.total} replies`);
+    }
+    c.pass();
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
 class EchoDriver extends LineDriver {
   private readonly script: EchoScript;
-  constructor(seed: string, lines: number) {
-    super(lines);
+  constructor(seed: string, lines: number, pace?: LinePace) {
+    super(lines, pace);
     this.script = new EchoScript(seed);
   }
   protected nextExchange() {
@@ -455,8 +756,8 @@ class EchoDriver extends LineDriver {
 class KvDriver extends LineDriver {
   private readonly script: KvScript;
   private readonly model = new KvStore();
-  constructor(conn: number, seed: string, lines: number) {
-    super(lines);
+  constructor(conn: number, seed: string, lines: number, pace?: LinePace) {
+    super(lines, pace);
     this.script = new KvScript(conn, seed);
   }
   protected nextExchange() {

@@ -7,6 +7,9 @@
  *   download  in: "GET <seed> <bytes>\n"   out: <bytes> bytes of stream(seed), FIN
  *   echo      in: "<text>\n" ...           out: "<text>\n" ... ; FIN after the client's FIN
  *   kv        in: commands (see kv.ts)     out: one response line each; FIN after client's
+ *   stall     in: "Q <n> <payload>\n" ...  out: "R <payload repeated to n chars>\n" each (see
+ *             stall.ts); it does not read the next request until the previous reply went
+ *             into the socket, and stops reading while its output is blocked, like memcached
  *
  * Every writer respects backpressure: a write that returns false stops the producer (or
  * pauses reading the socket) until 'drain'.
@@ -16,9 +19,10 @@ import net from 'node:net';
 import { CHUNK_BYTES, Keystream } from './keystream.js';
 import { KvStore } from './kv.js';
 import { LineSplitter } from './lines.js';
+import { STALL_MAX_REQUEST, stallAnswer } from './stall.js';
 
-export type DemoKind = 'upload' | 'download' | 'echo' | 'kv';
-export const DEMO_KINDS: readonly DemoKind[] = ['upload', 'download', 'echo', 'kv'];
+export type DemoKind = 'upload' | 'download' | 'echo' | 'kv' | 'stall';
+export const DEMO_KINDS: readonly DemoKind[] = ['upload', 'download', 'echo', 'kv', 'stall'];
 
 export function isDemoKind(s: string): s is DemoKind {
   return (DEMO_KINDS as readonly string[]).includes(s);
@@ -48,7 +52,7 @@ export async function startDemoServer(kind: DemoKind, host: string, port: number
   if (!isDemoKind(kind)) throw new TypeError(`unknown demo kind '${String(kind)}'`);
   const store = new KvStore();
   const handler: Handler =
-    kind === 'upload' ? serveUpload : kind === 'download' ? serveDownload : kind === 'echo' ? serveEcho : (s) => serveKv(s, store);
+    kind === 'upload' ? serveUpload : kind === 'download' ? serveDownload : kind === 'echo' ? serveEcho : kind === 'stall' ? serveStall : (s) => serveKv(s, store);
   const sockets = new Set<net.Socket>();
   let stopping = false;
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => {
@@ -211,6 +215,57 @@ function serveKv(sock: net.Socket, store: KvStore): void {
     if (!ok) tooLong(sock);
   });
   sock.on('end', () => sock.end());
+}
+
+/**
+ * One request at a time, memcached-style: a request is answered only once the previous
+ * reply went into the socket; when the socket's buffer is full (write() returned false)
+ * the server stops both answering and reading (the kernel's receive buffer fills and the
+ * window closes) until 'drain'. Bytes read but not yet answered wait in `buf`.
+ */
+function serveStall(sock: net.Socket): void {
+  let buf: Buffer = Buffer.alloc(0);
+  let off = 0;
+  let blocked = false;
+  let ended = false;
+  let closing = false;
+  const run = () => {
+    while (!blocked && !closing) {
+      const nl = buf.indexOf(10, off);
+      if (nl < 0) {
+        if (buf.length - off > STALL_MAX_REQUEST) {
+          closing = true;
+          sock.removeAllListeners('data');
+          sock.end('ERR line too long\n');
+        }
+        break;
+      }
+      const line = buf.subarray(off, nl);
+      off = nl + 1;
+      if (!sock.write(stallAnswer(line))) {
+        blocked = true;
+        sock.pause();
+        sock.once('drain', () => {
+          blocked = false;
+          sock.resume();
+          run();
+        });
+      }
+    }
+    if (ended && !blocked && !closing) {
+      closing = true;
+      sock.end();
+    }
+  };
+  sock.on('data', (b: Buffer) => {
+    buf = off < buf.length ? Buffer.concat([buf.subarray(off), b]) : b;
+    off = 0;
+    run();
+  });
+  sock.on('end', () => {
+    ended = true;
+    run();
+  });
 }
 
 function tooLong(sock: net.Socket): void {

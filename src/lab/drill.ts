@@ -5,17 +5,24 @@
  *      liveness oracle on 198.18.2.1:7071 (heartbeat 50 ms)
  *   2. each demo server runs under `ftcp supervise` in <n>-server; tcpdump at the client's
  *      interface and at the server's
- *   3. the scenario's clients start in <n>-client, all at once; every byte checked by SHA-256
- *   4. crashes: kill -9 of the server programs at seeded times (the first 0.4-0.8 s in; each
- *      next one after the restarted program listens again: 10-40 ms later for double-crash,
- *      so it lands in the replay, 100-400 ms later otherwise); the supervisor restarts them
+ *   3. the scenario's clients start in <n>-client, all at once; every byte checked by SHA-256;
+ *      each reports its progress (bytes moved, responses checked) every 10 ms
+ *   4. crashes: kill -9 of the server programs at seeded points of the transfer (placement.ts:
+ *      crash k when the leading client has done fraction f_k, f_1 < ... < f_n in 0.15-0.75,
+ *      or `crashAt`), so a drill means the same on a fast and a slow machine; a later crash
+ *      also waits until every running client has moved on since the restarted program
+ *      listened (out of the replay), except double-crash's, which come 10-40 ms after it,
+ *      to land in the replay. zero-window stops the clients' reading first (their receive windows close)
+ *      and resumes it after the kill; idle crashes once the idle connections have been quiet
+ *      past the gateway's --idle-timeout. The supervisor restarts the servers
  *   5. the captures checked: no ack beyond the stable point reached the client, no RST, no
  *      FIN from a server that had not finished, no ICMP error; the gateway's recovery
  *      timeline per crash (detected, listening again, handshakes, replay, caught up)
  *   6. lab down, whatever happened
  *
  * With `log: 'remote'` the gateway logs to `ftcp logserver` in <n>-log over both log links,
- * and `fault` injects a log-link fault ~0.3 s after the clients start (src/lab/faults.ts):
+ * and `fault` injects a log-link fault 0.3 s after the clients start or at 5% of the
+ * transfer, whichever comes first (src/lab/faults.ts):
  *   log-loss       netem loss, reordering and duplication on both log links, to the end
  *   log-path-down  the log link in use taken down, to the end
  *   log-restart    kill -9 of the log server (disk store) and an immediate restart; the
@@ -32,7 +39,8 @@ import { makeDirs } from '../util/fs.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { labUp, labDown, randomLabName } from './lab.js';
-import { startSupervisedServer, runDemoClient, startCapture, gatewayStatus, stopProcess, type SupervisedServer } from './procs.js';
+import { clientFinished, crashFractions, idleCrashAfterMs, leadingFraction, rateAcrossCrashes, reached, rng } from './placement.js';
+import { startSupervisedServer, startLiveDemoClient, startCapture, gatewayStatus, stopProcess, type SupervisedServer } from './procs.js';
 import { ADDRESSES } from './topology.js';
 import { checkAckInvariant, parseStabilityTrace, type AckInvariantReport } from '../inspect/ack-invariant.js';
 import { summarizeCapture, type CaptureSummary } from '../inspect/summary.js';
@@ -44,7 +52,7 @@ import { execIn } from './exec.js';
 import { logLoss, logPathDown, logRestart } from './faults.js';
 import type { LabTopology } from './topology.js';
 
-type Kind = 'upload' | 'download' | 'echo' | 'kv';
+type Kind = 'upload' | 'download' | 'echo' | 'kv' | 'stall';
 
 interface ScenarioSpec {
   kinds: readonly Kind[];
@@ -54,8 +62,28 @@ interface ScenarioSpec {
   duringReplay?: boolean;
   /** download clients half-close right after their request. */
   halfClose?: boolean;
-  /** Overrides --connections for echo/kv. */
+  /** Overrides --connections for echo/kv/stall. */
   connections?: number;
+  /** Defaults for --bytes / --lines (the flags win). */
+  bytes?: number;
+  lines?: number;
+  /** What places the first crash: the leading client's progress (default), a closed receive
+   *  window (the clients stop reading first), or idle connections past the idle timeout. */
+  trigger?: 'progress' | 'zero-window' | 'idle';
+  /** echo/kv: the even connections go quiet for this long halfway (the odd ones pace). */
+  idleMs?: number;
+  /** The gateway's --idle-timeout (s). */
+  idleTimeoutS?: number;
+  /** sysctls in the client's namespace (the --client-sysctl flag adds to / overrides them). */
+  clientSysctls?: Record<string, string>;
+  /** The largest window the client advertises (bytes; `ip route ... window` on its default
+   *  route): with tcp_rmem's floor of 4 KB, the way to a window under one MSS, as a client
+   *  with SO_RCVBUF 2 KB reading at its own pace has. */
+  clientWindow?: number;
+  /** The clients' deadline (ms; default 240 s): a hung connection fails with TIMEOUT. */
+  timeoutMs?: number;
+  /** Fail when throughput after the last crash is below this share of before the first. */
+  minRateRatio?: number;
   what: string;
 }
 
@@ -69,10 +97,26 @@ export const SCENARIOS: Record<string, ScenarioSpec> = {
   'crash-storm': { kinds: ['upload', 'download', 'kv'], crashes: 4, what: 'four crashes in a row' },
   'half-close': { kinds: ['download'], crashes: 1, halfClose: true, what: 'the client shut its sending side before the crash' },
   many: { kinds: ['echo'], crashes: 1, connections: 200, what: '200 concurrent connections' },
+  'stall-reader': {
+    kinds: ['stall'], crashes: 1, connections: 10, lines: 5000, timeoutMs: 60_000,
+    what: 'a server that stops reading while its output is blocked (like memcached), 5,000 pipelined requests per connection read late',
+  },
+  'zero-window': {
+    kinds: ['download', 'stall'], crashes: 1, trigger: 'zero-window', connections: 4, lines: 3000, timeoutMs: 60_000,
+    what: 'the clients stopped reading before the crash (zero windows; the stall server then stops reading too), read again after it',
+  },
+  'tiny-rcvbuf': {
+    kinds: ['download'], crashes: 1, bytes: 4_000_000, clientSysctls: { 'net.ipv4.tcp_rmem': '4096 4096 4096' }, clientWindow: 1024, timeoutMs: 30_000, minRateRatio: 0.1,
+    what: 'a client with a 4 KB receive buffer (SO_RCVBUF 2 KB) and a window under one MSS downloading 4 MB; throughput after the crash must hold',
+  },
+  idle: {
+    kinds: ['echo'], crashes: 1, trigger: 'idle', connections: 10, lines: 400, idleMs: 4000, idleTimeoutS: 1, timeoutMs: 60_000,
+    what: 'half the connections idle across the crash and past the gateway\'s --idle-timeout 1, then active again',
+  },
 };
 export type Scenario = keyof typeof SCENARIOS;
 
-const PORTS: Record<Kind, number> = { upload: 5001, download: 5002, echo: 5003, kv: 5004 };
+const PORTS: Record<Kind, number> = { upload: 5001, download: 5002, echo: 5003, kv: 5004, stall: 5005 };
 const ORACLE_PORT = 7071;
 
 export const LOG_FAULTS = {
@@ -82,8 +126,10 @@ export const LOG_FAULTS = {
 } as const;
 export type LogFault = keyof typeof LOG_FAULTS;
 export type DrillLog = 'embedded' | 'embedded:disk' | 'remote';
-/** When the log fault starts, from the clients' start (ms). */
+/** When the log fault starts: FAULT_AT_MS after the clients' start or at FAULT_AT_FRACTION of
+ *  the transfer, whichever comes first (before the first crash, at 10% or later). */
 const FAULT_AT_MS = 300;
+const FAULT_AT_FRACTION = 0.05;
 
 export function checkLogFault(s: string): LogFault {
   if (!(s in LOG_FAULTS)) throw new UsageError(`--fault: expected one of ${Object.keys(LOG_FAULTS).join(', ')}; got '${s}'`);
@@ -127,15 +173,19 @@ export interface DrillOptions {
   log: DrillLog;
   /** A log-link fault (needs log 'remote'). */
   fault?: LogFault;
-  /** upload/download bytes per connection. */
-  bytes: number;
-  /** echo/kv connections (upload/download use `streams` each). */
+  /** upload/download bytes per connection (default: the scenario's, else 200 MB). */
+  bytes?: number;
+  /** echo/kv/stall connections (upload/download use `streams` each). */
   connections?: number;
   streams: number;
-  lines: number;
+  /** Requests per echo/kv/stall connection (default: the scenario's, else 3000). */
+  lines?: number;
   seed: number;
   /** Crashes (default: the scenario's; 0 = the normal path only). */
   crashes?: number;
+  /** The fractions of the transfer to crash at (their count is the number of crashes;
+   *  default: seeded, see placement.ts). */
+  crashAt?: number[];
   /** Keep the captures and the trace in this directory. */
   pcapDir?: string;
   /** sysctls set in the client's namespace before the clients start (e.g. net.ipv4.tcp_sack=0). */
@@ -163,6 +213,11 @@ export interface RecoveryTimes {
 export interface CrashReport extends RecoveryTimes {
   n: number;
   killedAt: number;
+  /** The fraction of the transfer the crash was placed at, and where the leading client really was. */
+  target: number;
+  atFraction: number;
+  /** zero-window: bytes unread in the client's sockets at the kill (their receive queues). */
+  clientRecvQ?: number;
   servers: string[];
   connections: number;
   failed: number;
@@ -181,8 +236,10 @@ export interface DrillReport {
   failures: string[];
   clients: Array<{ kind: Kind; connections: number; ok: number; failed: number; bytesSent: number; bytesReceived: number; throughputMbps: number; maxStallMs: number; errors: DemoClientReport['errors'] }>;
   crashes: CrashReport[];
+  /** minRateRatio scenarios: the stream's throughput before the first crash and after the last (bytes/s). */
+  rate?: { before: number; after: number; ratio: number } | null;
   longestStallMs: number;
-  invariant: AckInvariantReport;
+  invariant: Omit<AckInvariantReport, 'violations'> & { violations: Array<Omit<AckInvariantReport['violations'][number], 'tNs'> & { tNs: string }> };
   client: CaptureSummary;
   /** `ftcp inspect`'s verdicts on the client-side capture: verdict → connections. */
   verdicts: Record<string, number>;
@@ -193,32 +250,61 @@ export interface DrillReport {
   durationMs: number;
 }
 
+/** The invariant as the report carries it: the first 10 violations, tNs as a decimal string
+ *  (a bigint made `ftcp drill --json` throw whenever an ack broke the invariant). */
+export function jsonableInvariant(inv: AckInvariantReport): DrillReport['invariant'] {
+  return { ...inv, violations: inv.violations.slice(0, 10).map((v) => ({ ...v, tNs: v.tNs.toString() })) };
+}
+
 export function checkScenario(s: string): Scenario {
   if (!(s in SCENARIOS)) throw new UsageError(`--scenario: expected one of ${Object.keys(SCENARIOS).join(', ')}; got '${s}'`);
   return s;
 }
 
-/** A small seeded generator (mulberry32) for the crash times. */
-function rng(seed: number): () => number {
-  let a = (seed * 2654435761) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Bytes waiting unread in the client's sockets toward `port` (ss's Recv-Q), or -1. */
+async function clientRecvQ(ns: string, ports: number[]): Promise<number> {
+  const r = await execIn(ns, 'ss', ['-tnH', 'state', 'established']);
+  if (r.code !== 0) return -1;
+  let q = 0;
+  for (const line of r.stdout.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 4) continue;
+    const peerPort = Number(f[3]!.slice(f[3]!.lastIndexOf(':') + 1));
+    if (ports.includes(peerPort)) q += Number(f[0]) || 0;
+  }
+  return q;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Polls until the clients' receive queues stop growing (their windows are closed); bounded. */
+async function waitWindowsClosed(ns: string, ports: number[], maxMs = 3000): Promise<number> {
+  let last = -1;
+  let same = 0;
+  for (const t0 = Date.now(); Date.now() - t0 < maxMs; ) {
+    const q = await clientRecvQ(ns, ports);
+    if (q > 0 && q === last) {
+      if (++same >= 2) return q;
+    } else same = 0;
+    last = q;
+    await sleep(50);
+  }
+  return last;
+}
 
 export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const say = opts.progress ?? (() => {});
   const spec = SCENARIOS[opts.scenario]!;
   const kinds = spec.kinds;
-  const crashes = opts.crashes ?? spec.crashes;
+  const crashes = opts.crashAt?.length ?? opts.crashes ?? spec.crashes;
+  if (opts.crashAt !== undefined && opts.crashes !== undefined && opts.crashes !== opts.crashAt.length) {
+    throw new UsageError(`--crashes ${opts.crashes} and --crash-at with ${opts.crashAt.length} fraction(s) disagree`);
+  }
   const connections = spec.connections ?? opts.connections ?? 50;
+  const bytes = opts.bytes ?? spec.bytes ?? 200_000_000;
+  const lines = opts.lines ?? spec.lines ?? 3000;
   const rand = rng(opts.seed);
+  const targets = opts.crashAt ?? crashFractions(crashes, rand);
   const name = opts.name ?? randomLabName('ftcpd');
   const work = await mkdtemp(path.join(tmpdir(), 'ftcp-drill-'));
   const trace = path.join(work, 'stable.trace');
@@ -227,64 +313,139 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const t0 = Date.now();
   const oracle = `${ADDRESSES.gwServer}:${ORACLE_PORT}`;
   const fault = opts.fault ?? null;
+  const sysctls = { ...(spec.clientSysctls ?? {}), ...(opts.clientSysctls ?? {}) };
+  const clientTimeoutMs = spec.timeoutMs ?? 240_000;
   if (fault !== null && opts.log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
-  say(`lab ${name}: up (log ${opts.log}${fault ? `, fault ${fault}` : ''}${opts.offload === false ? ', --no-offload' : ''}); scenario ${opts.scenario}: ${spec.what}; ${crashes} crash(es), seed ${opts.seed}`);
+  say(`lab ${name}: up (log ${opts.log}${fault ? `, fault ${fault}` : ''}${opts.offload === false ? ', --no-offload' : ''}); scenario ${opts.scenario}: ${spec.what}; ${crashes} crash(es) at ${targets.map((f) => f.toFixed(3)).join(', ') || '-'} of the transfer, seed ${opts.seed}`);
   const topo = await labUp({
     name, protect: kinds.map((k) => PORTS[k]), log: opts.log,
-    extraGatewayArgs: ['--stability-trace', trace, '--supervisor', oracle, '--heartbeat-ms', '50', ...(opts.offload === false ? ['--no-offload'] : [])],
+    extraGatewayArgs: [
+      '--stability-trace', trace, '--supervisor', oracle, '--heartbeat-ms', '50',
+      ...(opts.offload === false ? ['--no-offload'] : []),
+      ...(spec.idleTimeoutS !== undefined ? ['--idle-timeout', String(spec.idleTimeoutS)] : []),
+    ],
   });
   try {
-    for (const [k, v] of Object.entries(opts.clientSysctls ?? {})) {
+    for (const [k, v] of Object.entries(sysctls)) {
       const r = await execIn(topo.namespaces.client, 'sysctl', ['-w', `${k}=${v}`]);
       if (r.code !== 0) throw new UsageError(`--client-sysctl ${k}=${v}: ${r.stderr.trim()}`);
+    }
+    if (spec.clientWindow !== undefined) {
+      const route = (await execIn(topo.namespaces.client, 'ip', ['route', 'show', 'default'])).stdout.trim().split('\n')[0] ?? '';
+      if (!route.startsWith('default')) throw new Error(`the client namespace has no default route to clamp: '${route}'`);
+      const r = await execIn(topo.namespaces.client, 'ip', ['route', 'change', ...route.split(/\s+/), 'window', String(spec.clientWindow)]);
+      if (r.code !== 0) throw new Error(`ip route change ... window ${spec.clientWindow}: ${r.stderr.trim()}`);
     }
     for (const k of kinds) servers.push(await startSupervisedServer(topo.namespaces.server, k, `${ADDRESSES.server}:${PORTS[k]}`, oracle, 50));
     captures.push(await startCapture(topo.namespaces.client, topo.interfaces.client, path.join(work, 'client.pcap')));
     captures.push(await startCapture(topo.namespaces.server, topo.interfaces.server, path.join(work, 'server.pcap')));
     say(`running ${kinds.join(' + ')}`);
     let clientsDone = false;
-    const running = Promise.all(
-      kinds.map((k) => {
-        const conns = k === 'upload' || k === 'download' ? opts.streams : connections;
-        const args = ['--kind', k, '--connect', `${ADDRESSES.server}:${PORTS[k]}`, '--connections', String(conns), '--seed', String(opts.seed), '--timeout-ms', '240000'];
-        if (k === 'upload' || k === 'download') args.push('--bytes', String(opts.bytes));
-        else args.push('--lines', String(opts.lines));
-        if (k === 'download' && spec.halfClose) args.push('--half-close');
-        return runDemoClient(topo.namespaces.client, args, 300_000).then((r) => ({ kind: k, r }));
-      }),
-    ).finally(() => { clientsDone = true; });
+    const live = kinds.map((k) => {
+      const conns = k === 'upload' || k === 'download' ? opts.streams : connections;
+      const args = ['--kind', k, '--connect', `${ADDRESSES.server}:${PORTS[k]}`, '--connections', String(conns), '--seed', String(opts.seed), '--timeout-ms', String(clientTimeoutMs)];
+      if (k === 'upload' || k === 'download') args.push('--bytes', String(bytes));
+      else args.push('--lines', String(lines));
+      if (k === 'download' && spec.halfClose) args.push('--half-close');
+      if ((k === 'echo' || k === 'kv') && spec.idleMs) args.push('--idle-ms', String(spec.idleMs));
+      return { kind: k, c: startLiveDemoClient(topo.namespaces.client, args, clientTimeoutMs + 60_000) };
+    });
+    const running = Promise.all(live.map(({ kind, c }) => c.report.then((r) => ({ kind, r })))).finally(() => { clientsDone = true; });
+    running.catch(() => {});
+    const progressNow = () => live.map(({ c }) => c.latest());
+    /** Resolves once every client still running has progressed from where it is now (or all are over). */
+    const movedOn = async (): Promise<void> => {
+      const base = live.map(({ c }) => c.latest()?.done ?? 0);
+      await Promise.race([
+        Promise.all(live.map(({ c }, i) => c.until((p) => clientFinished(p) || p.done > base[i]!))),
+        running.then(() => {}, () => {}),
+      ]);
+    };
+    /** Resolves when the leading client has done `f` of its work, or all are finished (false). */
+    const reach = async (f: number): Promise<boolean> => {
+      const hits = live.map(({ c }) => c.until((p) => reached(p, f)));
+      const hit = Promise.race(hits.map((h) => h.then((p) => (p === null ? new Promise<never>(() => {}) : true))));
+      const over = running.then(() => false, () => false);
+      return Promise.race([hit, over]);
+    };
 
     // The log fault, ~0.3 s in (log-restart: the first crash waits for it).
     const clientsAt = Date.now();
-    const faultRun = fault === null ? null : runLogFault(topo, fault, clientsAt, () => clientsDone, say);
-    // The crashes, while the clients run.
-    const kills: Array<{ n: number; at: number; listenedAt: number }> = [];
+    // ... or sooner, at FAULT_AT_FRACTION of the transfer, so that it precedes the first crash.
+    const faultRun = fault === null ? null : runLogFault(topo, fault, clientsAt, Promise.race([sleep(FAULT_AT_MS), reach(FAULT_AT_FRACTION)]), () => clientsDone, say);
+    // The crashes, while the clients run, each at its point of the transfer.
+    const kills: Kill[] = [];
     const crashing = (async () => {
       for (let n = 1; n <= crashes; n++) {
-        let delay = n === 1 ? 400 + rand() * 400 : spec.duringReplay ? 10 + rand() * 30 : 100 + rand() * 300;
+        const target = targets[n - 1]!;
+        let recvQ: number | undefined;
+        let paused = false;
         if (n === 1 && fault === 'log-restart') {
           // The crash must need the restarted log server: only once the gateway is back with it.
           await faultRun!.ready;
-          delay = 100 + rand() * 200;
         }
-        await sleep(delay);
+        if (n > 1 && spec.duringReplay) {
+          await sleep(10 + rand() * 30);
+        } else if (n === 1 && spec.trigger === 'idle') {
+          const quiet = idleCrashAfterMs(spec.idleTimeoutS ?? 1);
+          await Promise.race([
+            Promise.all(live.map(({ c }) => c.until((p) => p.idleConns > 0 && p.idleNow === p.idleConns && p.idleForMs >= quiet))),
+            running.catch(() => {}),
+          ]);
+        } else {
+          // Not in the previous recovery's replay (that is double-crash's case): only once
+          // every client still running has moved on since the restarted program listened
+          // (a time gap would let a fast transfer end first).
+          if (kills.length > 0) await movedOn();
+          if (!(await reach(target))) {
+            kills.push({ n, at: -1, listenedAt: -1, target, atFraction: leadingFraction(progressNow()) });
+            break;
+          }
+          if (spec.trigger === 'zero-window') {
+            for (const { c } of live) c.command('pause');
+            paused = true;
+            recvQ = await waitWindowsClosed(topo.namespaces.client, kinds.map((k) => PORTS[k]));
+            say(`crash ${n}: the clients stopped reading; ${recvQ} bytes wait in their receive queues`);
+          }
+        }
         if (clientsDone) {
-          kills.push({ n, at: -1, listenedAt: -1 });
+          kills.push({ n, at: -1, listenedAt: -1, target, atFraction: leadingFraction(progressNow()) });
           break;
         }
+        const atFraction = leadingFraction(progressNow());
         const at = Date.now();
         for (const s of servers) await s.kill9();
-        say(`crash ${n}: kill -9 of ${kinds.join(', ')} server(s)`);
+        say(`crash ${n}: kill -9 of ${kinds.join(', ')} server(s) at ${(atFraction * 100).toFixed(1)}% of the transfer (target ${(target * 100).toFixed(1)}%)`);
         let listenedAt = -1;
+        if (paused) {
+          // Reading again somewhere in the recovery: before, during or after the restart.
+          void sleep(100 + rand() * 600).then(() => {
+            for (const { c } of live) c.command('resume');
+            say(`crash ${n}: the clients read again`);
+          });
+        }
         for (const s of servers) listenedAt = Math.max(listenedAt, await s.listening(s.generation, 30_000));
-        kills.push({ n, at, listenedAt });
+        kills.push({ n, at, listenedAt, target, atFraction, ...(recvQ !== undefined ? { clientRecvQ: recvQ } : {}) });
       }
     })();
     const [reports] = await Promise.all([running, crashing]);
+
     const faultInfo = faultRun === null ? null : await faultRun.done;
     for (const c of captures) await c.stop();
     captures.length = 0;
-    const st = await gatewayStatus(name);
+    // The gateway's status; a gateway that does not answer is a failure of the drill, not an
+    // exception that would hide the clients' report.
+    let statusError: string | null = null;
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    let st: any;
+    for (let attempt = 1; attempt <= 2 && st === undefined; attempt++) {
+      try {
+        st = await gatewayStatus(name);
+      } catch (err) {
+        statusError = (err as Error).message.split('\n')[0]!.slice(0, 300);
+      }
+    }
+    if (st === undefined) st = { stats: {}, south: {}, north: {}, recovery: [], flows: [] };
     if (faultRun !== null) await faultRun.undo();
     // Let the gateway's trace writer drain before reading it.
     await sleep(200);
@@ -298,6 +459,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     const client = summarizeCapture(pcap, ports, ipToU32(ADDRESSES.client));
 
     const failures: string[] = [];
+    if (statusError !== null && Object.keys(st.stats).length === 0) failures.push(`the gateway did not answer \`ftcp status\` (twice, 15 s each): ${statusError}`);
     const clients = reports.map(({ kind, r }) => {
       if (!r.allOk) failures.push(`${kind}: ${r.failed} of ${r.connections} connections failed (${r.errors.slice(0, 3).map((e) => `${e.code} ${e.message}`).join('; ')})`);
       return {
@@ -306,6 +468,17 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       };
     });
     const crashReports = crashTimeline(kills, st.recovery ?? [], kinds.map((k) => `${ADDRESSES.server}:${PORTS[k]}`));
+    let rate: DrillReport['rate'];
+    if (spec.minRateRatio !== undefined) {
+      const done = kills.filter((k) => k.at > 0);
+      const samples = live[0]!.c.samples;
+      const total = live[0]!.c.latest()?.total ?? 0;
+      const end = samples.find((x) => x.done >= total)?.at ?? samples.at(-1)?.at ?? 0;
+      rate = done.length === 0 ? null : rateAcrossCrashes(samples, done[0]!.at, done.at(-1)!.listenedAt, end);
+      if (rate && rate.ratio < spec.minRateRatio) {
+        failures.push(`throughput collapsed after the crash: ${(rate.after / 1e3).toFixed(1)} KB/s after the restarted server listened vs ${(rate.before / 1e3).toFixed(1)} KB/s before the crash (x${rate.ratio.toFixed(3)}, the floor is x${spec.minRateRatio})`);
+      }
+    }
     const stuck = (st.flows ?? []).filter((f: { recovering: string | null }) => f.recovering !== null);
     if (stuck.length > 0) failures.push(`${stuck.length} connection(s) still being recovered at the end: ${JSON.stringify(stuck.slice(0, 3))}`);
     for (const c of crashReports) {
@@ -331,15 +504,16 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       for (const f of ['client.pcap', 'server.pcap', 'stable.trace']) await copyFile(path.join(work, f), path.join(opts.pcapDir, f));
     }
     return {
-      scenario: opts.scenario, what: spec.what, lab: name, log: opts.log, seed: opts.seed, clientSysctls: opts.clientSysctls ?? {}, offload: opts.offload !== false, ok: failures.length === 0, failures, clients,
+      scenario: opts.scenario, what: spec.what, lab: name, log: opts.log, seed: opts.seed, clientSysctls: sysctls, offload: opts.offload !== false, ok: failures.length === 0, failures, clients,
       crashes: crashReports,
+      ...(rate !== undefined ? { rate } : {}),
       longestStallMs: Math.max(0, ...clients.map((c) => c.maxStallMs)),
-      invariant: { ...invariant, violations: invariant.violations.slice(0, 10) },
+      invariant: jsonableInvariant(invariant),
       client,
       verdicts,
       gateway: {
-        packets: st.stats.packets, protectedPackets: st.stats.protectedPackets, bytesLogged: st.south.bytesLogged,
-        acksLowered: st.south.acksLowered, acksHeld: st.south.acksHeld, heldReleased: st.south.heldReleased, dropped: st.stats.dropped,
+        packets: st.stats.packets ?? 0, protectedPackets: st.stats.protectedPackets ?? 0, bytesLogged: st.south.bytesLogged ?? 0,
+        acksLowered: st.south.acksLowered ?? 0, acksHeld: st.south.acksHeld ?? 0, heldReleased: st.south.heldReleased ?? 0, dropped: st.stats.dropped ?? 0,
       },
       north: st.north ?? {},
       logLink,
@@ -376,10 +550,10 @@ interface FaultRun {
  * undo(); log-restart kills and restarts the log server, then waits (bounded) until the
  * gateway reports the new server and an active link.
  */
-function runLogFault(topo: LabTopology, fault: LogFault, clientsAt: number, clientsDone: () => boolean, say: (m: string) => void): FaultRun {
+function runLogFault(topo: LabTopology, fault: LogFault, clientsAt: number, due: Promise<unknown>, clientsDone: () => boolean, say: (m: string) => void): FaultRun {
   let undo: () => Promise<void> = async () => {};
   const done = (async (): Promise<FaultInfo> => {
-    await sleep(Math.max(0, clientsAt + FAULT_AT_MS - Date.now()));
+    await due;
     if (clientsDone()) return { atMs: -1, readyAt: -1 };
     const atMs = Date.now() - clientsAt;
     switch (fault) {
@@ -457,13 +631,23 @@ interface Timeline {
   handshakesDoneAt: number; replayDoneAt: number; caughtUpAt: number; failed: number;
 }
 
+interface Kill {
+  n: number;
+  at: number;
+  listenedAt: number;
+  target: number;
+  atFraction: number;
+  clientRecvQ?: number;
+}
+
 /** Matches each kill with the gateway's timelines (one per service per crash) that started after it. */
-function crashTimeline(kills: Array<{ n: number; at: number; listenedAt: number }>, timelines: Timeline[], services: string[]): CrashReport[] {
+function crashTimeline(kills: Kill[], timelines: Timeline[], services: string[]): CrashReport[] {
   const out: CrashReport[] = [];
+  const round4 = (x: number) => Math.round(x * 10_000) / 10_000;
   for (let i = 0; i < kills.length; i++) {
     const k = kills[i]!;
     if (k.at < 0) {
-      out.push({ n: k.n, killedAt: -1, servers: services, connections: 0, detectedMs: -1, listeningMs: -1, handshakesMs: -1, replayMs: -1, caughtUpMs: -1, failed: 0, note: 'the clients had finished before this crash: use more --bytes / --lines' });
+      out.push({ n: k.n, killedAt: -1, target: k.target, atFraction: k.atFraction, servers: services, connections: 0, detectedMs: -1, listeningMs: -1, handshakesMs: -1, replayMs: -1, caughtUpMs: -1, failed: 0, note: 'the clients had finished before this crash: use more --bytes / --lines' });
       continue;
     }
     const next = kills[i + 1]?.at ?? Infinity;
@@ -474,7 +658,8 @@ function crashTimeline(kills: Array<{ n: number; at: number; listenedAt: number 
     const listening = max((t) => t.listeningAt);
     const superseded = i + 1 < kills.length && kills[i + 1]!.at > 0;
     const r: CrashReport = {
-      n: k.n, killedAt: k.at, servers: mine.map((t) => t.service), connections: mine.reduce((a, t) => a + t.connections, 0),
+      n: k.n, killedAt: k.at, target: k.target, atFraction: round4(k.atFraction), ...(k.clientRecvQ !== undefined ? { clientRecvQ: k.clientRecvQ } : {}),
+      servers: mine.map((t) => t.service), connections: mine.reduce((a, t) => a + t.connections, 0),
       detectedMs: rel(detected, k.at), listeningMs: rel(listening, k.at),
       handshakesMs: rel(max((t) => t.handshakesDoneAt), listening), replayMs: rel(max((t) => t.replayDoneAt), listening),
       caughtUpMs: rel(max((t) => t.caughtUpAt), listening), failed: mine.reduce((a, t) => a + t.failed, 0),
@@ -503,12 +688,15 @@ export function formatDrill(r: DrillReport): string {
     lines.push(
       '',
       '  recovery timeline   (detected, listening: from the kill -9; handshakes, replay, caught up: from listening again)',
-      '  crash  conns  detected  listening  handshakes     replay  caught up  failed',
+      '  crash     at  conns  detected  listening  handshakes     replay  caught up  failed',
     );
     for (const c of r.crashes) {
-      lines.push(`  ${String(c.n).padStart(5)} ${String(c.connections).padStart(6)} ${ms(c.detectedMs).padStart(9)} ${ms(c.listeningMs).padStart(10)} ${ms(c.handshakesMs).padStart(11)} ${ms(c.replayMs).padStart(10)} ${ms(c.caughtUpMs).padStart(10)} ${String(c.failed).padStart(7)}${c.note ? `   (${c.note})` : ''}`);
+      lines.push(`  ${String(c.n).padStart(5)} ${`${(c.atFraction * 100).toFixed(0)}%`.padStart(6)} ${String(c.connections).padStart(6)} ${ms(c.detectedMs).padStart(9)} ${ms(c.listeningMs).padStart(10)} ${ms(c.handshakesMs).padStart(11)} ${ms(c.replayMs).padStart(10)} ${ms(c.caughtUpMs).padStart(10)} ${String(c.failed).padStart(7)}${c.note ? `   (${c.note})` : ''}`);
     }
     const n = r.north;
+    const zw = r.crashes.filter((c) => c.clientRecvQ !== undefined);
+    if (zw.length > 0) lines.push(`  zero window: ${zw.map((c) => `crash ${c.n}: ${c.clientRecvQ} bytes unread at the client`).join('; ')}`);
+    if (r.rate) lines.push(`  throughput: ${(r.rate.before / 1e3).toFixed(1)} KB/s before the crash, ${(r.rate.after / 1e3).toFixed(1)} KB/s after listening again (x${r.rate.ratio.toFixed(2)})`);
     lines.push(`  rebuild: ${n.handshakes ?? 0} handshakes, ${mb(n.replayBytes ?? 0)} MB replayed (${n.replayRetransmits ?? 0} retransmissions), ${mb(n.absorbedBytes ?? 0)} MB regenerated output absorbed, ${n.deadDropped ?? 0} dead-incarnation segments dropped, ${n.keepaliveAcks ?? 0} keepalive ACKs, ${n.portsMoved ?? 0} port moves`);
   } else {
     lines.push('', '  no crash (--crashes 0): the normal path only');

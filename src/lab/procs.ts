@@ -3,11 +3,12 @@
  * gateway's status. Shared by `ftcp drill`, the benchmarks and the lab tests.
  */
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { spawnIn, execIn, execCmd } from './exec.js';
 import { REPO_ROOT } from './lab.js';
-import type { DemoClientReport } from '../demo/client.js';
+import type { DemoClientReport, DemoProgress } from '../demo/client.js';
 
 const FTCP = path.join(REPO_ROOT, 'bin', 'ftcp.js');
 
@@ -69,6 +70,7 @@ export async function startSupervisedProgram(ns: string, kind: string, addr: str
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const listened = new Map<number, number>();
+  const pidOf = new Map<number, number>();
   const waiters: Array<{ gen: number; resolve: (t: number) => void }> = [];
   const onData = (d: Buffer) => {
     out += d.toString();
@@ -76,9 +78,10 @@ export async function startSupervisedProgram(ns: string, kind: string, addr: str
     for (const line of d.toString().split('\n')) {
       if (!line.includes('program listening')) continue;
       try {
-        const j = JSON.parse(line) as { generation?: number; time?: number };
+        const j = JSON.parse(line) as { generation?: number; time?: number; pid?: number };
         if (typeof j.generation === 'number') {
           listened.set(j.generation, j.time ?? Date.now());
+          if (typeof j.pid === 'number') pidOf.set(j.generation, j.pid);
           for (const w of waiters.splice(0)) {
             if (listened.has(w.gen)) w.resolve(listened.get(w.gen)!);
             else waiters.push(w);
@@ -100,6 +103,9 @@ export async function startSupervisedProgram(ns: string, kind: string, addr: str
       });
     },
     async programPids() {
+      // The supervisor logged the program's pid when it listened: no pgrep on the way to a kill.
+      const known = pidOf.get(srv.generation);
+      if (known !== undefined && isChildOf(known, child.pid)) return [known];
       const r = await execCmd('pgrep', ['-P', String(child.pid)]);
       return r.stdout.trim().split('\n').filter(Boolean).map(Number);
     },
@@ -120,6 +126,94 @@ export async function startSupervisedProgram(ns: string, kind: string, addr: str
     throw err;
   }
   return srv;
+}
+
+/**
+ * A demo client that reports its progress (`--progress-ms`) and takes pause/resume
+ * commands (`--control`) while it runs: what the drill places its crashes by.
+ * `samples` keeps (epoch ms, done) every report, bounded.
+ */
+export interface LiveDemoClient {
+  latest(): DemoProgress | null;
+  readonly samples: Array<{ at: number; done: number }>;
+  /** Resolves with the first progress report that satisfies `pred`, or null once the client exited. */
+  until(pred: (p: DemoProgress) => boolean): Promise<DemoProgress | null>;
+  command(cmd: 'pause' | 'resume'): void;
+  readonly report: Promise<DemoClientReport>;
+}
+
+const MAX_SAMPLES = 20_000;
+
+export function startLiveDemoClient(ns: string, args: string[], timeoutMs = 300_000, progressMs = 10): LiveDemoClient {
+  const child = spawnIn(ns, process.execPath, [FTCP, 'demo-client', ...args, '--json', '--progress-ms', String(progressMs), '--control'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let latest: DemoProgress | null = null;
+  const samples: Array<{ at: number; done: number }> = [];
+  const waiters: Array<{ pred: (p: DemoProgress) => boolean; resolve: (p: DemoProgress | null) => void }> = [];
+  let exited = false;
+  let stdout = '';
+  let errTail = '';
+  let partial = '';
+  child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => {
+    const text = partial + d.toString();
+    const lines = text.split('\n');
+    partial = lines.pop() ?? '';
+    if (partial.length > 65_536) partial = '';
+    for (const line of lines) {
+      if (!line.startsWith('{"progress"')) {
+        errTail = (errTail + line + '\n').slice(-4000);
+        continue;
+      }
+      try {
+        const p = (JSON.parse(line) as { progress: DemoProgress }).progress;
+        latest = p;
+        if (samples.length < MAX_SAMPLES) samples.push({ at: Date.now(), done: p.done });
+        for (let i = waiters.length - 1; i >= 0; i--) {
+          if (waiters[i]!.pred(p)) waiters.splice(i, 1)[0]!.resolve(p);
+        }
+      } catch { /* a torn line */ }
+    }
+  });
+  child.stdin!.on('error', () => { /* the client may have exited */ });
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const report = new Promise<DemoClientReport>((resolve, reject) => {
+    child.on('error', (e) => reject(e));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      exited = true;
+      for (const w of waiters.splice(0)) w.resolve(null);
+      try {
+        resolve(JSON.parse(stdout) as DemoClientReport);
+      } catch {
+        reject(new Error(`demo-client printed no report (exit ${code}): ${stdout.slice(0, 500)} ${errTail.slice(-1000)}`));
+      }
+    });
+  });
+  report.catch(() => {});
+  return {
+    latest: () => latest,
+    samples,
+    until(pred) {
+      if (latest !== null && pred(latest)) return Promise.resolve(latest);
+      if (exited) return Promise.resolve(null);
+      return new Promise((resolve) => waiters.push({ pred, resolve }));
+    },
+    command(cmd) {
+      if (!exited) child.stdin!.write(cmd + '\n');
+    },
+    report,
+  };
+}
+
+/** `pid` is alive and its parent is `parent` (the pid was not reused). */
+function isChildOf(pid: number, parent: number | undefined): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] !== 'Z' && Number(fields[1]) === parent;
+  } catch {
+    return false;
+  }
 }
 
 export async function runDemoClient(ns: string, args: string[], timeoutMs = 300_000): Promise<DemoClientReport> {

@@ -14,8 +14,10 @@ import {
   DEFAULT_SEED,
   DEFAULT_TIMEOUT_MS,
   runDemoClient,
+  DemoClientControl,
   type DemoClientReport,
 } from '../../demo/client.js';
+import { createInterface } from 'node:readline';
 
 const USAGE = `usage: ftcp demo-client --kind ${DEMO_KINDS.join('|')} --connect <ip:port> [options]
 
@@ -24,7 +26,13 @@ const USAGE = `usage: ftcp demo-client --kind ${DEMO_KINDS.join('|')} --connect 
   --lines L         echo/kv requests per connection, 0..10^9 (default ${DEFAULT_LINES})
   --seed S          base seed, 0..2^48 (default ${DEFAULT_SEED})
   --half-close      download: shut the sending side right after the request
+  --idle-ms M       echo/kv: the even connections go quiet for M ms halfway; the odd ones pace
+                    their requests over ~2*M ms (default 0: no idling)
   --timeout-ms T    deadline for the whole run, 1..2147483647 (default ${DEFAULT_TIMEOUT_MS}); unfinished connections fail with TIMEOUT
+  --progress-ms P   print a progress line {"progress":{...}} on stderr every P ms (done/total units:
+                    bytes for upload/download, responses checked for echo/kv/stall)
+  --control         read commands from stdin, one a line: 'pause' (stop reading on every
+                    connection: the receive windows close) and 'resume'
   --json            print the report as one JSON document`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -37,6 +45,9 @@ export async function run(argv: string[]): Promise<number> {
     seed: { type: 'string' },
     'timeout-ms': { type: 'string' },
     'half-close': { type: 'boolean', default: false },
+    'idle-ms': { type: 'string' },
+    'progress-ms': { type: 'string' },
+    control: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   });
@@ -54,6 +65,9 @@ export async function run(argv: string[]): Promise<number> {
   if (!values.connect) throw new UsageError(`--connect is required\n${USAGE}`);
   const { addr, port } = parseHostPort(values.connect, '--connect');
 
+  const progressMs = parseIntFlag(values['progress-ms'], '--progress-ms', 0, 1, 60_000);
+  const control = progressMs > 0 || values.control ? new DemoClientControl() : undefined;
+  const stopIo = control ? wireControl(control, progressMs, values.control) : () => {};
   const report = await runDemoClient({
     kind,
     host: addr,
@@ -64,9 +78,30 @@ export async function run(argv: string[]): Promise<number> {
     seed,
     timeoutMs,
     halfClose: values['half-close'],
-  });
+    idleMs: parseIntFlag(values['idle-ms'], '--idle-ms', 0, 0, 3_600_000),
+    ...(control ? { control } : {}),
+  }).finally(stopIo);
+  if (control && progressMs > 0) process.stderr.write(JSON.stringify({ progress: control.progress() }) + '\n');
   process.stdout.write(values.json ? JSON.stringify(report) + '\n' : summary(report));
   return report.allOk ? 0 : 1;
+}
+
+/** Progress lines on stderr every `progressMs`; with `stdin`, pause/resume commands from stdin. Returns the undo. */
+function wireControl(control: DemoClientControl, progressMs: number, stdin: boolean): () => void {
+  const timer = progressMs > 0 ? setInterval(() => process.stderr.write(JSON.stringify({ progress: control.progress() }) + '\n'), progressMs) : null;
+  const rl = stdin ? createInterface({ input: process.stdin }) : null;
+  rl?.on('line', (line) => {
+    const cmd = line.trim();
+    if (cmd === 'pause') control.pauseReading();
+    else if (cmd === 'resume') control.resumeReading();
+    else if (cmd !== '') process.stderr.write(JSON.stringify({ ignored: cmd.slice(0, 40) }) + '\n');
+    process.stderr.write(JSON.stringify({ progress: control.progress() }) + '\n');
+  });
+  return () => {
+    if (timer !== null) clearInterval(timer);
+    rl?.close();
+    if (stdin) process.stdin.destroy();
+  };
 }
 
 function summary(r: DemoClientReport): string {

@@ -16,6 +16,8 @@ const USAGE = `usage: ftcp demo-server --kind ${DEMO_KINDS.join('|')} --listen <
   download  request "GET <seed> <bytes>\\n"; reply <bytes> bytes of the seed's AES-CTR stream
   echo      each line "<text>\\n" is answered with itself
   kv        SET <k> <v> | GET <k> | INCR <k> | DEL <k>, one per line (store starts empty)
+  stall     "Q <n> <payload>\n" answered "R <payload repeated to n chars>\n", one request at a
+            time; stops reading while its output is blocked (like memcached)
 
   --listen ip:port   address to listen on (port 0: any free port)
   --json             only the JSON line on stdout (nothing on stderr)`;

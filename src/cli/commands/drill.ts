@@ -1,12 +1,15 @@
 /**
- * ftcp drill [--scenario <s>] [--crashes N] [--seed S] [--log embedded|embedded:disk|remote]
+ * ftcp drill [--scenario <s>] [--crashes N | --crash-at F,F..] [--seed S] [--log embedded|embedded:disk|remote]
  *            [--fault log-loss|log-path-down|log-restart]
  *            [--bytes N] [--streams N] [--connections N] [--lines N] [--no-offload] [--json] [--pcap <dir>]
+ * ftcp drill --soak N [--soak-seed S] [--scenario <s>] [--json]
  */
 import { parseCli, parseIntFlag, parseSizeFlag } from '../args.js';
 import { FtcpError, UsageError } from '../../util/errors.js';
 import { makeDirs } from '../../util/fs.js';
-import { runDrill, formatDrill, checkScenario, checkLogFault, LOG_FAULTS, SCENARIOS, type DrillLog } from '../../lab/drill.js';
+import { runDrill, formatDrill, checkScenario, checkLogFault, LOG_FAULTS, SCENARIOS, type DrillLog, type DrillOptions, type Scenario } from '../../lab/drill.js';
+import { parseCrashAt } from '../../lab/placement.js';
+import { runSoak } from '../../lab/soak.js';
 
 const HELP = `usage: ftcp drill [options]        (root: builds a namespace lab, runs, removes it)
 
@@ -16,23 +19,35 @@ FIN or ICMP, printing the recovery timeline of each crash.
 
   --scenario <s>      (default mixed)
 ${Object.entries(SCENARIOS).map(([k, v]) => `                        ${k.padEnd(13)} ${v.what}${v.crashes !== 1 ? ` (${v.crashes} crashes)` : ''}`).join('\n')}
-  --crashes <n>       crashes, 0..1000 (default: the scenario's; 0 = the normal path only)
+  --crashes <n>       crashes, 0..16 (default: the scenario's; 0 = the normal path only), each at a
+                      seeded point of the transfer (bytes moved, responses checked) in 15-75%
+  --crash-at <f,..>   crash at these fractions of the transfer instead (e.g. 0.3,0.6)
   --log <l>           embedded | embedded:disk | remote        (default embedded)
                         remote: ftcp logserver in <n>-log (disk store), over both log links
-  --fault <f>         a log-link fault ~0.3 s in (needs --log remote):
+  --fault <f>         a log-link fault 0.3 s in or at 5% of the transfer, whichever is first
+                      (needs --log remote):
 ${Object.entries(LOG_FAULTS).map(([k, v]) => `                        ${k.padEnd(13)} ${v}`).join('\n')}
-  --bytes <n>         bytes per upload/download stream, 1..1T   (default 200000000; 100M, 2G also read)
+  --bytes <n>         bytes per upload/download stream, 1..1T   (default 200000000, tiny-rcvbuf 4000000;
+                                                                100M, 2G also read)
   --streams <n>       upload/download connections, 1..64       (default 1)
-  --connections <n>   echo/kv connections, 1..10000            (default 50)
-  --lines <n>         requests per echo/kv connection, 1..10^7 (default 3000)
-  --seed <s>          seed of the streams and the crash times, 0..2^48 (default 1)
+  --connections <n>   echo/kv connections, 1..10000            (default 50; many, stall-reader,
+                                                                zero-window and idle set their own)
+  --lines <n>         requests per echo/kv/stall connection, 1..10^7 (default 3000; stall-reader 5000, idle 400)
+  --seed <s>          seed of the streams and the crash points, 0..2^48 (default 1)
   --client-sysctl <k=v>[,<k=v>]  set in the client's namespace first (e.g. net.ipv4.tcp_sack=0)
   --no-offload        run the gateway without TUN offloads (every packet at MTU size)
   --pcap <dir>        keep the client- and server-side captures and the stability trace
   --json              print the report as JSON
+  --soak <n>          n randomized drills (scenario, seed, crash count and points, log mode,
+                      log fault, offloads, client sysctls), one line each and a summary; each
+                      failure with the 'ftcp drill ...' command that reproduces it. With
+                      --scenario, only that scenario. Exit 0 only if every drill held
+  --soak-seed <s>     the soak's seed (default 1): the same seed runs the same drills
 
 example: ftcp drill --scenario double-crash --seed 7 --pcap /tmp/drill
-         ftcp drill --scenario upload --log remote --fault log-restart`;
+         ftcp drill --scenario upload --log remote --fault log-restart
+         ftcp drill --scenario download --crash-at 0.2,0.5,0.7
+         ftcp drill --soak 50 --soak-seed 4`;
 
 
 function parseSysctls(v: string | undefined): Record<string, string> {
@@ -45,61 +60,112 @@ function parseSysctls(v: string | undefined): Record<string, string> {
   return out;
 }
 
-export async function run(argv: string[]): Promise<number> {
+/** What the command line asks for: one drill's options, or a soak. */
+export interface DrillArgs {
+  drill: Omit<DrillOptions, 'progress' | 'name'>;
+  json: boolean;
+  /** --soak N: N randomized drills (the drill options above are then ignored but for --scenario / --log). */
+  soak?: { drills: number; seed: number; scenarios?: Scenario[] };
+}
+
+/** Parses `ftcp drill`'s arguments (no side effects: the soak's printed commands are checked against it). */
+export function parseDrillArgs(argv: string[]): DrillArgs {
   const { values } = parseCli(argv, {
-    scenario: { type: 'string', default: 'mixed' },
+    scenario: { type: 'string' },
     log: { type: 'string', default: 'embedded' },
     fault: { type: 'string' },
-    bytes: { type: 'string', default: '200000000' },
+    bytes: { type: 'string' },
     crashes: { type: 'string' },
+    'crash-at': { type: 'string' },
     streams: { type: 'string', default: '1' },
     connections: { type: 'string', default: '50' },
-    lines: { type: 'string', default: '3000' },
+    lines: { type: 'string' },
     seed: { type: 'string', default: '1' },
     pcap: { type: 'string' },
     'client-sysctl': { type: 'string' },
     'no-offload': { type: 'boolean', default: false },
+    soak: { type: 'string' },
+    'soak-seed': { type: 'string' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   });
-  if (values.help) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
-  // Every number first: a bad one must not cost a lab.
-  const bytes = parseSizeFlag(values.bytes, '--bytes', { dflt: 200_000_000, min: 1, max: 2 ** 40 });
+  if (values.help) throw new HelpRequested();
+  // Every number first: a bad one is reported whatever else is wrong, and costs no lab.
+  const bytes = values.bytes === undefined ? undefined : parseSizeFlag(values.bytes, '--bytes', { dflt: 200_000_000, min: 1, max: 2 ** 40 });
   const streams = parseIntFlag(values.streams, '--streams', 1, 1, 64);
   const connections = parseIntFlag(values.connections, '--connections', 50, 1, 10_000);
-  const lines = parseIntFlag(values.lines, '--lines', 3000, 1, 10_000_000);
+  const lines = values.lines === undefined ? undefined : parseIntFlag(values.lines, '--lines', 3000, 1, 10_000_000);
   const seed = parseIntFlag(values.seed, '--seed', 1, 0, 2 ** 48);
-  const crashes = values.crashes === undefined ? undefined : parseIntFlag(values.crashes, '--crashes', 0, 0, 1000);
+  const crashes = values.crashes === undefined ? undefined : parseIntFlag(values.crashes, '--crashes', 0, 0, 16);
+  const soakDrills = values.soak === undefined ? undefined : parseIntFlag(values.soak, '--soak', 1, 1, 100_000);
+  const soakSeed = parseIntFlag(values['soak-seed'], '--soak-seed', 1, 0, 2 ** 48);
   const log = values.log as DrillLog;
   if (log !== 'embedded' && log !== 'embedded:disk' && log !== 'remote') throw new UsageError(`--log: expected embedded, embedded:disk or remote, got '${values.log}'`);
   const fault = values.fault === undefined ? undefined : checkLogFault(values.fault);
   if (fault !== undefined && log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
-  if (process.getuid?.() !== 0) throw new UsageError('ftcp drill builds network namespaces: run it as root');
-  if (values.pcap !== undefined) {
-    try {
-      makeDirs(values.pcap); // now, not after the drill: a bad --pcap fails before the lab is built
-    } catch (err) {
-      throw new FtcpError('FTCP_DRILL_PCAP', `--pcap: cannot create ${values.pcap}: ${(err as Error).message}`);
-    }
+  const crashAt = values['crash-at'] === undefined ? undefined : parseCrashAt(values['crash-at']);
+  if (crashAt !== undefined && crashes !== undefined && crashes !== crashAt.length) {
+    throw new UsageError(`--crashes ${crashes} and --crash-at with ${crashAt.length} fraction(s) disagree`);
   }
-  const report = await runDrill({
-    scenario: checkScenario(values.scenario!),
+  const drill: DrillArgs['drill'] = {
+    scenario: checkScenario(values.scenario ?? 'mixed'),
     log,
     ...(fault !== undefined ? { fault } : {}),
-    bytes,
+    ...(bytes !== undefined ? { bytes } : {}),
     streams,
     connections,
-    lines,
+    ...(lines !== undefined ? { lines } : {}),
     seed,
-    crashes,
-    pcapDir: values.pcap,
+    ...(crashAt !== undefined ? { crashAt } : crashes !== undefined ? { crashes } : {}),
+    ...(values.pcap !== undefined ? { pcapDir: values.pcap } : {}),
     clientSysctls: parseSysctls(values['client-sysctl']),
     offload: !values['no-offload'],
-    progress: values.json ? undefined : (m) => process.stderr.write(`drill: ${m}\n`),
+  };
+  if (soakDrills === undefined) {
+    if (values['soak-seed'] !== undefined) throw new UsageError('--soak-seed needs --soak <n>');
+    return { drill, json: values.json! };
+  }
+  const drills = soakDrills!;
+  return {
+    drill, json: values.json!,
+    soak: { drills, seed: soakSeed, ...(values.scenario !== undefined ? { scenarios: [drill.scenario] } : {}) },
+  };
+}
+
+class HelpRequested extends Error {}
+
+export async function run(argv: string[]): Promise<number> {
+  let args: DrillArgs;
+  try {
+    args = parseDrillArgs(argv);
+  } catch (err) {
+    if (!(err instanceof HelpRequested)) throw err;
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (process.getuid?.() !== 0) throw new UsageError('ftcp drill builds network namespaces: run it as root');
+  if (args.drill.pcapDir !== undefined) {
+    try {
+      makeDirs(args.drill.pcapDir); // now, not after the drill: a bad --pcap fails before the lab is built
+    } catch (err) {
+      throw new FtcpError('FTCP_DRILL_PCAP', `--pcap: cannot create ${args.drill.pcapDir}: ${(err as Error).message}`);
+    }
+  }
+  if (args.soak) {
+    const summary = await runSoak({
+      ...args.soak,
+      parse: (a) => parseDrillArgs(a).drill,
+      run: runDrill,
+      out: (line) => process.stdout.write(line + '\n'),
+      progress: args.json ? undefined : (m) => process.stderr.write(`soak: ${m}\n`),
+    });
+    if (args.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+    return summary.failures.length === 0 ? 0 : 1;
+  }
+  const report = await runDrill({
+    ...args.drill,
+    progress: args.json ? undefined : (m) => process.stderr.write(`drill: ${m}\n`),
   });
-  process.stdout.write((values.json ? JSON.stringify(report, null, 2) : formatDrill(report)) + '\n');
+  process.stdout.write((args.json ? JSON.stringify(report, null, 2) : formatDrill(report)) + '\n');
   return report.ok ? 0 : 1;
 }

@@ -158,6 +158,40 @@ describe('ftcp demo-server / demo-client CLI', () => {
     }
   });
 
+  it('demo-client --progress-ms --control: progress lines on stderr; pause/resume on stdin stop and resume reading', async () => {
+    const { line } = await startServer('download');
+    const child = spawn(process.execPath, [BIN, 'demo-client', '--kind', 'download', '--connect', line.listening, '--bytes', '200M', '--json', '--progress-ms', '10', '--control'], {
+      cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => (out += b));
+    const progress: Array<{ done: number; total: number; paused: boolean; unit: string }> = [];
+    let buf = '';
+    child.stderr!.on('data', (b: Buffer) => {
+      buf += b;
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      for (const l of lines) progress.push(JSON.parse(l).progress);
+    });
+    const until = async (pred: () => boolean) => {
+      for (let i = 0; i < 1000 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(pred()).toBe(true);
+    };
+    await until(() => progress.some((p) => p.done > 1_000_000));
+    child.stdin!.write('pause\n');
+    await until(() => progress.at(-1)!.paused);
+    await new Promise((r) => setTimeout(r, 400));
+    const a = progress.at(-1)!.done;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(progress.at(-1)!.done).toBe(a);
+    expect(a).toBeLessThan(200 * 2 ** 20);
+    child.stdin!.write('resume\n');
+    expect(await exited(child)).toBe(0);
+    expect(JSON.parse(out)).toMatchObject({ kind: 'download', ok: 1, allOk: true });
+    expect(progress.at(-1)).toMatchObject({ unit: 'bytes', done: 200 * 2 ** 20, total: 200 * 2 ** 20, paused: false, finished: 1 });
+  }, 30_000);
+
   it('parses sizes and counts', () => {
     const parseSize = (v: string | undefined, flag: string, dflt: number) => parseSizeFlag(v, flag, { dflt, min: 0, max: 2 ** 40 });
     expect(parseSize(undefined, '--bytes', 7)).toBe(7);
