@@ -61,6 +61,12 @@ export class SouthStats {
   acksHeld = 0;
   heldReleased = 0;
   finsHeld = 0;
+  /**
+   * A server FIN or RST after both FINs were acknowledged (the client in TIME_WAIT): a
+   * retransmission of the FIN the client has already acked (delayed by the stability and
+   * verdict holds), or the server's answer to the ACK such a late FIN drew. Not forwarded.
+   */
+  lateServerFinRst = 0;
   unknownFlowPackets = 0;
   simultaneousOpen = 0;
 }
@@ -220,6 +226,15 @@ export class SouthWrapper {
       if (ts >= 0 && seqGt(ts, flow.lastTsToClient)) flow.lastTsToClient = ts;
     }
     if (flow.unprotected) return FORWARD;
+    if (flags & (TCP_FIN | TCP_RST) && this.finsDone(flow) && (flags & TCP_RST || flow.outOffset(p.seq) + p.payloadLen <= flow.serverFin)) {
+      // The connection is over at both ends: the client acked the server's FIN, the server
+      // acked the client's. A FIN again can only be a retransmission that crossed the
+      // client's ACK (the server's RTO fires while the gateway holds its FIN for stability
+      // and the verdict); forwarded, it draws a second ACK from the client, which the
+      // closed server answers with an RST that would reach the client (issue 10 item 1).
+      this.stats.lateServerFinRst++;
+      return DROP;
+    }
     if (flow.xlate === null && flags & TCP_ACK) {
       const a = flow.inOffset(p.ack);
       if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
@@ -442,6 +457,11 @@ export class SouthWrapper {
   }
 
   // ---- end of a connection ---------------------------------------------------------
+
+  /** Both FINs acknowledged (the condition checkClosed closes the flow on). */
+  private finsDone(flow: Flow): boolean {
+    return flow.state === 'CLOSED' && flow.clientFin >= 0 && flow.complete > flow.clientFin && flow.serverFin >= 0 && flow.cliAcked > flow.serverFin;
+  }
 
   private checkClosed(flow: Flow): void {
     if (flow.state !== 'CLOSING') return;
