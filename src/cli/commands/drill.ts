@@ -5,7 +5,8 @@
  */
 import { parseCli } from '../args.js';
 import { UsageError } from '../../util/errors.js';
-import { runDrill, formatDrill, checkScenario, checkLogFault, LOG_FAULTS, SCENARIOS, type DrillLog } from '../../lab/drill.js';
+import { runDrill, formatDrill, checkScenario, checkLogFault, LOG_FAULTS, SCENARIOS, type DrillLog, type DrillReport } from '../../lab/drill.js';
+import { reportJsonReplacer } from '../../inspect/inspect.js';
 
 const HELP = `usage: ftcp drill [options]        (root: builds a namespace lab, runs, removes it)
 
@@ -90,6 +91,15 @@ export async function run(argv: string[]): Promise<number> {
     offload: !values['no-offload'],
     progress: values.json ? undefined : (m) => process.stderr.write(`drill: ${m}\n`),
   });
-  process.stdout.write((values.json ? JSON.stringify(report, null, 2) : formatDrill(report)) + '\n');
+  process.stdout.write((values.json ? drillJson(report) : formatDrill(report)) + '\n');
   return report.ok ? 0 : 1;
+}
+
+/**
+ * The --json report. Its stable-ack violations carry capture times as bigint (ns), which
+ * plain JSON.stringify refuses: a drill that found a violation used to end with "Do not
+ * know how to serialize a BigInt" instead of its report.
+ */
+export function drillJson(report: DrillReport): string {
+  return JSON.stringify(report, reportJsonReplacer, 2);
 }
