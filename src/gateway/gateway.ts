@@ -462,6 +462,16 @@ export class Gateway {
     lines.push(`ftcp_unprotected_total{reason="conn_bound"} ${this.boundStats.connection}`);
     lines.push(`ftcp_unprotected_total{reason="budget"} ${this.boundStats.total}`);
     lines.push(`ftcp_unprotected_total{reason="log_failure"} ${this.unprotected.size}`);
+    const ll = this.log.linkStats?.();
+    if (ll !== undefined) {
+      // The log link (remote log): retransmissions, REJECTs, resyncs, re-registrations...
+      put('log_link_peer_active', '1 when the log server is active on the link', 'gauge', ll.peer === 'active' ? 1 : 0);
+      for (const [k, v] of Object.entries(ll.link)) put(`log_link_${snake(k)}_total`, `log link ${k}`, 'counter', v);
+      const gauges = new Set(['pendingBytes', 'connections', 'requests']);
+      for (const [k, v] of Object.entries(ll.client)) {
+        put(`log_client_${snake(k)}${gauges.has(k) ? '' : '_total'}`, `log client ${k}`, gauges.has(k) ? 'gauge' : 'counter', v);
+      }
+    }
     return lines.join('\n') + '\n';
   }
 }

@@ -23,9 +23,11 @@
  *      │ peer restarted (new boot id)           │gap  │   buffer empty        │
  *      │                                        ▼     │   (step 515)          │
  *      │                                 ┌────────────┴┐                      │
- *      │                                 │   REJECT    │ REJECT sent at once  │
- *      │                                 │             │ (step 545), again    │
- *      │                                 └──────┬──────┘ every interval (620) │
+ *      │                                 │   REJECT    │ REJECT once the gap  │
+ *      │                                 │             │ outlives the reorder │
+ *      │                                 │             │ window (545), again  │
+ *      │                                 └──────┬──────┘ at a backed-off      │
+ *      │                                        │        interval (620)       │
  *      │                    maxRejects without  │                             │
  *      │                    progress: buffers   ▼                             │
  *      │                    cleared (630-635) RESYNC_ARMED ──next DATA────────┘
@@ -58,6 +60,18 @@
  *    A reported message is never delivered partially; it may or may not have been
  *    delivered whole. No unreported message is lost, duplicated or reordered.
  *  * The log layer above resends what is not yet stable; that is its job, not ours.
+ *
+ * Loss repair (issue 10: under reordering and load the seed's "REJECT at once, resend
+ * everything outstanding" fed on itself until the link carried only retransmissions):
+ *  * a gap is first taken for reordering: the REJECT waits `reorderWindowMs`;
+ *  * a REJECT is selective: it lists the gaps and the highest seq held; the sender resends
+ *    only those frames, and only frames sent at least a smoothed RTT ago (`retransmitsHeld`);
+ *  * the retransmission timeout adapts (RFC 6298 estimate, floor `rtoMs`) and backs off
+ *    exponentially to `maxRtoMs`; it skips frames the peer reported held, until a second
+ *    timeout without progress (the peer may have dropped them in a resync);
+ *  * REJECTs repeat at a backed-off interval, so the `maxRejects` without progress that
+ *    end in a resynchronisation take ~1.3 s or more: a last resort, not a load response.
+ *  Retransmissions are thus bounded by one window per RTT, whatever the loss pattern.
  *  * Flow control: a bounded transmit window of `windowFrames` sequence numbers and
  *    `windowBytes` bytes of payload. `send` NEVER queues beyond it: it returns false
  *    (nothing accepted, nothing promised) when the window is full or the peer is not
@@ -105,11 +119,27 @@ export interface LinkTimers {
   ackDelayMs: number;
   /** ...or at once when this many in-order frames are unacknowledged [seed: 8]. */
   ackEvery: number;
-  /** Sender-side retransmission of the oldest unacked frames without ack progress. */
+  /**
+   * Sender-side retransmission of the oldest unacked frames without ack progress: the
+   * floor of the adaptive timeout (smoothed RTT + 4 × its deviation, RFC 6298), which
+   * doubles on every timeout without progress up to maxRtoMs.
+   */
   rtoMs: number;
+  /** Ceiling of the retransmission timeout after backoff. */
+  maxRtoMs: number;
   /** How many of the oldest unacked frames one retransmission timeout resends. */
   rtoBurst: number;
-  /** Interval between REJECTs while in the reject state [seed: 300 ms]. */
+  /**
+   * A gap in the received sequence is first taken for reordering: the REJECT goes out
+   * only if the gap is still open this long after it appeared (a late datagram fills it
+   * meanwhile, and nothing is resent). The role of TCP's three duplicate ACKs / RACK.
+   */
+  reorderWindowMs: number;
+  /**
+   * Interval between REJECTs while in the reject state [seed: 300 ms]; at least twice the
+   * smoothed RTT, and doubled for every REJECT without progress (up to 16 ×), so that a
+   * slow peer is given time to answer before it is asked again.
+   */
   rejectIntervalMs: number;
   /** REJECTs without progress before resynchronising [seed: 7 or 8]. */
   maxRejects: number;
@@ -123,7 +153,9 @@ export const DEFAULT_TIMERS: LinkTimers = {
   ackDelayMs: 5,
   ackEvery: 8,
   rtoMs: 40,
+  maxRtoMs: 1000,
   rtoBurst: 16,
+  reorderWindowMs: 10,
   rejectIntervalMs: 20,
   maxRejects: 8,
   checkIntervalMs: 50,
@@ -177,6 +209,13 @@ export interface LinkCounters {
   /** DATA frames sent for the first time. */
   sent: number;
   retransmitted: number;
+  /**
+   * Resends a REJECT asked for that were not made because the frame had been sent less
+   * than a round trip before (its copy may still be on the way).
+   */
+  retransmitsHeld: number;
+  /** Retransmission timeouts (each resends at most rtoBurst of the oldest frames). */
+  timeouts: number;
   rejectsSent: number;
   rejectsReceived: number;
   /** Our receiver resynchronised (skipped sequence numbers, or followed a RESET). */
@@ -205,6 +244,8 @@ function zeroCounters(): LinkCounters {
     messagesSent: 0,
     sent: 0,
     retransmitted: 0,
+    retransmitsHeld: 0,
+    timeouts: 0,
     rejectsSent: 0,
     rejectsReceived: 0,
     resyncs: 0,
@@ -230,12 +271,21 @@ interface TxEntry {
   /** CHUNK_FIRST / CHUNK_LAST bits. */
   chunk: number;
   payload: Buffer;
+  /** When it was last put on the wire. */
+  sentAt: number;
+  /** Times it was sent again (an RTT sample is taken only from frames sent once: Karn). */
+  retx: number;
+  /** The peer's last REJECT reported it held (buffered beyond a gap): no resend on timeout. */
+  sacked: boolean;
 }
 
 interface RxEntry {
   flags: number;
   payload: Buffer;
 }
+
+/** Most gaps one REJECT lists (its payload: u32 highest seq held, then u32 start + u32 count per gap). */
+export const MAX_REJECT_GAPS = 64;
 
 /** Anti-replay window size in datagrams (RFC 6479 / WireGuard style). */
 const REPLAY_WINDOW = 4096;
@@ -278,6 +328,11 @@ export class LinkEndpoint {
   private readonly reportedLost = new Set<number>();
   private lastTxProgress = 0;
   private lastRtoAt = -Infinity;
+  /** Consecutive retransmission timeouts without ack progress (the backoff exponent). */
+  private rtoBackoff = 0;
+  /** Smoothed RTT and its mean deviation (ms); null before the first sample. */
+  private srtt: number | null = null;
+  private rttvar = 0;
   private wantWritable = false;
   private peerRsGen: number | null = null;
 
@@ -289,6 +344,8 @@ export class LinkEndpoint {
   private asm: Buffer[] | null = null;
   private rejectsInRow = 0;
   private rejectAt = 0;
+  /** When the current gap at rcvNext was noticed (the reorder window runs from here). */
+  private gapAt = 0;
   private unackedRx = 0;
   private firstUnackedAt = 0;
   private ackNow = false;
@@ -400,7 +457,7 @@ export class LinkEndpoint {
     for (let i = 0; i < n; i++) {
       const payload = message.subarray(i * this.chunkSize, Math.min(message.length, (i + 1) * this.chunkSize));
       const chunk = (i === 0 ? F_CHUNK_FIRST : 0) | (i === n - 1 ? F_CHUNK_LAST : 0);
-      const e: TxEntry = { seq: this.sndNext, msgId, chunk, payload };
+      const e: TxEntry = { seq: this.sndNext, msgId, chunk, payload, sentAt: this.now, retx: 0, sacked: false };
       this.txq.push(e);
       this.txBytes += payload.length;
       this.sndNext = seqAdd(this.sndNext, 1);
@@ -461,6 +518,7 @@ export class LinkEndpoint {
     }
     if (f.flags & F_REJECT) this.rejectReceived(f);
     if (f.flags & F_DATA) this.dataReceived(f);
+    if (this.rx === 'REJECT') this.rejectTimer();
     if (this.ackNow || this.unackedRx >= this.timers.ackEvery) this.emitControl(0, this.txPath);
   }
 
@@ -471,29 +529,64 @@ export class LinkEndpoint {
       this.nextCheckAt = now + this.timers.checkIntervalMs;
       this.connectivityCheck();
     }
-    if (this.rx === 'REJECT' && now - this.rejectAt >= this.timers.rejectIntervalMs) {
-      // FIG. 6 steps 605-635.
-      if (this.rejectsInRow < this.timers.maxRejects) {
-        this.emitReject();
-      } else {
-        this.rxTransition('RESYNC_ARMED', `${this.rejectsInRow} REJECTs without progress`);
-      }
-    }
+    if (this.rx === 'REJECT') this.rejectTimer();
     if (this.unackedRx > 0 && now - this.firstUnackedAt >= this.timers.ackDelayMs) {
       this.emitControl(0, this.txPath);
     }
-    if (
-      this.inFlight > 0 &&
-      this.conn !== 'INACTIVE' &&
-      now - this.lastTxProgress >= this.timers.rtoMs &&
-      now - this.lastRtoAt >= this.timers.rtoMs
-    ) {
+    const rto = this.currentRto();
+    if (this.inFlight > 0 && this.conn !== 'INACTIVE' && now - this.lastTxProgress >= rto && now - this.lastRtoAt >= rto) {
+      // Retransmission timeout: resend the oldest frames the peer has not reported held
+      // (the first one always: it is what the peer's cumulative ack waits for), then back
+      // off, so that a slow or lossy peer never gets more than a burst per timeout.
       this.lastRtoAt = now;
-      const end = Math.min(this.txq.length, this.txHead + this.timers.rtoBurst);
-      for (let i = this.txHead; i < end; i++) {
-        this.counters.retransmitted++;
-        this.emitData(this.txq[i]!);
+      this.counters.timeouts++;
+      if (this.rtoBackoff > 0) {
+        // A second timeout without progress: the peer may have thrown away what it
+        // reported held (it resynchronised and cleared its buffers, FIG. 6 step 635), so
+        // the held marks are no longer trusted (as TCP forgets SACK after a timeout).
+        for (let i = this.txHead; i < this.txq.length; i++) this.txq[i]!.sacked = false;
       }
+      if (this.rtoBackoff < 16) this.rtoBackoff++;
+      let n = 0;
+      for (let i = this.txHead; i < this.txq.length && n < this.timers.rtoBurst; i++) {
+        const e = this.txq[i]!;
+        if (e.sacked && i !== this.txHead) continue;
+        n++;
+        this.retransmit(e);
+      }
+    }
+  }
+
+  /** Smoothed round-trip time (ms), or null before the first sample. */
+  get rttMs(): number | null {
+    return this.srtt;
+  }
+
+  /** The retransmission timeout now: RFC 6298 estimate, floor rtoMs, backed off, ceiling maxRtoMs. */
+  private currentRto(): number {
+    const base = this.srtt === null ? this.timers.rtoMs : Math.max(this.timers.rtoMs, this.srtt + 4 * this.rttvar);
+    return Math.min(this.timers.maxRtoMs, base * 2 ** this.rtoBackoff);
+  }
+
+  /**
+   * FIG. 6 steps 605-635, with a reorder window: the first REJECT for a gap goes out once
+   * the gap has stayed open reorderWindowMs; the next ones at an interval of at least
+   * rejectIntervalMs and two smoothed RTTs, doubled for each REJECT without progress; after
+   * maxRejects without progress, resynchronisation (the last resort).
+   */
+  private rejectTimer(): void {
+    const now = this.now;
+    if (this.rejectsInRow === 0) {
+      if (now - this.gapAt >= this.timers.reorderWindowMs) this.emitReject();
+      return;
+    }
+    const base = Math.max(this.timers.rejectIntervalMs, 2 * (this.srtt ?? 0));
+    const interval = base * Math.min(16, 2 ** (this.rejectsInRow - 1));
+    if (now - this.rejectAt < interval) return;
+    if (this.rejectsInRow < this.timers.maxRejects) {
+      this.emitReject();
+    } else {
+      this.rxTransition('RESYNC_ARMED', `${this.rejectsInRow} REJECTs without progress`);
     }
   }
 
@@ -525,6 +618,10 @@ export class LinkEndpoint {
         this.rejectsInRow = 0;
         break;
       case 'REJECT':
+        if (from !== 'REJECT') {
+          this.gapAt = this.now;
+          this.rejectsInRow = 0;
+        }
         break;
       case 'RESYNC_ARMED':
         // FIG. 6 steps 630-635: accept the next message as in sequence; clear buffers.
@@ -592,13 +689,11 @@ export class LinkEndpoint {
       this.drain();
       return;
     }
-    // Steps 535-550: buffer; REJECT at once when entering the reject state.
+    // Steps 535-550: buffer; enter the reject state. The REJECT itself waits for the
+    // reorder window (rejectTimer): most gaps are datagrams overtaken, not lost.
     if (this.rxBuf.has(seq)) this.counters.duplicates++;
     else this.rxBuf.set(seq, { flags: f.flags, payload: f.payload });
-    if (this.rx === 'IN_SEQUENCE') {
-      this.rxTransition('REJECT', `gap: expected ${this.rcvNext}, got ${seq}`);
-      this.emitReject();
-    }
+    if (this.rx === 'IN_SEQUENCE') this.rxTransition('REJECT', `gap: expected ${this.rcvNext}, got ${seq}`);
   }
 
   /** Resynchronise the receiver to `seq`: everything before it is skipped. */
@@ -622,7 +717,12 @@ export class LinkEndpoint {
     this.rcvNext = seqAdd(this.rcvNext, 1);
     if (this.unackedRx === 0) this.firstUnackedAt = this.now;
     this.unackedRx++;
-    this.rejectsInRow = 0; // progress: the REJECT budget counts REJECTs without progress
+    if (this.rejectsInRow !== 0 || this.rx === 'REJECT') {
+      // Progress: the REJECT budget counts REJECTs without progress, and a gap left
+      // behind this one gets its own reorder window.
+      this.rejectsInRow = 0;
+      this.gapAt = this.now;
+    }
     if (flags & F_CHUNK_FIRST) {
       if (this.asm !== null) this.dropAssembly();
       this.asm = [];
@@ -664,34 +764,83 @@ export class LinkEndpoint {
     if (seqLt(a, seqAdd(this.sndUna, -1)) || !seqLt(a, this.sndNext)) return;
     if (this.tx === 'RESET' && seqGe(a, seqAdd(this.txBase, -1))) this.txTransition('OPEN', `acked ${a}`);
     let progressed = false;
+    let clean = true; // no frame of the acked range was sent twice (Karn's rule)
+    let last: TxEntry | null = null;
     while (this.txHead < this.txq.length && seqLt(this.sndUna, seqAdd(a, 1))) {
       const e = this.txq[this.txHead++]!;
       this.txBytes -= e.payload.length;
       if (e.chunk & F_CHUNK_LAST) this.reportedLost.delete(e.msgId);
       this.sndUna = seqAdd(this.sndUna, 1);
       progressed = true;
+      if (e.retx > 0 || e.sacked) clean = false;
+      last = e;
     }
+    if (last !== null && clean) this.rttSample(this.now - last.sentAt);
     if (this.txHead > 1024 && this.txHead * 2 > this.txq.length) {
       this.txq.splice(0, this.txHead);
       this.txHead = 0;
     }
     if (progressed) {
       this.lastTxProgress = this.now;
+      this.rtoBackoff = 0;
       this.writable();
     }
   }
 
+  /** RFC 6298 smoothing (alpha 1/8, beta 1/4). */
+  private rttSample(r: number): void {
+    if (!(r >= 0)) return;
+    if (this.srtt === null) {
+      this.srtt = r;
+      this.rttvar = r / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
+      this.srtt = 0.875 * this.srtt + 0.125 * r;
+    }
+  }
+
+  /** Put a frame on the wire again. */
+  private retransmit(e: TxEntry): void {
+    e.retx++;
+    this.counters.retransmitted++;
+    this.emitData(e);
+  }
+
+  /**
+   * FIG. 5 steps 520-525, selective: resend only the sequence numbers the peer lists as
+   * missing (the gap after rejLast, then the further gaps in the payload), and of those
+   * only the frames last sent at least a smoothed RTT ago: a frame sent more recently may
+   * still be on its way, and resending it would only add load. The frames between the
+   * gaps, up to the highest the peer holds, are marked held: a timeout skips them.
+   */
   private rejectReceived(f: Frame): void {
-    // FIG. 5 steps 520-525: resend the outstanding messages the peer names.
     this.counters.rejectsReceived++;
     this.ackThrough(f.rejLast);
-    const from = seqAdd(f.rejLast, 1);
-    const count = Math.min(f.rejCount, this.windowFrames);
-    for (let i = 0; i < count; i++) {
-      const idx = this.txHead + seqDiff(seqAdd(from, i), this.sndUna);
-      if (idx < this.txHead || idx >= this.txq.length) continue;
-      this.counters.retransmitted++;
-      this.emitData(this.txq[idx]!);
+    const gaps = decodeRejectGaps(f);
+    if (gaps.high !== null) {
+      const gapSeqs = new Set<number>();
+      for (const [start, count] of gaps.list) for (let i = 0; i < Math.min(count, this.windowFrames); i++) gapSeqs.add(seqAdd(start, i));
+      const n = Math.min(this.txq.length - this.txHead, seqDiff(gaps.high, this.sndUna) + 1);
+      for (let i = 0; i < n; i++) {
+        const e = this.txq[this.txHead + i]!;
+        if (!gapSeqs.has(e.seq)) e.sacked = true;
+      }
+    }
+    const holdMs = this.srtt ?? this.timers.rtoMs / 4;
+    let budget = this.txq.length - this.txHead;
+    for (const [start, count] of gaps.list) {
+      for (let i = 0; i < Math.min(count, this.windowFrames) && budget > 0; i++) {
+        const idx = this.txHead + seqDiff(seqAdd(start, i), this.sndUna);
+        if (idx < this.txHead || idx >= this.txq.length) continue;
+        budget--;
+        const e = this.txq[idx]!;
+        e.sacked = false;
+        if (this.now - e.sentAt < holdMs) {
+          this.counters.retransmitsHeld++;
+          continue;
+        }
+        this.retransmit(e);
+      }
     }
     this.lastRtoAt = this.now;
   }
@@ -836,6 +985,7 @@ export class LinkEndpoint {
   }
 
   private emitData(e: TxEntry): void {
+    e.sentAt = this.now;
     const f = this.frameBase(F_DATA | e.chunk | (this.tx === 'RESET' ? F_RESET : 0), this.txPath);
     f.seq = e.seq;
     f.payload = e.payload;
@@ -852,12 +1002,32 @@ export class LinkEndpoint {
     this.emitControl(F_CHECK, pathIndex);
   }
 
+  /**
+   * A selective REJECT: rejLast = the last in-order seq, rejCount = the length of the gap
+   * after it; the payload lists the highest seq held and the gaps (up to MAX_REJECT_GAPS),
+   * so the sender resends what is missing and nothing the receiver already holds.
+   */
   private emitReject(): void {
-    let high = this.rcvNext;
-    for (const k of this.rxBuf.keys()) if (seqGt(k, high)) high = k;
+    const held = [...this.rxBuf.keys()].map((k) => seqDiff(k, this.rcvNext)).sort((x, y) => x - y);
+    const gaps: [number, number][] = [];
+    let expect = 0;
+    for (const d of held) {
+      if (d > expect && gaps.length < MAX_REJECT_GAPS) gaps.push([expect, d - expect]);
+      expect = d + 1;
+    }
+    const high = held.length > 0 ? held[held.length - 1]! : -1;
     const f = this.frameBase(F_REJECT, this.txPath);
     f.rejLast = seqAdd(this.rcvNext, -1);
-    f.rejCount = Math.max(0, seqDiff(high, this.rcvNext));
+    f.rejCount = gaps.length > 0 && gaps[0]![0] === 0 ? gaps[0]![1] : 0;
+    if (high >= 0) {
+      const p = Buffer.allocUnsafe(4 + 8 * gaps.length);
+      p.writeUInt32BE(seqAdd(this.rcvNext, high), 0);
+      gaps.forEach(([start, count], i) => {
+        p.writeUInt32BE(seqAdd(this.rcvNext, start), 4 + 8 * i);
+        p.writeUInt32BE(count, 8 + 8 * i);
+      });
+      f.payload = p;
+    }
     this.rejectsInRow++;
     this.rejectAt = this.now;
     this.counters.rejectsSent++;
@@ -898,6 +1068,23 @@ export class LinkEndpoint {
     const i = p % REPLAY_WINDOW;
     this.replayBits[i >>> 5] &= ~(1 << (i & 31));
   }
+}
+
+/**
+ * The gaps a REJECT names: [start, count] pairs, the first one from rejLast/rejCount, the
+ * others from the payload; `high` = the highest seq the peer holds (null: a REJECT without
+ * that list, which names only its first gap). A payload of a wrong length is ignored.
+ */
+export function decodeRejectGaps(f: Frame): { high: Seq | null; list: [Seq, number][] } {
+  const first: [Seq, number] = [seqAdd(f.rejLast, 1), f.rejCount];
+  const p = f.payload;
+  if (p.length < 4 || (p.length - 4) % 8 !== 0 || (p.length - 4) / 8 > MAX_REJECT_GAPS) {
+    return { high: null, list: f.rejCount > 0 ? [first] : [] };
+  }
+  const list: [Seq, number][] = [];
+  for (let o = 4; o < p.length; o += 8) list.push([p.readUInt32BE(o), p.readUInt32BE(o + 4)]);
+  if (list.length === 0 && f.rejCount > 0) list.push(first);
+  return { high: p.readUInt32BE(0), list };
 }
 
 /** Bytes on the wire for a message of `len` bytes with the given chunk size. */

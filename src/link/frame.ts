@@ -14,13 +14,14 @@
  *   |          ack     (u32)        |   ACK flag: last in-order seq received (cumulative)
  *   |          base    (u32)        |   DATA: first seq of the sender's current numbering
  *   |          rejLast (u32)        |   REJECT: last in-order seq received
- *   |          rejCount(u32)        |   REJECT: number of seqs outstanding after rejLast
+ *   |          rejCount(u32)        |   REJECT: length of the gap after rejLast (seqs missing)
  *   |          rsFrom  (u32)        |   receiver's latest resynchronisation: first seq skipped
  *   |          rsCount (u32)        |     and how many were skipped
  *   +---------------+---------------+
  *   |  rsGen (u16)  | payloadLen u16|   rsGen counts the receiver's resyncs (mod 2^16)
  *   +---------------+---------------+
- *   |          payload ...          |   DATA: one chunk of a message
+ *   |          payload ...          |   DATA: one chunk of a message; REJECT: u32 highest seq
+ *   |                               |     held, then u32 start + u32 count per gap (selective)
  *   +-------------------------------+
  *   |  HMAC-SHA256(key, all above),  |
  *   |  truncated to 16 bytes         |

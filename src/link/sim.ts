@@ -24,6 +24,13 @@ export interface PathFault {
   jitterMs: number;
   /** A path that is down drops everything. */
   up: boolean;
+  /**
+   * Capacity of the path in this direction, bytes per ms (0: unlimited). Datagrams are
+   * serialised one after the other: a burst waits in a queue of `queueBytes`, and what
+   * does not fit is dropped (tail drop), as a NIC queue or a socket buffer does.
+   */
+  rateBytesPerMs: number;
+  queueBytes: number;
 }
 
 export const CLEAN_PATH: PathFault = {
@@ -34,6 +41,8 @@ export const CLEAN_PATH: PathFault = {
   delayMs: 1,
   jitterMs: 0,
   up: true,
+  rateBytesPerMs: 0,
+  queueBytes: 4 << 20,
 };
 
 export type SimSide = 'a' | 'b';
@@ -125,6 +134,10 @@ export class SimNetwork {
   dropIf: ((from: SimSide, path: number, dg: Buffer) => boolean) | null = null;
   private readonly faults: Record<SimSide, PathFault[]>;
   private readonly eps: Partial<Record<SimSide, LinkEndpoint>> = {};
+  /** Per sender and path: when the link finishes serialising what it has queued (ms). */
+  private readonly busyUntil: Record<SimSide, number[]>;
+  /** Datagrams dropped because the path's queue was full (capacity model). */
+  queueDrops = 0;
   private readonly q = new EventHeap();
   private order = 0;
   private nextTick = 0;
@@ -136,6 +149,7 @@ export class SimNetwork {
     const mk = (): PathFault[] =>
       Array.from({ length: this.paths }, () => ({ ...CLEAN_PATH, ...opts.fault }));
     this.faults = { a: mk(), b: mk() };
+    this.busyUntil = { a: new Array<number>(this.paths).fill(0), b: new Array<number>(this.paths).fill(0) };
   }
 
   /** Create endpoint `side`, wired to this network (replaces an earlier one: a restart). */
@@ -179,10 +193,21 @@ export class SimNetwork {
     if (f === undefined || !f.up) return;
     if (this.dropIf !== null && this.dropIf(from, path, dg)) return;
     const to: SimSide = from === 'a' ? 'b' : 'a';
+    let queued = 0;
+    if (f.rateBytesPerMs > 0) {
+      // Capacity: the datagram leaves once the ones before it have been serialised.
+      const start = Math.max(this.now, this.busyUntil[from][path]!);
+      if ((start - this.now) * f.rateBytesPerMs + dg.length > f.queueBytes) {
+        this.queueDrops++;
+        return;
+      }
+      this.busyUntil[from][path] = start + dg.length / f.rateBytesPerMs;
+      queued = this.busyUntil[from][path]! - this.now;
+    }
     if (this.rng() < f.loss) return;
     const copies = this.rng() < f.dup ? 2 : 1;
     for (let i = 0; i < copies; i++) {
-      let d = f.delayMs + this.rng() * f.jitterMs;
+      let d = queued + f.delayMs + this.rng() * f.jitterMs;
       if (this.rng() < f.reorder) d += this.rng() * f.reorderMs;
       this.q.push({ at: this.now + d, order: this.order++, to, path, dg });
     }

@@ -58,7 +58,12 @@ export class UdpLink {
         this.sendErrors++;
       });
     });
-    this.timer = setInterval(() => this.endpoint.tick(performance.now()), opts.tickMs ?? 2);
+    // The tick runs in the check phase (setImmediate), after the poll phase has read the
+    // datagrams that arrived meanwhile: after a stall of the event loop (a busy machine)
+    // the peer's frames are seen before the timers judge it silent or a gap unrepaired.
+    this.timer = setInterval(() => setImmediate(() => {
+      if (!this.closed) this.endpoint.tick(performance.now());
+    }), opts.tickMs ?? 2);
   }
 
   /** Bind the sockets and start the timer. */

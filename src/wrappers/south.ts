@@ -78,6 +78,11 @@ export class SouthStats {
   acksHeld = 0;
   heldReleased = 0;
   finsHeld = 0;
+  /**
+   * A server FIN or RST after both FINs were acknowledged (the client in TIME_WAIT): a
+   * retransmission of the FIN the client has already acked (delayed by the stability and
+   * verdict holds), or the server's answer to the ACK such a late FIN drew. Not forwarded.
+   */
   unknownFlowPackets = 0;
   /** Client segments (not SYN) of a protected service with no flow: a connection passing unprotected. */
   unknownMidstream = 0;

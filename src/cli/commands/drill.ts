@@ -7,7 +7,8 @@
 import { parseCli, parseIntFlag, parseSizeFlag } from '../args.js';
 import { FtcpError, UsageError } from '../../util/errors.js';
 import { makeDirs } from '../../util/fs.js';
-import { runDrill, formatDrill, checkScenario, checkLogFault, LOG_FAULTS, SCENARIOS, type DrillLog, type DrillOptions, type Scenario } from '../../lab/drill.js';
+import { runDrill, formatDrill, checkScenario, checkLogFault, LOG_FAULTS, SCENARIOS, type DrillLog, type DrillOptions, type DrillReport, type Scenario } from '../../lab/drill.js';
+import { reportJsonReplacer } from '../../inspect/inspect.js';
 import { parseCrashAt } from '../../lab/placement.js';
 import { runSoak } from '../../lab/soak.js';
 
@@ -166,6 +167,15 @@ export async function run(argv: string[]): Promise<number> {
     ...args.drill,
     progress: args.json ? undefined : (m) => process.stderr.write(`drill: ${m}\n`),
   });
-  process.stdout.write((args.json ? JSON.stringify(report, null, 2) : formatDrill(report)) + '\n');
+  process.stdout.write((args.json ? drillJson(report) : formatDrill(report)) + '\n');
   return report.ok ? 0 : 1;
+}
+
+/**
+ * The --json report. Its stable-ack violations carry capture times as bigint (ns), which
+ * plain JSON.stringify refuses: a drill that found a violation used to end with "Do not
+ * know how to serialize a BigInt" instead of its report.
+ */
+export function drillJson(report: DrillReport): string {
+  return JSON.stringify(report, reportJsonReplacer, 2);
 }

@@ -80,6 +80,13 @@ export interface RemoteLogOptions {
   /** Unstable bytes without progress this long → the connection is re-registered. Default 1000 ms. */
   stallResyncMs?: number;
   /**
+   * Re-registration rounds (every connection again, after a loss the link reported) start at
+   * most this often; the events of the interval are answered by one round at its end. A
+   * connection whose registration is still unanswered keeps its request (sent again), it
+   * does not get a second one. Default 250 ms.
+   */
+  resyncIntervalMs?: number;
+  /**
    * Bytes per APPEND message. Default: what fills one link frame (the link's framePayload
    * minus the APPEND header), so an APPEND is one datagram, one HMAC, no reassembly.
    */
@@ -104,6 +111,8 @@ export interface RemoteCounters {
   serverRestarts: number;
   /** Re-registration rounds (every cause). */
   resyncs: number;
+  /** Link events answered by a round already scheduled or run less than resyncIntervalMs before. */
+  resyncsCoalesced: number;
   /** Link messages reported lost. */
   lostMessages: number;
   /** open requests sent for connections already open (re-registrations). */
@@ -165,7 +174,7 @@ interface Req {
 
 export class RemoteLog implements LogStore {
   readonly counters: RemoteCounters = {
-    reconnects: 0, serverRestarts: 0, resyncs: 0, lostMessages: 0, reRegistrations: 0, requestRetries: 0,
+    reconnects: 0, serverRestarts: 0, resyncs: 0, resyncsCoalesced: 0, lostMessages: 0, reRegistrations: 0, requestRetries: 0,
     stallProbes: 0, bytesResent: 0, appendMessages: 0, bytesSent: 0, failures: 0, lostStable: 0,
     stableBeyondSent: 0, malformed: 0, staleReplies: 0, registerErrors: 0,
   };
@@ -200,6 +209,10 @@ export class RemoteLog implements LogStore {
   private expiryMs: number | null = null;
   private expiryReq: number | null = null;
   private resyncScheduled = false;
+  /** A round is owed once resyncIntervalMs has passed since the last one (tick runs it). */
+  private resyncOwed = false;
+  private lastResyncAt = -Infinity;
+  private readonly manualClock: boolean;
   private pendingBytes = 0;
   private timer: NodeJS.Timeout | null = null;
   private isShutdown = false;
@@ -214,6 +227,7 @@ export class RemoteLog implements LogStore {
       failAfterMs: opts.failAfterMs ?? 2000,
       requestTimeoutMs: opts.requestTimeoutMs ?? 1000,
       stallResyncMs: opts.stallResyncMs ?? 1000,
+      resyncIntervalMs: opts.resyncIntervalMs ?? 250,
       readChunk: Math.min(opts.readChunk ?? 64 * 1024, MAX_READ_CHUNK),
       readParallel: opts.readParallel ?? 4,
       maxPendingBytes: opts.maxPendingBytes ?? 256 * 1024 * 1024,
@@ -222,6 +236,7 @@ export class RemoteLog implements LogStore {
     this.appendChunkSet = opts.appendChunk !== undefined;
     this.appendChunk = opts.appendChunk ?? 16 * 1024 - APPEND_HEADER;
     this.log = opts.logger ?? rootLogger.child({ mod: 'logclient' });
+    this.manualClock = opts.manualClock === true;
     this.now = opts.manualClock ? 0 : performance.now();
     this.inactiveSince = this.now;
     this.handlers = {
@@ -468,6 +483,7 @@ export class RemoteLog implements LogStore {
         this.counters.requestRetries++;
       }
     }
+    if (this.resyncOwed && now - this.lastResyncAt >= this.o.resyncIntervalMs) this.scheduleResync();
     for (const c of this.conns.values()) {
       if (c.registering) {
         if (c.regReq === null && now >= c.retryAt) this.register(c);
@@ -556,11 +572,28 @@ export class RemoteLog implements LogStore {
     }
   }
 
+  /**
+   * One re-registration round soon: at once (next microtask) if none ran in the last
+   * resyncIntervalMs, else owed and run by tick when the interval is over. Rounds are
+   * rate-limited because each one costs a request per connection and a resend of every
+   * unstable byte: answering each of a burst of link events with its own round is load
+   * that makes more link events.
+   */
   private scheduleResync(): void {
-    if (this.resyncScheduled || this.isShutdown) return;
+    if (this.isShutdown) return;
+    const now = this.manualClock ? this.now : performance.now();
+    // A restarted server is never made to wait: its ids mean other connections now.
+    const restarted = this.ep !== null && this.ep.peerBootId !== 0 && this.serverBoot !== 0 && this.ep.peerBootId !== this.serverBoot;
+    if (this.resyncScheduled || (!restarted && now - this.lastResyncAt < this.o.resyncIntervalMs)) {
+      if (!this.resyncScheduled) this.resyncOwed = true;
+      this.counters.resyncsCoalesced++;
+      return;
+    }
     this.resyncScheduled = true;
+    this.resyncOwed = false;
     queueMicrotask(() => {
       this.resyncScheduled = false;
+      this.lastResyncAt = this.manualClock ? this.now : performance.now();
       this.resyncAll();
     });
   }
@@ -589,7 +622,12 @@ export class RemoteLog implements LogStore {
     for (const r of this.reqs.values()) r.sentAt = null;
     if (this.services !== null) this.sendServices();
     if (this.expiryMs !== null) this.sendExpiry();
-    for (const c of this.conns.values()) this.register(c);
+    for (const c of this.conns.values()) {
+      // A registration still unanswered is sent again as it is (sentAt cleared above):
+      // whichever copy is answered settles it.
+      if (c.registering && c.regReq !== null && this.reqs.has(c.regReq)) continue;
+      this.register(c);
+    }
     this.pump();
   }
 

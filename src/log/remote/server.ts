@@ -457,7 +457,10 @@ export class UdpLogServer {
     sockets.forEach((s, i) =>
       s.on('message', (msg, rinfo) => this.impaired_(() => this.datagram(msg, i, { address: rinfo.address, port: rinfo.port }))),
     );
-    this.timer = setInterval(() => this.tick(), opts.tickMs ?? 2);
+    // In the check phase, after the poll phase has read what arrived (see UdpLink).
+    this.timer = setInterval(() => setImmediate(() => {
+      if (!this.closed) this.tick();
+    }), opts.tickMs ?? 2);
   }
 
   static async listen(opts: UdpLogServerOptions): Promise<UdpLogServer> {

@@ -12,7 +12,7 @@ import { encodeTcpOptions, decodeTcpOptions } from '../../../src/wire/tcp-option
 import { ipToU32 } from '../../../src/wire/addr.js';
 import { seqAdd } from '../../../src/wire/seq.js';
 import { tcpChecksumOk, ipv4HeaderChecksumOk } from '../../../src/wire/checksum.js';
-import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN } from '../../../src/wire/tcp.js';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
 
 const CLIENT = ipToU32('198.18.1.2');
 const SERVER = ipToU32('198.18.2.2');
@@ -200,6 +200,24 @@ for (const [label, cIsn, sIsn] of [
       const out = h.tun.drain();
       expect(out).toHaveLength(1);
       expect(out[0]!.equals(fin)).toBe(true);
+    });
+
+    it('a server FIN retransmitted after the client acked the first one, and the RST it would draw, do not reach the client (issue 10 item 1)', () => {
+      // Seen in the drill under log-loss: the server's RTO retransmitted its FIN while the
+      // gateway held the first copy for stability; the first copy went out, the client acked
+      // it, the server closed; the late copy drew a second ACK, which the closed server
+      // answered with an RST that reached the client.
+      h.send(seg({ fromClient: true, seq: h.cseq(0), ack: h.sseq(0), payload: payload(5, 5), flags: TCP_ACK | TCP_FIN }));
+      const fin = seg({ fromClient: false, seq: h.sseq(0), ack: h.cseq(6), flags: TCP_ACK | TCP_FIN });
+      expect(h.send(fin)).toHaveLength(0); // held: the client's FIN is not stable yet
+      h.log.stabilize(1, 6);
+      expect(h.tun.drain()).toHaveLength(1); // released
+      h.send(seg({ fromClient: true, seq: h.cseq(6), ack: h.sseq(1) })); // the client acks it
+      expect([...h.gw.table.flows()][0]![1].state).toBe('CLOSED');
+      expect(h.send(fin)).toHaveLength(0); // the server's retransmission: absorbed
+      expect(h.send(seg({ fromClient: false, seq: h.sseq(1), ack: 0, flags: TCP_RST }))).toHaveLength(0);
+      expect(h.gw.south.stats.finRetransmitsDropped).toBe(1);
+      expect(h.gw.south.stats.lateRstsDropped).toBe(1);
     });
 
     it('ends the connection when both FINs are acked and releases its log after the linger', () => {

@@ -103,7 +103,23 @@ describe('faulty network (fixed seeds)', () => {
     expect(ab.lost.size + ba.lost.size).toBe(0);
     expect(ab.delivered.length).toBe(1500);
     expect(a.counters.replayed + b.counters.replayed).toBeGreaterThan(0);
+    // Reordering within the reorder window is waited out: no REJECT, nothing resent.
+    expect(b.counters.rejectsSent).toBe(0);
+    expect(a.counters.retransmitted).toBe(0);
+  });
+
+  it('reordering beyond the reorder window: the REJECT names only the missing frames', () => {
+    const { sim, ab, ba, a, b } = setup(15, { reorder: 0.3, reorderMs: 40, jitterMs: 2 }, 1500);
+    expect(drive(sim, [ab, ba], 60_000)).toBe(true);
+    ab.check();
+    ba.check();
+    expect(ab.lost.size + ba.lost.size).toBe(0);
     expect(b.counters.rejectsSent).toBeGreaterThan(0);
+    expect(a.counters.retransmitted).toBeGreaterThan(0);
+    // Selective: a resend only for frames late beyond the window (30 % of them at most),
+    // never for the frames the receiver already held.
+    expect(a.counters.retransmitted).toBeLessThan(0.3 * a.counters.sent);
+    expect(b.counters.resyncs).toBe(0);
   });
 
   it('one path dead mid-run: traffic switches to the other network, nothing lost', () => {

@@ -151,6 +151,38 @@ describe('RemoteLog over a lossy simulated network', () => {
     expect(r.client.status()).toBe('OK');
   });
 
+  it('a_burst_of_link_losses_costs_a_bounded_number_of_re_registration_rounds (issue 10 item 1)', async () => {
+    // The drill's log-loss collapse: every loss the link reported re-registered every
+    // connection, each re-registration restarted the previous one (still unanswered) and
+    // held back the connection's appends, which made more traffic and more losses.
+    const r = rig({ seed: 8, store: new MemoryLog() });
+    const ids: number[] = [];
+    const datas: Buffer[] = [];
+    for (let k = 0; k < 20; k++) {
+      ids.push(await open(r, openMeta()));
+      datas.push(streamBytes(200 + k, 0, 30_000));
+    }
+    const before = r.client.linkStats().client;
+    // 200 ms of link loss reports, one every 2 ms, while the connections keep appending.
+    for (let step = 0; step < 100; step++) {
+      r.client.handlers.onLost([step + 1], 'resync');
+      for (let k = 0; k < ids.length; k++) {
+        const d = datas[k]!;
+        const o = Math.min(d.length, step * 300);
+        r.client.append(ids[k]!, o, d.subarray(o, Math.min(d.length, o + 300)));
+      }
+      await drive(r, 2);
+    }
+    await until(r, () => ids.every((id, k) => (r.stable.get(id) ?? 0) >= datas[k]!.length), 10_000, 'all stable');
+    const ls = r.client.linkStats().client;
+    // One round at once, then at most one per resyncIntervalMs (250 ms): 2 for 200 ms.
+    expect(ls.resyncs - before.resyncs).toBeLessThanOrEqual(2);
+    expect(ls.reRegistrations - before.reRegistrations).toBeLessThanOrEqual(2 * ids.length);
+    expect(ls.resyncsCoalesced).toBeGreaterThan(90);
+    expect(r.violations).toEqual([]);
+    for (let k = 0; k < ids.length; k++) expect(r.stable.get(ids[k]!)).toBe(datas[k]!.length);
+  });
+
   it('path_down_switches_paths_and_loses_nothing', async () => {
     const r = rig({ seed: 11, store: new MemoryLog() });
     const id = await open(r, openMeta());
