@@ -89,7 +89,10 @@ export interface SoakSummary {
   soakSeed: number;
   drills: number;
   passed: number;
+  /** Crash events (each kills every server of the scenario at once)… */
   crashes: number;
+  /** …and the server processes they killed (kill -9), the soak's count of server crashes. */
+  serverKills: number;
   connections: number;
   bytes: number;
   durationMs: number;
@@ -110,7 +113,7 @@ export interface SoakOptions {
 
 export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
   const t0 = Date.now();
-  const sum: SoakSummary = { soakSeed: o.seed, drills: 0, passed: 0, crashes: 0, connections: 0, bytes: 0, durationMs: 0, failures: [] };
+  const sum: SoakSummary = { soakSeed: o.seed, drills: 0, passed: 0, crashes: 0, serverKills: 0, connections: 0, bytes: 0, durationMs: 0, failures: [] };
   const width = String(o.drills).length;
   for (let i = 0; i < o.drills; i++) {
     const argv = planArgv(soakPlan(o.seed, i, o.scenarios));
@@ -119,16 +122,19 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
     let line: string;
     try {
       const r = await o.run({ ...o.parse(argv), ...(o.progress ? { progress: (m: string) => o.progress!(`  ${m}`) } : {}) });
-      const crashes = r.crashes.filter((c) => c.killedAt > 0).length;
+      const placed = r.crashes.filter((c) => c.killedAt > 0);
+      const crashes = placed.length;
+      const kills = placed.reduce((a, c) => a + c.servers.length, 0);
       const conns = r.clients.reduce((a, c) => a + c.connections, 0);
       const bytes = r.clients.reduce((a, c) => a + c.bytesSent + c.bytesReceived, 0);
       sum.drills++;
       sum.crashes += crashes;
+      sum.serverKills += kills;
       sum.connections += conns;
       sum.bytes += bytes;
       if (r.ok) sum.passed++;
       else sum.failures.push({ index: i, command, failures: r.failures.slice(0, 5) });
-      line = `${String(i + 1).padStart(width)} ${r.ok ? 'PASS' : 'FAIL'} ${(r.durationMs / 1000).toFixed(1).padStart(5)} s  ${crashes} crash(es) at ${r.crashes.map((c) => (c.killedAt > 0 ? `${(c.atFraction * 100).toFixed(0)}%` : '-')).join(',') || '-'}, ${conns} conns, ${(bytes / 1e6).toFixed(1)} MB  ${command}`
+      line = `${String(i + 1).padStart(width)} ${r.ok ? 'PASS' : 'FAIL'} ${(r.durationMs / 1000).toFixed(1).padStart(5)} s  ${crashes} crash(es) (${kills} servers killed) at ${r.crashes.map((c) => (c.killedAt > 0 ? `${(c.atFraction * 100).toFixed(0)}%` : '-')).join(',') || '-'}, ${conns} conns, ${(bytes / 1e6).toFixed(1)} MB  ${command}`
         + (r.ok ? '' : `\n${' '.repeat(width + 1)}  ${r.failures.slice(0, 3).join('\n' + ' '.repeat(width + 3))}`);
     } catch (err) {
       sum.drills++;
@@ -146,7 +152,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
 export function formatSoakSummary(s: SoakSummary): string {
   const lines = [
     '',
-    `soak (seed ${s.soakSeed}): ${s.drills} drills, ${s.passed} held, ${s.failures.length} failed; ${s.crashes} server crashes, ${s.connections} connections, ${(s.bytes / 1e9).toFixed(2)} GB moved, ${(s.durationMs / 60_000).toFixed(1)} min`,
+    `soak (seed ${s.soakSeed}): ${s.drills} drills, ${s.passed} held, ${s.failures.length} failed; ${s.serverKills} server crashes (kill -9) in ${s.crashes} crash events, ${s.connections} connections, ${(s.bytes / 1e9).toFixed(2)} GB moved, ${(s.durationMs / 60_000).toFixed(1)} min`,
   ];
   if (s.failures.length > 0) {
     lines.push('to reproduce each failure:');

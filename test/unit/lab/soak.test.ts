@@ -95,7 +95,7 @@ describe('soak randomizer', () => {
 describe('runSoak', () => {
   const fake = (ok: (o: DrillOptions) => boolean) => async (o: DrillOptions): Promise<DrillReport> => ({
     ok: ok(o), failures: ok(o) ? [] : ['kv: 1 of 5 connections failed (TIMEOUT)'], durationMs: 1000,
-    crashes: (o.crashAt ?? [0.5]).map((f, i) => ({ n: i + 1, killedAt: 1, atFraction: f })),
+    crashes: (o.crashAt ?? [0.5]).map((f, i) => ({ n: i + 1, killedAt: 1, atFraction: f, servers: ['198.18.2.2:5001', '198.18.2.2:5002'] })),
     clients: [{ connections: 5, bytesSent: 1e6, bytesReceived: 2e6 }],
   }) as unknown as DrillReport;
 
@@ -114,6 +114,7 @@ describe('runSoak', () => {
     expect(s.passed).toBe(12 - bad.length);
     expect(s.connections).toBe(60);
     expect(s.bytes).toBe(36e6);
+    expect(s.serverKills).toBe(2 * s.crashes); // two servers killed at each crash
     const text = out.join('\n');
     for (const b of bad) expect(text).toContain(`  ${b.c}    # drill ${b.i + 1}:`);
     expect(text).toMatch(/soak \(seed 5\): 12 drills/);
