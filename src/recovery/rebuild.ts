@@ -792,7 +792,12 @@ export class NorthWrapper {
       tl.replayed++;
       if (tl.replayed + tl.failed + tl.ended >= tl.connections) tl.replayDoneAt = now;
     }
-    if (r.replayDone && flow.incSndMax >= r.cliAcked0) {
+    // The replay ends only when the new incarnation holds every byte the client was told is
+    // delivered (`complete`): the gateway itself acks a rebuilding client (keepalives at
+    // min(stable, right edge)), and a byte so acked that reached neither the new incarnation
+    // by the client's own forwarded segment nor by the replay would never come again: the
+    // client has forgotten it (issue 10 item 1, an upload 326 KB short after its rebuild).
+    if (r.replayDone && flow.incSndMax >= r.cliAcked0 && r.sndUna >= flow.complete) {
       // Step 6: from here on only translation.
       tl.caughtUp++;
       if (tl.caughtUp + tl.failed + tl.ended >= tl.connections) tl.caughtUpAt = now;
