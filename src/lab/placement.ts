@@ -12,20 +12,14 @@
  *                                                      so f1 < f2 < ... < fn
  */
 import { UsageError } from '../util/errors.js';
+import { mulberry32 } from '../util/rng.js';
 
 /** The span the seeded fractions are drawn from (the ends keep clear of start and finish). */
 export const CRASH_SPAN = { lo: 0.15, hi: 0.75 } as const;
 
-/** A small seeded generator (mulberry32). */
+/** A small seeded generator (mulberry32 over a multiplicative hash of the seed). */
 export function rng(seed: number): () => number {
-  let a = (seed * 2654435761) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32((seed * 2654435761) >>> 0);
 }
 
 /** n strictly increasing fractions in [lo, hi), one in each of n equal slots. */

@@ -10,6 +10,7 @@
  *       ──path 1 (a→b faults, b→a faults)──
  */
 import { LinkEndpoint, type LinkOptions } from './endpoint.js';
+import { mulberry32 } from '../util/rng.js';
 
 export interface PathFault {
   /** Probability a datagram is dropped. */
@@ -56,17 +57,7 @@ export interface SimOptions {
   fault?: Partial<PathFault>;
 }
 
-/** mulberry32: a small seeded PRNG with a 32-bit state. */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 interface Ev {
   at: number;
