@@ -57,7 +57,6 @@ export interface SimOptions {
   fault?: Partial<PathFault>;
 }
 
-export { mulberry32 };
 
 interface Ev {
   at: number;
