@@ -56,11 +56,15 @@ export function soakPlan(soakSeed: number, index: number, scenarios: readonly Sc
     const n = scenario === 'double-crash' ? between(2, 3) : scenario === 'crash-storm' ? between(2, 5) : between(1, 3);
     plan.crashAt = crashFractions(n, rand, 0.1, 0.8);
   }
-  // Sizes: short drills (a soak counts crashes), larger where a log fault needs time to act.
+  // Sizes: short drills (a soak counts crashes), larger where a log fault needs time to act,
+  // and with room for every crash: each later crash waits for the clients to move again after
+  // the restart, so a short client could finish before the last one (a drill that cannot
+  // place a crash fails).
+  const n = plan.crashAt?.length ?? 1;
   const streams = spec.kinds.some((k) => k === 'upload' || k === 'download');
-  if (streams && spec.bytes === undefined) plan.bytes = (fault !== undefined ? between(100, 200) : between(20, 120)) * 1_000_000;
+  if (streams && spec.bytes === undefined) plan.bytes = (fault !== undefined ? between(100, 200) : between(20, 120)) * 1_000_000 + (n - 1) * 25_000_000;
   const lines = spec.kinds.some((k) => k === 'echo' || k === 'kv');
-  if (lines && spec.lines === undefined) plan.lines = between(500, 3000);
+  if (lines && spec.lines === undefined) plan.lines = between(500, 3000) + (n - 1) * 1000;
   if (lines && spec.connections === undefined) plan.connections = between(5, 30);
   return plan;
 }
