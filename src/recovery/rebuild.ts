@@ -1005,6 +1005,14 @@ export class NorthWrapper {
     let a = Math.min(flow.stable, limit);
     if (a < flow.complete) a = flow.complete;
     flow.complete = a;
+    if (flow.clientFin >= 0 && a > flow.clientFin && flow.serverFin >= 0 && flow.cliAcked > flow.serverFin && flow.state !== 'CLOSED') {
+      // This ACK acknowledges the client's FIN, and the client had acked the server's: the
+      // connection is over at both ends, nothing is left to rebuild. A client that closed
+      // second (LAST_ACK) has no socket once this ACK arrives, and the next keepalive would
+      // draw a RST from it (issue 10: RST from a download client that had every byte).
+      flow.to('CLOSED', 'both FINs acked (the client\'s by the gateway while masked)', this.logger);
+      flow.closedAt = now;
+    }
     const shift = flow.serverWscale;
     let w = Math.ceil((flow.rightEdge - a) / 2 ** shift);
     w = w > 0xffff ? 0xffff : w < 0 ? 0 : w;

@@ -307,3 +307,35 @@ describe('the end of the replay', () => {
     expect(s2.bytes().equals(inBytes(0, IN + 1000))).toBe(true);
   });
 });
+
+describe('a connection over at both ends when its server dies', () => {
+  it("once a keepalive acks the client's FIN (the server's FIN acked before), no keepalive follows: a client that closed second has no socket left", async () => {
+    const IN = 2_000;
+    const w = await crashedAfter(IN);
+    const { h, c, s, o } = w;
+    void o;
+    // Before the crash (crashedAfter already killed it: this is the dead incarnation's last
+    // FIN, forwarded before the kill in the real drill), the client acked the server's FIN.
+    // Here: the server's FIN reaches the flow's bookkeeping as if forwarded, then the client closes.
+    const f = h.flow();
+    f.serverFin = outputFor(IN);
+    f.sndMax = f.serverFin + 1;
+    c.serverFin = true;
+    c.rcvNxt = outputFor(IN);
+    h.tun.inject(c.ack()).flush();
+    h.drain();
+    expect(f.cliAcked).toBe(f.serverFin + 1);
+    h.tun.inject(...c.write(0, true)).flush(); // the client's FIN: logged, the dead server never acks it
+    h.stabilizeAll();
+    await h.settle();
+    const first = h.drain().filter((x) => x.dst === CLIENT);
+    const acks = [...first, ...h.tick(250).filter((x) => x.dst === CLIENT)];
+    expect(acks.some((x) => seqDiff(x.ack, c.seq(0)) === IN + 1)).toBe(true); // the FIN acked
+    expect(f.state).toBe('CLOSED');
+    // From now on nothing more toward the client.
+    let later = 0;
+    for (let i = 0; i < 10; i++) later += h.tick(250).filter((x) => x.dst === CLIENT).length;
+    expect(later).toBe(0);
+    void s;
+  });
+});
