@@ -209,6 +209,8 @@ interface Waiter {
   /** Only a death, a deliberate stop, or an alive notice accepted at least `minGap` ms after `since` ends the wait; see waitVerdict. */
   settle: boolean;
   since: number;
+  /** wallNow() when the wait began: with `settle`, an alive notice must have been sent after it. */
+  sinceWall: number;
   minGap: number;
   resolve: (v: Verdict) => void;
 }
@@ -411,7 +413,7 @@ export class LivenessTracker {
     if (r.state !== 'SUSPECT') r.suspect = null;
     else if (before !== 'SUSPECT' || supersedes) r.suspect = { boot: n.boot, generation: n.generation, seq: n.seq, sentAt: n.sentAt, recvAt: now, after: null };
     else r.suspect!.after = n;
-    this.settleWaiters(r, newIncarnation, n.type, supersedes);
+    this.settleWaiters(r, newIncarnation, n.type, supersedes, n.sentAt);
     return 'accepted';
   }
 
@@ -468,9 +470,13 @@ export class LivenessTracker {
    *  * else at `timeoutMs` (as of `tick()`), with the verdict then (silence applied).
    * With `settle` (the gateway holding a server FIN/RST), 'alive' needs positive, fresh
    * evidence: a notice of the same incarnation saying alive, accepted at least `minGapMs`
-   * after the wait began. A heartbeat sent just before the process died can be processed
-   * after the FIN its kernel sent (the TUN and the oracle's socket are separate queues);
-   * one sent after the death says not alive (the supervisor checks for a zombie). Deaths
+   * after the wait began, and sent (its sentAt, the supervisor's clock) after the wait began
+   * (our wall clock). A heartbeat sent just before the process died can be processed after
+   * the FIN its kernel sent (the TUN and the oracle's socket are separate queues), on a busy
+   * gateway by far more than minGapMs (a crash storm released 16 dead kv servers' FINs so);
+   * one sent after the death says not alive (the supervisor checks for a zombie and for
+   * PF_EXITING). The sentAt rule assumes the clocks agree (as maxAgeMs does); a supervisor
+   * clock behind ours only delays a live FIN to the deadline, when the state decides. Deaths
    * resolve at once; silence makes the service SILENT ('dead') before the deadline.
    */
   waitVerdict(service: string, timeoutMs: number, settle = false, minGapMs = 0): Promise<Verdict> {
@@ -482,7 +488,7 @@ export class LivenessTracker {
     }
     return new Promise<Verdict>((resolve) => {
       const now = this.now();
-      r.waiters.push({ boot: r.boot, generation: r.generation, deadline: now + timeoutMs, settle, since: now, minGap: minGapMs, resolve });
+      r.waiters.push({ boot: r.boot, generation: r.generation, deadline: now + timeoutMs, settle, since: now, sinceWall: this.wallNow(), minGap: minGapMs, resolve });
     });
   }
 
@@ -596,7 +602,7 @@ export class LivenessTracker {
     if (ev) this.opts.emit?.(ev, r.service, this.infoOf(r));
   }
 
-  private settleWaiters(r: ServiceRecord, newIncarnation: boolean, type: NoticeType, supersedes: boolean): void {
+  private settleWaiters(r: ServiceRecord, newIncarnation: boolean, type: NoticeType, supersedes: boolean, sentAt: number): void {
     if (r.waiters.length === 0 || r.state === 'SUSPECT') return; // decided at the confirmation, a supersession or the deadline
     if (supersedes) {
       // The instance a waiter took as current came from the replay: the live one is this notice's.
@@ -611,7 +617,7 @@ export class LivenessTracker {
       const later = w.boot !== null && (w.boot !== r.boot || r.generation > w.generation);
       if (later || (newIncarnation && w.boot !== null)) w.resolve('dead');
       else if (type === 'crashed') w.resolve('dead');
-      else if (w.settle && verdictOf(r.state) === 'alive' && type !== 'stopping' && type !== 'stopped' && this.now() - w.since < w.minGap) r.waiters.push(w);
+      else if (w.settle && verdictOf(r.state) === 'alive' && type !== 'stopping' && type !== 'stopped' && (this.now() - w.since < w.minGap || sentAt < w.sinceWall)) r.waiters.push(w);
       else w.resolve(verdictOf(r.state));
     }
   }

@@ -54,7 +54,8 @@ function setup(opts: Partial<LivenessOptions> = {}) {
   const events: Array<[OracleEventName, string, ServiceInfo]> = [];
   const lines: Array<Record<string, unknown>> = [];
   const log = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
-  const t = new LivenessTracker(KEY, { now: clock.now, log, emit: (e, s, i) => events.push([e, s, i]), ...opts });
+  // The wall clock at the fake supervisors' first sentAt: every notice they make is sent "after" any wait began.
+  const t = new LivenessTracker(KEY, { now: clock.now, log, emit: (e, s, i) => events.push([e, s, i]), wallNow: () => 1_700_000_000_000, ...opts });
   return { clock, t, events, lines };
 }
 
@@ -333,6 +334,24 @@ describe('waitVerdict', () => {
     expect(w.v).toBeNull(); // too soon after the hold began: proves nothing
     clock.advance(30);
     t.receive(s.buf('heartbeat', { alive: true, listening: true }));
+    await flush();
+    expect(w.v).toBe('alive');
+  });
+
+  it('settle: an alive heartbeat sent before the hold began does not pass a FIN however late it is processed; one sent after does', async () => {
+    let wall = 1_700_000_000_000;
+    const { t, clock } = setup({ wallNow: () => wall });
+    const s = new Sup();
+    t.receive(s.buf('listening')); // sentAt +10
+    const inFlight = s.buf('heartbeat', { alive: true, listening: true }); // sentAt +20: before the death
+    wall += 25; // the FIN arrives, the hold begins
+    const w = watch(t.waitVerdict(SVC, 1000, true, 25));
+    clock.advance(60); // a busy gateway reads the in-flight heartbeat 60 ms after the hold began
+    t.receive(inFlight);
+    await flush();
+    expect(w.v).toBeNull(); // without the sentAt rule: 'alive', and a dead server's FIN reached its client
+    s.sentAt = wall + 50;
+    t.receive(s.buf('heartbeat', { alive: true, listening: true })); // sent after the hold began
     await flush();
     expect(w.v).toBe('alive');
   });
