@@ -418,6 +418,7 @@ export class Gateway {
   limits(): Record<string, number> {
     const u = this.log.usage?.();
     return {
+      ...this.south.limits(),
       ...this.north.limits(),
       ...(u !== undefined && Number.isFinite(u.maxBytes) ? { logBudgetBytes: u.maxBytes } : {}),
       ...(u !== undefined && Number.isFinite(u.maxBytesPerConn) ? { logConnBoundBytes: u.maxBytesPerConn } : {}),

@@ -563,9 +563,12 @@ export class SouthWrapper {
   }
 
   /** The flow table's limits, for status and metrics. */
-  limits(): { maxFlows: number; idleTimeoutMs: number; halfOpenTimeoutMs: number } {
+  limits(): { maxFlows: number; idleTimeoutMs: number; halfOpenTimeoutMs: number; lingerMs: number; finEchoMs: number; maxPendingBytes: number } {
     const o = this.options;
-    return { maxFlows: o.maxFlows, idleTimeoutMs: o.idleTimeoutMs, halfOpenTimeoutMs: Math.min(o.idleTimeoutMs, o.halfOpenTimeoutMs) };
+    return {
+      maxFlows: o.maxFlows, idleTimeoutMs: o.idleTimeoutMs, halfOpenTimeoutMs: Math.min(o.idleTimeoutMs, o.halfOpenTimeoutMs),
+      lingerMs: o.lingerMs, finEchoMs: o.finEchoMs, maxPendingBytes: o.maxPendingBytes,
+    };
   }
 
   /** A SYN when the table is full: the connection goes unprotected, counted, logged (at most every 10 s). */
