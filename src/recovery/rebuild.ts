@@ -878,7 +878,11 @@ export class NorthWrapper {
       const svc = this.table.service(flow.serverIp, flow.serverPort);
       if (!svc) continue;
       if (flow.state === 'CLOSED' && r.phase !== 'FAILED') {
-        // Both ends closed while it was being recovered: nothing left to catch up.
+        // Both ends closed while it was being recovered: nothing left to catch up. The new
+        // incarnation's connection, if one was begun, is reset (in its window: the SYN's
+        // seq + 1, or what it acknowledged), so it neither lingers nor keeps sending.
+        if (r.phase === 'HANDSHAKE' && r.attempts > 0) this.sendRaw(flow, r.sidePort, seqAdd(flow.clientIsn, 1), 0, TCP_RST, 0, null, null);
+        else if (r.phase === 'REPLAY') this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
         this.ended(flow, r, now);
         continue;
       }

@@ -91,9 +91,10 @@ export class SouthStats {
   /** Connections the log expired (lost) while open here: they go on unprotected. */
   flowsLogExpired = 0;
   simultaneousOpen = 0;
-  /** Server FIN retransmissions of a FIN already forwarded, and RSTs after both FINs (lateEnd). */
+  /** Server FIN retransmissions of a FIN already forwarded (lateEnd). */
   finRetransmitsDropped = 0;
-  lateRstsDropped = 0;
+  /** Server segments after both FINs were acked (the client's side is over), not forwarded. */
+  afterCloseDropped = 0;
 }
 
 
@@ -247,6 +248,14 @@ export class SouthWrapper {
       this.stats.unknownFlowPackets++;
       return FORWARD;
     }
+    if (!this.releasing && flow.state === 'CLOSED' && finsDone(flow)) {
+      // Over at the client's end: it acked the server's FIN and was acked its own. Whatever a
+      // server sends now (a rebuilt incarnation's regenerated output, its SYN-ACK, a FIN
+      // again, the RST of a socket that closed) can only reach a client socket that is gone
+      // (one that closed second has none) and draw a RST from it (issue 10 item 1).
+      this.stats.afterCloseDropped++;
+      return DROP;
+    }
     if (!this.releasing && this.north !== null && (flow.rec !== null || flow.xlate !== null)) {
       // Masked (dropped), rebuilding (the handshake's answers) or translated in place.
       if (this.north.fromServer(svc, flow, buf, p) !== PASS) return DROP;
@@ -348,16 +357,10 @@ export class SouthWrapper {
    *    (TIME_WAIT) acks it again, the server has closed on the first ACK and answers with a
    *    RST, which reached the client (issue 10 item 1). A FIN really lost on the way is sent
    *    again by the server after its backed-off timeout and passes then;
-   *  * a RST once both FINs are acked: the answer of a closed socket to a stray segment.
    * Dropped, counted.
    */
   private lateEnd(flow: Flow, p: PacketInfo): boolean {
-    if (p.flags & TCP_RST) {
-      if (flow.state !== 'CLOSED' || flow.clientFin < 0 || flow.serverFin < 0) return false;
-      if (!(flow.complete > flow.clientFin && flow.cliAcked > flow.serverFin)) return false;
-      this.stats.lateRstsDropped++;
-      return true;
-    }
+    if (p.flags & TCP_RST) return false; // after both FINs: dropped before the wrappers (afterCloseDropped)
     if (flow.serverFin < 0 || flow.outOffset(p.seq) + p.payloadLen !== flow.serverFin) return false;
     if (flow.cliAcked <= flow.serverFin && this.now() - flow.serverFinAt >= this.options.finEchoMs) return false;
     this.stats.finRetransmitsDropped++;
@@ -620,6 +623,11 @@ export class SouthWrapper {
     this.logger.error({ flow: flow.describe() }, 'the log expired an open connection: it goes on UNPROTECTED (a server crash will break it)');
     this.unprotect(flow);
   }
+}
+
+/** Both FINs acknowledged: the client's by the server (or the gateway), the server's by the client. */
+function finsDone(flow: Flow): boolean {
+  return flow.clientFin >= 0 && flow.complete > flow.clientFin && flow.serverFin >= 0 && flow.cliAcked > flow.serverFin;
 }
 
 /**
