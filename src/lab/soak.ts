@@ -65,6 +65,12 @@ export function soakPlan(soakSeed: number, index: number, scenarios: readonly Sc
   if (streams && spec.bytes === undefined) plan.bytes = (fault !== undefined ? between(100, 200) : between(20, 120)) * 1_000_000 + (n - 1) * 25_000_000;
   const lines = spec.kinds.some((k) => k === 'echo' || k === 'kv');
   if (lines && spec.lines === undefined) plan.lines = between(500, 3000) + (n - 1) * 1000;
+  if (fault === 'log-restart') {
+    // The server crash comes only after the log server is back: twice the transfer, so the
+    // clients are still there for it (a kv drill of 3,113 lines had finished by then).
+    if (plan.bytes !== undefined) plan.bytes *= 2;
+    if (plan.lines !== undefined) plan.lines *= 2;
+  }
   if (lines && spec.connections === undefined) plan.connections = between(5, 30);
   return plan;
 }
