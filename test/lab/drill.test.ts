@@ -50,7 +50,7 @@ describe('ftcp drill (lab)', () => {
       [['--crash-at', '0.5,0.4'], /--crash-at: the fractions must increase/],
       [['--crash-at', '1.5'], /--crash-at/],
       [['--crashes', '2', '--crash-at', '0.5'], /disagree/],
-      [['--soak', '0'], /--soak: expected an integer >= 1/],
+      [['--soak', '0'], /--soak: expected an integer in 1\.\.100000/],
       [['--soak-seed', '3'], /--soak-seed needs --soak/],
     ] as const) {
       const b = await execCmd(process.execPath, [FTCP, 'drill', ...args], { timeoutMs: 30_000 });
