@@ -142,8 +142,11 @@ describe('ftcp supervise in the namespace lab', () => {
 
         process.kill(pid1, 'SIGKILL');
         const c = await events.next((e) => e.ev === 'crashed', 5000, "'crashed'");
-        expect(c.info).toMatchObject({ generation: 1, pid: pid1, signal: 'SIGKILL', verdict: 'dead' });
+        // The crash may be seen first by a heartbeat that finds the program exiting (PF_EXITING)
+        // or a zombie, before the supervisor's 'crashed' notice: the signal comes with that notice.
+        expect(c.info).toMatchObject({ generation: 1, verdict: 'dead' });
         const r = await events.next((e) => e.ev === 'restarted' && e.info.generation === 2, 5000, "'restarted' gen 2");
+        expect(r.info.signal).toBe('SIGKILL');
         extraPids.push(r.info.pid!);
         const l2 = await events.next((e) => e.ev === 'listening' && e.info.generation === 2, 10_000, "'listening' gen 2");
         expect(l2.t - r.t).toBeGreaterThanOrEqual(900);
