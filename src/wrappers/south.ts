@@ -51,7 +51,7 @@ export interface SouthOptions {
   maxFlows: number;
   /** A CLOSED connection is kept this long for late retransmissions (ms). */
   lingerMs: number;
-  /** A retransmitted server FIN this soon after the first was forwarded is dropped (ms; see lateEnd). */
+  /** A retransmitted server FIN this soon after the first was forwarded is dropped (ms; see finRepeated). */
   finEchoMs: number;
   /** Client bytes kept per connection while the log has not opened it yet. */
   maxPendingBytes: number;
@@ -91,7 +91,7 @@ export class SouthStats {
   /** Connections the log expired (lost) while open here: they go on unprotected. */
   flowsLogExpired = 0;
   simultaneousOpen = 0;
-  /** Server FIN retransmissions of a FIN already forwarded (lateEnd). */
+  /** Server FIN retransmissions of a FIN already forwarded (finRepeated). */
   finRetransmitsDropped = 0;
   /** Server segments after both FINs were acked (the client's side is over), not forwarded. */
   afterCloseDropped = 0;
@@ -286,7 +286,7 @@ export class SouthWrapper {
       const a = flow.inOffset(p.ack);
       if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
     }
-    if (flags & (TCP_FIN | TCP_RST) && !this.releasing && this.lateEnd(flow, p)) return DROP;
+    if (flags & TCP_FIN && !(flags & TCP_RST) && !this.releasing && this.finRepeated(flow, p)) return DROP;
     if (flags & (TCP_FIN | TCP_RST) && !this.releasing && this.masking !== null && this.masking.hold(svc, flow, buf, p)) {
       return DROP; // held for the liveness verdict, or suppressed (the process died)
     }
@@ -350,17 +350,15 @@ export class SouthWrapper {
   }
 
   /**
-   * A server FIN or RST that only repeats the end of a connection the client already has:
-   *  * a retransmission of the server's FIN that the client acked, or that was forwarded less
+   * A retransmission of the server's FIN that the client acked, or that was forwarded less
    *    than `finEchoMs` ago: the verdict hold delays a FIN by a heartbeat or more, often past
    *    the server's FIN retransmission timer, so the copy came second; forwarded, the client
    *    (TIME_WAIT) acks it again, the server has closed on the first ACK and answers with a
    *    RST, which reached the client (issue 10 item 1). A FIN really lost on the way is sent
-   *    again by the server after its backed-off timeout and passes then;
-   * Dropped, counted.
+   *    again by the server after its backed-off timeout and passes then. Dropped, counted.
+   * (Anything after both FINs are acked is dropped earlier: afterCloseDropped.)
    */
-  private lateEnd(flow: Flow, p: PacketInfo): boolean {
-    if (p.flags & TCP_RST) return false; // after both FINs: dropped before the wrappers (afterCloseDropped)
+  private finRepeated(flow: Flow, p: PacketInfo): boolean {
     if (flow.serverFin < 0 || flow.outOffset(p.seq) + p.payloadLen !== flow.serverFin) return false;
     if (flow.cliAcked <= flow.serverFin && this.now() - flow.serverFinAt >= this.options.finEchoMs) return false;
     this.stats.finRetransmitsDropped++;
