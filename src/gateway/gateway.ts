@@ -15,7 +15,7 @@ import type { PacketBatch, TunDevice } from '../tun/device.js';
 import type { LogStatus, LogStore } from '../log/types.js';
 import { FlowTable, type ServiceSpec } from '../flow/table.js';
 import { SouthWrapper, FORWARD, defaultSouthOptions, type SouthOptions } from '../wrappers/south.js';
-import { PacketInfo, parsePacket, Verdict, DropCounters, isDrop, FIRST_DROP, VERDICT_COUNT, verdictName } from '../wire/packet.js';
+import { PacketInfo, parsePacket, checksumVerdict, Verdict, DropCounters, isDrop, FIRST_DROP, VERDICT_COUNT, verdictName } from '../wire/packet.js';
 import type { Logger } from '../util/logger.js';
 import { NorthWrapper, defaultNorthOptions, type NorthOptions } from '../recovery/rebuild.js';
 import { CrashMasking, type CrashPolicy, type LivenessSource } from '../recovery/verdict.js';
@@ -45,7 +45,11 @@ export interface GatewayOptions {
   onLogFailure?: LogFailurePolicy;
   /** The path MTU toward both sides: packets the gateway emits above it go out as GSO (offload only). */
   mtu?: number;
+  /** 'verify' (default): protected segments with a bad checksum are dropped (see routeOne); 'trust': not checked. */
+  checksums?: ChecksumPolicy;
 }
+
+export type ChecksumPolicy = 'verify' | 'trust';
 
 export type LogFailurePolicy = 'stall' | 'passthrough';
 
@@ -98,6 +102,8 @@ export class Gateway {
   readonly vnet: VnetPath | null;
   /** Set by route(): the last packet belonged to a protected service. */
   lastProtected = false;
+  readonly checksums: ChecksumPolicy;
+  private readonly verify: boolean;
 
   constructor(opts: GatewayOptions) {
     this.tun = opts.tun;
@@ -105,6 +111,8 @@ export class Gateway {
     this.logger = opts.logger;
     this.sweepMs = opts.sweepMs ?? 1000;
     this.onLogFailure = opts.onLogFailure ?? 'stall';
+    this.checksums = opts.checksums ?? 'verify';
+    this.verify = this.checksums === 'verify';
     this.table = new FlowTable(opts.services);
     this.vnet = (opts.tun.vnetHdrLen ?? 0) > 0 ? new VnetPath(this, opts.tun, opts.logger.child({ mod: 'offload' }), opts.mtu ?? 1500) : null;
     this.south = new SouthWrapper(
@@ -291,11 +299,12 @@ export class Gateway {
   /**
    * One packet (the IP packet at buf[off, off+len)) through the wrappers, rewritten in
    * place. Returns true to forward it. Sets `lastProtected` when it belonged to a
-   * protected service (the wrappers may have rewritten it).
+   * protected service (the wrappers may have rewritten it). `tcpTrusted`: the device
+   * vouches for its TCP checksum (offload flags, see VnetPath.onBatch).
    */
-  route(buf: Buffer, off: number, len: number): boolean {
+  route(buf: Buffer, off: number, len: number, tcpTrusted = false): boolean {
     try {
-      return this.routeOne(buf, off, len);
+      return this.routeOne(buf, off, len, tcpTrusted);
     } catch (err) {
       // Total: an internal error on one packet drops that packet, counted and logged (the
       // first few with the packet's bytes); the TUN keeps being read (DESIGN.md §7a).
@@ -322,29 +331,40 @@ export class Gateway {
     }
   }
 
-  private routeOne(buf: Buffer, off: number, len: number): boolean {
+  /**
+   * Checksums. A protected segment (either direction) is verified before it changes a flow
+   * or reaches the log: a copy of a client segment with other bytes and a wrong checksum,
+   * logged first, would make the genuine one a duplicate and be replayed into the next
+   * incarnation after a crash, although the server's kernel dropped it; a bad-checksum FIN
+   * would end the logged stream. A bad one is dropped and counted (BAD_IPV4_CHECKSUM,
+   * BAD_TCP_CHECKSUM); its sender retransmits it as if the wire had lost it. The kernel
+   * routing a packet into the TUN has checked the IPv4 header checksum already (ip_rcv),
+   * so that check only guards against other feeders of the device. Unprotected traffic is
+   * forwarded unverified: not ours to judge, its receiver will.
+   */
+  private routeOne(buf: Buffer, off: number, len: number, tcpTrusted: boolean): boolean {
     const info = this.info;
     const table = this.table;
-    const south = this.south;
     const stats = this.stats;
     const v = parsePacket(buf, off, len, info);
     let forward = true;
     this.lastProtected = false;
     if (v === Verdict.IPV4_TCP) {
       let svc = table.service(info.dst, info.dstPort);
-      if (svc !== undefined) {
+      const fromClient = svc !== undefined;
+      if (!fromClient) svc = table.service(info.src, info.srcPort);
+      if (svc === undefined) {
+        stats.unprotectedTcp++;
+      } else {
+        const c = this.verify ? checksumVerdict(buf, info, tcpTrusted) : Verdict.IPV4_TCP;
+        if (c !== Verdict.IPV4_TCP) {
+          this.drops.count(c);
+          stats.dropped++;
+          return false;
+        }
         stats.protectedPackets++;
         this.lastProtected = true;
-        forward = south.fromClient(svc, buf, info) === FORWARD;
-      } else {
-        svc = table.service(info.src, info.srcPort);
-        if (svc !== undefined) {
-          stats.protectedPackets++;
-          this.lastProtected = true;
-          forward = south.fromServer(svc, buf, info) === FORWARD;
-        } else {
-          stats.unprotectedTcp++;
-        }
+        forward = (fromClient ? this.south.fromClient(svc, buf, info) : this.south.fromServer(svc, buf, info)) === FORWARD;
       }
     } else if (v === Verdict.IPV4_ICMP) {
       stats.icmp++;

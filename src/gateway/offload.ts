@@ -39,14 +39,14 @@ import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { TCP_FIN, TCP_OFF_CHECKSUM, TCP_RST } from '../wire/tcp.js';
 import { Verdict, type DropCounters } from '../wire/packet.js';
 import {
-  VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, VNET_OFF_GSO_SIZE, VNET_OFF_CSUM_START,
+  VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, VNET_OFF_GSO_SIZE, VNET_OFF_CSUM_START,
   VNET_OFF_CSUM_OFFSET, finishPartialChecksum, ipv4PseudoSum, setLe16, setVnetHdrLen, vnetCsumOffset, vnetCsumStart,
   vnetHdrLen, zeroVnet,
 } from '../wire/vnet.js';
 
 /** What the offload path needs of the gateway. */
 export interface VnetHost {
-  route(buf: Buffer, off: number, len: number): boolean;
+  route(buf: Buffer, off: number, len: number, tcpTrusted?: boolean): boolean;
   readonly lastProtected: boolean;
   readonly drops: DropCounters;
   readonly stats: { batches: number; packets: number; dropped: number; writeShort: number };
@@ -59,6 +59,8 @@ export class OffloadStats {
   superBytes = 0;
   /** Frames read with NEEDS_CSUM. */
   partialChecksums = 0;
+  /** Frames read with DATA_VALID (the kernel verified the L4 checksum). */
+  dataValid = 0;
   /** Partial checksums of FIN/RST segments finished in JS. */
   checksumsFinished = 0;
   /** Partial checksums set back to the pseudo-header sum after the wrappers. */
@@ -131,7 +133,14 @@ export class VnetPath {
           st.checksumsFinished++;
         }
       }
-      if (!gw.route(buf, ip, ipLen)) continue;
+      if (vflags & VNET_F_DATA_VALID) st.dataValid++;
+      // The TCP checksum is trusted when the kernel vouches for it: NEEDS_CSUM (the sender
+      // is this host's kernel, or a local socket whose partial sum the kernel completes on
+      // the way out, so the receiver accepts the very bytes logged; every GSO frame) or
+      // DATA_VALID (verified, or received from a device that verified it). A packet a veth
+      // carried from another namespace is CHECKSUM_NONE (flags 0) on the 6.x kernels the
+      // lab ran (README "TUN offloads"): it is verified in full.
+      if (!gw.route(buf, ip, ipLen, (vflags & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) !== 0)) continue;
       if (gw.lastProtected) this.fixup(buf, slot, ip);
       outOffsets[n] = slot;
       outLengths[n] = len;
