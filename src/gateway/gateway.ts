@@ -427,6 +427,7 @@ export class Gateway {
       south: { ...this.south.stats },
       north: { ...this.north.stats },
       limits: this.limits(),
+      checksums: this.checksums,
       masking: this.masking.describe(),
       recovery: this.north.timelines.slice(-50),
       drops: this.dropReasons(),

@@ -4,7 +4,7 @@
  *              [--idle-timeout <s>] [--max-flows <n>] [--log-key-file F] [--on-log-failure stall|passthrough]
  *              [--log-budget <size|N%>] [--log-conn-bound <size>]
  *              [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
- *              [--assume-crash-on none|rst] [--no-offload]
+ *              [--assume-crash-on none|rst] [--no-offload] [--checksums verify|trust]
  *
  * Creates and configures its TUN device and (with --steer) the policy routing that sends
  * every forwarded packet through it; on SIGINT/SIGTERM removes everything it created.
@@ -70,6 +70,11 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
                           has the virtio-net header and TSO4/TSO6/CSUM offloads, so 64 KB super-packets
                           pass unsplit (falling back to plain packets, logged, when the kernel rejects
                           GSO writes). --offload says the default explicitly.
+  --checksums <p>         verify | trust (default verify): a protected segment (either direction) whose
+                          IPv4 header or TCP checksum is wrong is dropped before it changes a connection
+                          or reaches the log, counted (BAD_IPV4_CHECKSUM, BAD_TCP_CHECKSUM); the TCP sum
+                          of a frame the kernel vouches for (offload flags) is not redone. trust: no
+                          check (a measuring baseline; a forged segment can then poison the log)
   --stability-trace <f>   append a line per stable-point advance: <realtime ns> <client ip:port>
                           <server port> <client ISN> <stable offset> (for offline invariant checks)
   --supervisor <ip:port>  listen here for \`ftcp supervise\` notices (the liveness oracle): a server
@@ -106,6 +111,7 @@ export async function run(argv: string[]): Promise<number> {
     'log-conn-bound': { type: 'string' },
     offload: { type: 'boolean', default: false },
     'no-offload': { type: 'boolean', default: false },
+    checksums: { type: 'string', default: 'verify' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -140,6 +146,8 @@ export async function run(argv: string[]): Promise<number> {
   if (onLogFailure !== 'stall' && onLogFailure !== 'passthrough') {
     throw new UsageError(`--on-log-failure: expected 'stall' or 'passthrough', got '${onLogFailure}'`);
   }
+  const checksums = values.checksums;
+  if (checksums !== 'verify' && checksums !== 'trust') throw new UsageError(`--checksums: expected 'verify' or 'trust', got '${checksums}'`);
   if (values.offload && values['no-offload']) throw new UsageError('--offload and --no-offload exclude each other');
   const logOptions: CreateLogOptions = values['log-key-file'] ? { keyFile: values['log-key-file'] } : {};
   const logSpec = values.log!.trim();
@@ -199,7 +207,7 @@ export async function run(argv: string[]): Promise<number> {
     gw = new Gateway({
       tun, services, log, logger, south: { idleTimeoutMs: idle * 1000, maxFlows },
       // The verdict needs a fresh heartbeat; silence means dead first.
-      oracle, crashPolicy, holdMs: 10 * heartbeatMs + 200, minGapMs: Math.min(25, heartbeatMs / 2), onLogFailure, mtu,
+      oracle, crashPolicy, holdMs: 10 * heartbeatMs + 200, minGapMs: Math.min(25, heartbeatMs / 2), onLogFailure, mtu, checksums,
     });
     if (tracer) gw.south.onStableAdvance = tracer.trace;
     gw.start();

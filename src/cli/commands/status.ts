@@ -63,6 +63,7 @@ export async function run(argv: string[]): Promise<number> {
     const n = st.north;
     lines.push(`recovery: crashes ${n.crashes}, caught up ${n.caughtUp}, failed ${n.rebuildFailed} (of them no progress ${n.progressFailures ?? 0}), recovering now ${st.flows.filter((f: any) => f.recovering).length}`);
   }
+  if (st.checksums) lines.push(`checksums of protected segments: ${st.checksums} (--checksums); dropped: bad IPv4 header ${st.drops?.BAD_IPV4_CHECKSUM ?? 0}, bad TCP ${st.drops?.BAD_TCP_CHECKSUM ?? 0}`);
   if (st.limits) lines.push(`limits: ${Object.entries(st.limits).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   const lm = st.logMemory as { bytes: number; memory: number; budget: number | null; perConnection: number | null; policy: string; unprotected: { connection: number; total: number }; deferred: number } | null | undefined;
   if (lm) {

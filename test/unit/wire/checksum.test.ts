@@ -34,6 +34,26 @@ describe('checksum (RFC 1071)', () => {
     }));
   });
 
+  it('the 32-bit word path (64 bytes and more) agrees at every alignment, across buffers', () => {
+    // Long data, placed at each offset mod 4 inside larger buffers (the Uint32Array view is
+    // per underlying ArrayBuffer: switching buffers must switch the view).
+    fc.assert(fc.property(fc.uint8Array({ minLength: 60, maxLength: 3000 }), fc.nat(7), fc.nat(7), (b, lead, pad) => {
+      const ab = new ArrayBuffer(b.length + lead + pad + 8);
+      const host = new Uint8Array(ab, lead & 4, b.length + (lead & 3) + pad);
+      host.set(b, lead & 3);
+      expect(checksum(host, lead & 3, b.length)).toBe(refChecksum(b));
+      const c = Buffer.from(b); // another (pooled or own) buffer
+      expect(checksum(c, 0, c.length)).toBe(refChecksum(b));
+      expect(foldSum(onesSum(host, lead & 3, b.length, 0x1234))).toBe(foldSum(onesSum(c, 0, c.length) + 0x1234));
+    }), { numRuns: 300 });
+    // All ones and all zeros (the folded sums 0xFFFF and 0 stay apart).
+    for (const fill of [0x00, 0xff]) {
+      const z = new Uint8Array(1500).fill(fill);
+      expect(checksum(z, 0, z.length)).toBe(refChecksum(z));
+      expect(checksum(z, 2, 1400)).toBe(refChecksum(z.subarray(2, 1402)));
+    }
+  });
+
   it('folds large accumulators', () => {
     expect(foldSum(0xffff * 100000)).toBe(0xffff);
     expect(foldSum(0x1_0000_0000 * 3 + 5)).toBe(8);
