@@ -9,14 +9,17 @@
  *   gw-disk          lab forward=gateway, embedded disk log (LMDB, fsync per commit); protected port
  *   gw-plain-unprot  lab forward=gateway --no-offload (every packet at MTU size), memory log; unprotected port
  *   gw-plain-memory  same lab; a protected port, embedded memory log
+ *   gw-memory-trust  as gw-memory, the gateway with --checksums trust (no checksum verified):
+ *                    the same-run baseline of the verification's cost; not run by default
+ *   gw-plain-trust   as gw-plain-memory with --checksums trust; not run by default
  *
  * gw-unprotected and gw-memory share one lab (one gateway, protect=5001-5004): the
  * unprotected servers listen on 6001-6004 beside the protected ones; likewise the plain pair.
  */
 import type { ForwardMode, LabLogMode } from '../lab/index.js';
 
-export type ConfigId = 'kernel' | 'tun-fwd' | 'gw-unprotected' | 'gw-memory' | 'gw-disk' | 'gw-plain-unprot' | 'gw-plain-memory';
-export type LabId = 'kernel' | 'tunfwd' | 'memory' | 'disk' | 'plain';
+export type ConfigId = 'kernel' | 'tun-fwd' | 'gw-unprotected' | 'gw-memory' | 'gw-disk' | 'gw-plain-unprot' | 'gw-plain-memory' | 'gw-memory-trust' | 'gw-plain-trust';
+export type LabId = 'kernel' | 'tunfwd' | 'memory' | 'disk' | 'plain' | 'trust' | 'plain-trust';
 export type ServiceKind = 'upload' | 'download' | 'echo';
 
 export interface BenchConfig {
@@ -30,6 +33,8 @@ export interface BenchConfig {
   ports: Record<ServiceKind, number>;
   /** The iperf3 server's port (`iperf3 -s`, beside the demo servers). */
   iperfPort: number;
+  /** Run only when named in --configs (a baseline for one question, not a column of the default table). */
+  onRequest?: boolean;
 }
 
 export interface LabSpec {
@@ -57,6 +62,8 @@ export const CONFIGS: readonly BenchConfig[] = [
   { id: 'gw-disk', label: 'gateway, protected, disk log', lab: 'disk', protected: true, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF },
   { id: 'gw-plain-unprot', label: 'gateway --no-offload, unprotected', lab: 'plain', protected: false, ports: UNPROTECTED_PORTS, iperfPort: UNPROTECTED_IPERF },
   { id: 'gw-plain-memory', label: 'gateway --no-offload, protected, memory log', lab: 'plain', protected: true, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF },
+  { id: 'gw-memory-trust', label: 'gateway --checksums trust, protected, memory log', lab: 'trust', protected: true, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF, onRequest: true },
+  { id: 'gw-plain-trust', label: 'gateway --no-offload --checksums trust, protected, memory log', lab: 'plain-trust', protected: true, ports: PROTECTED_PORTS, iperfPort: PROTECTED_IPERF, onRequest: true },
 ];
 
 export const CONFIG_IDS: readonly ConfigId[] = CONFIGS.map((c) => c.id);
@@ -67,15 +74,17 @@ export const LABS: Readonly<Record<LabId, LabSpec>> = {
   memory: { id: 'memory', forward: 'gateway', log: 'embedded', protect: PROTECT_LIST },
   disk: { id: 'disk', forward: 'gateway', log: 'embedded:disk', protect: PROTECT_LIST },
   plain: { id: 'plain', forward: 'gateway', log: 'embedded', protect: PROTECT_LIST, extraGatewayArgs: ['--no-offload'] },
+  trust: { id: 'trust', forward: 'gateway', log: 'embedded', protect: PROTECT_LIST, extraGatewayArgs: ['--checksums', 'trust'] },
+  'plain-trust': { id: 'plain-trust', forward: 'gateway', log: 'embedded', protect: PROTECT_LIST, extraGatewayArgs: ['--no-offload', '--checksums', 'trust'] },
 };
 
 export function configById(id: ConfigId): BenchConfig {
   return CONFIGS.find((c) => c.id === id)!;
 }
 
-/** Parses "kernel,gw-memory" (order of the table kept, duplicates dropped); undefined = all. */
+/** Parses "kernel,gw-memory" (order of the table kept, duplicates dropped); undefined = all but the on-request ones. */
 export function parseConfigList(s: string | undefined): ConfigId[] | null {
-  if (s === undefined) return [...CONFIG_IDS];
+  if (s === undefined) return CONFIGS.filter((c) => c.onRequest !== true).map((c) => c.id);
   const want = new Set(s.split(',').map((x) => x.trim()).filter((x) => x.length > 0));
   for (const w of want) if (!(CONFIG_IDS as readonly string[]).includes(w)) return null;
   return CONFIG_IDS.filter((id) => want.has(id));
