@@ -75,7 +75,7 @@ throughput and set-up rate, and the added latency for round trips.
   --round-trips N        recorded round trips per RTT run (default ${DEFAULTS.roundTrips})
   --rr-warmup N          unrecorded round trips before them (default ${DEFAULTS.rrWarmup})
   --rr-size S            request/response size in bytes, newline included (default ${DEFAULTS.rrSize})
-  --configs LIST         subset of ${ALL_CONFIGS} (default: all)
+  --configs LIST         subset of ${ALL_CONFIGS} (default: all but the --checksums trust baselines gw-memory-trust, gw-plain-trust)
   --metrics LIST         subset of ${METRIC_GROUPS.join(',')} (default: all)
                            demo: single-stream upload/download with the demo programs (SHA-256 checked)
                            streams: the same over --streams parallel connections
