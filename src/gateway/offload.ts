@@ -139,7 +139,7 @@ export class VnetPath {
       // the way out, so the receiver accepts the very bytes logged; every GSO frame) or
       // DATA_VALID (verified, or received from a device that verified it). A packet a veth
       // carried from another namespace is CHECKSUM_NONE (flags 0) on the 6.x kernels the
-      // lab ran (README "TUN offloads"): it is verified in full.
+      // lab ran (README "Checksums", with the evidence): it is verified in full.
       if (!gw.route(buf, ip, ipLen, (vflags & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) !== 0)) continue;
       if (gw.lastProtected) this.fixup(buf, slot, ip);
       outOffsets[n] = slot;
