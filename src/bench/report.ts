@@ -66,6 +66,8 @@ export interface GatewayCounters {
   dropped: number;
   acksLowered: number | null;
   acksHeld: number | null;
+  /** CPU time of the gateway process (user + system, /proc/<pid>/stat), null when unknown. */
+  cpuSeconds?: number | null;
 }
 
 export interface BenchResult {
@@ -199,7 +201,8 @@ function gatewayLines(r: BenchResult): string[] {
   for (const [lab, g] of Object.entries(r.gateway) as Array<[LabId, GatewayCounters]>) {
     out.push(`gateway (${lab} lab): ${g.packets} packets through the TUN (protected ${g.protectedPackets}, ` +
       `unprotected TCP ${g.unprotectedTcp}, dropped ${g.dropped})` +
-      (g.acksLowered !== null ? `; acks lowered ${g.acksLowered}, held ${g.acksHeld}` : ''));
+      (g.acksLowered !== null ? `; acks lowered ${g.acksLowered}, held ${g.acksHeld}` : '') +
+      (g.cpuSeconds != null && g.packets > 0 ? `; gateway CPU ${g.cpuSeconds.toFixed(1)} s, ${((g.cpuSeconds * 1e6) / g.packets).toFixed(2)} µs per packet` : ''));
   }
   return out;
 }

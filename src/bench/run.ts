@@ -237,6 +237,17 @@ async function stopServers(lab: Lab): Promise<void> {
   })));
 }
 
+/** User + system CPU seconds of a process (/proc/<pid>/stat fields 14 and 15, in USER_HZ = 100 ticks), null if gone. */
+function processCpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // after "pid (comm) ": field 3 is f[0]
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
 async function gatewayCounters(lab: Lab): Promise<GatewayCounters | null> {
   const topo = lab.topo;
   if (!topo || topo.forward !== 'gateway') return null;
@@ -253,6 +264,7 @@ async function gatewayCounters(lab: Lab): Promise<GatewayCounters | null> {
       dropped: n(st.stats?.dropped),
       acksLowered: typeof st.south?.acksLowered === 'number' ? st.south.acksLowered : null,
       acksHeld: typeof st.south?.acksHeld === 'number' ? st.south.acksHeld : null,
+      cpuSeconds: topo.gatewayPid ? processCpuSeconds(topo.gatewayPid) : null,
     };
   } catch {
     return null;

@@ -22,9 +22,9 @@ describe('bench options', () => {
     expect(parseOptions(['--help'])).toBe('help');
   });
   it('the --checksums trust baselines run only when named', () => {
-    expect(parseOptions([]).configs).not.toContain('gw-memory-trust');
-    expect(parseOptions(['--configs', 'gw-plain-trust,gw-plain-memory,gw-memory-trust,gw-memory']).configs)
-      .toEqual(['gw-memory', 'gw-plain-memory', 'gw-memory-trust', 'gw-plain-trust']);
+    expect((parseOptions([]) as { configs: string[] }).configs).not.toContain('gw-memory-trust');
+    expect(parseOptions(['--configs', 'gw-plain-trust,gw-plain-memory,gw-memory-trust,gw-memory']))
+      .toMatchObject({ configs: ['gw-memory', 'gw-plain-memory', 'gw-memory-trust', 'gw-plain-trust'] });
   });
   it('rejects bad values with a usage error', () => {
     for (const argv of [['--runs', '0'], ['--runs', 'x'], ['--bytes', '0'], ['--bytes', '5X'], ['--rr-size', '1'],
