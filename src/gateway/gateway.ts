@@ -22,6 +22,10 @@ import { CrashMasking, type CrashPolicy, type LivenessSource } from '../recovery
 import { parseIcmpError } from '../wire/repr.js';
 import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { VnetPath } from './offload.js';
+import type { ControlEndpoint } from './control.js';
+
+/** /status's flow list: a page of `dflt` connections unless asked, at most `max`. */
+export const FLOW_PAGE = Object.freeze({ dflt: 100, max: 1000 });
 
 export interface GatewayOptions {
   tun: TunDevice;
@@ -64,6 +68,8 @@ export class GatewayStats {
   icmpSuppressed = 0;
   /** Exceptions caught on a packet path, an upcall or a timer (each dropped its packet or event). */
   internalErrors = 0;
+  /** TCP segments through the TUN toward the control endpoint: dropped (drop reason TO_CONTROL). */
+  toControl = 0;
 }
 
 export class Gateway {
@@ -98,6 +104,11 @@ export class Gateway {
   readonly vnet: VnetPath | null;
   /** Set by route(): the last packet belonged to a protected service. */
   lastProtected = false;
+  /** The control endpoint, when one runs (its counters are in the snapshot and the metrics). */
+  control: ControlEndpoint | null = null;
+  /** The control endpoint's port (-1: none) and addresses: TCP through the TUN to them is dropped. */
+  private controlPort = -1;
+  private controlAddrs = new Set<number>();
 
   constructor(opts: GatewayOptions) {
     this.tun = opts.tun;
@@ -322,6 +333,16 @@ export class Gateway {
     }
   }
 
+  /**
+   * The control endpoint listens on `port` at `addrs` (numbers; every local address for a
+   * wildcard bind; port -1: none). The TUN carries the clients' and the servers' traffic,
+   * never the operator's: a TCP segment through it toward the endpoint is dropped, counted.
+   */
+  setControlEndpoint(addrs: readonly number[], port: number): void {
+    this.controlAddrs = new Set(addrs);
+    this.controlPort = port;
+  }
+
   private routeOne(buf: Buffer, off: number, len: number): boolean {
     const info = this.info;
     const table = this.table;
@@ -331,6 +352,11 @@ export class Gateway {
     let forward = true;
     this.lastProtected = false;
     if (v === Verdict.IPV4_TCP) {
+      if (info.dstPort === this.controlPort && this.controlAddrs.has(info.dst)) {
+        stats.toControl++; // the control endpoint is not on the clients' side (control.ts)
+        stats.dropped++;
+        return false;
+      }
       let svc = table.service(info.dst, info.dstPort);
       if (svc !== undefined) {
         stats.protectedPackets++;
@@ -379,11 +405,20 @@ export class Gateway {
     return (flow !== undefined && flow.rec !== null) || this.north.isDown(svc);
   }
 
-  /** A JSON-able snapshot for `ftcp status` and the control endpoint. */
-  snapshot(): Record<string, unknown> {
+  /**
+   * A JSON-able snapshot for `ftcp status` and the control endpoint. The flow list is one
+   * page: `limit` connections (at most FLOW_PAGE.max) from position `offset` in the table's
+   * order; `flowsPage` says the total and the next page's offset (null: the last page).
+   */
+  snapshot(page: { offset?: number; limit?: number } = {}): Record<string, unknown> {
+    const offset = Math.max(0, Math.floor(page.offset ?? 0));
+    const limit = Math.min(FLOW_PAGE.max, Math.max(1, Math.floor(page.limit ?? FLOW_PAGE.dflt)));
+    const total = this.table.size;
     const flows: Array<Record<string, unknown>> = [];
+    let pos = 0;
     for (const [, f] of this.table.flows()) {
-      if (flows.length >= 1000) break;
+      if (pos++ < offset) continue;
+      if (flows.length >= limit) break;
       flows.push({
         flow: f.describe(), state: f.state, logId: f.logId, received: f.received, high: f.high,
         stable: f.stable, complete: f.complete, delivered: f.delivered, sndMax: f.sndMax, cliAcked: f.cliAcked,
@@ -409,9 +444,41 @@ export class Gateway {
       limits: this.limits(),
       masking: this.masking.describe(),
       recovery: this.north.timelines.slice(-50),
+      recovering: this.north.recovering,
       drops: this.dropReasons(),
+      authDrops: this.authDrops(),
+      ...(this.control !== null ? { control: this.controlState(this.control) } : {}),
+      flowsPage: { offset, limit, total, next: offset + flows.length < total ? offset + flows.length : null },
       flows,
     };
+  }
+
+  /**
+   * Control-channel datagrams dropped for failing authentication or freshness, by channel:
+   * supervisor notices (the liveness oracle: forged = wrong key, malformed = garbage, replayed,
+   * badGeneration, and socketDrops = datagrams the kernel dropped before the oracle read them)
+   * and the log link (forged, malformed, replayed, outOfWindow). A channel not configured is left out.
+   */
+  authDrops(): Record<string, Record<string, number>> {
+    const out: Record<string, Record<string, number>> = {};
+    const n = this.masking.describe().notices as Record<string, unknown> | undefined;
+    if (n !== undefined) {
+      const num = (k: string) => (typeof n[k] === 'number' ? (n[k] as number) : 0);
+      out.supervisor = {
+        forged: num('forged'), malformed: num('malformed'), replayed: num('replayed'),
+        badGeneration: num('badGeneration'), socketDrops: num('socketDrops'),
+      };
+    }
+    const link = this.log.linkStats?.().link;
+    if (link !== undefined) {
+      out.logLink = { forged: link.forged ?? 0, malformed: link.malformed ?? 0, replayed: link.replayed ?? 0, outOfWindow: link.outOfWindow ?? 0 };
+    }
+    return out;
+  }
+
+  private controlState(c: ControlEndpoint): Record<string, unknown> {
+    const a = c.address();
+    return { listen: `${a.address}:${a.port}`, token: c.tokenRequired, connections: c.connections(), ...c.stats };
   }
 
   /** Every configured bound of the gateway, by name (shown in `ftcp status` and /metrics). */
@@ -422,6 +489,7 @@ export class Gateway {
       ...this.north.limits(),
       ...(u !== undefined && Number.isFinite(u.maxBytes) ? { logBudgetBytes: u.maxBytes } : {}),
       ...(u !== undefined && Number.isFinite(u.maxBytesPerConn) ? { logConnBoundBytes: u.maxBytesPerConn } : {}),
+      ...(this.control !== null ? controlLimits(this.control.limits) : {}),
     };
   }
 
@@ -429,6 +497,7 @@ export class Gateway {
   dropReasons(): Record<string, number> {
     const r: Record<string, number> = {};
     for (let v = FIRST_DROP; v < VERDICT_COUNT; v++) r[verdictName(v)] = this.drops.get(v);
+    r.TO_CONTROL = this.stats.toControl;
     return r;
   }
 
@@ -463,6 +532,15 @@ export class Gateway {
     lines.push(`ftcp_unprotected_total{reason="conn_bound"} ${this.boundStats.connection}`);
     lines.push(`ftcp_unprotected_total{reason="budget"} ${this.boundStats.total}`);
     lines.push(`ftcp_unprotected_total{reason="log_failure"} ${this.unprotected.size}`);
+    lines.push('# HELP ftcp_auth_drops_total control-channel datagrams dropped (authentication, freshness), by channel and reason', '# TYPE ftcp_auth_drops_total counter');
+    for (const [channel, reasons] of Object.entries(this.authDrops())) {
+      for (const [reason, v] of Object.entries(reasons)) lines.push(`ftcp_auth_drops_total{channel="${channel}",reason="${snake(reason)}"} ${v}`);
+    }
+    const c = this.control;
+    if (c !== null) {
+      for (const [k, v] of Object.entries(c.stats)) put(`control_${snake(k)}_total`, `control endpoint ${k}`, 'counter', v as number);
+      put('control_connections', 'open connections to the control endpoint', 'gauge', c.connections());
+    }
     const ll = this.log.linkStats?.();
     if (ll !== undefined) {
       // The log link (remote log): retransmissions, REJECTs, resyncs, re-registrations...
@@ -475,6 +553,13 @@ export class Gateway {
     }
     return lines.join('\n') + '\n';
   }
+}
+
+/** The control endpoint's bounds under limit names: headersTimeoutMs -> controlHeadersTimeoutMs. */
+function controlLimits(l: Readonly<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(l)) out[`control${k[0]!.toUpperCase()}${k.slice(1)}`] = v;
+  return out;
 }
 
 function snake(s: string): string {
