@@ -534,7 +534,7 @@ export class Gateway {
     lines.push(`ftcp_unprotected_total{reason="log_failure"} ${this.unprotected.size}`);
     lines.push('# HELP ftcp_auth_drops_total control-channel datagrams dropped (authentication, freshness), by channel and reason', '# TYPE ftcp_auth_drops_total counter');
     for (const [channel, reasons] of Object.entries(this.authDrops())) {
-      for (const [reason, v] of Object.entries(reasons)) lines.push(`ftcp_auth_drops_total{channel="${channel}",reason="${snake(reason)}"} ${v}`);
+      for (const [reason, v] of Object.entries(reasons)) lines.push(`ftcp_auth_drops_total{channel="${snake(channel)}",reason="${snake(reason)}"} ${v}`);
     }
     const c = this.control;
     if (c !== null) {
