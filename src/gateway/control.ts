@@ -3,15 +3,19 @@
  * (Prometheus text). Read-only; it shows every connection's addresses and sequence state, so
  * it is an operator's tool and is kept off the clients' side (DESIGN.md §7a):
  *
- *   operator ── management path (loopback, a management interface) ──▶ control ip:port   answers
- *   client/server ── steered interface ──▶ TUN ──▶ gateway: TCP to control ip:port ──X  dropped,
- *                                                          counted (drop reason TO_CONTROL)
+ *   operator ── loopback / a management interface ──────────────▶ control ip:port   answers
+ *   client or server ── steered interface (gc0, gs0) ─▶ kernel ─▶ control ip:port   closed at
+ *                       (the reply would leave by a steered interface)              accept, counted
  *
  *  * Where: the address the operator gives (`--control ip:port`); a bare port binds
- *    127.0.0.1. The TUN carries the clients' and servers' traffic and never the operator's,
- *    so every TCP segment crossing it toward the endpoint is dropped (Gateway.setControlEndpoint;
- *    for 0.0.0.0, toward any local address on that port). `controlExposure` says when the
- *    chosen address sits on a steered interface, for a startup warning.
+ *    127.0.0.1, which no packet from a wire can reach (a martian destination). A packet to
+ *    one of the gateway's own addresses does NOT cross the TUN (the kernel's local table is
+ *    looked up before the steering rules: steering.ts), so any other address is reachable
+ *    from the steered networks at the IP level (Linux's weak host model). Hence a reverse-path
+ *    check at accept (`ClientSideGuard`): a connection whose replies would leave by a steered
+ *    interface (main routing table, longest prefix) comes from the clients' or the servers'
+ *    side and is closed before any byte is read (`clientSide`). `controlExposure` says when
+ *    the chosen address sits on a steered interface, for a startup warning.
  *  * Bounded: headers within headersTimeoutMs of the connection (a half-sent request is closed
  *    then, 408), the whole request within requestTimeoutMs, an idle keep-alive connection
  *    closed after keepAliveTimeoutMs, any silent socket after idleTimeoutMs, at most
@@ -36,6 +40,8 @@ import http, { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { FLOW_PAGE, type Gateway } from './gateway.js';
 import { FtcpError } from '../util/errors.js';
 import { readRegularFile } from '../util/fs.js';
@@ -85,6 +91,8 @@ export class ControlStats {
   timedOut = 0;
   /** Connections closed at accept: maxConnections were open. */
   overCapacity = 0;
+  /** Connections closed at accept: from the clients' or servers' side (ClientSideGuard). */
+  clientSide = 0;
 }
 
 export interface ControlOptions {
@@ -94,6 +102,10 @@ export interface ControlOptions {
   token?: Buffer | null;
   limits?: Partial<ControlLimits>;
   logger?: Logger;
+  /** The steered interfaces (--steer): connections whose replies would leave by one are refused. */
+  steer?: readonly string[];
+  /** Replaces the kernel's routes and addresses (tests). */
+  routes?: RouteSource;
 }
 
 export interface ControlEndpoint {
@@ -140,7 +152,13 @@ export async function startControl(gw: Gateway, opts: ControlOptions): Promise<C
   server.on('drop', () => {
     stats.overCapacity++;
   });
+  const guard = await ClientSideGuard.start(opts.steer ?? [], opts.routes ?? kernelRoutes, opts.logger);
   server.on('connection', (s: Socket) => {
+    if (guard.fromClientSide(s.remoteAddress)) {
+      stats.clientSide++;
+      s.destroy();
+      return;
+    }
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   });
@@ -178,13 +196,6 @@ export async function startControl(gw: Gateway, opts: ControlOptions): Promise<C
   server.on('error', (err) => opts.logger?.error({ err }, 'control endpoint error'));
   const bound = server.address() as { address: string; port: number };
 
-  // Segments through the TUN toward the endpoint are dropped (the wildcard: every local
-  // address, looked at again every 5 s as addresses come and go).
-  const guard = () => gw.setControlEndpoint(bound.address === '0.0.0.0' ? localIpv4() : [ipToU32(bound.address)], bound.port);
-  guard();
-  const refresh = bound.address === '0.0.0.0' ? setInterval(guard, 5000) : null;
-  refresh?.unref();
-
   const endpoint: ControlEndpoint = {
     server,
     stats,
@@ -193,8 +204,7 @@ export async function startControl(gw: Gateway, opts: ControlOptions): Promise<C
     address: () => ({ address: bound.address, port: bound.port }),
     connections: () => sockets.size,
     close: async () => {
-      if (refresh !== null) clearInterval(refresh);
-      gw.setControlEndpoint([], -1);
+      guard.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const s of sockets) s.destroy();
@@ -316,13 +326,95 @@ export function loadControlToken(path: string, flag = '--control-token-file'): B
   return Buffer.from(t, 'latin1');
 }
 
-/** The IPv4 addresses of this host's (namespace's) interfaces, as numbers. */
-function localIpv4(): number[] {
-  const out: number[] = [];
-  for (const addrs of Object.values(networkInterfaces())) {
-    for (const a of addrs ?? []) if (a.family === 'IPv4') out.push(ipToU32(a.address));
+/** One IPv4 route of the main table: destination prefix and the interface it leaves by. */
+export interface Route {
+  /** 'default' or 'a.b.c.d[/n]'. */
+  dst: string;
+  dev: string;
+}
+
+/** The main table's IPv4 routes and this host's (namespace's) IPv4 addresses. */
+export type RouteSource = () => Promise<{ routes: Route[]; local: string[] }>;
+
+const execFileP = promisify(execFile);
+
+/** `ip -j -4 route show table main` and the interfaces' addresses. */
+async function kernelRoutes(): Promise<{ routes: Route[]; local: string[] }> {
+  const { stdout } = await execFileP('ip', ['-j', '-4', 'route', 'show', 'table', 'main'], { timeout: 5000 });
+  const routes = (JSON.parse(stdout) as Array<{ dst?: string; dev?: string }>)
+    .filter((r): r is Route => typeof r.dst === 'string' && typeof r.dev === 'string')
+    .map((r) => ({ dst: r.dst, dev: r.dev }));
+  const local: string[] = [];
+  for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) if (a.family === 'IPv4') local.push(a.address);
+  return { routes, local };
+}
+
+/**
+ * The reverse-path check of the control endpoint: a connection comes from the clients' (or
+ * the servers') side when the route back to its source leaves by a steered interface (longest
+ * prefix of the main table, as the gateway's own replies are routed) and the source is not
+ * one of the gateway's own addresses (the operator on the gateway itself). The routes are read
+ * at start and every REFRESH_MS; with no steered interface nothing is refused.
+ */
+export class ClientSideGuard {
+  static readonly REFRESH_MS = 5000;
+  private table: Array<{ net: number; mask: number; bits: number; dev: string }> = [];
+  private local = new Set<number>();
+  private timer: NodeJS.Timeout | null = null;
+  private failedOnce = false;
+
+  private constructor(private readonly steer: ReadonlySet<string>, private readonly source: RouteSource, private readonly logger?: Logger) {}
+
+  static async start(steer: readonly string[], source: RouteSource, logger?: Logger): Promise<ClientSideGuard> {
+    const g = new ClientSideGuard(new Set(steer), source, logger);
+    if (steer.length === 0) return g;
+    await g.refresh();
+    g.timer = setInterval(() => void g.refresh(), ClientSideGuard.REFRESH_MS);
+    g.timer.unref();
+    return g;
   }
-  return out;
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      const { routes, local } = await this.source();
+      const table = [];
+      for (const r of routes) {
+        const m = r.dst === 'default' ? ['', '0.0.0.0', '0'] : /^(\d{1,3}(?:\.\d{1,3}){3})(?:\/(\d{1,2}))?$/.exec(r.dst);
+        if (m === null) continue;
+        const bits = Number(m[2] ?? 32);
+        const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+        table.push({ net: (ipToU32(m[1]!) & mask) >>> 0, mask, bits, dev: r.dev });
+      }
+      table.sort((a, b) => b.bits - a.bits); // longest prefix first
+      this.table = table;
+      this.local = new Set(local.map(ipToU32));
+    } catch (err) {
+      if (!this.failedOnce) this.logger?.error({ err: (err as Error).message }, 'control endpoint: cannot read the routes (the reverse-path check keeps its last table)');
+      this.failedOnce = true;
+    }
+  }
+
+  /** The interface a reply to `addr` leaves by, or null (no route). */
+  egress(addr: number): string | null {
+    for (const r of this.table) if (((addr & r.mask) >>> 0) === r.net) return r.dev;
+    return null;
+  }
+
+  /** True when a connection from `remote` comes from a steered interface's side (see the class). */
+  fromClientSide(remote: string | undefined): boolean {
+    if (this.steer.size === 0) return false;
+    const v4 = remote === undefined ? null : /^(?:::ffff:)?(\d{1,3}(?:\.\d{1,3}){3})$/.exec(remote);
+    if (v4 === null) return false; // IPv6: the endpoint binds IPv4 only
+    const a = ipToU32(v4[1]!);
+    if (this.local.has(a)) return false;
+    const dev = this.egress(a);
+    return dev !== null && this.steer.has(dev);
+  }
 }
 
 /**

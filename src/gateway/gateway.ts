@@ -68,8 +68,6 @@ export class GatewayStats {
   icmpSuppressed = 0;
   /** Exceptions caught on a packet path, an upcall or a timer (each dropped its packet or event). */
   internalErrors = 0;
-  /** TCP segments through the TUN toward the control endpoint: dropped (drop reason TO_CONTROL). */
-  toControl = 0;
 }
 
 export class Gateway {
@@ -106,9 +104,6 @@ export class Gateway {
   lastProtected = false;
   /** The control endpoint, when one runs (its counters are in the snapshot and the metrics). */
   control: ControlEndpoint | null = null;
-  /** The control endpoint's port (-1: none) and addresses: TCP through the TUN to them is dropped. */
-  private controlPort = -1;
-  private controlAddrs = new Set<number>();
 
   constructor(opts: GatewayOptions) {
     this.tun = opts.tun;
@@ -333,16 +328,6 @@ export class Gateway {
     }
   }
 
-  /**
-   * The control endpoint listens on `port` at `addrs` (numbers; every local address for a
-   * wildcard bind; port -1: none). The TUN carries the clients' and the servers' traffic,
-   * never the operator's: a TCP segment through it toward the endpoint is dropped, counted.
-   */
-  setControlEndpoint(addrs: readonly number[], port: number): void {
-    this.controlAddrs = new Set(addrs);
-    this.controlPort = port;
-  }
-
   private routeOne(buf: Buffer, off: number, len: number): boolean {
     const info = this.info;
     const table = this.table;
@@ -352,11 +337,6 @@ export class Gateway {
     let forward = true;
     this.lastProtected = false;
     if (v === Verdict.IPV4_TCP) {
-      if (info.dstPort === this.controlPort && this.controlAddrs.has(info.dst)) {
-        stats.toControl++; // the control endpoint is not on the clients' side (control.ts)
-        stats.dropped++;
-        return false;
-      }
       let svc = table.service(info.dst, info.dstPort);
       if (svc !== undefined) {
         stats.protectedPackets++;
@@ -497,7 +477,6 @@ export class Gateway {
   dropReasons(): Record<string, number> {
     const r: Record<string, number> = {};
     for (let v = FIRST_DROP; v < VERDICT_COUNT; v++) r[verdictName(v)] = this.drops.get(v);
-    r.TO_CONTROL = this.stats.toControl;
     return r;
   }
 

@@ -60,10 +60,11 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
                           go out, nothing more is logged, its log memory is freed; logged loudly, counted
                           (ftcp status, ftcp_unprotected_total); a server crash then breaks it
   --control [<ip>:]<port> HTTP status/metrics endpoint (GET /status, /metrics) for the operator; a bare port
-                          binds ${CONTROL_DEFAULT_ADDR}. Keep it on a management path: TCP to it through the TUN (the
-                          clients' and servers' traffic) is dropped (drop reason TO_CONTROL), and an address of a
-                          steered interface or 0.0.0.0 is warned about. Bounded: headers in ${CONTROL_LIMITS.headersTimeoutMs / 1000} s, a request
-                          in ${CONTROL_LIMITS.requestTimeoutMs / 1000} s, ${CONTROL_LIMITS.maxConnections} connections, ${CONTROL_LIMITS.maxHeaderBytes} B of headers, GET only; /status pages its flow list
+                          binds ${CONTROL_DEFAULT_ADDR}. Keep it on a management path: a connection whose replies would
+                          leave by a --steer interface (the clients' or servers' side) is closed at accept, counted
+                          (clientSide), and an address of a steered interface or 0.0.0.0 is warned about at start.
+                          Bounded: headers in ${CONTROL_LIMITS.headersTimeoutMs / 1000} s, a request in ${CONTROL_LIMITS.requestTimeoutMs / 1000} s, ${CONTROL_LIMITS.maxConnections} connections,
+                          ${CONTROL_LIMITS.maxHeaderBytes} B of headers, GET only; /status pages its flow list (?offset=&limit=)
   --control-token-file F  require 'Authorization: Bearer <token>' (the file's one token, >= 16 characters;
                           mode 0600 or stricter); ftcp status --token-file F sends it
   --ready-file <path>     written (JSON) once the gateway forwards; removed at exit
@@ -220,9 +221,9 @@ export async function run(argv: string[]): Promise<number> {
       const exposed = controlExposure(control.addr, steer);
       if (exposed !== null) {
         logger.warn({ control: `${control.addr}:${control.port}`, steer }, `the control endpoint is on the clients' side: ${exposed}. ` +
-          'TCP to it through the TUN is dropped (TO_CONTROL), but give it a management address (e.g. --control 127.0.0.1:7070)');
+          'connections whose replies would leave by a steered interface are refused, but give it a management address (e.g. --control 127.0.0.1:7070)');
       }
-      await startControl(gw, { addr: control.addr, port: control.port, token: controlToken, logger: logger.child({ mod: 'control' }) });
+      await startControl(gw, { addr: control.addr, port: control.port, token: controlToken, steer, logger: logger.child({ mod: 'control' }) });
     }
     if (values['ready-file']) {
       await writeFile(values['ready-file'], JSON.stringify({ pid: process.pid, tun: tun.name, control: control ? `${control.addr}:${control.port}` : null }) + '\n');

@@ -122,7 +122,7 @@ export async function run(argv: string[]): Promise<number> {
     lines.push(
       `control endpoint ${c.listen}${c.token ? ' (token)' : ''}: ${c.answered} answered, ${c.connections} open; refused: ${c.unauthorized} unauthorized, ` +
         `${c.methodNotAllowed} not GET, ${c.notFound} not found, ${c.badRequests} bad, ${c.headersTooLarge} headers too large, ${c.timedOut} timed out, ` +
-        `${c.overCapacity} over capacity; ${st.drops?.TO_CONTROL ?? 0} segments to it through the TUN dropped`,
+        `${c.overCapacity} over capacity, ${c.clientSide} from the clients' side`,
     );
   }
   const pg = st.flowsPage as { offset: number; limit: number; total: number; next: number | null } | undefined;

@@ -1,6 +1,6 @@
 /**
- * The control endpoint off the clients' side and bounded (issue 11, item 7): segments through
- * the TUN toward it are dropped (TO_CONTROL); half-sent requests are closed by the headers
+ * The control endpoint off the clients' side and bounded (issue 11, item 7): a connection whose
+ * replies would leave by a steered interface is closed at accept; half-sent requests are closed by the headers
  * timeout; connections past the cap are closed at accept; headers are small; GET only, no
  * body; /status pages its flow list; an optional bearer token; every refusal counted in
  * /status and /metrics. A real HTTP server on 127.0.0.1 (port 0) in front of a Gateway on
@@ -12,11 +12,8 @@ import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Harness, Client } from '../recovery/harness.js';
-import { startControl, loadControlToken, parseControlUrl, type ControlEndpoint, type ControlLimits } from '../../../src/gateway/control.js';
+import { startControl, loadControlToken, parseControlUrl, controlExposure, ClientSideGuard, type ControlEndpoint, type ControlLimits, type RouteSource } from '../../../src/gateway/control.js';
 import { FLOW_PAGE } from '../../../src/gateway/gateway.js';
-import { emitTcpPacket } from '../../../src/wire/repr.js';
-import { ipToU32 } from '../../../src/wire/addr.js';
-import { TCP_SYN } from '../../../src/wire/tcp.js';
 import { runCli } from '../../support/cli.js';
 import { ensureBuilt } from '../../support/build.js';
 
@@ -177,29 +174,53 @@ describe('control endpoint: bearer token', () => {
 });
 
 describe('control endpoint: not on the clients\' side', () => {
-  function synTo(dst: string, dstPort: number): Buffer {
-    return emitTcpPacket({ src: ipToU32('198.18.1.2'), dst: ipToU32(dst), srcPort: 40001, dstPort, seq: 1, ack: 0, flags: TCP_SYN, window: 65535 });
-  }
-
-  it('drops TCP through the TUN toward the control endpoint (TO_CONTROL), passes the rest', async () => {
-    const h = new Harness();
-    const { c } = await endpoint(h);
-    const port = c.address().port;
-    expect(h.send(synTo('127.0.0.1', port))).toEqual([]); // dropped
-    expect(h.gw.dropReasons().TO_CONTROL).toBe(1);
-    expect(h.gw.stats.toControl).toBe(1);
-    expect(h.send(synTo('127.0.0.1', port === 65535 ? 1 : port + 1))).toHaveLength(1); // another port: forwarded
-    expect(h.send(synTo('198.18.2.7', port))).toHaveLength(1); // another address: forwarded
-    expect(h.gw.metrics()).toContain('ftcp_drops_total{reason="TO_CONTROL"} 1');
-    await c.close();
-    expect(h.send(synTo('127.0.0.1', port))).toHaveLength(1); // no endpoint: nothing to guard
+  // The gateway of the lab: clients on gc0 (198.18.1.0/24 and beyond, by default), servers on gs0,
+  // a management interface mg0. Replies to a connection leave by the route back to its source.
+  const LAB: RouteSource = async () => ({
+    routes: [
+      { dst: 'default', dev: 'gc0' },
+      { dst: '198.18.1.0/24', dev: 'gc0' },
+      { dst: '198.18.2.0/24', dev: 'gs0' },
+      { dst: '10.9.0.0/16', dev: 'mg0' },
+      { dst: '10.9.8.7', dev: 'gs0' }, // a host route wins over the /16
+    ],
+    local: ['127.0.0.1', '198.18.1.1', '198.18.2.1', '10.9.0.1'],
   });
 
-  it('a server-side address as in the old lab (198.18.2.1:7070): dropped when the endpoint is there', () => {
+  it('the reverse-path check: the clients\' and servers\' side refused, the management side and the gateway itself answered', async () => {
+    const g = await ClientSideGuard.start(['gc0', 'gs0'], LAB);
+    expect(g.fromClientSide('198.18.1.2')).toBe(true); // a client
+    expect(g.fromClientSide('203.0.113.9')).toBe(true); // a client beyond a router (the default route)
+    expect(g.fromClientSide('::ffff:198.18.2.2')).toBe(true); // a server
+    expect(g.fromClientSide('10.9.3.4')).toBe(false); // the management network
+    expect(g.fromClientSide('10.9.8.7')).toBe(true); // longest prefix: this host is routed to gs0
+    expect(g.fromClientSide('127.0.0.1')).toBe(false); // the gateway itself
+    expect(g.fromClientSide('198.18.2.1')).toBe(false); // the gateway itself, from its own server-side address
+    g.stop();
+    const none = await ClientSideGuard.start([], LAB);
+    expect(none.fromClientSide('198.18.1.2')).toBe(false); // nothing steered: nothing refused
+  });
+
+  it('closes a connection from a steered interface\'s side at accept, before reading it; counted', async () => {
     const h = new Harness();
-    h.gw.setControlEndpoint([ipToU32('198.18.2.1')], 7070);
-    expect(h.send(synTo('198.18.2.1', 7070))).toEqual([]);
-    expect(h.gw.snapshot().drops).toMatchObject({ TO_CONTROL: 1 });
+    // As if 127.0.0.1 were a client: the route back to it leaves by the steered 'gc0', and it is not ours.
+    const routes: RouteSource = async () => ({ routes: [{ dst: '127.0.0.0/8', dev: 'gc0' }], local: [] });
+    const c = await startControl(h.gw, { addr: '127.0.0.1', port: 0, steer: ['gc0'], routes });
+    open.push(c);
+    const got = await rawRequest(c.address().port, 'GET /status HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(got).toBe(''); // not a byte of status
+    expect(c.stats.clientSide).toBe(1);
+    expect(c.stats.requests).toBe(0);
+    // the same endpoint with the route back on a management interface answers
+    const mgmt = await startControl(h.gw, { addr: '127.0.0.1', port: 0, steer: ['gc0'], routes: async () => ({ routes: [{ dst: '127.0.0.0/8', dev: 'lo' }], local: [] }) });
+    open.push(mgmt);
+    expect(await rawRequest(mgmt.address().port, 'GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
+  it('warns when the address is the wildcard or on a steered interface', () => {
+    expect(controlExposure('0.0.0.0', [])).toMatch(/every address/);
+    expect(controlExposure('127.0.0.1', ['lo'])).toMatch(/127\.0\.0\.1 is an address of lo/);
+    expect(controlExposure('127.0.0.1', ['gc0'])).toBeNull();
   });
 });
 
