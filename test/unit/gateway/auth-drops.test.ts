@@ -40,6 +40,17 @@ function notice(o: Partial<Notice>, key = KEY): Buffer {
   return encodeNotice({ v: 1, type: 'heartbeat', service: SVC, boot: '0123456789abcdef', seq: 1, generation: 1, sentAt: Date.now(), alive: true, ...o }, key);
 }
 
+/** A real oracle on 127.0.0.1 in front of a gateway, and a socket to send it datagrams. */
+async function oracleRig(): Promise<{ oracle: LivenessOracle; gw: Gateway; send: (b: Buffer) => Promise<void> }> {
+  const oracle = await LivenessOracle.listen('127.0.0.1', 0, KEY, { services: [SVC], log: silent });
+  cleanups.push(() => oracle.close());
+  const gw = gateway(new ManualLog(), oracle);
+  const tx = dgram.createSocket('udp4');
+  cleanups.push(() => new Promise<void>((r) => tx.close(() => r())));
+  const send = (b: Buffer) => new Promise<void>((r) => tx.send(b, oracle.address().port, '127.0.0.1', () => r()));
+  return { oracle, gw, send };
+}
+
 /** The value of one sample line of the exposition, or undefined. */
 function sample(metrics: string, line: string): number | undefined {
   const l = metrics.split('\n').find((x) => x.startsWith(line + ' '));
@@ -48,15 +59,9 @@ function sample(metrics: string, line: string): number | undefined {
 
 describe('supervisor notices dropped, in /status and /metrics', () => {
   it('5,000 wrong-key notices sent at once: every one is counted, as forged or as lost in the socket', async () => {
-    const oracle = await LivenessOracle.listen('127.0.0.1', 0, KEY, { services: [SVC], log: silent });
-    cleanups.push(() => oracle.close());
-    const gw = gateway(new ManualLog(), oracle);
-    const tx = dgram.createSocket('udp4');
-    cleanups.push(() => new Promise<void>((r) => tx.close(() => r())));
-    const port = oracle.address().port;
+    const { oracle, gw, send } = await oracleRig();
     // A burst (no yielding between sends): more than the socket buffer holds, as a flood would.
-    const sent = Array.from({ length: 5000 }, (_, i) => new Promise<void>((r) => tx.send(notice({ seq: i + 1 }, WRONG), port, '127.0.0.1', () => r())));
-    await Promise.all(sent);
+    await Promise.all(Array.from({ length: 5000 }, (_, i) => send(notice({ seq: i + 1 }, WRONG))));
     // until the oracle has read what the socket holds
     for (let i = 0; i < 200 && oracle.counters.received + oracle.counters.socketDrops < 5000; i++) await new Promise((r) => setTimeout(r, 10));
     const a = gw.authDrops().supervisor!;
@@ -70,12 +75,7 @@ describe('supervisor notices dropped, in /status and /metrics', () => {
   });
 
   it('garbage, replays and older generations are counted by reason', async () => {
-    const oracle = await LivenessOracle.listen('127.0.0.1', 0, KEY, { services: [SVC], log: silent });
-    cleanups.push(() => oracle.close());
-    const gw = gateway(new ManualLog(), oracle);
-    const tx = dgram.createSocket('udp4');
-    cleanups.push(() => new Promise<void>((r) => tx.close(() => r())));
-    const send = (b: Buffer) => new Promise<void>((r) => tx.send(b, oracle.address().port, '127.0.0.1', () => r()));
+    const { oracle, gw, send } = await oracleRig();
     await send(notice({ seq: 10, generation: 3 })); // genuine
     await send(Buffer.from('GET / HTTP/1.1\r\n\r\n')); // garbage
     await send(notice({ seq: 5, generation: 3 })); // an old seq: replayed
