@@ -152,7 +152,9 @@ export async function startControl(gw: Gateway, opts: ControlOptions): Promise<C
   server.on('drop', () => {
     stats.overCapacity++;
   });
-  const guard = await ClientSideGuard.start(opts.steer ?? [], opts.routes ?? kernelRoutes, opts.logger);
+  // Bound to loopback, only the gateway itself can connect (127/8 is martian from a wire).
+  const guarded = opts.addr.startsWith('127.') && opts.routes === undefined ? [] : opts.steer ?? [];
+  const guard = await ClientSideGuard.start(guarded, opts.routes ?? kernelRoutes, opts.logger);
   server.on('connection', (s: Socket) => {
     if (guard.fromClientSide(s.remoteAddress)) {
       stats.clientSide++;
