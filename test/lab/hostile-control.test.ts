@@ -12,14 +12,18 @@
  *    `ftcp status --name` works; 500 half-sent requests from the management side are all
  *    closed within the headers timeout (5 s) plus slack, counted.
  * 2. The old lab's binding, the server-side address 198.18.2.1:7070 (what the issue found
- *    answering the client): a client's and a server's request get no byte back, the endpoint
- *    closes their connections at accept (counted clientSide), the gateway warned at startup,
- *    and the management side (inside <n>-gw) still reads the status.
+ *    answering the client), with a bearer token: a client's and a server's request get no
+ *    byte back, the endpoint closes their connections at accept (counted clientSide), the
+ *    gateway warned at startup, and the management side (inside <n>-gw) reads the status
+ *    with the token (`ftcp status --name --token-file`), 401 without it.
  */
 import { describe, it, expect } from 'vitest';
 import { execIn, execCmd, withLab, listLeftovers, REPO_ROOT } from '../../src/lab/index.js';
 import { gatewayStatus } from '../../src/lab/procs.js';
 import { ensureBuilt } from '../support/build.js';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const FTCP = `${REPO_ROOT}bin/ftcp.js`;
 const PORT = 5004;
@@ -103,20 +107,36 @@ describe('the control endpoint is off the clients\' side (lab)', () => {
   it('bound to the server-side address as the old lab did: a client or server gets nothing, the management side reads it', async () => {
     ensureBuilt();
     const name = `lv-ctl2-${process.pid % 10000}`;
-    await withLab({ name, protect: [PORT], extraGatewayArgs: ['--control', '198.18.2.1:7070'] }, async (lab) => {
-      const probe = await execIn(lab.namespaces.client, process.execPath, ['-e', probeScript([`${lab.addresses.gwServer}:7070`], 3000)], { timeoutMs: 20_000 });
-      expect(JSON.parse(probe.stdout)).toEqual({ [`${lab.addresses.gwServer}:7070`]: 'closed' });
-      // the servers' side is steered too
-      const fromServer = await execIn(lab.namespaces.server, process.execPath, ['-e', probeScript([`${lab.addresses.gwServer}:7070`], 3000)], { timeoutMs: 20_000 });
-      expect(JSON.parse(fromServer.stdout)).toEqual({ [`${lab.addresses.gwServer}:7070`]: 'closed' });
-      const st = await execCmd(process.execPath, [FTCP, 'status', '--name', name, '--control', '198.18.2.1:7070', '--json'], { timeoutMs: 20_000 });
-      expect(st.code, st.stderr).toBe(0);
-      const snap = JSON.parse(st.stdout);
-      expect(snap.control).toMatchObject({ listen: '198.18.2.1:7070', clientSide: 2 });
-      // the gateway warned at startup: the address is on a steered interface
-      const log = await execCmd('cat', [lab.gatewayLog!]);
-      expect(log.stdout).toMatch(/control endpoint is on the clients' side: 198\.18\.2\.1 is an address of gs0/);
-    });
+    const dir = mkdtempSync(join(tmpdir(), 'ftcp-ctl-'));
+    const token = join(dir, 'token');
+    writeFileSync(token, 'lab-control-token-0123456789\n', { mode: 0o600 });
+    try {
+      await oldBinding(name, token);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     expect(await listLeftovers(name)).toEqual([]);
   }, 180_000);
 });
+
+/** The gateway bound to 198.18.2.1:7070 with a token: the client and server sides get nothing, the management side reads it. */
+async function oldBinding(name: string, token: string): Promise<void> {
+  await withLab({ name, protect: [PORT], extraGatewayArgs: ['--control', '198.18.2.1:7070', '--control-token-file', token] }, async (lab) => {
+    const probe = await execIn(lab.namespaces.client, process.execPath, ['-e', probeScript([`${lab.addresses.gwServer}:7070`], 3000)], { timeoutMs: 20_000 });
+    expect(JSON.parse(probe.stdout)).toEqual({ [`${lab.addresses.gwServer}:7070`]: 'closed' });
+    // the servers' side is steered too
+    const fromServer = await execIn(lab.namespaces.server, process.execPath, ['-e', probeScript([`${lab.addresses.gwServer}:7070`], 3000)], { timeoutMs: 20_000 });
+    expect(JSON.parse(fromServer.stdout)).toEqual({ [`${lab.addresses.gwServer}:7070`]: 'closed' });
+    // the management side: inside <n>-gw, with the token (it goes to the fetching child over its stdin)
+    const noToken = await execCmd(process.execPath, [FTCP, 'status', '--name', name, '--control', '198.18.2.1:7070'], { timeoutMs: 20_000 });
+    expect(noToken.code).toBe(1);
+    expect(noToken.stderr).toMatch(/answered 401/);
+    const st = await execCmd(process.execPath, [FTCP, 'status', '--name', name, '--control', '198.18.2.1:7070', '--token-file', token, '--json'], { timeoutMs: 20_000 });
+    expect(st.code, st.stderr).toBe(0);
+    const snap = JSON.parse(st.stdout);
+    expect(snap.control).toMatchObject({ listen: '198.18.2.1:7070', token: true, clientSide: 2, unauthorized: 1 });
+    // the gateway warned at startup: the address is on a steered interface
+    const log = await execCmd('cat', [lab.gatewayLog!]);
+    expect(log.stdout).toMatch(/control endpoint is on the clients' side: 198\.18\.2\.1 is an address of gs0/);
+  });
+}
