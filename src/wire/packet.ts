@@ -45,7 +45,7 @@ export const Verdict = {
   BAD_TCP_OPTION: 11,
   ICMP_TOO_SHORT: 12,
   // Not parsePacket's: the gateway's checksum verification of protected traffic
-  // (Gateway.routeOne; src/wire/checksum.ts verifyChecksums).
+  // (Gateway.routeOne, with checksumVerdict below).
   BAD_IPV4_CHECKSUM: 13,
   BAD_TCP_CHECKSUM: 14,
 } as const;

@@ -1,7 +1,8 @@
 /**
  * ftcp gateway --tun <name> --protect <ip:port>[,…] [--steer <if>[,<if>]] [--table N]
- *              [--log embedded[:memory|:disk:<dir>]] [--control <ip:port>] [--ready-file F]
- *              [--idle-timeout <s>] [--max-flows <n>] [--log-key-file F] [--on-log-failure stall|passthrough]
+ *              [--log embedded[:memory|:disk:<dir>]] [--control [<ip>:]<port> [--control-token-file F]] [--ready-file F]
+ *              [--idle-timeout <s>] [--max-flows <n>] [--max-half-open <n>] [--half-open-timeout <s>]
+ *              [--log-key-file F] [--on-log-failure stall|passthrough]
  *              [--log-budget <size|N%>] [--log-conn-bound <size>]
  *              [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
  *              [--assume-crash-on none|rst] [--no-offload] [--checksums verify|trust]
@@ -17,7 +18,8 @@ import { ipToU32 } from '../../wire/addr.js';
 import { LinuxTun } from '../../tun/linux.js';
 import { Gateway } from '../../gateway/gateway.js';
 import { Steering } from '../../gateway/steering.js';
-import { startControl } from '../../gateway/control.js';
+import { startControl, loadControlToken, controlExposure, CONTROL_DEFAULT_ADDR, CONTROL_LIMITS } from '../../gateway/control.js';
+import { parseControlFlag } from './status.js';
 import { createLog, type CreateLogOptions } from '../../log/index.js';
 import { defaultMemoryBounds, usableMemory } from '../../log/memory.js';
 import { realtimeNs } from '../../tun/native.js';
@@ -40,6 +42,8 @@ function stabilityTracer(file: string): { trace: (flow: Flow) => void; close: ()
 
 /** --idle-timeout's bound: an idle connection is kept at most 30 days. */
 export const MAX_IDLE_TIMEOUT_S = 30 * 24 * 3600;
+/** --half-open-timeout's bound: Linux gives up on a SYN after ~127 s, on a SYN-ACK after ~63 s. */
+export const MAX_HALF_OPEN_TIMEOUT_S = 180;
 
 const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…] [options]
 
@@ -58,13 +62,25 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
                           1GiB). A connection that would go past either continues UNPROTECTED: its held acks
                           go out, nothing more is logged, its log memory is freed; logged loudly, counted
                           (ftcp status, ftcp_unprotected_total); a server crash then breaks it
-  --control <ip:port>     HTTP status/metrics endpoint (GET /status, /metrics)
+  --control [<ip>:]<port> HTTP status/metrics endpoint (GET /status, /metrics) for the operator; a bare port
+                          binds ${CONTROL_DEFAULT_ADDR}. Keep it on a management path: a connection whose replies would
+                          leave by a --steer interface (the clients' or servers' side) is closed at accept, counted
+                          (clientSide), and an address of a steered interface or 0.0.0.0 is warned about at start.
+                          Bounded: headers in ${CONTROL_LIMITS.headersTimeoutMs / 1000} s, a request in ${CONTROL_LIMITS.requestTimeoutMs / 1000} s, ${CONTROL_LIMITS.maxConnections} connections,
+                          ${CONTROL_LIMITS.maxHeaderBytes} B of headers, GET only; /status pages its flow list (?offset=&limit=)
+  --control-token-file F  require 'Authorization: Bearer <token>' (the file's one token, >= 16 characters;
+                          mode 0600 or stricter); ftcp status --token-file F sends it
   --ready-file <path>     written (JSON) once the gateway forwards; removed at exit
-  --idle-timeout <s>      idle timeout, at most 2592000 (30 days) (default 7200): releases half-open (SYN
-                          only; at most 180 s) and unprotected connections idle this long; established
-                          protected connections are never released for idleness (bounded by --max-flows)
+  --idle-timeout <s>      idle timeout, at most 2592000 (30 days) (default 7200): releases unprotected
+                          connections idle this long; established protected connections are never
+                          released for idleness (bounded by --max-flows)
   --max-flows <n>         at most n connections tracked (default 100000, ~4 KB each besides their
                           log); new ones beyond it pass UNPROTECTED, counted (flowsOverCap), logged
+  --max-half-open <n>     at most n half-open connections (handshake not complete; nothing logged for
+                          them), 1..1000000 (default 10000, ~1 KB each): a new SYN beyond it evicts the
+                          oldest, counted (halfOpenEvicted), as a SYN queue does
+  --half-open-timeout <s> a half-open connection is released this long after its latest SYN or SYN-ACK,
+                          0.1..180 (default 30: longer than Linux's SYN-ACK retransmission gaps, 1-16 s)
   --mtu <n>               TUN MTU, 576..9000 (default 1500)
   --no-offload            open the TUN without offloads: every packet at MTU size. By default the TUN
                           has the virtio-net header and TSO4/TSO6/CSUM offloads, so 64 KB super-packets
@@ -96,9 +112,12 @@ export async function run(argv: string[]): Promise<number> {
     table: { type: 'string', default: '100' },
     log: { type: 'string', default: 'embedded:memory' },
     control: { type: 'string' },
+    'control-token-file': { type: 'string' },
     'ready-file': { type: 'string' },
     'idle-timeout': { type: 'string', default: '7200' },
     'max-flows': { type: 'string' },
+    'max-half-open': { type: 'string' },
+    'half-open-timeout': { type: 'string' },
     mtu: { type: 'string', default: '1500' },
     'stability-trace': { type: 'string' },
     supervisor: { type: 'string' },
@@ -131,9 +150,16 @@ export async function run(argv: string[]): Promise<number> {
   }
   const idle = parseNumberFlag(values['idle-timeout'], '--idle-timeout', { dflt: 7200, min: 0.001, max: MAX_IDLE_TIMEOUT_S, integer: false, unit: 's (30 days)' });
   const maxFlows = parseNumberFlag(values['max-flows'], '--max-flows', { dflt: 100_000, min: 1, max: 100_000_000 });
+  const maxHalfOpen = parseNumberFlag(values['max-half-open'], '--max-half-open', { dflt: 10_000, min: 1, max: 1_000_000 });
+  const halfOpenTimeout = parseNumberFlag(values['half-open-timeout'], '--half-open-timeout', { dflt: 30, min: 0.1, max: MAX_HALF_OPEN_TIMEOUT_S, integer: false, unit: 's' });
   const mtu = parseNumberFlag(values.mtu, '--mtu', { dflt: 1500, min: 576, max: 9000 });
-  const control = values.control ? parseHostPort(values.control, '--control') : null;
+  const control = values.control !== undefined ? parseControlFlag(values.control) : null;
+  if (values['control-token-file'] !== undefined && control === null) throw new UsageError('--control-token-file needs --control');
+  const controlToken = values['control-token-file'] !== undefined ? loadControlToken(values['control-token-file']) : null;
   const steer = values.steer ? values.steer.split(',').filter(Boolean) : [];
+  if (control !== null && services.some((s) => s.port === control.port && (s.ip === ipToU32(control.addr) || control.addr === '0.0.0.0'))) {
+    throw new UsageError(`--control ${control.addr}:${control.port} is a protected service (--protect)`);
+  }
   const supervisor = values.supervisor ? parseHostPort(values.supervisor, '--supervisor') : null;
   const heartbeatMs = parseNumberFlag(values['heartbeat-ms'], '--heartbeat-ms', { dflt: 100, min: 10, max: 10_000 });
   const crashPolicy = values['assume-crash-on'];
@@ -205,21 +231,28 @@ export async function run(argv: string[]): Promise<number> {
       });
     }
     gw = new Gateway({
-      tun, services, log, logger, south: { idleTimeoutMs: idle * 1000, maxFlows },
+      tun, services, log, logger, south: { idleTimeoutMs: idle * 1000, maxFlows, maxHalfOpen, halfOpenTimeoutMs: Math.round(halfOpenTimeout * 1000) },
       // The verdict needs a fresh heartbeat; silence means dead first.
       oracle, crashPolicy, holdMs: 10 * heartbeatMs + 200, minGapMs: Math.min(25, heartbeatMs / 2), onLogFailure, mtu, checksums,
     });
     if (tracer) gw.south.onStableAdvance = tracer.trace;
     gw.start();
-    if (control) await startControl(gw, control.addr, control.port);
+    if (control) {
+      const exposed = controlExposure(control.addr, steer);
+      if (exposed !== null) {
+        logger.warn({ control: `${control.addr}:${control.port}`, steer }, `the control endpoint is on the clients' side: ${exposed}. ` +
+          'connections whose replies would leave by a steered interface are refused, but give it a management address (e.g. --control 127.0.0.1:7070)');
+      }
+      await startControl(gw, { addr: control.addr, port: control.port, token: controlToken, steer, logger: logger.child({ mod: 'control' }) });
+    }
     if (values['ready-file']) {
-      await writeFile(values['ready-file'], JSON.stringify({ pid: process.pid, tun: tun.name, control: values.control ?? null }) + '\n');
+      await writeFile(values['ready-file'], JSON.stringify({ pid: process.pid, tun: tun.name, control: control ? `${control.addr}:${control.port}` : null }) + '\n');
     }
   } catch (err) {
     await cleanup();
     throw err;
   }
-  logger.info({ tun: tun.name, protect: values.protect, steer, log: values.log, control: values.control, supervisor: values.supervisor ?? null, crashPolicy }, 'gateway running');
+  logger.info({ tun: tun.name, protect: values.protect, steer, log: values.log, control: control ? `${control.addr}:${control.port}` : null, controlToken: controlToken !== null, supervisor: values.supervisor ?? null, crashPolicy }, 'gateway running');
 
   return await new Promise<number>((resolve) => {
     const stop = (sig: string) => {
