@@ -6,9 +6,9 @@ import { PacketInfo, parsePacket } from '../wire/packet.js';
  * Calls `fn` for every IP packet of `pcap` with the parse verdict and the (reused)
  * PacketInfo. A record truncated by the capture's snap length gets its IPv4 total
  * length set to what was captured, so the headers still parse (payload lengths are then
- * the captured ones).
+ * the captured ones); `origLen`, the fourth argument, is the packet's length on the wire.
  */
-export function forEachPacket(pcap: Buffer, fn: (verdict: number, info: PacketInfo, tsNs: bigint) => void): void {
+export function forEachPacket(pcap: Buffer, fn: (verdict: number, info: PacketInfo, tsNs: bigint, origLen: number) => void): void {
   const info = new PacketInfo();
   const scratch = Buffer.alloc(65536);
   for (const rec of readPcap(pcap)) {
@@ -22,6 +22,9 @@ export function forEachPacket(pcap: Buffer, fn: (verdict: number, info: PacketIn
       buf = scratch;
       off = 0;
     }
-    fn(parsePacket(buf, off, len, info), info, rec.tsNs);
+    // On the wire: the IPv4 total length, unless the frame was shorter (link padding aside).
+    const onWire = rec.origLen - rec.ipOff;
+    const total = len >= 4 ? rec.data.readUInt16BE(rec.ipOff + 2) : onWire;
+    fn(parsePacket(buf, off, len, info), info, rec.tsNs, total < onWire ? total : onWire);
   }
 }

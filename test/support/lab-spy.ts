@@ -78,8 +78,10 @@ export async function startSpy(ns: string, iface: string, dir: string, filter = 
 /** Reads a capture into per-connection summaries; the client is the side that sent the SYN. */
 export function summarise(pcap: Buffer): SpiedConnection[] {
   const byKey = new Map<string, SpiedConnection>();
-  forEachPacket(pcap, (v, p) => {
+  forEachPacket(pcap, (v, p, _ts, wireLen) => {
     if (v !== Verdict.IPV4_TCP) return;
+    // The capture keeps headers only (-s 128): the payload length is the one on the wire.
+    const payloadLen = wireLen - (p.payloadOff - p.ipOff);
     const src = u32ToIp(p.src);
     const dst = u32ToIp(p.dst);
     const fwd = `${src}:${p.srcPort}>${dst}:${p.dstPort}`;
@@ -104,7 +106,7 @@ export function summarise(pcap: Buffer): SpiedConnection[] {
       c.ackToClient = p.ack;
       return;
     }
-    const end = seqAdd(p.seq, p.payloadLen + (p.flags & TCP_FIN ? 1 : 0));
+    const end = seqAdd(p.seq, payloadLen + (p.flags & TCP_FIN ? 1 : 0));
     if (fromClient) {
       if (seqGt(end, c.clientNext)) {
         c.clientBytes += (end - c.clientNext) >>> 0;
