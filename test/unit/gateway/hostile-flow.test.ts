@@ -144,7 +144,7 @@ for (const [label, C_ISN, S_ISN] of ISNS) {
       h.send(c.syn());
       h.send(fromServer(S_ISN, seqAdd(C_ISN, 12345), TCP_SYN | TCP_ACK));
       expect(h.flow().state).toBe('SYN_SEEN');
-      expect(h.gw.south.stats.synAckUnmatched).toBe(1);
+      expect(h.gw.south.stats.synAckMismatch).toBe(1);
     });
 
     it('a closed (lingering) flow is replaced by a new SYN: TIME_WAIT reuse by a real client still works', async () => {
