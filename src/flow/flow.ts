@@ -106,6 +106,8 @@ export class Flow {
    * relative to its replay, lie far behind it.
    */
   maxRightEdge = 0;
+  /** The largest window the server advertised (bytes, scaled); 0: none yet. */
+  srvMaxWindow = 0;
   /** Right edge (out-stream offset) of the largest window the client advertised (0: none yet). */
   cliRightEdge = 0;
   /**
@@ -203,11 +205,14 @@ export class Flow {
   /**
    * Would the server accept a client segment [off, end) (end: its data's end)? It must start
    * no further than the right edge the client was told (the server's, rounded up by at most
-   * one window unit when the gateway rewrote the window) and end no earlier than one below
-   * the gateway's last ack to the client (a keepalive probe sits at snd_una − 1).
+   * one window unit when the gateway rewrote the window), and not be older than a window:
+   * the client's snd_una is at most a window behind the gateway's last ack to it (`complete`;
+   * a retransmission sent before that ack arrived races it), and a keepalive probe sits at
+   * snd_una − 1 (RFC 5961 §5's SND.UNA − MAX.SND.WND, seen from the other side).
    */
   clientSeqOk(off: number, end: number): boolean {
-    return off <= this.srvEdge() + 2 ** this.serverWscale && end + 1 >= this.complete;
+    const win = Math.max(this.srvMaxWindow, 0xffff);
+    return off <= this.srvEdge() + 2 ** this.serverWscale && end + 1 + win >= this.complete;
   }
 
   /** The right edge of the server's receive window (in-stream offset), the furthest it offered. */

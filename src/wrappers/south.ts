@@ -516,6 +516,7 @@ export class SouthWrapper {
     const rightEdge = acked + p.window * 2 ** shift;
     flow.rightEdge = rightEdge;
     if (rightEdge > flow.maxRightEdge) flow.maxRightEdge = rightEdge;
+    if (rightEdge - acked > flow.srvMaxWindow) flow.srvMaxWindow = rightEdge - acked;
 
     const limit = flow.stable;
     if (acked <= limit) {

@@ -174,7 +174,13 @@ describe('one spoofed packet with a live connection\'s 4-tuple (lab, issue 11 it
         expect(r1.state).toBe('ESTABLISHED');
         expect(rst.afterAttack.south.flowsReset).toBe(rst.before.south.flowsReset);
         expect(rst.afterAttack.south.clientRstIgnored).toBe(1);
-        expectRecovered(await gatewayStatus(lab.name), 2);
+        const st = await gatewayStatus(lab.name);
+        expectRecovered(st, 2);
+        // Nothing genuine was judged unacceptable, through two crashes, replays and absorptions.
+        const { clientOutOfWindow, serverOutOfWindow, clientFinIgnored, serverFinIgnored, serverAckUnsent, serverRstIgnored } = st.south;
+        expect({ clientOutOfWindow, serverOutOfWindow, clientFinIgnored, serverFinIgnored, serverAckUnsent, serverRstIgnored }).toEqual({
+          clientOutOfWindow: 0, serverOutOfWindow: 0, clientFinIgnored: 0, serverFinIgnored: 0, serverAckUnsent: 0, serverRstIgnored: 0,
+        });
         await spy.stop();
         await stopProcess(srv.child);
       });

@@ -295,6 +295,9 @@ for (const [label, C_ISN, S_ISN] of ISNS) {
       const OUT = outputFor(300);
       h.send(fromClient(c.seq(300), TCP_ACK, { ack: c.outSeq(OUT + 10_000) }));
       expect(f.cliAcked).toBe(OUT);
+      // A retransmission sent before the gateway's last ack reached the client: old, but genuine.
+      h.send(fromClient(c.seq(0), TCP_ACK | TCP_PSH, { ack: c.outSeq(OUT), payload: inBytes(0, 100) }));
+      expect(h.gw.south.stats.clientOutOfWindow).toBe(0);
       h.send(fromClient(c.seq(300 - 0x2000_0000), TCP_ACK, { ack: c.outSeq(OUT), window: 0 }));
       expect(f.cliWindow).not.toBe(0);
       expect(h.gw.south.stats.clientOutOfWindow).toBe(1);
