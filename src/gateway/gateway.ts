@@ -22,6 +22,10 @@ import { CrashMasking, type CrashPolicy, type LivenessSource } from '../recovery
 import { parseIcmpError } from '../wire/repr.js';
 import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { VnetPath } from './offload.js';
+import type { ControlEndpoint } from './control.js';
+
+/** /status's flow list: a page of `dflt` connections unless asked, at most `max`. */
+export const FLOW_PAGE = Object.freeze({ dflt: 100, max: 1000 });
 
 export interface GatewayOptions {
   tun: TunDevice;
@@ -98,6 +102,8 @@ export class Gateway {
   readonly vnet: VnetPath | null;
   /** Set by route(): the last packet belonged to a protected service. */
   lastProtected = false;
+  /** The control endpoint, when one runs (its counters are in the snapshot and the metrics). */
+  control: ControlEndpoint | null = null;
 
   constructor(opts: GatewayOptions) {
     this.tun = opts.tun;
@@ -379,11 +385,20 @@ export class Gateway {
     return (flow !== undefined && flow.rec !== null) || this.north.isDown(svc);
   }
 
-  /** A JSON-able snapshot for `ftcp status` and the control endpoint. */
-  snapshot(): Record<string, unknown> {
+  /**
+   * A JSON-able snapshot for `ftcp status` and the control endpoint. The flow list is one
+   * page: `limit` connections (at most FLOW_PAGE.max) from position `offset` in the table's
+   * order; `flowsPage` says the total and the next page's offset (null: the last page).
+   */
+  snapshot(page: { offset?: number; limit?: number } = {}): Record<string, unknown> {
+    const offset = Math.max(0, Math.floor(page.offset ?? 0));
+    const limit = Math.min(FLOW_PAGE.max, Math.max(1, Math.floor(page.limit ?? FLOW_PAGE.dflt)));
+    const total = this.table.size;
     const flows: Array<Record<string, unknown>> = [];
+    let pos = 0;
     for (const [, f] of this.table.flows()) {
-      if (flows.length >= 1000) break;
+      if (pos++ < offset) continue;
+      if (flows.length >= limit) break;
       flows.push({
         flow: f.describe(), state: f.state, logId: f.logId, received: f.received, high: f.high,
         stable: f.stable, complete: f.complete, delivered: f.delivered, sndMax: f.sndMax, cliAcked: f.cliAcked,
@@ -410,9 +425,41 @@ export class Gateway {
       limits: this.limits(),
       masking: this.masking.describe(),
       recovery: this.north.timelines.slice(-50),
+      recovering: this.north.recovering,
       drops: this.dropReasons(),
+      authDrops: this.authDrops(),
+      ...(this.control !== null ? { control: this.controlState(this.control) } : {}),
+      flowsPage: { offset, limit, total, next: offset + flows.length < total ? offset + flows.length : null },
       flows,
     };
+  }
+
+  /**
+   * Control-channel datagrams dropped for failing authentication or freshness, by channel:
+   * supervisor notices (the liveness oracle: forged = wrong key, malformed = garbage, replayed,
+   * badGeneration, and socketDrops = datagrams the kernel dropped before the oracle read them)
+   * and the log link (forged, malformed, replayed, outOfWindow). A channel not configured is left out.
+   */
+  authDrops(): Record<string, Record<string, number>> {
+    const out: Record<string, Record<string, number>> = {};
+    const n = this.masking.describe().notices as Record<string, unknown> | undefined;
+    if (n !== undefined) {
+      const num = (k: string) => (typeof n[k] === 'number' ? (n[k] as number) : 0);
+      out.supervisor = {
+        forged: num('forged'), malformed: num('malformed'), replayed: num('replayed'),
+        badGeneration: num('badGeneration'), socketDrops: num('socketDrops'),
+      };
+    }
+    const link = this.log.linkStats?.().link;
+    if (link !== undefined) {
+      out.logLink = { forged: link.forged ?? 0, malformed: link.malformed ?? 0, replayed: link.replayed ?? 0, outOfWindow: link.outOfWindow ?? 0 };
+    }
+    return out;
+  }
+
+  private controlState(c: ControlEndpoint): Record<string, unknown> {
+    const a = c.address();
+    return { listen: `${a.address}:${a.port}`, token: c.tokenRequired, connections: c.connections(), ...c.stats };
   }
 
   /** Every configured bound of the gateway, by name (shown in `ftcp status` and /metrics). */
@@ -423,6 +470,7 @@ export class Gateway {
       ...this.north.limits(),
       ...(u !== undefined && Number.isFinite(u.maxBytes) ? { logBudgetBytes: u.maxBytes } : {}),
       ...(u !== undefined && Number.isFinite(u.maxBytesPerConn) ? { logConnBoundBytes: u.maxBytesPerConn } : {}),
+      ...(this.control !== null ? controlLimits(this.control.limits) : {}),
     };
   }
 
@@ -465,6 +513,15 @@ export class Gateway {
     lines.push(`ftcp_unprotected_total{reason="conn_bound"} ${this.boundStats.connection}`);
     lines.push(`ftcp_unprotected_total{reason="budget"} ${this.boundStats.total}`);
     lines.push(`ftcp_unprotected_total{reason="log_failure"} ${this.unprotected.size}`);
+    lines.push('# HELP ftcp_auth_drops_total control-channel datagrams dropped (authentication, freshness), by channel and reason', '# TYPE ftcp_auth_drops_total counter');
+    for (const [channel, reasons] of Object.entries(this.authDrops())) {
+      for (const [reason, v] of Object.entries(reasons)) lines.push(`ftcp_auth_drops_total{channel="${snake(channel)}",reason="${snake(reason)}"} ${v}`);
+    }
+    const c = this.control;
+    if (c !== null) {
+      for (const [k, v] of Object.entries(c.stats)) put(`control_${snake(k)}_total`, `control endpoint ${k}`, 'counter', v as number);
+      put('control_connections', 'open connections to the control endpoint', 'gauge', c.connections());
+    }
     const ll = this.log.linkStats?.();
     if (ll !== undefined) {
       // The log link (remote log): retransmissions, REJECTs, resyncs, re-registrations...
@@ -477,6 +534,13 @@ export class Gateway {
     }
     return lines.join('\n') + '\n';
   }
+}
+
+/** The control endpoint's bounds under limit names: headersTimeoutMs -> controlHeadersTimeoutMs. */
+function controlLimits(l: Readonly<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(l)) out[`control${k[0]!.toUpperCase()}${k.slice(1)}`] = v;
+  return out;
 }
 
 function snake(s: string): string {

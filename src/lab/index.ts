@@ -3,7 +3,7 @@ export { labUp, labDown, labStatus, withLab, listLeftovers, randomLabName, listN
 export type { LabUpOptions, LabStatus } from './lab.js';
 export { spawnIn, execIn, execCmd, type ExecResult } from './exec.js';
 export {
-  ADDRESSES, INTERFACES, CONTROL_PORT, TUN_NAME, LAB_RUN_DIR, LAB_NAME_RE,
+  ADDRESSES, INTERFACES, CONTROL_PORT, LAB_CONTROL, TUN_NAME, LAB_RUN_DIR, LAB_NAME_RE,
   buildTopology, gatewayArgs, checkLabName, labNamespaces, labStateDir, parseProtectList,
 } from './topology.js';
 export type { LabTopology, ForwardMode, LabLogMode, LabNamespaces, LabEndpoints } from './topology.js';

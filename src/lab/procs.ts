@@ -246,7 +246,7 @@ export async function startCapture(ns: string, iface: string, file: string, filt
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function gatewayStatus(lab: string): Promise<any> {
-  const r = await execCmd(process.execPath, [FTCP, 'status', '--name', lab, '--json'], { timeoutMs: 15_000 });
+  const r = await execCmd(process.execPath, [FTCP, 'status', '--name', lab, '--json', '--all'], { timeoutMs: 15_000 });
   return JSON.parse(r.stdout);
 }
 

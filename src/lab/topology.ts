@@ -10,6 +10,11 @@
  *
  * 198.18.0.0/15 is the benchmarking range (RFC 2544). Client and server route by default via
  * the gateway; the log namespace reaches the gateway directly on both links.
+ *
+ * The gateway's control endpoint is on the management path only: 127.0.0.1:7070 inside <n>-gw
+ * (`ftcp status --name <n>` and the drills reach it with `ip netns exec <n>-gw`); clients and
+ * servers cannot reach it (a loopback address is martian on their links, and the gateway
+ * drops TCP toward it that crosses its TUN).
  */
 import { UsageError } from '../util/errors.js';
 
@@ -17,6 +22,8 @@ export const LAB_NAME_RE = /^[a-z][a-z0-9-]{0,14}$/;
 export const LAB_RUN_DIR = '/run/ftcp-lab';
 export const PREFIX_LEN = 24;
 export const CONTROL_PORT = 7070;
+/** The lab gateway's control endpoint, on the loopback of <n>-gw (the management path). */
+export const LAB_CONTROL = `127.0.0.1:${CONTROL_PORT}`;
 /** The gateway's liveness oracle (supervisor notices) in the lab. */
 export const ORACLE_PORT = 7071;
 export const TUN_NAME = 'ftcp0';
@@ -42,7 +49,7 @@ export interface LabTopology {
   interfaces: LabEndpoints<string> & { tun: string };
   prefixLength: number;
   subnets: { client: string; server: string; log1: string; log2: string };
-  /** The gateway's control endpoint, "198.18.2.1:7070". */
+  /** The gateway's control endpoint, "127.0.0.1:7070" inside <n>-gw (LAB_CONTROL). */
   control: string;
   /** Protected server ports (on `addresses.server`). */
   protect: number[];
@@ -148,7 +155,7 @@ export function logServerArgs(stateDir: string): string[] {
 /**
  * The gateway's arguments after the program (`ftcp.js`), exactly:
  *   gateway --tun ftcp0 --protect 198.18.2.2:<p1>,... --steer gc0,gs0 --log <spec>
- *           --control 198.18.2.1:7070 --ready-file <state-dir>/gateway.ready
+ *           --control 127.0.0.1:7070 --ready-file <state-dir>/gateway.ready
  *           --supervisor 198.18.2.1:7071 --heartbeat-ms 50
  * With no protected port, `--protect` is left out (the gateway then forwards everything unprotected).
  */
@@ -158,7 +165,7 @@ export function gatewayArgs(protect: readonly number[], log: LabLogMode, stateDi
   args.push(
     '--steer', `${INTERFACES.gwClient},${INTERFACES.gwServer}`,
     '--log', gatewayLogSpec(log, stateDir),
-    '--control', `${ADDRESSES.gwServer}:${CONTROL_PORT}`,
+    '--control', LAB_CONTROL,
     '--ready-file', `${stateDir}/gateway.ready`,
     // The liveness oracle: `ftcp supervise --gateway 198.18.2.1:7071 …` in <n>-server reports to it.
     '--supervisor', `${ADDRESSES.gwServer}:${ORACLE_PORT}`, '--heartbeat-ms', '50',
@@ -177,7 +184,7 @@ export function buildTopology(opts: { name: string; protect: number[]; forward: 
     interfaces: { ...INTERFACES },
     prefixLength: PREFIX_LEN,
     subnets: { client: '198.18.1.0/24', server: '198.18.2.0/24', log1: '198.18.3.0/24', log2: '198.18.4.0/24' },
-    control: `${ADDRESSES.gwServer}:${CONTROL_PORT}`,
+    control: LAB_CONTROL,
     protect: [...opts.protect],
     forward: opts.forward,
     log: opts.forward === 'gateway' ? opts.log : null,

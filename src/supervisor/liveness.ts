@@ -51,7 +51,9 @@
  *
  * Replays. Within one supervisor run (boot id) a notice is accepted only if its seq is greater
  * than the last accepted one; lower or equal seqs are dropped (`duplicate` when it is one of the
- * last few accepted seqs — the supervisor sends important notices 3 times — else `replayed`).
+ * last few accepted seqs — the supervisor sends important notices 3 times — else `replayed`);
+ * a greater seq naming an older generation than the run's last one is dropped (`badGeneration`:
+ * a supervisor's generations only grow with its seqs).
  * A notice from a boot id other than the service's current one is accepted only if
  *   (a) that boot is not one of the service's retired boots (the last 64 kept), and
  *   (b) its sentAt is not older than the newest sentAt accepted for the service.
@@ -118,6 +120,11 @@ export interface LivenessCounters {
   replayed: number;
   /** Repeated copies of a recently accepted notice (seq seen recently). */
   duplicate: number;
+  /**
+   * Authentic notices of the current supervisor run whose generation is older than one already
+   * heard from it (a supervisor counts its program's generations up with its seqs): dropped.
+   */
+  badGeneration: number;
   /** Authentic notices about a service this oracle was not told to watch. */
   unknownService: number;
   /** Crashes heard before the service was anchored that a later notice showed to be replays (never acted on). */
@@ -128,7 +135,7 @@ export interface LivenessCounters {
   perType: Record<NoticeType, number>;
 }
 
-export type ReceiveResult = 'accepted' | 'forged' | 'malformed' | 'replayed' | 'duplicate' | 'unknown-service';
+export type ReceiveResult = 'accepted' | 'forged' | 'malformed' | 'replayed' | 'duplicate' | 'bad-generation' | 'unknown-service';
 
 export type Input =
   | {
@@ -313,6 +320,7 @@ export class LivenessTracker {
     malformed: 0,
     replayed: 0,
     duplicate: 0,
+    badGeneration: 0,
     unknownService: 0,
     superseded: 0,
     confirmed: 0,
@@ -366,6 +374,11 @@ export class LivenessTracker {
         if (dup) this.counters.duplicate++;
         else this.counters.replayed++;
         return dup ? 'duplicate' : 'replayed';
+      }
+      if (n.generation < r.generation) {
+        // A later seq of the same run never names an older generation: not the supervisor's.
+        this.counters.badGeneration++;
+        return 'bad-generation';
       }
       newIncarnation = n.generation > r.generation;
     } else {

@@ -155,12 +155,12 @@ export const MAX_KEY_FILE_BYTES = 4096;
  * A shared key must be private to its owner: refuses (FtcpError FTCP_KEY_MODE) a file
  * that group or others may read or write, as ssh refuses such a private key.
  */
-export function checkKeyFileMode(path: string, st: Stats): void {
+export function checkKeyFileMode(path: string, st: Stats, what = 'key file'): void {
   if ((st.mode & 0o077) === 0) return;
   const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
   throw new FtcpError(
     'FTCP_KEY_MODE',
-    `key file '${path}' has mode ${mode}: group or others can access it, so the key is not secret. ` +
+    `${what} '${path}' has mode ${mode}: group or others can access it, so ${what === 'key file' ? 'the key' : 'it'} is not secret. ` +
       `Make it private to its owner: chmod 600 '${path}'`,
   );
 }

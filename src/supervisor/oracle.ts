@@ -9,8 +9,17 @@
  * Events (service: 'ip:port', info: ServiceInfo after the transition): 'alive', 'crashed',
  * 'restarted', 'listening', 'stopping', 'stopped', 'silent'. Verdict semantics, the state
  * diagram and the replay rules are documented in liveness.ts.
+ *
+ * Hostile notices (forged with a wrong key, garbage, replayed, of an older generation) are
+ * dropped and counted by the tracker; `counters` adds `socketDrops`, the datagrams the kernel
+ * dropped at this socket before the oracle read them (a flood past its receive buffer; from
+ * /proc/net/udp), so every datagram sent to the oracle is in `received` or in `socketDrops`.
+ * Dropped notices are logged at warn level with their source: the first of each reason, then
+ * at most one summary every DROP_LOG_MS.
  */
 import dgram from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import { endianness } from 'node:os';
 import { EventEmitter } from 'node:events';
 import { logger, type Logger } from '../util/logger.js';
 import { FtcpError } from '../util/errors.js';
@@ -21,9 +30,18 @@ import {
   type ServiceInfo,
   type ServiceState,
   type Verdict,
+  type ReceiveResult,
 } from './liveness.js';
 
+/** At most one warning about dropped notices this often (ms), after the first of each reason. */
+export const DROP_LOG_MS = 10_000;
+/** The oracle socket's receive buffer (bytes; the kernel caps it at net.core.rmem_max). */
+const RECV_BUFFER = 1 << 20;
+
 export type { ServiceInfo, ServiceState, Verdict, OracleEventName, LivenessCounters };
+
+/** The tracker's counters and the kernel's drops at the oracle's socket. */
+export type OracleCounters = LivenessCounters & { socketDrops: number };
 
 export interface OracleOptions {
   /** Default 3 × heartbeatMs + 50. */
@@ -47,11 +65,25 @@ export class LivenessOracle extends EventEmitter<Record<OracleEventName, [string
   private readonly ticker: NodeJS.Timeout;
   private deadlineTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  private readonly log: Logger;
+  /** Dropped notices by reason since the last warning, and when that was. */
+  private dropsSinceLog = new Map<ReceiveResult, number>();
+  private readonly reasonsLogged = new Set<ReceiveResult>();
+  private lastDropLog = 0;
+  private readonly procAddr: string;
 
   private constructor(socket: dgram.Socket, key: Buffer, opts: OracleOptions) {
     super();
     this.socket = socket;
     const log = opts.log ?? logger.child({ mod: 'oracle' });
+    this.log = log;
+    const a = socket.address();
+    this.procAddr = procNetAddr(a.address, a.port);
+    try {
+      socket.setRecvBufferSize(RECV_BUFFER);
+    } catch {
+      // the default buffer; overflows are counted in socketDrops
+    }
     this.tracker = new LivenessTracker(key, {
       now: () => performance.now(),
       silenceMs: opts.silenceMs,
@@ -62,8 +94,15 @@ export class LivenessOracle extends EventEmitter<Record<OracleEventName, [string
       log,
       emit: (ev, service, info) => this.emit(ev, service, info),
     });
-    socket.on('message', (buf) => {
-      this.tracker.receive(buf);
+    // counters.socketDrops: read from the kernel when looked at (the last reading once closed).
+    let drops = 0;
+    Object.defineProperty(this.tracker.counters, 'socketDrops', {
+      enumerable: true,
+      get: () => (this.closed ? drops : (drops = Math.max(drops, socketDrops(this.procAddr)))),
+    });
+    socket.on('message', (buf, rinfo) => {
+      const r = this.tracker.receive(buf);
+      if (r !== 'accepted' && r !== 'duplicate') this.dropped(r, rinfo);
       this.armDeadline();
     });
     socket.on('error', (err) => log.error({ err }, 'oracle socket error'));
@@ -93,8 +132,25 @@ export class LivenessOracle extends EventEmitter<Record<OracleEventName, [string
     return this.tracker.silenceMs;
   }
 
-  get counters(): LivenessCounters {
-    return this.tracker.counters;
+  get counters(): OracleCounters {
+    return this.tracker.counters as OracleCounters;
+  }
+
+  /** A dropped notice: warned about with its source, the first of each reason, then summed up at most every DROP_LOG_MS. */
+  private dropped(reason: ReceiveResult, from: { address: string; port: number }): void {
+    this.dropsSinceLog.set(reason, (this.dropsSinceLog.get(reason) ?? 0) + 1);
+    const now = performance.now();
+    const first = !this.reasonsLogged.has(reason);
+    if (!first && now - this.lastDropLog < DROP_LOG_MS) return;
+    this.reasonsLogged.add(reason);
+    this.lastDropLog = now;
+    const c = this.tracker.counters;
+    this.log.warn(
+      { reason, from: `${from.address}:${from.port}`, sinceLastWarning: Object.fromEntries(this.dropsSinceLog),
+        total: { forged: c.forged, malformed: c.malformed, replayed: c.replayed, badGeneration: c.badGeneration, unknownService: c.unknownService } },
+      'supervisor notices dropped (wrong key, garbage, replay or an older generation): counted in ftcp status and ftcp_auth_drops_total',
+    );
+    this.dropsSinceLog = new Map();
   }
 
   verdict(service: string): Verdict {
@@ -148,4 +204,27 @@ export class LivenessOracle extends EventEmitter<Record<OracleEventName, [string
       this.armDeadline();
     }, Math.max(0, Math.ceil(d - performance.now())));
   }
+}
+
+/** "127.0.0.1", 7071 -> "0100007F:1BA7": the local address as /proc/net/udp prints it (host byte order). */
+function procNetAddr(address: string, port: number): string {
+  const b = Buffer.from(address.split('.').map(Number));
+  const n = endianness() === 'LE' ? b.readUInt32LE(0) : b.readUInt32BE(0);
+  return `${n.toString(16).toUpperCase().padStart(8, '0')}:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+/** The kernel's drop count of the UDP socket bound to `local` (procNetAddr), 0 when not found. */
+function socketDrops(local: string): number {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/net/udp', 'latin1');
+  } catch {
+    return 0;
+  }
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ref pointer drops
+    if (f[1] === local && f.length >= 13) return Number(f[12]) || 0;
+  }
+  return 0;
 }

@@ -84,7 +84,7 @@ describe('memory log budget (lab)', () => {
     const text = (await execCmd(process.execPath, [`${REPO_ROOT}bin/ftcp.js`, 'status', '--name', name], { timeoutMs: 15_000 })).stdout;
     expect(text).toMatch(/log memory: 0 B held \(in 0 B\) of a 256\.0 MiB budget, per connection at most 192\.0 MiB; over a bound: continue UNPROTECTED \(so far 1 over the per-connection bound, 1 over the budget\)/);
     const metrics = (await execCmd('ip', ['netns', 'exec', topo.namespaces.gw, process.execPath, '-e',
-      "fetch('http://198.18.2.1:7070/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))"], { timeoutMs: 15_000 })).stdout;
+      "fetch('http://127.0.0.1:7070/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))"], { timeoutMs: 15_000 })).stdout;
     expect(metrics).toContain('ftcp_unprotected_total{reason="budget"} 1');
     expect(metrics).toContain('ftcp_unprotected_total{reason="conn_bound"} 1');
     expect(metrics).toContain(`ftcp_log_memory_budget_bytes ${BUDGET}`);

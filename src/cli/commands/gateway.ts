@@ -1,6 +1,6 @@
 /**
  * ftcp gateway --tun <name> --protect <ip:port>[,…] [--steer <if>[,<if>]] [--table N]
- *              [--log embedded[:memory|:disk:<dir>]] [--control <ip:port>] [--ready-file F]
+ *              [--log embedded[:memory|:disk:<dir>]] [--control [<ip>:]<port> [--control-token-file F]] [--ready-file F]
  *              [--idle-timeout <s>] [--max-flows <n>] [--max-half-open <n>] [--half-open-timeout <s>]
  *              [--log-key-file F] [--on-log-failure stall|passthrough]
  *              [--log-budget <size|N%>] [--log-conn-bound <size>]
@@ -18,7 +18,8 @@ import { ipToU32 } from '../../wire/addr.js';
 import { LinuxTun } from '../../tun/linux.js';
 import { Gateway } from '../../gateway/gateway.js';
 import { Steering } from '../../gateway/steering.js';
-import { startControl } from '../../gateway/control.js';
+import { startControl, loadControlToken, controlExposure, CONTROL_DEFAULT_ADDR, CONTROL_LIMITS } from '../../gateway/control.js';
+import { parseControlFlag } from './status.js';
 import { createLog, type CreateLogOptions } from '../../log/index.js';
 import { defaultMemoryBounds, usableMemory } from '../../log/memory.js';
 import { realtimeNs } from '../../tun/native.js';
@@ -61,7 +62,14 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
                           1GiB). A connection that would go past either continues UNPROTECTED: its held acks
                           go out, nothing more is logged, its log memory is freed; logged loudly, counted
                           (ftcp status, ftcp_unprotected_total); a server crash then breaks it
-  --control <ip:port>     HTTP status/metrics endpoint (GET /status, /metrics)
+  --control [<ip>:]<port> HTTP status/metrics endpoint (GET /status, /metrics) for the operator; a bare port
+                          binds ${CONTROL_DEFAULT_ADDR}. Keep it on a management path: a connection whose replies would
+                          leave by a --steer interface (the clients' or servers' side) is closed at accept, counted
+                          (clientSide), and an address of a steered interface or 0.0.0.0 is warned about at start.
+                          Bounded: headers in ${CONTROL_LIMITS.headersTimeoutMs / 1000} s, a request in ${CONTROL_LIMITS.requestTimeoutMs / 1000} s, ${CONTROL_LIMITS.maxConnections} connections,
+                          ${CONTROL_LIMITS.maxHeaderBytes} B of headers, GET only; /status pages its flow list (?offset=&limit=)
+  --control-token-file F  require 'Authorization: Bearer <token>' (the file's one token, >= 16 characters;
+                          mode 0600 or stricter); ftcp status --token-file F sends it
   --ready-file <path>     written (JSON) once the gateway forwards; removed at exit
   --idle-timeout <s>      idle timeout, at most 2592000 (30 days) (default 7200): releases unprotected
                           connections idle this long; established protected connections are never
@@ -99,6 +107,7 @@ export async function run(argv: string[]): Promise<number> {
     table: { type: 'string', default: '100' },
     log: { type: 'string', default: 'embedded:memory' },
     control: { type: 'string' },
+    'control-token-file': { type: 'string' },
     'ready-file': { type: 'string' },
     'idle-timeout': { type: 'string', default: '7200' },
     'max-flows': { type: 'string' },
@@ -138,8 +147,13 @@ export async function run(argv: string[]): Promise<number> {
   const maxHalfOpen = parseNumberFlag(values['max-half-open'], '--max-half-open', { dflt: 10_000, min: 1, max: 1_000_000 });
   const halfOpenTimeout = parseNumberFlag(values['half-open-timeout'], '--half-open-timeout', { dflt: 30, min: 0.1, max: MAX_HALF_OPEN_TIMEOUT_S, integer: false, unit: 's' });
   const mtu = parseNumberFlag(values.mtu, '--mtu', { dflt: 1500, min: 576, max: 9000 });
-  const control = values.control ? parseHostPort(values.control, '--control') : null;
+  const control = values.control !== undefined ? parseControlFlag(values.control) : null;
+  if (values['control-token-file'] !== undefined && control === null) throw new UsageError('--control-token-file needs --control');
+  const controlToken = values['control-token-file'] !== undefined ? loadControlToken(values['control-token-file']) : null;
   const steer = values.steer ? values.steer.split(',').filter(Boolean) : [];
+  if (control !== null && services.some((s) => s.port === control.port && (s.ip === ipToU32(control.addr) || control.addr === '0.0.0.0'))) {
+    throw new UsageError(`--control ${control.addr}:${control.port} is a protected service (--protect)`);
+  }
   const supervisor = values.supervisor ? parseHostPort(values.supervisor, '--supervisor') : null;
   const heartbeatMs = parseNumberFlag(values['heartbeat-ms'], '--heartbeat-ms', { dflt: 100, min: 10, max: 10_000 });
   const crashPolicy = values['assume-crash-on'];
@@ -215,15 +229,22 @@ export async function run(argv: string[]): Promise<number> {
     });
     if (tracer) gw.south.onStableAdvance = tracer.trace;
     gw.start();
-    if (control) await startControl(gw, control.addr, control.port);
+    if (control) {
+      const exposed = controlExposure(control.addr, steer);
+      if (exposed !== null) {
+        logger.warn({ control: `${control.addr}:${control.port}`, steer }, `the control endpoint is on the clients' side: ${exposed}. ` +
+          'connections whose replies would leave by a steered interface are refused, but give it a management address (e.g. --control 127.0.0.1:7070)');
+      }
+      await startControl(gw, { addr: control.addr, port: control.port, token: controlToken, steer, logger: logger.child({ mod: 'control' }) });
+    }
     if (values['ready-file']) {
-      await writeFile(values['ready-file'], JSON.stringify({ pid: process.pid, tun: tun.name, control: values.control ?? null }) + '\n');
+      await writeFile(values['ready-file'], JSON.stringify({ pid: process.pid, tun: tun.name, control: control ? `${control.addr}:${control.port}` : null }) + '\n');
     }
   } catch (err) {
     await cleanup();
     throw err;
   }
-  logger.info({ tun: tun.name, protect: values.protect, steer, log: values.log, control: values.control, supervisor: values.supervisor ?? null, crashPolicy }, 'gateway running');
+  logger.info({ tun: tun.name, protect: values.protect, steer, log: values.log, control: control ? `${control.addr}:${control.port}` : null, controlToken: controlToken !== null, supervisor: values.supervisor ?? null, crashPolicy }, 'gateway running');
 
   return await new Promise<number>((resolve) => {
     const stop = (sig: string) => {

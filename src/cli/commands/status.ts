@@ -1,23 +1,46 @@
 /**
- * ftcp status --control <ip:port> [--json] | --name <lab> [--json]
- * Prints a running gateway's state (from its control endpoint).
+ * ftcp status (--control [<ip>:]<port> | --name <lab>) [--token-file F] [--offset N] [--limit N | --all] [--json]
+ * Prints a running gateway's state (from its control endpoint); the flow list is paged.
  */
-import { parseCli, parseHostPort } from '../args.js';
+import { parseCli, parseHostPort, parseNumberFlag } from '../args.js';
 import { UsageError, FtcpError } from '../../util/errors.js';
 import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { FLOW_PAGE } from '../../gateway/gateway.js';
+import { loadControlToken, CONTROL_DEFAULT_ADDR } from '../../gateway/control.js';
+import { checkLabName, LAB_CONTROL } from '../../lab/topology.js';
 
-const run_ = promisify(execFile);
+const HELP = `usage: ftcp status (--control [<ip>:]<port> | --name <lab>) [--token-file F]
+                   [--offset N] [--limit N | --all] [--json]
 
-const HELP = `usage: ftcp status (--control <ip:port> | --name <lab>) [--json]
+  --control [<ip>:]<port>  the gateway's control endpoint (a bare port: 127.0.0.1)
+  --name <lab>             the gateway of a namespace lab (its endpoint, ${LAB_CONTROL}, inside <lab>-gw)
+  --token-file F           send the bearer token in F (the gateway's --control-token-file)
+  --offset N               the flow list from position N (default 0)
+  --limit N                at most N flows, 1..${FLOW_PAGE.max} (default 20 printed, ${FLOW_PAGE.dflt} with --json)
+  --all                    every flow, page after page
+  --json                   the snapshot as JSON (with --all: one snapshot, every flow)
 
 example: ftcp status --name demo          (the gateway of the namespace lab 'demo')
-         ftcp status --control 198.18.2.1:7070 --json`;
+         ftcp status --control 127.0.0.1:7070 --token-file /etc/ftcp/control.token --json --all
+         ftcp status --control 7070 --offset 100 --limit 100`;
+
+/** `--control <ip>:<port>` or a bare `<port>` (then on 127.0.0.1, the management side). */
+export function parseControlFlag(s: string): { addr: string; port: number } {
+  if (/^\d{1,5}$/.test(s.trim())) return parseHostPort(`${CONTROL_DEFAULT_ADDR}:${s.trim()}`, '--control');
+  return parseHostPort(s, '--control');
+}
+
+/** A page fetch at most this long. */
+const FETCH_TIMEOUT_MS = 10_000;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCli(argv, {
     control: { type: 'string' },
     name: { type: 'string' },
+    'token-file': { type: 'string' },
+    offset: { type: 'string' },
+    limit: { type: 'string' },
+    all: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   });
@@ -25,28 +48,38 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return 0;
   }
-  let body: string;
-  if (values.name) {
-    if (!/^[a-z][a-z0-9-]{0,14}$/.test(values.name)) throw new UsageError(`--name: bad lab name '${values.name}'`);
-    const ctl = values.control ?? '198.18.2.1:7070';
-    const script = `fetch('http://${ctl}/status').then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(e.message);process.exit(1)})`;
+  if (values.all && values.limit !== undefined) throw new UsageError('--all and --limit exclude each other');
+  const offset = parseNumberFlag(values.offset, '--offset', { dflt: 0, min: 0, max: 1e9 });
+  const limit = values.all ? FLOW_PAGE.max : parseNumberFlag(values.limit, '--limit', { dflt: values.json ? FLOW_PAGE.dflt : 20, min: 1, max: FLOW_PAGE.max });
+  const token = values['token-file'] !== undefined ? loadControlToken(values['token-file'], '--token-file') : null;
+  let get: (path: string) => Promise<string>;
+  if (values.name !== undefined) {
+    let lab: string;
     try {
-      body = (await run_('ip', ['netns', 'exec', `${values.name}-gw`, process.execPath, '-e', script], { timeout: 10_000 })).stdout;
-    } catch (err) {
-      throw new FtcpError('FTCP_STATUS', `cannot reach the gateway of lab '${values.name}': ${((err as { stderr?: string }).stderr || (err as Error).message).trim()}`);
+      lab = checkLabName(values.name);
+    } catch {
+      throw new UsageError(`--name: bad lab name '${values.name}'`);
     }
-  } else if (values.control) {
-    const { addr, port } = parseHostPort(values.control, '--control');
-    try {
-      const res = await fetch(`http://${addr}:${port}/status`, { signal: AbortSignal.timeout(5000) });
-      body = await res.text();
-    } catch (err) {
-      throw new FtcpError('FTCP_STATUS', `cannot reach the gateway at ${values.control}: ${(err as Error).message}`);
-    }
+    const ctl = values.control !== undefined ? parseControlFlag(values.control) : null;
+    const target = ctl ? `${ctl.addr}:${ctl.port}` : LAB_CONTROL;
+    get = (path) => inNamespace(`${lab}-gw`, `http://${target}${path}`, token, `the gateway of lab '${lab}' (${target} in ${lab}-gw)`);
+  } else if (values.control !== undefined) {
+    const { addr, port } = parseControlFlag(values.control);
+    get = (path) => direct(`http://${addr}:${port}${path}`, token, `the gateway at ${addr}:${port}`);
   } else {
-    throw new UsageError('give --control <ip:port> or --name <lab>');
+    throw new UsageError('give --control [<ip>:]<port> or --name <lab>');
   }
-  const st = JSON.parse(body) as Record<string, any>;
+  const st = JSON.parse(await get(`/status?offset=${offset}&limit=${limit}`)) as Record<string, any>;
+  if (values.all) {
+    // Page after page until the last (bounded: the table cannot grow past --max-flows).
+    for (let pages = 1; st.flowsPage?.next != null; pages++) {
+      if (pages > 100_000) throw new FtcpError('FTCP_STATUS', 'the flow list did not end after 100,000 pages');
+      const more = JSON.parse(await get(`/status?offset=${st.flowsPage.next}&limit=${limit}`)) as Record<string, any>;
+      st.flows.push(...more.flows);
+      st.flowsPage = { ...more.flowsPage, offset };
+    }
+    st.flowsPage.limit = st.flows.length;
+  }
   if (values.json) {
     process.stdout.write(JSON.stringify(st, null, 2) + '\n');
     return 0;
@@ -63,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
   ];
   if (st.north) {
     const n = st.north;
-    lines.push(`recovery: crashes ${n.crashes}, caught up ${n.caughtUp}, failed ${n.rebuildFailed} (of them no progress ${n.progressFailures ?? 0}), recovering now ${st.flows.filter((f: any) => f.recovering).length}`);
+    lines.push(`recovery: crashes ${n.crashes}, caught up ${n.caughtUp}, failed ${n.rebuildFailed} (of them no progress ${n.progressFailures ?? 0}), recovering now ${st.recovering ?? st.flows.filter((f: any) => f.recovering).length}`);
   }
   if (st.limits) lines.push(`limits: ${Object.entries(st.limits).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   const lm = st.logMemory as { bytes: number; memory: number; budget: number | null; perConnection: number | null; policy: string; unprotected: { connection: number; total: number }; deferred: number } | null | undefined;
@@ -77,8 +110,31 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (st.logFailure) lines.push(`log failure policy: ${st.logFailure.policy} (failures ${st.logFailure.failures}, unprotected ${st.logFailure.unprotected})`);
   const nt = st.masking?.notices;
-  if (nt) lines.push(`supervisor notices: ${nt.accepted} accepted, ${nt.replayed} replayed, ${nt.forged} forged; crashes heard first: ${nt.superseded} superseded as replays, ${nt.confirmed} confirmed`);
-  for (const f of st.flows.slice(0, 20)) {
+  if (nt) {
+    lines.push(
+      `supervisor notices: ${nt.accepted} accepted; dropped: ${nt.forged} forged (wrong key), ${nt.malformed ?? 0} malformed, ${nt.replayed} replayed, ` +
+        `${nt.badGeneration ?? 0} of an older generation, ${nt.duplicate ?? 0} duplicates, ${nt.unknownService ?? 0} for other services, ` +
+        `${nt.socketDrops ?? 0} lost in the socket; crashes heard first: ${nt.superseded} superseded as replays, ${nt.confirmed} confirmed`,
+    );
+  }
+  const ll = st.authDrops?.logLink;
+  if (ll) lines.push(`log link datagrams dropped: ${ll.forged} forged (wrong key), ${ll.malformed} malformed, ${ll.replayed} replayed, ${ll.outOfWindow} out of window`);
+  const c = st.control;
+  if (c) {
+    lines.push(
+      `control endpoint ${c.listen}${c.token ? ' (token)' : ''}: ${c.answered} answered, ${c.connections} open; refused: ${c.unauthorized} unauthorized, ` +
+        `${c.methodNotAllowed} not GET, ${c.notFound} not found, ${c.badRequests} bad, ${c.headersTooLarge} headers too large, ${c.timedOut} timed out, ` +
+        `${c.overCapacity} over capacity, ${c.clientSide} from the clients' side`,
+    );
+  }
+  const pg = st.flowsPage as { offset: number; limit: number; total: number; next: number | null } | undefined;
+  if (pg) {
+    lines.push(
+      pg.total === 0 ? 'flows: none' : `flows ${Math.min(pg.offset + 1, pg.total)}-${pg.offset + st.flows.length} of ${pg.total}` +
+        (pg.next !== null ? ` (next page: --offset ${pg.next}, or --all)` : ''),
+    );
+  }
+  for (const f of st.flows) {
     lines.push(`  ${f.flow} ${f.state}${f.unprotected ? ' UNPROTECTED' : ''} received=${f.received} stable=${f.stable} complete=${f.complete} sndMax=${f.sndMax} cliAcked=${f.cliAcked}`);
   }
   process.stdout.write(lines.join('\n') + '\n');
@@ -95,4 +151,48 @@ function size(n: number): string {
     u++;
   }
   return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+/** An HTTP answer other than 200 as an error that says what to do. */
+function refused(status: number, body: string, where: string): FtcpError {
+  const hint = status === 401 ? ' (it requires a token: --token-file F)' : '';
+  return new FtcpError('FTCP_STATUS', `${where} answered ${status}${hint}: ${body.trim().slice(0, 200)}`);
+}
+
+async function direct(url: string, token: Buffer | null, where: string): Promise<string> {
+  let res: Response;
+  let body: string;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: token ? { authorization: `Bearer ${token.toString('latin1')}` } : {} });
+    body = await res.text();
+  } catch (err) {
+    throw new FtcpError('FTCP_STATUS', `cannot reach ${where}: ${(err as Error).message}`);
+  }
+  if (res.status !== 200) throw refused(res.status, body, where);
+  return body;
+}
+
+/**
+ * GET `url` from inside network namespace `ns` (where a lab's control endpoint listens on its
+ * loopback): a child node in the namespace fetches it; the token goes over its stdin, never
+ * its command line. It prints the status line's code, a newline, the body.
+ */
+function inNamespace(ns: string, url: string, token: Buffer | null, where: string): Promise<string> {
+  const script =
+    "let t='';process.stdin.on('data',d=>t+=d).on('end',()=>fetch(process.argv[1],{signal:AbortSignal.timeout(" + FETCH_TIMEOUT_MS + '),' +
+    "headers:t?{authorization:'Bearer '+t}:{}}).then(async r=>process.stdout.write(r.status+'\\n'+await r.text()),e=>{console.error(e.message);process.exit(1)}))";
+  return new Promise((resolve, reject) => {
+    const child = execFile('ip', ['netns', 'exec', ns, process.execPath, '-e', script, url], { timeout: FETCH_TIMEOUT_MS + 5000, maxBuffer: 256 * 2 ** 20 }, (err, stdout, stderr) => {
+      if (err) {
+        reject(new FtcpError('FTCP_STATUS', `cannot reach ${where}: ${(stderr || err.message).trim()}`));
+        return;
+      }
+      const nl = stdout.indexOf('\n');
+      const status = Number(stdout.slice(0, nl));
+      const body = stdout.slice(nl + 1);
+      if (status !== 200) reject(refused(status, body, where));
+      else resolve(body);
+    });
+    child.stdin?.end(token ?? '');
+  });
 }
