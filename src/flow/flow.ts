@@ -100,6 +100,22 @@ export class Flow {
   pendingBytes = 0;
   /** Right edge (in-stream offset) of the window the server last advertised. */
   rightEdge = 0;
+  /**
+   * The furthest right edge the server advertised (in-stream offset): what a client may send
+   * (a receiver never takes back a window it offered). A new incarnation's first windows,
+   * relative to its replay, lie far behind it.
+   */
+  maxRightEdge = 0;
+  /** The largest window the server advertised (bytes, scaled); 0: none yet. */
+  srvMaxWindow = 0;
+  /** Right edge (out-stream offset) of the largest window the client advertised (0: none yet). */
+  cliRightEdge = 0;
+  /**
+   * A half-open flow's other SYN: a SYN with another ISN on the same tuple before the
+   * server answered (see SouthWrapper.synOnFlow), or null. The SYN-ACK says which one the
+   * server took.
+   */
+  altSyn: { isn: number; options: Buffer; window: number } | null = null;
   closedAt = 0;
 
   // ---- crash masking and recovery (src/recovery) -----------------------------------
@@ -173,6 +189,83 @@ export class Flow {
   /** The out-stream offset of sequence number `seq` (server → client). */
   outOffset(seq: number): number {
     return this.sndMax + seqDiff(seq, seqAdd(this.serverIsn, 1 + (this.sndMax % 0x100000000)));
+  }
+
+  // ---- acceptability (RFC 793 §3.3, RFC 5961): the gateway is a careful receiver ----
+  //
+  // The gateway knows neither side's rcv_nxt exactly, only the range it lies in:
+  //
+  //   server's rcv_nxt (in-stream):   delivered ≤ rcv_nxt ≤ received (+1 once the client's FIN is in)
+  //                                   (what it acked)      (what the gateway forwarded gap-free)
+  //   client's rcv_nxt (out-stream):  cliAcked  ≤ rcv_nxt ≤ sndMax (FIN included)
+  //
+  // A segment outside what its receiver could accept changes nothing here: no offset, no
+  // FIN, no state moves and nothing is logged (issue 11 items 2-4).
+
+  /**
+   * Would the server accept a client segment [off, end) (end: its data's end)? It must start
+   * no further than the right edge the client was told (the server's, rounded up by at most
+   * one window unit when the gateway rewrote the window), and not be older than a window:
+   * the client's snd_una is at most a window behind the gateway's last ack to it (`complete`;
+   * a retransmission sent before that ack arrived races it), and a keepalive probe sits at
+   * snd_una − 1 (RFC 5961 §5's SND.UNA − MAX.SND.WND, seen from the other side).
+   */
+  clientSeqOk(off: number, end: number): boolean {
+    const win = Math.max(this.srvMaxWindow, 0xffff);
+    return off <= this.srvEdge() + 2 ** this.serverWscale && end + 1 + win >= this.complete;
+  }
+
+  /** The right edge of the server's receive window (in-stream offset), the furthest it offered. */
+  srvEdge(): number {
+    return Math.max(this.rightEdge, this.maxRightEdge);
+  }
+
+  /**
+   * The right edge of the client's receive window (out-stream offset): the largest it ever
+   * advertised (a receiver accepts what it once offered), at least its SYN's window.
+   */
+  cliEdge(): number {
+    return Math.max(this.cliRightEdge, this.clientSynWindow);
+  }
+
+  /**
+   * Would the client accept a server segment [o, e) (e: its end, a FIN included)? Inside its
+   * window (plus one window unit: the gateway's own window toward a new incarnation is
+   * rounded up), and not older than its window: ending at or after cliAcked − the largest
+   * window it offered (RFC 5961 §5's SND.UNA − MAX.SND.WND, seen from the other side). While
+   * a connection is rebuilt the new incarnation regenerates output from offset 0, far below
+   * what the client acked: only the edge applies then.
+   */
+  serverSeqOk(o: number, e: number): boolean {
+    if (o < -1 || o > this.cliEdge() + 2 ** this.clientWscale) return false;
+    if (this.rec !== null) return e >= 0;
+    return e >= this.cliAcked - Math.max(this.cliMaxWindow, this.clientSynWindow);
+  }
+
+  /**
+   * RFC 5961 §3.2, the server as the receiver: a client RST ends the connection only at the
+   * server's rcv_nxt (Linux: or rcv_nxt − 1 once the client's FIN is in, tcp_reset_check).
+   * The gateway takes the whole range rcv_nxt may be in: exact when the server has acked all
+   * it was given (an idle connection); otherwise an attacker must fall among the bytes in
+   * flight. Narrower (delivered only) would miss a real client's RST while an ACK is delayed,
+   * and that flow would stay ESTABLISHED for ever (protected flows never idle out).
+   */
+  clientRstOk(off: number): boolean {
+    const fin = this.clientFin >= 0 && this.received >= this.clientFin;
+    const lo = fin && this.delivered > this.clientFin ? this.clientFin : this.delivered;
+    const hi = Math.max(this.received, this.delivered) + (fin ? 1 : 0);
+    return off >= lo && off <= hi;
+  }
+
+  /** The same for a server RST, the client as the receiver: [cliAcked, sndMax] (sndMax counts the FIN). */
+  serverRstOk(o: number): boolean {
+    const lo = this.serverFin >= 0 && this.cliAcked > this.serverFin ? this.serverFin : this.cliAcked;
+    return o >= lo && o <= this.sndMax;
+  }
+
+  /** The highest in-stream offset a server may acknowledge: what the client sent (and its FIN). */
+  ackLimit(): number {
+    return this.high + 1;
   }
 
   to(next: FlowState, why: string, log?: Logger): void {

@@ -160,6 +160,8 @@ export class NorthStats {
   finTailsAbsorbed = 0;
   /** Rebuilds ended for want of progress during the replay or the absorption. */
   progressFailures = 0;
+  /** Recoveries ended because their flow left the table (released, replaced). */
+  recoveriesForgotten = 0;
 }
 
 /** One crash of one service, as the drill reports it (ms since the epoch; 0 = not yet). */
@@ -890,8 +892,7 @@ export class NorthWrapper {
         // Both ends closed while it was being recovered: nothing left to catch up. The new
         // incarnation's connection, if one was begun, is reset (in its window: the SYN's
         // seq + 1, or what it acknowledged), so it neither lingers nor keeps sending.
-        if (r.phase === 'HANDSHAKE' && r.attempts > 0) this.sendRaw(flow, r.sidePort, seqAdd(flow.clientIsn, 1), 0, TCP_RST, 0, null, null);
-        else if (r.phase === 'REPLAY') this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
+        this.resetIncarnation(flow, r);
         this.ended(flow, r, now);
         continue;
       }
@@ -946,6 +947,34 @@ export class NorthWrapper {
       }
     }
     for (const sr of this.services.values()) if (sr.queue.length > 0) this.startQueued(sr, now);
+  }
+
+  /**
+   * The flow left the flow table (released by the south wrapper): its recovery ends now, not
+   * at the mask deadline. No more keepalives (with numbers a new connection on the tuple does
+   * not have), timers or replay; it leaves the `recovering` count; a connection begun with
+   * the new incarnation is reset. A FAILED one just stops waiting to be forgotten.
+   */
+  forget(flow: Flow): void {
+    const r = flow.rec;
+    if (r === null) {
+      this.deactivate(flow);
+      return;
+    }
+    this.stats.recoveriesForgotten++;
+    if (r.phase === 'FAILED') {
+      this.deactivate(flow);
+      flow.rec = null;
+      return;
+    }
+    this.resetIncarnation(flow, r);
+    this.ended(flow, r, this.now());
+  }
+
+  /** Resets the new incarnation's connection, if one was begun (in its window: the SYN's seq + 1, or what it acknowledged). */
+  private resetIncarnation(flow: Flow, r: Rebuild): void {
+    if (r.phase === 'HANDSHAKE' && r.attempts > 0) this.sendRaw(flow, r.sidePort, seqAdd(flow.clientIsn, 1), 0, TCP_RST, 0, null, null);
+    else if (r.phase === 'REPLAY') this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
   }
 
   get recovering(): number {

@@ -112,6 +112,29 @@ export class SouthStats {
   finRetransmitsDropped = 0;
   /** Server segments after both FINs were acked (the client's side is over), not forwarded. */
   afterCloseDropped = 0;
+  // ---- segments validated against the flow (RFC 793 §3.3, RFC 5961; issue 11 items 3-5) ----
+  /** SYNs with another ISN on an established or closing flow: forwarded, the flow kept. */
+  synOnEstablished = 0;
+  /** SYNs with another ISN on a half-open flow: forwarded, remembered as its other SYN. */
+  synOnHalfOpen = 0;
+  /** Flows over (CLOSED, lingering) replaced by a new connection's SYN (TIME_WAIT reuse). */
+  flowsReplaced = 0;
+  /** Client RSTs not at the server's rcv_nxt: forwarded, the flow kept. */
+  clientRstIgnored = 0;
+  /** Server RSTs not at the client's rcv_nxt: dropped, the flow kept, no verdict hold. */
+  serverRstIgnored = 0;
+  /** Client segments outside the server's window: forwarded, nothing logged or moved. */
+  clientOutOfWindow = 0;
+  /** Server segments outside the client's window: forwarded (ack ≤ stable), nothing moved. */
+  serverOutOfWindow = 0;
+  /** Client FINs out of the window or at another offset than the first: not logged. */
+  clientFinIgnored = 0;
+  /** Server FINs out of the window or where no FIN can be: not held, nothing moved. */
+  serverFinIgnored = 0;
+  /** Server segments acknowledging bytes the client never sent: dropped. */
+  serverAckUnsent = 0;
+  /** Log connections opened for a flow released meanwhile: closed at once. */
+  logOpenOrphans = 0;
   /** Handshakes completed (the client acked the server's ISN+1): the connection was registered with the log. */
   handshakesCompleted = 0;
   /** Half-open connections released at the half-open timeout (also counted in flowsExpired). */
@@ -164,8 +187,16 @@ export class SouthWrapper {
         this.stats.simultaneousOpen++;
         return FORWARD;
       }
+      if (flow !== undefined && flow.state !== 'CLOSED') return this.synOnFlow(svc, flow, buf, p);
       if (!flow || flow.clientIsn !== p.seq || flow.state === 'CLOSED') {
-        if (flow) this.release(svc, flow, 'replaced by a new SYN');
+        if (flow) {
+          // TIME_WAIT reuse: the connection is over at both ends (both FINs acked, a RST its
+          // receiver took, a failed rebuild); whether the server takes the new SYN is its own
+          // decision (Linux: an ISN after the old rcv_nxt, or a newer timestamp), and the
+          // SYN-ACK's ack tells the flow which connection it is.
+          this.stats.flowsReplaced++;
+          this.release(svc, flow, 'replaced by a new SYN (the old connection was over)');
+        }
         this.roomForHalfOpen();
         if (this.table.size >= this.options.maxFlows) {
           this.overCap(p);
@@ -197,6 +228,72 @@ export class SouthWrapper {
     }
     flow.lastActivity = this.now();
     if (isHalfOpen(flow.state) && !this.handshakeEnd(svc, flow, p)) return FORWARD;
+
+    if (flow.unprotected) {
+      this.clientHeader(flow, buf, p);
+      this.unprotectedEnd(flow, p, true);
+      return this.toNorth(svc, flow, buf, p);
+    }
+
+    const off = flow.inOffset(p.seq);
+    if (flags & TCP_RST) {
+      // RFC 5961 §3.2: only a RST the server would take (at its rcv_nxt) ends the connection.
+      // Any other is forwarded, the flow kept: the server drops it or answers with a challenge
+      // ACK, which a client that really lost the connection answers with a RST at rcv_nxt.
+      if (flow.clientRstOk(off)) {
+        this.stats.flowsReset++;
+        flow.to('CLOSED', 'client RST', this.logger);
+        flow.closedAt = this.now();
+      } else {
+        this.stats.clientRstIgnored++;
+      }
+      return this.toNorth(svc, flow, buf, p);
+    }
+
+    const len = p.payloadLen;
+    const end = off + len;
+    if (!flow.clientSeqOk(off, end)) {
+      // Not acceptable to the server (RFC 793 §3.3): it answers with an ACK and drops it. So
+      // does the gateway's view: no offset, FIN or ack moves, nothing is logged.
+      this.stats.clientOutOfWindow++;
+      return this.toNorth(svc, flow, buf, p);
+    }
+    this.clientHeader(flow, buf, p);
+
+    if (flags & TCP_ACK) {
+      const acked = flow.outOffset(p.ack);
+      if (acked > flow.cliAcked && acked <= flow.sndMax) flow.cliAcked = acked;
+      const edge = acked + p.window * 2 ** flow.clientWscale;
+      if (acked <= flow.sndMax && edge > flow.cliRightEdge) flow.cliRightEdge = edge;
+    }
+
+    if (len > 0 || flags & TCP_FIN) {
+      // Bytes past the window's right edge are trimmed by the server (Linux tcp_data_queue):
+      // logged, they could differ from what it later takes at those offsets.
+      const edge = flow.srvEdge();
+      const take = end < edge ? end : edge;
+      if (take > flow.stable) {
+        const start = off > flow.stable ? off : flow.stable;
+        if (take > start) {
+          const data = buf.subarray(p.payloadOff + (start - off), p.payloadOff + (take - off));
+          if (flow.logId >= 0) {
+            this.log.append(flow.logId, start, data);
+            this.stats.bytesLogged += data.length;
+          } else {
+            this.keepPending(flow, start, data);
+          }
+        }
+      }
+      if (off <= flow.received && take > flow.received) flow.received = take;
+      if (end > flow.high) flow.high = end;
+      if (flags & TCP_FIN) this.clientFinSeen(flow, end);
+    }
+    this.checkClosed(flow);
+    return this.toNorth(svc, flow, buf, p);
+  }
+
+  /** The client's window, largest window and TSval, from a segment the server would accept. */
+  private clientHeader(flow: Flow, buf: Buffer, p: PacketInfo): void {
     flow.cliWindow = p.window;
     const cw = p.window * 2 ** flow.clientWscale;
     if (cw > flow.cliMaxWindow) flow.cliMaxWindow = cw;
@@ -204,52 +301,75 @@ export class SouthWrapper {
       const ts = tsValOf(buf, p, this.opts);
       if (ts >= 0) flow.cliTsVal = ts;
     }
+  }
 
-    if (flow.unprotected) {
-      this.unprotectedEnd(flow, p, true);
-      return this.toNorth(svc, flow, buf, p);
+  /**
+   * A client FIN at in-stream offset `end`. Taken (logged, CLOSING) only where the server
+   * takes it: inside its window (at most the right edge: a FIN past it is trimmed with the
+   * data) and not before the gap-free prefix already forwarded (the server's rcv_nxt is past
+   * it: an old FIN). A forged FIN taken here made the log refuse every later byte and the
+   * client stay acked short for ever (issue 11 item 2). Only the first FIN counts.
+   */
+  private clientFinSeen(flow: Flow, end: number): void {
+    if (flow.clientFin >= 0) {
+      if (end !== flow.clientFin) this.stats.clientFinIgnored++;
+      return;
     }
+    if (end > flow.srvEdge() || end < flow.received) {
+      this.stats.clientFinIgnored++;
+      return;
+    }
+    flow.clientFin = end;
+    if (flow.logId >= 0) this.log.appendFin(flow.logId, end);
+    if (flow.state === 'ESTABLISHED') flow.to('CLOSING', 'client FIN', this.logger);
+  }
 
-    if (flags & TCP_RST) {
-      // RFC 5961: only an RST inside the window the server advertised ends the connection.
-      const off = flow.inOffset(p.seq);
-      if (off >= flow.delivered && off <= flow.rightEdge) {
-        this.stats.flowsReset++;
-        flow.to('CLOSED', 'client RST', this.logger);
-        flow.closedAt = this.now();
-      }
-      return this.toNorth(svc, flow, buf, p);
+  /**
+   * A SYN on a tuple whose flow is not over (RFC 5961 §4; RFC 793 §3.4):
+   *  - the flow's own ISN: a retransmission (its SYN-ACK was lost past the gateway): forwarded.
+   *  - ESTABLISHED or CLOSING, another ISN: never replaces the flow (that closed its log and
+   *    the connection was not masked at the next crash: issue 11 item 3). Forwarded, counted:
+   *    the server answers with a challenge ACK; a client that really restarted answers that
+   *    with a RST at rcv_nxt, which closes the flow, and its next SYN finds it CLOSED. A masked
+   *    or rebuilt connection's goes through the north wrapper (dropped while masked, translated
+   *    after).
+   *  - SYN_SEEN, another ISN: nothing is logged yet, but which SYN will the server answer?
+   *    Linux keeps its first request (a SYN out of its window gets an ACK, one inside resets
+   *    it), a spoofed SYN may come first or second: the flow keeps its SYN and remembers the
+   *    latest other one (one slot); the SYN-ACK's ack says which the server took
+   *    (synAckMatches), so neither order leaves the real connection unprotected.
+   */
+  private synOnFlow(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): Action {
+    const halfOpen = isHalfOpen(flow.state);
+    if (p.seq === flow.clientIsn) return halfOpen ? FORWARD : this.toNorth(svc, flow, buf, p);
+    if (halfOpen) {
+      this.stats.synOnHalfOpen++;
+      flow.altSyn = { isn: p.seq, options: Buffer.from(buf.subarray(p.optOff, p.optOff + p.optLen)), window: p.window };
+      return FORWARD;
     }
-
-    if (flags & TCP_ACK) {
-      const acked = flow.outOffset(p.ack);
-      if (acked > flow.cliAcked && acked <= flow.sndMax) flow.cliAcked = acked;
-    }
-
-    const len = p.payloadLen;
-    if (len > 0 || flags & TCP_FIN) {
-      const off = flow.inOffset(p.seq);
-      const end = off + len;
-      if (len > 0 && end > flow.stable) {
-        const start = off > flow.stable ? off : flow.stable;
-        const data = buf.subarray(p.payloadOff + (start - off), p.payloadOff + len);
-        if (flow.logId >= 0) {
-          this.log.append(flow.logId, start, data);
-          this.stats.bytesLogged += data.length;
-        } else {
-          this.keepPending(flow, start, data);
-        }
-      }
-      if (off <= flow.received && end > flow.received) flow.received = end;
-      if (end > flow.high) flow.high = end;
-      if (flags & TCP_FIN && flow.clientFin < 0) {
-        flow.clientFin = end;
-        if (flow.logId >= 0) this.log.appendFin(flow.logId, end);
-        if (flow.state === 'ESTABLISHED') flow.to('CLOSING', 'client FIN', this.logger);
-      }
-    }
-    this.checkClosed(flow);
+    this.stats.synOnEstablished++;
     return this.toNorth(svc, flow, buf, p);
+  }
+
+  /**
+   * A SYN-ACK for a half-open flow: does it answer the flow's SYN (or the other one it
+   * remembers, which then becomes the flow's)? One answering neither is not the flow's
+   * connection: forwarded (the client answers it with a RST), the flow left half-open.
+   */
+  private synAckMatches(flow: Flow, p: PacketInfo): boolean {
+    const isn = seqAdd(p.ack, -1);
+    const alt = flow.altSyn;
+    flow.altSyn = null;
+    if (isn === flow.clientIsn) return true;
+    if (alt !== null && alt.isn === isn) {
+      flow.clientIsn = alt.isn;
+      flow.clientSynOptions = alt.options;
+      flow.clientSynWindow = alt.window;
+      return true;
+    }
+    flow.altSyn = alt;
+    this.stats.synAckMismatch++;
+    return false;
   }
 
   /**
@@ -348,14 +468,17 @@ export class SouthWrapper {
       if (flags & TCP_RST && flags & TCP_ACK && p.ack === seqAdd(flow.clientIsn, 1)) this.halfOpenEnded(svc, flow, 'server RST');
       return FORWARD;
     }
-    if (flow.tsOk) {
-      const ts = tsValOf(buf, p, this.opts);
-      if (ts >= 0 && seqGt(ts, flow.lastTsToClient)) flow.lastTsToClient = ts;
-    }
     if (flow.unprotected) {
+      this.serverTs(flow, buf, p);
       this.unprotectedEnd(flow, p, false);
       return FORWARD;
     }
+    if (!this.releasing) {
+      // (A held FIN/RST released after the verdict was judged when it arrived.)
+      const bad = this.serverUnacceptable(flow, buf, p);
+      if (bad !== -1) return bad;
+    }
+    this.serverTs(flow, buf, p);
     if (flow.xlate === null && flags & TCP_ACK) {
       const a = flow.inOffset(p.ack);
       if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
@@ -392,6 +515,8 @@ export class SouthWrapper {
     const shift = flow.serverWscale;
     const rightEdge = acked + p.window * 2 ** shift;
     flow.rightEdge = rightEdge;
+    if (rightEdge > flow.maxRightEdge) flow.maxRightEdge = rightEdge;
+    if (rightEdge - acked > flow.srvMaxWindow) flow.srvMaxWindow = rightEdge - acked;
 
     const limit = flow.stable;
     if (acked <= limit) {
@@ -423,6 +548,63 @@ export class SouthWrapper {
     return DROP;
   }
 
+  /** The latest TSval toward the client (its keepalives carry it: a forged one would fail PAWS there). */
+  private serverTs(flow: Flow, buf: Buffer, p: PacketInfo): void {
+    if (!flow.tsOk) return;
+    const ts = tsValOf(buf, p, this.opts);
+    if (ts >= 0 && seqGt(ts, flow.lastTsToClient)) flow.lastTsToClient = ts;
+  }
+
+  /**
+   * A server segment the client would not accept (RFC 793 §3.3, RFC 5961) changes nothing:
+   * not `sndMax`, `delivered`, the FIN state or the window, and it starts no verdict hold and
+   * marks no crash (a spoofed out-of-window FIN made a 35-byte flow show `delivered` 24.9 M,
+   * `sndMax` 1.5e9, CLOSING and a FIN held for ever: issue 11 item 4). Returns -1 when the
+   * segment is acceptable, else what to do with it:
+   *  - a RST not at the client's rcv_nxt: dropped (the client would drop it or answer with a
+   *    challenge ACK, whose only use, drawing an exact RST from a server that lost the
+   *    connection, its stack does anyway at the client's next segment; and no RST from the
+   *    server's side reaches a client unjudged: a crashing server's kernel sends them);
+   *  - an ACK of bytes the client never sent: dropped (the client would: RFC 793 "ACK of
+   *    something not yet sent", Linux SKB_DROP_REASON_TCP_ACK_UNSENT_DATA);
+   *  - data or FIN out of the client's window, or a FIN where no FIN can be: forwarded (the
+   *    client answers with a duplicate ACK, which a server whose ACK was lost needs), its
+   *    ack lowered to `stable` when beyond it (the stable-ACK rule holds for every segment);
+   *    a pure ACK beyond `stable` is dropped instead (it would move nothing).
+   */
+  private serverUnacceptable(flow: Flow, buf: Buffer, p: PacketInfo): Action | -1 {
+    const flags = p.flags;
+    const o = flow.outOffset(p.seq);
+    if (flags & TCP_RST) {
+      if (flow.serverRstOk(o)) return -1;
+      this.stats.serverRstIgnored++;
+      return DROP;
+    }
+    const acked = flags & TCP_ACK ? flow.inOffset(p.ack) : -1;
+    if (acked > flow.ackLimit()) {
+      this.stats.serverAckUnsent++;
+      return DROP;
+    }
+    const len = p.payloadLen;
+    const fin = flags & TCP_FIN ? 1 : 0;
+    if (flow.serverSeqOk(o, o + len + fin)) {
+      if (!fin) return -1;
+      // A FIN sits after every byte the server sent: not before what the client acked, not
+      // past its window; once seen, only at the same offset (finRepeated judges the copies).
+      const at = o + len;
+      if (flow.serverFin < 0 ? at >= flow.cliAcked && at <= flow.cliEdge() + 2 ** flow.clientWscale : at === flow.serverFin) return -1;
+      this.stats.serverFinIgnored++;
+    } else if (fin) {
+      this.stats.serverFinIgnored++;
+    } else {
+      this.stats.serverOutOfWindow++;
+    }
+    if (acked <= flow.stable) return FORWARD;
+    if (len === 0 && !fin) return DROP;
+    this.rewriteAck(buf, p.l4Off, flow, flow.stable, acked + p.window * 2 ** flow.serverWscale);
+    return FORWARD;
+  }
+
   /**
    * A retransmission of the server's FIN that the client acked, or that was forwarded less
    *    than `finEchoMs` ago: the verdict hold delays a FIN by a heartbeat or more, often past
@@ -445,10 +627,7 @@ export class SouthWrapper {
    * that does not ack the client's ISN+1 is not this handshake's (the client would refuse it).
    */
   private synAcked(flow: Flow, buf: Buffer, p: PacketInfo): void {
-    if (p.ack !== seqAdd(flow.clientIsn, 1)) {
-      this.stats.synAckMismatch++;
-      return;
-    }
+    if (!this.synAckMatches(flow, p)) return;
     flow.serverIsn = p.seq;
     flow.serverSynOptions = Buffer.from(buf.subarray(p.optOff, p.optOff + p.optLen));
     const c = this.opts;
@@ -501,7 +680,11 @@ export class SouthWrapper {
       })
       .then(
         (id) => {
-          if (svcFlow.state === 'CLOSED' && svcFlow.closedAt > 0 && this.now() - svcFlow.closedAt > this.options.lingerMs) {
+          const svc = this.table.service(svcFlow.serverIp, svcFlow.serverPort);
+          if (svc === undefined || this.table.get(svc, svcFlow.clientIp, svcFlow.clientPort) !== svcFlow) {
+            // Released (or replaced) while the open was pending: nothing may use this log
+            // connection, and bound, its lookup entry would outlive the flow (issue 11 item 5).
+            this.stats.logOpenOrphans++;
             this.log.close(id);
             return;
           }
@@ -660,9 +843,21 @@ export class SouthWrapper {
 
   private release(svc: Service, flow: Flow, why: string): void {
     this.table.remove(svc, flow);
+    this.forget(flow);
     if (flow.logId >= 0) this.log.close(flow.logId);
     this.stats.flowsClosed++;
     this.logger.debug({ flow: flow.describe(), why }, 'flow released');
+  }
+
+  /**
+   * A flow that left the table ends everything still running for it: its recovery in the
+   * north wrapper (keepalives with stale numbers until the mask deadline, a replay, its place
+   * in the `recovering` count: issue 11 item 5) and a FIN/RST held for the verdict (released
+   * later, it would be judged against whatever flow then holds the tuple).
+   */
+  private forget(flow: Flow): void {
+    flow.verdictHold = null;
+    if (this.north !== null) this.north.forget(flow);
   }
 
   /** The flow table's limits, for status and metrics. */
@@ -724,6 +919,7 @@ export class SouthWrapper {
     if (!svc) return;
     if (flow.state === 'CLOSED') {
       this.table.remove(svc, flow);
+      this.forget(flow);
       this.stats.flowsExpired++;
       return;
     }

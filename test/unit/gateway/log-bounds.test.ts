@@ -141,6 +141,10 @@ describe('memory log bounds at the gateway', () => {
     const rig = new Rig({ maxBytesPerConn: 50_000, maxBytes: 1_000_000 });
     const c = await rig.open(40000, 1000, 9000);
     for (let i = 0; i < 40; i++) await c.step();
+    // The server's last word: a window with room for what the client sends while it is down
+    // (the gateway logs a client byte only inside the server's window, issue 11).
+    rig.tun.inject(seg(false, 40000, { seq: seqAdd(9000, 1), ack: seqAdd(1000, 1 + c.sent), window: 65535 })).flush();
+    rig.tun.drain();
     const svc = rig.gw.table.service(SERVER, 5001)!;
     rig.gw.north.crash(svc, 'test');
     const f = rig.flow(40000)!;
