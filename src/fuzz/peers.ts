@@ -1,0 +1,287 @@
+/**
+ * The fuzz world's genuine endpoints: a client TCP and a deterministic server (one object
+ * per incarnation of a service) that talk through the gateway. They are scripted, not full
+ * TCPs: no retransmission timers, no congestion control. What they must do is produce the
+ * real traffic of every phase of a protected connection — handshake, data both ways, FINs,
+ * RSTs, the rebuild's spoofed handshake and replay answered by a restarted incarnation — so
+ * that the fuzzer always has live flows in every state to aim its mutations at.
+ *
+ *   FuzzClient ──(genuine packets)──▶ gateway ──▶ FuzzServer (current incarnation)
+ *        ▲                                              │
+ *        └───────────────(genuine packets)──────────────┘
+ *
+ * Determinism (what makes a rebuild possible, DESIGN.md §1): for every full 100 in-stream
+ * bytes received in order, the server writes 150 out-stream bytes, byte i being outByte(i).
+ * Only the byte count matters, so a new incarnation fed the logged bytes regenerates the
+ * same output at the same offsets whatever the bytes were.
+ *
+ * `receive` takes a packet the engine parsed (a well-formed IPv4/TCP one); anything an
+ * endpoint does not expect it ignores.
+ */
+import { emitTcpPacket } from '../wire/repr.js';
+import { encodeTcpOptions } from '../wire/tcp-options.js';
+import type { PacketInfo } from '../wire/packet.js';
+import { seqAdd, seqDiff } from '../wire/seq.js';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../wire/tcp.js';
+
+/** The SYN options every endpoint of the fuzz world uses (both SYNs carry all four). */
+const SYN_OPTIONS = encodeTcpOptions({ mss: 1460, sackPermitted: true, wscale: 7, timestamps: { tsVal: 1, tsEcr: 0 } });
+/** Largest segment payload the endpoints send (small, so a few KB make several segments). */
+const SEG = 700;
+
+export function inPattern(i: number): number {
+  return (i * 29 + 3) & 0xff;
+}
+export function outPattern(i: number): number {
+  return (i * 13 + 77) & 0xff;
+}
+function pattern(f: (i: number) => number, from: number, to: number): Buffer {
+  const b = Buffer.allocUnsafe(to - from);
+  for (let i = from; i < to; i++) b[i - from] = f(i);
+  return b;
+}
+
+/** The timestamps option alone (NOP NOP TS), as both endpoints send after the SYN. */
+function tsOption(tsVal: number, tsEcr: number): Buffer {
+  const b = Buffer.alloc(12);
+  b[0] = 1;
+  b[1] = 1;
+  b[2] = 8;
+  b[3] = 10;
+  b.writeUInt32BE(tsVal >>> 0, 4);
+  b.writeUInt32BE(tsEcr >>> 0, 8);
+  return b;
+}
+
+function tsValOf(buf: Buffer, p: PacketInfo): number {
+  // NOP NOP TS, the layout both endpoints (and Linux) use.
+  if (p.optLen >= 12 && buf[p.optOff + 2] === 8 && buf[p.optOff + 3] === 10) return buf.readUInt32BE(p.optOff + 4);
+  return -1;
+}
+
+export class FuzzClient {
+  /** In-stream bytes written; the FIN was sent (it sits at offset `sent`). */
+  sent = 0;
+  finSent = false;
+  /** The client reset the connection or was reset: it sends nothing more. */
+  dead = false;
+  serverIsn = 0;
+  synAcked = false;
+  /** Out-stream bytes received in order; the server's FIN received. */
+  rcvNxt = 0;
+  serverFin = false;
+  private tsVal = 1000;
+  private tsEcr = 0;
+  readonly window = 502;
+
+  constructor(readonly ip: number, readonly port: number, readonly serverIp: number, readonly serverPort: number, readonly isn: number) {}
+
+  /** Highest sequence offset the client ever sent (its snd_nxt as an in-stream offset). */
+  get sndNxt(): number {
+    return this.sent + (this.finSent ? 1 : 0);
+  }
+
+  private pkt(seqOff: number, flags: number, payload?: Buffer): Buffer {
+    this.tsVal++;
+    return emitTcpPacket({
+      src: this.ip, dst: this.serverIp, srcPort: this.port, dstPort: this.serverPort,
+      seq: seqAdd(this.isn, 1 + seqOff), ack: flags & TCP_ACK ? seqAdd(this.serverIsn, 1 + this.rcvNxt + (this.serverFin ? 1 : 0)) : 0,
+      flags, window: this.window, options: tsOption(this.tsVal, this.tsEcr), payload,
+    });
+  }
+
+  syn(): Buffer {
+    return emitTcpPacket({ src: this.ip, dst: this.serverIp, srcPort: this.port, dstPort: this.serverPort, seq: this.isn, ack: 0, flags: TCP_SYN, window: 64240, options: SYN_OPTIONS });
+  }
+
+  /** `n` more in-stream bytes, in segments. */
+  write(n: number): Buffer[] {
+    if (this.dead || this.finSent || !this.synAcked) return [];
+    const out: Buffer[] = [];
+    const end = this.sent + n;
+    while (this.sent < end) {
+      const e = Math.min(end, this.sent + SEG);
+      out.push(this.pkt(this.sent, TCP_ACK | TCP_PSH, pattern(inPattern, this.sent, e)));
+      this.sent = e;
+    }
+    return out;
+  }
+
+  ack(): Buffer | null {
+    return this.dead || !this.synAcked ? null : this.pkt(this.sndNxt, TCP_ACK);
+  }
+
+  fin(): Buffer | null {
+    if (this.dead || this.finSent || !this.synAcked) return null;
+    this.finSent = true;
+    return this.pkt(this.sent, TCP_ACK | TCP_FIN);
+  }
+
+  /** An abort at the client's snd_nxt (exactly what the server expects: accepted). */
+  rst(): Buffer | null {
+    if (this.dead || !this.synAcked) return null;
+    this.dead = true;
+    return this.pkt(this.sndNxt, TCP_RST | TCP_ACK);
+  }
+
+  receive(buf: Buffer, p: PacketInfo): Buffer | null {
+    if (this.dead) return null;
+    const flags = p.flags;
+    if (flags & TCP_RST) {
+      this.dead = true;
+      return null;
+    }
+    const ts = tsValOf(buf, p);
+    if (ts >= 0) this.tsEcr = ts;
+    if (flags & TCP_SYN) {
+      if (!(flags & TCP_ACK)) return null;
+      if (!this.synAcked) {
+        this.serverIsn = p.seq;
+        this.synAcked = true;
+      }
+      return this.ack();
+    }
+    if (!this.synAcked) return null;
+    const off = seqDiff(p.seq, seqAdd(this.serverIsn, 1));
+    let got = false;
+    if (p.payloadLen > 0) {
+      got = true;
+      if (off <= this.rcvNxt && off + p.payloadLen > this.rcvNxt) this.rcvNxt = off + p.payloadLen;
+    }
+    if (flags & TCP_FIN && off + p.payloadLen === this.rcvNxt && !this.serverFin) {
+      this.serverFin = true;
+      got = true;
+    }
+    return got ? this.ack() : null;
+  }
+}
+
+/** The server side of one connection in one incarnation. */
+class ServerConn {
+  rcvNxt = 0;
+  finRcvd = false;
+  sndNxt = 0;
+  finSent = false;
+  established = false;
+  tsEcr = 0;
+  constructor(readonly peerIp: number, readonly peerPort: number, readonly clientIsn: number, readonly isn: number) {}
+}
+
+/** One incarnation of a deterministic server listening on ip:port. */
+export class FuzzServer {
+  private readonly conns = new Map<number, ServerConn>();
+  /** False until the incarnation answers SYNs (a handshake held by the engine), and after it died. */
+  listening = true;
+  dead = false;
+  /** Client ports whose SYNs it never answers (half-open connections). */
+  readonly ignore = new Set<number>();
+  /** Raw window field (scale 7): small, so a replay takes several rounds. */
+  window = 12;
+  private tsVal: number;
+  private isnNext: number;
+
+  constructor(readonly ip: number, readonly port: number, isnBase: number) {
+    this.isnNext = isnBase >>> 0;
+    this.tsVal = (isnBase >>> 8) & 0xffffff;
+  }
+
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  private key(ip: number, port: number): number {
+    return ip * 65536 + port;
+  }
+
+  private pkt(c: ServerConn, seqOff: number, flags: number, payload?: Buffer): Buffer {
+    this.tsVal++;
+    return emitTcpPacket({
+      src: this.ip, dst: c.peerIp, srcPort: this.port, dstPort: c.peerPort,
+      seq: seqAdd(c.isn, 1 + seqOff), ack: seqAdd(c.clientIsn, 1 + c.rcvNxt + (c.finRcvd ? 1 : 0)),
+      flags, window: this.window, options: tsOption(this.tsVal, c.tsEcr), payload,
+    });
+  }
+
+  /** The connection of the client at `ip` whose ISN is `isn` (its port may have changed in a rebuild). */
+  private find(ip: number, isn: number): ServerConn | undefined {
+    for (const c of this.conns.values()) if (c.peerIp === ip && c.clientIsn === isn) return c;
+    return undefined;
+  }
+
+  /** Its application closes that client's connection (a FIN after its output). */
+  close(ip: number, isn: number): Buffer | null {
+    const c = this.find(ip, isn);
+    if (this.dead || c === undefined || !c.established || c.finSent) return null;
+    c.finSent = true;
+    const p = this.pkt(c, c.sndNxt, TCP_ACK | TCP_FIN);
+    c.sndNxt++;
+    return p;
+  }
+
+  /** Its application aborts that client's connection (a RST). */
+  abort(ip: number, isn: number): Buffer | null {
+    const c = this.find(ip, isn);
+    if (this.dead || c === undefined || !c.established) return null;
+    this.conns.delete(this.key(c.peerIp, c.peerPort));
+    return this.pkt(c, c.sndNxt, TCP_RST | TCP_ACK);
+  }
+
+  /** Output due (150 bytes per full 100 received), in segments. */
+  private output(c: ServerConn): Buffer[] {
+    const due = Math.floor(c.rcvNxt / 100) * 150;
+    const out: Buffer[] = [];
+    while (!c.finSent && c.sndNxt < due) {
+      const e = Math.min(due, c.sndNxt + SEG);
+      out.push(this.pkt(c, c.sndNxt, TCP_ACK | TCP_PSH, pattern(outPattern, c.sndNxt, e)));
+      c.sndNxt = e;
+    }
+    return out;
+  }
+
+  receive(buf: Buffer, p: PacketInfo): Buffer[] {
+    if (this.dead) return [];
+    const flags = p.flags;
+    const k = this.key(p.src, p.srcPort);
+    let c = this.conns.get(k);
+    if (flags & TCP_SYN) {
+      if (flags & TCP_ACK || !this.listening || this.ignore.has(p.srcPort)) return [];
+      if (c !== undefined && c.established) return [this.pkt(c, c.sndNxt, TCP_ACK)]; // challenge ACK (RFC 5961)
+      if (c === undefined || c.clientIsn !== p.seq) {
+        c = new ServerConn(p.src, p.srcPort, p.seq, this.isnNext);
+        this.isnNext = (this.isnNext + 0x01000193) >>> 0;
+        this.conns.set(k, c);
+      }
+      const ts = tsValOf(buf, p);
+      this.tsVal++;
+      return [emitTcpPacket({
+        src: this.ip, dst: p.src, srcPort: this.port, dstPort: p.srcPort, seq: c.isn, ack: seqAdd(p.seq, 1),
+        flags: TCP_SYN | TCP_ACK, window: 65160,
+        options: encodeTcpOptions({ mss: 1460, sackPermitted: true, wscale: 7, timestamps: { tsVal: this.tsVal >>> 0, tsEcr: Math.max(0, ts) } }),
+      })];
+    }
+    if (c === undefined) return [];
+    const off = seqDiff(p.seq, seqAdd(c.clientIsn, 1));
+    if (flags & TCP_RST) {
+      if (off === c.rcvNxt + (c.finRcvd ? 1 : 0)) this.conns.delete(k);
+      return [];
+    }
+    const ts = tsValOf(buf, p);
+    if (ts >= 0) c.tsEcr = ts;
+    if (!c.established) {
+      if (flags & TCP_ACK && p.ack === seqAdd(c.isn, 1)) c.established = true;
+      else return [];
+    }
+    let changed = false;
+    if (p.payloadLen > 0) {
+      changed = true;
+      if (off <= c.rcvNxt && off + p.payloadLen > c.rcvNxt) c.rcvNxt = off + p.payloadLen;
+    }
+    if (flags & TCP_FIN && off + p.payloadLen === c.rcvNxt && !c.finRcvd) {
+      c.finRcvd = true;
+      changed = true;
+    }
+    if (!changed) return [];
+    const out = this.output(c);
+    return out.length > 0 ? out : [this.pkt(c, c.sndNxt, TCP_ACK)];
+  }
+}
