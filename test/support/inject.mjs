@@ -13,6 +13,8 @@
  * 10^6 packets and 10 minutes per run.
  */
 import raw from 'raw-socket';
+// The project's one seeded PRNG, from the build (lab tests build dist first: test/support/build.ts).
+import { mulberry32 as rng } from '../../dist/util/rng.js';
 
 const MAX_PACKETS = 1_000_000;
 const MAX_MS = 10 * 60 * 1000;
@@ -56,18 +58,6 @@ function synPacket(src, sport, dst, dport, isn) {
   acc = sum16(b, 20, 24, acc);
   b.writeUInt16BE(fold(acc), 36);
   return b;
-}
-
-/** mulberry32: a seeded stream, so a flood can be told again. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function flag(args, name, def) {
