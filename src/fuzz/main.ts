@@ -6,7 +6,7 @@
  */
 import { parseCli, parseIntFlag } from '../cli/args.js';
 import { UsageError } from '../util/errors.js';
-import { runFuzz, REQUIRED_PHASES, type FuzzReport } from './engine.js';
+import { runFuzz, KNOWN_CAUSES, REQUIRED_PHASES, type FuzzReport } from './engine.js';
 
 const USAGE = `usage: scripts/fuzz [--packets N] [--seed S] [--json]
   --packets N  mutated packets after the warm-up (default 10000000; 1000..10000000000)
@@ -23,10 +23,17 @@ export function formatReport(r: FuzzReport): string {
     `phases aimed at: ${Object.entries(r.states).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     `exceptions ${r.exceptions}, internal errors ${r.internalErrors}; flows at most ${r.maxFlows}, log connections at most ${r.maxLogConnections}`,
     `invariant breaks: ${Object.keys(r.breaks).length === 0 ? 'none' : Object.entries(r.breaks).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    `  by known cause: ${Object.keys(r.causes).length === 0 ? 'none' : Object.entries(r.causes).map(([k, v]) => `${k} ${v}`).join(', ')}; unexplained: ${r.unexplained}`,
   ];
+  for (const [k, v] of Object.entries(KNOWN_CAUSES)) if (r.causes[k]) lines.push(`  ${k}: ${v}`);
   if (r.residual) lines.push(`after the drain: ${r.residual.flows} flows ${JSON.stringify(r.residual.phases)}, ${r.residual.logConnections} log connections`);
-  if (r.memory) lines.push(`memory (heap + ArrayBuffers after a GC, drained): ${mb(r.memory.warm)} after the warm-up, ${mb(r.memory.end)} at the end (${r.memory.end >= r.memory.warm ? '+' : ''}${mb(r.memory.end - r.memory.warm)})${r.memory.gc ? '' : ' (no GC could be forced)'}`);
-  for (const f of r.findings) lines.push(`  ${f.check} (seed ${f.seed}, round ${f.round}, packet #${f.index}): ${f.detail}\n    packet ${f.packet}`);
+  if (r.memory) {
+    const m = r.memory;
+    const d = (a: number, b: number) => `${b >= a ? '+' : ''}${mb(b - a)}`;
+    lines.push(`memory after a GC, drained: heap ${mb(m.heap[0])} after the warm-up → ${mb(m.heap[1])} at the end (${d(m.heap[0], m.heap[1])}); ArrayBuffers ${mb(m.arrayBuffers[0])} → ${mb(m.arrayBuffers[1])} (${d(m.arrayBuffers[0], m.arrayBuffers[1])})${m.gc ? '' : ' (no GC could be forced)'}`);
+  }
+  const shown = [...r.findings.filter((f) => f.cause === null), ...r.findings.filter((f) => f.cause !== null)];
+  for (const f of shown) lines.push(`  ${f.check} [${f.cause ?? 'UNEXPLAINED'}] (seed ${f.seed}, round ${f.round}, packet #${f.index}): ${f.detail}\n    packet ${f.packet}`);
   return lines.join('\n');
 }
 

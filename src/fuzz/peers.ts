@@ -70,6 +70,8 @@ export class FuzzClient {
   /** Out-stream bytes received in order; the server's FIN received. */
   rcvNxt = 0;
   serverFin = false;
+  /** Right edge (in-stream offset) of the window the server advertised: the client sends no further. */
+  rightEdge = 0;
   private tsVal = 1000;
   private tsEcr = 0;
   readonly window = 502;
@@ -94,11 +96,11 @@ export class FuzzClient {
     return emitTcpPacket({ src: this.ip, dst: this.serverIp, srcPort: this.port, dstPort: this.serverPort, seq: this.isn, ack: 0, flags: TCP_SYN, window: 64240, options: SYN_OPTIONS });
   }
 
-  /** `n` more in-stream bytes, in segments. */
+  /** Up to `n` more in-stream bytes, in segments, within the window the server advertised. */
   write(n: number): Buffer[] {
     if (this.dead || this.finSent || !this.synAcked) return [];
     const out: Buffer[] = [];
-    const end = this.sent + n;
+    const end = Math.min(this.sent + n, this.rightEdge);
     while (this.sent < end) {
       const e = Math.min(end, this.sent + SEG);
       out.push(this.pkt(this.sent, TCP_ACK | TCP_PSH, pattern(inPattern, this.sent, e)));
@@ -138,10 +140,15 @@ export class FuzzClient {
       if (!this.synAcked) {
         this.serverIsn = p.seq;
         this.synAcked = true;
+        this.rightEdge = p.window; // a SYN-ACK's window is never scaled
       }
       return this.ack();
     }
     if (!this.synAcked) return null;
+    if (flags & TCP_ACK) {
+      const a = seqDiff(p.ack, seqAdd(this.isn, 1));
+      if (a >= 0 && a <= this.sndNxt && a + p.window * 128 > this.rightEdge) this.rightEdge = a + p.window * 128;
+    }
     const off = seqDiff(p.seq, seqAdd(this.serverIsn, 1));
     let got = false;
     if (p.payloadLen > 0) {
@@ -175,8 +182,8 @@ export class FuzzServer {
   dead = false;
   /** Client ports whose SYNs it never answers (half-open connections). */
   readonly ignore = new Set<number>();
-  /** Raw window field (scale 7): small, so a replay takes several rounds. */
-  window = 12;
+  /** Raw window field (scale 7): 3 KB, so a replay takes several rounds. */
+  window = 24;
   private tsVal: number;
   private isnNext: number;
 
@@ -284,4 +291,16 @@ export class FuzzServer {
     const out = this.output(c);
     return out.length > 0 ? out : [this.pkt(c, c.sndNxt, TCP_ACK)];
   }
+}
+
+/**
+ * What a host's TCP answers a segment for which it has no socket (RFC 793 "Reset
+ * Generation"): nothing to a RST; seq = its ack if it carries one, else an ACK of it.
+ */
+export function closedPortReset(p: PacketInfo): Buffer | null {
+  if (p.flags & TCP_RST) return null;
+  const len = p.payloadLen + (p.flags & TCP_SYN ? 1 : 0) + (p.flags & TCP_FIN ? 1 : 0);
+  return p.flags & TCP_ACK
+    ? emitTcpPacket({ src: p.dst, dst: p.src, srcPort: p.dstPort, dstPort: p.srcPort, seq: p.ack, ack: 0, flags: TCP_RST, window: 0 })
+    : emitTcpPacket({ src: p.dst, dst: p.src, srcPort: p.dstPort, dstPort: p.srcPort, seq: 0, ack: seqAdd(p.seq, len), flags: TCP_RST | TCP_ACK, window: 0 });
 }
