@@ -160,8 +160,6 @@ export class NorthStats {
   finTailsAbsorbed = 0;
   /** Rebuilds ended for want of progress during the replay or the absorption. */
   progressFailures = 0;
-  /** Rebuilds ended because the flow table no longer holds their connection (it was released). */
-  forgottenEnded = 0;
 }
 
 /** One crash of one service, as the drill reports it (ms since the epoch; 0 = not yet). */
@@ -879,13 +877,7 @@ export class NorthWrapper {
       }
       const svc = this.table.service(flow.serverIp, flow.serverPort);
       if (!svc) continue;
-      // Forgotten: the flow table released the connection (a new SYN replaced it on its tuple,
-      // ...). Nothing is left to rebuild it for: its keepalives would reach the client with
-      // stale numbers, and a replay whose client window was 0 would meet no deadline, for
-      // ever (found by the gateway fuzz; issue 11 item 5).
-      const forgotten = r.phase !== 'FAILED' && this.table.get(svc, flow.clientIp, flow.clientPort) !== flow;
-      if (forgotten) this.stats.forgottenEnded++;
-      if ((flow.state === 'CLOSED' || forgotten) && r.phase !== 'FAILED') {
+      if (flow.state === 'CLOSED' && r.phase !== 'FAILED') {
         // Both ends closed while it was being recovered: nothing left to catch up. The new
         // incarnation's connection, if one was begun, is reset (in its window: the SYN's
         // seq + 1, or what it acknowledged), so it neither lingers nor keeps sending.
