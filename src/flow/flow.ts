@@ -18,10 +18,15 @@
  *
  * States (one transition function, `Flow.to`, logs `from → to`):
  *
- *   SYN_SEEN ──server SYN-ACK──▶ ESTABLISHED ──first FIN──▶ CLOSING ──both FINs acked──▶ CLOSED
- *       │                             │                        │
- *       └──────────── client RST, server RST, idle timeout ────┴──────────────────────▶ CLOSED
+ *   SYN_SEEN ──server SYN-ACK──▶ SYN_ACKED ──client ACK of the server's ISN+1──▶ ESTABLISHED ──first FIN──▶ CLOSING
+ *      │      (acks client ISN+1)     │         (its third ACK or first data; the log     │                      │
+ *      │                              │          registers the connection here: log.open)  │     both FINs acked  ▼
+ *      └─ half-open: timeout, eviction at the cap, RST ─┴──▶ released    client RST, server RST ──────────────▶ CLOSED
  *
+ * SYN_SEEN and SYN_ACKED are half-open: nothing is logged for them (a SYN flood costs the log
+ * nothing), they sit in the flow table's half-open list (oldest first) and leave it at the end
+ * of the handshake, at `--half-open-timeout` after their latest handshake segment, or evicted
+ * (the oldest) when `--max-half-open` is reached (FlowTable.halfOpen*).
  * CLOSED flows are released by the flow table after a short linger (late retransmissions).
  */
 import { u32ToIp } from '../wire/addr.js';
@@ -30,7 +35,12 @@ import type { Logger } from '../util/logger.js';
 import type { Translation } from '../recovery/translate.js';
 import type { Rebuild } from '../recovery/rebuild.js';
 
-export type FlowState = 'SYN_SEEN' | 'ESTABLISHED' | 'CLOSING' | 'CLOSED';
+export type FlowState = 'SYN_SEEN' | 'SYN_ACKED' | 'ESTABLISHED' | 'CLOSING' | 'CLOSED';
+
+/** The handshake is not complete yet (SYN_SEEN, SYN_ACKED): nothing logged, in the half-open list. */
+export function isHalfOpen(state: FlowState): boolean {
+  return state === 'SYN_SEEN' || state === 'SYN_ACKED';
+}
 
 export class Flow {
   state: FlowState = 'SYN_SEEN';
@@ -124,6 +134,13 @@ export class Flow {
   boundDeferred = false;
   /** Extra flow-table keys (FlowTable.alias), or null. */
   aliases: number[] | null = null;
+
+  // ---- half-open list (FlowTable): oldest latest-handshake-segment first ------------
+  /** Clock of the latest handshake segment (the SYN, a SYN-ACK), which orders the list. */
+  halfOpenAt = 0;
+  halfOpenListed = false;
+  halfOpenPrev: Flow | null = null;
+  halfOpenNext: Flow | null = null;
 
   constructor(key: number, clientIp: number, clientPort: number, serverIp: number, serverPort: number,
     clientIsn: number, clientSynOptions: Buffer, now: number) {

@@ -4,6 +4,13 @@
  * Lookups on the hot path build no strings: a service is found by the number
  * `ip * 65536 + port`, and a connection within a service by `clientIp * 65536 + clientPort`
  * (both below 2^48, exact in a double).
+ *
+ * Half-open connections (handshake not complete) are also kept in one list, oldest latest
+ * handshake segment first (an intrusive doubly linked list through the flows): expiry walks it
+ * from the head only as far as flows are due, and eviction at the cap takes the head, so both
+ * are O(1) per flow however many flows a SYN flood left (no scan of the table).
+ *
+ *   halfOpenHead ⇄ … ⇄ halfOpenTail        (halfOpenAt ascending: touched flows move to the tail)
  */
 import { Flow } from './flow.js';
 
@@ -25,6 +32,9 @@ export class FlowTable {
   private readonly services = new Map<number, Service>();
   private readonly byLogId = new Map<number, Flow>();
   private count = 0;
+  private hoHead: Flow | null = null;
+  private hoTail: Flow | null = null;
+  private hoCount = 0;
 
   constructor(specs: readonly ServiceSpec[]) {
     specs.forEach((s, i) => {
@@ -86,12 +96,54 @@ export class FlowTable {
   }
 
   remove(svc: Service, flow: Flow): void {
+    this.leaveHalfOpen(flow);
     this.unalias(svc, flow);
     if (svc.flows.get(flow.key) === flow) {
       svc.flows.delete(flow.key);
       this.count--;
     }
     if (flow.logId >= 0 && this.byLogId.get(flow.logId) === flow) this.byLogId.delete(flow.logId);
+  }
+
+  // ---- the half-open list ------------------------------------------------------------
+
+  /** Half-open connections in the table. */
+  get halfOpenCount(): number {
+    return this.hoCount;
+  }
+
+  /** The half-open connection whose latest handshake segment is the oldest, or null. */
+  oldestHalfOpen(): Flow | null {
+    return this.hoHead;
+  }
+
+  /** Puts `flow` at the tail of the half-open list (added, or moved there: a new handshake segment at `now`). */
+  touchHalfOpen(flow: Flow, now: number): void {
+    if (flow.halfOpenListed) this.unlink(flow);
+    flow.halfOpenAt = now;
+    flow.halfOpenListed = true;
+    flow.halfOpenNext = null;
+    flow.halfOpenPrev = this.hoTail;
+    if (this.hoTail !== null) this.hoTail.halfOpenNext = flow;
+    else this.hoHead = flow;
+    this.hoTail = flow;
+    this.hoCount++;
+  }
+
+  /** Takes `flow` out of the half-open list (its handshake completed, or it is released). */
+  leaveHalfOpen(flow: Flow): void {
+    if (flow.halfOpenListed) this.unlink(flow);
+  }
+
+  private unlink(flow: Flow): void {
+    const { halfOpenPrev: prev, halfOpenNext: next } = flow;
+    if (prev !== null) prev.halfOpenNext = next;
+    else this.hoHead = next;
+    if (next !== null) next.halfOpenPrev = prev;
+    else this.hoTail = prev;
+    flow.halfOpenPrev = flow.halfOpenNext = null;
+    flow.halfOpenListed = false;
+    this.hoCount--;
   }
 
   /** Every connection once (aliases skipped). */

@@ -401,6 +401,7 @@ export class Gateway {
       logFailure: { policy: this.onLogFailure, failures: this.logFailures, unprotected: this.unprotected.size },
       logMemory: this.logMemory(),
       connections: this.table.size,
+      halfOpen: this.table.halfOpenCount,
       flowLimits: this.south.limits(),
       stats: { ...this.stats },
       ...(this.vnet !== null ? { offload: this.vnet.describe() } : {}),
@@ -447,6 +448,7 @@ export class Gateway {
     put('recovering', 'connections being masked or rebuilt', 'gauge', this.north.recovering);
     put('connections', 'protected connections in the flow table', 'gauge', this.table.size);
     put('max_flows', 'the flow table bound (--max-flows): new connections beyond it pass unprotected', 'gauge', this.south.limits().maxFlows);
+    put('half_open', 'half-open connections in the flow table (handshake not complete, nothing logged)', 'gauge', this.table.halfOpenCount);
     lines.push('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');
     for (const [reason, v] of Object.entries(this.dropReasons())) lines.push(`ftcp_drops_total{reason="${reason}"} ${v}`);
     put('log_ok', '1 when the log status is OK', 'gauge', this.log.status() === 'OK' ? 1 : 0);

@@ -299,6 +299,15 @@ export class NorthWrapper {
     return this.services.get(svc)?.down === true;
   }
 
+  /**
+   * The incarnation that served at `at` died since, and the service does not listen again yet
+   * (a handshake whose SYN-ACK came before the crash and its client's ACK after it).
+   */
+  diedSince(svc: Service, at: number): boolean {
+    const sr = this.services.get(svc);
+    return sr !== undefined && sr.down && sr.timeline !== null && sr.timeline.listeningAt === 0 && sr.timeline.detectedAt >= at;
+  }
+
   /** Step 0 for every established connection of the service: the incarnation died. */
   crash(svc: Service, reason: string): void {
     const now = this.now();

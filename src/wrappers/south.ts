@@ -1,8 +1,11 @@
 /**
  * The south wrapper: the network-facing half of ftcp (DESIGN.md §3, seed 001 figs. 13-15).
  *
- *   client ──▶ fromClient: SYN → new flow; data → log (bytes not yet stable); FIN → log its offset
- *   client ◀── fromServer: SYN-ACK → log.open(metadata); ACK beyond `stable` → lowered (segment
+ *   client ──▶ fromClient: SYN → new half-open flow (at --max-half-open the oldest half-open one is
+ *              evicted); the ACK of the server's ISN+1 (third ACK or first data) → ESTABLISHED,
+ *              log.open(metadata); data → log (bytes not yet stable); FIN → log its offset
+ *   client ◀── fromServer: SYN-ACK (acking the client's ISN+1) → SYN_ACKED, its ISN and options
+ *              recorded; ACK beyond `stable` → lowered (segment
  *              carries data or FIN; the window's right edge is kept) or held (pure ACK);
  *   onStable:  the log reports more stability → the held ACK goes out, acking no more than
  *              `stable` (the latest server header: window, timestamps).
@@ -14,10 +17,10 @@
  * to the log (which copies it), and the rare held-ACK template.
  */
 import { u32ToIp } from '../wire/addr.js';
-import { Flow } from '../flow/flow.js';
+import { Flow, isHalfOpen } from '../flow/flow.js';
 import { FlowTable, Service } from '../flow/table.js';
 import type { LogStore } from '../log/types.js';
-import { seqAdd } from '../wire/seq.js';
+import { seqAdd, seqDiff } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_ACK, TCP_OFF_FLAGS, TCP_OFF_WINDOW } from '../wire/tcp.js';
 import { IPV4_OFF_TOTAL_LENGTH } from '../wire/ipv4.js';
 import { tcpSetAck, tcpSetWindow } from '../wire/rewrite.js';
@@ -36,14 +39,27 @@ export type Action = typeof FORWARD | typeof DROP;
 
 export interface SouthOptions {
   /**
-   * A half-open (SYN seen, no SYN-ACK) or unprotected connection with no packet for this long
-   * is released (ms); half-open ones after at most `halfOpenTimeoutMs`. An established or
-   * closing protected connection is never released for idleness: it is still a connection
-   * the user asked to protect (the table is bounded by `maxFlows` instead).
+   * An unprotected connection with no packet for this long is released (ms); a half-open one
+   * after min(this, `halfOpenTimeoutMs`). An established or closing protected connection is
+   * never released for idleness: it is still a connection the user asked to protect (the table
+   * is bounded by `maxFlows` instead).
    */
   idleTimeoutMs: number;
-  /** Upper bound of the idle timeout of a half-open connection (ms): a client gives up on a SYN in ~2 min. */
+  /**
+   * A half-open connection (SYN_SEEN, SYN_ACKED) is released this long after its latest
+   * handshake segment, the SYN or a SYN-ACK (ms). Default 30 s, against Linux's schedules: the
+   * server retransmits its SYN-ACK after 1, 2, 4, 8 and 16 s (tcp_synack_retries 5; a client
+   * whose third ACK was lost is answered within an RTT of each), so a live handshake is never
+   * silent for 30 s; the client's SYN retries back off to 32 s, but a SYN_SEEN flow released
+   * in such a gap is only made again by the next SYN (nothing is logged before the handshake).
+   */
   halfOpenTimeoutMs: number;
+  /**
+   * At most this many half-open connections; a new SYN beyond it evicts the oldest one (as a
+   * SYN queue does), counted. A legitimate handshake completes in one RTT, so a flood evicts
+   * it only at more than maxHalfOpen SYNs per RTT (10,000 per 10 ms = 1 M SYN/s by default).
+   */
+  maxHalfOpen: number;
   /**
    * At most this many connections in the flow table (~4 KB each, their log aside). A new
    * connection beyond it is forwarded unprotected: counted (`flowsOverCap`) and logged.
@@ -59,7 +75,8 @@ export interface SouthOptions {
 
 export const defaultSouthOptions: SouthOptions = {
   idleTimeoutMs: 2 * 60 * 60 * 1000,
-  halfOpenTimeoutMs: 3 * 60 * 1000,
+  halfOpenTimeoutMs: 30_000,
+  maxHalfOpen: 10_000,
   maxFlows: 100_000,
   lingerMs: 5_000,
   finEchoMs: 1_000,
@@ -95,6 +112,16 @@ export class SouthStats {
   finRetransmitsDropped = 0;
   /** Server segments after both FINs were acked (the client's side is over), not forwarded. */
   afterCloseDropped = 0;
+  /** Handshakes completed (the client acked the server's ISN+1): the connection was registered with the log. */
+  handshakesCompleted = 0;
+  /** Half-open connections released at the half-open timeout (also counted in flowsExpired). */
+  halfOpenExpired = 0;
+  /** Half-open connections evicted (the oldest) for a new SYN at --max-half-open or --max-flows. */
+  halfOpenEvicted = 0;
+  /** Half-open connections ended by a RST answering the handshake (refused, or a SYN-ACK nobody asked for). */
+  halfOpenReset = 0;
+  /** SYN-ACKs that do not acknowledge the client's ISN+1: forwarded, the flow not moved. */
+  synAckMismatch = 0;
 }
 
 
@@ -139,6 +166,7 @@ export class SouthWrapper {
       }
       if (!flow || flow.clientIsn !== p.seq || flow.state === 'CLOSED') {
         if (flow) this.release(svc, flow, 'replaced by a new SYN');
+        this.roomForHalfOpen();
         if (this.table.size >= this.options.maxFlows) {
           this.overCap(p);
           return FORWARD;
@@ -148,6 +176,7 @@ export class SouthWrapper {
         flow.clientSynWindow = p.window;
         flow.unprotected = this.passthrough;
         this.table.add(svc, flow);
+        this.table.touchHalfOpen(flow, flow.created);
         this.stats.flowsOpened++;
       }
       return FORWARD;
@@ -167,7 +196,7 @@ export class SouthWrapper {
       return FORWARD;
     }
     flow.lastActivity = this.now();
-    if (flow.state === 'SYN_SEEN') return FORWARD;
+    if (isHalfOpen(flow.state) && !this.handshakeEnd(svc, flow, p)) return FORWARD;
     flow.cliWindow = p.window;
     const cw = p.window * 2 ** flow.clientWscale;
     if (cw > flow.cliMaxWindow) flow.cliMaxWindow = cw;
@@ -223,6 +252,49 @@ export class SouthWrapper {
     return this.toNorth(svc, flow, buf, p);
   }
 
+  /**
+   * A client segment of a half-open connection. The ACK of the server's ISN+1 at an acceptable
+   * sequence number (the third ACK, or the first data when that ACK was lost: RFC 793 §3.9,
+   * SYN-RECEIVED) ends the handshake: true, and the segment goes on as an established one's.
+   * A RST at the client's ISN+1 (a client refusing a SYN-ACK it never asked for: the owner of a
+   * spoofed address) releases the flow. Anything else passes, the flow unmoved: false.
+   */
+  private handshakeEnd(svc: Service, flow: Flow, p: PacketInfo): boolean {
+    const flags = p.flags;
+    if (flags & TCP_RST) {
+      if (p.seq === seqAdd(flow.clientIsn, 1)) this.halfOpenEnded(svc, flow, 'client RST');
+      return false;
+    }
+    if (flow.state !== 'SYN_ACKED' || !(flags & TCP_ACK) || p.ack !== seqAdd(flow.serverIsn, 1)) return false;
+    const off = seqDiff(p.seq, seqAdd(flow.clientIsn, 1));
+    if (off < 0 || off > flow.rightEdge) return false; // outside the window the SYN-ACK offered
+    this.established(svc, flow);
+    return true;
+  }
+
+  /** A half-open connection ended by a RST answering its handshake: released, counted. */
+  private halfOpenEnded(svc: Service, flow: Flow, why: string): void {
+    this.stats.halfOpenReset++;
+    flow.to('CLOSED', why, this.logger);
+    this.release(svc, flow, why);
+  }
+
+  /**
+   * Before a new flow: at --max-half-open half-open flows, or with the table at --max-flows and
+   * some of it half-open, the oldest half-open flow goes (a SYN queue's policy: a legitimate
+   * handshake ends within an RTT, a spoofed one never does), counted.
+   */
+  private roomForHalfOpen(): void {
+    const t = this.table;
+    while (t.halfOpenCount > 0 && (t.halfOpenCount >= this.options.maxHalfOpen || t.size >= this.options.maxFlows)) {
+      const old = t.oldestHalfOpen()!;
+      const svc = t.service(old.serverIp, old.serverPort)!;
+      this.stats.halfOpenEvicted++;
+      old.to('CLOSED', 'half-open, evicted (--max-half-open)', this.logger);
+      this.release(svc, old, 'half-open evicted');
+    }
+  }
+
   /** A connection being masked, rebuilt or translated: the north wrapper decides. */
   private toNorth(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): Action {
     if (this.north === null || (flow.rec === null && flow.xlate === null)) return FORWARD;
@@ -261,17 +333,19 @@ export class SouthWrapper {
       if (this.north.fromServer(svc, flow, buf, p) !== PASS) return DROP;
     }
     if (flags & TCP_SYN) {
-      if (flags & TCP_ACK && flow.state === 'SYN_SEEN') this.established(flow, buf, p);
+      if (flags & TCP_ACK && isHalfOpen(flow.state)) this.synAcked(flow, buf, p);
       return FORWARD;
     }
     flow.lastActivity = this.now();
-    if (flow.state === 'SYN_SEEN') {
+    if (isHalfOpen(flow.state)) {
       if (flags & TCP_RST && this.north !== null && this.north.isDown(svc)) {
         // A SYN reached the dead server's host while nothing listened: the client will
         // send its SYN again, by which time the service is back.
         this.north.stats.synRstsDropped++;
         return DROP;
       }
+      // The server refused the connection (its RST acks the client's ISN+1): nothing more to keep.
+      if (flags & TCP_RST && flags & TCP_ACK && p.ack === seqAdd(flow.clientIsn, 1)) this.halfOpenEnded(svc, flow, 'server RST');
       return FORWARD;
     }
     if (flow.tsOk) {
@@ -365,7 +439,16 @@ export class SouthWrapper {
     return true;
   }
 
-  private established(flow: Flow, buf: Buffer, p: PacketInfo): void {
+  /**
+   * The server's SYN-ACK (or a retransmission) for a half-open flow: its ISN and options are
+   * recorded and the flow moves to the half-open list's tail. Nothing is logged yet. A SYN-ACK
+   * that does not ack the client's ISN+1 is not this handshake's (the client would refuse it).
+   */
+  private synAcked(flow: Flow, buf: Buffer, p: PacketInfo): void {
+    if (p.ack !== seqAdd(flow.clientIsn, 1)) {
+      this.stats.synAckMismatch++;
+      return;
+    }
     flow.serverIsn = p.seq;
     flow.serverSynOptions = Buffer.from(buf.subarray(p.optOff, p.optOff + p.optLen));
     const c = this.opts;
@@ -385,8 +468,27 @@ export class SouthWrapper {
       }
     }
     flow.rightEdge = p.window; // a SYN-ACK's window is never scaled
-    flow.to('ESTABLISHED', 'server SYN-ACK', this.logger);
+    flow.to('SYN_ACKED', 'server SYN-ACK', this.logger);
+    this.table.touchHalfOpen(flow, this.now());
+  }
+
+  /**
+   * The client acked the server's ISN+1: the connection exists at both ends, and only now is it
+   * registered with the log (a SYN flood never gets here, so it costs the log nothing). Client
+   * bytes that arrive before the log's answer are kept pending.
+   */
+  private established(svc: Service, flow: Flow): void {
+    this.table.leaveHalfOpen(flow);
+    flow.to('ESTABLISHED', 'client ACK of the SYN-ACK', this.logger);
+    this.stats.handshakesCompleted++;
     if (flow.unprotected) return;
+    this.openLog(flow);
+    // The incarnation that sent the SYN-ACK died before the client's ACK came: the connection
+    // is masked with the others of that crash and rebuilt from the log like them.
+    if (this.north !== null && this.north.diedSince(svc, flow.halfOpenAt)) this.north.crash(svc, 'a handshake completed after the crash');
+  }
+
+  private openLog(flow: Flow): void {
     const svcFlow = flow;
     this.log
       .open({
@@ -530,7 +632,7 @@ export class SouthWrapper {
    * this it stayed in the table until the idle timeout.)
    */
   private unprotectedEnd(flow: Flow, p: PacketInfo, fromClient: boolean): void {
-    if (flow.state === 'CLOSED' || flow.state === 'SYN_SEEN') return;
+    if (flow.state === 'CLOSED' || isHalfOpen(flow.state)) return;
     const flags = p.flags;
     if (flags & TCP_RST) {
       flow.to('CLOSED', fromClient ? 'client RST (unprotected)' : 'server RST (unprotected)', this.logger);
@@ -564,10 +666,10 @@ export class SouthWrapper {
   }
 
   /** The flow table's limits, for status and metrics. */
-  limits(): { maxFlows: number; idleTimeoutMs: number; halfOpenTimeoutMs: number; lingerMs: number; finEchoMs: number; maxPendingBytes: number } {
+  limits(): { maxFlows: number; maxHalfOpen: number; idleTimeoutMs: number; halfOpenTimeoutMs: number; lingerMs: number; finEchoMs: number; maxPendingBytes: number } {
     const o = this.options;
     return {
-      maxFlows: o.maxFlows, idleTimeoutMs: o.idleTimeoutMs, halfOpenTimeoutMs: Math.min(o.idleTimeoutMs, o.halfOpenTimeoutMs),
+      maxFlows: o.maxFlows, maxHalfOpen: o.maxHalfOpen, idleTimeoutMs: o.idleTimeoutMs, halfOpenTimeoutMs: Math.min(o.idleTimeoutMs, o.halfOpenTimeoutMs),
       lingerMs: o.lingerMs, finEchoMs: o.finEchoMs, maxPendingBytes: o.maxPendingBytes,
     };
   }
@@ -585,16 +687,24 @@ export class SouthWrapper {
   }
 
   /**
-   * Releases CLOSED flows after the linger time, and idle half-open and unprotected flows
-   * after the idle timeout. Established and closing protected flows stay however idle.
+   * Releases half-open flows at the half-open timeout (from the head of the half-open list, as
+   * far as flows are due: O(1) each), CLOSED flows after the linger time, and idle unprotected
+   * flows after the idle timeout. Established and closing protected flows stay however idle.
    */
   sweep(): void {
     const now = this.now();
     const halfOpen = Math.min(this.options.idleTimeoutMs, this.options.halfOpenTimeoutMs);
+    const t = this.table;
+    for (let f = t.oldestHalfOpen(); f !== null && now - f.halfOpenAt >= halfOpen; f = t.oldestHalfOpen()) {
+      this.stats.halfOpenExpired++;
+      this.stats.flowsExpired++;
+      f.to('CLOSED', 'half-open timeout', this.logger);
+      this.release(t.service(f.serverIp, f.serverPort)!, f, 'half-open timeout');
+    }
     for (const [svc, flow] of this.table.flows()) {
       if (flow.state === 'CLOSED') {
         if (now - flow.closedAt >= this.options.lingerMs) this.release(svc, flow, 'closed');
-      } else if (flow.state === 'SYN_SEEN' ? now - flow.lastActivity >= halfOpen : flow.unprotected && now - flow.lastActivity >= this.options.idleTimeoutMs) {
+      } else if (!isHalfOpen(flow.state) && flow.unprotected && now - flow.lastActivity >= this.options.idleTimeoutMs) {
         this.stats.flowsExpired++;
         flow.to('CLOSED', 'idle timeout', this.logger);
         this.release(svc, flow, 'idle timeout');

@@ -1,7 +1,8 @@
 /**
  * ftcp gateway --tun <name> --protect <ip:port>[,…] [--steer <if>[,<if>]] [--table N]
  *              [--log embedded[:memory|:disk:<dir>]] [--control <ip:port>] [--ready-file F]
- *              [--idle-timeout <s>] [--max-flows <n>] [--log-key-file F] [--on-log-failure stall|passthrough]
+ *              [--idle-timeout <s>] [--max-flows <n>] [--max-half-open <n>] [--half-open-timeout <s>]
+ *              [--log-key-file F] [--on-log-failure stall|passthrough]
  *              [--log-budget <size|N%>] [--log-conn-bound <size>]
  *              [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
  *              [--assume-crash-on none|rst] [--no-offload]
@@ -40,6 +41,8 @@ function stabilityTracer(file: string): { trace: (flow: Flow) => void; close: ()
 
 /** --idle-timeout's bound: an idle connection is kept at most 30 days. */
 export const MAX_IDLE_TIMEOUT_S = 30 * 24 * 3600;
+/** --half-open-timeout's bound: Linux gives up on a SYN after ~127 s, on a SYN-ACK after ~63 s. */
+export const MAX_HALF_OPEN_TIMEOUT_S = 180;
 
 const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…] [options]
 
@@ -60,11 +63,16 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
                           (ftcp status, ftcp_unprotected_total); a server crash then breaks it
   --control <ip:port>     HTTP status/metrics endpoint (GET /status, /metrics)
   --ready-file <path>     written (JSON) once the gateway forwards; removed at exit
-  --idle-timeout <s>      idle timeout, at most 2592000 (30 days) (default 7200): releases half-open (SYN
-                          only; at most 180 s) and unprotected connections idle this long; established
-                          protected connections are never released for idleness (bounded by --max-flows)
+  --idle-timeout <s>      idle timeout, at most 2592000 (30 days) (default 7200): releases unprotected
+                          connections idle this long; established protected connections are never
+                          released for idleness (bounded by --max-flows)
   --max-flows <n>         at most n connections tracked (default 100000, ~4 KB each besides their
                           log); new ones beyond it pass UNPROTECTED, counted (flowsOverCap), logged
+  --max-half-open <n>     at most n half-open connections (handshake not complete; nothing logged for
+                          them), 1..1000000 (default 10000, ~1 KB each): a new SYN beyond it evicts the
+                          oldest, counted (halfOpenEvicted), as a SYN queue does
+  --half-open-timeout <s> a half-open connection is released this long after its latest SYN or SYN-ACK,
+                          0.1..180 (default 30: longer than Linux's SYN-ACK retransmission gaps, 1-16 s)
   --mtu <n>               TUN MTU, 576..9000 (default 1500)
   --no-offload            open the TUN without offloads: every packet at MTU size. By default the TUN
                           has the virtio-net header and TSO4/TSO6/CSUM offloads, so 64 KB super-packets
@@ -94,6 +102,8 @@ export async function run(argv: string[]): Promise<number> {
     'ready-file': { type: 'string' },
     'idle-timeout': { type: 'string', default: '7200' },
     'max-flows': { type: 'string' },
+    'max-half-open': { type: 'string' },
+    'half-open-timeout': { type: 'string' },
     mtu: { type: 'string', default: '1500' },
     'stability-trace': { type: 'string' },
     supervisor: { type: 'string' },
@@ -125,6 +135,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   const idle = parseNumberFlag(values['idle-timeout'], '--idle-timeout', { dflt: 7200, min: 0.001, max: MAX_IDLE_TIMEOUT_S, integer: false, unit: 's (30 days)' });
   const maxFlows = parseNumberFlag(values['max-flows'], '--max-flows', { dflt: 100_000, min: 1, max: 100_000_000 });
+  const maxHalfOpen = parseNumberFlag(values['max-half-open'], '--max-half-open', { dflt: 10_000, min: 1, max: 1_000_000 });
+  const halfOpenTimeout = parseNumberFlag(values['half-open-timeout'], '--half-open-timeout', { dflt: 30, min: 0.1, max: MAX_HALF_OPEN_TIMEOUT_S, integer: false, unit: 's' });
   const mtu = parseNumberFlag(values.mtu, '--mtu', { dflt: 1500, min: 576, max: 9000 });
   const control = values.control ? parseHostPort(values.control, '--control') : null;
   const steer = values.steer ? values.steer.split(',').filter(Boolean) : [];
@@ -197,7 +209,7 @@ export async function run(argv: string[]): Promise<number> {
       });
     }
     gw = new Gateway({
-      tun, services, log, logger, south: { idleTimeoutMs: idle * 1000, maxFlows },
+      tun, services, log, logger, south: { idleTimeoutMs: idle * 1000, maxFlows, maxHalfOpen, halfOpenTimeoutMs: Math.round(halfOpenTimeout * 1000) },
       // The verdict needs a fresh heartbeat; silence means dead first.
       oracle, crashPolicy, holdMs: 10 * heartbeatMs + 200, minGapMs: Math.min(25, heartbeatMs / 2), onLogFailure, mtu,
     });

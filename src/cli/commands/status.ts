@@ -56,6 +56,8 @@ export async function run(argv: string[]): Promise<number> {
     `services: ${st.services.join(', ')}`,
     `connections: ${st.connections}${st.flowLimits ? ` of at most ${st.flowLimits.maxFlows} (--max-flows)` : ''}` +
       `; unprotected: ${st.south.flowsOverCap ?? 0} over the cap, ${st.south.flowsLogExpired ?? 0} expired by the log, ${st.south.unknownMidstream ?? 0} segments of unknown connections`,
+    `half-open: ${st.halfOpen ?? 0}${st.flowLimits?.maxHalfOpen !== undefined ? ` of at most ${st.flowLimits.maxHalfOpen} (--max-half-open), timeout ${st.flowLimits.halfOpenTimeoutMs} ms` : ''}` +
+      `; handshakes completed ${st.south.handshakesCompleted ?? 0}, half-open evicted ${st.south.halfOpenEvicted ?? 0}, expired ${st.south.halfOpenExpired ?? 0}, reset ${st.south.halfOpenReset ?? 0}`,
     `packets: ${st.stats.packets} (protected ${st.stats.protectedPackets}, unprotected tcp ${st.stats.unprotectedTcp}, dropped ${st.stats.dropped})`,
     `south: logged ${st.south.bytesLogged} B, acks lowered ${st.south.acksLowered}, held ${st.south.acksHeld}, released ${st.south.heldReleased}`,
   ];

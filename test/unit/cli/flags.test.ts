@@ -34,6 +34,8 @@ const FLAGS: Array<[string[], string[], string, string]> = [
   [['gateway', '--tun', 't0', '--protect', '127.0.0.1:9'], ['--on-log-failure', 'bogus'], '--idle-timeout', '2592001'],
   [['gateway', '--tun', 't0', '--protect', '127.0.0.1:9'], ['--on-log-failure', 'bogus'], '--mtu', '9001'],
   [['gateway', '--tun', 't0', '--protect', '127.0.0.1:9'], ['--on-log-failure', 'bogus'], '--max-flows', '100000001'],
+  [['gateway', '--tun', 't0', '--protect', '127.0.0.1:9'], ['--on-log-failure', 'bogus'], '--max-half-open', '1000001'],
+  [['gateway', '--tun', 't0', '--protect', '127.0.0.1:9'], ['--on-log-failure', 'bogus'], '--half-open-timeout', '180.5'],
   [['gateway', '--tun', 't0', '--protect', '127.0.0.1:9'], ['--on-log-failure', 'bogus'], '--heartbeat-ms', '10001'],
   // No program after '--': a usage error after the numbers.
   [['supervise', '--gateway', '127.0.0.1:9', '--service', '127.0.0.1:9'], [], '--heartbeat-ms', '10001'],

@@ -69,6 +69,7 @@ describe('passthrough on the wire', () => {
   async function open(tun: FakeTun, port: number, cIsn: number, sIsn: number) {
     tun.inject(seg(true, port, { seq: cIsn, flags: TCP_SYN, window: 64240 })).flush();
     tun.inject(seg(false, port, { seq: sIsn, ack: cIsn + 1, flags: TCP_SYN | TCP_ACK, window: 65160 })).flush();
+    tun.inject(seg(true, port, { seq: cIsn + 1, ack: sIsn + 1, flags: TCP_ACK, window: 502 })).flush(); // the log opens here
     await Promise.resolve();
     await Promise.resolve();
     tun.drain();

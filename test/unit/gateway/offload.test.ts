@@ -59,6 +59,7 @@ async function setup(opts: { rejectGso?: boolean } = {}) {
   const options = encodeTcpOptions({ mss: 1460, wscale: 7 });
   tun.inject(frame(seg(true, { seq: C_ISN, flags: TCP_SYN, window: 64240, options }))).flush();
   tun.inject(frame(seg(false, { seq: S_ISN, ack: C_ISN + 1, flags: TCP_SYN | TCP_ACK, window: 65160, options }))).flush();
+  tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, flags: TCP_ACK, window: 502 }))).flush(); // the log opens here
   await Promise.resolve();
   await Promise.resolve();
   tun.drain();
