@@ -352,7 +352,7 @@ export class FuzzEngine {
     const c = this.clientOfFlow.get(f);
     if (c !== undefined && (f.high > c.sndNxt || (f.clientFin >= 0 && (!c.finSent || f.clientFin !== c.sent)))) return 'forgedClientSegment';
     if (check === 'decreased:complete' && s !== undefined && s.heldAck === f.complete) return 'heldAckBelowComplete';
-    if (check === 'residualFlow' && c === undefined && f.state !== 'SYN_SEEN') return 'forgedHandshake';
+    if (check === 'residualFlow' && c === undefined && (f.state === 'ESTABLISHED' || f.state === 'CLOSING')) return 'forgedHandshake';
     return null;
   }
 
@@ -469,7 +469,7 @@ export class FuzzEngine {
     if (f.received > f.high) this.brk('receivedBeyondHigh', d, f);
     if (f.cliAcked > f.sndMax) this.brk('cliAckedBeyondSndMax', d, f);
     if (f.delivered > f.high + 1) this.brk('deliveredBeyondSent', d, f);
-    if (f.state !== 'SYN_SEEN' && f.sndMax > f.cliAcked + Math.max(f.cliMaxWindow, 65535) + 1) this.brk('sndMaxBeyondClientWindow', d, f);
+    if (f.state !== 'SYN_SEEN' && f.state !== 'SYN_ACKED' && f.sndMax > f.cliAcked + Math.max(f.cliMaxWindow, 65535) + 1) this.brk('sndMaxBeyondClientWindow', d, f);
     if (f.verdictHold !== null && f.verdictHold.length > HOLD_MAX) this.brk('heldCopies', () => `${f.verdictHold?.length} held: ${d()}`, f);
     if (f.pendingBytes > MAX_PENDING) this.brk('pendingBytes', () => `${f.pendingBytes}: ${d()}`, f);
   }
