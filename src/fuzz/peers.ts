@@ -19,7 +19,8 @@
  * endpoint does not expect it ignores.
  */
 import { emitTcpPacket } from '../wire/repr.js';
-import { encodeTcpOptions } from '../wire/tcp-options.js';
+import { TcpOptions, encodeTcpOptions } from '../wire/tcp-options.js';
+import { tsValOf } from '../recovery/rebuild.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { seqAdd, seqDiff } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../wire/tcp.js';
@@ -41,22 +42,32 @@ function pattern(f: (i: number) => number, from: number, to: number): Buffer {
   return b;
 }
 
-/** The timestamps option alone (NOP NOP TS), as both endpoints send after the SYN. */
+/** The timestamps option alone, as both endpoints send after the SYN. */
 function tsOption(tsVal: number, tsEcr: number): Buffer {
-  const b = Buffer.alloc(12);
-  b[0] = 1;
-  b[1] = 1;
-  b[2] = 8;
-  b[3] = 10;
-  b.writeUInt32BE(tsVal >>> 0, 4);
-  b.writeUInt32BE(tsEcr >>> 0, 8);
-  return b;
+  return encodeTcpOptions({ timestamps: { tsVal: tsVal >>> 0, tsEcr: tsEcr >>> 0 } });
 }
 
-function tsValOf(buf: Buffer, p: PacketInfo): number {
-  // NOP NOP TS, the layout both endpoints (and Linux) use.
-  if (p.optLen >= 12 && buf[p.optOff + 2] === 8 && buf[p.optOff + 3] === 10) return buf.readUInt32BE(p.optOff + 4);
-  return -1;
+const scratch = new TcpOptions();
+function tsVal(buf: Buffer, p: PacketInfo): number {
+  return tsValOf(buf, p, scratch);
+}
+
+/**
+ * A receiver's in-order bookkeeping (both endpoints): takes the bytes that continue
+ * `rcvNxt` and a FIN right after them. True when the segment carried data or that FIN
+ * (the receiver answers it).
+ */
+function takeInOrder(r: { rcvNxt: number; finRcvd: boolean }, off: number, flags: number, len: number): boolean {
+  let got = false;
+  if (len > 0) {
+    got = true;
+    if (off <= r.rcvNxt && off + len > r.rcvNxt) r.rcvNxt = off + len;
+  }
+  if (flags & TCP_FIN && off + len === r.rcvNxt && !r.finRcvd) {
+    r.finRcvd = true;
+    got = true;
+  }
+  return got;
 }
 
 export class FuzzClient {
@@ -67,9 +78,10 @@ export class FuzzClient {
   dead = false;
   serverIsn = 0;
   synAcked = false;
-  /** Out-stream bytes received in order; the server's FIN received. */
+  /** Out-stream bytes received in order. */
   rcvNxt = 0;
-  serverFin = false;
+  /** The server's FIN was received (in order). */
+  finRcvd = false;
   /** Right edge (in-stream offset) of the window the server advertised: the client sends no further. */
   rightEdge = 0;
   private tsVal = 1000;
@@ -87,7 +99,7 @@ export class FuzzClient {
     this.tsVal++;
     return emitTcpPacket({
       src: this.ip, dst: this.serverIp, srcPort: this.port, dstPort: this.serverPort,
-      seq: seqAdd(this.isn, 1 + seqOff), ack: flags & TCP_ACK ? seqAdd(this.serverIsn, 1 + this.rcvNxt + (this.serverFin ? 1 : 0)) : 0,
+      seq: seqAdd(this.isn, 1 + seqOff), ack: flags & TCP_ACK ? seqAdd(this.serverIsn, 1 + this.rcvNxt + (this.finRcvd ? 1 : 0)) : 0,
       flags, window: this.window, options: tsOption(this.tsVal, this.tsEcr), payload,
     });
   }
@@ -133,7 +145,7 @@ export class FuzzClient {
       this.dead = true;
       return null;
     }
-    const ts = tsValOf(buf, p);
+    const ts = tsVal(buf, p);
     if (ts >= 0) this.tsEcr = ts;
     if (flags & TCP_SYN) {
       if (!(flags & TCP_ACK)) return null;
@@ -149,17 +161,7 @@ export class FuzzClient {
       const a = seqDiff(p.ack, seqAdd(this.isn, 1));
       if (a >= 0 && a <= this.sndNxt && a + p.window * 128 > this.rightEdge) this.rightEdge = a + p.window * 128;
     }
-    const off = seqDiff(p.seq, seqAdd(this.serverIsn, 1));
-    let got = false;
-    if (p.payloadLen > 0) {
-      got = true;
-      if (off <= this.rcvNxt && off + p.payloadLen > this.rcvNxt) this.rcvNxt = off + p.payloadLen;
-    }
-    if (flags & TCP_FIN && off + p.payloadLen === this.rcvNxt && !this.serverFin) {
-      this.serverFin = true;
-      got = true;
-    }
-    return got ? this.ack() : null;
+    return takeInOrder(this, seqDiff(p.seq, seqAdd(this.serverIsn, 1)), flags, p.payloadLen) ? this.ack() : null;
   }
 }
 
@@ -258,7 +260,7 @@ export class FuzzServer {
         this.isnNext = (this.isnNext + 0x01000193) >>> 0;
         this.conns.set(k, c);
       }
-      const ts = tsValOf(buf, p);
+      const ts = tsVal(buf, p);
       this.tsVal++;
       return [emitTcpPacket({
         src: this.ip, dst: p.src, srcPort: this.port, dstPort: p.srcPort, seq: c.isn, ack: seqAdd(p.seq, 1),
@@ -272,22 +274,13 @@ export class FuzzServer {
       if (off === c.rcvNxt + (c.finRcvd ? 1 : 0)) this.conns.delete(k);
       return [];
     }
-    const ts = tsValOf(buf, p);
+    const ts = tsVal(buf, p);
     if (ts >= 0) c.tsEcr = ts;
     if (!c.established) {
       if (flags & TCP_ACK && p.ack === seqAdd(c.isn, 1)) c.established = true;
       else return [];
     }
-    let changed = false;
-    if (p.payloadLen > 0) {
-      changed = true;
-      if (off <= c.rcvNxt && off + p.payloadLen > c.rcvNxt) c.rcvNxt = off + p.payloadLen;
-    }
-    if (flags & TCP_FIN && off + p.payloadLen === c.rcvNxt && !c.finRcvd) {
-      c.finRcvd = true;
-      changed = true;
-    }
-    if (!changed) return [];
+    if (!takeInOrder(c, off, flags, p.payloadLen)) return [];
     const out = this.output(c);
     return out.length > 0 ? out : [this.pkt(c, c.sndNxt, TCP_ACK)];
   }
