@@ -28,8 +28,12 @@ const FREQUENT: ReadonlySet<KnownCause> = new Set<KnownCause>(['forgedResetOrSyn
 const RARE: ReadonlySet<KnownCause> = new Set<KnownCause>(['forgedClientSegment', 'heldAckBelowComplete', 'forgedHandshake']);
 const OPEN: ReadonlySet<KnownCause> = new Set([...FREQUENT, ...RARE]);
 
-/** Phases every run must have aimed mutations at, at least this many packets each. */
-const MIN_PER_PHASE = 100;
+/**
+ * Phases every run must have aimed mutations at, at least this many packets each. Translated
+ * flows are the rarest while forged SYNs/RSTs still end flows (item 3): 132 to 1,138 packets in
+ * a 60,000-packet run of the seeds tried.
+ */
+const MIN_PER_PHASE = 50;
 /** Flat memory: growth after a GC, drained, between the warm-up and the end. */
 const HEAP_MARGIN = 4 * 2 ** 20;
 const ARRAY_BUFFER_MARGIN = 16 * 2 ** 20;
