@@ -84,6 +84,8 @@ export class FuzzClient {
   finRcvd = false;
   /** Right edge (in-stream offset) of the window the server advertised: the client sends no further. */
   rightEdge = 0;
+  /** Highest in-stream offset the server acknowledged (snd_una). */
+  sndUna = 0;
   private tsVal = 1000;
   private tsEcr = 0;
   readonly window = 502;
@@ -121,6 +123,17 @@ export class FuzzClient {
     return out;
   }
 
+  /** What a retransmission timeout sends: everything not acknowledged yet (and the FIN), from snd_una. */
+  retransmit(): Buffer[] {
+    if (this.dead || !this.synAcked || this.sndUna >= this.sndNxt) return [];
+    const out: Buffer[] = [];
+    for (let at = this.sndUna; at < this.sent; at = Math.min(this.sent, at + SEG)) {
+      out.push(this.pkt(at, TCP_ACK | TCP_PSH, pattern(inPattern, at, Math.min(this.sent, at + SEG))));
+    }
+    if (this.finSent) out.push(this.pkt(this.sent, TCP_ACK | TCP_FIN));
+    return out;
+  }
+
   ack(): Buffer | null {
     return this.dead || !this.synAcked ? null : this.pkt(this.sndNxt, TCP_ACK);
   }
@@ -142,7 +155,13 @@ export class FuzzClient {
     if (this.dead) return null;
     const flags = p.flags;
     if (flags & TCP_RST) {
-      this.dead = true;
+      // RFC 5961 §3.2, as Linux: exactly at rcv_nxt it resets; elsewhere in the window it
+      // draws a challenge ACK (which a peer whose socket is gone answers with an exact RST).
+      if (!this.synAcked) return null;
+      const off = seqDiff(p.seq, seqAdd(this.serverIsn, 1));
+      const rcvNxt = this.rcvNxt + (this.finRcvd ? 1 : 0);
+      if (off === rcvNxt) this.dead = true;
+      else if (off > rcvNxt && off <= rcvNxt + this.window * 128) return this.ack();
       return null;
     }
     const ts = tsVal(buf, p);
@@ -160,6 +179,7 @@ export class FuzzClient {
     if (flags & TCP_ACK) {
       const a = seqDiff(p.ack, seqAdd(this.isn, 1));
       if (a >= 0 && a <= this.sndNxt && a + p.window * 128 > this.rightEdge) this.rightEdge = a + p.window * 128;
+      if (a > this.sndUna && a <= this.sndNxt) this.sndUna = a;
     }
     return takeInOrder(this, seqDiff(p.seq, seqAdd(this.serverIsn, 1)), flags, p.payloadLen) ? this.ack() : null;
   }
@@ -264,14 +284,22 @@ export class FuzzServer {
       this.tsVal++;
       return [emitTcpPacket({
         src: this.ip, dst: p.src, srcPort: this.port, dstPort: p.srcPort, seq: c.isn, ack: seqAdd(p.seq, 1),
-        flags: TCP_SYN | TCP_ACK, window: 65160,
+        flags: TCP_SYN | TCP_ACK, window: this.window * 128, // unscaled in a SYN-ACK: the same right edge as later (a window never shrinks)
         options: encodeTcpOptions({ mss: 1460, sackPermitted: true, wscale: 7, timestamps: { tsVal: this.tsVal >>> 0, tsEcr: Math.max(0, ts) } }),
       })];
     }
-    if (c === undefined) return [];
+    if (c === undefined) {
+      // No socket: answered as a closed port (after an abort, a crash of the incarnation that had it).
+      const r = closedPortReset(p);
+      return r !== null ? [r] : [];
+    }
     const off = seqDiff(p.seq, seqAdd(c.clientIsn, 1));
     if (flags & TCP_RST) {
-      if (off === c.rcvNxt + (c.finRcvd ? 1 : 0)) this.conns.delete(k);
+      // RFC 5961 §3.2, as Linux: a RST at exactly rcv_nxt resets; one elsewhere in the window
+      // draws a challenge ACK (a client whose socket is gone answers it with an exact RST).
+      const rcvNxt = c.rcvNxt + (c.finRcvd ? 1 : 0);
+      if (off === rcvNxt) this.conns.delete(k);
+      else if (c.established && off > rcvNxt && off <= rcvNxt + this.window * 128) return [this.pkt(c, c.sndNxt, TCP_ACK)];
       return [];
     }
     const ts = tsVal(buf, p);
