@@ -51,7 +51,7 @@ import { PacketInfo, parsePacket, Verdict as PacketVerdict } from '../wire/packe
 import { ipv4HeaderChecksumOk, tcpChecksumOk } from '../wire/checksum.js';
 import { ipToU32, u32ToIp } from '../wire/addr.js';
 import { seqAdd, seqDiff } from '../wire/seq.js';
-import { TCP_ACK, TCP_RST } from '../wire/tcp.js';
+import { TCP_ACK, TCP_RST, TCP_SYN } from '../wire/tcp.js';
 import { mulberry32 } from '../util/rng.js';
 import { collectGarbageNow } from '../util/gc.js';
 import { FuzzClient, FuzzServer, closedPortReset } from './peers.js';
@@ -99,6 +99,7 @@ export const KNOWN_CAUSES = {
   forgedClientSegment: 'issue 11 items 2/4: a forged client segment (bad checksum or outside the window) moved high or the FIN state (a FIN below received lowers received at the next stable advance)',
   heldAckBelowComplete: 'south releaseHeldAck: a held ACK older than complete is released at the next stable advance, lowering complete (a duplicate ACK to the client)',
   forgedHandshake: 'issue 11 items 3/6: forged packets alone (no genuine client behind them) made an ESTABLISHED flow, which never expires: a SYN-ACK is taken without checking its ack against the client ISN + 1',
+  synRstForwarded: 'south: a segment with both SYN and RST is handled as a SYN (forwarded, no verdict hold, no validation, the flow kept); the endpoint, like Linux, checks RST first and resets at an exact seq, so the gateway keeps an ESTABLISHED flow (and its log) whose endpoint is gone',
 } as const;
 export type KnownCause = keyof typeof KNOWN_CAUSES;
 
@@ -262,6 +263,8 @@ export class FuzzEngine {
   private readonly snaps = new WeakMap<Flow, Snap>();
   private readonly brokenOnce = new WeakMap<Flow, Set<string>>();
   private readonly history = new WeakMap<Flow, Buffer[]>();
+  /** Flows a SYN+RST segment with valid checksums went through (see KNOWN_CAUSES.synRstForwarded). */
+  private readonly synRst = new WeakSet<Flow>();
   private readonly recent: Buffer[] = [];
   private readonly info = new PacketInfo();
   private readonly winfo = new PacketInfo();
@@ -353,6 +356,7 @@ export class FuzzEngine {
     if (c !== undefined && (f.high > c.sndNxt || (f.clientFin >= 0 && (!c.finSent || f.clientFin !== c.sent)))) return 'forgedClientSegment';
     if (check === 'decreased:complete' && s !== undefined && s.heldAck === f.complete) return 'heldAckBelowComplete';
     if (check === 'residualFlow' && c === undefined && (f.state === 'ESTABLISHED' || f.state === 'CLOSING')) return 'forgedHandshake';
+    if (check === 'residualFlow' && this.synRst.has(f)) return 'synRstForwarded';
     return null;
   }
 
@@ -414,6 +418,10 @@ export class FuzzEngine {
     if (parsePacket(pkt, 0, pkt.length, p) !== PacketVerdict.IPV4_TCP) return;
     const toClient = this.gw.table.service(p.src, p.srcPort) !== undefined;
     if (toClient) this.checkToClient(pkt, p);
+    if ((p.flags & (TCP_SYN | TCP_RST)) === (TCP_SYN | TCP_RST) && ipv4HeaderChecksumOk(pkt, 0) && tcpChecksumOk(pkt, 0)) {
+      const f = this.flowOfPacket(pkt, this.info);
+      if (f !== undefined) this.synRst.add(f);
+    }
     if (this.mutating) {
       // What the gateway forwards of the fuzzer's packets reaches no endpoint (the scripted
       // ones would take anything), except a RST with valid checksums: the endpoints judge it
