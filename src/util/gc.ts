@@ -69,3 +69,14 @@ export function requestMajorGc(): void {
   }, wait);
   t.unref();
 }
+
+/**
+ * Runs a full major GC now, synchronously (measurements: the fuzz's flat-memory check).
+ * Returns false when no `gc` could be reached.
+ */
+export function collectGarbageNow(): boolean {
+  const gc = getGc();
+  if (gc === null) return false;
+  gc({ type: 'major', execution: 'sync' });
+  return true;
+}
