@@ -181,7 +181,9 @@ export class SouthWrapper {
   fromClient(svc: Service, buf: Buffer, p: PacketInfo): Action {
     const flags = p.flags;
     let flow = this.table.get(svc, p.src, p.srcPort);
-    if (flags & TCP_SYN) {
+    if (flags & TCP_SYN && !(flags & TCP_RST)) {
+      // (A segment with both SYN and RST is a RST: its receiver checks RST first, RFC 793
+      // §3.9, Linux tcp_validate_incoming; taken as a SYN it passed unjudged, fuzz finding.)
       if (flags & TCP_ACK) {
         // A SYN-ACK toward the server port: simultaneous open, not a client of the service.
         this.stats.simultaneousOpen++;
@@ -307,15 +309,20 @@ export class SouthWrapper {
    * A client FIN at in-stream offset `end`. Taken (logged, CLOSING) only where the server
    * takes it: inside its window (at most the right edge: a FIN past it is trimmed with the
    * data) and not before the gap-free prefix already forwarded (the server's rcv_nxt is past
-   * it: an old FIN). A forged FIN taken here made the log refuse every later byte and the
-   * client stay acked short for ever (issue 11 item 2). Only the first FIN counts.
+   * it: an old FIN), and only in order: at the end of the gap-free prefix (`received`). A
+   * FIN ahead of a gap is held out of order by the server too, and a forged one there was
+   * taken while the server went on acking the genuine bytes past it (the fuzz: an ack of
+   * 8,897 reached a client with 1,673 stable). A genuine FIN left out is sent again: its ack
+   * needs the FIN in the log (stable never passes it before). A forged FIN taken here made
+   * the log refuse every later byte and the client stay acked short for ever (issue 11
+   * item 2). Only the first FIN counts.
    */
   private clientFinSeen(flow: Flow, end: number): void {
     if (flow.clientFin >= 0) {
       if (end !== flow.clientFin) this.stats.clientFinIgnored++;
       return;
     }
-    if (end > flow.srvEdge() || end < flow.received) {
+    if (end > flow.srvEdge() || end !== flow.received) {
       this.stats.clientFinIgnored++;
       return;
     }
@@ -452,7 +459,8 @@ export class SouthWrapper {
       // Masked (dropped), rebuilding (the handshake's answers) or translated in place.
       if (this.north.fromServer(svc, flow, buf, p) !== PASS) return DROP;
     }
-    if (flags & TCP_SYN) {
+    if (flags & TCP_SYN && !(flags & TCP_RST)) {
+      // (SYN+RST is judged as a RST below: the client checks RST first.)
       if (flags & TCP_ACK && isHalfOpen(flow.state)) this.synAcked(flow, buf, p);
       return FORWARD;
     }
@@ -740,7 +748,9 @@ export class SouthWrapper {
     if (!flow || stable <= flow.stable) return;
     flow.stable = stable;
     // stable(p) → received(p): what the log holds gap-free, the gateway has seen gap-free.
-    if (stable > flow.received) flow.received = flow.clientFin >= 0 && stable > flow.clientFin ? flow.clientFin : stable;
+    // (Never lowered: a FIN at an offset below `received` must not pull it back, fuzz finding.)
+    const upTo = flow.clientFin >= 0 && stable > flow.clientFin ? flow.clientFin : stable;
+    if (upTo > flow.received) flow.received = upTo;
     if (this.onStableAdvance !== null) this.onStableAdvance(flow);
     if (flow.rec !== null && this.north !== null) {
       this.north.onStable(flow);
@@ -761,6 +771,12 @@ export class SouthWrapper {
     const held = flow.held;
     if (held === null || flow.complete >= stable) return;
     const ackOff = flow.heldAck < stable ? flow.heldAck : stable;
+    if (ackOff <= flow.complete) {
+      // The client has this ack already (a later segment carried it): sent, it lowered
+      // `complete` and was a duplicate ACK (fuzz finding).
+      if (ackOff >= flow.heldAck) flow.held = null;
+      return;
+    }
     const t = held[0]! & 0x0f;
     const ipHdr = t * 4;
     const rightEdge = flow.heldAck + held.readUInt16BE(ipHdr + TCP_OFF_WINDOW) * 2 ** flow.serverWscale;

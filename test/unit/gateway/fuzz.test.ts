@@ -5,10 +5,8 @@
  * every failure names its seed. `FTCP_FUZZ_SEED=S` replays one seed alone (the same run as
  * under the two seeds); `scripts/fuzz --seed S --packets N` runs the same engine at any size.
  *
- * OPEN lists the known, open bugs whose breaks are tolerated here (KNOWN_CAUSES in the
- * engine says what each is): a break with no known cause fails the test, and a frequent
- * cause that the fixed seed no longer produces fails it too, so that a fix that lands
- * tightens the test (delete its entry).
+ * OPEN lists the one cause of breaks tolerated here (KNOWN_CAUSES in the engine says what
+ * each is): a break with any other cause, or none, fails the test.
  */
 import { describe, expect, it } from 'vitest';
 import { KNOWN_CAUSES, REQUIRED_PHASES, runFuzz, type FuzzReport, type KnownCause } from '../../../src/fuzz/engine.js';
@@ -21,14 +19,18 @@ const replay = process.env.FTCP_FUZZ_SEED;
 const SEEDS: number[] = replay !== undefined ? [Number(replay) >>> 0] : [FIXED_SEED, (Math.random() * 2 ** 32) >>> 0];
 
 /**
- * Open bugs the fuzz finds on main today. FREQUENT ones (issue 11 items 3 and 4, being fixed
- * in south.ts) break hundreds of times a run: the fixed seed must still show each, so the
- * fix that lands makes this test fail until its entry goes. RARE ones show a few times a run
- * or not at all (the last three were found by this fuzz and are reported): tolerated only.
+ * The causes of breaks tolerated, both forged segments with VALID checksums inside the
+ * receiver's window, which a TCP endpoint accepts too (an attacker on the path who sees the
+ * numbers can always reset or feed a TCP connection; RFC 5961 narrows, not closes, that):
+ *  - forgedResetOrSyn: a forged RST exactly at rcv_nxt; the fuzz's endpoints reset too.
+ *  - forgedClientSegment: forged in-window client data taken ahead of the genuine bytes.
+ *    OPEN FINDING: 0-2 stable-ACK breaks per 50,000 mutated packets remain on such flows
+ *    (seeds 6 and 7), not yet traced (issue 11 closing note; RELIABILITY.md).
+ * Every other known cause (items 3 and 4, and the fuzz's own findings: SYN+RST taken as a
+ * SYN, a stale held ACK lowering `complete`, a FIN pulling `received` back, a FIN ahead of a
+ * gap, forged handshakes) is fixed and fails the test.
  */
-const FREQUENT: ReadonlySet<KnownCause> = new Set<KnownCause>(['forgedResetOrSyn', 'outOfWindow']);
-const RARE: ReadonlySet<KnownCause> = new Set<KnownCause>(['forgedClientSegment', 'heldAckBelowComplete', 'forgedHandshake', 'synRstForwarded']);
-const OPEN: ReadonlySet<KnownCause> = new Set([...FREQUENT, ...RARE]);
+const OPEN: ReadonlySet<KnownCause> = new Set<KnownCause>(['forgedResetOrSyn', 'forgedClientSegment']);
 
 /**
  * Phases every run must have aimed mutations at, at least this many packets each (a translated
@@ -73,12 +75,6 @@ describe('gateway fuzz', () => {
     if (replay === undefined) expect(total).toBeGreaterThanOrEqual(PACKETS);
     // eslint-disable-next-line no-console
     console.log(reports.map((r) => `seed ${r.seed}: ${r.packets} mutated (${r.checksumsFixed} checksums fixed), ${r.genuine} genuine, breaks ${JSON.stringify(r.causes)}, ${r.packetsPerSecond} packets/s`).join('\n'));
-  });
-
-  it.skipIf(replay !== undefined)('every frequent open bug it tolerates still shows under the fixed seed (delete entries as fixes land)', () => {
-    const fixed = reports.find((r) => r.seed === FIXED_SEED);
-    expect(fixed, 'the fixed-seed run').toBeDefined();
-    for (const cause of FREQUENT) expect(fixed!.causes[cause] ?? 0, `${cause} (${KNOWN_CAUSES[cause]}) no longer happens: remove it from OPEN`).toBeGreaterThan(0);
   });
 
   it('the checks are not vacuous: genuine traffic alone breaks nothing and ends with nothing left', async () => {

@@ -363,3 +363,59 @@ describe('item 5: leaks', () => {
     expect(f2.state).toBe('ESTABLISHED');
   });
 });
+
+describe('fuzz findings in the south wrapper (issue 11)', () => {
+  it('a client segment with both SYN and RST is judged as a RST (its receiver checks RST first): at rcv_nxt it ends the flow', async () => {
+    const { h } = await established(1000, 5_000_000, 300);
+    const f = h.flow();
+    h.send(fromClient(1000 + 1 + 300, TCP_SYN | TCP_RST));
+    expect(f.state).toBe('CLOSED');
+    expect(h.gw.south.stats.synOnEstablished).toBe(0);
+  });
+
+  it('a server segment with both SYN and RST outside what the client accepts changes nothing and is not forwarded as a SYN', async () => {
+    const { h } = await established(1000, 5_000_000, 300);
+    const f = h.flow();
+    const out = h.send(fromServer(5_000_000 + 50_000_000, 1000 + 1 + 300, TCP_SYN | TCP_RST | TCP_ACK));
+    expect(toClient(out)).toHaveLength(0);
+    expect(f.state).toBe('ESTABLISHED');
+  });
+
+  it('a held ACK older than what the client was already acked is dropped, never sent (complete is never lowered)', async () => {
+    const { h, c } = await established(1000, 5_000_000, 300);
+    const f = h.flow();
+    // A held pure-ACK template for 400, while later segments already carried 420 to the client.
+    f.held = Buffer.from(fromServer(5_000_000 + 1, 1000 + 1 + 400, TCP_ACK));
+    f.heldLen = f.held.length;
+    f.heldAck = 400;
+    f.complete = 420;
+    const before = c.resets;
+    h.gw.south.onStable(f.logId, 430);
+    const out = toClient(h.drain());
+    expect(out.filter((x) => x.ack !== undefined && ((x.ack - (1000 + 1)) >>> 0) < 420)).toHaveLength(0);
+    expect(f.complete).toBe(420);
+    expect(f.held).toBeNull();
+    expect(c.resets).toBe(before);
+  });
+
+  it('a client FIN ahead of a gap is not taken (the server holds it out of order too); in order it is', async () => {
+    const { h } = await established(1000, 5_000_000, 300);
+    const f = h.flow();
+    h.send(fromClient(1000 + 1 + 400, TCP_FIN | TCP_ACK, { ack: 5_000_000 + 1 }));
+    expect(f.clientFin).toBe(-1);
+    expect(h.log.fins).toHaveLength(0);
+    expect(f.state).toBe('ESTABLISHED');
+    h.send(fromClient(1000 + 1 + 300, TCP_FIN | TCP_ACK, { ack: 5_000_000 + 1 }));
+    expect(f.clientFin).toBe(300);
+    expect(f.state).toBe('CLOSING');
+  });
+
+  it('a stable advance never lowers received (a FIN recorded below it)', async () => {
+    const { h } = await established(1000, 5_000_000, 300);
+    const f = h.flow();
+    f.clientFin = f.received - 10;
+    const r = f.received;
+    h.gw.south.onStable(f.logId, f.stable + 5);
+    expect(f.received).toBeGreaterThanOrEqual(r);
+  });
+});
