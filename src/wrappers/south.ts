@@ -108,6 +108,8 @@ export class SouthStats {
   /** Connections the log expired (lost) while open here: they go on unprotected. */
   flowsLogExpired = 0;
   simultaneousOpen = 0;
+  /** Server SYN segments on a synchronized flow other than a retransmitted SYN-ACK: dropped. */
+  serverSynDropped = 0;
   /** Server FIN retransmissions of a FIN already forwarded (finRepeated). */
   finRetransmitsDropped = 0;
   /** Server segments after both FINs were acked (the client's side is over), not forwarded. */
@@ -315,7 +317,9 @@ export class SouthWrapper {
    * 8,897 reached a client with 1,673 stable). A genuine FIN left out is sent again: its ack
    * needs the FIN in the log (stable never passes it before). A forged FIN taken here made
    * the log refuse every later byte and the client stay acked short for ever (issue 11
-   * item 2). Only the first FIN counts.
+   * item 2). A FIN before bytes already seen past it is not the client's last either (one of
+   * them is forged; the log held bytes past its FIN and `stable` passed it). Only the first
+   * FIN counts.
    */
   private clientFinSeen(flow: Flow, end: number): void {
     if (flow.clientFin >= 0) {
@@ -461,8 +465,17 @@ export class SouthWrapper {
     }
     if (flags & TCP_SYN && !(flags & TCP_RST)) {
       // (SYN+RST is judged as a RST below: the client checks RST first.)
-      if (flags & TCP_ACK && isHalfOpen(flow.state)) this.synAcked(flow, buf, p);
-      return FORWARD;
+      if (isHalfOpen(flow.state)) {
+        if (flags & TCP_ACK) this.synAcked(flow, buf, p);
+        return FORWARD;
+      }
+      // A synchronized flow: a retransmitted SYN-ACK (the server missed the client's ACK)
+      // passes, the client answers it with that ACK. Any other SYN (an ack beyond the
+      // handshake's, data, a FIN) is nothing a client takes (RFC 5961 §4) and was forwarded
+      // with its ack unjudged, past `stable` (the fuzz: an ack of 19,241 with 5,925 stable).
+      if (flags & TCP_ACK && p.ack === seqAdd(flow.clientIsn, 1) && p.payloadLen === 0 && !(flags & TCP_FIN)) return FORWARD;
+      this.stats.serverSynDropped++;
+      return DROP;
     }
     flow.lastActivity = this.now();
     if (isHalfOpen(flow.state)) {

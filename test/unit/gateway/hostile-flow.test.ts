@@ -410,6 +410,18 @@ describe('fuzz findings in the south wrapper (issue 11)', () => {
     expect(f.state).toBe('CLOSING');
   });
 
+  it('a server SYN on a synchronized flow passes only as a retransmitted SYN-ACK; another (an ack past stable) is dropped', async () => {
+    const { h } = await established(1000, 5_000_000, 300);
+    const f = h.flow();
+    // The SYN-ACK again (the server missed the client's ACK): the client answers it.
+    expect(toClient(h.send(fromServer(5_000_000, 1000 + 1, TCP_SYN | TCP_ACK)))).toHaveLength(1);
+    // A SYN-ACK acking client bytes the log does not hold stably: its ack went out unjudged.
+    f.high += 100;
+    const out = toClient(h.send(fromServer(5_000_000, 1000 + 1 + 350, TCP_SYN | TCP_ACK)));
+    expect(out).toHaveLength(0);
+    expect(h.gw.south.stats.serverSynDropped).toBe(1);
+  });
+
   it('a stable advance never lowers received (a FIN recorded below it)', async () => {
     const { h } = await established(1000, 5_000_000, 300);
     const f = h.flow();
