@@ -494,8 +494,10 @@ export class SouthWrapper {
       this.unprotectedEnd(flow, p, false);
       return FORWARD;
     }
-    if (!this.releasing) {
-      // (A held FIN/RST released after the verdict was judged when it arrived.)
+    {
+      // A held FIN/RST released after the verdict is judged again: the flow may have moved
+      // on while it was held (or been replaced on the same tuple); judged only on arrival, a
+      // released copy set `delivered` to 2^31 + 12,516 on a closing flow (the fuzz).
       const bad = this.serverUnacceptable(flow, buf, p);
       if (bad !== -1) return bad;
     }
