@@ -32,8 +32,27 @@
 import { u32ToIp } from '../wire/addr.js';
 import { seqAdd, seqDiff } from '../wire/seq.js';
 import type { Logger } from '../util/logger.js';
-import type { Translation } from '../recovery/translate.js';
-import type { Rebuild } from '../recovery/rebuild.js';
+
+/**
+ * What the recovery engine (src/recovery) keeps on a connection, as far as the other parts
+ * read it. The full types are recovery's own (`Rebuild`, `Translation`, which implement
+ * these); they are declared here so that the flow does not import the engine that works on
+ * it: the parts stand recovery → flow, never both ways.
+ */
+export type RecoveryPhase = 'MASKED' | 'HANDSHAKE' | 'REPLAY' | 'FAILED';
+export interface RecoveryState {
+  readonly phase: RecoveryPhase;
+  readonly sndUna: number;
+  readonly sndNxt: number;
+  readonly target0: number;
+  readonly cliAcked0: number;
+  readonly sidePort: number;
+  readonly replayDone: boolean;
+}
+export interface TranslationState {
+  /** The client port the rebuilt incarnation knows the connection by. */
+  readonly serverSidePort: number;
+}
 
 export type FlowState = 'SYN_SEEN' | 'SYN_ACKED' | 'ESTABLISHED' | 'CLOSING' | 'CLOSED';
 
@@ -138,9 +157,9 @@ export class Flow {
   /** Server FIN/RST segments held for the liveness verdict (in arrival order), or null. */
   verdictHold: Buffer[] | null = null;
   /** Set while the connection is being masked or rebuilt (the server's incarnation died). */
-  rec: Rebuild | null = null;
+  rec: RecoveryState | null = null;
   /** Set once the connection lives in a rebuilt incarnation: translation for its life. */
-  xlate: Translation | null = null;
+  xlate: TranslationState | null = null;
   /** Crashes this connection went through. */
   crashes = 0;
   /** The log failed under `--on-log-failure passthrough`, or the connection went past a bound of the

@@ -45,7 +45,7 @@
  *                 client (at its last ack), one to the new incarnation; counted; the flow closes.
  */
 import { FlowTable, type Service } from '../flow/table.js';
-import type { Flow } from '../flow/flow.js';
+import type { Flow, RecoveryPhase, RecoveryState } from '../flow/flow.js';
 import type { LogStore } from '../log/types.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { emitTcpPacket } from '../wire/repr.js';
@@ -60,7 +60,17 @@ import type { Logger } from '../util/logger.js';
 export const PASS = 0;
 export const DROP = 1;
 
-export type Phase = 'MASKED' | 'HANDSHAKE' | 'REPLAY' | 'FAILED';
+export type Phase = RecoveryPhase;
+
+/** A flow's recovery state: only this engine sets `flow.rec`, always to a Rebuild. */
+function recOf(flow: Flow): Rebuild | null {
+  return flow.rec as Rebuild | null;
+}
+
+/** A flow's translation: only this engine sets `flow.xlate`, always to a Translation. */
+function xlateOf(flow: Flow): Translation | null {
+  return flow.xlate as Translation | null;
+}
 
 export interface NorthOptions {
   /** ACK(stable) to a masked client at least this often (ms). */
@@ -184,7 +194,7 @@ export interface RecoveryTimeline {
 }
 
 /** The per-connection rebuild state (see the steps at the top of this module). */
-export class Rebuild {
+export class Rebuild implements RecoveryState {
   phase: Phase = 'MASKED';
   /** The client port the dead incarnation used (reaped) and the one the next SYN uses. */
   deadPort: number;
@@ -341,7 +351,7 @@ export class NorthWrapper {
       if (flow.state !== 'ESTABLISHED' && flow.state !== 'CLOSING') continue;
       if (flow.unprotected && flow.rec === null) continue; // nothing to rebuild from: it passes as it is
       const port = flow.xlate ? flow.xlate.serverSidePort : flow.clientPort;
-      const prev = flow.rec;
+      const prev = recOf(flow);
       if (prev !== null && prev.phase === 'FAILED') continue;
       if (prev !== null && prev.phase === 'HANDSHAKE') this.handshaking--;
       if (prev !== null && prev.timeline === tl && prev.phase === 'MASKED') continue;
@@ -407,7 +417,7 @@ export class NorthWrapper {
   private startQueued(sr: ServiceRecovery, now: number): void {
     while (sr.queue.length > 0 && this.handshaking < this.options.maxParallel) {
       const flow = sr.queue.shift()!;
-      const r = flow.rec;
+      const r = recOf(flow);
       if (r === null || r.phase !== 'MASKED') continue;
       r.phase = 'HANDSHAKE';
       r.startedAt = now;
@@ -425,7 +435,7 @@ export class NorthWrapper {
    * the south wrapper). Returns PASS (translated for the new incarnation) or DROP.
    */
   fromClient(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): number {
-    const r = flow.rec;
+    const r = recOf(flow);
     if (r !== null) {
       if (r.phase === 'FAILED') {
         if (!(p.flags & TCP_RST)) this.resetClient(flow, p.flags & TCP_ACK ? p.ack : flow.outSeq(flow.cliAcked));
@@ -459,7 +469,7 @@ export class NorthWrapper {
   }
 
   private toServer(flow: Flow, buf: Buffer, p: PacketInfo): void {
-    const t = flow.xlate!;
+    const t = xlateOf(flow)!;
     if (p.flags & TCP_ACK) {
       // Never acknowledge output the new incarnation has not sent (it would drop the segment).
       const a = flow.outOffset(p.ack);
@@ -477,7 +487,7 @@ export class NorthWrapper {
    * with the segment translated in place (and `p` updated) for the south wrapper.
    */
   fromServer(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): number {
-    const r = flow.rec;
+    const r = recOf(flow);
     const flags = p.flags;
     if (r !== null) {
       if (r.phase === 'MASKED' || r.phase === 'FAILED') {
@@ -493,7 +503,7 @@ export class NorthWrapper {
         return DROP;
       }
     }
-    const t = flow.xlate;
+    const t = xlateOf(flow);
     if (t === null) return PASS;
     if (p.dstPort !== t.serverSidePort) {
       this.stats.deadDropped++; // the dead incarnation, on the port the connection left
@@ -680,7 +690,7 @@ export class NorthWrapper {
 
   /** The log has more stable bytes for the flow. */
   onStable(flow: Flow): void {
-    const r = flow.rec;
+    const r = recOf(flow);
     if (r === null) return;
     if (r.phase === 'MASKED' || r.phase === 'HANDSHAKE') this.ackClient(flow, this.now());
     else if (r.phase === 'REPLAY') this.pump(flow, r);
@@ -728,7 +738,7 @@ export class NorthWrapper {
         for (let k = i; k < list.length; k++) this.waiting.add(list[k]!);
         return;
       }
-      const r = f.rec;
+      const r = recOf(f);
       if (r !== null && r.phase === 'REPLAY') this.pump(f, r);
     }
   }
@@ -887,7 +897,7 @@ export class NorthWrapper {
     const now = this.now();
     const keepaliveMs = Math.max(this.options.keepaliveMs, Math.ceil((this.active.size * 1000) / this.options.keepaliveRate));
     for (const flow of this.active) {
-      const r = flow.rec;
+      const r = recOf(flow);
       if (r === null) {
         this.deactivate(flow);
         continue;
@@ -962,7 +972,7 @@ export class NorthWrapper {
    * the new incarnation is reset. A FAILED one just stops waiting to be forgotten.
    */
   forget(flow: Flow): void {
-    const r = flow.rec;
+    const r = recOf(flow);
     if (r === null) {
       this.deactivate(flow);
       return;
@@ -1046,7 +1056,7 @@ export class NorthWrapper {
 
   /** ACK(min(stable, right edge)) to a masked client, with the server's last window edge. */
   private ackClient(flow: Flow, now: number): void {
-    const r = flow.rec;
+    const r = recOf(flow);
     if (r !== null) r.lastAckAt = now;
     let limit = flow.rightEdge;
     if (flow.clientFin >= 0 && flow.clientFin <= limit) limit = flow.clientFin + 1;

@@ -13,6 +13,7 @@ import { outOffsetNear, type NorthOptions, type RecoveryTimeline } from '../../.
 import { emitTcpPacket, emitIcmpError } from '../../../src/wire/repr.js';
 import { ipToU32 } from '../../../src/wire/addr.js';
 import { seqAdd, seqDiff } from '../../../src/wire/seq.js';
+import type { Translation } from '../../../src/recovery/translate.js';
 
 const C_ISN = 0xfffffc00;
 const S_ISN = 0x90000000;
@@ -466,7 +467,7 @@ describe('step 6: translation after catching up', () => {
     expect(f.rec).toBeNull();
     expect(f.xlate).not.toBeNull();
     expect(h.gw.north.stats.caughtUp).toBe(1);
-    const t = f.xlate!;
+    const t = f.xlate as Translation; // the engine's own type behind the flow's view
     expect(t.oldShift).toBe(7);
     expect(t.newShift).toBe(9);
 
