@@ -63,6 +63,7 @@ import {
   type Request,
   type StatusMsg,
 } from './protocol.js';
+import { Requests } from './requests.js';
 import { MAX_READ_CHUNK } from './server.js';
 
 export interface RemoteLogOptions {
@@ -147,17 +148,6 @@ interface RConn extends FrontConn {
   retryAt: number;
 }
 
-interface Req {
-  readonly reqId: number;
-  /** The message to send now, or null when it cannot be sent yet (connection re-registering). */
-  readonly build: () => Buffer | null;
-  readonly settle: (m: { reply?: Reply; data?: Buffer }) => void;
-  readonly fail: (err: FtcpError) => void;
-  /** Dropped (not resent) when the server restarts: it names a server id of the old incarnation. */
-  readonly staleOnRestart: boolean;
-  sentAt: number | null;
-}
-
 export class RemoteLog extends LogFront<RConn> {
   readonly counters: RemoteCounters = {
     reconnects: 0, serverRestarts: 0, resyncs: 0, resyncsCoalesced: 0, lostMessages: 0, reRegistrations: 0, requestRetries: 0,
@@ -175,9 +165,9 @@ export class RemoteLog extends LogFront<RConn> {
   private ep: LinkEndpoint | null = null;
   private closeTransport: (() => Promise<void>) | null = null;
   private readonly byRemote = new Map<number, RConn>();
-  private readonly reqs = new Map<number, Req>();
+  /** Step 4: every request kept until answered. */
+  private readonly reqs: Requests;
   private readonly dirty = new Set<RConn>();
-  private nextReq = 1;
   private now: number;
   private serverBoot = 0;
   private everActive = false;
@@ -213,6 +203,7 @@ export class RemoteLog extends LogFront<RConn> {
       maxPendingBytes: opts.maxPendingBytes ?? 256 * 1024 * 1024,
       maxHeldBytes: opts.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES,
     };
+    this.reqs = new Requests(this.o.requestTimeoutMs);
     this.appendChunkSet = opts.appendChunk !== undefined;
     this.appendChunk = opts.appendChunk ?? 16 * 1024 - APPEND_HEADER;
     this.log = opts.logger ?? rootLogger.child({ mod: 'logclient' });
@@ -364,8 +355,7 @@ export class RemoteLog extends LogFront<RConn> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     const err = new FtcpError('FTCP_LOG_SHUTDOWN', 'log: the store is shut down');
-    for (const r of [...this.reqs.values()]) r.fail(err);
-    this.reqs.clear();
+    this.reqs.failAll(err);
     for (const c of this.conns.values()) c.openReject?.(err);
     this.conns.clear();
     this.byRemote.clear();
@@ -391,12 +381,7 @@ export class RemoteLog extends LogFront<RConn> {
       }
       return;
     }
-    for (const r of this.reqs.values()) {
-      if (r.sentAt !== null && now - r.sentAt >= this.o.requestTimeoutMs) {
-        r.sentAt = null;
-        this.counters.requestRetries++;
-      }
-    }
+    this.counters.requestRetries += this.reqs.retry(now);
     if (this.resyncOwed && now - this.lastResyncAt >= this.o.resyncIntervalMs) this.scheduleResync();
     for (const c of this.conns.values()) {
       if (c.registering) {
@@ -432,13 +417,7 @@ export class RemoteLog extends LogFront<RConn> {
         return;
       case T_DATA:
       case T_REPLY: {
-        const r = this.reqs.get(m.reqId);
-        if (r === undefined) {
-          this.counters.staleReplies++;
-          return;
-        }
-        this.reqs.delete(m.reqId);
-        r.settle(m.t === T_DATA ? { data: m.data } : { reply: m.reply });
+        if (!this.reqs.settle(m.reqId, m.t === T_DATA ? { data: m.data } : { reply: m.reply })) this.counters.staleReplies++;
         return;
       }
       case T_STATUS:
@@ -523,17 +502,12 @@ export class RemoteLog extends LogFront<RConn> {
         this.log.warn({ boot: boot.toString(16) }, 'log server restarted: re-registering every connection');
         this.byRemote.clear();
         for (const c of this.conns.values()) c.remoteId = null;
-        for (const [id, r] of this.reqs) {
-          if (r.staleOnRestart) {
-            this.reqs.delete(id);
-            r.fail(new FtcpError('FTCP_LOG_RESTARTED', 'log server restarted'));
-          }
-        }
+        this.reqs.failStale(() => new FtcpError('FTCP_LOG_RESTARTED', 'log server restarted'));
         this.serverStatus = 'OK';
       }
       this.serverBoot = boot;
     }
-    for (const r of this.reqs.values()) r.sentAt = null;
+    this.reqs.resendAll();
     if (this.services !== null) this.sendServices();
     if (this.expiryMs !== null) this.sendExpiry();
     for (const c of this.conns.values()) {
@@ -548,7 +522,7 @@ export class RemoteLog extends LogFront<RConn> {
   // ---- connections ---------------------------------------------------------------------
 
   private register(c: RConn): void {
-    if (c.regReq !== null) this.reqs.delete(c.regReq);
+    if (c.regReq !== null) this.reqs.cancel(c.regReq);
     if (c.opened) this.counters.reRegistrations++;
     c.registering = true;
     const wire = metaToWire(c.meta);
@@ -676,7 +650,7 @@ export class RemoteLog extends LogFront<RConn> {
   private pump(): void {
     if (!this.canSend()) return;
     const ep = this.ep!;
-    if (!this.sendReqs(ep)) return;
+    if (!this.reqs.sendPending(ep, this.now)) return;
     for (const c of this.dirty) {
       if (c.closed || c.remoteId === null || c.registering) {
         this.dirty.delete(c);
@@ -707,52 +681,37 @@ export class RemoteLog extends LogFront<RConn> {
     }
   }
 
-  /** Sends the requests not yet sent, in order. false: the window is full. */
-  private sendReqs(ep: LinkEndpoint): boolean {
-    for (const r of this.reqs.values()) {
-      if (r.sentAt !== null) continue;
-      const msg = r.build();
-      if (msg === null) continue;
-      if (!ep.send(msg)) return false;
-      r.sentAt = this.now;
-    }
-    return true;
-  }
-
   private request(body: Request, staleOnRestart: boolean, onReply: (r: Reply) => void, onFail: (err: unknown) => void): number {
-    const reqId = this.nextReq++;
-    const msg = encodeRequest(reqId, body);
-    this.reqs.set(reqId, {
-      reqId,
-      build: () => msg,
-      settle: (m) => onReply(m.reply ?? { ok: false, code: 'FTCP_LOG_PROTOCOL', message: 'unexpected data reply' }),
-      fail: onFail,
-      staleOnRestart,
-      sentAt: null,
+    const reqId = this.reqs.add((id) => {
+      const msg = encodeRequest(id, body);
+      return {
+        build: () => msg,
+        settle: (m) => onReply(m.reply ?? { ok: false, code: 'FTCP_LOG_PROTOCOL', message: 'unexpected data reply' }),
+        fail: onFail,
+        staleOnRestart,
+      };
     });
     queueMicrotask(() => this.pump());
     return reqId;
   }
 
   private sendServices(): void {
-    if (this.servicesReq !== null) this.reqs.delete(this.servicesReq);
+    if (this.servicesReq !== null) this.reqs.cancel(this.servicesReq);
     const services = this.services ?? [];
     this.servicesReq = this.request({ op: 'register', services }, false, () => (this.servicesReq = null), () => {});
   }
 
   private sendExpiry(): void {
-    if (this.expiryReq !== null) this.reqs.delete(this.expiryReq);
+    if (this.expiryReq !== null) this.reqs.cancel(this.expiryReq);
     this.expiryReq = this.request({ op: 'expiry', ms: this.expiryMs ?? 0 }, false, () => (this.expiryReq = null), () => {});
   }
 
   private readChunk(c: RConn, start: number, end: number): Promise<Buffer> {
     return new Promise<Buffer>((resolve, reject) => {
-      const reqId = this.nextReq++;
-      this.reqs.set(reqId, {
-        reqId,
+      this.reqs.add((reqId) => ({
         build: () => {
           if (c.closed) {
-            this.reqs.delete(reqId);
+            this.reqs.cancel(reqId);
             reject(new FtcpError('FTCP_LOG_UNKNOWN', `log read: connection ${c.id} was closed`));
             return null;
           }
@@ -761,8 +720,7 @@ export class RemoteLog extends LogFront<RConn> {
         settle: (m) => (m.data !== undefined ? resolve(Buffer.from(m.data)) : reject(replyError(m.reply!))),
         fail: reject,
         staleOnRestart: false,
-        sentAt: null,
-      });
+      }));
       queueMicrotask(() => this.pump());
     });
   }
