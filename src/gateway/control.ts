@@ -45,7 +45,7 @@ import { promisify } from 'node:util';
 import { FLOW_PAGE, type Gateway } from './gateway.js';
 import { FtcpError } from '../util/errors.js';
 import { readRegularFile } from '../util/fs.js';
-import { checkKeyFileMode } from '../supervisor/messages.js';
+import { checkKeyFileMode } from '../link/key.js';
 import { ipToU32 } from '../wire/addr.js';
 import type { Logger } from '../util/logger.js';
 

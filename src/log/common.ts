@@ -1,8 +1,9 @@
 /**
- * What the embedded log stores share: gap-free prefix tracking (`Reassembler`), the
- * connection registry, stability notifications, FIN/gc/close bookkeeping, idle expiry,
- * the service registry and the store status. `MemoryLog` and `DiskLog` only decide where
- * the prefix bytes go and when they become stable.
+ * What the embedded log stores share behind the front (front.ts: guards, FIN rules,
+ * registry, read checks, listeners): stability notifications, the byte bounds and the bound
+ * listener, gc/close bookkeeping, idle expiry, the service registry and the store status.
+ * `MemoryLog` and `DiskLog` only decide where the prefix bytes go and when they become
+ * stable.
  *
  * Per connection, in offsets of the client→server stream:
  *
@@ -17,22 +18,10 @@
  * covers a gap; stability notifications are monotonic.
  */
 import { FtcpError } from '../util/errors.js';
-import type {
-  ConnectionMeta,
-  ConnectionRecord,
-  Endpoint,
-  LogStats,
-  LogStatus,
-  LogStore,
-  BoundListener,
-  LogUsage,
-  OpenMeta,
-  StabilityListener,
-  StatusListener,
-} from './types.js';
+import { LogFront, serviceMatches, type FrontConn } from './front.js';
+import { DEFAULT_MAX_HELD_BYTES, Reassembler } from './reassembler.js';
+import type { BoundListener, ConnectionMeta, Endpoint, LogStatus, LogUsage, OpenMeta } from './types.js';
 
-/** Default per-connection cap on held out-of-order bytes (beyond it they are dropped). */
-export const DEFAULT_MAX_HELD_BYTES = 4 * 1024 * 1024;
 /** LOW-SPACE is reported once the bytes held reach this fraction of `maxBytes`. */
 export const LOW_SPACE_FRACTION = 0.9;
 
@@ -47,182 +36,14 @@ export interface LogOptions {
   lowSpaceFraction?: number;
 }
 
-/** Receives bytes that extend the gap-free prefix, in order, starting at `offset`. */
-export type PrefixSink = (data: Uint8Array, offset: number) => void;
-
-interface HeldSegment {
-  off: number;
-  data: Uint8Array;
-}
-
-const NO_SEGS: HeldSegment[] = Object.freeze([]) as unknown as HeldSegment[];
-
-export interface PushResult {
-  duplicate: number;
-  dropped: number;
-  beyondLimit: number;
-}
-
-/**
- * Gap-free prefix tracking for one stream. Bytes at the prefix end go straight to the
- * sink (as views of the caller's buffer: the sink copies); bytes beyond a gap are copied
- * and held, as sorted non-overlapping segments, up to `maxHeld` bytes, and handed to the
- * sink when the gap fills. Bytes at or beyond `limit` (the FIN offset) are refused.
- */
-export class Reassembler {
-  /** Length of the gap-free prefix handed to the sink. */
-  end: number;
-  /** Offsets at or beyond this are refused (the FIN offset, once known). */
-  limit = Number.POSITIVE_INFINITY;
-  heldBytes = 0;
-  /** NO_SEGS (shared, frozen) until something is held: most streams never have a gap. */
-  private segs: HeldSegment[] = NO_SEGS;
-
-  constructor(
-    start: number,
-    readonly maxHeld: number,
-  ) {
-    this.end = start;
-  }
-
-  get heldSegments(): number {
-    return this.segs.length;
-  }
-
-  /** Refuses everything from `limit` on, dropping held bytes there. Returns bytes dropped. */
-  setLimit(limit: number): number {
-    this.limit = limit;
-    let dropped = 0;
-    while (this.segs.length > 0) {
-      const last = this.segs[this.segs.length - 1]!;
-      const lastEnd = last.off + last.data.length;
-      if (lastEnd <= limit) break;
-      if (last.off >= limit) {
-        this.segs.pop();
-        dropped += last.data.length;
-      } else {
-        const keep = limit - last.off;
-        dropped += last.data.length - keep;
-        last.data = last.data.subarray(0, keep);
-      }
-    }
-    this.heldBytes -= dropped;
-    return dropped;
-  }
-
-  push(offset: number, data: Uint8Array, sink: PrefixSink): PushResult {
-    const res: PushResult = { duplicate: 0, dropped: 0, beyondLimit: 0 };
-    let o = offset;
-    let d = data;
-    if (o + d.length > this.limit) {
-      const keep = Math.max(0, this.limit - o);
-      res.beyondLimit = d.length - keep;
-      d = d.subarray(0, keep);
-    }
-    if (d.length === 0) return res;
-    if (o + d.length <= this.end) {
-      res.duplicate = d.length;
-      return res;
-    }
-    if (o < this.end) {
-      res.duplicate = this.end - o;
-      d = d.subarray(this.end - o);
-      o = this.end;
-    }
-    if (o === this.end) {
-      this.end = o + d.length;
-      sink(d, o);
-      this.drain(sink, res);
-    } else {
-      this.hold(o, d, res);
-    }
-    return res;
-  }
-
-  /** Hands over held segments that now touch the prefix end. */
-  private drain(sink: PrefixSink, res: PushResult): void {
-    let n = 0;
-    while (n < this.segs.length && this.segs[n]!.off <= this.end) {
-      const s = this.segs[n]!;
-      n++;
-      this.heldBytes -= s.data.length;
-      const sEnd = s.off + s.data.length;
-      if (sEnd <= this.end) {
-        res.duplicate += s.data.length;
-        continue;
-      }
-      const from = this.end;
-      res.duplicate += from - s.off;
-      this.end = sEnd;
-      sink(s.data.subarray(from - s.off), from);
-    }
-    if (n > 0) this.segs.splice(0, n);
-  }
-
-  /** Holds the parts of [o, o+len) no held segment covers (copies), within the cap. */
-  private hold(o: number, d: Uint8Array, res: PushResult): void {
-    const e = o + d.length;
-    // First segment ending after o (segments are sorted and disjoint: ends are sorted too).
-    let lo = 0;
-    let hi = this.segs.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const s = this.segs[mid]!;
-      if (s.off + s.data.length <= o) lo = mid + 1;
-      else hi = mid;
-    }
-    const pieces: { at: number; from: number; to: number }[] = [];
-    let cur = o;
-    let i = lo;
-    while (cur < e) {
-      const s = this.segs[i];
-      if (s === undefined || s.off >= e) {
-        pieces.push({ at: i, from: cur, to: e });
-        break;
-      }
-      if (s.off > cur) pieces.push({ at: i, from: cur, to: s.off });
-      const sEnd = s.off + s.data.length;
-      res.duplicate += Math.min(sEnd, e) - Math.max(s.off, cur);
-      cur = Math.max(cur, sEnd);
-      i++;
-    }
-    // Keep the lowest pieces first (they are the next to be needed), within the cap.
-    const kept: typeof pieces = [];
-    for (const p of pieces) {
-      const len = p.to - p.from;
-      if (this.heldBytes + len > this.maxHeld) {
-        res.dropped += len;
-        continue;
-      }
-      this.heldBytes += len;
-      kept.push(p);
-    }
-    if (kept.length > 0 && this.segs === NO_SEGS) this.segs = [];
-    for (let k = kept.length - 1; k >= 0; k--) {
-      const p = kept[k]!;
-      this.segs.splice(p.at, 0, { off: p.from, data: Uint8Array.prototype.slice.call(d, p.from - o, p.to - o) });
-    }
-  }
-}
-
 /** Per-connection state common to both stores. */
-export interface ConnState {
-  readonly meta: ConnectionMeta;
-  readonly asm: Reassembler;
-  /** Gap-free prefix held stably (data bytes). */
-  stableData: number;
-  /** Reported stable point: stableData, or finOffset + 1 once the FIN is stable. */
-  stable: number;
+export interface ConnState extends FrontConn {
   /** Last value given to the stability listener. */
   notified: number;
-  finOffset: number | null;
   /** The FIN record itself is stable (disk: its metadata write committed). */
   finStable: boolean;
-  gcThrough: number;
-  modified: number;
   /** Stream bytes counted against maxBytes (accepted into the prefix, not yet gc'd). */
   storedBytes: number;
-  closed: boolean;
 }
 
 /**
@@ -248,93 +69,13 @@ export class ConnRecord implements ConnState {
   }
 }
 
-export function newStats(): LogStats {
-  return {
-    appends: 0,
-    bytesAccepted: 0,
-    bytesDuplicate: 0,
-    bytesHeldDropped: 0,
-    bytesBeyondFin: 0,
-    appendsOverCapacity: 0,
-    appendsOverConnBound: 0,
-    unknownId: 0,
-    badOffset: 0,
-    finConflict: 0,
-    writeErrors: 0,
-    expired: 0,
-  };
-}
-
-function validEndpoint(e: unknown): e is Endpoint {
-  if (typeof e !== 'object' || e === null) return false;
-  const { addr, port } = e as { addr?: unknown; port?: unknown };
-  return typeof addr === 'string' && Number.isInteger(port) && (port as number) >= 0 && (port as number) <= 0xffff;
-}
-
-function validIsn(n: unknown): boolean {
-  return Number.isInteger(n) && (n as number) >= 0 && (n as number) <= 0xffffffff;
-}
-
-/** Throws FtcpError 'FTCP_LOG_BAD_META' unless `meta` is well formed. */
-export function checkOpenMeta(meta: OpenMeta): void {
-  const bad = (what: string): never => {
-    throw new FtcpError('FTCP_LOG_BAD_META', `log open: invalid ${what}`);
-  };
-  if (!validEndpoint(meta.client)) bad('client endpoint');
-  if (!validEndpoint(meta.server)) bad('server endpoint');
-  if (!validIsn(meta.clientIsn)) bad('client ISN');
-  if (!validIsn(meta.serverIsn)) bad('server ISN');
-  if (!(meta.clientSynOptions instanceof Uint8Array)) bad('client SYN options');
-  if (!(meta.serverSynOptions instanceof Uint8Array)) bad('server SYN options');
-}
-
-export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
-  return a.port === b.port && a.addr === b.addr;
-}
-
-/** Does a registered service (port 0: any port; addr '' / '0.0.0.0': any address) match? */
-export function serviceMatches(service: Endpoint, server: Endpoint): boolean {
-  const anyAddr = service.addr === '' || service.addr === '0.0.0.0';
-  return (anyAddr || service.addr === server.addr) && (service.port === 0 || service.port === server.port);
-}
-
-export function isOffset(n: number): boolean {
-  return Number.isSafeInteger(n) && n >= 0;
-}
-
 /**
- * The FIN rules every store (and the remote client) applies: counted, never thrown.
- * Returns true when the FIN at `offset` is new and accepted (the caller persists it).
+ * The shared half of an embedded store, behind the front. Subclasses provide `openConn`
+ * (the open path), `accept` (where prefix bytes go), `persistFin`, `discard` (gc), `drop`
+ * (close), `readRange` and `release`; they call `advanceStable` when bytes become stable and
+ * `fail` on a write error.
  */
-export function acceptFin(c: { finOffset: number | null; modified: number; readonly asm: Reassembler }, offset: number, counters: LogStats): boolean {
-  if (!isOffset(offset)) {
-    counters.badOffset++;
-    return false;
-  }
-  counters.appends++;
-  c.modified = Date.now();
-  if (c.finOffset !== null) {
-    if (c.finOffset !== offset) counters.finConflict++;
-    return false;
-  }
-  if (offset < c.asm.end) {
-    // Data already logged beyond this FIN: the FIN contradicts the stream.
-    counters.finConflict++;
-    return false;
-  }
-  c.finOffset = offset;
-  counters.bytesBeyondFin += c.asm.setLimit(offset);
-  return true;
-}
-
-/**
- * The shared half of an embedded store. Subclasses provide `accept` (where prefix bytes
- * go), `persistFin`, `discard` (gc), `drop` (close), `readRange` and the open path; they
- * call `advanceStable` when bytes become stable and `fail` on a write error.
- */
-export abstract class BaseLog<C extends ConnState> implements LogStore {
-  protected readonly conns = new Map<number, C>();
-  protected readonly counters: LogStats = newStats();
+export abstract class BaseLog<C extends ConnState> extends LogFront<C> {
   protected readonly maxBytes: number;
   protected readonly maxHeldBytes: number;
   protected readonly maxBytesPerConn: number;
@@ -342,18 +83,15 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
   /** Stream bytes held by all connections (counted against maxBytes). */
   protected totalBytes = 0;
   protected failed = false;
-  protected isShutdown = false;
 
-  private stableListener: StabilityListener | undefined;
-  private statusListener: StatusListener | undefined;
   private boundListener: BoundListener | undefined;
-  private lastStatus: LogStatus = 'OK';
   private services: Endpoint[] = [];
   private readonly pendingNotify = new Set<C>();
   private notifyScheduled = false;
   private expiryTimer: NodeJS.Timeout | undefined;
 
   constructor(options: LogOptions = {}) {
+    super();
     const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
     const maxHeld = options.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES;
     if (!(maxBytes > 0)) throw new FtcpError('FTCP_BAD_LOG_OPTION', `log maxBytes must be positive, got ${maxBytes}`);
@@ -370,11 +108,12 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
 
   // ---- what a store provides -------------------------------------------------------
 
-  abstract open(meta: OpenMeta): Promise<number>;
+  /** open: `meta` passed the checks and has its id; resolve once the metadata is stable. */
+  protected abstract override openConn(meta: ConnectionMeta): Promise<number>;
   /** Bytes extending the gap-free prefix at `offset` (a view: copy before returning). */
   protected abstract accept(c: C, data: Uint8Array, offset: number): void;
   /** The FIN offset was recorded in `c.finOffset`: make it stable, then set finStable. */
-  protected abstract persistFin(c: C): void;
+  protected abstract override persistFin(c: C): void;
   /** gc: `c.gcThrough` was raised; discard what lies below it. Returns bytes freed. */
   protected abstract discard(c: C): number;
   /** close: the connection is gone from the registry; release its bytes. */
@@ -395,10 +134,10 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
   }
 
   /** Throws FtcpError unless a connection to `meta.server` may be opened now. */
-  protected checkOpen(meta: OpenMeta): void {
-    if (this.isShutdown) throw new FtcpError('FTCP_LOG_SHUTDOWN', 'log open: the store is shut down');
-    if (this.failed) throw new FtcpError('FTCP_LOG_FAILED', 'log open: the store has FAILED');
-    checkOpenMeta(meta);
+  protected override checkOpen(meta: OpenMeta): void {
+    // A FAILED store refuses before it looks at the metadata (a shut down one first of all).
+    if (this.failed && !this.isShutdown) throw new FtcpError('FTCP_LOG_FAILED', 'log open: the store has FAILED');
+    super.checkOpen(meta);
     if (this.services.length > 0 && !this.services.some((s) => serviceMatches(s, meta.server))) {
       throw new FtcpError(
         'FTCP_LOG_UNREGISTERED',
@@ -434,88 +173,66 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
 
   /** A write error: the store is FAILED for good and stability stops advancing. */
   protected fail(reason: string): void {
-    this.counters.writeErrors++;
+    this.logStats.writeErrors++;
     if (this.failed) return;
     this.failed = true;
     this.pendingNotify.clear();
     this.reportStatus(reason);
   }
 
-  protected reportStatus(reason?: string): void {
-    const s = this.status();
-    if (s === this.lastStatus) return;
-    this.lastStatus = s;
-    this.statusListener?.(s, reason === undefined ? undefined : { reason });
-  }
+  // ---- the front's hooks -------------------------------------------------------------
 
-  protected record(c: C): ConnectionRecord {
-    return {
-      ...c.meta,
-      stable: c.stable,
-      finOffset: c.finOffset,
-      gcThrough: c.gcThrough,
-      modified: c.modified,
-    };
-  }
-
-  // ---- LogStore ----------------------------------------------------------------------
-
-  append(id: number, offset: number, data: Uint8Array): void {
-    const c = this.conns.get(id);
-    if (c === undefined || this.isShutdown) {
-      this.counters.unknownId++;
-      return;
-    }
-    if (!isOffset(offset) || !isOffset(offset + data.length)) {
-      this.counters.badOffset++;
-      return;
-    }
-    this.counters.appends++;
-    c.modified = Date.now();
-    if (data.length === 0 || offset + data.length <= c.asm.end) {
-      this.counters.bytesDuplicate += data.length;
-      return;
-    }
+  protected admit(c: C, n: number): boolean {
     // Over a bound the bytes are refused (counted); the bound listener, if any, is told
-    // last, and may close the connection (nothing here touches `c` after the call).
-    if (c.storedBytes + data.length > this.maxBytesPerConn) {
-      this.counters.appendsOverConnBound++;
-      this.boundListener?.(id, 'connection', c.storedBytes);
-      return;
+    // last, and may close the connection (nothing touches `c` after the call).
+    if (c.storedBytes + n > this.maxBytesPerConn) {
+      this.logStats.appendsOverConnBound++;
+      this.boundListener?.(c.meta.id, 'connection', c.storedBytes);
+      return false;
     }
-    if (this.totalBytes + data.length > this.maxBytes) {
-      this.counters.appendsOverCapacity++;
-      this.boundListener?.(id, 'total', c.storedBytes);
-      return;
+    if (this.totalBytes + n > this.maxBytes) {
+      this.logStats.appendsOverCapacity++;
+      this.boundListener?.(c.meta.id, 'total', c.storedBytes);
+      return false;
     }
-    const res = c.asm.push(offset, data, (d, off) => {
-      c.storedBytes += d.length;
-      this.totalBytes += d.length;
-      this.counters.bytesAccepted += d.length;
-      this.accept(c, d, off);
-    });
-    this.counters.bytesDuplicate += res.duplicate;
-    this.counters.bytesHeldDropped += res.dropped;
-    this.counters.bytesBeyondFin += res.beyondLimit;
+    return true;
+  }
+
+  protected keep(c: C, data: Uint8Array, offset: number): void {
+    c.storedBytes += data.length;
+    this.totalBytes += data.length;
+    this.accept(c, data, offset);
+  }
+
+  protected appended(): void {
     if (this.lastStatus !== 'FAILED') this.reportStatus();
   }
 
-  appendFin(id: number, offset: number): void {
-    const c = this.conns.get(id);
-    if (c === undefined || this.isShutdown) {
-      this.counters.unknownId++;
-      return;
-    }
-    if (acceptFin(c, offset, this.counters)) this.persistFin(c);
+  protected collect(c: C): void {
+    const freed = this.discard(c);
+    c.storedBytes -= freed;
+    this.totalBytes -= freed;
+    this.reportStatus();
   }
 
-  onStable(listener: StabilityListener): void {
-    this.stableListener = listener;
+  protected closeConn(c: C): void {
+    this.pendingNotify.delete(c);
+    this.totalBytes -= c.storedBytes;
+    c.storedBytes = 0;
+    this.drop(c);
+    this.reportStatus();
   }
 
-  onStatus(listener: StatusListener): void {
-    this.statusListener = listener;
+  protected readStable(c: C, start: number, end: number): Promise<Buffer> {
+    return Promise.resolve(this.readRange(c, start, end));
   }
+
+  protected async stop(): Promise<void> {
+    this.setIdleExpiry(0);
+    await this.release();
+  }
+
+  // ---- LogStore ----------------------------------------------------------------------
 
   onBound(listener: BoundListener): void {
     this.boundListener = listener;
@@ -529,76 +246,6 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
       maxBytes: this.maxBytes,
       maxBytesPerConn: this.maxBytesPerConn,
     };
-  }
-
-  listActive(): ConnectionRecord[] {
-    return [...this.conns.values()].map((c) => this.record(c));
-  }
-
-  queryEndpoint(client: Endpoint, server?: Endpoint): ConnectionRecord | undefined {
-    for (const c of this.conns.values()) {
-      if (sameEndpoint(c.meta.client, client) && (server === undefined || sameEndpoint(c.meta.server, server))) {
-        return this.record(c);
-      }
-    }
-    if (server !== undefined) return undefined;
-    for (const c of this.conns.values()) {
-      if (sameEndpoint(c.meta.server, client)) return this.record(c);
-    }
-    return undefined;
-  }
-
-  read(id: number, start: number, end: number): Promise<Buffer> {
-    const c = this.conns.get(id);
-    if (c === undefined) {
-      return Promise.reject(new FtcpError('FTCP_LOG_UNKNOWN', `log read: no open connection ${id}`));
-    }
-    if (!isOffset(start) || !(end >= 0) || Number.isNaN(end)) {
-      return Promise.reject(new FtcpError('FTCP_LOG_RANGE', `log read: bad range [${start}, ${end})`));
-    }
-    if (start < c.gcThrough) {
-      return Promise.reject(
-        new FtcpError('FTCP_LOG_GC', `log read: connection ${id} is garbage-collected below ${c.gcThrough}, asked ${start}`),
-      );
-    }
-    const e = Math.min(end, c.stableData);
-    if (start >= e) return Promise.resolve(Buffer.alloc(0));
-    try {
-      return Promise.resolve(this.readRange(c, start, e));
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
-
-  gc(id: number, through: number): void {
-    const c = this.conns.get(id);
-    if (c === undefined) {
-      this.counters.unknownId++;
-      return;
-    }
-    if (!(through >= 0)) {
-      this.counters.badOffset++;
-      return;
-    }
-    const t = Math.min(through, c.stableData);
-    if (t <= c.gcThrough) return;
-    c.gcThrough = t;
-    const freed = this.discard(c);
-    c.storedBytes -= freed;
-    this.totalBytes -= freed;
-    this.reportStatus();
-  }
-
-  close(id: number): void {
-    const c = this.conns.get(id);
-    if (c === undefined) return;
-    this.conns.delete(id);
-    c.closed = true;
-    this.pendingNotify.delete(c);
-    this.totalBytes -= c.storedBytes;
-    c.storedBytes = 0;
-    this.drop(c);
-    this.reportStatus();
   }
 
   status(): LogStatus {
@@ -626,34 +273,8 @@ export abstract class BaseLog<C extends ConnState> implements LogStore {
     const idle = [...this.conns.values()].filter((c) => now - c.modified > ms);
     for (const c of idle) {
       this.close(c.meta.id);
-      this.counters.expired++;
+      this.logStats.expired++;
       this.statusListener?.(this.status(), { expired: c.meta.id });
     }
   }
-
-  stats(): LogStats {
-    return { ...this.counters };
-  }
-
-  async shutdown(): Promise<void> {
-    if (this.isShutdown) return;
-    this.isShutdown = true;
-    this.setIdleExpiry(0);
-    await this.release();
-  }
-}
-
-/** The stored metadata of a newly opened connection: a deep copy of what the caller gave. */
-export function copyMeta(id: number, meta: OpenMeta): ConnectionMeta {
-  return {
-    id,
-    client: { addr: meta.client.addr, port: meta.client.port },
-    server: { addr: meta.server.addr, port: meta.server.port },
-    clientIsn: meta.clientIsn,
-    serverIsn: meta.serverIsn,
-    // Buffer.from: small copies come from Node's shared pool (no ArrayBuffer per connection).
-    clientSynOptions: Buffer.from(meta.clientSynOptions),
-    serverSynOptions: Buffer.from(meta.serverSynOptions),
-    created: Date.now(),
-  };
 }

@@ -34,8 +34,8 @@ import { join } from 'node:path';
 import { open, type Key, type RootDatabase } from 'lmdb';
 import { FtcpError } from '../util/errors.js';
 import { makeDirs } from '../util/fs.js';
-import { BaseLog, copyMeta, type ConnState, type LogOptions } from './common.js';
-import type { ConnectionMeta, Endpoint, OpenMeta } from './types.js';
+import { BaseLog, type ConnState, type LogOptions } from './common.js';
+import type { ConnectionMeta, Endpoint } from './types.js';
 
 export const DEFAULT_CHUNK_BYTES = 64 * 1024;
 const MIN_SLAB = 4 * 1024;
@@ -95,7 +95,6 @@ export class DiskLog extends BaseLog<DiskConn> {
   private readonly db: RootDatabase<Buffer, Key>;
   private readonly chunkBytes: number;
   private readonly lockPath: string;
-  private nextId = 1;
   private readonly dirty = new Set<DiskConn>();
   private flushScheduled = false;
   private dbClosed = false;
@@ -326,14 +325,8 @@ export class DiskLog extends BaseLog<DiskConn> {
 
   // ---- LogStore, store-specific half -------------------------------------------------
 
-  open(meta: OpenMeta): Promise<number> {
-    try {
-      this.checkOpen(meta);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const id = this.nextId++;
-    const full = copyMeta(id, meta);
+  protected openConn(full: ConnectionMeta): Promise<number> {
+    const id = full.id;
     const c: DiskConn = {
       ...this.newConnState(full),
       slab: null,

@@ -7,7 +7,7 @@ import { DiskLog, type DiskLogOptions } from './disk.js';
 import { MemoryLog } from './memory.js';
 import type { LogStore } from './types.js';
 import { connectUdp, type RemoteLogOptions } from './remote/client.js';
-import { DEV_KEY, loadKey } from '../supervisor/messages.js';
+import { DEV_KEY, loadKey } from '../link/key.js';
 import { logger } from '../util/logger.js';
 
 export type * from './types.js';

@@ -9,8 +9,8 @@
  * garbage collector (marking, ArrayBuffer sweeping) took a quarter of the gateway's CPU;
  * with 1 MiB slabs the same iperf3 upload went from 4.9 to 5.9–6.3 Gb/s (4 MiB: no better).
  */
-import { BaseLog, ConnRecord, copyMeta, type LogOptions } from './common.js';
-import type { OpenMeta } from './types.js';
+import { BaseLog, ConnRecord, type LogOptions } from './common.js';
+import type { ConnectionMeta } from './types.js';
 import { requestMajorGc } from '../util/gc.js';
 import { totalmem } from 'node:os';
 
@@ -161,7 +161,6 @@ export const GC_AFTER_FREED = 64 * 1024 * 1024;
  * `maxHeldBytes`, 4 MiB, per connection) are not counted.
  */
 export class MemoryLog extends BaseLog<MemConn> {
-  private nextId = 1;
   /** Slab bytes held by all connections. */
   private slabBytes = 0;
   /** Slab bytes freed since the last GC request. */
@@ -171,16 +170,9 @@ export class MemoryLog extends BaseLog<MemConn> {
     super(options);
   }
 
-  open(meta: OpenMeta): Promise<number> {
-    try {
-      this.checkOpen(meta);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const id = this.nextId++;
-    const full = copyMeta(id, meta);
-    this.conns.set(id, new MemConn(full, 0, this.maxHeldBytes));
-    return Promise.resolve(id);
+  protected openConn(meta: ConnectionMeta): Promise<number> {
+    this.conns.set(meta.id, new MemConn(meta, 0, this.maxHeldBytes));
+    return Promise.resolve(meta.id);
   }
 
   protected accept(c: MemConn, data: Uint8Array, offset: number): void {

@@ -27,7 +27,7 @@ import { u32ToIp } from '../../wire/addr.js';
 import type { Flow } from '../../flow/flow.js';
 import { createWriteStream } from 'node:fs';
 import { LivenessOracle } from '../../supervisor/oracle.js';
-import { loadKey, DEV_KEY } from '../../supervisor/messages.js';
+import { loadKey, DEV_KEY } from '../../link/key.js';
 
 /** Writes one line per stable-point advance, stamped with CLOCK_REALTIME (the capture clock). */
 function stabilityTracer(file: string): { trace: (flow: Flow) => void; close: () => Promise<void> } {

@@ -9,7 +9,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { parseCli, parseHostPort, parseNumberFlag, parseSizeFlag } from '../args.js';
 import { FtcpError, UsageError } from '../../util/errors.js';
 import { logger } from '../../util/logger.js';
-import { DEV_KEY, loadKey } from '../../supervisor/messages.js';
+import { DEV_KEY, loadKey } from '../../link/key.js';
 import { DiskLog } from '../../log/disk.js';
 import { MemoryLog } from '../../log/memory.js';
 import type { LogOptions } from '../../log/common.js';

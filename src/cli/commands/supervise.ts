@@ -7,7 +7,7 @@
 import { parseCli, parseHostPort, parseNumberFlag } from '../args.js';
 import { UsageError } from '../../util/errors.js';
 import { logger } from '../../util/logger.js';
-import { DEV_KEY, loadKey } from '../../supervisor/messages.js';
+import { DEV_KEY, loadKey } from '../../link/key.js';
 import { Supervisor } from '../../supervisor/supervisor.js';
 
 /** The bound of the millisecond timeouts (a timer beyond 2^31-1 ms would fire at once). */

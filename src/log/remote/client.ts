@@ -1,5 +1,8 @@
 /**
- * RemoteLog: the gateway's side of a log server, a `LogStore` over the link protocol.
+ * RemoteLog: the gateway's side of a log server, a `LogStore` over the link protocol. Its
+ * front (argument guards, FIN rules, registry, read checks, listeners) is the embedded
+ * stores' (src/log/front.ts); what follows is how the bytes reach the server and when they
+ * count as stable.
  *
  * Per connection, in offsets of the client→server stream:
  *
@@ -8,10 +11,10 @@
  *                            (kept here until the server reports it stable)
  *
  * Steps, and what each one guarantees:
- *  1. append: bytes go through a local gap-free prefix tracker (the embedded stores'
- *     Reassembler); only the gap-free prefix is sent, in APPEND messages of at most
- *     `appendChunk` bytes, as the link window allows. Every byte of it stays here until
- *     the server reports it stable (so it can always be sent again).
+ *  1. append: bytes go through the front's gap-free prefix tracker (the Reassembler);
+ *     only the gap-free prefix is sent, in APPEND messages of at most `appendChunk`
+ *     bytes, as the link window allows. Every byte of it stays here until the server
+ *     reports it stable (so it can always be sent again).
  *  2. STABLE from the server: the stable point advances (monotonic, never beyond what was
  *     sent), the bytes below it are dropped here, the listener is told.
  *  3. Anything the link reports (a message given up, a resynchronisation on either side,
@@ -39,20 +42,10 @@ import { logger as rootLogger } from '../../util/logger.js';
 import { FtcpError } from '../../util/errors.js';
 import type { LinkEndpoint, LinkOptions, LostReason, PeerEvent } from '../../link/endpoint.js';
 import { UdpLink, type UdpAddr } from '../../link/udp.js';
-import { acceptFin, checkOpenMeta, copyMeta, DEFAULT_MAX_HELD_BYTES, isOffset, newStats, Reassembler, sameEndpoint } from '../common.js';
+import { LogFront, type FrontConn } from '../front.js';
+import { DEFAULT_MAX_HELD_BYTES, Reassembler } from '../reassembler.js';
 import { SlabStore } from '../memory.js';
-import type {
-  ConnectionMeta,
-  ConnectionRecord,
-  Endpoint,
-  LogLinkStats,
-  LogStats,
-  LogStatus,
-  LogStore,
-  OpenMeta,
-  StabilityListener,
-  StatusListener,
-} from '../types.js';
+import type { ConnectionMeta, ConnectionRecord, Endpoint, LogLinkStats, LogStatus } from '../types.js';
 import {
   allocAppend,
   APPEND_HEADER,
@@ -70,6 +63,7 @@ import {
   type Request,
   type StatusMsg,
 } from './protocol.js';
+import { Requests } from './requests.js';
 import { MAX_READ_CHUNK } from './server.js';
 
 export interface RemoteLogOptions {
@@ -134,45 +128,27 @@ export interface RemoteCounters {
   registerErrors: number;
 }
 
-interface RConn {
+/** A connection as the client holds it (the front's fields, and the link's). */
+interface RConn extends FrontConn {
   readonly id: number;
-  readonly meta: ConnectionMeta;
   remoteId: number | null;
   registering: boolean;
   regReq: number | null;
   opened: boolean;
   openResolve: ((id: number) => void) | null;
   openReject: ((err: unknown) => void) | null;
-  asm: Reassembler;
   buf: SlabStore;
   /** Bytes below this are dropped here (they are stable at the server). */
   keptFrom: number;
   sentEnd: number;
   sentMax: number;
-  stable: number;
-  stableData: number;
-  finOffset: number | null;
   finSent: boolean;
-  gcThrough: number;
   gcSent: number;
-  modified: number;
   progressAt: number;
   retryAt: number;
-  closed: boolean;
 }
 
-interface Req {
-  readonly reqId: number;
-  /** The message to send now, or null when it cannot be sent yet (connection re-registering). */
-  readonly build: () => Buffer | null;
-  readonly settle: (m: { reply?: Reply; data?: Buffer }) => void;
-  readonly fail: (err: FtcpError) => void;
-  /** Dropped (not resent) when the server restarts: it names a server id of the old incarnation. */
-  readonly staleOnRestart: boolean;
-  sentAt: number | null;
-}
-
-export class RemoteLog implements LogStore {
+export class RemoteLog extends LogFront<RConn> {
   readonly counters: RemoteCounters = {
     reconnects: 0, serverRestarts: 0, resyncs: 0, resyncsCoalesced: 0, lostMessages: 0, reRegistrations: 0, requestRetries: 0,
     stallProbes: 0, bytesResent: 0, appendMessages: 0, bytesSent: 0, failures: 0, lostStable: 0,
@@ -188,22 +164,16 @@ export class RemoteLog implements LogStore {
 
   private ep: LinkEndpoint | null = null;
   private closeTransport: (() => Promise<void>) | null = null;
-  private readonly conns = new Map<number, RConn>();
   private readonly byRemote = new Map<number, RConn>();
-  private readonly reqs = new Map<number, Req>();
+  /** Step 4: every request kept until answered. */
+  private readonly reqs: Requests;
   private readonly dirty = new Set<RConn>();
-  private readonly stats_: LogStats = newStats();
-  private nextLocal = 1;
-  private nextReq = 1;
   private now: number;
   private serverBoot = 0;
   private everActive = false;
   private inactiveSince: number | null;
   private linkFailed = false;
   private serverStatus: LogStatus = 'OK';
-  private lastStatus: LogStatus = 'OK';
-  private stableListener: StabilityListener | undefined;
-  private statusListener: StatusListener | undefined;
   private services: Endpoint[] | null = null;
   private servicesReq: number | null = null;
   private expiryMs: number | null = null;
@@ -215,7 +185,6 @@ export class RemoteLog implements LogStore {
   private readonly manualClock: boolean;
   private pendingBytes = 0;
   private timer: NodeJS.Timeout | null = null;
-  private isShutdown = false;
   private readonly o: Required<Omit<RemoteLogOptions, 'logger' | 'manualClock' | 'appendChunk'>>;
   private appendChunk: number;
   private readonly appendChunkSet: boolean;
@@ -223,6 +192,7 @@ export class RemoteLog implements LogStore {
   private readonly log: Logger;
 
   constructor(opts: RemoteLogOptions = {}) {
+    super();
     this.o = {
       failAfterMs: opts.failAfterMs ?? 2000,
       requestTimeoutMs: opts.requestTimeoutMs ?? 1000,
@@ -233,6 +203,7 @@ export class RemoteLog implements LogStore {
       maxPendingBytes: opts.maxPendingBytes ?? 256 * 1024 * 1024,
       maxHeldBytes: opts.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES,
     };
+    this.reqs = new Requests(this.o.requestTimeoutMs);
     this.appendChunkSet = opts.appendChunk !== undefined;
     this.appendChunk = opts.appendChunk ?? 16 * 1024 - APPEND_HEADER;
     this.log = opts.logger ?? rootLogger.child({ mod: 'logclient' });
@@ -265,17 +236,12 @@ export class RemoteLog implements LogStore {
 
   // ---- LogStore ----------------------------------------------------------------------
 
-  open(meta: OpenMeta): Promise<number> {
-    if (this.isShutdown) return Promise.reject(new FtcpError('FTCP_LOG_SHUTDOWN', 'log open: the store is shut down'));
-    try {
-      checkOpenMeta(meta);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const id = this.nextLocal++;
+  /** Resolves once the server answered the connection's first open (step 3's register). */
+  protected openConn(meta: ConnectionMeta): Promise<number> {
+    const id = meta.id;
     return new Promise<number>((resolve, reject) => {
       const c: RConn = {
-        id, meta: copyMeta(id, meta), remoteId: null, registering: false, regReq: null, opened: false,
+        id, meta, remoteId: null, registering: false, regReq: null, opened: false,
         openResolve: resolve, openReject: reject, asm: new Reassembler(0, this.o.maxHeldBytes), buf: new SlabStore(0),
         keptFrom: 0, sentEnd: 0, sentMax: 0, stable: 0, stableData: 0, finOffset: null, finSent: false,
         gcThrough: 0, gcSent: 0, modified: Date.now(), progressAt: this.now, retryAt: 0, closed: false,
@@ -283,127 +249,6 @@ export class RemoteLog implements LogStore {
       this.conns.set(id, c);
       this.register(c);
     });
-  }
-
-  append(id: number, offset: number, data: Uint8Array): void {
-    const c = this.conns.get(id);
-    const st = this.stats_;
-    if (c === undefined || !c.opened || this.isShutdown) {
-      st.unknownId++;
-      return;
-    }
-    if (!isOffset(offset) || !isOffset(offset + data.length)) {
-      st.badOffset++;
-      return;
-    }
-    st.appends++;
-    c.modified = Date.now();
-    if (data.length === 0 || offset + data.length <= c.asm.end) {
-      st.bytesDuplicate += data.length;
-      return;
-    }
-    if (this.pendingBytes + data.length > this.o.maxPendingBytes) {
-      st.appendsOverCapacity++;
-      return;
-    }
-    const before = c.asm.end;
-    const res = c.asm.push(offset, data, (d) => {
-      c.buf.append(d);
-      this.pendingBytes += d.length;
-      st.bytesAccepted += d.length;
-    });
-    st.bytesDuplicate += res.duplicate;
-    st.bytesHeldDropped += res.dropped;
-    st.bytesBeyondFin += res.beyondLimit;
-    if (c.asm.end > before) this.markDirty(c);
-  }
-
-  appendFin(id: number, offset: number): void {
-    const c = this.conns.get(id);
-    if (c === undefined || !c.opened || this.isShutdown) {
-      this.stats_.unknownId++;
-      return;
-    }
-    if (acceptFin(c, offset, this.stats_)) this.markDirty(c);
-  }
-
-  onStable(listener: StabilityListener): void {
-    this.stableListener = listener;
-  }
-
-  onStatus(listener: StatusListener): void {
-    this.statusListener = listener;
-  }
-
-  listActive(): ConnectionRecord[] {
-    return [...this.conns.values()].filter((c) => c.opened).map((c) => record(c));
-  }
-
-  queryEndpoint(client: Endpoint, server?: Endpoint): ConnectionRecord | undefined {
-    const open = [...this.conns.values()].filter((c) => c.opened);
-    const hit =
-      open.find((c) => sameEndpoint(c.meta.client, client) && (server === undefined || sameEndpoint(c.meta.server, server))) ??
-      (server === undefined ? open.find((c) => sameEndpoint(c.meta.server, client)) : undefined);
-    return hit === undefined ? undefined : record(hit);
-  }
-
-  async read(id: number, start: number, end: number): Promise<Buffer> {
-    const c = this.conns.get(id);
-    if (c === undefined || !c.opened) throw new FtcpError('FTCP_LOG_UNKNOWN', `log read: no open connection ${id}`);
-    if (!isOffset(start) || !(end >= 0) || Number.isNaN(end)) throw new FtcpError('FTCP_LOG_RANGE', `log read: bad range [${start}, ${end})`);
-    if (start < c.gcThrough) {
-      throw new FtcpError('FTCP_LOG_GC', `log read: connection ${id} is garbage-collected below ${c.gcThrough}, asked ${start}`);
-    }
-    const e = Math.min(end, c.stableData);
-    if (start >= e) return Buffer.alloc(0);
-    const parts: Buffer[] = [];
-    let pos = start;
-    while (pos < e) {
-      const batch: [number, number][] = [];
-      for (let k = 0, s = pos; k < this.o.readParallel && s < e; k++, s += this.o.readChunk) {
-        batch.push([s, Math.min(e, s + this.o.readChunk)]);
-      }
-      const got = await Promise.all(batch.map(([s, t]) => this.readChunk(c, s, t)));
-      let next = batch[batch.length - 1]![1];
-      for (let i = 0; i < batch.length; i++) {
-        const [s, t] = batch[i]!;
-        const d = got[i]!;
-        parts.push(d.length > t - s ? d.subarray(0, t - s) : d);
-        if (d.length < t - s) {
-          if (d.length === 0) {
-            throw new FtcpError('FTCP_LOG_RANGE', `log read: the server holds less of connection ${id} than it reported stable (${s} < ${e})`);
-          }
-          next = s + d.length;
-          break;
-        }
-      }
-      pos = next;
-    }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-  }
-
-  gc(id: number, through: number): void {
-    const c = this.conns.get(id);
-    if (c === undefined) {
-      this.stats_.unknownId++;
-      return;
-    }
-    if (!(through >= 0)) {
-      this.stats_.badOffset++;
-      return;
-    }
-    const t = Math.min(through, c.stableData);
-    if (t <= c.gcThrough) return;
-    c.gcThrough = t;
-    this.markDirty(c);
-  }
-
-  close(id: number): void {
-    const c = this.conns.get(id);
-    if (c === undefined) return;
-    this.conns.delete(id);
-    this.forget(c);
-    if (c.remoteId !== null) this.closeRemote(c.remoteId);
   }
 
   status(): LogStatus {
@@ -418,24 +263,6 @@ export class RemoteLog implements LogStore {
   setIdleExpiry(ms: number): void {
     this.expiryMs = ms;
     this.sendExpiry();
-  }
-
-  async shutdown(): Promise<void> {
-    if (this.isShutdown) return;
-    this.isShutdown = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    const err = new FtcpError('FTCP_LOG_SHUTDOWN', 'log: the store is shut down');
-    for (const r of [...this.reqs.values()]) r.fail(err);
-    this.reqs.clear();
-    for (const c of this.conns.values()) c.openReject?.(err);
-    this.conns.clear();
-    this.byRemote.clear();
-    await this.closeTransport?.();
-  }
-
-  stats(): LogStats {
-    return { ...this.stats_ };
   }
 
   linkStats(): LogLinkStats {
@@ -458,6 +285,83 @@ export class RemoteLog implements LogStore {
     });
   }
 
+  // ---- the front's hooks: bytes stay here until the server reports them stable --------
+
+  /** A connection is usable once the server answered its first open. */
+  protected override isOpen(c: RConn): boolean {
+    return c.opened;
+  }
+
+  protected admit(_c: RConn, n: number): boolean {
+    if (this.pendingBytes + n > this.o.maxPendingBytes) {
+      this.logStats.appendsOverCapacity++;
+      return false;
+    }
+    return true;
+  }
+
+  protected keep(c: RConn, data: Uint8Array): void {
+    c.buf.append(data);
+    this.pendingBytes += data.length;
+  }
+
+  protected appended(c: RConn, prefixEnd: number): void {
+    if (c.asm.end > prefixEnd) this.markDirty(c);
+  }
+
+  /** The FIN (like the gc point below) goes to the server with the connection's next pump. */
+  protected persistFin(c: RConn): void {
+    this.markDirty(c);
+  }
+
+  protected collect(c: RConn): void {
+    this.markDirty(c);
+  }
+
+  protected closeConn(c: RConn): void {
+    this.forget(c);
+    if (c.remoteId !== null) this.closeRemote(c.remoteId);
+  }
+
+  /** Chunked: `readChunk` bytes per request, `readParallel` in flight. */
+  protected async readStable(c: RConn, start: number, e: number): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let pos = start;
+    while (pos < e) {
+      const batch: [number, number][] = [];
+      for (let k = 0, s = pos; k < this.o.readParallel && s < e; k++, s += this.o.readChunk) {
+        batch.push([s, Math.min(e, s + this.o.readChunk)]);
+      }
+      const got = await Promise.all(batch.map(([s, t]) => this.readChunk(c, s, t)));
+      let next = batch[batch.length - 1]![1];
+      for (let i = 0; i < batch.length; i++) {
+        const [s, t] = batch[i]!;
+        const d = got[i]!;
+        parts.push(d.length > t - s ? d.subarray(0, t - s) : d);
+        if (d.length < t - s) {
+          if (d.length === 0) {
+            throw new FtcpError('FTCP_LOG_RANGE', `log read: the server holds less of connection ${c.id} than it reported stable (${s} < ${e})`);
+          }
+          next = s + d.length;
+          break;
+        }
+      }
+      pos = next;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  protected async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const err = new FtcpError('FTCP_LOG_SHUTDOWN', 'log: the store is shut down');
+    this.reqs.failAll(err);
+    for (const c of this.conns.values()) c.openReject?.(err);
+    this.conns.clear();
+    this.byRemote.clear();
+    await this.closeTransport?.();
+  }
+
   // ---- timers --------------------------------------------------------------------------
 
   /** Failure detection, request retries, stall probes. Internal timer, or the owner (manualClock). */
@@ -473,16 +377,11 @@ export class RemoteLog implements LogStore {
         this.linkFailed = true;
         this.counters.failures++;
         this.log.error({ silentMs: Math.round(now - this.inactiveSince) }, 'log server unreachable: log FAILED');
-        this.emitStatus('log server unreachable');
+        this.reportStatus('log server unreachable');
       }
       return;
     }
-    for (const r of this.reqs.values()) {
-      if (r.sentAt !== null && now - r.sentAt >= this.o.requestTimeoutMs) {
-        r.sentAt = null;
-        this.counters.requestRetries++;
-      }
-    }
+    this.counters.requestRetries += this.reqs.retry(now);
     if (this.resyncOwed && now - this.lastResyncAt >= this.o.resyncIntervalMs) this.scheduleResync();
     for (const c of this.conns.values()) {
       if (c.registering) {
@@ -518,13 +417,7 @@ export class RemoteLog implements LogStore {
         return;
       case T_DATA:
       case T_REPLY: {
-        const r = this.reqs.get(m.reqId);
-        if (r === undefined) {
-          this.counters.staleReplies++;
-          return;
-        }
-        this.reqs.delete(m.reqId);
-        r.settle(m.t === T_DATA ? { data: m.data } : { reply: m.reply });
+        if (!this.reqs.settle(m.reqId, m.t === T_DATA ? { data: m.data } : { reply: m.reply })) this.counters.staleReplies++;
         return;
       }
       case T_STATUS:
@@ -541,12 +434,12 @@ export class RemoteLog implements LogStore {
       if (c === undefined) return;
       this.conns.delete(c.id);
       this.forget(c);
-      this.stats_.expired++;
+      this.logStats.expired++;
       this.statusListener?.(this.status(), { expired: c.id });
       return;
     }
     this.serverStatus = s.status;
-    this.emitStatus(s.reason);
+    this.reportStatus(s.reason);
   }
 
   private lost(ids: number[], reason: LostReason): void {
@@ -562,7 +455,7 @@ export class RemoteLog implements LogStore {
       if (this.linkFailed) {
         this.linkFailed = false;
         this.log.warn('log server reachable again');
-        this.emitStatus('log server reachable again');
+        this.reportStatus('log server reachable again');
       }
       this.scheduleResync();
     } else if (s === 'resync') {
@@ -609,17 +502,12 @@ export class RemoteLog implements LogStore {
         this.log.warn({ boot: boot.toString(16) }, 'log server restarted: re-registering every connection');
         this.byRemote.clear();
         for (const c of this.conns.values()) c.remoteId = null;
-        for (const [id, r] of this.reqs) {
-          if (r.staleOnRestart) {
-            this.reqs.delete(id);
-            r.fail(new FtcpError('FTCP_LOG_RESTARTED', 'log server restarted'));
-          }
-        }
+        this.reqs.failStale(() => new FtcpError('FTCP_LOG_RESTARTED', 'log server restarted'));
         this.serverStatus = 'OK';
       }
       this.serverBoot = boot;
     }
-    for (const r of this.reqs.values()) r.sentAt = null;
+    this.reqs.resendAll();
     if (this.services !== null) this.sendServices();
     if (this.expiryMs !== null) this.sendExpiry();
     for (const c of this.conns.values()) {
@@ -634,7 +522,7 @@ export class RemoteLog implements LogStore {
   // ---- connections ---------------------------------------------------------------------
 
   private register(c: RConn): void {
-    if (c.regReq !== null) this.reqs.delete(c.regReq);
+    if (c.regReq !== null) this.reqs.cancel(c.regReq);
     if (c.opened) this.counters.reRegistrations++;
     c.registering = true;
     const wire = metaToWire(c.meta);
@@ -762,7 +650,7 @@ export class RemoteLog implements LogStore {
   private pump(): void {
     if (!this.canSend()) return;
     const ep = this.ep!;
-    if (!this.sendReqs(ep)) return;
+    if (!this.reqs.sendPending(ep, this.now)) return;
     for (const c of this.dirty) {
       if (c.closed || c.remoteId === null || c.registering) {
         this.dirty.delete(c);
@@ -793,52 +681,37 @@ export class RemoteLog implements LogStore {
     }
   }
 
-  /** Sends the requests not yet sent, in order. false: the window is full. */
-  private sendReqs(ep: LinkEndpoint): boolean {
-    for (const r of this.reqs.values()) {
-      if (r.sentAt !== null) continue;
-      const msg = r.build();
-      if (msg === null) continue;
-      if (!ep.send(msg)) return false;
-      r.sentAt = this.now;
-    }
-    return true;
-  }
-
   private request(body: Request, staleOnRestart: boolean, onReply: (r: Reply) => void, onFail: (err: unknown) => void): number {
-    const reqId = this.nextReq++;
-    const msg = encodeRequest(reqId, body);
-    this.reqs.set(reqId, {
-      reqId,
-      build: () => msg,
-      settle: (m) => onReply(m.reply ?? { ok: false, code: 'FTCP_LOG_PROTOCOL', message: 'unexpected data reply' }),
-      fail: onFail,
-      staleOnRestart,
-      sentAt: null,
+    const reqId = this.reqs.add((id) => {
+      const msg = encodeRequest(id, body);
+      return {
+        build: () => msg,
+        settle: (m) => onReply(m.reply ?? { ok: false, code: 'FTCP_LOG_PROTOCOL', message: 'unexpected data reply' }),
+        fail: onFail,
+        staleOnRestart,
+      };
     });
     queueMicrotask(() => this.pump());
     return reqId;
   }
 
   private sendServices(): void {
-    if (this.servicesReq !== null) this.reqs.delete(this.servicesReq);
+    if (this.servicesReq !== null) this.reqs.cancel(this.servicesReq);
     const services = this.services ?? [];
     this.servicesReq = this.request({ op: 'register', services }, false, () => (this.servicesReq = null), () => {});
   }
 
   private sendExpiry(): void {
-    if (this.expiryReq !== null) this.reqs.delete(this.expiryReq);
+    if (this.expiryReq !== null) this.reqs.cancel(this.expiryReq);
     this.expiryReq = this.request({ op: 'expiry', ms: this.expiryMs ?? 0 }, false, () => (this.expiryReq = null), () => {});
   }
 
   private readChunk(c: RConn, start: number, end: number): Promise<Buffer> {
     return new Promise<Buffer>((resolve, reject) => {
-      const reqId = this.nextReq++;
-      this.reqs.set(reqId, {
-        reqId,
+      this.reqs.add((reqId) => ({
         build: () => {
           if (c.closed) {
-            this.reqs.delete(reqId);
+            this.reqs.cancel(reqId);
             reject(new FtcpError('FTCP_LOG_UNKNOWN', `log read: connection ${c.id} was closed`));
             return null;
           }
@@ -847,17 +720,9 @@ export class RemoteLog implements LogStore {
         settle: (m) => (m.data !== undefined ? resolve(Buffer.from(m.data)) : reject(replyError(m.reply!))),
         fail: reject,
         staleOnRestart: false,
-        sentAt: null,
-      });
+      }));
       queueMicrotask(() => this.pump());
     });
-  }
-
-  private emitStatus(reason?: string): void {
-    const s = this.status();
-    if (s === this.lastStatus) return;
-    this.lastStatus = s;
-    this.statusListener?.(s, reason === undefined ? undefined : { reason });
   }
 }
 
@@ -868,10 +733,6 @@ function hex(s: string): Uint8Array {
 
 function replyError(r: Reply): FtcpError {
   return r.ok ? new FtcpError('FTCP_LOG_PROTOCOL', 'log: unexpected reply') : new FtcpError(r.code, r.message);
-}
-
-function record(c: RConn): ConnectionRecord {
-  return { ...c.meta, stable: c.stable, finOffset: c.finOffset, gcThrough: c.gcThrough, modified: c.modified };
 }
 
 // ---- UDP ---------------------------------------------------------------------------------

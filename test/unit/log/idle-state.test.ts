@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { MemoryLog, SlabStore } from '../../../src/log/memory.js';
-import { ConnRecord, Reassembler } from '../../../src/log/common.js';
+import { ConnRecord } from '../../../src/log/common.js';
+import { Reassembler } from '../../../src/log/reassembler.js';
 import { openMeta } from './helpers.js';
 
 describe('idle connection state', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { Reassembler } from '../../../src/log/common.js';
+import { Reassembler } from '../../../src/log/reassembler.js';
 
 /** Runs pushes, collecting what reaches the sink as [offset, bytes]. */
 function harness(maxHeld = 1 << 20) {

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { createHmac } from 'node:crypto';
 import { describe, it, expect, afterAll } from 'vitest';
 import fc from 'fast-check';
-import { decodeNotice, encodeNotice, loadKey, newBootId, DEV_KEY, MAGIC, MAX_KEY_FILE_BYTES, TAG_LEN, NOTICE_TYPES, type Notice } from '../../../src/supervisor/messages.js';
+import { decodeNotice, encodeNotice, newBootId, MAGIC, TAG_LEN, NOTICE_TYPES, type Notice } from '../../../src/supervisor/messages.js';
+import { DEV_KEY, loadKey, MAX_KEY_FILE_BYTES } from '../../../src/link/key.js';
 import { createLog } from '../../../src/log/index.js';
 import { FtcpError } from '../../../src/util/errors.js';
 
