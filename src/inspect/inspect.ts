@@ -24,8 +24,10 @@
  *         0 (ISN+1)                                  acked by peer ----^
  *
  * With a stability trace (`ftcp gateway --stability-trace`, parsed by parseStabilityTrace)
- * each server→client ack is checked against the stable point at its time, the rule of
- * ack-invariant.ts (`ack ≤ stable(t)`), per connection.
+ * each server→client ack (a RST's too) is checked against the stable point at its time,
+ * the rule of ack-invariant.ts (`ack ≤ stable(t)`), per connection and over the whole
+ * capture (InspectReport.ackInvariant; checkAckInvariant). The ack is unwrapped to an
+ * offset like every sequence number here, so the check holds past 2^31 and 2^32 bytes.
  */
 import { u32ToIp } from '../wire/addr.js';
 import { seqAdd, seqDiff, type Seq } from '../wire/seq.js';
@@ -34,7 +36,7 @@ import {
   ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PARAM_PROBLEM, ICMP_REDIRECT, ICMP_SOURCE_QUENCH, ICMP_TIME_EXCEEDED,
 } from '../wire/icmp.js';
 import { IPPROTO_TCP } from '../wire/ipv4.js';
-import type { TraceEntry } from './ack-invariant.js';
+import { StableCursor, type AckInvariantReport, type TraceEntry } from './ack-invariant.js';
 import { RangeSet, type Range } from './ranges.js';
 import { walkCapture, type IcmpErrorEvent, type TcpSegment, type WalkStats } from './segments.js';
 
@@ -171,6 +173,8 @@ export interface InspectReport {
   /** TCP connections left out by serverPorts. */
   ignoredConnections: number;
   connections: ConnectionReport[];
+  /** The stable-ack check over every connection (times absolute, as in the capture); null without a trace. */
+  ackInvariant: AckInvariantReport | null;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -262,12 +266,6 @@ class Direction {
   }
 }
 
-interface TraceCursor {
-  series: TraceEntry[];
-  i: number;
-  stable: number;
-}
-
 class Conn {
   readonly c2s = new Direction();
   readonly s2c = new Direction();
@@ -277,7 +275,7 @@ class Conn {
   synAck = false;
   icmp: IcmpSeen[] = [];
   ackCheck: AckCheck | null = null;
-  cursor: TraceCursor | null = null;
+  cursor: StableCursor | null = null;
 
   constructor(
     readonly clientIp: number,
@@ -313,6 +311,7 @@ export function inspectCapture(pcap: Buffer, opts: InspectOptions = {}): Inspect
   let ignored = 0;
   const ignoredTuples = new Set<string>();
   let unmatchedIcmp = 0;
+  const invariant: AckInvariantReport | null = trace ? { checked: 0, connections: 0, violations: [], unchecked: 0 } : null;
   const pending: Array<TcpSegment | (IcmpErrorEvent & { icmp: true })> = [];
 
   // Records are not always in time order (several capture points merged): sort first.
@@ -376,6 +375,8 @@ export function inspectCapture(pcap: Buffer, opts: InspectOptions = {}): Inspect
     if (s.flags & TCP_RST) {
       d.rsts++;
       if (d.rstNs === null) d.rstNs = t;
+      // A RST's ack reaches the client too: it is held to the rule, and moves nothing else.
+      if (!client && ackFlag) checkAck(c, s, p.off(s.ack));
       return;
     }
 
@@ -447,22 +448,27 @@ export function inspectCapture(pcap: Buffer, opts: InspectOptions = {}): Inspect
     }
   };
 
-  // ack ≤ stable(t), as in ack-invariant.ts; the series is walked forward once per connection.
+  // ack ≤ stable(t), the rule of ack-invariant.ts; the series is walked forward once per connection.
   const checkAck = (c: Conn, s: TcpSegment, ackOff: number): void => {
-    if (!trace || !c.c2s.synSeen || c.c2s.isn === null) return;
+    if (!trace || !invariant) return;
+    if (!c.c2s.synSeen || c.c2s.isn === null) {
+      invariant.unchecked++; // the client's ISN, and with it the trace's key, is unknown
+      return;
+    }
     if (c.ackCheck === null) {
       const series = trace.get(traceKeyOf(c)!);
       if (!series && !(ports && ports.has(c.serverPort))) return; // neither traced nor protected
       c.ackCheck = { traced: series !== undefined, checked: 0, violations: [] };
-      c.cursor = { series: series ?? [], i: 0, stable: 0 };
+      c.cursor = new StableCursor(series ?? []);
+      invariant.connections++;
     }
-    const cur = c.cursor!;
-    while (cur.i < cur.series.length && cur.series[cur.i]!.tNs <= s.tNs) {
-      if (cur.series[cur.i]!.stable > cur.stable) cur.stable = cur.series[cur.i]!.stable;
-      cur.i++;
-    }
+    const stable = c.cursor!.at(s.tNs);
     c.ackCheck.checked++;
-    if (ackOff > cur.stable) c.ackCheck.violations.push({ tNs: rel(s.tNs), ack: ackOff, stableAtThatTime: cur.stable });
+    invariant.checked++;
+    if (ackOff > stable) {
+      c.ackCheck.violations.push({ tNs: rel(s.tNs), ack: ackOff, stableAtThatTime: stable });
+      invariant.violations.push({ connection: traceKeyOf(c)!, tNs: s.tNs, ack: ackOff, stableAtThatTime: stable });
+    }
   };
 
   const onIcmp = (e: IcmpErrorEvent): void => {
@@ -511,7 +517,16 @@ export function inspectCapture(pcap: Buffer, opts: InspectOptions = {}): Inspect
     truncated: stats.truncated,
     ignoredConnections: ignored,
     connections,
+    ackInvariant: invariant,
   };
+}
+
+/**
+ * The stable-ack check alone: every server→client ack to one of `serverPorts` in the
+ * capture against the trace (inspectCapture's pass; its `ackInvariant`).
+ */
+export function checkAckInvariant(pcap: Buffer, trace: Map<string, TraceEntry[]>, serverPorts: readonly number[]): AckInvariantReport {
+  return inspectCapture(pcap, { trace, serverPorts: [...serverPorts] }).ackInvariant!;
 }
 
 function traceKeyOf(c: Conn): string | null {
