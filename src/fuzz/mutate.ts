@@ -15,7 +15,15 @@
  */
 import { fillIpv4HeaderChecksum, fillTcpChecksum } from '../wire/checksum.js';
 import { emitIcmpError } from '../wire/repr.js';
-import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../wire/tcp.js';
+import {
+  TCP_ACK, TCP_FIN, TCP_MIN_HEADER, TCP_OFF_ACK, TCP_OFF_DATA_OFFSET, TCP_OFF_DST_PORT, TCP_OFF_FLAGS, TCP_OFF_SEQ,
+  TCP_OFF_SRC_PORT, TCP_OFF_URGENT, TCP_OFF_WINDOW, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, tcpHeaderLen,
+} from '../wire/tcp.js';
+import {
+  IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_MF, IPV4_MIN_HEADER, IPV4_OFF_DST, IPV4_OFF_FLAGS_FRAG, IPV4_OFF_PROTOCOL,
+  IPV4_OFF_SRC, IPV4_OFF_TOTAL_LENGTH, IPV4_OFF_VER_IHL, ipv4HeaderLen, ipv4Version,
+} from '../wire/ipv4.js';
+import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HEADER_LEN } from '../wire/icmp.js';
 
 export type Rng = () => number;
 
@@ -30,11 +38,11 @@ function pick<T>(rng: Rng, xs: readonly T[]): T {
 
 /** Offsets of the TCP header in a packet whose IHL field is trusted (clamped into the buffer). */
 function l4(b: Buffer): number {
-  return Math.min((b[0]! & 0x0f) * 4, b.length);
+  return Math.min(ipv4HeaderLen(b, 0), b.length);
 }
 
 function setTotalLength(b: Buffer): void {
-  if (b.length >= 4) b.writeUInt16BE(Math.min(b.length, 0xffff), 2);
+  if (b.length >= IPV4_OFF_TOTAL_LENGTH + 2) b.writeUInt16BE(Math.min(b.length, 0xffff), IPV4_OFF_TOTAL_LENGTH);
 }
 
 /** A number near `v` (±n), or anywhere in 32 bits. */
@@ -51,7 +59,7 @@ function nearOrFar(rng: Rng, v: number): number {
 function insertIpOptions(b: Buffer, opt: Buffer): Buffer {
   const hl = l4(b);
   const out = Buffer.concat([b.subarray(0, hl), opt, b.subarray(hl)]);
-  out[0] = (out[0]! & 0xf0) | Math.min(15, (hl + opt.length) >> 2);
+  out[IPV4_OFF_VER_IHL] = (out[IPV4_OFF_VER_IHL]! & 0xf0) | Math.min(15, (hl + opt.length) >> 2);
   setTotalLength(out);
   return out;
 }
@@ -59,11 +67,11 @@ function insertIpOptions(b: Buffer, opt: Buffer): Buffer {
 /** Inserts TCP option bytes `opt` (a multiple of 4) at the end of the TCP header. */
 function insertTcpOptions(b: Buffer, opt: Buffer): Buffer {
   const t = l4(b);
-  if (t + 13 > b.length) return b;
-  const thl = Math.min((b[t + 12]! >> 4) * 4, b.length - t);
+  if (t + TCP_OFF_DATA_OFFSET + 1 > b.length) return b;
+  const thl = Math.min(tcpHeaderLen(b, t), b.length - t);
   const at = t + thl;
   const out = Buffer.concat([b.subarray(0, at), opt, b.subarray(at)]);
-  out[t + 12] = (Math.min(15, (thl + opt.length) >> 2) << 4) | (out[t + 12]! & 0x0f);
+  out[t + TCP_OFF_DATA_OFFSET] = (Math.min(15, (thl + opt.length) >> 2) << 4) | (out[t + TCP_OFF_DATA_OFFSET]! & 0x0f);
   setTotalLength(out);
   return out;
 }
@@ -154,7 +162,7 @@ export type Mutation = (typeof MUTATIONS)[number];
 export function mutate(rng: Rng, m: Mutation, pkt: Buffer): Buffer {
   let b: Buffer = Buffer.from(pkt);
   const t = l4(b);
-  const hasTcp = t + 20 <= b.length;
+  const hasTcp = t + TCP_MIN_HEADER <= b.length;
   switch (m) {
     case 'bitflip': {
       const n = 1 + rint(rng, 8);
@@ -166,34 +174,34 @@ export function mutate(rng: Rng, m: Mutation, pkt: Buffer): Buffer {
     }
     case 'flags':
       if (!hasTcp) break;
-      if (rng() < 0.5) b[t + 13] = rint(rng, 256);
-      else b[t + 13] = b[t + 13]! ^ pick(rng, [TCP_SYN, TCP_FIN, TCP_RST, TCP_ACK, TCP_PSH, 0x20, TCP_SYN | TCP_FIN, TCP_RST | TCP_FIN]);
+      if (rng() < 0.5) b[t + TCP_OFF_FLAGS] = rint(rng, 256);
+      else b[t + TCP_OFF_FLAGS] = b[t + TCP_OFF_FLAGS]! ^ pick(rng, [TCP_SYN, TCP_FIN, TCP_RST, TCP_ACK, TCP_PSH, TCP_URG, TCP_SYN | TCP_FIN, TCP_RST | TCP_FIN]);
       break;
     case 'seq':
-      if (hasTcp) b.writeUInt32BE(nearOrFar(rng, b.readUInt32BE(t + 4)), t + 4);
+      if (hasTcp) b.writeUInt32BE(nearOrFar(rng, b.readUInt32BE(t + TCP_OFF_SEQ)), t + TCP_OFF_SEQ);
       break;
     case 'ack':
       if (hasTcp) {
-        b.writeUInt32BE(nearOrFar(rng, b.readUInt32BE(t + 8)), t + 8);
-        if (rng() < 0.3) b[t + 13] = b[t + 13]! | TCP_ACK;
+        b.writeUInt32BE(nearOrFar(rng, b.readUInt32BE(t + TCP_OFF_ACK)), t + TCP_OFF_ACK);
+        if (rng() < 0.3) b[t + TCP_OFF_FLAGS] = b[t + TCP_OFF_FLAGS]! | TCP_ACK;
       }
       break;
     case 'ihl':
-      b[0] = (b[0]! & 0xf0) | rint(rng, 16);
+      b[IPV4_OFF_VER_IHL] = (b[IPV4_OFF_VER_IHL]! & 0xf0) | rint(rng, 16);
       break;
     case 'ipOptions':
       b = insertIpOptions(b, ipOptions(rng));
       break;
     case 'dataOffset':
-      if (hasTcp) b[t + 12] = (rint(rng, 16) << 4) | (b[t + 12]! & 0x0f);
+      if (hasTcp) b[t + TCP_OFF_DATA_OFFSET] = (rint(rng, 16) << 4) | (b[t + TCP_OFF_DATA_OFFSET]! & 0x0f);
       break;
     case 'tcpOptions':
-      if (hasTcp) b = insertTcpOptions(b, tcpOptions(rng, b.readUInt32BE(t + 4), b.readUInt32BE(t + 8)));
+      if (hasTcp) b = insertTcpOptions(b, tcpOptions(rng, b.readUInt32BE(t + TCP_OFF_SEQ), b.readUInt32BE(t + TCP_OFF_ACK)));
       break;
     case 'totalLength': {
       const r = rng();
-      if (b.length < 4) break;
-      b.writeUInt16BE(r < 0.4 ? Math.max(0, Math.min(0xffff, b.length + rint(rng, 41) - 20)) : r < 0.7 ? rint(rng, 60) : rint(rng, 0x10000), 2);
+      if (b.length < IPV4_OFF_TOTAL_LENGTH + 2) break;
+      b.writeUInt16BE(r < 0.4 ? Math.max(0, Math.min(0xffff, b.length + rint(rng, 41) - 20)) : r < 0.7 ? rint(rng, 60) : rint(rng, 0x10000), IPV4_OFF_TOTAL_LENGTH);
       break;
     }
     case 'truncate': {
@@ -203,55 +211,58 @@ export function mutate(rng: Rng, m: Mutation, pkt: Buffer): Buffer {
     }
     case 'payload': {
       const r = rng();
-      if (r < 0.4 && b.length > t + 20) {
-        for (let i = t + 20; i < b.length; i++) if (rng() < 0.2) b[i] = rint(rng, 256);
+      if (r < 0.4 && b.length > t + TCP_MIN_HEADER) {
+        for (let i = t + TCP_MIN_HEADER; i < b.length; i++) if (rng() < 0.2) b[i] = rint(rng, 256);
       } else if (r < 0.8) {
         b = Buffer.concat([b, randomBytes(rng, 1 + rint(rng, rng() < 0.9 ? 100 : 1400))]);
         setTotalLength(b);
       } else {
-        b = b.subarray(0, Math.max(Math.min(b.length, t + 20), b.length - 1 - rint(rng, 200)));
+        b = b.subarray(0, Math.max(Math.min(b.length, t + TCP_MIN_HEADER), b.length - 1 - rint(rng, 200)));
         setTotalLength(b);
       }
       break;
     }
     case 'ports':
       if (hasTcp) {
-        const at = t + (rng() < 0.5 ? 0 : 2);
+        const at = t + (rng() < 0.5 ? TCP_OFF_SRC_PORT : TCP_OFF_DST_PORT);
         b.writeUInt16BE(rng() < 0.6 ? (b.readUInt16BE(at) + rint(rng, 5) - 2) & 0xffff : rint(rng, 0x10000), at);
       }
       break;
     case 'swapDirection':
-      if (b.length >= 20) {
-        const s = b.readUInt32BE(12);
-        b.writeUInt32BE(b.readUInt32BE(16), 12);
-        b.writeUInt32BE(s, 16);
+      if (b.length >= IPV4_MIN_HEADER) {
+        const s = b.readUInt32BE(IPV4_OFF_SRC);
+        b.writeUInt32BE(b.readUInt32BE(IPV4_OFF_DST), IPV4_OFF_SRC);
+        b.writeUInt32BE(s, IPV4_OFF_DST);
       }
       if (hasTcp) {
-        const sp = b.readUInt16BE(t);
-        b.writeUInt16BE(b.readUInt16BE(t + 2), t);
-        b.writeUInt16BE(sp, t + 2);
+        const sp = b.readUInt16BE(t + TCP_OFF_SRC_PORT);
+        b.writeUInt16BE(b.readUInt16BE(t + TCP_OFF_DST_PORT), t + TCP_OFF_SRC_PORT);
+        b.writeUInt16BE(sp, t + TCP_OFF_DST_PORT);
       }
       break;
     case 'address':
-      if (b.length >= 20) {
-        const at = rng() < 0.5 ? 12 : 16;
+      if (b.length >= IPV4_MIN_HEADER) {
+        const at = rng() < 0.5 ? IPV4_OFF_SRC : IPV4_OFF_DST;
         b.writeUInt32BE(rng() < 0.6 ? (b.readUInt32BE(at) + rint(rng, 5) - 2) >>> 0 : rint(rng, 0x100000000) >>> 0, at);
       }
       break;
     case 'window':
-      if (hasTcp) b.writeUInt16BE(pick(rng, [0, 1, 0xffff, rint(rng, 0x10000)]), t + 14);
+      if (hasTcp) b.writeUInt16BE(pick(rng, [0, 1, 0xffff, rint(rng, 0x10000)]), t + TCP_OFF_WINDOW);
       break;
     case 'fragment':
-      if (b.length >= 8) b.writeUInt16BE(pick(rng, [0x2000, 0x0001, 0x2000 | rint(rng, 0x2000), rint(rng, 0x10000), 0x8000]), 6);
+      // MF, a non-zero offset, both, anything, the reserved bit.
+      if (b.length >= IPV4_OFF_FLAGS_FRAG + 2) {
+        b.writeUInt16BE(pick(rng, [IPV4_MF, 0x0001, IPV4_MF | rint(rng, 0x2000), rint(rng, 0x10000), 0x8000]), IPV4_OFF_FLAGS_FRAG);
+      }
       break;
     case 'protocol':
-      if (rng() < 0.5 && b.length >= 10) b[9] = pick(rng, [1, 17, 0, 255, rint(rng, 256)]);
-      else b[0] = (rint(rng, 16) << 4) | (b[0]! & 0x0f);
+      if (rng() < 0.5 && b.length > IPV4_OFF_PROTOCOL) b[IPV4_OFF_PROTOCOL] = pick(rng, [IPPROTO_ICMP, IPPROTO_UDP, 0, 255, rint(rng, 256)]);
+      else b[IPV4_OFF_VER_IHL] = (rint(rng, 16) << 4) | (b[IPV4_OFF_VER_IHL]! & 0x0f); // the version
       break;
     case 'urgent':
       if (hasTcp) {
-        b[t + 13] = b[t + 13]! | 0x20;
-        b.writeUInt16BE(rint(rng, 0x10000), t + 18);
+        b[t + TCP_OFF_FLAGS] = b[t + TCP_OFF_FLAGS]! | TCP_URG;
+        b.writeUInt16BE(rint(rng, 0x10000), t + TCP_OFF_URGENT);
       }
       break;
   }
@@ -264,12 +275,12 @@ export function mutate(rng: Rng, m: Mutation, pkt: Buffer): Buffer {
  * for the TCP one). Returns true when the TCP checksum was filled.
  */
 export function fixChecksums(b: Buffer): boolean {
-  if (b.length < 20 || b[0]! >> 4 !== 4) return false;
-  const hl = (b[0]! & 0x0f) * 4;
-  if (hl < 20 || hl > b.length) return false;
+  if (b.length < IPV4_MIN_HEADER || ipv4Version(b, 0) !== 4) return false;
+  const hl = ipv4HeaderLen(b, 0);
+  if (hl < IPV4_MIN_HEADER || hl > b.length) return false;
   fillIpv4HeaderChecksum(b, 0);
-  const total = b.readUInt16BE(2);
-  if (b[9] !== 6 || total > b.length || total < hl + 20) return false;
+  const total = b.readUInt16BE(IPV4_OFF_TOTAL_LENGTH);
+  if (b[IPV4_OFF_PROTOCOL] !== IPPROTO_TCP || total > b.length || total < hl + TCP_MIN_HEADER) return false;
   fillTcpChecksum(b, 0);
   return true;
 }
@@ -286,15 +297,18 @@ const ICMP_KINDS: ReadonlyArray<[number, number]> = [
 export function icmpAbout(rng: Rng, quoted: Buffer, from: number): Buffer {
   const [type, code] = pick(rng, ICMP_KINDS);
   const toSource = rng() < 0.8;
-  const dst = quoted.length >= 20 ? quoted.readUInt32BE(toSource ? 12 : 16) : 0;
+  const dst = quoted.length >= IPV4_MIN_HEADER ? quoted.readUInt32BE(toSource ? IPV4_OFF_SRC : IPV4_OFF_DST) : 0;
   const r = rng();
-  const quoteLen = r < 0.5 ? 28 : r < 0.8 ? quoted.length : 20 + rint(rng, 8);
-  const b = emitIcmpError(quoted.length >= 20 ? quoted : Buffer.concat([quoted, Buffer.alloc(20 - quoted.length)]), {
-    src: from, dst, type, code, quoteLen, mtu: type === 3 && code === 4 ? pick(rng, [0, 68, 576, 1280, 1500, 0xffff]) : undefined,
+  // RFC 792's minimum quote (the IP header and 8 bytes), all of it, or a header cut short.
+  const quoteLen = r < 0.5 ? IPV4_MIN_HEADER + 8 : r < 0.8 ? quoted.length : IPV4_MIN_HEADER + rint(rng, 8);
+  const b = emitIcmpError(quoted.length >= IPV4_MIN_HEADER ? quoted : Buffer.concat([quoted, Buffer.alloc(IPV4_MIN_HEADER - quoted.length)]), {
+    src: from, dst, type, code, quoteLen,
+    mtu: type === ICMP_DEST_UNREACH && code === ICMP_FRAG_NEEDED ? pick(rng, [0, 68, 576, 1280, 1500, 0xffff]) : undefined,
   });
   if (rng() < 0.25) {
     // A garbled quote (its IHL, ports or protocol), checksum left wrong or fixed.
-    const at = 28 + rint(rng, Math.max(1, b.length - 28));
+    const quote = IPV4_MIN_HEADER + ICMP_HEADER_LEN;
+    const at = quote + rint(rng, Math.max(1, b.length - quote));
     if (at < b.length) b[at] = rint(rng, 256);
   }
   return b;

@@ -35,13 +35,13 @@
  */
 import type { PacketBatch, TunDevice } from '../tun/device.js';
 import type { Logger } from '../util/logger.js';
-import { IPPROTO_TCP } from '../wire/ipv4.js';
-import { TCP_FIN, TCP_OFF_CHECKSUM, TCP_RST } from '../wire/tcp.js';
+import { IPPROTO_TCP, IPV4_MIN_HEADER, IPV4_OFF_PROTOCOL, ipv4HeaderLen, ipv4Version, writeU16 } from '../wire/ipv4.js';
+import { TCP_FIN, TCP_MIN_HEADER, TCP_OFF_CHECKSUM, TCP_OFF_FLAGS, TCP_RST, tcpHeaderLen } from '../wire/tcp.js';
 import { Verdict, type DropCounters } from '../wire/packet.js';
 import {
   VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, VNET_OFF_GSO_SIZE, VNET_OFF_CSUM_START,
-  VNET_OFF_CSUM_OFFSET, finishPartialChecksum, ipv4PseudoSum, setLe16, setVnetHdrLen, vnetCsumOffset, vnetCsumStart,
-  vnetHdrLen, zeroVnet,
+  VNET_OFF_CSUM_OFFSET, finishPartialChecksum, ipv4PseudoSum, setLe16, setVnetFlags, setVnetHdrLen, vnetCsumOffset,
+  vnetCsumStart, vnetFlags, vnetGsoType, vnetHdrLen, zeroVnet,
 } from '../wire/vnet.js';
 
 /** What the offload path needs of the gateway. */
@@ -116,20 +116,20 @@ export class VnetPath {
       }
       const ip = slot + h;
       const ipLen = len - h;
-      const vflags = buf[slot]!;
-      const gso = buf[slot + 1]!;
+      const vflags = vnetFlags(buf, slot);
+      const gso = vnetGsoType(buf, slot);
       if (gso !== VNET_GSO_NONE) {
         st.superPackets++;
         st.superBytes += ipLen;
       }
       if (vflags & VNET_F_NEEDS_CSUM) {
         st.partialChecksums++;
-        if (gso === VNET_GSO_NONE && finBearing(buf, ip, ipLen) && vnetCsumStart(buf, slot) === ((buf[ip]! & 0x0f) << 2) &&
+        if (gso === VNET_GSO_NONE && finBearing(buf, ip, ipLen) && vnetCsumStart(buf, slot) === ipv4HeaderLen(buf, ip) &&
           vnetCsumOffset(buf, slot) === TCP_OFF_CHECKSUM) {
           // A FIN/RST may be copied and held by the wrappers, then emitted with a zeroed
           // header: its checksum must be complete. Once per connection end.
           finishPartialChecksum(buf, ip, ipLen, vnetCsumStart(buf, slot), vnetCsumOffset(buf, slot));
-          buf[slot] = vflags & ~VNET_F_NEEDS_CSUM;
+          setVnetFlags(buf, slot, vflags & ~VNET_F_NEEDS_CSUM);
           st.checksumsFinished++;
         }
       }
@@ -151,20 +151,17 @@ export class VnetPath {
 
   /** After the wrappers rewrote a protected packet in place: partial sum and hdr_len. */
   private fixup(buf: Buffer, slot: number, ip: number): void {
-    if (buf[ip]! >>> 4 !== 4 || buf[ip + 9] !== IPPROTO_TCP) return;
-    const ihl = (buf[ip]! & 0x0f) << 2;
-    if (buf[slot]! & VNET_F_NEEDS_CSUM) {
+    if (ipv4Version(buf, ip) !== 4 || buf[ip + IPV4_OFF_PROTOCOL] !== IPPROTO_TCP) return;
+    const ihl = ipv4HeaderLen(buf, ip);
+    if (vnetFlags(buf, slot) & VNET_F_NEEDS_CSUM) {
       // Only the layout Linux produces for TCP (start = L4 header, offset = 16).
       if (vnetCsumStart(buf, slot) === ihl && vnetCsumOffset(buf, slot) === TCP_OFF_CHECKSUM) {
-        const p = ipv4PseudoSum(buf, ip);
-        const f = ip + ihl + TCP_OFF_CHECKSUM;
-        buf[f] = p >>> 8;
-        buf[f + 1] = p & 0xff;
+        writeU16(buf, ip + ihl + TCP_OFF_CHECKSUM, ipv4PseudoSum(buf, ip));
         this.stats.partialRefreshed++;
       }
     }
-    if (buf[slot + 1] !== VNET_GSO_NONE) {
-      const hdrLen = ihl + ((buf[ip + ihl + 12]! >>> 4) << 2);
+    if (vnetGsoType(buf, slot) !== VNET_GSO_NONE) {
+      const hdrLen = ihl + tcpHeaderLen(buf, ip + ihl);
       // The kernel may report its linear length there; what a write needs is the header length.
       if (vnetHdrLen(buf, slot) !== hdrLen) {
         this.stats.hdrLenChanged++;
@@ -257,8 +254,8 @@ export class VnetPath {
 
 /** An IPv4 TCP segment with FIN or RST (peeked, no parse; false on anything shorter). */
 function finBearing(buf: Buffer, ip: number, len: number): boolean {
-  if (len < 40 || buf[ip]! >>> 4 !== 4 || buf[ip + 9] !== IPPROTO_TCP) return false;
-  const ihl = (buf[ip]! & 0x0f) << 2;
-  if (ihl + 20 > len) return false;
-  return (buf[ip + ihl + 13]! & (TCP_FIN | TCP_RST)) !== 0;
+  if (len < IPV4_MIN_HEADER + TCP_MIN_HEADER || ipv4Version(buf, ip) !== 4 || buf[ip + IPV4_OFF_PROTOCOL] !== IPPROTO_TCP) return false;
+  const ihl = ipv4HeaderLen(buf, ip);
+  if (ihl + TCP_MIN_HEADER > len) return false;
+  return (buf[ip + ihl + TCP_OFF_FLAGS]! & (TCP_FIN | TCP_RST)) !== 0;
 }

@@ -8,12 +8,12 @@
  * Both are stamped with CLOCK_REALTIME; the gateway records an advance before it sends
  * anything that relies on it, and the capture stamps a packet after the gateway wrote it,
  * so an ack stamped at t must satisfy ack ≤ stable(t).
+ *
+ * This file holds the rule: the trace's format and the stable point at a time. The check
+ * itself runs inside inspectCapture's pass over the capture (inspect.ts; checkAckInvariant
+ * there gives its whole-capture report), where acks are unwrapped to stream offsets like
+ * every other sequence number, so it holds for streams past 2^31 and 2^32 bytes.
  */
-import { Verdict } from '../wire/packet.js';
-import { forEachPacket } from './capture.js';
-import { TCP_ACK, TCP_SYN } from '../wire/tcp.js';
-import { seqDiff } from '../wire/seq.js';
-import { u32ToIp } from '../wire/addr.js';
 
 export interface TraceEntry {
   tNs: bigint;
@@ -43,52 +43,33 @@ export interface AckViolation {
   stableAtThatTime: number;
 }
 
+/** The check over a whole capture (InspectReport.ackInvariant, checkAckInvariant). */
 export interface AckInvariantReport {
   /** Server→client acks checked. */
   checked: number;
   connections: number;
   violations: AckViolation[];
-  /** Acks whose connection had no SYN in the capture (not checkable). */
+  /** Acks whose connection's client ISN the capture does not tell (no SYN or SYN-ACK: not checkable). */
   unchecked: number;
 }
 
-/** Checks every server→client ack to one of `serverPorts` in the capture against the trace. */
-export function checkAckInvariant(pcap: Buffer, trace: Map<string, TraceEntry[]>, serverPorts: readonly number[]): AckInvariantReport {
-  const ports = new Set(serverPorts);
-  const isn = new Map<string, number>();
-  const cursor = new Map<string, { i: number; stable: number }>();
-  const seen = new Set<string>();
-  const report: AckInvariantReport = { checked: 0, connections: 0, violations: [], unchecked: 0 };
-  forEachPacket(pcap, (v, info, tsNs) => {
-    if (v !== Verdict.IPV4_TCP) return;
-    if (ports.has(info.dstPort) && info.flags & TCP_SYN && !(info.flags & TCP_ACK)) {
-      const conn = `${u32ToIp(info.src)}:${info.srcPort} ${info.dstPort}`;
-      isn.set(conn, info.seq);
-      cursor.set(`${conn} ${info.seq}`, { i: 0, stable: 0 });
-      return;
+/**
+ * stable(t) of one connection's series, for times that do not go back: the series is
+ * walked forward once. The stable point never moves back (a lower entry is ignored).
+ */
+export class StableCursor {
+  private i = 0;
+  private stable = 0;
+
+  constructor(private readonly series: readonly TraceEntry[]) {}
+
+  /** The stable point at `tNs` (0 before the first entry). */
+  at(tNs: bigint): number {
+    const series = this.series;
+    while (this.i < series.length && series[this.i]!.tNs <= tNs) {
+      if (series[this.i]!.stable > this.stable) this.stable = series[this.i]!.stable;
+      this.i++;
     }
-    if (!ports.has(info.srcPort) || !(info.flags & TCP_ACK)) return;
-    const conn = `${u32ToIp(info.dst)}:${info.dstPort} ${info.srcPort}`;
-    const cIsn = isn.get(conn);
-    if (cIsn === undefined) {
-      report.unchecked++;
-      return;
-    }
-    const key = `${conn} ${cIsn}`;
-    seen.add(key);
-    // Streams in tests stay below 2^31 bytes, so the plain signed distance is exact.
-    const ack = seqDiff(info.ack, (cIsn + 1) >>> 0);
-    const series = trace.get(key) ?? [];
-    const cur = cursor.get(key)!;
-    while (cur.i < series.length && series[cur.i]!.tNs <= tsNs) {
-      if (series[cur.i]!.stable > cur.stable) cur.stable = series[cur.i]!.stable;
-      cur.i++;
-    }
-    report.checked++;
-    if (ack > cur.stable) {
-      report.violations.push({ connection: key, tNs: tsNs, ack, stableAtThatTime: cur.stable });
-    }
-  });
-  report.connections = seen.size;
-  return report;
+    return this.stable;
+  }
 }

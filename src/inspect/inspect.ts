@@ -24,8 +24,10 @@
  *         0 (ISN+1)                                  acked by peer ----^
  *
  * With a stability trace (`ftcp gateway --stability-trace`, parsed by parseStabilityTrace)
- * each server→client ack is checked against the stable point at its time, the rule of
- * ack-invariant.ts (`ack ≤ stable(t)`), per connection.
+ * each server→client ack (a RST's too) is checked against the stable point at its time,
+ * the rule of ack-invariant.ts (`ack ≤ stable(t)`), per connection and over the whole
+ * capture (InspectReport.ackInvariant; checkAckInvariant). The ack is unwrapped to an
+ * offset like every sequence number here, so the check holds past 2^31 and 2^32 bytes.
  */
 import { u32ToIp } from '../wire/addr.js';
 import { seqAdd, seqDiff, type Seq } from '../wire/seq.js';
@@ -34,144 +36,16 @@ import {
   ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PARAM_PROBLEM, ICMP_REDIRECT, ICMP_SOURCE_QUENCH, ICMP_TIME_EXCEEDED,
 } from '../wire/icmp.js';
 import { IPPROTO_TCP } from '../wire/ipv4.js';
-import type { TraceEntry } from './ack-invariant.js';
-import { RangeSet, type Range } from './ranges.js';
+import { StableCursor, type AckInvariantReport, type TraceEntry } from './ack-invariant.js';
+import { RangeSet } from './ranges.js';
 import { walkCapture, type IcmpErrorEvent, type TcpSegment, type WalkStats } from './segments.js';
+import type {
+  AckCheck, AckStall, ConnectionReport, DirectionReport, Gap, IcmpSeen, InspectOptions, InspectReport, InspectVerdict, Pause, Span,
+} from './report.js';
 
-export type InspectVerdict = 'ok' | 'reset' | 'gap' | 'icmp' | 'unstable-ack' | 'incomplete';
-
-export interface InspectOptions {
-  /** Stability trace from parseStabilityTrace: "<client ip:port> <server port> <client ISN>" → series. */
-  trace?: Map<string, TraceEntry[]>;
-  /** Server ports: only connections to these are reported; they also orient mid-stream connections. */
-  serverPorts?: number[];
-}
-
-/** A time span; times are ns from the first record of the capture. */
-export interface Span {
-  durationNs: number;
-  fromNs: number;
-  toNs: number;
-}
-
-export interface Pause extends Span {
-  /** Offset of the data whose arrival ended the pause. */
-  atOffset: number;
-}
-
-export interface AckStall extends Span {
-  /** The capture (this connection's last packet) ended with the data still unacknowledged. */
-  unackedAtEnd: boolean;
-}
-
-export interface Gap extends Range {
-  /** The peer acknowledged past the gap's end: the bytes got through, the capture missed them. */
-  ackedByPeer: boolean;
-}
-
-export interface DirectionReport {
-  packets: number;
-  /** This side's ISN, when its SYN was seen. */
-  isn: number | null;
-  /** Unique sequence space covered by payload. */
-  bytes: number;
-  /** All payload carried, retransmissions included. */
-  payloadBytes: number;
-  retransmissions: number;
-  retransmittedBytes: number;
-  /** Offsets [lowest seen or 0, highest seen) with no payload seen. */
-  gaps: Gap[];
-  gapBytes: number;
-  /** Offset one past the last payload byte seen (or the FIN's offset), or null. */
-  highestOffset: number | null;
-  /** Highest offset of this direction the peer acknowledged. */
-  ackedByPeer: number | null;
-  /** Time of the first FIN from this side, and its offset. */
-  finNs: number | null;
-  finOffset: number | null;
-  /** RSTs sent by this side; time of the first. */
-  rsts: number;
-  rstNs: number | null;
-  /** Segments (not RSTs) advertising a zero window. */
-  zeroWindows: number;
-  longestPause: Pause | null;
-  ackStall: AckStall | null;
-  /** Segments whose payload was cut by the snap length. */
-  truncatedSegments: number;
-}
-
-export interface IcmpSeen {
-  tNs: number;
-  type: number;
-  code: number;
-  /** Who sent the ICMP message and to whom. */
-  from: string;
-  to: string;
-  /** Which direction's packet the error quotes. */
-  quotes: 'c2s' | 's2c';
-  quotedSeq: number | null;
-  mtu: number | null;
-  /** False for the kinds that do not end a connection (frag-needed, redirect, source quench). */
-  hard: boolean;
-}
-
-export interface AckCheck {
-  /** The trace has a series for this connection. */
-  traced: boolean;
-  /** Server→client acks checked. */
-  checked: number;
-  violations: Array<{ tNs: number; ack: number; stableAtThatTime: number }>;
-}
-
-export interface ConnectionReport {
-  id: number;
-  /** "<client ip:port> <server ip:port> <client ISN or ->" */
-  key: string;
-  /** The stability trace's key: "<client ip:port> <server port> <client ISN>", or null without a SYN. */
-  traceKey: string | null;
-  client: { ip: string; port: number };
-  server: { ip: string; port: number };
-  clientIsn: number | null;
-  serverIsn: number | null;
-  /** The capture began after the connection opened (no SYN or SYN-ACK seen). */
-  midStream: boolean;
-  startNs: number;
-  endNs: number;
-  packets: number;
-  seen: {
-    syn: boolean;
-    synAck: boolean;
-    finFromClient: boolean;
-    finFromServer: boolean;
-    rstFromClient: boolean;
-    rstFromServer: boolean;
-  };
-  c2s: DirectionReport;
-  s2c: DirectionReport;
-  icmp: IcmpSeen[];
-  /** Present when a trace was given and the connection is checkable. */
-  ackInvariant: AckCheck | null;
-  verdict: InspectVerdict;
-  reason: string;
-}
-
-export interface InspectReport {
-  /** Time of the first record (ns since the epoch); every other time is relative to it. */
-  captureStartNs: bigint;
-  durationNs: number;
-  records: number;
-  tcpSegments: number;
-  icmpErrors: number;
-  /** ICMP errors quoting no connection of the report. */
-  unmatchedIcmpErrors: number;
-  otherIpv4: number;
-  notIpv4: number;
-  malformed: number;
-  truncated: number;
-  /** TCP connections left out by serverPorts. */
-  ignoredConnections: number;
-  connections: ConnectionReport[];
-}
+export type {
+  AckCheck, AckStall, ConnectionReport, DirectionReport, Gap, IcmpSeen, InspectOptions, InspectReport, InspectVerdict, Pause, Span,
+} from './report.js';
 
 // ---------------------------------------------------------------------------------------
 
@@ -262,12 +136,6 @@ class Direction {
   }
 }
 
-interface TraceCursor {
-  series: TraceEntry[];
-  i: number;
-  stable: number;
-}
-
 class Conn {
   readonly c2s = new Direction();
   readonly s2c = new Direction();
@@ -277,7 +145,7 @@ class Conn {
   synAck = false;
   icmp: IcmpSeen[] = [];
   ackCheck: AckCheck | null = null;
-  cursor: TraceCursor | null = null;
+  cursor: StableCursor | null = null;
 
   constructor(
     readonly clientIp: number,
@@ -313,6 +181,7 @@ export function inspectCapture(pcap: Buffer, opts: InspectOptions = {}): Inspect
   let ignored = 0;
   const ignoredTuples = new Set<string>();
   let unmatchedIcmp = 0;
+  const invariant: AckInvariantReport | null = trace ? { checked: 0, connections: 0, violations: [], unchecked: 0 } : null;
   const pending: Array<TcpSegment | (IcmpErrorEvent & { icmp: true })> = [];
 
   // Records are not always in time order (several capture points merged): sort first.
@@ -376,6 +245,8 @@ export function inspectCapture(pcap: Buffer, opts: InspectOptions = {}): Inspect
     if (s.flags & TCP_RST) {
       d.rsts++;
       if (d.rstNs === null) d.rstNs = t;
+      // A RST's ack reaches the client too: it is held to the rule, and moves nothing else.
+      if (!client && ackFlag) checkAck(c, s, p.off(s.ack));
       return;
     }
 
@@ -447,22 +318,27 @@ export function inspectCapture(pcap: Buffer, opts: InspectOptions = {}): Inspect
     }
   };
 
-  // ack ≤ stable(t), as in ack-invariant.ts; the series is walked forward once per connection.
+  // ack ≤ stable(t), the rule of ack-invariant.ts; the series is walked forward once per connection.
   const checkAck = (c: Conn, s: TcpSegment, ackOff: number): void => {
-    if (!trace || !c.c2s.synSeen || c.c2s.isn === null) return;
+    if (!trace || !invariant) return;
+    if (!c.c2s.synSeen || c.c2s.isn === null) {
+      invariant.unchecked++; // the client's ISN, and with it the trace's key, is unknown
+      return;
+    }
     if (c.ackCheck === null) {
       const series = trace.get(traceKeyOf(c)!);
       if (!series && !(ports && ports.has(c.serverPort))) return; // neither traced nor protected
       c.ackCheck = { traced: series !== undefined, checked: 0, violations: [] };
-      c.cursor = { series: series ?? [], i: 0, stable: 0 };
+      c.cursor = new StableCursor(series ?? []);
+      invariant.connections++;
     }
-    const cur = c.cursor!;
-    while (cur.i < cur.series.length && cur.series[cur.i]!.tNs <= s.tNs) {
-      if (cur.series[cur.i]!.stable > cur.stable) cur.stable = cur.series[cur.i]!.stable;
-      cur.i++;
-    }
+    const stable = c.cursor!.at(s.tNs);
     c.ackCheck.checked++;
-    if (ackOff > cur.stable) c.ackCheck.violations.push({ tNs: rel(s.tNs), ack: ackOff, stableAtThatTime: cur.stable });
+    invariant.checked++;
+    if (ackOff > stable) {
+      c.ackCheck.violations.push({ tNs: rel(s.tNs), ack: ackOff, stableAtThatTime: stable });
+      invariant.violations.push({ connection: traceKeyOf(c)!, tNs: s.tNs, ack: ackOff, stableAtThatTime: stable });
+    }
   };
 
   const onIcmp = (e: IcmpErrorEvent): void => {
@@ -511,7 +387,16 @@ export function inspectCapture(pcap: Buffer, opts: InspectOptions = {}): Inspect
     truncated: stats.truncated,
     ignoredConnections: ignored,
     connections,
+    ackInvariant: invariant,
   };
+}
+
+/**
+ * The stable-ack check alone: every server→client ack to one of `serverPorts` in the
+ * capture against the trace (inspectCapture's pass; its `ackInvariant`).
+ */
+export function checkAckInvariant(pcap: Buffer, trace: Map<string, TraceEntry[]>, serverPorts: readonly number[]): AckInvariantReport {
+  return inspectCapture(pcap, { trace, serverPorts: [...serverPorts] }).ackInvariant!;
 }
 
 function traceKeyOf(c: Conn): string | null {

@@ -1,22 +1,16 @@
 /**
- * Walks a capture as TCP segments and ICMP errors for `ftcp inspect`.
- *
- * Unlike capture.ts (`forEachPacket`), a record cut short by the snap length keeps its
- * real segment length: the payload length comes from the IPv4 total length, not from the
- * captured bytes (tcpdump -s 96 still tells how much data each segment carried). When the
- * cut falls inside the TCP options, the fixed 20-byte header is still decoded.
- *
- *   record:  [link hdr][IPv4 hdr][TCP hdr][payload .......]    orig_len
- *                                          |<- captured ->|... incl_len ends here
- *   segment length = IPv4 total length - IHL*4 - data offset*4
- *
- * An IPv4 total length of 0 (a TSO super-packet captured on the sending host, as
- * Wireshark notes) is taken as the record's original length.
+ * Walks a capture as TCP segments and ICMP errors for `ftcp inspect`, over the one
+ * capture walk (capture.ts): a segment's length is the one on the wire (from the IPv4
+ * total length), so a capture cut by the snap length still counts right; when the cut
+ * falls inside the TCP options, the fixed 20-byte header is still decoded.
  */
-import { readPcap } from '../wire/pcap.js';
-import { PacketInfo, Verdict, parsePacket } from '../wire/packet.js';
+import { Verdict } from '../wire/packet.js';
 import { IPPROTO_TCP, readU16, readU32 } from '../wire/ipv4.js';
+import {
+  TCP_OFF_ACK, TCP_OFF_DST_PORT, TCP_OFF_FLAGS, TCP_OFF_SEQ, TCP_OFF_SRC_PORT, TCP_OFF_WINDOW, tcpHeaderLen,
+} from '../wire/tcp.js';
 import { parseIcmpError, type IcmpErrorInfo } from '../wire/repr.js';
+import { NO_IP, walkPackets } from './capture.js';
 
 /** One TCP segment; `len` is the payload length on the wire (may exceed `captured`). */
 export interface TcpSegment {
@@ -72,44 +66,18 @@ export function walkCapture(
   const st: WalkStats = {
     records: 0, tcpSegments: 0, icmpErrors: 0, otherIpv4: 0, notIpv4: 0, malformed: 0, truncated: 0, firstNs: null, lastNs: null,
   };
-  const info = new PacketInfo();
-  const scratch = Buffer.alloc(65536);
-  for (const rec of readPcap(pcap)) {
+  walkPackets(pcap, (v, info, rec) => {
     st.records++;
     if (st.firstNs === null || rec.tsNs < st.firstNs) st.firstNs = rec.tsNs;
     if (st.lastNs === null || rec.tsNs > st.lastNs) st.lastNs = rec.tsNs;
-    if (rec.ipOff < 0) {
+    if (v === NO_IP || v === Verdict.IPV6) {
       st.notIpv4++;
-      continue;
+      return;
     }
-    const data = rec.data;
-    const ipOff = rec.ipOff;
-    const caplen = data.length - ipOff;
-    if (data[ipOff]! >>> 4 !== 4) {
-      st.notIpv4++;
-      continue;
-    }
-    if (caplen < 20) {
-      st.malformed++;
-      continue;
-    }
-    let total = readU16(data, ipOff + 2);
-    if (total === 0) total = rec.origLen - ipOff; // TSO super-packet
-    const cut = total > caplen && rec.origLen > data.length;
-    let buf = data;
-    let off = ipOff;
-    let len = caplen;
-    if (cut || total !== readU16(data, ipOff + 2)) {
-      // Parse the captured part as if it were the whole packet.
-      const n = Math.min(caplen, total);
-      data.copy(scratch, 0, ipOff, ipOff + n);
-      scratch.writeUInt16BE(n, 2);
-      buf = scratch;
-      off = 0;
-      len = n;
-    }
+    const cut = rec.cut;
+    const total = rec.ipTotal;
+    const buf = rec.buf;
     if (cut) st.truncated++;
-    const v = parsePacket(buf, off, len, info);
     if (v === Verdict.IPV4_TCP) {
       st.tcpSegments++;
       const payload = cut ? total - info.ipHdrLen - info.tcpHdrLen : info.payloadLen;
@@ -118,23 +86,22 @@ export function walkCapture(
         seq: info.seq, ack: info.ack, flags: info.flags, window: info.window,
         len: Math.max(0, payload), captured: info.payloadLen,
       });
-      continue;
+      return;
     }
     if (cut && (v === Verdict.BAD_TCP_OFFSET || v === Verdict.BAD_TCP_OPTION || v === Verdict.TCP_TOO_SHORT) && info.proto === IPPROTO_TCP) {
-      // Cut inside the TCP header: the fixed fields up to the window (16 bytes) suffice.
+      // Cut inside the TCP header: the fixed fields up to the window suffice.
       const t = info.l4Off;
-      if (info.l4Len >= 16) {
-        const thl = (buf[t + 12]! >>> 4) << 2;
+      if (info.l4Len >= TCP_OFF_WINDOW + 2) {
         st.tcpSegments++;
         onTcp({
-          tNs: rec.tsNs, src: info.src, dst: info.dst, srcPort: readU16(buf, t), dstPort: readU16(buf, t + 2),
-          seq: readU32(buf, t + 4), ack: readU32(buf, t + 8), flags: buf[t + 13]!, window: readU16(buf, t + 14),
-          len: Math.max(0, total - info.ipHdrLen - thl), captured: 0,
+          tNs: rec.tsNs, src: info.src, dst: info.dst, srcPort: readU16(buf, t + TCP_OFF_SRC_PORT), dstPort: readU16(buf, t + TCP_OFF_DST_PORT),
+          seq: readU32(buf, t + TCP_OFF_SEQ), ack: readU32(buf, t + TCP_OFF_ACK), flags: buf[t + TCP_OFF_FLAGS]!,
+          window: readU16(buf, t + TCP_OFF_WINDOW), len: Math.max(0, total - info.ipHdrLen - tcpHeaderLen(buf, t)), captured: 0,
         });
-        continue;
+        return;
       }
       st.malformed++;
-      continue;
+      return;
     }
     if (v === Verdict.IPV4_ICMP) {
       const err = parseIcmpError(buf, info.l4Off, info.l4Len);
@@ -144,14 +111,13 @@ export function walkCapture(
       } else {
         st.otherIpv4++;
       }
-      continue;
+      return;
     }
     if (v === Verdict.IPV4_OTHER || v === Verdict.IPV4_FRAGMENT) {
       st.otherIpv4++;
-      continue;
+      return;
     }
-    if (v === Verdict.IPV6) st.notIpv4++;
-    else st.malformed++;
-  }
+    st.malformed++;
+  });
   return st;
 }

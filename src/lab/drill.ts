@@ -42,7 +42,7 @@ import { labUp, labDown, randomLabName } from './lab.js';
 import { clientFinished, crashFractions, idleCrashAfterMs, leadingFraction, rateAcrossCrashes, reached, rng } from './placement.js';
 import { startSupervisedServer, startLiveDemoClient, startCapture, gatewayStatus, stopProcess, type SupervisedServer } from './procs.js';
 import { ADDRESSES } from './topology.js';
-import { checkAckInvariant, parseStabilityTrace, type AckInvariantReport } from '../inspect/ack-invariant.js';
+import { parseStabilityTrace, type AckInvariantReport } from '../inspect/ack-invariant.js';
 import { summarizeCapture, type CaptureSummary } from '../inspect/summary.js';
 import { inspectCapture } from '../inspect/inspect.js';
 import { ipToU32 } from '../wire/addr.js';
@@ -452,8 +452,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     const pcap = await readFile(path.join(work, 'client.pcap'));
     const traced = parseStabilityTrace(await readFile(trace, 'utf8'));
     const ports = kinds.map((k) => PORTS[k]);
-    const invariant = checkAckInvariant(pcap, traced, ports);
+    // One pass over the capture: the connections' verdicts and the stable-ack check.
     const inspected = inspectCapture(pcap, { trace: traced, serverPorts: ports });
+    const invariant = inspected.ackInvariant!;
     const verdicts: Record<string, number> = {};
     for (const c of inspected.connections) verdicts[c.verdict] = (verdicts[c.verdict] ?? 0) + 1;
     const client = summarizeCapture(pcap, ports, ipToU32(ADDRESSES.client));

@@ -17,7 +17,8 @@
 import type { Flow } from '../flow/flow.js';
 import type { FlowTable, Service } from '../flow/table.js';
 import type { PacketInfo } from '../wire/packet.js';
-import { TCP_RST } from '../wire/tcp.js';
+import { TCP_MIN_HEADER, TCP_OFF_FLAGS, TCP_OFF_SEQ, TCP_RST } from '../wire/tcp.js';
+import { ipv4HeaderLen, readU32 } from '../wire/ipv4.js';
 import { ipToU32, u32ToIp } from '../wire/addr.js';
 import type { NorthWrapper } from './rebuild.js';
 
@@ -109,8 +110,9 @@ export class CrashMasking {
       // segment with IP options has another one: reading a held copy at the new segment's
       // offsets ran past its end and threw in the TUN reader, issue 11 item 1).
       const dup = flow.verdictHold.some((h) => {
-        const l4 = (h[0]! & 0x0f) * 4;
-        return h.length === p.totalLen && h.length >= l4 + 20 && h.readUInt32BE(l4 + 4) === p.seq && h[l4 + 13] === p.flags;
+        const l4 = ipv4HeaderLen(h, 0);
+        return h.length === p.totalLen && h.length >= l4 + TCP_MIN_HEADER && readU32(h, l4 + TCP_OFF_SEQ) === p.seq &&
+          h[l4 + TCP_OFF_FLAGS] === p.flags;
       });
       if (!dup && flow.verdictHold.length < 8) flow.verdictHold.push(Buffer.from(buf.subarray(p.ipOff, p.ipOff + p.totalLen)));
       else this.stats.heldDuplicates++;
@@ -148,6 +150,5 @@ function name(svc: Service): string {
 }
 
 function isRst(b: Buffer): boolean {
-  const ihl = (b[0]! & 0x0f) * 4;
-  return (b[ihl + 13]! & TCP_RST) !== 0;
+  return (b[ipv4HeaderLen(b, 0) + TCP_OFF_FLAGS]! & TCP_RST) !== 0;
 }

@@ -9,6 +9,7 @@
  */
 import type { BatchHandler, PacketBatch, TunDevice } from './device.js';
 import { FtcpError } from '../util/errors.js';
+import { VNET_GSO_NONE, vnetGsoType } from '../wire/vnet.js';
 
 export class FakeTun implements TunDevice {
   readonly name: string;
@@ -39,7 +40,7 @@ export class FakeTun implements TunDevice {
   }
 
   private refuses(buf: Buffer, off: number): boolean {
-    return this.vnetHdrLen > 0 && this.rejectGso && buf[off + 1] !== 0;
+    return this.vnetHdrLen > 0 && this.rejectGso && vnetGsoType(buf, off) !== VNET_GSO_NONE;
   }
 
   start(onBatch: BatchHandler): void {

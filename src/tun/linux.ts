@@ -17,7 +17,9 @@ import type { BatchHandler, PacketBatch, TunDevice } from './device.js';
 import { loadAddon } from './native.js';
 import { FtcpError } from '../util/errors.js';
 import { VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_HDR_LEN, encodeVnet, ipv4PseudoSum } from '../wire/vnet.js';
-import { fillIpv4HeaderChecksum } from '../wire/checksum.js';
+import { IPV4_MIN_HEADER, writeU16 } from '../wire/ipv4.js';
+import { TCP_ACK, TCP_MIN_HEADER, TCP_OFF_CHECKSUM } from '../wire/tcp.js';
+import { emitTcpPacket } from '../wire/repr.js';
 
 /** Slot for a 64 KB super-packet behind its virtio-net header. */
 export const OFFLOAD_SLOT_SIZE = 65536 + VNET_HDR_LEN;
@@ -127,25 +129,21 @@ export class LinuxTun implements TunDevice {
    */
   probeGsoWrite(): string {
     if (this.vnetHdrLen === 0) return 'no virtio-net header';
-    const ip = 20;
-    const tcp = 20;
+    const ip = IPV4_MIN_HEADER;
+    const tcp = TCP_MIN_HEADER;
     const payload = 16;
     const frame = Buffer.alloc(VNET_HDR_LEN + ip + tcp + payload);
     const p = VNET_HDR_LEN;
-    frame[p] = 0x45;
-    frame.writeUInt16BE(ip + tcp + payload, p + 2);
-    frame.writeUInt16BE(0x4000, p + 6); // DF
-    frame[p + 8] = 1; // TTL 1: never forwarded anywhere
-    frame[p + 9] = 6;
-    frame.writeUInt32BE(0x7f000001, p + 12);
-    frame.writeUInt32BE(0x7f000001, p + 16);
-    fillIpv4HeaderChecksum(frame, p);
-    frame.writeUInt16BE(9, p + ip); // discard port
-    frame.writeUInt16BE(9, p + ip + 2);
-    frame[p + ip + 12] = 5 << 4;
-    frame[p + ip + 13] = 0x10; // ACK
-    frame.writeUInt16BE(ipv4PseudoSum(frame, p), p + ip + 16);
-    encodeVnet({ flags: VNET_F_NEEDS_CSUM, gsoType: VNET_GSO_TCPV4, hdrLen: ip + tcp, gsoSize: payload / 2, csumStart: ip, csumOffset: 16 }, frame, 0);
+    const lo = 0x7f000001;
+    // TTL 1: never forwarded anywhere; port 9: discard.
+    emitTcpPacket({
+      src: lo, dst: lo, srcPort: 9, dstPort: 9, seq: 0, ack: 0, flags: TCP_ACK, window: 0, ttl: 1, payload: Buffer.alloc(payload),
+    }, frame, p);
+    // NEEDS_CSUM: the field holds the pseudo-header sum, the kernel finishes it.
+    writeU16(frame, p + ip + TCP_OFF_CHECKSUM, ipv4PseudoSum(frame, p));
+    encodeVnet({
+      flags: VNET_F_NEEDS_CSUM, gsoType: VNET_GSO_TCPV4, hdrLen: ip + tcp, gsoSize: payload / 2, csumStart: ip, csumOffset: TCP_OFF_CHECKSUM,
+    }, frame, 0);
     try {
       loadAddon().write(this.fd, frame, 0, frame.length);
       return '';

@@ -10,7 +10,7 @@
  * Nothing here allocates.
  */
 
-import { IPV4_OFF_CHECKSUM, IPV4_OFF_PROTOCOL, IPV4_OFF_SRC, IPV4_OFF_TOTAL_LENGTH } from './ipv4.js';
+import { IPV4_OFF_CHECKSUM, IPV4_OFF_PROTOCOL, IPV4_OFF_SRC, IPV4_OFF_TOTAL_LENGTH, ipv4HeaderLen, readU16 } from './ipv4.js';
 import { TCP_OFF_CHECKSUM } from './tcp.js';
 
 /** Lengths from which onesSum reads aligned 32-bit words instead of bytes. */
@@ -125,28 +125,24 @@ export function csumReplaceSum(csum: number, oldFolded: number, newFolded: numbe
   return ~s & 0xffff;
 }
 
-function ihlBytes(buf: Buffer, ipOff: number): number {
-  return (buf[ipOff]! & 0x0f) << 2;
-}
-
 /** True when the IPv4 header checksum (over IHL bytes) verifies. */
 export function ipv4HeaderChecksumOk(buf: Buffer, ipOff: number): boolean {
-  return foldSum(onesSum(buf, ipOff, ihlBytes(buf, ipOff))) === 0xffff;
+  return foldSum(onesSum(buf, ipOff, ipv4HeaderLen(buf, ipOff))) === 0xffff;
 }
 
 /** Computes and stores the IPv4 header checksum. */
 export function fillIpv4HeaderChecksum(buf: Buffer, ipOff: number): void {
   buf[ipOff + IPV4_OFF_CHECKSUM] = 0;
   buf[ipOff + IPV4_OFF_CHECKSUM + 1] = 0;
-  const c = checksum(buf, ipOff, ihlBytes(buf, ipOff));
+  const c = checksum(buf, ipOff, ipv4HeaderLen(buf, ipOff));
   buf[ipOff + IPV4_OFF_CHECKSUM] = c >>> 8;
   buf[ipOff + IPV4_OFF_CHECKSUM + 1] = c & 0xff;
 }
 
 /** Pseudo-header + segment sum, unfolded, including whatever is in the checksum field. */
 function tcpRawSum(buf: Buffer, ipOff: number): number {
-  const hl = ihlBytes(buf, ipOff);
-  const total = (buf[ipOff + IPV4_OFF_TOTAL_LENGTH]! << 8) | buf[ipOff + IPV4_OFF_TOTAL_LENGTH + 1]!;
+  const hl = ipv4HeaderLen(buf, ipOff);
+  const total = readU16(buf, ipOff + IPV4_OFF_TOTAL_LENGTH);
   const l4Len = total - hl;
   // Pseudo-header: src, dst (8 bytes from IPV4_OFF_SRC), zero, protocol, TCP length.
   let acc = onesSum(buf, ipOff + IPV4_OFF_SRC, 8);
@@ -160,15 +156,15 @@ function tcpRawSum(buf: Buffer, ipOff: number): number {
  * Does not modify the buffer.
  */
 export function tcpChecksum(buf: Buffer, ipOff: number): number {
-  const csumOff = ipOff + ihlBytes(buf, ipOff) + TCP_OFF_CHECKSUM;
-  const stored = (buf[csumOff]! << 8) | buf[csumOff + 1]!;
+  const csumOff = ipOff + ipv4HeaderLen(buf, ipOff) + TCP_OFF_CHECKSUM;
+  const stored = readU16(buf, csumOff);
   // Subtracting in ones complement = adding the complement.
   return ~foldSum(tcpRawSum(buf, ipOff) + (~stored & 0xffff)) & 0xffff;
 }
 
 export function fillTcpChecksum(buf: Buffer, ipOff: number): void {
   const c = tcpChecksum(buf, ipOff);
-  const csumOff = ipOff + ihlBytes(buf, ipOff) + TCP_OFF_CHECKSUM;
+  const csumOff = ipOff + ipv4HeaderLen(buf, ipOff) + TCP_OFF_CHECKSUM;
   buf[csumOff] = c >>> 8;
   buf[csumOff + 1] = c & 0xff;
 }

@@ -1,5 +1,6 @@
 /**
- * ICMPv4 (RFC 792, RFC 1191 for "fragmentation needed" MTU), as a view over a Buffer.
+ * ICMPv4 (RFC 792, RFC 1191 for "fragmentation needed" MTU): an offset table over a Buffer
+ * (fields at `icmpOff + ICMP_OFF_*`).
  *
  *    0                   1                   2                   3
  *   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -14,12 +15,21 @@
  * (the gateway must recognise errors about protected connections on the forwarding path).
  */
 
-import { IPPROTO_TCP, IPPROTO_UDP, readU16, readU32, writeU16, writeU32 } from './ipv4.js';
+import {
+  IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HEADER, IPV4_OFF_DST, IPV4_OFF_PROTOCOL, IPV4_OFF_SRC, ipv4FragmentOffset, ipv4HeaderLen,
+  ipv4Version, readU16, readU32,
+} from './ipv4.js';
+import { TCP_OFF_DST_PORT, TCP_OFF_SEQ, TCP_OFF_SRC_PORT } from './tcp.js';
 
 export const ICMP_OFF_TYPE = 0;
 export const ICMP_OFF_CODE = 1;
 export const ICMP_OFF_CHECKSUM = 2;
 export const ICMP_OFF_REST = 4;
+/** Echo identifier and sequence number (bytes 4-5, 6-7). */
+export const ICMP_OFF_ECHO_ID = 4;
+export const ICMP_OFF_ECHO_SEQ = 6;
+/** Next-hop MTU of a "fragmentation needed" error (RFC 1191; bytes 6-7). */
+export const ICMP_OFF_NEXT_HOP_MTU = 6;
 /** Offset of the quoted datagram in an error message (and of echo data). */
 export const ICMP_OFF_QUOTE = 8;
 export const ICMP_HEADER_LEN = 8;
@@ -49,78 +59,6 @@ export const ICMP_EXC_FRAGTIME = 1;
 export function icmpIsError(type: number): boolean {
   return type === ICMP_DEST_UNREACH || type === ICMP_TIME_EXCEEDED || type === ICMP_PARAM_PROBLEM ||
     type === ICMP_SOURCE_QUENCH || type === ICMP_REDIRECT;
-}
-
-const EMPTY = Buffer.alloc(0);
-
-export class IcmpView {
-  buf: Buffer;
-  off: number;
-
-  constructor(buf: Buffer = EMPTY, off = 0) {
-    this.buf = buf;
-    this.off = off;
-  }
-
-  wrap(buf: Buffer, off: number): this {
-    this.buf = buf;
-    this.off = off;
-    return this;
-  }
-
-  get type(): number {
-    return this.buf[this.off + ICMP_OFF_TYPE]!;
-  }
-  set type(v: number) {
-    this.buf[this.off + ICMP_OFF_TYPE] = v & 0xff;
-  }
-
-  get code(): number {
-    return this.buf[this.off + ICMP_OFF_CODE]!;
-  }
-  set code(v: number) {
-    this.buf[this.off + ICMP_OFF_CODE] = v & 0xff;
-  }
-
-  get checksum(): number {
-    return readU16(this.buf, this.off + ICMP_OFF_CHECKSUM);
-  }
-  set checksum(v: number) {
-    writeU16(this.buf, this.off + ICMP_OFF_CHECKSUM, v);
-  }
-
-  /** Bytes 4..7 as a u32 (unused in most errors; id+seq in echo). */
-  get rest(): number {
-    return readU32(this.buf, this.off + ICMP_OFF_REST);
-  }
-  set rest(v: number) {
-    writeU32(this.buf, this.off + ICMP_OFF_REST, v);
-  }
-
-  /** Echo identifier (bytes 4-5). */
-  get identifier(): number {
-    return readU16(this.buf, this.off + 4);
-  }
-  /** Echo sequence number (bytes 6-7). */
-  get sequence(): number {
-    return readU16(this.buf, this.off + 6);
-  }
-  /** Next-hop MTU of a "fragmentation needed" error (RFC 1191; bytes 6-7). */
-  get nextHopMtu(): number {
-    return readU16(this.buf, this.off + 6);
-  }
-  set nextHopMtu(v: number) {
-    writeU16(this.buf, this.off + 6, v);
-  }
-
-  get isError(): boolean {
-    return icmpIsError(this.buf[this.off + ICMP_OFF_TYPE]!);
-  }
-
-  /** Absolute offset of the quoted IP header in an error message. */
-  get quoteOff(): number {
-    return this.off + ICMP_OFF_QUOTE;
-  }
 }
 
 /** The quoted datagram of an ICMP error; reusable, filled by parseIcmpQuote. */
@@ -153,25 +91,24 @@ export class IcmpQuote {
  * fewer than 4 bytes (the ports) of the L4 header. The TCP sequence number needs 8.
  */
 export function parseIcmpQuote(buf: Buffer, icmpOff: number, icmpLen: number, out: IcmpQuote): boolean {
-  if (icmpLen < ICMP_HEADER_LEN + 20) return false;
-  const type = buf[icmpOff]!;
+  if (icmpLen < ICMP_HEADER_LEN + IPV4_MIN_HEADER) return false;
+  const type = buf[icmpOff + ICMP_OFF_TYPE]!;
   if (!icmpIsError(type)) return false;
   const q = icmpOff + ICMP_OFF_QUOTE;
   const qLen = icmpLen - ICMP_OFF_QUOTE;
-  const vi = buf[q]!;
-  if (vi >>> 4 !== 4) return false;
-  const hl = (vi & 0x0f) << 2;
-  if (hl < 20 || hl > qLen) return false;
-  const proto = buf[q + 9]!;
-  const fragOff = readU16(buf, q + 6) & 0x1fff;
+  if (ipv4Version(buf, q) !== 4) return false;
+  const hl = ipv4HeaderLen(buf, q);
+  if (hl < IPV4_MIN_HEADER || hl > qLen) return false;
+  const proto = buf[q + IPV4_OFF_PROTOCOL]!;
+  const fragOff = ipv4FragmentOffset(buf, q);
   out.type = type;
-  out.code = buf[icmpOff + 1]!;
+  out.code = buf[icmpOff + ICMP_OFF_CODE]!;
   out.rest = readU32(buf, icmpOff + ICMP_OFF_REST);
   out.ipOff = q;
   out.ipHdrLen = hl;
   out.proto = proto;
-  out.src = readU32(buf, q + 12);
-  out.dst = readU32(buf, q + 16);
+  out.src = readU32(buf, q + IPV4_OFF_SRC);
+  out.dst = readU32(buf, q + IPV4_OFF_DST);
   out.l4Off = q + hl;
   out.l4Len = qLen - hl;
   out.srcPort = 0;
@@ -180,10 +117,11 @@ export function parseIcmpQuote(buf: Buffer, icmpOff: number, icmpLen: number, ou
   out.hasSeq = false;
   if (fragOff === 0 && (proto === IPPROTO_TCP || proto === IPPROTO_UDP)) {
     if (out.l4Len < 4) return false;
-    out.srcPort = readU16(buf, out.l4Off);
-    out.dstPort = readU16(buf, out.l4Off + 2);
-    if (proto === IPPROTO_TCP && out.l4Len >= 8) {
-      out.seq = readU32(buf, out.l4Off + 4);
+    // UDP's ports sit where TCP's do (RFC 768).
+    out.srcPort = readU16(buf, out.l4Off + TCP_OFF_SRC_PORT);
+    out.dstPort = readU16(buf, out.l4Off + TCP_OFF_DST_PORT);
+    if (proto === IPPROTO_TCP && out.l4Len >= TCP_OFF_SEQ + 4) {
+      out.seq = readU32(buf, out.l4Off + TCP_OFF_SEQ);
       out.hasSeq = true;
     }
   }

@@ -1,4 +1,4 @@
-/** The wire layer: header views, checksums, sequence arithmetic, parse/classify, reprs, pcap. */
+/** The wire layer: header offset tables and accessors, checksums, sequence arithmetic, parse/classify, reprs, rewrites, pcap. */
 export * from './seq.js';
 export * from './checksum.js';
 export * from './addr.js';

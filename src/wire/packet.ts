@@ -25,7 +25,14 @@
  * log (checksumVerdict below; verdicts BAD_IPV4_CHECKSUM, BAD_TCP_CHECKSUM).
  */
 
-import { IPPROTO_ICMP, IPPROTO_TCP, readU16, readU32 } from './ipv4.js';
+import {
+  IPPROTO_ICMP, IPPROTO_TCP, IPV4_MIN_HEADER, IPV4_OFF_DST, IPV4_OFF_PROTOCOL, IPV4_OFF_SRC, IPV4_OFF_TOTAL_LENGTH, IPV4_OFF_TTL,
+  ipv4HeaderLen, ipv4IsFragment, ipv4Version, readU16, readU32,
+} from './ipv4.js';
+import {
+  TCP_MIN_HEADER, TCP_OFF_ACK, TCP_OFF_DST_PORT, TCP_OFF_FLAGS, TCP_OFF_SEQ, TCP_OFF_SRC_PORT, TCP_OFF_WINDOW, tcpHeaderLen,
+} from './tcp.js';
+import { ICMP_HEADER_LEN } from './icmp.js';
 import { tcpOptionsWellFormed } from './tcp-options.js';
 import { ipv4HeaderChecksumOk, tcpChecksumOk } from './checksum.js';
 
@@ -118,49 +125,48 @@ export class PacketInfo {
 export function parsePacket(buf: Buffer, off: number, len: number, out: PacketInfo): number {
   out.ipOff = off;
   if (len < 1 || off < 0 || off + len > buf.length) return Verdict.TOO_SHORT;
-  const vi = buf[off]!;
-  const version = vi >>> 4;
+  const version = ipv4Version(buf, off);
   if (version === 6) return Verdict.IPV6;
   if (version !== 4) return Verdict.BAD_VERSION;
-  if (len < 20) return Verdict.TOO_SHORT;
-  const hl = (vi & 0x0f) << 2;
-  if (hl < 20 || hl > len) return Verdict.BAD_IHL;
-  const total = readU16(buf, off + 2);
+  if (len < IPV4_MIN_HEADER) return Verdict.TOO_SHORT;
+  const hl = ipv4HeaderLen(buf, off);
+  if (hl < IPV4_MIN_HEADER || hl > len) return Verdict.BAD_IHL;
+  const total = readU16(buf, off + IPV4_OFF_TOTAL_LENGTH);
   if (total < hl || total > len) return Verdict.BAD_TOTAL_LENGTH;
-  const proto = buf[off + 9]!;
+  const proto = buf[off + IPV4_OFF_PROTOCOL]!;
   out.ipHdrLen = hl;
   out.totalLen = total;
   out.proto = proto;
-  out.ttl = buf[off + 8]!;
-  out.src = readU32(buf, off + 12);
-  out.dst = readU32(buf, off + 16);
+  out.ttl = buf[off + IPV4_OFF_TTL]!;
+  out.src = readU32(buf, off + IPV4_OFF_SRC);
+  out.dst = readU32(buf, off + IPV4_OFF_DST);
   const l4Off = off + hl;
   const l4Len = total - hl;
   out.l4Off = l4Off;
   out.l4Len = l4Len;
   out.clearTcp();
-  // MF (0x2000) or a non-zero offset (0x1fff): a fragment, first or not.
-  if ((readU16(buf, off + 6) & 0x3fff) !== 0) return Verdict.IPV4_FRAGMENT;
+  // MF or a non-zero offset: a fragment, first or not.
+  if (ipv4IsFragment(buf, off)) return Verdict.IPV4_FRAGMENT;
   if (proto === IPPROTO_TCP) {
-    if (l4Len < 20) return Verdict.TCP_TOO_SHORT;
-    const thl = (buf[l4Off + 12]! >>> 4) << 2;
-    if (thl < 20 || thl > l4Len) return Verdict.BAD_TCP_OFFSET;
-    if (thl > 20 && !tcpOptionsWellFormed(buf, l4Off + 20, thl - 20)) return Verdict.BAD_TCP_OPTION;
-    out.srcPort = readU16(buf, l4Off);
-    out.dstPort = readU16(buf, l4Off + 2);
-    out.seq = readU32(buf, l4Off + 4);
-    out.ack = readU32(buf, l4Off + 8);
+    if (l4Len < TCP_MIN_HEADER) return Verdict.TCP_TOO_SHORT;
+    const thl = tcpHeaderLen(buf, l4Off);
+    if (thl < TCP_MIN_HEADER || thl > l4Len) return Verdict.BAD_TCP_OFFSET;
+    if (thl > TCP_MIN_HEADER && !tcpOptionsWellFormed(buf, l4Off + TCP_MIN_HEADER, thl - TCP_MIN_HEADER)) return Verdict.BAD_TCP_OPTION;
+    out.srcPort = readU16(buf, l4Off + TCP_OFF_SRC_PORT);
+    out.dstPort = readU16(buf, l4Off + TCP_OFF_DST_PORT);
+    out.seq = readU32(buf, l4Off + TCP_OFF_SEQ);
+    out.ack = readU32(buf, l4Off + TCP_OFF_ACK);
     out.tcpHdrLen = thl;
-    out.flags = buf[l4Off + 13]!;
-    out.window = readU16(buf, l4Off + 14);
-    out.optOff = l4Off + 20;
-    out.optLen = thl - 20;
+    out.flags = buf[l4Off + TCP_OFF_FLAGS]!;
+    out.window = readU16(buf, l4Off + TCP_OFF_WINDOW);
+    out.optOff = l4Off + TCP_MIN_HEADER;
+    out.optLen = thl - TCP_MIN_HEADER;
     out.payloadOff = l4Off + thl;
     out.payloadLen = l4Len - thl;
     return Verdict.IPV4_TCP;
   }
   if (proto === IPPROTO_ICMP) {
-    if (l4Len < 8) return Verdict.ICMP_TOO_SHORT;
+    if (l4Len < ICMP_HEADER_LEN) return Verdict.ICMP_TOO_SHORT;
     return Verdict.IPV4_ICMP;
   }
   return Verdict.IPV4_OTHER;

@@ -10,6 +10,8 @@
  * classic pcap).
  */
 
+import { ipv4Version, readU16 } from './ipv4.js';
+
 export const LINKTYPE_ETHERNET = 1;
 export const LINKTYPE_RAW = 101;
 export const LINKTYPE_LINUX_SLL = 113;
@@ -26,6 +28,13 @@ const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_IPV6 = 0x86dd;
 const ETHERTYPE_VLAN = 0x8100;
 const ETHERTYPE_QINQ = 0x88a8;
+/** Link headers: where the EtherType (or protocol) field is, and where the IP header starts. */
+const ETHER_OFF_TYPE = 12;
+const VLAN_TAG_LEN = 4;
+const SLL_OFF_PROTOCOL = 14;
+const SLL_HEADER_LEN = 16;
+const SLL2_OFF_PROTOCOL = 0;
+const SLL2_HEADER_LEN = 20;
 
 export interface PcapRecord {
   tsNs: bigint;
@@ -85,7 +94,7 @@ export class PcapWriter {
 export function linkIpOffset(linktype: number, data: Uint8Array): number {
   const isIp = (off: number): number => {
     if (off >= data.length) return -1;
-    const v = data[off]! >>> 4;
+    const v = ipv4Version(data, off); // the version nibble sits in the same place in IPv6
     return v === 4 || v === 6 ? off : -1;
   };
   const etherIp = (type: number, off: number): number =>
@@ -95,23 +104,23 @@ export function linkIpOffset(linktype: number, data: Uint8Array): number {
     case LINKTYPE_IPV4:
       return isIp(0);
     case LINKTYPE_ETHERNET: {
-      let off = 12;
+      let off = ETHER_OFF_TYPE;
       if (data.length < off + 2) return -1;
-      let type = (data[off]! << 8) | data[off + 1]!;
+      let type = readU16(data, off);
       // Up to two VLAN tags.
       for (let n = 0; n < 2 && (type === ETHERTYPE_VLAN || type === ETHERTYPE_QINQ); n++) {
-        off += 4;
+        off += VLAN_TAG_LEN;
         if (data.length < off + 2) return -1;
-        type = (data[off]! << 8) | data[off + 1]!;
+        type = readU16(data, off);
       }
       return etherIp(type, off + 2);
     }
     case LINKTYPE_LINUX_SLL:
-      if (data.length < 16) return -1;
-      return etherIp((data[14]! << 8) | data[15]!, 16);
+      if (data.length < SLL_HEADER_LEN) return -1;
+      return etherIp(readU16(data, SLL_OFF_PROTOCOL), SLL_HEADER_LEN);
     case LINKTYPE_LINUX_SLL2:
-      if (data.length < 20) return -1;
-      return etherIp((data[0]! << 8) | data[1]!, 20);
+      if (data.length < SLL2_HEADER_LEN) return -1;
+      return etherIp(readU16(data, SLL2_OFF_PROTOCOL), SLL2_HEADER_LEN);
     default:
       return -1;
   }

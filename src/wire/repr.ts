@@ -1,19 +1,30 @@
 /**
  * Whole-packet reprs (smoltcp's `TcpRepr`/`Ipv4Repr`, dns-packet's encode/decode): plain
  * objects for slow paths — SYN handling, ACKs the gateway synthesizes, spoofed SYNs of a
- * rebuild, tests. They allocate; the forwarding path uses the views instead.
+ * rebuild, tests. They allocate; the forwarding path reads and rewrites fields in place at
+ * the named offsets (`IPV4_OFF_*`, `TCP_OFF_*`, `ICMP_OFF_*`) with PacketInfo from
+ * parsePacket and rewrite.ts, and never builds one of these.
  */
 
 import { FtcpError } from '../util/errors.js';
 import { fillIpv4HeaderChecksum, fillTcpChecksum, checksum } from './checksum.js';
 import {
-  IPPROTO_ICMP, IPPROTO_TCP, IPV4_MIN_HEADER, readU16, readU32, writeU16, writeU32,
+  IPPROTO_ICMP, IPPROTO_TCP, IPV4_DF, IPV4_MIN_HEADER, IPV4_OFF_DST, IPV4_OFF_FLAGS_FRAG, IPV4_OFF_IDENTIFICATION,
+  IPV4_OFF_PROTOCOL, IPV4_OFF_SRC, IPV4_OFF_TOS, IPV4_OFF_TOTAL_LENGTH, IPV4_OFF_TTL, IPV4_OFF_VER_IHL, readU16, readU32,
+  writeU16, writeU32,
 } from './ipv4.js';
 import {
-  ICMP_DEST_UNREACH, ICMP_HEADER_LEN, ICMP_HOST_UNREACH, IcmpQuote, parseIcmpQuote,
+  ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HEADER_LEN, ICMP_HOST_UNREACH, ICMP_OFF_CHECKSUM, ICMP_OFF_CODE,
+  ICMP_OFF_NEXT_HOP_MTU, ICMP_OFF_REST, ICMP_OFF_TYPE, IcmpQuote, parseIcmpQuote,
 } from './icmp.js';
 import { PacketInfo, Verdict, parsePacket, verdictName } from './packet.js';
-import { TCP_MIN_HEADER, TCP_MAX_HEADER } from './tcp.js';
+import {
+  TCP_MIN_HEADER, TCP_MAX_HEADER, TCP_OFF_ACK, TCP_OFF_CHECKSUM, TCP_OFF_DATA_OFFSET, TCP_OFF_DST_PORT, TCP_OFF_FLAGS, TCP_OFF_SEQ,
+  TCP_OFF_SRC_PORT, TCP_OFF_URGENT, TCP_OFF_WINDOW,
+} from './tcp.js';
+
+/** Version 4, IHL 5 (20 bytes, no options): byte 0 of every IPv4 header made here. */
+const IPV4_VER_IHL_PLAIN = 0x45;
 
 /** Bad bytes handed to a slow-path parser. `verdict` is the parsePacket verdict. */
 export class WireError extends FtcpError {
@@ -69,26 +80,26 @@ export function emitTcpPacket(r: TcpPacketRepr, buf?: Buffer, off = 0): Buffer {
   const b = buf ?? Buffer.alloc(len);
   if (off < 0 || off + len > b.length) throw new RangeError(`buffer too small: need ${len} bytes at ${off}`);
   const ip = off;
-  b[ip] = 0x45;
-  b[ip + 1] = u('tos', r.tos ?? 0, 0xff);
-  writeU16(b, ip + 2, len);
-  writeU16(b, ip + 4, u('id', r.id ?? 0, 0xffff));
-  writeU16(b, ip + 6, 0x4000); // DF, offset 0
-  b[ip + 8] = u('ttl', r.ttl ?? 64, 0xff);
-  b[ip + 9] = IPPROTO_TCP;
-  writeU32(b, ip + 12, u('src', r.src, 0xffffffff));
-  writeU32(b, ip + 16, u('dst', r.dst, 0xffffffff));
+  b[ip + IPV4_OFF_VER_IHL] = IPV4_VER_IHL_PLAIN;
+  b[ip + IPV4_OFF_TOS] = u('tos', r.tos ?? 0, 0xff);
+  writeU16(b, ip + IPV4_OFF_TOTAL_LENGTH, len);
+  writeU16(b, ip + IPV4_OFF_IDENTIFICATION, u('id', r.id ?? 0, 0xffff));
+  writeU16(b, ip + IPV4_OFF_FLAGS_FRAG, IPV4_DF); // offset 0
+  b[ip + IPV4_OFF_TTL] = u('ttl', r.ttl ?? 64, 0xff);
+  b[ip + IPV4_OFF_PROTOCOL] = IPPROTO_TCP;
+  writeU32(b, ip + IPV4_OFF_SRC, u('src', r.src, 0xffffffff));
+  writeU32(b, ip + IPV4_OFF_DST, u('dst', r.dst, 0xffffffff));
   fillIpv4HeaderChecksum(b, ip);
   const t = ip + IPV4_MIN_HEADER;
-  writeU16(b, t, u('srcPort', r.srcPort, 0xffff));
-  writeU16(b, t + 2, u('dstPort', r.dstPort, 0xffff));
-  writeU32(b, t + 4, u('seq', r.seq, 0xffffffff));
-  writeU32(b, t + 8, u('ack', r.ack, 0xffffffff));
-  b[t + 12] = ((TCP_MIN_HEADER + optLen) >>> 2) << 4;
-  b[t + 13] = u('flags', r.flags, 0xff);
-  writeU16(b, t + 14, u('window', r.window, 0xffff));
-  writeU16(b, t + 16, 0);
-  writeU16(b, t + 18, u('urgent', r.urgent ?? 0, 0xffff));
+  writeU16(b, t + TCP_OFF_SRC_PORT, u('srcPort', r.srcPort, 0xffff));
+  writeU16(b, t + TCP_OFF_DST_PORT, u('dstPort', r.dstPort, 0xffff));
+  writeU32(b, t + TCP_OFF_SEQ, u('seq', r.seq, 0xffffffff));
+  writeU32(b, t + TCP_OFF_ACK, u('ack', r.ack, 0xffffffff));
+  b[t + TCP_OFF_DATA_OFFSET] = ((TCP_MIN_HEADER + optLen) >>> 2) << 4;
+  b[t + TCP_OFF_FLAGS] = u('flags', r.flags, 0xff);
+  writeU16(b, t + TCP_OFF_WINDOW, u('window', r.window, 0xffff));
+  writeU16(b, t + TCP_OFF_CHECKSUM, 0);
+  writeU16(b, t + TCP_OFF_URGENT, u('urgent', r.urgent ?? 0, 0xffff));
   if (r.options && optLen > 0) b.set(r.options, t + TCP_MIN_HEADER);
   if (r.payload && r.payload.length > 0) b.set(r.payload, t + TCP_MIN_HEADER + optLen);
   fillTcpChecksum(b, ip);
@@ -114,9 +125,9 @@ export function parseTcpPacket(buf: Buffer, off = 0, len = buf.length - off): Tc
     flags: info.flags,
     window: info.window,
     ttl: info.ttl,
-    id: readU16(buf, off + 4),
-    tos: buf[off + 1]!,
-    urgent: readU16(buf, info.l4Off + 18),
+    id: readU16(buf, off + IPV4_OFF_IDENTIFICATION),
+    tos: buf[off + IPV4_OFF_TOS]!,
+    urgent: readU16(buf, info.l4Off + TCP_OFF_URGENT),
   };
   if (info.optLen > 0) r.options = Buffer.from(buf.subarray(info.optOff, info.optOff + info.optLen));
   if (info.payloadLen > 0) r.payload = Buffer.from(buf.subarray(info.payloadOff, info.payloadOff + info.payloadLen));
@@ -155,7 +166,7 @@ export function parseIcmpError(buf: Buffer, icmpOff: number, icmpLen: number): I
     quotedDstPort: q.dstPort,
   };
   if (q.hasSeq) r.quotedSeq = q.seq;
-  if (q.type === ICMP_DEST_UNREACH && q.code === 4) r.mtu = q.rest & 0xffff;
+  if (q.type === ICMP_DEST_UNREACH && q.code === ICMP_FRAG_NEEDED) r.mtu = q.rest & 0xffff;
   return r;
 }
 
@@ -185,29 +196,29 @@ export interface IcmpErrorOptions {
  */
 export function emitIcmpError(orig: Uint8Array, opts: IcmpErrorOptions): Buffer {
   if (orig.length < IPV4_MIN_HEADER) throw new RangeError('quoted packet shorter than an IPv4 header');
-  const origTotal = Math.min(readU16(orig, 2), orig.length);
+  const origTotal = Math.min(readU16(orig, IPV4_OFF_TOTAL_LENGTH), orig.length);
   const maxQuote = 576 - IPV4_MIN_HEADER - ICMP_HEADER_LEN;
   const qLen = Math.min(opts.quoteLen ?? maxQuote, origTotal);
   const len = IPV4_MIN_HEADER + ICMP_HEADER_LEN + qLen;
   const b = Buffer.alloc(len);
-  b[0] = 0x45;
-  b[1] = 0xc0; // Linux sends ICMP errors with TOS/precedence 0xc0 (internetwork control)
-  writeU16(b, 2, len);
-  writeU16(b, 4, u('id', opts.id ?? 0, 0xffff));
-  writeU16(b, 6, 0);
-  b[8] = u('ttl', opts.ttl ?? 64, 0xff);
-  b[9] = IPPROTO_ICMP;
-  writeU32(b, 12, u('src', opts.src, 0xffffffff));
-  writeU32(b, 16, u('dst', opts.dst ?? readU32(orig, 12), 0xffffffff));
+  b[IPV4_OFF_VER_IHL] = IPV4_VER_IHL_PLAIN;
+  b[IPV4_OFF_TOS] = 0xc0; // Linux sends ICMP errors with TOS/precedence 0xc0 (internetwork control)
+  writeU16(b, IPV4_OFF_TOTAL_LENGTH, len);
+  writeU16(b, IPV4_OFF_IDENTIFICATION, u('id', opts.id ?? 0, 0xffff));
+  writeU16(b, IPV4_OFF_FLAGS_FRAG, 0);
+  b[IPV4_OFF_TTL] = u('ttl', opts.ttl ?? 64, 0xff);
+  b[IPV4_OFF_PROTOCOL] = IPPROTO_ICMP;
+  writeU32(b, IPV4_OFF_SRC, u('src', opts.src, 0xffffffff));
+  writeU32(b, IPV4_OFF_DST, u('dst', opts.dst ?? readU32(orig, IPV4_OFF_SRC), 0xffffffff));
   fillIpv4HeaderChecksum(b, 0);
   const i = IPV4_MIN_HEADER;
-  b[i] = u('type', opts.type ?? ICMP_DEST_UNREACH, 0xff);
-  b[i + 1] = u('code', opts.code ?? ICMP_HOST_UNREACH, 0xff);
-  writeU32(b, i + 4, 0);
-  if (opts.mtu !== undefined) writeU16(b, i + 6, u('mtu', opts.mtu, 0xffff));
+  b[i + ICMP_OFF_TYPE] = u('type', opts.type ?? ICMP_DEST_UNREACH, 0xff);
+  b[i + ICMP_OFF_CODE] = u('code', opts.code ?? ICMP_HOST_UNREACH, 0xff);
+  writeU32(b, i + ICMP_OFF_REST, 0);
+  if (opts.mtu !== undefined) writeU16(b, i + ICMP_OFF_NEXT_HOP_MTU, u('mtu', opts.mtu, 0xffff));
   b.set(orig.subarray(0, qLen), i + ICMP_HEADER_LEN);
   const c = checksum(b, i, ICMP_HEADER_LEN + qLen);
-  writeU16(b, i + 2, c);
+  writeU16(b, i + ICMP_OFF_CHECKSUM, c);
   return b;
 }
 

@@ -10,9 +10,14 @@
 
 import { csumReplace16, csumReplace32, csumReplaceSum, foldSum, onesSum } from './checksum.js';
 import {
-  IPPROTO_TCP, IPPROTO_UDP, IPV4_OFF_CHECKSUM, IPV4_OFF_DST, IPV4_OFF_SRC, readU16, readU32, writeU16, writeU32,
+  IPPROTO_TCP, IPPROTO_UDP, IPV4_OFF_CHECKSUM, IPV4_OFF_DST, IPV4_OFF_PROTOCOL, IPV4_OFF_SRC, ipv4FragmentOffset, ipv4HeaderLen,
+  readU16, readU32, writeU16, writeU32,
 } from './ipv4.js';
 import { TCP_OFF_ACK, TCP_OFF_CHECKSUM, TCP_OFF_DST_PORT, TCP_OFF_SEQ, TCP_OFF_SRC_PORT, TCP_OFF_WINDOW } from './tcp.js';
+
+/** UDP (RFC 768): the checksum field, and the header length. */
+const UDP_OFF_CHECKSUM = 6;
+const UDP_HEADER_LEN = 8;
 
 /**
  * Writes a u16 at `fieldOff` and updates the checksum at `csumOff`; `base` is the start
@@ -76,14 +81,14 @@ function ipv4SetAddr(buf: Buffer, ipOff: number, fieldOff: number, addr: number,
   writeU32(buf, ipOff + fieldOff, addr);
   const ipc = ipOff + IPV4_OFF_CHECKSUM;
   writeU16(buf, ipc, csumReplace32(readU16(buf, ipc), old, addr));
-  if ((readU16(buf, ipOff + 6) & 0x1fff) !== 0) return;
-  const proto = buf[ipOff + 9]!;
-  const l4 = ipOff + ((buf[ipOff]! & 0x0f) << 2);
-  if (proto === IPPROTO_TCP && l4Len >= 18) {
+  if (ipv4FragmentOffset(buf, ipOff) !== 0) return;
+  const proto = buf[ipOff + IPV4_OFF_PROTOCOL]!;
+  const l4 = ipOff + ipv4HeaderLen(buf, ipOff);
+  if (proto === IPPROTO_TCP && l4Len >= TCP_OFF_CHECKSUM + 2) {
     const c = l4 + TCP_OFF_CHECKSUM;
     writeU16(buf, c, csumReplace32(readU16(buf, c), old, addr));
-  } else if (proto === IPPROTO_UDP && l4Len >= 8) {
-    const c = l4 + 6;
+  } else if (proto === IPPROTO_UDP && l4Len >= UDP_HEADER_LEN) {
+    const c = l4 + UDP_OFF_CHECKSUM;
     const cur = readU16(buf, c);
     if (cur !== 0) {
       const n = csumReplace32(cur, old, addr);

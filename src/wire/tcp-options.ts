@@ -33,6 +33,12 @@ export const TCPOLEN_SACK_BASE = 2;
 export const TCPOLEN_SACK_PERBLOCK = 8;
 export const TCP_MAX_OPTIONS_LEN = 40;
 
+/** Offsets from an option's kind byte: its length, its value; TSval and TSecr of the TS option. */
+export const TCPOPT_OFF_LEN = 1;
+export const TCPOPT_OFF_VALUE = 2;
+export const TCPOPT_TS_OFF_VAL = 2;
+export const TCPOPT_TS_OFF_ECR = 6;
+
 /** Reusable parse result. Offsets are absolute offsets into the parsed buffer. */
 export class TcpOptions {
   /** MSS value, -1 if absent. */
@@ -80,8 +86,8 @@ export function tcpOptionsWellFormed(buf: Uint8Array, optOff: number, optLen: nu
       i++;
       continue;
     }
-    if (i + 1 >= end) return false;
-    const len = buf[i + 1]!;
+    if (i + TCPOPT_OFF_LEN >= end) return false;
+    const len = buf[i + TCPOPT_OFF_LEN]!;
     if (len < 2 || i + len > end) return false;
     i += len;
   }
@@ -100,24 +106,24 @@ export function parseTcpOptions(buf: Buffer, optOff: number, optLen: number, out
       i++;
       continue;
     }
-    if (i + 1 >= end) return false;
-    const len = buf[i + 1]!;
+    if (i + TCPOPT_OFF_LEN >= end) return false;
+    const len = buf[i + TCPOPT_OFF_LEN]!;
     if (len < 2 || i + len > end) return false;
     if (kind === TCPOPT_MSS && len === TCPOLEN_MSS) {
-      out.mss = readU16(buf, i + 2);
+      out.mss = readU16(buf, i + TCPOPT_OFF_VALUE);
       out.mssOff = i;
     } else if (kind === TCPOPT_WSCALE && len === TCPOLEN_WSCALE) {
-      out.wscale = buf[i + 2]!;
+      out.wscale = buf[i + TCPOPT_OFF_VALUE]!;
       out.wscaleOff = i;
     } else if (kind === TCPOPT_SACK_PERM && len === TCPOLEN_SACK_PERM) {
       out.sackPermitted = true;
     } else if (kind === TCPOPT_TS && len === TCPOLEN_TS) {
       out.tsOff = i;
-      out.tsVal = readU32(buf, i + 2);
-      out.tsEcr = readU32(buf, i + 6);
+      out.tsVal = readU32(buf, i + TCPOPT_TS_OFF_VAL);
+      out.tsEcr = readU32(buf, i + TCPOPT_TS_OFF_ECR);
     } else if (kind === TCPOPT_SACK && len >= TCPOLEN_SACK_BASE + TCPOLEN_SACK_PERBLOCK &&
       ((len - TCPOLEN_SACK_BASE) & 7) === 0) {
-      out.sackOff = i + 2;
+      out.sackOff = i + TCPOPT_OFF_VALUE;
       out.sackCount = (len - TCPOLEN_SACK_BASE) >>> 3;
     } else {
       out.unknownCount++;
@@ -153,25 +159,25 @@ export function decodeTcpOptions(bytes: Uint8Array): TcpOptionsRepr {
       i++;
       continue;
     }
-    if (i + 1 >= end) throw new RangeError(`TCP option kind ${kind} at ${i}: no length byte`);
-    const len = bytes[i + 1]!;
+    if (i + TCPOPT_OFF_LEN >= end) throw new RangeError(`TCP option kind ${kind} at ${i}: no length byte`);
+    const len = bytes[i + TCPOPT_OFF_LEN]!;
     if (len < 2) throw new RangeError(`TCP option kind ${kind} at ${i}: length ${len} < 2`);
     if (i + len > end) throw new RangeError(`TCP option kind ${kind} at ${i}: length ${len} runs past the end`);
     if (kind === TCPOPT_MSS && len === TCPOLEN_MSS) {
-      r.mss = readU16(bytes, i + 2);
+      r.mss = readU16(bytes, i + TCPOPT_OFF_VALUE);
     } else if (kind === TCPOPT_WSCALE && len === TCPOLEN_WSCALE) {
-      r.wscale = bytes[i + 2]!;
+      r.wscale = bytes[i + TCPOPT_OFF_VALUE]!;
     } else if (kind === TCPOPT_SACK_PERM && len === TCPOLEN_SACK_PERM) {
       r.sackPermitted = true;
     } else if (kind === TCPOPT_TS && len === TCPOLEN_TS) {
-      r.timestamps = { tsVal: readU32(bytes, i + 2), tsEcr: readU32(bytes, i + 6) };
+      r.timestamps = { tsVal: readU32(bytes, i + TCPOPT_TS_OFF_VAL), tsEcr: readU32(bytes, i + TCPOPT_TS_OFF_ECR) };
     } else if (kind === TCPOPT_SACK && len >= TCPOLEN_SACK_BASE + TCPOLEN_SACK_PERBLOCK &&
       ((len - TCPOLEN_SACK_BASE) & 7) === 0) {
       const blocks: Array<[number, number]> = [];
-      for (let b = i + 2; b < i + len; b += 8) blocks.push([readU32(bytes, b), readU32(bytes, b + 4)]);
+      for (let b = i + TCPOPT_OFF_VALUE; b < i + len; b += TCPOLEN_SACK_PERBLOCK) blocks.push([readU32(bytes, b), readU32(bytes, b + 4)]);
       r.sack = blocks;
     } else {
-      (r.unknown ??= []).push({ kind, data: new Uint8Array(bytes.subarray(i + 2, i + len)) });
+      (r.unknown ??= []).push({ kind, data: new Uint8Array(bytes.subarray(i + TCPOPT_OFF_VALUE, i + len)) });
     }
     i += len;
   }

@@ -19,11 +19,11 @@
  *   payload pieces, each with the first hdr_len bytes (IP + TCP header) in front, and the
  *   sequence numbers, IP ids and checksums fixed per piece.
  *
- * Views (accessors over a Buffer at an offset) for the hot path; `VnetHdr` with
+ * Accessors (functions of a Buffer and the header's offset) for the hot path; `VnetHdr` with
  * parseVnet / encodeVnet for tests and slow paths.
  */
 import { foldSum, onesSum } from './checksum.js';
-import { IPV4_OFF_PROTOCOL, IPV4_OFF_SRC, IPV4_OFF_TOTAL_LENGTH, readU16 } from './ipv4.js';
+import { IPV4_OFF_PROTOCOL, IPV4_OFF_SRC, IPV4_OFF_TOTAL_LENGTH, ipv4HeaderLen, readU16 } from './ipv4.js';
 
 /** Bytes of the header as configured (TUNSETVNETHDRSZ). */
 export const VNET_HDR_LEN = 12;
@@ -66,7 +66,7 @@ export function setLe16(buf: Uint8Array, off: number, v: number): void {
   buf[off + 1] = (v >>> 8) & 0xff;
 }
 
-// ---- view accessors (off = start of the virtio-net header) -------------------------
+// ---- accessors (off = start of the virtio-net header) ------------------------------
 
 export const vnetFlags = (b: Uint8Array, off: number): number => b[off + VNET_OFF_FLAGS]!;
 export const vnetGsoType = (b: Uint8Array, off: number): number => b[off + VNET_OFF_GSO_TYPE]!;
@@ -86,8 +86,8 @@ export function setVnetHdrLen(b: Uint8Array, off: number, v: number): void {
 export function parseVnet(buf: Uint8Array, off = 0): VnetHdr | null {
   if (off < 0 || off + VNET_HDR_LEN > buf.length) return null;
   return {
-    flags: buf[off]!,
-    gsoType: buf[off + 1]!,
+    flags: buf[off + VNET_OFF_FLAGS]!,
+    gsoType: buf[off + VNET_OFF_GSO_TYPE]!,
     hdrLen: le16(buf, off + VNET_OFF_HDR_LEN),
     gsoSize: le16(buf, off + VNET_OFF_GSO_SIZE),
     csumStart: le16(buf, off + VNET_OFF_CSUM_START),
@@ -98,8 +98,8 @@ export function parseVnet(buf: Uint8Array, off = 0): VnetHdr | null {
 
 /** Writes `h` at `off` (a fresh 12-byte Buffer when `buf` is not given) and returns the buffer. */
 export function encodeVnet(h: Partial<VnetHdr>, buf: Buffer = Buffer.alloc(VNET_HDR_LEN), off = 0): Buffer {
-  buf[off] = h.flags ?? 0;
-  buf[off + 1] = h.gsoType ?? VNET_GSO_NONE;
+  buf[off + VNET_OFF_FLAGS] = h.flags ?? 0;
+  buf[off + VNET_OFF_GSO_TYPE] = h.gsoType ?? VNET_GSO_NONE;
   setLe16(buf, off + VNET_OFF_HDR_LEN, h.hdrLen ?? 0);
   setLe16(buf, off + VNET_OFF_GSO_SIZE, h.gsoSize ?? 0);
   setLe16(buf, off + VNET_OFF_CSUM_START, h.csumStart ?? 0);
@@ -123,8 +123,7 @@ export function zeroVnet(buf: Uint8Array, off: number): void {
  * segmentation (tcp_gso_segment) corrects per piece.
  */
 export function ipv4PseudoSum(buf: Uint8Array, ipOff: number): number {
-  const ihl = (buf[ipOff]! & 0x0f) << 2;
-  const l4Len = readU16(buf, ipOff + IPV4_OFF_TOTAL_LENGTH) - ihl;
+  const l4Len = readU16(buf, ipOff + IPV4_OFF_TOTAL_LENGTH) - ipv4HeaderLen(buf, ipOff);
   return foldSum(onesSum(buf, ipOff + IPV4_OFF_SRC, 8, buf[ipOff + IPV4_OFF_PROTOCOL]! + l4Len));
 }
 

@@ -17,7 +17,8 @@ import type { ChildProcess } from 'node:child_process';
 import { labUp, labDown, listLeftovers, randomLabName } from '../../src/lab/index.js';
 import type { LabTopology } from '../../src/lab/index.js';
 import { startDemoServer, runDemoClient, startCapture, gatewayStatus, stopProcess } from '../../src/lab/procs.js';
-import { checkAckInvariant, parseStabilityTrace } from '../../src/inspect/ack-invariant.js';
+import { parseStabilityTrace } from '../../src/inspect/ack-invariant.js';
+import { checkAckInvariant } from '../../src/inspect/inspect.js';
 import { keystreamSha256 } from '../../src/demo/keystream.js';
 
 const MB = 1_000_000;

@@ -1,7 +1,7 @@
 /** inspectCapture on captures built packet by packet (no root). */
 import { describe, it, expect } from 'vitest';
-import { inspectCapture, formatInspect, type ConnectionReport } from '../../../src/inspect/inspect.js';
-import { checkAckInvariant, parseStabilityTrace } from '../../../src/inspect/ack-invariant.js';
+import { checkAckInvariant, inspectCapture, formatInspect, type ConnectionReport } from '../../../src/inspect/inspect.js';
+import { parseStabilityTrace } from '../../../src/inspect/ack-invariant.js';
 import { seqAdd } from '../../../src/wire/seq.js';
 import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH } from '../../../src/wire/icmp.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH } from '../../../src/wire/tcp.js';

@@ -4,7 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import { LO, TUN, type CapturedPacket } from './fixtures/captured.js';
 import {
-  DropCounters, PacketInfo, TcpOptions, TcpView, Ipv4View, Verdict, decodeTcpOptions, emitTcpPacket,
+  DropCounters, PacketInfo, TcpOptions, Verdict, decodeTcpOptions, emitTcpPacket, IPV4_OFF_DST, IPV4_OFF_PROTOCOL,
+  IPV4_OFF_SRC, IPV4_OFF_TOTAL_LENGTH, IPV4_OFF_TTL, IPV4_OFF_FLAGS_FRAG, TCP_OFF_ACK, TCP_OFF_DST_PORT, TCP_OFF_FLAGS,
+  TCP_OFF_SEQ, TCP_OFF_SRC_PORT, TCP_OFF_WINDOW, ipv4HeaderLen, ipv4Version, readU16, tcpHeaderLen,
   encodeTcpOptions, foldSum, ipToU32, ipv4HeaderChecksumOk, onesSum, parsePacket, parseTcpOptions,
   parseTcpPacket, readU32, seqAdd, tcpChecksum, tcpChecksumOk, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN,
   TCP_URG, TCP_ECE, TCP_CWR, seqLt, seqDiff,
@@ -77,8 +79,6 @@ function walk(pkts: CapturedPacket[]): Array<{ buf: Buffer; e: Expected; seq: nu
 function checkAgainstTcpdump(pkts: CapturedPacket[]): void {
   const info = new PacketInfo();
   const opts = new TcpOptions();
-  const ip = new Ipv4View();
-  const tcp = new TcpView();
   for (const { buf, e, seq, ack, sack } of walk(pkts)) {
     expect(parsePacket(buf, 0, buf.length, info), e.flags.toString()).toBe(Verdict.IPV4_TCP);
     expect(ipv4HeaderChecksumOk(buf, 0)).toBe(true);
@@ -89,12 +89,13 @@ function checkAgainstTcpdump(pkts: CapturedPacket[]): void {
     expect(info.totalLen).toBe(buf.length);
     if (seq >= 0) expect(info.seq).toBe(seq);
     if (e.flags & TCP_ACK) expect(info.ack).toBe(ack);
-    // The views agree with the parse.
-    ip.wrap(buf, 0);
-    tcp.wrap(buf, info.l4Off);
-    expect([ip.version, ip.ihl, ip.protocol, ip.totalLength, ip.src, ip.dst, ip.ttl, ip.flags]).toEqual(
+    // The named offsets agree with the parse (and with tcpdump).
+    const t = info.l4Off;
+    expect([ipv4Version(buf, 0), ipv4HeaderLen(buf, 0), buf[IPV4_OFF_PROTOCOL], readU16(buf, IPV4_OFF_TOTAL_LENGTH),
+      readU32(buf, IPV4_OFF_SRC), readU32(buf, IPV4_OFF_DST), buf[IPV4_OFF_TTL], buf[IPV4_OFF_FLAGS_FRAG]! >>> 5]).toEqual(
       [4, 20, 6, buf.length, e.src, e.dst, 64, 0x2]);
-    expect([tcp.srcPort, tcp.dstPort, tcp.seq, tcp.ack, tcp.flags, tcp.window, tcp.dataOffset]).toEqual(
+    expect([readU16(buf, t + TCP_OFF_SRC_PORT), readU16(buf, t + TCP_OFF_DST_PORT), readU32(buf, t + TCP_OFF_SEQ),
+      readU32(buf, t + TCP_OFF_ACK), buf[t + TCP_OFF_FLAGS], readU16(buf, t + TCP_OFF_WINDOW), tcpHeaderLen(buf, t)]).toEqual(
       [info.srcPort, info.dstPort, info.seq, info.ack, info.flags, info.window, info.tcpHdrLen]);
     // Options, value by value.
     expect(parseTcpOptions(buf, info.optOff, info.optLen, opts)).toBe(true);

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { TUN } from './fixtures/captured.js';
 import {
-  ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH, ICMP_TIME_EXCEEDED, IcmpQuote, IcmpView,
+  ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_FRAG_NEEDED, ICMP_OFF_CODE, ICMP_OFF_NEXT_HOP_MTU, ICMP_OFF_QUOTE, ICMP_OFF_TYPE,
+  ICMP_PORT_UNREACH, ICMP_TIME_EXCEEDED, IcmpQuote, icmpIsError, readU16,
   PacketInfo, Verdict, emitIcmpError, emitTcpPacket, icmpChecksumOk, ipToU32, ipv4HeaderChecksumOk,
   parseIcmpError, parseIcmpQuote, parsePacket, parseTcpPacket,
 } from '../../../src/wire/index.js';
@@ -28,8 +29,8 @@ describe('ICMP errors quoting a TCP header', () => {
       type: 3, code: 3, quotedSrc: ipToU32('10.9.0.1'), quotedDst: ipToU32('10.9.0.2'), quotedProto: 6,
       quotedSrcPort: 8080, quotedDstPort: 40000, quotedSeq: origRepr.seq,
     });
-    const view = new IcmpView().wrap(e, info.l4Off);
-    expect([view.type, view.code, view.isError, view.quoteOff]).toEqual([3, 3, true, 28]);
+    const i = info.l4Off;
+    expect([e[i + ICMP_OFF_TYPE], e[i + ICMP_OFF_CODE], icmpIsError(e[i + ICMP_OFF_TYPE]!), i + ICMP_OFF_QUOTE]).toEqual([3, 3, true, 28]);
   });
 
   it('time exceeded with the RFC 792 minimum quote (IP header + 8 bytes)', () => {
@@ -44,7 +45,7 @@ describe('ICMP errors quoting a TCP header', () => {
     const e = emitIcmpError(orig, { src: ROUTER, code: ICMP_FRAG_NEEDED, mtu: 1280 });
     const { info } = icmpOf(e);
     expect(parseIcmpError(e, info.l4Off, info.l4Len)?.mtu).toBe(1280);
-    expect(new IcmpView().wrap(e, info.l4Off).nextHopMtu).toBe(1280);
+    expect(readU16(e, info.l4Off + ICMP_OFF_NEXT_HOP_MTU)).toBe(1280);
   });
 
   it('a 4-byte L4 quote gives ports but no seq; shorter quotes and non-errors give null', () => {

@@ -2,9 +2,13 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { TUN } from './fixtures/captured.js';
 import {
-  IPV4_FLAG_DF, Ipv4View, PacketInfo, TcpOptions, TcpView, emitTcpPacket, fillIpv4HeaderChecksum, fillTcpChecksum,
-  ipv4HeaderChecksumOk, ipv4SetDst, ipv4SetSrc, parsePacket, parseTcpOptions, readU32, seqAdd, tcpChecksumOk,
-  tcpFlagsString, tcpSetAck, tcpSetDstPort, tcpSetSeq, tcpSetSrcPort, tcpSetU32, tcpSetWindow, TCP_ACK, TCP_PSH,
+  IPV4_DF, IPV4_FLAG_DF, IPV4_FRAG_OFFSET_MASK, IPV4_MF, IPV4_OFF_CHECKSUM, IPV4_OFF_DST, IPV4_OFF_FLAGS_FRAG, IPV4_OFF_SRC, IPV4_OFF_IDENTIFICATION,
+  IPV4_OFF_PROTOCOL, IPV4_OFF_TOS, IPV4_OFF_TOTAL_LENGTH, IPV4_OFF_TTL, IPV4_OFF_VER_IHL, PacketInfo, TcpOptions,
+  TCP_MIN_HEADER, TCP_OFF_ACK, TCP_OFF_CHECKSUM, TCP_OFF_DATA_OFFSET, TCP_OFF_DST_PORT, TCP_OFF_FLAGS, TCP_OFF_SEQ,
+  TCP_OFF_SRC_PORT, TCP_OFF_URGENT, TCP_OFF_WINDOW, emitTcpPacket, fillIpv4HeaderChecksum, fillTcpChecksum,
+  ipv4FragmentOffset, ipv4HeaderChecksumOk, ipv4HeaderLen, ipv4IsFragment, ipv4SetDst, ipv4SetSrc, ipv4Version,
+  parsePacket, parseTcpOptions, parseTcpPacket, readU16, readU32, seqAdd, tcpChecksumOk, tcpFlagsString, tcpHeaderLen,
+  tcpSetAck, tcpSetDstPort, tcpSetSeq, tcpSetSrcPort, tcpSetU32, tcpSetWindow, writeU16, writeU32, TCP_ACK, TCP_PSH,
 } from '../../../src/wire/index.js';
 import { arbTcpRepr } from './arbitraries.js';
 
@@ -30,10 +34,11 @@ describe('rewrite: in-place field changes keep both checksums exact', () => {
       tcpSetWindow(p, 20, win);
       ipv4SetSrc(p, 0, src, p.length - 20);
       ipv4SetDst(p, 0, dst, p.length - 20);
-      const t = new TcpView(p, 20);
-      const ip = new Ipv4View(p, 0);
-      expect([t.seq, t.ack, t.srcPort, t.dstPort, t.window, ip.src, ip.dst]).toEqual([seq, ack, sp, dp, win, src, dst]);
-      expect([ip.checksum, t.checksum]).toEqual(recomputed(p));
+      // Read at the named offsets (the options may be malformed: parsePacket would refuse them).
+      const t = 20;
+      expect([readU32(p, t + TCP_OFF_SEQ), readU32(p, t + TCP_OFF_ACK), readU16(p, t + TCP_OFF_SRC_PORT), readU16(p, t + TCP_OFF_DST_PORT),
+        readU16(p, t + TCP_OFF_WINDOW), readU32(p, IPV4_OFF_SRC), readU32(p, IPV4_OFF_DST)]).toEqual([seq, ack, sp, dp, win, src, dst]);
+      expect([readU16(p, IPV4_OFF_CHECKSUM), readU16(p, t + TCP_OFF_CHECKSUM)]).toEqual(recomputed(p));
     }));
   });
 
@@ -70,50 +75,61 @@ describe('rewrite: in-place field changes keep both checksums exact', () => {
     tcpSetU32(p, info.l4Off, o.tsOff + 2, seqAdd(o.tsVal, 1000));
     expect(tcpChecksumOk(p, 0)).toBe(true);
     expect(ipv4HeaderChecksumOk(p, 0)).toBe(true);
-    expect(new TcpView(p, info.l4Off).seq).toBe(seqAdd(info.seq, delta));
+    expect(readU32(p, info.l4Off + TCP_OFF_SEQ)).toBe(seqAdd(info.seq, delta));
   });
 });
 
-describe('views: setters and getters', () => {
-  it('Ipv4View round-trips every field and leaves neighbours alone', () => {
+describe('offset tables: the named offsets and accessors address the right bits', () => {
+  it('IPv4: every field round-trips through its offset and leaves neighbours alone', () => {
     const p = emitTcpPacket({ src: 1, dst: 2, srcPort: 3, dstPort: 4, seq: 5, ack: 6, flags: TCP_ACK, window: 7 });
-    const ip = new Ipv4View().wrap(p, 0);
-    expect([ip.version, ip.ihl, ip.flags, ip.dontFragment, ip.moreFragments, ip.fragmentOffset, ip.ttl]).toEqual(
+    const flags = (): number => p[IPV4_OFF_FLAGS_FRAG]! >>> 5;
+    expect([ipv4Version(p, 0), ipv4HeaderLen(p, 0), flags(), (readU16(p, IPV4_OFF_FLAGS_FRAG) & IPV4_DF) !== 0,
+      (readU16(p, IPV4_OFF_FLAGS_FRAG) & IPV4_MF) !== 0, ipv4FragmentOffset(p, 0), p[IPV4_OFF_TTL]]).toEqual(
       [4, 20, IPV4_FLAG_DF, true, false, 0, 64]);
-    ip.tos = 0xb8;
-    ip.identification = 0xbeef;
-    ip.fragmentOffset = 0x1abc;
-    ip.flags = 1;
-    ip.ttl = 3;
-    ip.totalLength = 1234;
-    ip.checksum = 0xfeed;
-    ip.protocol = 17;
-    ip.ihl = 24;
-    expect([ip.tos, ip.identification, ip.fragmentOffset, ip.flags, ip.moreFragments, ip.ttl, ip.totalLength,
-      ip.checksum, ip.protocol, ip.ihl, ip.version, ip.src, ip.dst]).toEqual(
+    expect(ipv4IsFragment(p, 0)).toBe(false);
+    p[IPV4_OFF_TOS] = 0xb8;
+    writeU16(p, IPV4_OFF_IDENTIFICATION, 0xbeef);
+    writeU16(p, IPV4_OFF_FLAGS_FRAG, (1 << 13) | (0x1abc & IPV4_FRAG_OFFSET_MASK)); // flags 1 (MF), offset 0x1abc
+    p[IPV4_OFF_TTL] = 3;
+    writeU16(p, IPV4_OFF_TOTAL_LENGTH, 1234);
+    writeU16(p, IPV4_OFF_CHECKSUM, 0xfeed);
+    p[IPV4_OFF_PROTOCOL] = 17;
+    p[IPV4_OFF_VER_IHL] = (p[IPV4_OFF_VER_IHL]! & 0xf0) | (24 >>> 2);
+    expect([p[IPV4_OFF_TOS], readU16(p, IPV4_OFF_IDENTIFICATION), ipv4FragmentOffset(p, 0), flags(),
+      (readU16(p, IPV4_OFF_FLAGS_FRAG) & IPV4_MF) !== 0, p[IPV4_OFF_TTL], readU16(p, IPV4_OFF_TOTAL_LENGTH),
+      readU16(p, IPV4_OFF_CHECKSUM), p[IPV4_OFF_PROTOCOL], ipv4HeaderLen(p, 0), ipv4Version(p, 0), readU32(p, IPV4_OFF_SRC), readU32(p, IPV4_OFF_DST)]).toEqual(
       [0xb8, 0xbeef, 0x1abc, 1, true, 3, 1234, 0xfeed, 17, 24, 4, 1, 2]);
-    ip.version = 6;
-    expect([ip.version, ip.ihl]).toEqual([6, 24]);
+    expect(ipv4IsFragment(p, 0)).toBe(true);
+    p[IPV4_OFF_VER_IHL] = (6 << 4) | (p[IPV4_OFF_VER_IHL]! & 0x0f);
+    expect([ipv4Version(p, 0), ipv4HeaderLen(p, 0)]).toEqual([6, 24]);
   });
 
-  it('TcpView round-trips every field; one instance re-points across packets', () => {
+  it('TCP: every field round-trips through its offset, at any header offset', () => {
     const a = emitTcpPacket({ src: 1, dst: 2, srcPort: 3, dstPort: 4, seq: 5, ack: 6, flags: TCP_ACK, window: 7 });
     const b = emitTcpPacket({ src: 1, dst: 2, srcPort: 9, dstPort: 4, seq: 5, ack: 6, flags: TCP_ACK, window: 7 });
-    const t = new TcpView();
-    expect(t.wrap(a, 20).srcPort).toBe(3);
-    expect(t.wrap(b, 20).srcPort).toBe(9);
-    t.seq = 0xffffffff;
-    t.ack = 0x80000000;
-    t.flags = TCP_PSH | TCP_ACK;
-    t.window = 0xffff;
-    t.urgent = 0x1234;
-    t.dstPort = 443;
-    t.srcPort = 0;
-    t.dataOffset = 24;
-    t.checksum = 0x4321;
-    expect([t.seq, t.ack, t.flags, t.window, t.urgent, t.dstPort, t.srcPort, t.dataOffset, t.checksum, t.optionsOff]).toEqual(
+    expect(readU16(a, 20 + TCP_OFF_SRC_PORT)).toBe(3);
+    expect(readU16(b, 20 + TCP_OFF_SRC_PORT)).toBe(9);
+    const t = 20;
+    writeU32(b, t + TCP_OFF_SEQ, 0xffffffff);
+    writeU32(b, t + TCP_OFF_ACK, 0x80000000);
+    b[t + TCP_OFF_FLAGS] = TCP_PSH | TCP_ACK;
+    writeU16(b, t + TCP_OFF_WINDOW, 0xffff);
+    writeU16(b, t + TCP_OFF_URGENT, 0x1234);
+    writeU16(b, t + TCP_OFF_DST_PORT, 443);
+    writeU16(b, t + TCP_OFF_SRC_PORT, 0);
+    b[t + TCP_OFF_DATA_OFFSET] = ((24 >>> 2) << 4) | (b[t + TCP_OFF_DATA_OFFSET]! & 0x0f);
+    writeU16(b, t + TCP_OFF_CHECKSUM, 0x4321);
+    expect([readU32(b, t + TCP_OFF_SEQ), readU32(b, t + TCP_OFF_ACK), b[t + TCP_OFF_FLAGS], readU16(b, t + TCP_OFF_WINDOW),
+      readU16(b, t + TCP_OFF_URGENT), readU16(b, t + TCP_OFF_DST_PORT), readU16(b, t + TCP_OFF_SRC_PORT), tcpHeaderLen(b, t),
+      readU16(b, t + TCP_OFF_CHECKSUM), t + TCP_MIN_HEADER]).toEqual(
       [0xffffffff, 0x80000000, 0x18, 0xffff, 0x1234, 443, 0, 24, 0x4321, 40]);
-    expect(tcpFlagsString(t.flags)).toBe('P.');
+    expect(tcpFlagsString(b[t + TCP_OFF_FLAGS]!)).toBe('P.');
     expect(tcpFlagsString(0)).toBe('none');
+  });
+
+  it('the offsets the repr writes are the ones the slow-path parser reads back', () => {
+    const p = emitTcpPacket({ src: 1, dst: 2, srcPort: 3, dstPort: 4, seq: 5, ack: 6, flags: TCP_ACK, window: 7, tos: 0x10, id: 0x4242, urgent: 9, ttl: 33 });
+    expect([p[IPV4_OFF_TOS], readU16(p, IPV4_OFF_IDENTIFICATION), p[IPV4_OFF_TTL], readU16(p, 20 + TCP_OFF_URGENT)]).toEqual([0x10, 0x4242, 33, 9]);
+    expect(parseTcpPacket(p)).toMatchObject({ tos: 0x10, id: 0x4242, ttl: 33, urgent: 9 });
   });
 });
