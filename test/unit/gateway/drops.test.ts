@@ -60,6 +60,16 @@ function sample(metrics: string, line: string): number | undefined {
   return l === undefined ? undefined : Number(l.slice(line.length + 1));
 }
 
+/** A gateway with one established, logged connection and a fake liveness oracle. */
+async function connected(): Promise<{ o: FakeOracle; h: Harness; c: Client; s: Server }> {
+  const o = new FakeOracle();
+  const h = new Harness({ oracle: o });
+  const c = new Client({ isn: 1000, ts: 1 });
+  const s = new Server({ isn: 5_000_000, ts: 1 });
+  await connect(h, c, s);
+  return { o, h, c, s };
+}
+
 describe('the gateway exports every reason', () => {
   it('a fresh gateway: every wrapper reason and every wire drop in /metrics and /status, at 0', () => {
     const h = new Harness();
@@ -73,11 +83,7 @@ describe('the gateway exports every reason', () => {
   });
 
   it('a dead incarnation\'s segment while masked: counted once as SERVER_WHILE_MASKED, in /metrics and /status', async () => {
-    const o = new FakeOracle();
-    const h = new Harness({ oracle: o });
-    const c = new Client({ isn: 1000, ts: 1 });
-    const s = new Server({ isn: 5_000_000, ts: 1 });
-    await connect(h, c, s);
+    const { o, h, s } = await connected();
     o.emit('crashed');
     h.drain();
     expect(h.send(s.ackNow(1000))).toHaveLength(0);
@@ -88,11 +94,7 @@ describe('the gateway exports every reason', () => {
   });
 
   it('a RST answering a new SYN while the service is down: SYN_RST_WHILE_DOWN (south\'s reason, no north stat)', async () => {
-    const o = new FakeOracle();
-    const h = new Harness({ oracle: o });
-    const c = new Client({ isn: 1000, ts: 1 });
-    const s = new Server({ isn: 5_000_000, ts: 1 });
-    await connect(h, c, s);
+    const { o, h } = await connected();
     o.emit('crashed');
     h.drain();
     expect(h.gw.north.isDown(h.svc)).toBe(true);
@@ -105,11 +107,7 @@ describe('the gateway exports every reason', () => {
   });
 
   it('a FIN held for the verdict, released alive and held again for stability: both reasons counted (the release path too)', async () => {
-    const o = new FakeOracle();
-    const h = new Harness({ oracle: o });
-    const c = new Client({ isn: 1000, ts: 1 });
-    const s = new Server({ isn: 5_000_000, ts: 1 });
-    await connect(h, c, s);
+    const { o, h, c, s } = await connected();
     h.autoStable = false;
     h.send(...c.write(100)); // logged, not stable
     const fin = emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: c.port, seq: s.seq(s.sndNxt), ack: c.seq(100), flags: TCP_ACK | TCP_FIN, window: 1000 });
