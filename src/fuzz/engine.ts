@@ -46,7 +46,7 @@ import { Gateway } from '../gateway/gateway.js';
 import type { Flow } from '../flow/flow.js';
 import type { Service } from '../flow/table.js';
 import { MemoryLog } from '../log/memory.js';
-import type { LivenessSource, Verdict } from '../recovery/verdict.js';
+import type { LivenessSource, LivenessVerdict } from '../recovery/verdict.js';
 import { PacketInfo, parsePacket, Verdict as PacketVerdict } from '../wire/packet.js';
 import { ipv4HeaderChecksumOk, tcpChecksumOk } from '../wire/checksum.js';
 import { ipToU32, u32ToIp } from '../wire/addr.js';
@@ -109,14 +109,14 @@ export type KnownCause = keyof typeof KNOWN_CAUSES;
 export class ScriptedOracle implements LivenessSource {
   private readonly states = new Map<string, string>();
   private readonly listeners = new Map<string, Array<(service: string) => void>>();
-  private pending: Array<{ service: string; due: number; resolve: (v: Verdict) => void }> = [];
+  private pending: Array<{ service: string; due: number; resolve: (v: LivenessVerdict) => void }> = [];
   round = 0;
   constructor(private readonly delay: () => number) {}
 
   get pendingVerdicts(): number {
     return this.pending.length;
   }
-  waitVerdict(service: string): Promise<Verdict> {
+  waitVerdict(service: string): Promise<LivenessVerdict> {
     return new Promise((resolve) => this.pending.push({ service, due: this.round + this.delay(), resolve }));
   }
   state(service: string): string {
@@ -133,7 +133,7 @@ export class ScriptedOracle implements LivenessSource {
     for (const fn of this.listeners.get(ev) ?? []) fn(service);
   }
   /** Answers the verdicts due by now (all of them with `force`), each as `answer` says. */
-  answerDue(answer: (service: string) => Verdict, force = false): void {
+  answerDue(answer: (service: string) => LivenessVerdict, force = false): void {
     if (this.pending.length === 0) return;
     const keep: typeof this.pending = [];
     for (const p of this.pending) {
@@ -615,7 +615,7 @@ export class FuzzEngine {
   }
 
   /** Verdicts: 'dead' for a service whose process is dying, else 'alive'. */
-  private verdictFor = (service: string): Verdict => {
+  private verdictFor = (service: string): LivenessVerdict => {
     const cy = this.cycles.find((c) => c.name === service);
     return cy !== undefined && (cy.phase === 'DYING' || cy.server.dead) ? 'dead' : 'alive';
   };

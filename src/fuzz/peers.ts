@@ -19,8 +19,7 @@
  * endpoint does not expect it ignores.
  */
 import { emitTcpPacket } from '../wire/repr.js';
-import { TcpOptions, encodeTcpOptions } from '../wire/tcp-options.js';
-import { tsValOf } from '../recovery/rebuild.js';
+import { TcpOptions, encodeTcpOptions, tsValOf } from '../wire/tcp-options.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { seqAdd, seqDiff } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../wire/tcp.js';

@@ -2,10 +2,15 @@
  * The gateway's packet pipeline (normal operation).
  *
  *   TUN read batch ─▶ parsePacket ─┬─ IPv4 TCP to/from a protected service ─▶ south wrapper ─┐
+ *                                   │     (FORWARD, or a drop reason: counted in wrapperDrops) │
  *                                   ├─ anything else IPv4, IPv6, fragments ─▶ untouched ─────┤
- *                                   └─ malformed ─▶ counted drop reason                     │
+ *                                   └─ malformed ─▶ counted drop reason (drops)             │
  *   TUN write batch ◀── packets kept in place in the read buffer (rewritten in place) ◀─────┘
  *   TUN write ◀── packets the gateway makes itself (released ACKs), when the log says stable
+ *
+ * Every packet dropped has a named reason, counted once: a malformed one or a bad checksum by
+ * its wire verdict (src/wire/packet.ts), a protected segment by the reason its wrapper returned
+ * (src/wrappers/contract.ts). /status `drops` and /metrics `ftcp_drops_total{reason}` show both.
  *
  * One JS call per batch; per packet the work is a parse into a reused struct, one or two
  * Map lookups by number, and in-place header rewrites.
@@ -14,7 +19,8 @@ import { u32ToIp } from '../wire/addr.js';
 import type { PacketBatch, TunDevice } from '../tun/device.js';
 import type { LogStatus, LogStore } from '../log/types.js';
 import { FlowTable, type ServiceSpec } from '../flow/table.js';
-import { SouthWrapper, FORWARD, defaultSouthOptions, type SouthOptions } from '../wrappers/south.js';
+import { SouthWrapper, defaultSouthOptions, type SouthOptions } from '../wrappers/south.js';
+import { FORWARD, DropReason, WrapperDrops } from '../wrappers/contract.js';
 import { PacketInfo, parsePacket, checksumVerdict, Verdict, DropCounters, isDrop, FIRST_DROP, VERDICT_COUNT, verdictName } from '../wire/packet.js';
 import type { Logger } from '../util/logger.js';
 import { NorthWrapper, defaultNorthOptions, type NorthOptions } from '../recovery/rebuild.js';
@@ -76,7 +82,10 @@ export class GatewayStats {
 
 export class Gateway {
   readonly stats = new GatewayStats();
+  /** Malformed packets and bad checksums, by wire verdict. */
   readonly drops = new DropCounters();
+  /** Protected segments a wrapper did not forward, by the reason it returned (the one place they are counted). */
+  readonly wrapperDrops = new WrapperDrops();
   readonly table: FlowTable;
   readonly south: SouthWrapper;
   readonly north: NorthWrapper;
@@ -146,7 +155,7 @@ export class Gateway {
     };
     const vnet = this.vnet;
     if (vnet !== null) this.north.superPacketMtu = () => (vnet.active ? vnet.mtu : 0);
-    this.masking = new CrashMasking(this.table, this.north, oracle, policy, (svc, b) => this.south.releaseHeld(svc, b), opts.holdMs ?? 1000, opts.minGapMs ?? 25);
+    this.masking = new CrashMasking(this.table, this.north, oracle, policy, (svc, b) => this.wrapperDrops.count(this.south.releaseHeld(svc, b) ?? FORWARD), opts.holdMs ?? 1000, opts.minGapMs ?? 25);
     this.south.north = this.north;
     if (this.masking.enabled) this.south.masking = this.masking;
   }
@@ -370,12 +379,17 @@ export class Gateway {
         }
         stats.protectedPackets++;
         this.lastProtected = true;
-        forward = (fromClient ? this.south.fromClient(svc, buf, info) : this.south.fromServer(svc, buf, info)) === FORWARD;
+        const w = fromClient ? this.south.fromClient(svc, buf, info) : this.south.fromServer(svc, buf, info);
+        if (w !== FORWARD) {
+          this.wrapperDrops.count(w);
+          forward = false;
+        }
       }
     } else if (v === Verdict.IPV4_ICMP) {
       stats.icmp++;
       if (this.north.recovering > 0 && this.icmpAboutMasked(buf, info)) {
         stats.icmpSuppressed++;
+        this.wrapperDrops.count(DropReason.ICMP_ABOUT_MASKED);
         forward = false;
       }
     } else if (v === Verdict.IPV6) {
@@ -495,11 +509,14 @@ export class Gateway {
     };
   }
 
-  /** Malformed packets dropped, by reason. */
+  /**
+   * Packets dropped, by reason, every reason zero or not: malformed packets and bad checksums
+   * (the wire verdicts), then the wrappers' reasons (the two vocabularies share no name).
+   */
   dropReasons(): Record<string, number> {
     const r: Record<string, number> = {};
     for (let v = FIRST_DROP; v < VERDICT_COUNT; v++) r[verdictName(v)] = this.drops.get(v);
-    return r;
+    return Object.assign(r, this.wrapperDrops.snapshot());
   }
 
   /** Prometheus text exposition. */

@@ -46,6 +46,7 @@ import { parseStabilityTrace, type AckInvariantReport } from '../inspect/ack-inv
 import { summarizeCapture, type CaptureSummary } from '../inspect/summary.js';
 import { inspectCapture } from '../inspect/inspect.js';
 import { ipToU32 } from '../wire/addr.js';
+import { formatDrops } from '../wrappers/contract.js';
 import type { DemoClientReport } from '../demo/client.js';
 import { UsageError } from '../util/errors.js';
 import { execIn } from './exec.js';
@@ -245,6 +246,8 @@ export interface DrillReport {
   verdicts: Record<string, number>;
   gateway: { packets: number; protectedPackets: number; bytesLogged: number; acksLowered: number; acksHeld: number; heldReleased: number; dropped: number };
   north: Record<string, number>;
+  /** Packets the gateway dropped, by reason (its status `drops`: wire verdicts and the wrappers' reasons). */
+  drops: Record<string, number>;
   /** With log 'remote': the log link's counters (null otherwise). */
   logLink: LogLinkReport | null;
   durationMs: number;
@@ -517,6 +520,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         acksLowered: st.south.acksLowered ?? 0, acksHeld: st.south.acksHeld ?? 0, heldReleased: st.south.heldReleased ?? 0, dropped: st.stats.dropped ?? 0,
       },
       north: st.north ?? {},
+      drops: st.drops ?? {},
       logLink,
       durationMs: Date.now() - t0,
     };
@@ -714,6 +718,7 @@ export function formatDrill(r: DrillReport): string {
     `  stable-ack invariant: ${r.invariant.checked} acks checked, ${r.invariant.violations.length} beyond the stable point`,
     `  inspect verdicts (client side): ${Object.entries(r.verdicts).map(([v, n]) => `${n} ${v}`).join(', ') || 'none'}`,
     `  gateway: ${r.gateway.packets} packets (${r.gateway.protectedPackets} protected), ${mb(r.gateway.bytesLogged)} MB logged, acks lowered ${r.gateway.acksLowered}, held ${r.gateway.acksHeld}, released ${r.gateway.heldReleased}, dropped ${r.gateway.dropped}`,
+    `  drops by reason: ${formatDrops(r.drops)}`,
     `  longest stall any client saw: ${r.longestStallMs.toFixed(1)} ms`,
     ...(r.logLink === null ? [] : formatLogLink(r.logLink)),
     '',

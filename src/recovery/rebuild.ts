@@ -51,14 +51,12 @@ import type { PacketInfo } from '../wire/packet.js';
 import { emitTcpPacket } from '../wire/repr.js';
 import { seqAdd, seqDiff, seqGt } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_WINDOW, TCP_OFF_DST_PORT } from '../wire/tcp.js';
-import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
+import { TcpOptions, parseTcpOptions, tsValOf } from '../wire/tcp-options.js';
 import { tcpSetAck } from '../wire/rewrite.js';
 import { Translation, translateToClient, translateToServer } from './translate.js';
 import { u32ToIp } from '../wire/addr.js';
+import { FORWARD, DropReason, type WrapperVerdict } from '../wrappers/contract.js';
 import type { Logger } from '../util/logger.js';
-
-export const PASS = 0;
-export const DROP = 1;
 
 export type Phase = RecoveryPhase;
 
@@ -161,7 +159,6 @@ export class NorthStats {
   rebuildFailed = 0;
   rstsToClient = 0;
   clientAcksClamped = 0;
-  synRstsDropped = 0;
   /** Window probes to a new incarnation whose receive window was closed. */
   zeroWindowProbes = 0;
   /** Client pure ACKs during the replay, replaced by the gateway's own ACK (see fromClient). */
@@ -432,25 +429,25 @@ export class NorthWrapper {
 
   /**
    * A client segment of a masked, rebuilding or translated connection (already logged by
-   * the south wrapper). Returns PASS (translated for the new incarnation) or DROP.
+   * the south wrapper). Returns FORWARD (translated for the new incarnation) or a drop reason.
    */
-  fromClient(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): number {
+  fromClient(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict {
     const r = recOf(flow);
     if (r !== null) {
       if (r.phase === 'FAILED') {
         if (!(p.flags & TCP_RST)) this.resetClient(flow, p.flags & TCP_ACK ? p.ack : flow.outSeq(flow.cliAcked));
-        return DROP;
+        return DropReason.CLIENT_REBUILD_FAILED;
       }
       if (p.flags & TCP_RST && flow.state === 'CLOSED') {
         // The client gave up on its own: forget the rebuild; tell the new incarnation if any.
         this.ended(flow, r, this.now());
         if (r.phase === 'REPLAY' && flow.xlate !== null) {
           this.toServer(flow, buf, p);
-          return PASS;
+          return FORWARD;
         }
-        return DROP;
+        return DropReason.CLIENT_RST_RECOVERING;
       }
-      if (r.phase !== 'REPLAY') return DROP;
+      if (r.phase !== 'REPLAY') return DropReason.CLIENT_WHILE_MASKED;
       if (p.payloadLen === 0 && !(p.flags & (TCP_FIN | TCP_SYN | TCP_RST))) {
         // A pure ACK or window update: its seq is the client's snd_nxt, which may lie beyond
         // what the replay has delivered and so beyond a closed receive window: the new
@@ -460,12 +457,12 @@ export class NorthWrapper {
         this.stats.clientAcksReplaced++;
         if (p.window > 0) r.lastMoved = this.now();
         this.ackServerSoon(flow, r);
-        return DROP;
+        return DropReason.CLIENT_ACK_REPLACED;
       }
     }
-    if (flow.xlate === null) return PASS;
+    if (flow.xlate === null) return FORWARD;
     this.toServer(flow, buf, p);
-    return PASS;
+    return FORWARD;
   }
 
   private toServer(flow: Flow, buf: Buffer, p: PacketInfo): void {
@@ -483,10 +480,10 @@ export class NorthWrapper {
   }
 
   /**
-   * A server segment of such a connection, before the south wrapper. Returns DROP, or PASS
-   * with the segment translated in place (and `p` updated) for the south wrapper.
+   * A server segment of such a connection, before the south wrapper. Returns a drop reason, or
+   * FORWARD with the segment translated in place (and `p` updated) for the south wrapper.
    */
-  fromServer(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): number {
+  fromServer(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict {
     const r = recOf(flow);
     const flags = p.flags;
     if (r !== null) {
@@ -496,23 +493,20 @@ export class NorthWrapper {
           if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
         }
         this.stats.deadDropped++;
-        return DROP;
+        return DropReason.SERVER_WHILE_MASKED;
       }
-      if (r.phase === 'HANDSHAKE') {
-        this.handshakeSegment(svc, flow, r, buf, p);
-        return DROP;
-      }
+      if (r.phase === 'HANDSHAKE') return this.handshakeSegment(svc, flow, r, buf, p);
     }
     const t = xlateOf(flow);
-    if (t === null) return PASS;
+    if (t === null) return FORWARD;
     if (p.dstPort !== t.serverSidePort) {
       this.stats.deadDropped++; // the dead incarnation, on the port the connection left
-      return DROP;
+      return DropReason.STALE_PORT;
     }
     if (flags & TCP_SYN) {
       // Our handshake ACK was lost: the SYN-ACK comes again.
       if (r !== null) this.sendToServer(flow, r, flow.inSeq(0), TCP_ACK, null);
-      return DROP;
+      return DropReason.SYN_ACK_REPEAT;
     }
     if (!this.fromNewIncarnation(flow, t, p.seq)) {
       // Same tuple, but the dead incarnation's numbering: one of its last segments (an
@@ -520,7 +514,7 @@ export class NorthWrapper {
       // by a loaded gateway queue. Its ack (the dead socket's rcv_nxt) must not count as the
       // new incarnation's: the replay would stop short and the connection never catch up.
       this.stats.deadDropped++;
-      return DROP;
+      return DropReason.DEAD_SEQ;
     }
     // New-incarnation bookkeeping (raw numbers, before translation).
     if (flags & TCP_ACK) {
@@ -565,17 +559,17 @@ export class NorthWrapper {
         r.lastMoved = this.now();
         this.ackServerSoon(flow, r);
         this.progress(flow, r);
-        return DROP;
+        return DropReason.ABSORBED;
       }
       if (len === 0 && !(flags & TCP_RST) && flow.inOffset(p.ack) <= flow.complete) {
         // A pure ACK of replayed bytes: the client has those acked already (no dupacks to it).
         this.stats.serverAcksDropped++;
         this.progress(flow, r);
-        return DROP;
+        return DropReason.REPLAY_ACK;
       }
       this.progress(flow, r);
     }
-    return PASS;
+    return FORWARD;
   }
 
   /**
@@ -590,18 +584,18 @@ export class NorthWrapper {
     return off >= -1 && off <= room;
   }
 
-  /** Steps 1-3: answers to our SYN. */
-  private handshakeSegment(svc: Service, flow: Flow, r: Rebuild, buf: Buffer, p: PacketInfo): void {
+  /** Steps 1-3: answers to our SYN. None goes to the client: returns why. */
+  private handshakeSegment(svc: Service, flow: Flow, r: Rebuild, buf: Buffer, p: PacketInfo): DropReason {
     const now = this.now();
     const flags = p.flags;
     if (p.dstPort !== r.sidePort) {
       this.stats.deadDropped++;
-      return;
+      return DropReason.STALE_PORT;
     }
     const synAcked = flags & TCP_ACK && p.ack === seqAdd(flow.clientIsn, 1);
     if (flags & TCP_SYN && synAcked) {
       this.synAcked(svc, flow, r, buf, p, now);
-      return;
+      return DropReason.DURING_HANDSHAKE;
     }
     if (flags & TCP_RST) {
       if (synAcked) {
@@ -610,14 +604,14 @@ export class NorthWrapper {
         r.nextAt = now + r.rto;
         r.rto = Math.min(r.rto * 2, 1000);
       }
-      return;
+      return DropReason.DURING_HANDSHAKE;
     }
     if (flags & TCP_FIN) {
       // The dead incarnation's orphan retransmitting its FIN, sent before our reaping RST
       // (a loaded gateway may see it late). Not an answer to the SYN: an RST at its ack now
       // could land in the window of the new incarnation's connection on this tuple.
       this.stats.deadDropped++;
-      return;
+      return DropReason.DEAD_FIN;
     }
     if (flags & TCP_ACK && !(flags & TCP_SYN)) {
       // A socket still holds the tuple and told us its rcv_nxt (challenge ACK): reap it there.
@@ -626,6 +620,7 @@ export class NorthWrapper {
       this.stats.reapRsts++;
       r.nextAt = now + 5;
     }
+    return DropReason.DURING_HANDSHAKE;
   }
 
   private synAcked(svc: Service, flow: Flow, r: Rebuild, buf: Buffer, p: PacketInfo, now: number): void {
@@ -1168,15 +1163,4 @@ function tsOption(tsVal: number, tsEcr: number): Buffer {
  */
 export function outOffsetNear(seq: number, isn: number, near: number): number {
   return near + seqDiff(seq, seqAdd(isn, 1 + (near % 0x100000000)));
-}
-
-/**
- * The TSval of a segment, or -1: Linux puts NOP NOP TS first on every non-SYN segment, so
- * that shape is read directly; anything else goes through the option parser.
- */
-export function tsValOf(buf: Buffer, p: PacketInfo, scratch: TcpOptions): number {
-  const o = p.optOff;
-  if (p.optLen >= 12 && buf[o] === 1 && buf[o + 1] === 1 && buf[o + 2] === 8 && buf[o + 3] === 10) return buf.readUInt32BE(o + 4);
-  if (p.optLen === 0 || !parseTcpOptions(buf, o, p.optLen, scratch) || scratch.tsOff < 0) return -1;
-  return scratch.tsVal;
 }

@@ -22,12 +22,13 @@ import { ipv4HeaderLen, readU32 } from '../wire/ipv4.js';
 import { ipToU32, u32ToIp } from '../wire/addr.js';
 import type { NorthWrapper } from './rebuild.js';
 
-export type Verdict = 'alive' | 'dead' | 'unknown';
+/** The liveness oracle's answer about a service (not src/wire/packet.ts's packet Verdict). */
+export type LivenessVerdict = 'alive' | 'dead' | 'unknown';
 export type CrashPolicy = 'none' | 'rst';
 
 /** What the gateway needs from a liveness oracle (src/supervisor/oracle.ts is one). */
 export interface LivenessSource {
-  waitVerdict(service: string, timeoutMs: number, settle?: boolean, minGapMs?: number): Promise<Verdict>;
+  waitVerdict(service: string, timeoutMs: number, settle?: boolean, minGapMs?: number): Promise<LivenessVerdict>;
   state(service: string): string;
   on(ev: 'crashed' | 'silent' | 'listening', fn: (service: string) => void): unknown;
   /** Notice counters (accepted, replayed, superseded crashes, …), shown in status and metrics. */

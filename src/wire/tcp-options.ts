@@ -243,3 +243,15 @@ export function encodeTcpOptions(r: TcpOptionsRepr): Buffer {
   if (out.length > TCP_MAX_OPTIONS_LEN) throw new RangeError(`TCP options: ${out.length} bytes > ${TCP_MAX_OPTIONS_LEN}`);
   return Buffer.from(out);
 }
+
+/**
+ * The TSval of a segment whose options are buf[optOff, optOff+optLen), or -1: Linux puts
+ * NOP NOP TS first on every non-SYN segment, so that shape is read directly; anything else
+ * goes through the option parser (into `scratch`). Both wrappers read it on every segment.
+ */
+export function tsValOf(buf: Buffer, p: { readonly optOff: number; readonly optLen: number }, scratch: TcpOptions): number {
+  const o = p.optOff;
+  if (p.optLen >= 12 && buf[o] === 1 && buf[o + 1] === 1 && buf[o + 2] === 8 && buf[o + 3] === 10) return buf.readUInt32BE(o + 4);
+  if (p.optLen === 0 || !parseTcpOptions(buf, o, p.optLen, scratch) || scratch.tsOff < 0) return -1;
+  return scratch.tsVal;
+}

@@ -26,16 +26,32 @@ import { IPV4_OFF_TOTAL_LENGTH } from '../wire/ipv4.js';
 import { tcpSetAck, tcpSetWindow } from '../wire/rewrite.js';
 import { fillIpv4HeaderChecksum, fillTcpChecksum } from '../wire/checksum.js';
 import type { PacketInfo } from '../wire/packet.js';
-import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
+import { TcpOptions, parseTcpOptions, tsValOf } from '../wire/tcp-options.js';
 import type { Logger } from '../util/logger.js';
 import { PacketInfo as PacketInfoClass, parsePacket, Verdict } from '../wire/packet.js';
-import { PASS, tsValOf, type NorthWrapper } from '../recovery/rebuild.js';
-import type { CrashMasking } from '../recovery/verdict.js';
 import { seqGt } from '../wire/seq.js';
+import { FORWARD, DropReason, type Wrapper, type WrapperVerdict } from './contract.js';
 
-export const FORWARD = 0;
-export const DROP = 1;
-export type Action = typeof FORWARD | typeof DROP;
+/**
+ * What the south wrapper calls of the north wrapper (the recovery engine's NorthWrapper) today,
+ * declared here so that the wrappers import nothing from src/recovery (the recovery engine
+ * imports the wrappers' contract). Issue 12 item 1 removes these calls.
+ */
+export interface NorthCalls {
+  fromClient(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict;
+  fromServer(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict;
+  isDown(svc: Service): boolean;
+  diedSince(svc: Service, at: number): boolean;
+  crash(svc: Service, reason: string): void;
+  onStable(flow: Flow): void;
+  forget(flow: Flow): void;
+}
+
+/** What the south wrapper calls of the crash masking (src/recovery/verdict.ts's CrashMasking). */
+export interface VerdictHold {
+  /** A server FIN or RST: true when taken (held for the liveness verdict, or suppressed). */
+  hold(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): boolean;
+}
 
 export interface SouthOptions {
   /**
@@ -150,15 +166,15 @@ export class SouthStats {
 }
 
 
-export class SouthWrapper {
+export class SouthWrapper implements Wrapper {
   readonly stats = new SouthStats();
   private readonly opts = new TcpOptions();
   private readonly opts2 = new TcpOptions();
   /** Called at every advance of a connection's stable point (for traces and tests). */
   onStableAdvance: ((flow: Flow) => void) | null = null;
   /** The north wrapper (masking, rebuild, translation) and the FIN/RST verdict hold. */
-  north: NorthWrapper | null = null;
-  masking: CrashMasking | null = null;
+  north: NorthCalls | null = null;
+  masking: VerdictHold | null = null;
   /** The log FAILED and the policy is passthrough: new connections are not protected. */
   passthrough = false;
   /** Set while a held FIN/RST is processed again after an 'alive' verdict. */
@@ -180,7 +196,7 @@ export class SouthWrapper {
 
   // ---- client → server -------------------------------------------------------------
 
-  fromClient(svc: Service, buf: Buffer, p: PacketInfo): Action {
+  fromClient(svc: Service, buf: Buffer, p: PacketInfo): WrapperVerdict {
     const flags = p.flags;
     let flow = this.table.get(svc, p.src, p.srcPort);
     if (flags & TCP_SYN && !(flags & TCP_RST)) {
@@ -350,7 +366,7 @@ export class SouthWrapper {
    *    latest other one (one slot); the SYN-ACK's ack says which the server took
    *    (synAckMatches), so neither order leaves the real connection unprotected.
    */
-  private synOnFlow(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): Action {
+  private synOnFlow(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict {
     const halfOpen = isHalfOpen(flow.state);
     if (p.seq === flow.clientIsn) return halfOpen ? FORWARD : this.toNorth(svc, flow, buf, p);
     if (halfOpen) {
@@ -427,9 +443,9 @@ export class SouthWrapper {
   }
 
   /** A connection being masked, rebuilt or translated: the north wrapper decides. */
-  private toNorth(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): Action {
+  private toNorth(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict {
     if (this.north === null || (flow.rec === null && flow.xlate === null)) return FORWARD;
-    return this.north.fromClient(svc, flow, buf, p) === PASS ? FORWARD : DROP;
+    return this.north.fromClient(svc, flow, buf, p);
   }
 
   private keepPending(flow: Flow, offset: number, data: Buffer): void {
@@ -444,7 +460,7 @@ export class SouthWrapper {
 
   // ---- server → client -------------------------------------------------------------
 
-  fromServer(svc: Service, buf: Buffer, p: PacketInfo): Action {
+  fromServer(svc: Service, buf: Buffer, p: PacketInfo): WrapperVerdict {
     const flags = p.flags;
     const flow = this.table.get(svc, p.dst, p.dstPort);
     if (!flow) {
@@ -457,11 +473,12 @@ export class SouthWrapper {
       // again, the RST of a socket that closed) can only reach a client socket that is gone
       // (one that closed second has none) and draw a RST from it (issue 10 item 1).
       this.stats.afterCloseDropped++;
-      return DROP;
+      return DropReason.AFTER_CLOSE;
     }
     if (!this.releasing && this.north !== null && (flow.rec !== null || flow.xlate !== null)) {
       // Masked (dropped), rebuilding (the handshake's answers) or translated in place.
-      if (this.north.fromServer(svc, flow, buf, p) !== PASS) return DROP;
+      const v = this.north.fromServer(svc, flow, buf, p);
+      if (v !== FORWARD) return v;
     }
     if (flags & TCP_SYN && !(flags & TCP_RST)) {
       // (SYN+RST is judged as a RST below: the client checks RST first.)
@@ -475,15 +492,14 @@ export class SouthWrapper {
       // with its ack unjudged, past `stable` (the fuzz: an ack of 19,241 with 5,925 stable).
       if (flags & TCP_ACK && p.ack === seqAdd(flow.clientIsn, 1) && p.payloadLen === 0 && !(flags & TCP_FIN)) return FORWARD;
       this.stats.serverSynDropped++;
-      return DROP;
+      return DropReason.SERVER_SYN;
     }
     flow.lastActivity = this.now();
     if (isHalfOpen(flow.state)) {
       if (flags & TCP_RST && this.north !== null && this.north.isDown(svc)) {
         // A SYN reached the dead server's host while nothing listened: the client will
         // send its SYN again, by which time the service is back.
-        this.north.stats.synRstsDropped++;
-        return DROP;
+        return DropReason.SYN_RST_WHILE_DOWN;
       }
       // The server refused the connection (its RST acks the client's ISN+1): nothing more to keep.
       if (flags & TCP_RST && flags & TCP_ACK && p.ack === seqAdd(flow.clientIsn, 1)) this.halfOpenEnded(svc, flow, 'server RST');
@@ -506,9 +522,9 @@ export class SouthWrapper {
       const a = flow.inOffset(p.ack);
       if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
     }
-    if (flags & TCP_FIN && !(flags & TCP_RST) && !this.releasing && this.finRepeated(flow, p)) return DROP;
+    if (flags & TCP_FIN && !(flags & TCP_RST) && !this.releasing && this.finRepeated(flow, p)) return DropReason.FIN_RETRANSMIT;
     if (flags & (TCP_FIN | TCP_RST) && !this.releasing && this.masking !== null && this.masking.hold(svc, flow, buf, p)) {
-      return DROP; // held for the liveness verdict, or suppressed (the process died)
+      return DropReason.HELD_FOR_VERDICT; // held for the liveness verdict, or suppressed (the process died)
     }
 
     if (flags & TCP_RST) {
@@ -557,7 +573,7 @@ export class SouthWrapper {
       flow.heldFin = Buffer.from(buf.subarray(p.ipOff, p.ipOff + p.totalLen));
       flow.heldFinAck = acked;
       this.stats.finsHeld++;
-      return DROP;
+      return DropReason.FIN_HELD_UNSTABLE;
     }
     this.holdTemplate(flow, buf, p, acked, len, fin);
     if (len > 0 || fin) {
@@ -568,7 +584,7 @@ export class SouthWrapper {
       return FORWARD;
     }
     this.stats.acksHeld++;
-    return DROP;
+    return DropReason.ACK_HELD_UNSTABLE;
   }
 
   /** The latest TSval toward the client (its keepalives carry it: a forged one would fail PAWS there). */
@@ -595,18 +611,18 @@ export class SouthWrapper {
    *    ack lowered to `stable` when beyond it (the stable-ACK rule holds for every segment);
    *    a pure ACK beyond `stable` is dropped instead (it would move nothing).
    */
-  private serverUnacceptable(flow: Flow, buf: Buffer, p: PacketInfo): Action | -1 {
+  private serverUnacceptable(flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict | -1 {
     const flags = p.flags;
     const o = flow.outOffset(p.seq);
     if (flags & TCP_RST) {
       if (flow.serverRstOk(o)) return -1;
       this.stats.serverRstIgnored++;
-      return DROP;
+      return DropReason.SERVER_RST_OUT_OF_WINDOW;
     }
     const acked = flags & TCP_ACK ? flow.inOffset(p.ack) : -1;
     if (acked > flow.ackLimit()) {
       this.stats.serverAckUnsent++;
-      return DROP;
+      return DropReason.SERVER_ACK_UNSENT;
     }
     const len = p.payloadLen;
     const fin = flags & TCP_FIN ? 1 : 0;
@@ -623,7 +639,7 @@ export class SouthWrapper {
       this.stats.serverOutOfWindow++;
     }
     if (acked <= flow.stable) return FORWARD;
-    if (len === 0 && !fin) return DROP;
+    if (len === 0 && !fin) return DropReason.SERVER_OUT_OF_WINDOW;
     this.rewriteAck(buf, p.l4Off, flow, flow.stable, acked + p.window * 2 ** flow.serverWscale);
     return FORWARD;
   }
@@ -809,13 +825,16 @@ export class SouthWrapper {
   /**
    * A server FIN/RST held for the liveness verdict came back 'alive': it goes through the
    * normal path now (already translated, if the connection was rebuilt) and out if kept.
+   * Returns the verdict (for the gateway to count), or null for a copy that is not TCP (none is).
    */
-  releaseHeld(svc: Service, pkt: Buffer): void {
+  releaseHeld(svc: Service, pkt: Buffer): WrapperVerdict | null {
     const info = this.relInfo;
-    if (parsePacket(pkt, 0, pkt.length, info) !== Verdict.IPV4_TCP) return;
+    if (parsePacket(pkt, 0, pkt.length, info) !== Verdict.IPV4_TCP) return null;
     this.releasing = true;
     try {
-      if (this.fromServer(svc, pkt, info) === FORWARD) this.emit(pkt, 0, info.totalLen);
+      const v = this.fromServer(svc, pkt, info);
+      if (v === FORWARD) this.emit(pkt, 0, info.totalLen);
+      return v;
     } finally {
       this.releasing = false;
     }

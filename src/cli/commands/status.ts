@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { FLOW_PAGE } from '../../gateway/gateway.js';
 import { loadControlToken, CONTROL_DEFAULT_ADDR } from '../../gateway/control.js';
 import { checkLabName, LAB_CONTROL } from '../../lab/topology.js';
+import { formatDrops } from '../../wrappers/contract.js';
 
 const HELP = `usage: ftcp status (--control [<ip>:]<port> | --name <lab>) [--token-file F]
                    [--offset N] [--limit N | --all] [--json]
@@ -84,6 +85,12 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(st, null, 2) + '\n');
     return 0;
   }
+  process.stdout.write(statusText(st) + '\n');
+  return 0;
+}
+
+/** The text `ftcp status` prints for a /status snapshot (its flow list as fetched). */
+export function statusText(st: Record<string, any>): string {
   const lines = [
     `tun ${st.tun}  log ${st.log}  up ${(st.uptimeMs / 1000).toFixed(0)} s`,
     `services: ${st.services.join(', ')}`,
@@ -93,6 +100,7 @@ export async function run(argv: string[]): Promise<number> {
       `; handshakes completed ${st.south.handshakesCompleted ?? 0}, half-open evicted ${st.south.halfOpenEvicted ?? 0}, expired ${st.south.halfOpenExpired ?? 0}, reset ${st.south.halfOpenReset ?? 0}`,
     `packets: ${st.stats.packets} (protected ${st.stats.protectedPackets}, unprotected tcp ${st.stats.unprotectedTcp}, dropped ${st.stats.dropped})`,
     `south: logged ${st.south.bytesLogged} B, acks lowered ${st.south.acksLowered}, held ${st.south.acksHeld}, released ${st.south.heldReleased}`,
+    `drops by reason: ${formatDrops(st.drops)}`,
   ];
   if (st.north) {
     const n = st.north;
@@ -138,8 +146,7 @@ export async function run(argv: string[]): Promise<number> {
   for (const f of st.flows) {
     lines.push(`  ${f.flow} ${f.state}${f.unprotected ? ' UNPROTECTED' : ''} received=${f.received} stable=${f.stable} complete=${f.complete} sndMax=${f.sndMax} cliAcked=${f.cliAcked}`);
   }
-  process.stdout.write(lines.join('\n') + '\n');
-  return 0;
+  return lines.join('\n');
 }
 
 /** 1536 -> "1.5 KiB" (binary multiples). */

@@ -21,6 +21,7 @@ import {
 import { emitTcpPacket } from '../../../src/wire/repr.js';
 import { encodeTcpOptions } from '../../../src/wire/tcp-options.js';
 import { seqAdd } from '../../../src/wire/seq.js';
+import { DropReason } from '../../../src/wrappers/contract.js';
 
 const toServer = (l: Seg[]) => l.filter((x) => x.dst === SERVER);
 const toClient = (l: Seg[]) => l.filter((x) => x.dst === CLIENT);
@@ -199,6 +200,7 @@ for (const [label, C_ISN, S_ISN] of ISNS) {
       expect(h.gw.masking.stats.held).toBe(0);
       expect(f.state).toBe('ESTABLISHED');
       expect(h.gw.south.stats.serverRstIgnored).toBe(1);
+      expect(h.gw.wrapperDrops.get(DropReason.SERVER_RST_OUT_OF_WINDOW)).toBe(1);
       // At the client's rcv_nxt: held for the verdict as before.
       expect(h.send(fromServer(s.seq(s.sndNxt), c.seq(300), TCP_RST | TCP_ACK))).toHaveLength(0);
       expect(h.gw.masking.stats.held).toBe(1);
@@ -230,6 +232,7 @@ for (const [label, C_ISN, S_ISN] of ISNS) {
       expect([f.serverFin, f.state, f.heldFin, f.verdictHold]).toEqual([-1, 'ESTABLISHED', null, null]);
       expect(spoof).toHaveLength(0); // dropped: it acks bytes the client never sent
       expect(h.gw.south.stats.serverAckUnsent).toBe(1);
+      expect(h.gw.wrapperDrops.get(DropReason.SERVER_ACK_UNSENT)).toBe(1);
       // The same with an ack the client could have had: forwarded (the client drops it), ignored here.
       expect(toClient(h.send(fromServer(c.outSeq(1_500_000_000), c.seq(35), TCP_FIN | TCP_ACK)))).toHaveLength(1);
       // Data out of the window, and a FIN before what the client acked: likewise.
@@ -420,6 +423,7 @@ describe('fuzz findings in the south wrapper (issue 11)', () => {
     const out = toClient(h.send(fromServer(5_000_000, 1000 + 1 + 350, TCP_SYN | TCP_ACK)));
     expect(out).toHaveLength(0);
     expect(h.gw.south.stats.serverSynDropped).toBe(1);
+    expect(h.gw.wrapperDrops.get(DropReason.SERVER_SYN)).toBe(1);
   });
 
   it('a stable advance never lowers received (a FIN recorded below it)', async () => {

@@ -13,6 +13,7 @@ import { ipToU32 } from '../../../src/wire/addr.js';
 import { seqAdd } from '../../../src/wire/seq.js';
 import { tcpChecksumOk, ipv4HeaderChecksumOk } from '../../../src/wire/checksum.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
+import { DropReason } from '../../../src/wrappers/contract.js';
 
 const CLIENT = ipToU32('198.18.1.2');
 const SERVER = ipToU32('198.18.2.2');
@@ -99,6 +100,7 @@ for (const [label, cIsn, sIsn] of [
       const held = h.send(seg({ fromClient: false, seq: h.sseq(0), ack: h.cseq(1000), window: 300, options: tsOpts }));
       expect(held).toHaveLength(0);
       expect(h.gw.south.stats.acksHeld).toBe(1);
+      expect(h.gw.wrapperDrops.get(DropReason.ACK_HELD_UNSTABLE)).toBe(1);
 
       h.log.stabilize(1, 500);
       const part = h.tun.drain();
@@ -194,6 +196,7 @@ for (const [label, cIsn, sIsn] of [
       const fin = seg({ fromClient: false, seq: h.sseq(0), ack: h.cseq(8), flags: TCP_ACK | TCP_FIN, payload: payload(4, 6) });
       expect(h.send(fin)).toHaveLength(0);
       expect(h.gw.south.stats.finsHeld).toBe(1);
+      expect(h.gw.wrapperDrops.get(DropReason.FIN_HELD_UNSTABLE)).toBe(1);
       h.log.stabilize(1, 7); // data stable, the FIN not yet
       expect(h.tun.drain()).toHaveLength(0);
       h.log.stabilize(1, 8);
@@ -217,6 +220,7 @@ for (const [label, cIsn, sIsn] of [
       expect(h.send(fin)).toHaveLength(0); // the server's retransmission: absorbed
       expect(h.send(seg({ fromClient: false, seq: h.sseq(1), ack: 0, flags: TCP_RST }))).toHaveLength(0);
       expect(h.gw.south.stats.afterCloseDropped).toBe(2);
+      expect(h.gw.wrapperDrops.get(DropReason.AFTER_CLOSE)).toBe(2);
     });
 
     it('ends the connection when both FINs are acked and releases its log after the linger', () => {

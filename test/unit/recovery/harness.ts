@@ -21,7 +21,7 @@ import type { Flow } from '../../../src/flow/flow.js';
 import type { Service } from '../../../src/flow/table.js';
 import type { NorthOptions } from '../../../src/recovery/rebuild.js';
 import type { SouthOptions } from '../../../src/wrappers/south.js';
-import type { CrashPolicy, LivenessSource, Verdict } from '../../../src/recovery/verdict.js';
+import type { CrashPolicy, LivenessSource, LivenessVerdict } from '../../../src/recovery/verdict.js';
 import { ManualLog } from '../../support/manual-log.js';
 import { emitTcpPacket, parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
 import { encodeTcpOptions, decodeTcpOptions, type TcpOptionsRepr } from '../../../src/wire/tcp-options.js';
@@ -76,11 +76,11 @@ export function outputFor(input: number): number {
 
 /** A LivenessSource the test answers by hand. */
 export class FakeOracle implements LivenessSource {
-  readonly asked: Array<{ service: string; timeoutMs: number; answer: (v: Verdict) => void }> = [];
+  readonly asked: Array<{ service: string; timeoutMs: number; answer: (v: LivenessVerdict) => void }> = [];
   private readonly listeners = new Map<string, Array<(service: string) => void>>();
   st = 'LISTENING';
 
-  waitVerdict(service: string, timeoutMs: number): Promise<Verdict> {
+  waitVerdict(service: string, timeoutMs: number): Promise<LivenessVerdict> {
     return new Promise((resolve) => this.asked.push({ service, timeoutMs, answer: resolve }));
   }
   state(_service: string): string {
@@ -98,7 +98,7 @@ export class FakeOracle implements LivenessSource {
     for (const fn of this.listeners.get(ev) ?? []) fn(service);
   }
   /** Answers the oldest pending waitVerdict. */
-  answer(v: Verdict): void {
+  answer(v: LivenessVerdict): void {
     const q = this.asked.shift();
     if (!q) throw new Error('FakeOracle: no verdict was asked for');
     q.answer(v);

@@ -14,6 +14,7 @@ import { emitTcpPacket, emitIcmpError } from '../../../src/wire/repr.js';
 import { ipToU32 } from '../../../src/wire/addr.js';
 import { seqAdd, seqDiff } from '../../../src/wire/seq.js';
 import type { Translation } from '../../../src/recovery/translate.js';
+import { DropReason } from '../../../src/wrappers/contract.js';
 
 const C_ISN = 0xfffffc00;
 const S_ISN = 0x90000000;
@@ -75,12 +76,14 @@ describe('step 0: masking', () => {
     const retrans = emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: CPORT, seq: s.seq(0), ack: s.inSeq(IN0), flags: TCP_ACK | TCP_PSH, window: 1000, payload: outBytes(0, 100) });
     expect(h.send(retrans)).toHaveLength(0);
     expect(h.gw.north.stats.deadDropped).toBe(2);
+    expect(h.gw.wrapperDrops.get(DropReason.SERVER_WHILE_MASKED)).toBe(2);
     expect(f.rightEdge).toBe(edge); // unchanged by the dead incarnation
 
     // Client data while masked: logged, never forwarded.
     const appends0 = h.log.appends.length;
     const out = h.send(...c.write(1000));
     expect(toServer(out)).toHaveLength(0);
+    expect(h.gw.wrapperDrops.get(DropReason.CLIENT_WHILE_MASKED)).toBeGreaterThan(0);
     expect(h.log.appends.length).toBeGreaterThan(appends0);
     expect(h.log.bytes(f.logId).equals(inBytes(0, IN0 + 1000))).toBe(true);
 
@@ -150,6 +153,7 @@ describe('step 0: masking', () => {
     out = h.tun.inject(icmp).flush();
     expect(out).toHaveLength(0);
     expect(h.gw.stats.icmpSuppressed).toBe(1);
+    expect(h.gw.wrapperDrops.get(DropReason.ICMP_ABOUT_MASKED)).toBe(1);
   });
 });
 
@@ -690,6 +694,7 @@ describe('many connections: the replay budget, late answers, super-packets', () 
     expect(h.send(finOld)).toHaveLength(0);
     expect(h.gw.north.stats.challengeAcks).toBe(0);
     expect(h.gw.north.stats.deadDropped).toBe(dropped0 + 1);
+    expect(h.gw.wrapperDrops.get(DropReason.DEAD_FIN)).toBe(1);
     expect(h.flow().rec?.phase).toBe('HANDSHAKE');
   });
 
@@ -706,6 +711,7 @@ describe('many connections: the replay budget, late answers, super-packets', () 
     const late = emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: CPORT, seq: s.seq(OUT0), ack: c.seq(IN0 + 20_000), flags: TCP_ACK | TCP_FIN, window: 1000 });
     expect(h.send(late)).toHaveLength(0);
     expect(h.gw.north.stats.deadDropped).toBe(dropped0 + 1);
+    expect(h.gw.wrapperDrops.get(DropReason.DEAD_SEQ)).toBe(1);
     expect(h.flow().incDelivered).toBe(before);
     expect(h.flow().rec?.replayDone).toBe(false);
     // The new incarnation still gets every byte.

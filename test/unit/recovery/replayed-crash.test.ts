@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { Harness, Client, Server, FakeOracle, connect, hasFlag, outBytes, outputFor, SERVER, SVC_NAME, TCP_RST, TCP_SYN } from './harness.js';
 import { LivenessTracker } from '../../../src/supervisor/liveness.js';
 import { encodeNotice, newBootId, type Notice, type NoticeType } from '../../../src/supervisor/messages.js';
-import type { Verdict } from '../../../src/recovery/verdict.js';
+import type { LivenessVerdict } from '../../../src/recovery/verdict.js';
 
 const KEY = Buffer.from('replayed-crash-test-key-000000');
 
@@ -29,7 +29,7 @@ class TrackerOracle extends FakeOracle {
       },
     });
   }
-  override waitVerdict(service: string, timeoutMs: number): Promise<Verdict> {
+  override waitVerdict(service: string, timeoutMs: number): Promise<LivenessVerdict> {
     return this.t.waitVerdict(service, timeoutMs, true, 25);
   }
   override state(service: string): string {

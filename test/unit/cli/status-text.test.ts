@@ -1,0 +1,27 @@
+/** `ftcp status` text from a real gateway snapshot (as the control endpoint serves it): the drops line. */
+import { describe, it, expect } from 'vitest';
+import { statusText } from '../../../src/cli/commands/status.js';
+import { Harness, Client, Server, FakeOracle, connect } from '../recovery/harness.js';
+
+/** The snapshot as `ftcp status` receives it: through JSON. */
+function fetched(h: Harness): Record<string, any> {
+  return JSON.parse(JSON.stringify(h.gw.snapshot())) as Record<string, any>;
+}
+
+describe('ftcp status text', () => {
+  it('shows the drops by reason: none at first, then the non-zero reasons with their counts', async () => {
+    const o = new FakeOracle();
+    const h = new Harness({ oracle: o });
+    const c = new Client({ isn: 1000, ts: 1 });
+    const s = new Server({ isn: 5_000_000, ts: 1 });
+    await connect(h, c, s);
+    expect(statusText(fetched(h)).split('\n')).toContain('drops by reason: none');
+    o.emit('crashed');
+    h.drain();
+    h.send(s.ackNow(1000), s.ackNow(1000)); // the dead incarnation, twice
+    h.send(...c.write(10)); // client data while masked
+    const text = statusText(fetched(h));
+    const line = text.split('\n').find((l) => l.startsWith('drops by reason: '));
+    expect(line).toBe('drops by reason: SERVER_WHILE_MASKED 2, CLIENT_WHILE_MASKED 1');
+  });
+});
