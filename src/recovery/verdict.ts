@@ -19,7 +19,7 @@ import type { FlowTable, Service } from '../flow/table.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { TCP_RST } from '../wire/tcp.js';
 import { ipToU32, u32ToIp } from '../wire/addr.js';
-import type { NorthWrapper } from './rebuild.js';
+import type { NorthWrapper } from './engine.js';
 
 export type Verdict = 'alive' | 'dead' | 'unknown';
 export type CrashPolicy = 'none' | 'rst';

@@ -29,7 +29,8 @@ import type { PacketInfo } from '../wire/packet.js';
 import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
 import type { Logger } from '../util/logger.js';
 import { PacketInfo as PacketInfoClass, parsePacket, Verdict } from '../wire/packet.js';
-import { PASS, tsValOf, type NorthWrapper } from '../recovery/rebuild.js';
+import { PASS, tsValOf } from '../recovery/rebuild.js';
+import type { NorthWrapper } from '../recovery/engine.js';
 import type { CrashMasking } from '../recovery/verdict.js';
 import { seqGt } from '../wire/seq.js';
 
@@ -769,7 +770,7 @@ export class SouthWrapper {
     if (this.onStableAdvance !== null) this.onStableAdvance(flow);
     if (flow.rec !== null && this.north !== null) {
       this.north.onStable(flow);
-      if (flow.rec !== null && flow.rec.phase !== 'REPLAY') return;
+      if (flow.rec !== null && flow.rec.phase !== 'REPLAY' && flow.rec.phase !== 'ABSORB') return;
     }
     this.releaseHeldAck(flow, stable);
     const fin = flow.heldFin;

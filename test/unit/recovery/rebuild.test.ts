@@ -9,7 +9,8 @@ import {
   Harness, Client, Server, FakeOracle, connect, hasFlag, opts, seg, inBytes, outBytes, outputFor,
   CLIENT, SERVER, CPORT, SPORT, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCP_PSH, type Seg,
 } from './harness.js';
-import { outOffsetNear, type NorthOptions, type RecoveryTimeline } from '../../../src/recovery/rebuild.js';
+import { outOffsetNear, type RecoveryTimeline } from '../../../src/recovery/rebuild.js';
+import type { NorthOptions } from '../../../src/recovery/options.js';
 import { emitTcpPacket, emitIcmpError } from '../../../src/wire/repr.js';
 import { ipToU32 } from '../../../src/wire/addr.js';
 import { seqAdd, seqDiff } from '../../../src/wire/seq.js';
