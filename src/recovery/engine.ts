@@ -37,8 +37,10 @@
  *   4. REPLAY     a small sender replays [0, stable) and the logged FIN: within the server's
  *                 window and MSS, go-back-N on a timeout. Client segments are translated and
  *                 forwarded from now on (their acks clamped to what the new incarnation sent).
- *   5. ABSORB     (replay acked through its target) absorption: regenerated output ending at or below cliAcked is acked to the
- *                 server by the gateway and dropped; the rest is forwarded (translated).
+ *   5. ABSORB     absorption, from the moment the replay is acked through its target (it began
+ *                 with the replay: ABSORB marks that only it, and the rest of the replay, remain):
+ *                 regenerated output ending at or below cliAcked is acked to the server by the
+ *                 gateway and dropped; the rest is forwarded (translated).
  *   6. LIVE       (output regenerated through cliAcked0, the replay acked through `complete`)
  *                 `rec` is dropped; `flow.xlate` translates for the life of the connection.
  *   7.            a crash during 1-5 (or 6) starts again at 0, from the log.

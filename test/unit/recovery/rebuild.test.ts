@@ -1,5 +1,5 @@
 /**
- * The north wrapper (src/recovery/rebuild.ts), step by step, through the whole pipeline on a
+ * The north wrapper (src/recovery/engine.ts), step by step, through the whole pipeline on a
  * FakeTun: masking (0), tuple and spoofed SYN (1-2), the SYN-ACK check (3), the replay sender
  * (4), absorption (5), translation (6), a crash during the rebuild (7), and the timelines.
  * Client ISN just below the 2^32 wrap, so every offset computation crosses it.
