@@ -39,7 +39,8 @@ import type { Logger } from '../util/logger.js';
  * these); they are declared here so that the flow does not import the engine that works on
  * it: the parts stand recovery → flow, never both ways.
  */
-export type RecoveryPhase = 'MASKED' | 'HANDSHAKE' | 'REPLAY' | 'FAILED';
+/** The rebuild's phases (src/recovery/rebuild.ts draws them; a flow without a record is LIVE). */
+export type RecoveryPhase = 'MASKED' | 'HANDSHAKE' | 'REPLAY' | 'ABSORB' | 'LIVE' | 'FAILED' | 'ENDED';
 export interface RecoveryState {
   readonly phase: RecoveryPhase;
   readonly sndUna: number;

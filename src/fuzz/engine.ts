@@ -75,7 +75,8 @@ export function phaseOf(f: Flow): FlowPhase {
     switch (f.rec.phase) {
       case 'MASKED': return 'masked';
       case 'HANDSHAKE': return 'handshake';
-      case 'REPLAY': return 'replay';
+      case 'REPLAY':
+      case 'ABSORB': return 'replay';
       default: return 'failed';
     }
   }

@@ -23,7 +23,8 @@ import { SouthWrapper, defaultSouthOptions, type SouthOptions } from '../wrapper
 import { FORWARD, DropReason, WrapperDrops } from '../wrappers/contract.js';
 import { PacketInfo, parsePacket, checksumVerdict, Verdict, DropCounters, isDrop, FIRST_DROP, VERDICT_COUNT, verdictName } from '../wire/packet.js';
 import type { Logger } from '../util/logger.js';
-import { NorthWrapper, defaultNorthOptions, type NorthOptions } from '../recovery/rebuild.js';
+import { NorthWrapper } from '../recovery/engine.js';
+import { defaultNorthOptions, type NorthOptions } from '../recovery/options.js';
 import { CrashMasking, type CrashPolicy, type LivenessSource } from '../recovery/verdict.js';
 import { parseIcmpError } from '../wire/repr.js';
 import { IPPROTO_TCP } from '../wire/ipv4.js';

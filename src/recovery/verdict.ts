@@ -20,7 +20,7 @@ import type { PacketInfo } from '../wire/packet.js';
 import { TCP_MIN_HEADER, TCP_OFF_FLAGS, TCP_OFF_SEQ, TCP_RST } from '../wire/tcp.js';
 import { ipv4HeaderLen, readU32 } from '../wire/ipv4.js';
 import { ipToU32, u32ToIp } from '../wire/addr.js';
-import type { NorthWrapper } from './rebuild.js';
+import type { NorthWrapper } from './engine.js';
 
 /** The liveness oracle's answer about a service (not src/wire/packet.ts's packet Verdict). */
 export type LivenessVerdict = 'alive' | 'dead' | 'unknown';

@@ -785,7 +785,7 @@ export class SouthWrapper implements Wrapper {
     if (this.onStableAdvance !== null) this.onStableAdvance(flow);
     if (flow.rec !== null && this.north !== null) {
       this.north.onStable(flow);
-      if (flow.rec !== null && flow.rec.phase !== 'REPLAY') return;
+      if (flow.rec !== null && flow.rec.phase !== 'REPLAY' && flow.rec.phase !== 'ABSORB') return;
     }
     this.releaseHeldAck(flow, stable);
     const fin = flow.heldFin;

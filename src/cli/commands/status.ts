@@ -9,6 +9,7 @@ import { FLOW_PAGE } from '../../gateway/gateway.js';
 import { loadControlToken, CONTROL_DEFAULT_ADDR } from '../../gateway/control.js';
 import { checkLabName, LAB_CONTROL } from '../../lab/topology.js';
 import { formatDrops } from '../../wrappers/contract.js';
+import { failuresByCode } from '../../recovery/rebuild.js';
 
 const HELP = `usage: ftcp status (--control [<ip>:]<port> | --name <lab>) [--token-file F]
                    [--offset N] [--limit N | --all] [--json]
@@ -104,7 +105,8 @@ export function statusText(st: Record<string, any>): string {
   ];
   if (st.north) {
     const n = st.north;
-    lines.push(`recovery: crashes ${n.crashes}, caught up ${n.caughtUp}, failed ${n.rebuildFailed} (of them no progress ${n.progressFailures ?? 0}), recovering now ${st.recovering ?? st.flows.filter((f: any) => f.recovering).length}`);
+    const byCode = Object.entries(failuresByCode(n)).map(([code, k]) => `${code} ${k}`).join(', ');
+    lines.push(`recovery: crashes ${n.crashes}, caught up ${n.caughtUp}, failed ${n.rebuildFailed} (${byCode}), recovering now ${st.recovering ?? st.flows.filter((f: any) => f.recovering).length}`);
   }
   if (st.checksums) lines.push(`checksums of protected segments: ${st.checksums} (--checksums); dropped: bad IPv4 header ${st.drops?.BAD_IPV4_CHECKSUM ?? 0}, bad TCP ${st.drops?.BAD_TCP_CHECKSUM ?? 0}`);
   if (st.limits) lines.push(`limits: ${Object.entries(st.limits).map(([k, v]) => `${k}=${v}`).join(' ')}`);

@@ -19,7 +19,7 @@ import { FakeTun } from '../../../src/tun/fake.js';
 import { Gateway } from '../../../src/gateway/gateway.js';
 import type { Flow } from '../../../src/flow/flow.js';
 import type { Service } from '../../../src/flow/table.js';
-import type { NorthOptions } from '../../../src/recovery/rebuild.js';
+import type { NorthOptions } from '../../../src/recovery/options.js';
 import type { SouthOptions } from '../../../src/wrappers/south.js';
 import type { CrashPolicy, LivenessSource, LivenessVerdict } from '../../../src/recovery/verdict.js';
 import { ManualLog } from '../../support/manual-log.js';

@@ -1,5 +1,5 @@
 /**
- * The north wrapper (src/recovery/rebuild.ts), step by step, through the whole pipeline on a
+ * The north wrapper (src/recovery/engine.ts), step by step, through the whole pipeline on a
  * FakeTun: masking (0), tuple and spoofed SYN (1-2), the SYN-ACK check (3), the replay sender
  * (4), absorption (5), translation (6), a crash during the rebuild (7), and the timelines.
  * Client ISN just below the 2^32 wrap, so every offset computation crosses it.
@@ -9,7 +9,8 @@ import {
   Harness, Client, Server, FakeOracle, connect, hasFlag, opts, seg, inBytes, outBytes, outputFor,
   CLIENT, SERVER, CPORT, SPORT, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCP_PSH, type Seg,
 } from './harness.js';
-import { outOffsetNear, type NorthOptions, type RecoveryTimeline } from '../../../src/recovery/rebuild.js';
+import { outOffsetNear, type RecoveryTimeline } from '../../../src/recovery/rebuild.js';
+import type { NorthOptions } from '../../../src/recovery/options.js';
 import { emitTcpPacket, emitIcmpError } from '../../../src/wire/repr.js';
 import { ipToU32 } from '../../../src/wire/addr.js';
 import { seqAdd, seqDiff } from '../../../src/wire/seq.js';

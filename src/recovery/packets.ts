@@ -1,0 +1,126 @@
+/**
+ * The packets the recovery engine makes, in one place: the keepalive ACK to a masked client,
+ * segments toward a new incarnation as the client would send them (the handshake's, the
+ * replay's, the gateway's own ACKs), raw segments on a chosen port (SYNs, reaping RSTs), and
+ * the RST to a client. Then the two ways a rebuild stops early: a coded failure, which sends
+ * the last of them, and the end of its connection.
+ */
+import type { Flow } from '../flow/flow.js';
+import { emitTcpPacket } from '../wire/repr.js';
+import { seqAdd } from '../wire/seq.js';
+import { TCP_ACK, TCP_RST } from '../wire/tcp.js';
+import { RebuildMachine, recOf, replaying, type FailureCode, type Rebuild } from './rebuild.js';
+
+/** NOP NOP TS(val, ecr): the timestamp option every segment the gateway makes carries when both SYNs had it. */
+export const TS_OPT_LEN = 12;
+
+export abstract class RecoveryPackets extends RebuildMachine {
+  /** ACK(min(stable, right edge)) to a masked client, with the server's last window edge. */
+  protected ackClient(flow: Flow, now: number): void {
+    const r = recOf(flow);
+    if (r !== null) r.lastAckAt = now;
+    let limit = flow.rightEdge;
+    if (flow.clientFin >= 0 && flow.clientFin <= limit) limit = flow.clientFin + 1;
+    let a = Math.min(flow.stable, limit);
+    if (a < flow.complete) a = flow.complete;
+    flow.complete = a;
+    if (flow.clientFin >= 0 && a > flow.clientFin && flow.serverFin >= 0 && flow.cliAcked > flow.serverFin && flow.state !== 'CLOSED') {
+      // This ACK acknowledges the client's FIN, and the client had acked the server's: the
+      // connection is over at both ends, nothing is left to rebuild. A client that closed
+      // second (LAST_ACK) has no socket once this ACK arrives, and the next keepalive would
+      // draw a RST from it (issue 10: RST from a download client that had every byte).
+      flow.to('CLOSED', 'both FINs acked (the client\'s by the gateway while masked)', this.logger);
+      flow.closedAt = now;
+    }
+    const shift = flow.serverWscale;
+    let w = Math.ceil((flow.rightEdge - a) / 2 ** shift);
+    w = w > 0xffff ? 0xffff : w < 0 ? 0 : w;
+    const opt = flow.tsOk ? tsOption(flow.lastTsToClient, flow.cliTsVal) : undefined;
+    const pkt = emitTcpPacket({
+      src: flow.serverIp, dst: flow.clientIp, srcPort: flow.serverPort, dstPort: flow.clientPort,
+      seq: flow.outSeq(flow.sndMax), ack: flow.inSeq(a), flags: TCP_ACK, window: w, options: opt,
+    });
+    this.stats.keepaliveAcks++;
+    this.emit(pkt, 0, pkt.length);
+  }
+
+  /** A segment toward the new incarnation, as the client would send it. */
+  protected sendToServer(flow: Flow, r: Rebuild, seq: number, flags: number, payload: Uint8Array | null): void {
+    r.ackPending = false;
+    const ackOff = Math.min(flow.incSndMax, flow.cliAcked);
+    const ack = seqAdd(r.newIsn, 1 + (ackOff % 0x100000000));
+    const w = absorbWindow(flow, ackOff);
+    const opt = flow.tsOk ? tsOption(flow.cliTsVal, r.newTsRecent) : undefined;
+    const pkt = emitTcpPacket({
+      src: flow.clientIp, dst: flow.serverIp, srcPort: r.sidePort, dstPort: flow.serverPort,
+      seq, ack, flags, window: w, options: opt, payload: payload ?? undefined,
+    });
+    this.emit(pkt, 0, pkt.length);
+  }
+
+  protected sendRaw(flow: Flow, port: number, seq: number, ack: number, flags: number, window: number, options: Uint8Array | null, payload: Uint8Array | null): void {
+    const pkt = emitTcpPacket({
+      src: flow.clientIp, dst: flow.serverIp, srcPort: port, dstPort: flow.serverPort,
+      seq, ack, flags, window, options: options ?? undefined, payload: payload ?? undefined,
+    });
+    this.emit(pkt, 0, pkt.length);
+  }
+
+  protected resetClient(flow: Flow, seq: number): void {
+    const pkt = emitTcpPacket({
+      src: flow.serverIp, dst: flow.clientIp, srcPort: flow.serverPort, dstPort: flow.clientPort,
+      seq, ack: 0, flags: TCP_RST, window: 0,
+    });
+    this.stats.rstsToClient++;
+    this.emit(pkt, 0, pkt.length);
+  }
+
+  // ---- how a rebuild stops early --------------------------------------------------------
+
+  /** The connection cannot be rebuilt: one RST each way, counted under `code`; the flow closes. */
+  protected fail(flow: Flow, r: Rebuild, code: FailureCode, why: string): void {
+    const was = r.phase;
+    if (!this.enter(flow, r, 'FAILED', why, code)) return;
+    if (replaying(was)) {
+      this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
+    }
+    this.resetClient(flow, flow.outSeq(flow.cliAcked));
+    flow.to('CLOSED', `rebuild failed: ${why}`, this.logger);
+    flow.closedAt = this.now();
+    this.logger.error({ flow: flow.describe(), code, why }, 'rebuild failed: connection reset toward the client');
+  }
+
+  /** The connection ended (both ends closed, or it left the flow table) while it was recovered. */
+  protected ended(flow: Flow, r: Rebuild, why: string): void {
+    this.enter(flow, r, 'ENDED', why);
+  }
+}
+
+/**
+ * The window field the gateway advertises to a new incarnation, as the client, with its ack at
+ * out-stream offset `ackOff`: room for the absorption (up to cliAcked, output the client
+ * already has) plus the client's own window, but never more than the largest window the real
+ * client ever offered. Linux sizes its segments from the peer's largest window (at most half
+ * of it, tcp_bound_to_half_wnd): a client with a 2 KB buffer once told of 64 KB would get
+ * full-MSS segments that never fit its real window, one sub-MSS segment per persist timeout.
+ * Capped so, the new incarnation sees the windows the old one saw.
+ */
+export function absorbWindow(flow: Flow, ackOff: number): number {
+  const cws = flow.clientWscale;
+  const real = flow.cliWindow * 2 ** cws;
+  const max = Math.max(flow.cliMaxWindow, flow.clientSynWindow, real);
+  const bytes = Math.max(real, Math.min(max, Math.max(0, flow.cliAcked - ackOff) + real));
+  const w = Math.ceil(bytes / 2 ** cws);
+  return w > 0xffff ? 0xffff : w;
+}
+
+function tsOption(tsVal: number, tsEcr: number): Buffer {
+  const b = Buffer.alloc(TS_OPT_LEN);
+  b[0] = 1;
+  b[1] = 1;
+  b[2] = 8;
+  b[3] = 10;
+  b.writeUInt32BE(tsVal >>> 0, 4);
+  b.writeUInt32BE(tsEcr >>> 0, 8);
+  return b;
+}
