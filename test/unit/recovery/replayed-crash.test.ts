@@ -7,7 +7,7 @@
  */
 import { describe, it, expect } from 'vitest';
 import { pino } from 'pino';
-import { Harness, Client, Server, FakeOracle, connect, hasFlag, outBytes, outputFor, SERVER, SVC_NAME, TCP_RST, TCP_SYN } from './harness.js';
+import { Harness, Client, Server, FakeOracle, connect, hasFlag, outBytes, outputFor, SERVER, SVC_NAME, TCP_RST, TCP_SYN } from '../../support/gateway-harness.js';
 import { LivenessTracker } from '../../../src/supervisor/liveness.js';
 import { encodeNotice, newBootId, type Notice, type NoticeType } from '../../../src/supervisor/messages.js';
 import type { Verdict } from '../../../src/recovery/verdict.js';
