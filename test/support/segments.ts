@@ -14,6 +14,8 @@ import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../src/wire/tcp.
 
 export const CLIENT = ipToU32(ADDRESSES.client);
 export const SERVER = ipToU32(ADDRESSES.server);
+/** The gateway's own address on the servers' network (the source of its ICMP errors toward clients). */
+export const GATEWAY_SERVER_SIDE = ipToU32(ADDRESSES.gwServer);
 /** The client's usual port and the protected service's port. */
 export const CPORT = 40000;
 export const SPORT = 5001;

@@ -4,12 +4,8 @@
  * packets the gateway makes carry a zeroed header; a kernel that rejects GSO writes.
  */
 import { describe, expect, it } from 'vitest';
-import { pino } from 'pino';
-import { FakeTun } from '../../../src/tun/fake.js';
-import { Gateway } from '../../../src/gateway/gateway.js';
-import { ManualLog } from '../../support/manual-log.js';
-import { ipToU32 } from '../../../src/wire/addr.js';
-import { emitTcpPacket, parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
+import { GatewayRig, seg as segment } from '../../support/gateway-harness.js';
+import { parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
 import { TCP_ACK, TCP_FIN, TCP_SYN } from '../../../src/wire/tcp.js';
 import {
   VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, encodeVnet, finishPartialChecksum, ipv4PseudoSum,
@@ -19,18 +15,12 @@ import { tcpChecksumOk } from '../../../src/wire/checksum.js';
 import { csumReplace32 } from '../../../src/wire/checksum.js';
 import { encodeTcpOptions } from '../../../src/wire/tcp-options.js';
 
-const CLIENT = ipToU32('198.18.1.2');
-const SERVER = ipToU32('198.18.2.2');
-const PORT = 40000;
 const C_ISN = 1000;
 const S_ISN = 9000;
 
+/** A segment of the connection; this file's segments advertise a window field of 1000. */
 function seg(fromClient: boolean, r: Partial<TcpPacketRepr>): Buffer {
-  return emitTcpPacket({
-    src: fromClient ? CLIENT : SERVER, dst: fromClient ? SERVER : CLIENT,
-    srcPort: fromClient ? PORT : 5001, dstPort: fromClient ? 5001 : PORT,
-    seq: 0, ack: 0, flags: TCP_ACK, window: 1000, ...r,
-  });
+  return segment({ fromClient, window: 1000, ...r });
 }
 
 /** A frame as the kernel hands it over: header + packet; NEEDS_CSUM puts the pseudo-header sum in the field. */
@@ -50,18 +40,15 @@ function finishedOk(f: Buffer): boolean {
 }
 
 async function setup(opts: { rejectGso?: boolean } = {}) {
-  const tun = new FakeTun('fake0', { vnetHdrLen: VNET_HDR_LEN, ...opts });
-  const log = new ManualLog();
-  const gw = new Gateway({ tun, services: [{ ip: SERVER, port: 5001 }], log, logger: pino({ level: 'silent' }), mtu: 1500 });
-  gw.start();
+  const rig = new GatewayRig({ tun: { vnetHdrLen: VNET_HDR_LEN, ...opts }, manualClock: false, gateway: { mtu: 1500 } });
+  const { tun, log, gw } = rig;
   // Window scaling (7) on both sides: a lowered ack then changes the window by a different
   // amount, so a wrong partial checksum cannot cancel out by luck.
   const options = encodeTcpOptions({ mss: 1460, wscale: 7 });
   tun.inject(frame(seg(true, { seq: C_ISN, flags: TCP_SYN, window: 64240, options }))).flush();
   tun.inject(frame(seg(false, { seq: S_ISN, ack: C_ISN + 1, flags: TCP_SYN | TCP_ACK, window: 65160, options }))).flush();
   tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, flags: TCP_ACK, window: 502 }))).flush(); // the log opens here
-  await Promise.resolve();
-  await Promise.resolve();
+  await rig.logOpened();
   tun.drain();
   expect(log.opened).toHaveLength(1);
   return { tun, log, gw };

@@ -7,11 +7,10 @@
 import { describe, it, expect } from 'vitest';
 import {
   Harness, Client, Server, FakeOracle, connect, hasFlag, opts, parseSeg, inBytes, outBytes, outputFor,
-  CLIENT, SERVER, CPORT, SPORT, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCP_PSH, type Seg,
+  CLIENT, SERVER, CPORT, SPORT, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCP_PSH, GATEWAY_SERVER_SIDE, type Seg,
 } from '../../support/gateway-harness.js';
 import { outOffsetNear, type NorthOptions, type RecoveryTimeline } from '../../../src/recovery/rebuild.js';
 import { emitTcpPacket, emitIcmpError } from '../../../src/wire/repr.js';
-import { ipToU32 } from '../../../src/wire/addr.js';
 import { seqAdd, seqDiff } from '../../../src/wire/seq.js';
 import type { Translation } from '../../../src/recovery/translate.js';
 
@@ -139,7 +138,7 @@ describe('step 0: masking', () => {
     const s = new Server({ isn: S_ISN, ts: 1 });
     await connect(h, c, s);
     const quoted = c.write(10)[0]!;
-    const icmp = emitIcmpError(quoted, { src: ipToU32('198.18.2.1'), dst: CLIENT });
+    const icmp = emitIcmpError(quoted, { src: GATEWAY_SERVER_SIDE, dst: CLIENT });
     let out = h.tun.inject(icmp).flush();
     h.drain();
     expect(out).toHaveLength(1); // nothing masked: passes
