@@ -23,7 +23,7 @@ function gateway(policy?: LogFailurePolicy): { gw: Gateway; log: FailingLog } {
 }
 
 describe('gateway log-failure policy', () => {
-  it('stall_is_the_default_and_counts_failures_only', () => {
+  it('stall is the default and counts failures only', () => {
     const { gw, log } = gateway();
     expect(gw.onLogFailure).toBe('stall');
     log.report('LOW-SPACE');
@@ -37,7 +37,7 @@ describe('gateway log-failure policy', () => {
     gw.stop();
   });
 
-  it('passthrough_is_reported_in_the_snapshot', () => {
+  it('passthrough is reported in the snapshot', () => {
     const { gw, log } = gateway('passthrough');
     log.report('FAILED');
     expect(gw.logFailures).toBe(1);

@@ -55,7 +55,7 @@ async function setup(opts: { rejectGso?: boolean } = {}) {
 }
 
 describe('gateway --offload (virtio-net frames)', () => {
-  it('a_client_super_packet_is_forwarded_unsplit_and_logged_in_one_append', async () => {
+  it('a client super packet is forwarded unsplit and logged in one append', async () => {
     const { tun, log, gw } = await setup();
     const payload = Buffer.alloc(40_000);
     for (let i = 0; i < payload.length; i++) payload[i] = (i * 7 + 3) & 0xff;
@@ -75,7 +75,7 @@ describe('gateway --offload (virtio-net frames)', () => {
     gw.stop();
   });
 
-  it('the_server_ack_of_a_super_packet_is_held_then_released_with_a_zeroed_header', async () => {
+  it('the server ack of a super packet is held then released with a zeroed header', async () => {
     const { tun, log, gw } = await setup();
     tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(30_000, 5) }), gso(1448))).flush();
     tun.drain();
@@ -93,7 +93,7 @@ describe('gateway --offload (virtio-net frames)', () => {
     gw.stop();
   });
 
-  it('a_server_super_packet_gets_its_ack_lowered_once_and_its_partial_checksum_stays_right', async () => {
+  it('a server super packet gets its ack lowered once and its partial checksum stays right', async () => {
     const { tun, log, gw } = await setup();
     tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(1000, 1) }))).flush();
     tun.drain();
@@ -121,7 +121,7 @@ describe('gateway --offload (virtio-net frames)', () => {
     gw.stop();
   });
 
-  it('a_needs_csum_fin_gets_a_complete_checksum_before_the_wrappers', async () => {
+  it('a NEEDS_CSUM FIN gets a complete checksum before the wrappers', async () => {
     const { tun, gw } = await setup();
     const out = tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, flags: TCP_FIN | TCP_ACK, payload: Buffer.alloc(10, 9) }), partial)).flush();
     expect(out).toHaveLength(1);
@@ -131,7 +131,7 @@ describe('gateway --offload (virtio-net frames)', () => {
     gw.stop();
   });
 
-  it('a_held_super_packet_fin_is_emitted_later_as_gso_with_a_partial_checksum', async () => {
+  it('a held super packet fin is emitted later as GSO with a partial checksum', async () => {
     const { tun, log, gw } = await setup();
     tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(100, 1) }))).flush();
     tun.drain();
@@ -150,7 +150,7 @@ describe('gateway --offload (virtio-net frames)', () => {
     gw.stop();
   });
 
-  it('data_valid_frames_keep_complete_checksums_through_rewrites', async () => {
+  it('DATA_VALID frames keep complete checksums through rewrites', async () => {
     const { tun, log, gw } = await setup();
     tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(500, 1) }))).flush();
     tun.drain();
@@ -163,7 +163,7 @@ describe('gateway --offload (virtio-net frames)', () => {
     gw.stop();
   });
 
-  it('a_kernel_rejecting_gso_writes_turns_offloads_off_and_the_rest_of_the_batch_goes', async () => {
+  it('a kernel rejecting GSO writes turns offloads off and the rest of the batch goes', async () => {
     const { tun, gw } = await setup({ rejectGso: true });
     const small1 = frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(100, 1) }));
     const big = frame(seg(true, { seq: C_ISN + 101, ack: S_ISN + 1, payload: Buffer.alloc(5000, 2) }), gso(1448));
