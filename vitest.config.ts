@@ -5,7 +5,15 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], testTimeout: 20_000 } },
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          testTimeout: 20_000,
+          // Loggers silent unless FTCP_TEST_LOG=<level> asks (test/support/quiet-logs.ts).
+          setupFiles: ['test/support/quiet-logs.ts'],
+        },
+      },
       {
         test: {
           name: 'lab',

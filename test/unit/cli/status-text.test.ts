@@ -1,7 +1,7 @@
 /** `ftcp status` text from a real gateway snapshot (as the control endpoint serves it): the drops line. */
 import { describe, it, expect } from 'vitest';
 import { statusText } from '../../../src/cli/commands/status.js';
-import { Harness, Client, Server, FakeOracle, connect } from '../recovery/harness.js';
+import { Harness, Client, Server, FakeOracle, connect } from '../../support/gateway-harness.js';
 
 /** The snapshot as `ftcp status` receives it: through JSON. */
 function fetched(h: Harness): Record<string, any> {

@@ -8,24 +8,23 @@
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import dgram from 'node:dgram';
-import { pino } from 'pino';
-import { FakeTun } from '../../../src/tun/fake.js';
-import { Gateway } from '../../../src/gateway/gateway.js';
+import type { Gateway } from '../../../src/gateway/gateway.js';
 import { LivenessOracle } from '../../../src/supervisor/oracle.js';
 import { LivenessTracker } from '../../../src/supervisor/liveness.js';
 import { encodeNotice, type Notice } from '../../../src/supervisor/messages.js';
 import { SimNetwork } from '../../../src/link/sim.js';
 import { encodeFrame, blankFrame } from '../../../src/link/frame.js';
 import { RemoteLog } from '../../../src/log/remote/client.js';
-import { ipToU32 } from '../../../src/wire/addr.js';
 import { ManualLog } from '../../support/manual-log.js';
+import { GatewayRig, SVC_NAME } from '../../support/gateway-harness.js';
+import { testLogger } from '../../support/test-logger.js';
 import type { LogStore } from '../../../src/log/types.js';
 import type { LivenessSource } from '../../../src/recovery/verdict.js';
 
 const KEY = Buffer.from('the-supervisors-key-0123456789ab');
 const WRONG = Buffer.from('not-the-key-at-all-0123456789abc');
-const SVC = '198.18.2.2:5001';
-const silent = pino({ level: 'silent' });
+const SVC = SVC_NAME;
+const silent = testLogger();
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -33,7 +32,8 @@ afterEach(async () => {
 });
 
 function gateway(log: LogStore, oracle: LivenessSource | null): Gateway {
-  return new Gateway({ tun: new FakeTun(), services: [{ ip: ipToU32('198.18.2.2'), port: 5001 }], log, logger: silent, oracle });
+  // Nothing wired: these tests read the gateway's counters, no packet crosses it.
+  return new GatewayRig({ log, wiring: 'none', manualClock: false, gateway: { oracle } }).gw;
 }
 
 function notice(o: Partial<Notice>, key = KEY): Buffer {

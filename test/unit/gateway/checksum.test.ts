@@ -5,27 +5,18 @@
  */
 import { describe, it, expect, vi } from 'vitest';
 import { main } from '../../../src/cli/main.js';
-import { pino } from 'pino';
-import { FakeTun } from '../../../src/tun/fake.js';
-import { Gateway, type ChecksumPolicy } from '../../../src/gateway/gateway.js';
-import { ManualLog } from '../../support/manual-log.js';
-import { emitTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
-import { ipToU32 } from '../../../src/wire/addr.js';
+import { type ChecksumPolicy } from '../../../src/gateway/gateway.js';
+import { GatewayRig, SPORT, seg as segment } from '../../support/gateway-harness.js';
+import { type TcpPacketRepr } from '../../../src/wire/repr.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN } from '../../../src/wire/tcp.js';
 import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_HDR_LEN, encodeVnet, ipv4PseudoSum } from '../../../src/wire/vnet.js';
 
-const CLIENT = ipToU32('198.18.1.2');
-const SERVER = ipToU32('198.18.2.2');
-const CPORT = 40000;
-const SPORT = 5001;
 const C_ISN = 1000;
 const S_ISN = 5_000_000;
 
+/** A segment of the client's connection to server port `port` (another port: an unprotected service). */
 function seg(fromClient: boolean, r: Partial<TcpPacketRepr>, port = SPORT): Buffer {
-  const base = fromClient
-    ? { src: CLIENT, dst: SERVER, srcPort: CPORT, dstPort: port }
-    : { src: SERVER, dst: CLIENT, srcPort: port, dstPort: CPORT };
-  return emitTcpPacket({ seq: 0, ack: 0, flags: TCP_ACK, window: 512, ...base, ...r });
+  return segment({ fromClient, ...(fromClient ? { dstPort: port } : { srcPort: port }), ...r });
 }
 
 /** The same segment with other payload bytes and the checksum of the original (a forged copy). */
@@ -49,17 +40,13 @@ function badIp(p: Buffer): Buffer {
   return f;
 }
 
-class Harness {
-  readonly tun: FakeTun;
-  readonly log = new ManualLog();
-  readonly gw: Gateway;
+class Harness extends GatewayRig {
   constructor(readonly vnet = false, checksums?: ChecksumPolicy) {
-    this.tun = new FakeTun('fake0', vnet ? { vnetHdrLen: VNET_HDR_LEN } : {});
-    this.gw = new Gateway({
-      tun: this.tun, services: [{ ip: SERVER, port: SPORT }], log: this.log, logger: pino({ level: 'silent' }),
-      south: { lingerMs: 100, idleTimeoutMs: 60_000 }, ...(checksums !== undefined ? { checksums } : {}),
+    super({
+      tun: vnet ? { vnetHdrLen: VNET_HDR_LEN } : {},
+      manualClock: false,
+      gateway: { south: { lingerMs: 100, idleTimeoutMs: 60_000 }, ...(checksums !== undefined ? { checksums } : {}) },
     });
-    this.gw.start();
   }
   /** Injects (in a frame with `flags` on a vnet TUN) and returns what was written back. */
   send(pkt: Buffer, flags = 0): Buffer[] {
@@ -76,9 +63,8 @@ class Harness {
   async handshake(): Promise<void> {
     expect(this.send(seg(true, { seq: C_ISN, flags: TCP_SYN, window: 64240 }))).toHaveLength(1);
     expect(this.send(seg(false, { seq: S_ISN, ack: C_ISN + 1, flags: TCP_SYN | TCP_ACK, window: 65160 }))).toHaveLength(1);
-    await Promise.resolve(); // log.open resolves
-    await Promise.resolve();
     expect(this.send(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1 }))).toHaveLength(1);
+    await this.logOpened(); // the client's ACK of the SYN-ACK opened the connection in the log
     expect(this.log.opened).toHaveLength(1);
   }
   drop(name: string): number {

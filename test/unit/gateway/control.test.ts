@@ -11,7 +11,7 @@ import net from 'node:net';
 import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Harness, Client } from '../recovery/harness.js';
+import { Harness, Client } from '../../support/gateway-harness.js';
 import { startControl, loadControlToken, parseControlUrl, controlExposure, ClientSideGuard, type ControlEndpoint, type ControlLimits, type RouteSource } from '../../../src/gateway/control.js';
 import { FLOW_PAGE } from '../../../src/gateway/gateway.js';
 import { runCli } from '../../support/cli.js';

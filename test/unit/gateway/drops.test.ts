@@ -9,7 +9,7 @@ import {
 } from '../../../src/wrappers/contract.js';
 import { FIRST_DROP, VERDICT_COUNT, verdictName } from '../../../src/wire/packet.js';
 import { emitTcpPacket } from '../../../src/wire/repr.js';
-import { Harness, Client, Server, FakeOracle, connect, CLIENT, SERVER, SPORT, TCP_ACK, TCP_FIN, TCP_RST } from '../recovery/harness.js';
+import { Harness, Client, Server, FakeOracle, connect, CLIENT, SERVER, SPORT, TCP_ACK, TCP_FIN, TCP_RST } from '../../support/gateway-harness.js';
 
 const reasons = Object.entries(DropReason);
 const wireDrops = Array.from({ length: VERDICT_COUNT - FIRST_DROP }, (_, i) => verdictName(FIRST_DROP + i));

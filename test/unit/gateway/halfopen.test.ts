@@ -11,7 +11,7 @@ import { describe, it, expect } from 'vitest';
 import {
   Harness, Client, Server, FakeOracle, hasFlag, outBytes, outputFor, type Seg,
   CLIENT, SERVER, SPORT, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
-} from '../recovery/harness.js';
+} from '../../support/gateway-harness.js';
 import { emitTcpPacket } from '../../../src/wire/repr.js';
 import { seqAdd } from '../../../src/wire/seq.js';
 import { mulberry32 } from '../../../src/util/rng.js';

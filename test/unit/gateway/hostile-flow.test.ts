@@ -17,7 +17,7 @@ import { describe, it, expect } from 'vitest';
 import {
   Harness, Client, Server, FakeOracle, connect, inBytes, outBytes, outputFor, hasFlag, type Seg,
   CLIENT, SERVER, CPORT, SPORT, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN,
-} from '../recovery/harness.js';
+} from '../../support/gateway-harness.js';
 import { emitTcpPacket } from '../../../src/wire/repr.js';
 import { encodeTcpOptions } from '../../../src/wire/tcp-options.js';
 import { seqAdd } from '../../../src/wire/seq.js';

@@ -8,9 +8,9 @@
  */
 import { describe, it, expect } from 'vitest';
 import {
-  Harness, Client, Server, FakeOracle, connect, hasFlag, outBytes, outputFor, seg,
+  Harness, Client, Server, FakeOracle, connect, hasFlag, outBytes, outputFor, parseSeg,
   CLIENT, SERVER, SPORT, TCP_FIN, TCP_RST, TCP_SYN,
-} from '../recovery/harness.js';
+} from '../../support/gateway-harness.js';
 import { emitTcpPacket } from '../../../src/wire/repr.js';
 
 const IDLE = 600_000; // the harness's idle timeout
@@ -109,7 +109,7 @@ describe('the flow table bound (maxFlows)', () => {
     expect(m).toContain('ftcp_south_flows_over_cap_total 1');
     // its later segments are not protected: counted as unknown mid-stream segments
     const s3 = new Server({ isn: 99, ts: 1 });
-    h.tun.inject(...s3.receive(seg(c3.syn()))).flush();
+    h.tun.inject(...s3.receive(parseSeg(c3.syn()))).flush();
     await h.run(c3, s3);
     h.tun.inject(...c3.write(200)).flush();
     await h.run(c3, s3);

@@ -5,48 +5,27 @@
  * memory is freed at once), counted in the snapshot and the metrics.
  */
 import { describe, expect, it } from 'vitest';
-import { pino } from 'pino';
-import { FakeTun } from '../../../src/tun/fake.js';
-import { Gateway } from '../../../src/gateway/gateway.js';
+import { GatewayRig, CLIENT, SERVER, seg as segment } from '../../support/gateway-harness.js';
 import { MemoryLog } from '../../../src/log/memory.js';
 import type { LogOptions } from '../../../src/log/common.js';
-import { ipToU32 } from '../../../src/wire/addr.js';
 import { seqAdd } from '../../../src/wire/seq.js';
-import { emitTcpPacket, parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
+import { parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
 import { TCP_ACK, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
 
-const CLIENT = ipToU32('198.18.1.2');
-const SERVER = ipToU32('198.18.2.2');
 const SEG = 1000;
 
-const seg = (fromClient: boolean, port: number, r: Partial<TcpPacketRepr>) =>
-  emitTcpPacket({
-    src: fromClient ? CLIENT : SERVER, dst: fromClient ? SERVER : CLIENT,
-    srcPort: fromClient ? port : 5001, dstPort: fromClient ? 5001 : port,
-    seq: 0, ack: 0, flags: TCP_ACK, window: 1000, ...r,
-  });
+/** A segment of the connection from client port `port`; this file's segments advertise a window field of 1000. */
+const seg = (fromClient: boolean, port: number, r: Partial<TcpPacketRepr>) => segment({ fromClient, port, window: 1000, ...r });
 
-const turn = async () => {
-  for (let i = 0; i < 4; i++) await Promise.resolve();
-};
-
-class Rig {
-  tun = new FakeTun();
-  now = 1_000_000;
-  log: MemoryLog;
-  gw: Gateway;
+/** The gateway on a real MemoryLog (its stability reported in a microtask after each append). */
+class Rig extends GatewayRig<MemoryLog> {
   constructor(opts: LogOptions) {
-    this.log = new MemoryLog(opts);
-    this.gw = new Gateway({
-      tun: this.tun, services: [{ ip: SERVER, port: 5001 }], log: this.log, logger: pino({ level: 'silent' }),
-      now: () => this.now, south: { lingerMs: 100 },
-    });
-    this.gw.start();
+    super({ log: new MemoryLog(opts), gateway: { south: { lingerMs: 100 } } });
   }
   async open(port: number, cIsn: number, sIsn: number): Promise<Conn> {
     this.tun.inject(seg(true, port, { seq: cIsn, flags: TCP_SYN, window: 64240 })).flush();
     this.tun.inject(seg(false, port, { seq: sIsn, ack: cIsn + 1, flags: TCP_SYN | TCP_ACK, window: 65160 })).flush();
-    await turn();
+    await this.settle();
     this.tun.drain();
     return new Conn(this, port, cIsn, sIsn);
   }
@@ -68,7 +47,7 @@ class Conn {
     tun.inject(seg(true, this.port, { seq: seqAdd(this.cIsn, 1 + this.sent), ack: seqAdd(this.sIsn, 1), payload: Buffer.alloc(SEG, this.port & 0xff) })).flush();
     expect(tun.drain()).toHaveLength(1); // the data always reaches the server
     this.sent += SEG;
-    await turn(); // stability (memory log: at once, reported in a microtask)
+    await this.rig.settle(); // the log's open, then stability (memory log: at once, reported in a microtask)
     const ack = seqAdd(this.cIsn, 1 + this.sent);
     tun.inject(seg(false, this.port, { seq: seqAdd(this.sIsn, 1), ack })).flush();
     const out = tun.drain().map((b) => parseTcpPacket(b));
@@ -153,7 +132,7 @@ describe('memory log bounds at the gateway', () => {
     for (let i = 0; i < 20; i++) {
       rig.tun.inject(seg(true, 40000, { seq: seqAdd(1000, 1 + c.sent), ack: 9001, payload: Buffer.alloc(SEG, 1) })).flush();
       c.sent += SEG;
-      await turn();
+      await rig.settle();
     }
     rig.tun.drain();
     expect(rig.gw.boundStats).toEqual({ connection: 0, total: 0, deferred: 1 });

@@ -1,12 +1,10 @@
 /** The gateway's --on-log-failure policy: what happens when the log reports FAILED. */
 import { describe, expect, it } from 'vitest';
-import { pino } from 'pino';
-import { FakeTun } from '../../../src/tun/fake.js';
-import { Gateway, type LogFailurePolicy } from '../../../src/gateway/gateway.js';
+import { type Gateway, type LogFailurePolicy } from '../../../src/gateway/gateway.js';
 import { ManualLog } from '../../support/manual-log.js';
-import { ipToU32 } from '../../../src/wire/addr.js';
+import { GatewayRig, seg as segment } from '../../support/gateway-harness.js';
 import type { LogStatus, StatusListener } from '../../../src/log/types.js';
-import { emitTcpPacket, parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
+import { parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
 import { TCP_ACK, TCP_SYN } from '../../../src/wire/tcp.js';
 
 class FailingLog extends ManualLog {
@@ -20,20 +18,12 @@ class FailingLog extends ManualLog {
 }
 
 function gateway(policy?: LogFailurePolicy): { gw: Gateway; log: FailingLog } {
-  const log = new FailingLog();
-  const gw = new Gateway({
-    tun: new FakeTun(),
-    services: [{ ip: ipToU32('198.18.2.2'), port: 5001 }],
-    log,
-    logger: pino({ level: 'silent' }),
-    ...(policy ? { onLogFailure: policy } : {}),
-  });
-  gw.start();
+  const { gw, log } = new GatewayRig({ log: new FailingLog(), manualClock: false, gateway: policy ? { onLogFailure: policy } : {} });
   return { gw, log };
 }
 
 describe('gateway log-failure policy', () => {
-  it('stall_is_the_default_and_counts_failures_only', () => {
+  it('stall is the default and counts failures only', () => {
     const { gw, log } = gateway();
     expect(gw.onLogFailure).toBe('stall');
     log.report('LOW-SPACE');
@@ -47,7 +37,7 @@ describe('gateway log-failure policy', () => {
     gw.stop();
   });
 
-  it('passthrough_is_reported_in_the_snapshot', () => {
+  it('passthrough is reported in the snapshot', () => {
     const { gw, log } = gateway('passthrough');
     log.report('FAILED');
     expect(gw.logFailures).toBe(1);
@@ -58,29 +48,21 @@ describe('gateway log-failure policy', () => {
 });
 
 describe('passthrough on the wire', () => {
-  const CLIENT = ipToU32('198.18.1.2');
-  const SERVER = ipToU32('198.18.2.2');
-  const seg = (fromClient: boolean, port: number, r: Partial<TcpPacketRepr>) =>
-    emitTcpPacket({
-      src: fromClient ? CLIENT : SERVER, dst: fromClient ? SERVER : CLIENT,
-      srcPort: fromClient ? port : 5001, dstPort: fromClient ? 5001 : port,
-      seq: 0, ack: 0, flags: TCP_ACK, window: 1000, ...r,
-    });
-  async function open(tun: FakeTun, port: number, cIsn: number, sIsn: number) {
+  /** A segment of the connection from client port `port`; this file's segments advertise a window field of 1000. */
+  const seg = (fromClient: boolean, port: number, r: Partial<TcpPacketRepr>) => segment({ fromClient, port, window: 1000, ...r });
+  async function open(rig: GatewayRig<FailingLog>, port: number, cIsn: number, sIsn: number) {
+    const { tun } = rig;
     tun.inject(seg(true, port, { seq: cIsn, flags: TCP_SYN, window: 64240 })).flush();
     tun.inject(seg(false, port, { seq: sIsn, ack: cIsn + 1, flags: TCP_SYN | TCP_ACK, window: 65160 })).flush();
     tun.inject(seg(true, port, { seq: cIsn + 1, ack: sIsn + 1, flags: TCP_ACK, window: 502 })).flush(); // the log opens here
-    await Promise.resolve();
-    await Promise.resolve();
+    await rig.logOpened();
     tun.drain();
   }
 
   it('releases what was held, then lets acks beyond stable through, and stops logging; new connections are unprotected', async () => {
-    const tun = new FakeTun();
-    const log = new FailingLog();
-    const gw = new Gateway({ tun, services: [{ ip: SERVER, port: 5001 }], log, logger: pino({ level: 'silent' }), onLogFailure: 'passthrough' });
-    gw.start();
-    await open(tun, 40000, 1000, 9000);
+    const rig = new GatewayRig({ log: new FailingLog(), manualClock: false, gateway: { onLogFailure: 'passthrough' } });
+    const { tun, log, gw } = rig;
+    await open(rig, 40000, 1000, 9000);
     expect(log.opened).toHaveLength(1);
     // 100 client bytes, not stable: the server's pure ACK of them is held.
     tun.inject(seg(true, 40000, { seq: 1001, ack: 9001, payload: Buffer.alloc(100, 1) })).flush();
@@ -101,14 +83,14 @@ describe('passthrough on the wire', () => {
     expect(log.bytes(1).length).toBe(appended);
     expect(log.appends.every((a) => a.id === 1 && a.offset + a.data.length <= 100)).toBe(true);
     // A new connection while the log is down is not protected (never opened in the log).
-    await open(tun, 40001, 5000, 7000);
+    await open(rig, 40001, 5000, 7000);
     expect(log.opened).toHaveLength(1);
     tun.inject(seg(true, 40001, { seq: 5001, ack: 7001, payload: Buffer.alloc(10, 3) })).flush();
     tun.inject(seg(false, 40001, { seq: 7001, ack: 5011 })).flush();
     expect(tun.drain().map((b) => parseTcpPacket(b).ack)).toEqual([7001, 5011]);
     // The log is back: the next connection is protected again.
     log.report('OK');
-    await open(tun, 40002, 3000, 4000);
+    await open(rig, 40002, 3000, 4000);
     expect(log.opened).toHaveLength(2);
     gw.stop();
   });

@@ -4,12 +4,8 @@
  * packets the gateway makes carry a zeroed header; a kernel that rejects GSO writes.
  */
 import { describe, expect, it } from 'vitest';
-import { pino } from 'pino';
-import { FakeTun } from '../../../src/tun/fake.js';
-import { Gateway } from '../../../src/gateway/gateway.js';
-import { ManualLog } from '../../support/manual-log.js';
-import { ipToU32 } from '../../../src/wire/addr.js';
-import { emitTcpPacket, parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
+import { GatewayRig, seg as segment } from '../../support/gateway-harness.js';
+import { parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
 import { TCP_ACK, TCP_FIN, TCP_SYN } from '../../../src/wire/tcp.js';
 import {
   VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, encodeVnet, finishPartialChecksum, ipv4PseudoSum,
@@ -19,18 +15,12 @@ import { tcpChecksumOk } from '../../../src/wire/checksum.js';
 import { csumReplace32 } from '../../../src/wire/checksum.js';
 import { encodeTcpOptions } from '../../../src/wire/tcp-options.js';
 
-const CLIENT = ipToU32('198.18.1.2');
-const SERVER = ipToU32('198.18.2.2');
-const PORT = 40000;
 const C_ISN = 1000;
 const S_ISN = 9000;
 
+/** A segment of the connection; this file's segments advertise a window field of 1000. */
 function seg(fromClient: boolean, r: Partial<TcpPacketRepr>): Buffer {
-  return emitTcpPacket({
-    src: fromClient ? CLIENT : SERVER, dst: fromClient ? SERVER : CLIENT,
-    srcPort: fromClient ? PORT : 5001, dstPort: fromClient ? 5001 : PORT,
-    seq: 0, ack: 0, flags: TCP_ACK, window: 1000, ...r,
-  });
+  return segment({ fromClient, window: 1000, ...r });
 }
 
 /** A frame as the kernel hands it over: header + packet; NEEDS_CSUM puts the pseudo-header sum in the field. */
@@ -50,25 +40,22 @@ function finishedOk(f: Buffer): boolean {
 }
 
 async function setup(opts: { rejectGso?: boolean } = {}) {
-  const tun = new FakeTun('fake0', { vnetHdrLen: VNET_HDR_LEN, ...opts });
-  const log = new ManualLog();
-  const gw = new Gateway({ tun, services: [{ ip: SERVER, port: 5001 }], log, logger: pino({ level: 'silent' }), mtu: 1500 });
-  gw.start();
+  const rig = new GatewayRig({ tun: { vnetHdrLen: VNET_HDR_LEN, ...opts }, manualClock: false, gateway: { mtu: 1500 } });
+  const { tun, log, gw } = rig;
   // Window scaling (7) on both sides: a lowered ack then changes the window by a different
   // amount, so a wrong partial checksum cannot cancel out by luck.
   const options = encodeTcpOptions({ mss: 1460, wscale: 7 });
   tun.inject(frame(seg(true, { seq: C_ISN, flags: TCP_SYN, window: 64240, options }))).flush();
   tun.inject(frame(seg(false, { seq: S_ISN, ack: C_ISN + 1, flags: TCP_SYN | TCP_ACK, window: 65160, options }))).flush();
   tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, flags: TCP_ACK, window: 502 }))).flush(); // the log opens here
-  await Promise.resolve();
-  await Promise.resolve();
+  await rig.logOpened();
   tun.drain();
   expect(log.opened).toHaveLength(1);
   return { tun, log, gw };
 }
 
 describe('gateway --offload (virtio-net frames)', () => {
-  it('a_client_super_packet_is_forwarded_unsplit_and_logged_in_one_append', async () => {
+  it('a client super packet is forwarded unsplit and logged in one append', async () => {
     const { tun, log, gw } = await setup();
     const payload = Buffer.alloc(40_000);
     for (let i = 0; i < payload.length; i++) payload[i] = (i * 7 + 3) & 0xff;
@@ -88,7 +75,7 @@ describe('gateway --offload (virtio-net frames)', () => {
     gw.stop();
   });
 
-  it('the_server_ack_of_a_super_packet_is_held_then_released_with_a_zeroed_header', async () => {
+  it('the server ack of a super packet is held then released with a zeroed header', async () => {
     const { tun, log, gw } = await setup();
     tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(30_000, 5) }), gso(1448))).flush();
     tun.drain();
@@ -106,7 +93,7 @@ describe('gateway --offload (virtio-net frames)', () => {
     gw.stop();
   });
 
-  it('a_server_super_packet_gets_its_ack_lowered_once_and_its_partial_checksum_stays_right', async () => {
+  it('a server super packet gets its ack lowered once and its partial checksum stays right', async () => {
     const { tun, log, gw } = await setup();
     tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(1000, 1) }))).flush();
     tun.drain();
@@ -134,7 +121,7 @@ describe('gateway --offload (virtio-net frames)', () => {
     gw.stop();
   });
 
-  it('a_needs_csum_fin_gets_a_complete_checksum_before_the_wrappers', async () => {
+  it('a NEEDS_CSUM FIN gets a complete checksum before the wrappers', async () => {
     const { tun, gw } = await setup();
     const out = tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, flags: TCP_FIN | TCP_ACK, payload: Buffer.alloc(10, 9) }), partial)).flush();
     expect(out).toHaveLength(1);
@@ -144,7 +131,7 @@ describe('gateway --offload (virtio-net frames)', () => {
     gw.stop();
   });
 
-  it('a_held_super_packet_fin_is_emitted_later_as_gso_with_a_partial_checksum', async () => {
+  it('a held super packet fin is emitted later as GSO with a partial checksum', async () => {
     const { tun, log, gw } = await setup();
     tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(100, 1) }))).flush();
     tun.drain();
@@ -163,7 +150,7 @@ describe('gateway --offload (virtio-net frames)', () => {
     gw.stop();
   });
 
-  it('data_valid_frames_keep_complete_checksums_through_rewrites', async () => {
+  it('DATA_VALID frames keep complete checksums through rewrites', async () => {
     const { tun, log, gw } = await setup();
     tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(500, 1) }))).flush();
     tun.drain();
@@ -176,7 +163,7 @@ describe('gateway --offload (virtio-net frames)', () => {
     gw.stop();
   });
 
-  it('a_kernel_rejecting_gso_writes_turns_offloads_off_and_the_rest_of_the_batch_goes', async () => {
+  it('a kernel rejecting GSO writes turns offloads off and the rest of the batch goes', async () => {
     const { tun, gw } = await setup({ rejectGso: true });
     const small1 = frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(100, 1) }));
     const big = frame(seg(true, { seq: C_ISN + 101, ack: S_ISN + 1, payload: Buffer.alloc(5000, 2) }), gso(1448));

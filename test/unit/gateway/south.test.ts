@@ -3,49 +3,23 @@
  * a FakeTun feeds the Gateway synthetic segments; a ManualLog decides when bytes are stable.
  */
 import { describe, it, expect, beforeEach } from 'vitest';
-import { pino } from 'pino';
-import { FakeTun } from '../../../src/tun/fake.js';
-import { Gateway } from '../../../src/gateway/gateway.js';
-import { ManualLog } from '../../support/manual-log.js';
+import { GatewayRig, CLIENT, SERVER, seg } from '../../support/gateway-harness.js';
 import { emitTcpPacket, parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
 import { encodeTcpOptions, decodeTcpOptions } from '../../../src/wire/tcp-options.js';
-import { ipToU32 } from '../../../src/wire/addr.js';
 import { seqAdd } from '../../../src/wire/seq.js';
 import { tcpChecksumOk, ipv4HeaderChecksumOk } from '../../../src/wire/checksum.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
 import { DropReason } from '../../../src/wrappers/contract.js';
 
-const CLIENT = ipToU32('198.18.1.2');
-const SERVER = ipToU32('198.18.2.2');
-const CPORT = 40000;
-const SPORT = 5001;
 const WS = 7;
-
-function seg(r: Partial<TcpPacketRepr> & { fromClient: boolean }): Buffer {
-  const base = r.fromClient
-    ? { src: CLIENT, dst: SERVER, srcPort: CPORT, dstPort: SPORT }
-    : { src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: CPORT };
-  return emitTcpPacket({ seq: 0, ack: 0, flags: TCP_ACK, window: 512, ...base, ...r });
-}
 
 function payload(n: number, fill: number): Buffer {
   return Buffer.alloc(n, fill);
 }
 
-class Harness {
-  tun = new FakeTun();
-  log = new ManualLog();
-  now = 1_000_000;
-  gw = new Gateway({
-    tun: this.tun,
-    services: [{ ip: SERVER, port: SPORT }],
-    log: this.log,
-    logger: pino({ level: 'silent' }),
-    now: () => this.now,
-    south: { lingerMs: 100, idleTimeoutMs: 60_000 },
-  });
+class Harness extends GatewayRig {
   constructor(public cIsn: number, public sIsn: number) {
-    this.gw.start();
+    super({ gateway: { south: { lingerMs: 100, idleTimeoutMs: 60_000 } } });
   }
   send(...pkts: Buffer[]): TcpPacketRepr[] {
     this.tun.inject(...pkts).flush();
@@ -64,10 +38,9 @@ class Harness {
     const saOpts = encodeTcpOptions({ mss: 1460, sackPermitted: true, timestamps: { tsVal: 900, tsEcr: 100 }, wscale: WS });
     const out2 = this.send(seg({ fromClient: false, seq: this.sIsn, ack: this.cseq(0), flags: TCP_SYN | TCP_ACK, window: 65160, options: saOpts }));
     expect(out2).toHaveLength(1);
-    await Promise.resolve(); // log.open resolves
-    await Promise.resolve();
     const out3 = this.send(seg({ fromClient: true, seq: this.cseq(0), ack: this.sseq(0), window: 502 }));
     expect(out3).toHaveLength(1);
+    await this.logOpened(); // the client's ACK of the SYN-ACK opened the connection in the log
     return this.log.opened.length;
   }
 }

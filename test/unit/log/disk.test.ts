@@ -37,7 +37,7 @@ function send(log: DiskLog, id: number, seed: number, from: number, to: number):
 }
 
 describe('DiskLog across restarts', () => {
-  it('reopen_recovers_connections_stable_bytes_fin_gc_and_fresh_ids', async () => {
+  it('reopen recovers connections, stable bytes, FIN, gc and fresh ids', async () => {
     const dir = tempDir();
     const log1 = new DiskLog(dir);
     const rec1 = new StableRecorder(log1);
@@ -93,7 +93,7 @@ describe('DiskLog across restarts', () => {
     await log3.shutdown();
   });
 
-  it('sigkill_right_after_a_stability_notification_loses_nothing_reported', async () => {
+  it('SIGKILL right after a stability notification loses nothing reported', async () => {
     const dir = tempDir();
     const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
     const child = spawn(
@@ -145,7 +145,7 @@ describe('DiskLog across restarts', () => {
     await log.shutdown();
   }, 60_000);
 
-  it('close_interrupted_between_metadata_and_data_leaves_no_orphans', async () => {
+  it('close interrupted between metadata and data leaves no orphans', async () => {
     const dir = tempDir();
     const log1 = new DiskLog(dir);
     const rec = new StableRecorder(log1);
@@ -166,7 +166,7 @@ describe('DiskLog across restarts', () => {
     await raw2.close();
   });
 
-  it('a_directory_is_owned_by_one_store', async () => {
+  it('a directory is owned by one store', async () => {
     const dir = tempDir();
     const log1 = new DiskLog(dir);
     expect(() => new DiskLog(dir)).toThrow(FtcpError);
@@ -185,7 +185,7 @@ describe('DiskLog write failure', () => {
     }
   }
 
-  it('a_write_error_makes_the_store_failed_and_stops_stability', async () => {
+  it('a write error makes the store failed and stops stability', async () => {
     const log = new FaultyDiskLog(tempDir());
     const rec = new StableRecorder(log);
     const events: [LogStatus, string | undefined][] = [];
@@ -210,7 +210,7 @@ describe('DiskLog write failure', () => {
 });
 
 describe('DiskLog throughput', () => {
-  it('throughput_sanity_print', async () => {
+  it('throughput sanity print', async () => {
     const log = new DiskLog(tempDir());
     const rec = new StableRecorder(log);
     const id = await log.open(openMeta());

@@ -7,7 +7,7 @@ import { createLog, DiskLog, MemoryLog } from '../../../src/log/index.js';
 import { FtcpError } from '../../../src/util/errors.js';
 
 describe('createLog', () => {
-  it('embedded_and_embedded_memory_give_a_memory_log', async () => {
+  it('embedded and embedded:memory give a memory log', async () => {
     for (const spec of ['embedded', 'embedded:memory']) {
       const log = createLog(spec);
       expect(log).toBeInstanceOf(MemoryLog);
@@ -15,7 +15,7 @@ describe('createLog', () => {
     }
   });
 
-  it('embedded_disk_gives_a_disk_log_in_that_directory', async () => {
+  it('embedded:disk gives a disk log in that directory', async () => {
     const dir = join(tmpdir(), `ftcp-${randomBytes(3).toString('hex')}`, 'nested');
     try {
       const log = createLog(`embedded:disk:${dir}`);
@@ -28,7 +28,7 @@ describe('createLog', () => {
     }
   });
 
-  it('anything_else_is_a_bad_log_spec', () => {
+  it('anything else is a bad log spec', () => {
     for (const spec of ['', 'memory', 'embedded:', 'embedded:disk', 'embedded:disk:', 'embedded:tape', 'remote:10.0.0.1']) {
       let err: unknown;
       try {

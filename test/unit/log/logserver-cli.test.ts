@@ -42,7 +42,7 @@ async function startServer(dir: string, port: number, keyFile: string): Promise<
 }
 
 describe('ftcp logserver', () => {
-  it('usage_errors_exit_2', async () => {
+  it('usage errors exit 2', async () => {
     expect((await runCli(['logserver'])).code).toBe(2);
     expect((await runCli(['logserver', '--listen', '127.0.0.1:1', '--store', 'tape'])).code).toBe(2);
     expect((await runCli(['logserver', '--listen', '127.0.0.1:1,127.0.0.1:2,127.0.0.1:3'])).code).toBe(2);
@@ -52,7 +52,7 @@ describe('ftcp logserver', () => {
     expect(h.stdout).toMatch(/--max-bytes-per-conn/);
   });
 
-  it('negative_and_unbounded_numbers_are_usage_errors_naming_the_flag', async () => {
+  it('negative and unbounded numbers are usage errors naming the flag', async () => {
     for (const [flag, v] of [['--max-bytes', '-5'], ['--max-bytes-per-conn', '-1M'], ['--low-space-pct', '-5'], ['--low-space-pct', 'Infinity'], ['--max-bytes', '1e308']] as const) {
       // --store tape: were the number accepted, the command would still stop (at --store), not serve.
       const r = await runCli(['logserver', '--listen', '127.0.0.1:1', flag, v, '--store', 'tape'], 10_000);
@@ -61,7 +61,7 @@ describe('ftcp logserver', () => {
     }
   });
 
-  it('a_store_directory_that_cannot_be_created_exits_1_at_once', async () => {
+  it('a store directory that cannot be created exits 1 at once', async () => {
     // Node's recursive mkdir spun at 100 % CPU for ever on ENOENT under /proc.
     const t0 = Date.now();
     const r = await runCli(['logserver', '--listen', '127.0.0.1:1', '--store', 'disk:/proc/nope/x'], 10_000);
@@ -82,7 +82,7 @@ describe('ftcp logserver', () => {
     expect(f.stderr).toMatch(/cannot be created: ENOTDIR/);
   });
 
-  it('a_failed_start_leaves_no_store_it_created', async () => {
+  it('a failed start leaves no store it created', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ftcp-logsrv-'));
     dirs.push(dir);
     // The address is taken: the store is made, then listening fails.
@@ -99,7 +99,7 @@ describe('ftcp logserver', () => {
     }
   });
 
-  it('a_key_file_others_can_read_is_refused_like_ssh_does', async () => {
+  it('a key file others can read is refused like ssh does', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ftcp-logsrv-'));
     dirs.push(dir);
     const keyFile = join(dir, 'key');
@@ -115,7 +115,7 @@ describe('ftcp logserver', () => {
     expect(z.stderr).toMatch(/key file '\/dev\/zero': is a character device, not a regular file/);
   });
 
-  it('kill_9_and_restart_on_the_same_disk_store_loses_nothing', async () => {
+  it('kill -9 and restart on the same disk store loses nothing', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ftcp-logsrv-'));
     dirs.push(dir);
     const keyFile = join(dir, 'key');

@@ -13,7 +13,7 @@ logSuite(
 );
 
 describe('MemoryLog specifics', () => {
-  it('open_resolves_on_the_next_microtask', async () => {
+  it('open resolves on the next microtask', async () => {
     const log = new MemoryLog();
     let id = 0;
     const p = log.open(openMeta()).then((v) => (id = v));
@@ -24,7 +24,7 @@ describe('MemoryLog specifics', () => {
     await log.shutdown();
   });
 
-  it('one_notification_per_connection_per_microtask_flush', async () => {
+  it('one notification per connection per microtask flush', async () => {
     const log = new MemoryLog();
     const rec = new StableRecorder(log);
     const id = await log.open(openMeta());
@@ -42,7 +42,7 @@ describe('MemoryLog specifics', () => {
     await log.shutdown();
   });
 
-  it('slab_store_reads_across_slabs_and_discards_whole_slabs', () => {
+  it('slab store reads across slabs and discards whole slabs', () => {
     const s = new SlabStore(0);
     const data = streamBytes(9, 0, 300_000);
     for (let o = 0; o < data.length; o += 1000) s.append(data.subarray(o, o + 1000));
@@ -56,7 +56,7 @@ describe('MemoryLog specifics', () => {
     expect(s.read(100_000, 300_000).equals(data.subarray(100_000))).toBe(true);
   });
 
-  it('throughput_sanity_print', async () => {
+  it('throughput sanity print', async () => {
     const log = new MemoryLog();
     const rec = new StableRecorder(log);
     const id = await log.open(openMeta());

@@ -11,7 +11,7 @@ function harness(maxHeld = 1 << 20) {
 }
 
 describe('Reassembler', () => {
-  it('in_order_bytes_go_straight_to_the_sink', () => {
+  it('in-order bytes go straight to the sink', () => {
     const { r, out, push } = harness();
     push(0, [1, 2, 3]);
     push(3, [4]);
@@ -22,7 +22,7 @@ describe('Reassembler', () => {
     expect(r.end).toBe(4);
   });
 
-  it('bytes_beyond_a_gap_are_held_then_drained_in_order', () => {
+  it('bytes beyond a gap are held then drained in order', () => {
     const { r, out, push } = harness();
     push(5, [6, 7]);
     push(2, [3, 4]);
@@ -43,7 +43,7 @@ describe('Reassembler', () => {
     expect(r.heldBytes).toBe(0);
   });
 
-  it('held_copies_only_uncovered_bytes_and_counts_duplicates', () => {
+  it('held copies only uncovered bytes and counts duplicates', () => {
     const { r, push } = harness();
     push(10, [10, 11, 12]);
     const res = push(8, [8, 9, 10, 11, 12, 13, 14]);
@@ -52,7 +52,7 @@ describe('Reassembler', () => {
     expect(r.heldSegments).toBe(3);
   });
 
-  it('held_bytes_are_capped_lowest_first', () => {
+  it('held bytes are capped lowest first', () => {
     const { r, push } = harness(4);
     const res = push(10, [1, 2, 3, 4, 5, 6]);
     expect(res.dropped).toBe(6); // one piece larger than the room: dropped whole
@@ -61,7 +61,7 @@ describe('Reassembler', () => {
     expect(r.heldBytes).toBe(3);
   });
 
-  it('limit_refuses_bytes_at_or_past_the_fin', () => {
+  it('limit refuses bytes at or past the FIN', () => {
     const { r, out, push } = harness();
     push(5, [5, 6, 7, 8]);
     expect(r.setLimit(7)).toBe(2);
@@ -71,7 +71,7 @@ describe('Reassembler', () => {
     expect(out.flatMap(([, b]) => b)).toEqual([0, 1, 2, 3, 4, 5, 6]);
   });
 
-  it('property_sink_receives_exactly_the_stream_once_in_order', () => {
+  it('property sink receives exactly the stream once in order', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 300 }),

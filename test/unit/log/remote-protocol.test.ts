@@ -8,7 +8,7 @@ import { createLog, parseUdpSpec } from '../../../src/log/index.js';
 import { openMeta } from './helpers.js';
 
 describe('log protocol', () => {
-  it('append_golden_bytes_and_round_trip_beyond_4GiB', () => {
+  it('append: golden bytes and round trip beyond 4 GiB', () => {
     const b = encodeAppend(7, 0x1_0000_0002, Buffer.from('hi'));
     expect(b.toString('hex')).toBe('01' + '00000007' + '00000001' + '00000002' + '6869');
     const d = decode(b);
@@ -16,13 +16,13 @@ describe('log protocol', () => {
     expect(d && d.t === T_APPEND && d.data.toString()).toBe('hi');
   });
 
-  it('stable_golden_bytes_and_round_trip', () => {
+  it('stable: golden bytes and round trip', () => {
     const b = encodeStable([[1, 5], [2, 2 ** 40]]);
     expect(b.toString('hex')).toBe('81' + '0002' + '00000001' + '0000000000000005' + '00000002' + '0000010000000000');
     expect(decode(b)).toEqual({ t: T_STABLE, entries: [[1, 5], [2, 2 ** 40]] });
   });
 
-  it('every_message_round_trips', () => {
+  it('every message round trips', () => {
     expect(decode(encodeFin(3, 10))).toEqual({ t: 0x02, id: 3, offset: 10 });
     expect(decode(encodeGc(3, 11))).toEqual({ t: 0x03, id: 3, offset: 11 });
     expect(decode(encodeRead(9, 3, 100, 200))).toEqual({ t: 0x04, reqId: 9, id: 3, start: 100, end: 200 });
@@ -39,7 +39,7 @@ describe('log protocol', () => {
     expect(decode(encodeStatus({ status: 'LOW-SPACE' }))).toEqual({ t: 0x91, status: { status: 'LOW-SPACE' } });
   });
 
-  it('malformed_messages_decode_to_null', () => {
+  it('malformed messages decode to null', () => {
     expect(decode(Buffer.alloc(0))).toBeNull();
     expect(decode(Buffer.from([0x01, 0, 0]))).toBeNull(); // short APPEND
     expect(decode(Buffer.from([0x81, 0, 2, 0]))).toBeNull(); // STABLE count vs length
@@ -48,7 +48,7 @@ describe('log protocol', () => {
     expect(decode(Buffer.from([0x55, 1, 2, 3]))).toBeNull();
   });
 
-  it('udp_log_specs_parse_and_bad_ones_are_refused', async () => {
+  it('udp: log specs parse and bad ones are refused', async () => {
     expect(parseUdpSpec('udp://198.18.3.2:7500,198.18.4.2:7500')).toEqual([
       { address: '198.18.3.2', port: 7500 },
       { address: '198.18.4.2', port: 7500 },

@@ -125,7 +125,7 @@ async function feed(r: Rig, id: number, data: Buffer, seed: number, perStep = 8)
 }
 
 describe('RemoteLog over a lossy simulated network', () => {
-  it('every_byte_becomes_stable_exactly_under_loss_reorder_dup', async () => {
+  it('every byte becomes stable exactly under loss, reordering and duplication', async () => {
     const r = rig({ seed: 7, fault: { loss: 0.05, dup: 0.05, reorder: 0.1, reorderMs: 5 }, store: new MemoryLog() });
     const ids: number[] = [];
     const datas: Buffer[] = [];
@@ -151,7 +151,7 @@ describe('RemoteLog over a lossy simulated network', () => {
     expect(r.client.status()).toBe('OK');
   });
 
-  it('a_burst_of_link_losses_costs_a_bounded_number_of_re_registration_rounds (issue 10 item 1)', async () => {
+  it('a burst of link losses costs a bounded number of re-registration rounds (issue 10 item 1)', async () => {
     // The drill's log-loss collapse: every loss the link reported re-registered every
     // connection, each re-registration restarted the previous one (still unanswered) and
     // held back the connection's appends, which made more traffic and more losses.
@@ -183,7 +183,7 @@ describe('RemoteLog over a lossy simulated network', () => {
     for (let k = 0; k < ids.length; k++) expect(r.stable.get(ids[k]!)).toBe(datas[k]!.length);
   });
 
-  it('path_down_switches_paths_and_loses_nothing', async () => {
+  it('path down switches paths and loses nothing', async () => {
     const r = rig({ seed: 11, store: new MemoryLog() });
     const id = await open(r, openMeta());
     const data = streamBytes(5, 0, 150_000);
@@ -196,7 +196,7 @@ describe('RemoteLog over a lossy simulated network', () => {
     expect(r.statuses.filter((s) => s.status === 'FAILED')).toEqual([]);
   });
 
-  it('failed_after_silence_then_ok_and_resent_when_found_again', async () => {
+  it('FAILED after silence, then OK and resent when found again', async () => {
     const r = rig({ seed: 3, store: new MemoryLog(), failAfterMs: 1000 });
     const id = await open(r, openMeta());
     const data = streamBytes(9, 0, 60_000);
@@ -217,7 +217,7 @@ describe('RemoteLog over a lossy simulated network', () => {
     expect(r.client.linkStats().client.failures).toBe(1);
   });
 
-  it('forged_and_replayed_frames_are_counted_and_change_nothing', async () => {
+  it('forged and replayed frames are counted and change nothing', async () => {
     const r = rig({ seed: 5, store: new MemoryLog() });
     r.sim.recordWire = true;
     const id = await open(r, openMeta());
@@ -238,7 +238,7 @@ describe('RemoteLog over a lossy simulated network', () => {
     expect(r.violations).toEqual([]);
   });
 
-  it('per_connection_bound_and_low_space_before_the_total_bound', async () => {
+  it('per-connection bound and LOW-SPACE before the total bound', async () => {
     const opts: LogOptions = { maxBytes: 100_000, maxBytesPerConn: 60_000, lowSpaceFraction: 0.8 };
     const store = new MemoryLog(opts);
     const r = rig({ seed: 13, store });
@@ -269,7 +269,7 @@ describe('RemoteLog over a lossy simulated network', () => {
 });
 
 describe('RemoteLog across log server restarts', () => {
-  it('disk_server_restart_loses_nothing_reported_stable_and_connections_re_register', async () => {
+  it('disk server restart loses nothing reported stable and connections re-register', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ftcp-remote-'));
     cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
     let store = new DiskLog(dir);
@@ -310,7 +310,7 @@ describe('RemoteLog across log server restarts', () => {
     await store.shutdown();
   });
 
-  it('memory_server_restart_is_reported_as_lost_stable_bytes_never_silently', async () => {
+  it('memory server restart is reported as lost stable bytes never silently', async () => {
     const r = rig({ seed: 23, store: new MemoryLog() });
     const a = await open(r, openMeta());
     r.client.append(a, 0, Buffer.alloc(5000, 7));

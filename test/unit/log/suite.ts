@@ -42,7 +42,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       for (const h of live.splice(0)) await h.cleanup();
     });
 
-    it('open_assigns_distinct_ids_and_lists_metadata', async () => {
+    it('open assigns distinct ids and lists metadata', async () => {
       const { log } = await fresh();
       const m1 = openMeta();
       const m2 = openMeta({ serverIsn: 0xffffffff });
@@ -64,14 +64,14 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(log.listActive().find((r) => r.id === b)!.serverIsn).toBe(0xffffffff);
     });
 
-    it('open_rejects_malformed_metadata', async () => {
+    it('open rejects malformed metadata', async () => {
       const { log } = await fresh();
       await rejectsWithCode(log.open(openMeta({ client: { addr: '10.9.0.1', port: 70000 } })), 'FTCP_LOG_BAD_META');
       await rejectsWithCode(log.open(openMeta({ clientIsn: -1 })), 'FTCP_LOG_BAD_META');
       expect(log.listActive()).toHaveLength(0);
     });
 
-    it('append_in_order_then_read_back', async () => {
+    it('append in order then read back', async () => {
       const { log, rec } = await fresh();
       const id = await log.open(openMeta());
       const data = streamBytes(1, 0, 10_000);
@@ -86,7 +86,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(log.listActive()[0]!.stable).toBe(data.length);
     });
 
-    it('append_copies_the_callers_buffer', async () => {
+    it('append copies the buffer it is given', async () => {
       const { log, rec } = await fresh();
       const id = await log.open(openMeta());
       const buf = Buffer.alloc(3000, 0x41);
@@ -99,12 +99,12 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(got.subarray(3000).every((b) => b === 0x42)).toBe(true);
     });
 
-    it('read_rejects_unknown_id', async () => {
+    it('read rejects unknown id', async () => {
       const { log } = await fresh();
       await rejectsWithCode(log.read(4242, 0, 10), 'FTCP_LOG_UNKNOWN');
     });
 
-    it('append_never_throws_on_bad_input', async () => {
+    it('append never throws on bad input', async () => {
       const { log, rec } = await fresh();
       const id = await log.open(openMeta());
       expect(() => log.append(id, -5, Buffer.alloc(10))).not.toThrow();
@@ -121,7 +121,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(st.unknownId).toBe(2);
     });
 
-    it('stable_never_covers_a_gap_until_it_fills', async () => {
+    it('stable never covers a gap until it fills', async () => {
       const { log, rec } = await fresh();
       const id = await log.open(openMeta());
       const data = streamBytes(2, 0, 300);
@@ -138,7 +138,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect((await log.read(id, 0, 300)).equals(data)).toBe(true);
     });
 
-    it('overlapping_and_duplicate_appends_keep_one_copy', async () => {
+    it('overlapping and duplicate appends keep one copy', async () => {
       const { log, rec } = await fresh();
       const id = await log.open(openMeta());
       const data = streamBytes(3, 0, 1000);
@@ -157,7 +157,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(st.bytesDuplicate).toBeGreaterThan(0);
     });
 
-    it('held_out_of_order_bytes_are_bounded_then_resent', async () => {
+    it('held out-of-order bytes are bounded then resent', async () => {
       const { log, rec } = await fresh({ maxHeldBytes: 1000 });
       const id = await log.open(openMeta());
       const data = streamBytes(4, 0, 4000);
@@ -173,7 +173,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect((await log.read(id, 0, 4000)).equals(data)).toBe(true);
     });
 
-    it('property_random_segmentation_shuffle_duplication_yields_the_stream', async () => {
+    it('property random segmentation shuffle duplication yields the stream', async () => {
       const { log, rec } = await fresh();
       const scenario = fc
         .record({
@@ -233,7 +233,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       );
     });
 
-    it('notifications_are_async_coalesced_and_monotonic', async () => {
+    it('notifications are async coalesced and monotonic', async () => {
       const { log, rec } = await fresh();
       const a = await log.open(openMeta());
       const b = await log.open(openMeta());
@@ -261,7 +261,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(rec.stable(a)).toBe(data.length);
     });
 
-    it('fin_is_stable_after_the_bytes_before_it', async () => {
+    it('a FIN is stable after the bytes before it', async () => {
       const { log, rec } = await fresh();
       const id = await log.open(openMeta());
       const data = streamBytes(6, 0, 500);
@@ -288,7 +288,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(st.finConflict).toBe(1);
     });
 
-    it('fin_drops_held_bytes_beyond_it_and_fin_on_empty_stream', async () => {
+    it('a FIN drops held bytes beyond it, and a FIN on an empty stream', async () => {
       const { log, rec } = await fresh();
       const id = await log.open(openMeta());
       log.append(id, 100, Buffer.alloc(50, 9)); // held, partly past the FIN
@@ -303,7 +303,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(log.listActive().find((r) => r.id === e)!.stable).toBe(1);
     });
 
-    it('gc_discards_below_and_reads_there_reject', async () => {
+    it('gc discards below and reads there reject', async () => {
       const { log, rec } = await fresh();
       const id = await log.open(openMeta());
       const data = streamBytes(7, 0, 300_000);
@@ -326,7 +326,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect((await log.read(id, 300_000, 300_100)).equals(Buffer.alloc(100, 3))).toBe(true);
     });
 
-    it('close_forgets_the_connection', async () => {
+    it('close forgets the connection', async () => {
       const { log, rec } = await fresh();
       const id = await log.open(openMeta());
       const keep = await log.open(openMeta());
@@ -347,7 +347,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect((await log.read(keep, 0, 100)).equals(Buffer.alloc(100, 2))).toBe(true);
     });
 
-    it('query_endpoint_by_client_then_server', async () => {
+    it('query endpoint by client then server', async () => {
       const { log } = await fresh();
       const m1 = openMeta();
       const m2 = openMeta({ server: { addr: '10.9.0.3', port: 443 } });
@@ -363,7 +363,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(log.queryEndpoint(m2.client)).toBeUndefined();
     });
 
-    it('registered_services_limit_what_is_logged', async () => {
+    it('registered services limit what is logged', async () => {
       const { log } = await fresh();
       await log.open(openMeta({ server: { addr: '10.9.0.2', port: 81 } })); // nothing registered: all logged
       log.registerServices([{ addr: '10.9.0.2', port: 80 }, { addr: '0.0.0.0', port: 8080 }]);
@@ -377,7 +377,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(await log.open(openMeta({ server: { addr: '10.9.0.3', port: 1 } }))).toBeGreaterThan(0);
     });
 
-    it('idle_connections_expire_and_are_reported', async () => {
+    it('idle connections expire and are reported', async () => {
       const { log } = await fresh();
       const events: { status: LogStatus; expired?: number }[] = [];
       log.onStatus((status, detail) => events.push({ status, expired: detail?.expired }));
@@ -404,7 +404,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(log.listActive().map((r) => r.id)).toEqual([later]);
     });
 
-    it('status_ok_low_space_and_capacity_bound', async () => {
+    it('status OK, LOW-SPACE, and the capacity bound', async () => {
       const { log, rec } = await fresh({ maxBytes: 10_000 });
       const events: LogStatus[] = [];
       log.onStatus((s) => events.push(s));

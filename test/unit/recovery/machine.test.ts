@@ -17,7 +17,7 @@ import { encodeTcpOptions } from '../../../src/wire/tcp-options.js';
 import { seqAdd } from '../../../src/wire/seq.js';
 import { TCP_ACK, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
 import { ManualLog } from '../../support/manual-log.js';
-import { CLIENT, SERVER, CPORT, SPORT } from './harness.js';
+import { CLIENT, SERVER, CPORT, SPORT } from '../../support/segments.js';
 
 const C_ISN = 0xfffffff0;
 const S_ISN = 0x70000000;

@@ -6,13 +6,12 @@
  */
 import { describe, it, expect } from 'vitest';
 import {
-  Harness, Client, Server, FakeOracle, connect, hasFlag, opts, seg, inBytes, outBytes, outputFor,
-  CLIENT, SERVER, CPORT, SPORT, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCP_PSH, type Seg,
-} from './harness.js';
+  Harness, Client, Server, FakeOracle, connect, hasFlag, opts, parseSeg, inBytes, outBytes, outputFor,
+  CLIENT, SERVER, CPORT, SPORT, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCP_PSH, GATEWAY_SERVER_SIDE, type Seg,
+} from '../../support/gateway-harness.js';
 import { outOffsetNear, type RecoveryTimeline } from '../../../src/recovery/rebuild.js';
 import type { NorthOptions } from '../../../src/recovery/options.js';
 import { emitTcpPacket, emitIcmpError } from '../../../src/wire/repr.js';
-import { ipToU32 } from '../../../src/wire/addr.js';
 import { seqAdd, seqDiff } from '../../../src/wire/seq.js';
 import type { Translation } from '../../../src/recovery/translate.js';
 import { DropReason } from '../../../src/wrappers/contract.js';
@@ -143,7 +142,7 @@ describe('step 0: masking', () => {
     const s = new Server({ isn: S_ISN, ts: 1 });
     await connect(h, c, s);
     const quoted = c.write(10)[0]!;
-    const icmp = emitIcmpError(quoted, { src: ipToU32('198.18.2.1'), dst: CLIENT });
+    const icmp = emitIcmpError(quoted, { src: GATEWAY_SERVER_SIDE, dst: CLIENT });
     let out = h.tun.inject(icmp).flush();
     h.drain();
     expect(out).toHaveLength(1); // nothing masked: passes
@@ -426,7 +425,7 @@ describe('step 5: absorption', () => {
     for (const x of segs) regenerated.push(...s2.receive(x));
     const tsBefore = c.lastTsSeen;
     let forwarded = 0;
-    for (const r of regenerated.map(seg)) {
+    for (const r of regenerated.map(parseSeg)) {
       const off = seqDiff(r.seq, s2.seq(0));
       const end = off + dataLen(r);
       const out = h.send(r.raw);
@@ -466,7 +465,7 @@ describe('step 6: translation after catching up', () => {
     listening(w);
     // Through the harness: handshake, replay, absorption, until caught up.
     const syn = emitTcpPacket({ src: CLIENT, dst: SERVER, srcPort: CPORT, dstPort: SPORT, seq: C_ISN, ack: 0, flags: TCP_SYN, window: 64240, options: c.synOptions });
-    h.tun.inject(...s2.receive(seg(syn))).flush();
+    h.tun.inject(...s2.receive(parseSeg(syn))).flush();
     await h.run(c, s2);
     const f = h.flow();
     expect(f.rec).toBeNull();
@@ -480,7 +479,7 @@ describe('step 6: translation after catching up', () => {
     const l = c.outSeq(OUT0 + 10);
     const r = c.outSeq(OUT0 + 20);
     const pkt = c.ack({ sack: [[l, r]] });
-    const sent = seg(pkt);
+    const sent = parseSeg(pkt);
     const out = toServer(h.send(pkt));
     expect(out).toHaveLength(1);
     const x = out[0]!;
@@ -596,8 +595,8 @@ describe('recovery timelines', () => {
     const acks: Buffer[] = [];
     for (const x of segs) acks.push(...s2.receive(x));
     // First only the acks of the replay (no output yet): replay done, not caught up.
-    const pureAcks = acks.map(seg).filter((x) => dataLen(x) === 0);
-    const outputs = acks.map(seg).filter((x) => dataLen(x) > 0);
+    const pureAcks = acks.map(parseSeg).filter((x) => dataLen(x) === 0);
+    const outputs = acks.map(parseSeg).filter((x) => dataLen(x) > 0);
     expect(outputs.length).toBeGreaterThan(0);
     h.send(...pureAcks.map((x) => x.raw), s2.ackNow());
     const replayAt = h.now;
@@ -678,7 +677,7 @@ describe('many connections: the replay budget, late answers, super-packets', () 
     expect(h.gw.north.stats.reapRsts).toBe(1);
     // The answer to the first SYN arrives only now.
     const s2 = new Server({ isn: S2_ISN, ts: 3 });
-    h.send(...s2.receive(seg(out[1]!.raw)));
+    h.send(...s2.receive(parseSeg(out[1]!.raw)));
     await h.settle();
     expect(h.flow().rec?.phase).toBe('REPLAY');
     await h.run(w.c, s2);

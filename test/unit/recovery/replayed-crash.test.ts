@@ -6,8 +6,8 @@
  * masking, and no reaping RST or spoofed SYN toward the live server.
  */
 import { describe, it, expect } from 'vitest';
-import { pino } from 'pino';
-import { Harness, Client, Server, FakeOracle, connect, hasFlag, outBytes, outputFor, SERVER, SVC_NAME, TCP_RST, TCP_SYN } from './harness.js';
+import { testLogger } from '../../support/test-logger.js';
+import { Harness, Client, Server, FakeOracle, connect, hasFlag, outBytes, outputFor, SERVER, SVC_NAME, TCP_RST, TCP_SYN } from '../../support/gateway-harness.js';
 import { LivenessTracker } from '../../../src/supervisor/liveness.js';
 import { encodeNotice, newBootId, type Notice, type NoticeType } from '../../../src/supervisor/messages.js';
 import type { LivenessVerdict } from '../../../src/recovery/verdict.js';
@@ -23,7 +23,7 @@ class TrackerOracle extends FakeOracle {
       now,
       heartbeatMs: 100,
       silenceMs: 1000, // as `ftcp gateway` sets it
-      log: pino({ level: 'silent' }),
+      log: testLogger(),
       emit: (ev, service) => {
         if (ev === 'crashed' || ev === 'silent' || ev === 'listening') this.emit(ev, service);
       },

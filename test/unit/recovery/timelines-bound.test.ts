@@ -5,7 +5,7 @@
  * reads those; the gateway keeps the last MAX_TIMELINES.
  */
 import { describe, it, expect } from 'vitest';
-import { Harness, FakeOracle } from './harness.js';
+import { Harness, FakeOracle } from '../../support/gateway-harness.js';
 import { MAX_TIMELINES } from '../../../src/recovery/rebuild.js';
 
 describe('recovery timelines', () => {

@@ -7,7 +7,7 @@ import { describe, it, expect } from 'vitest';
 import {
   Harness, Client, Server, FakeOracle, connect, hasFlag, outBytes, outputFor,
   CLIENT, SERVER, SPORT, SVC_NAME, TCP_ACK, TCP_FIN, TCP_RST,
-} from './harness.js';
+} from '../../support/gateway-harness.js';
 import { emitTcpPacket } from '../../../src/wire/repr.js';
 import type { CrashPolicy } from '../../../src/recovery/verdict.js';
 

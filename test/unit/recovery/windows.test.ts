@@ -6,9 +6,9 @@
  */
 import { describe, it, expect } from 'vitest';
 import {
-  Harness, Client, Server, FakeOracle, connect, hasFlag, seg, inBytes, outBytes, outputFor,
+  Harness, Client, Server, FakeOracle, connect, hasFlag, parseSeg, inBytes, outBytes, outputFor,
   CLIENT, SERVER, CPORT, SPORT, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type Seg,
-} from './harness.js';
+} from '../../support/gateway-harness.js';
 import type { NorthOptions } from '../../../src/recovery/options.js';
 import { emitTcpPacket } from '../../../src/wire/repr.js';
 import { seqDiff } from '../../../src/wire/seq.js';
@@ -196,7 +196,7 @@ describe('the regenerated tail that carries the FIN', () => {
     // Its regenerated output up to TAIL goes out as usual; the rest leaves with its FIN below.
     const orig = s2.receive.bind(s2);
     s2.receive = (x: Seg) => orig(x).map((b) => {
-      const y = seg(b);
+      const y = parseSeg(b);
       const off = seqDiff(y.seq, s2.seq(0));
       if (dataLen(y) === 0 || off + dataLen(y) <= TAIL) return b;
       return emitTcpPacket({ ...y, payload: off < TAIL ? Buffer.from(y.payload!).subarray(0, TAIL - off) : undefined, seq: off < TAIL ? y.seq : s2.seq(TAIL) });

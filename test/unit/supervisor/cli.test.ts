@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
-import { pino } from 'pino';
+import { testLogger } from '../../support/test-logger.js';
 import { LivenessOracle, type OracleEventName, type ServiceInfo } from '../../../src/supervisor/oracle.js';
 import { encodeNotice } from '../../../src/supervisor/messages.js';
 import { ensureBuilt } from '../../support/build.js';
@@ -123,7 +123,7 @@ function gone(pid: number): boolean {
 
 describe('ftcp supervise (loopback, end to end)', () => {
   it('kill -9 of the server: crashed → restarted → listening (generation + 1); SIGTERM: stopping → stopped, exit 0, server gone', async () => {
-    const oracle = await LivenessOracle.listen('127.0.0.1', 0, KEY, { heartbeatMs: 100, log: pino({ level: 'silent' }) });
+    const oracle = await LivenessOracle.listen('127.0.0.1', 0, KEY, { heartbeatMs: 100, log: testLogger() });
     oracles.push(oracle);
     const port = await freePort();
     const service = `127.0.0.1:${port}`;

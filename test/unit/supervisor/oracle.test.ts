@@ -4,13 +4,13 @@
  */
 import dgram from 'node:dgram';
 import { describe, it, expect, afterEach } from 'vitest';
-import { pino } from 'pino';
+import { testLogger } from '../../support/test-logger.js';
 import { LivenessOracle } from '../../../src/supervisor/oracle.js';
 import { encodeNotice, newBootId, type Notice, type NoticeType } from '../../../src/supervisor/messages.js';
 
 const KEY = Buffer.from('oracle-socket-test-key-000000');
 const SVC = '127.0.0.1:5001';
-const quiet = pino({ level: 'silent' });
+const quiet = testLogger();
 const oracles: LivenessOracle[] = [];
 const socks: dgram.Socket[] = [];
 afterEach(async () => {

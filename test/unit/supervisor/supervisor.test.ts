@@ -6,13 +6,13 @@
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, it, expect, afterEach } from 'vitest';
-import { pino } from 'pino';
+import { testLogger } from '../../support/test-logger.js';
 import { Backoff, parseProcNetTcp, isListening, Supervisor, TCP_LISTEN, dyingAbnormally, type SupervisorOptions } from '../../../src/supervisor/supervisor.js';
 import { LivenessOracle, type OracleEventName, type ServiceInfo } from '../../../src/supervisor/oracle.js';
 
 const SERVER = fileURLToPath(new URL('./fixtures/server.mjs', import.meta.url));
 const KEY = Buffer.from('supervisor-unit-test-key-0001');
-const quiet = pino({ level: 'silent' });
+const quiet = testLogger();
 
 describe('Backoff', () => {
   it('100 ms doubling to 5 s', () => {

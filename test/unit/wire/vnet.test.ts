@@ -10,7 +10,7 @@ import { tcpChecksum, tcpChecksumOk } from '../../../src/wire/checksum.js';
 import { TCP_ACK } from '../../../src/wire/tcp.js';
 
 describe('virtio_net_hdr encode/parse', () => {
-  it('golden_bytes_little_endian', () => {
+  it('golden bytes little endian', () => {
     // A TSO4 super-packet as Linux hands it over: NEEDS_CSUM, hdr_len 52, gso_size 1448,
     // csum_start 20 (the TCP header), csum_offset 16.
     const golden = Buffer.from([0x01, 0x01, 0x34, 0x00, 0xa8, 0x05, 0x14, 0x00, 0x10, 0x00, 0x00, 0x00]);
@@ -21,7 +21,7 @@ describe('virtio_net_hdr encode/parse', () => {
       .toEqual([1, 1, 52, 1448, 20, 16]);
   });
 
-  it('round_trip_at_an_offset', () => {
+  it('round trip at an offset', () => {
     fc.assert(fc.property(
       fc.record({
         flags: fc.integer({ min: 0, max: 255 }), gsoType: fc.integer({ min: 0, max: 255 }), hdrLen: fc.integer({ min: 0, max: 0xffff }),
@@ -38,12 +38,12 @@ describe('virtio_net_hdr encode/parse', () => {
     ));
   });
 
-  it('parse_rejects_a_short_buffer', () => {
+  it('parse rejects a short buffer', () => {
     expect(parseVnet(Buffer.alloc(11))).toBeNull();
     expect(parseVnet(Buffer.alloc(12), 1)).toBeNull();
   });
 
-  it('flag_and_type_constants_match_linux', () => {
+  it('flag and type constants match linux', () => {
     expect([VNET_F_NEEDS_CSUM, VNET_F_DATA_VALID, VNET_GSO_TCPV4, VNET_GSO_TCPV6]).toEqual([1, 2, 1, 4]);
   });
 });
@@ -53,7 +53,7 @@ describe('partial checksums', () => {
     src: 0xc6120102, dst: 0xc6120202, srcPort: 40000, dstPort: 5001, seq, ack: 7, flags: TCP_ACK, window: 501, payload,
   });
 
-  it('pseudo_sum_then_finish_equals_the_full_checksum', () => {
+  it('pseudo sum then finish equals the full checksum', () => {
     fc.assert(fc.property(fc.uint8Array({ minLength: 0, maxLength: 3000 }), fc.integer({ min: 0, max: 0xffffffff }), (data, seq) => {
       const p = pkt(Buffer.from(data), seq);
       const full = tcpChecksum(p, 0);
@@ -64,7 +64,7 @@ describe('partial checksums', () => {
     }));
   });
 
-  it('a_partial_field_is_not_a_valid_checksum', () => {
+  it('a partial field is not a valid checksum', () => {
     const p = pkt(Buffer.alloc(100, 7));
     p.writeUInt16BE(ipv4PseudoSum(p, 0), 36);
     expect(tcpChecksumOk(p, 0)).toBe(false);

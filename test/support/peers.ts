@@ -1,54 +1,16 @@
 /**
- * A fake-TUN world for the recovery tests: a Gateway on a FakeTun with a ManualLog (stability
- * driven by hand, or after every round), an injected clock, a scripted liveness oracle, and
- * two small scripted TCP endpoints — a client and a server incarnation — that talk through it.
- *
- *   Client ──inject──▶ FakeTun ──▶ Gateway (south/north) ──▶ FakeTun.written ──route──▶ Server
- *      ▲                                                            │
- *      └──────────────────────── route ◀────────────────────────────┘
- *
- * The gateway's own timers are not started (gw.start() would run north.tick() on the real
- * clock): the harness wires the TUN and the log upcall itself, and tests call `tick(ms)`.
+ * Two small scripted TCP endpoints for the gateway harness (gateway-harness.ts): a client
+ * and a server incarnation that talk through the gateway. They are scripted, not full TCPs:
+ * no retransmission timers, no congestion control.
  *
  * The server is deterministic: for every full 100 input bytes it has received in order it
  * writes 150 output bytes, byte i of the out-stream being `outByte(i)` — so a new incarnation
  * fed the same input regenerates the same bytes at the same offsets.
  */
-import { pino } from 'pino';
-import { FakeTun } from '../../../src/tun/fake.js';
-import { Gateway } from '../../../src/gateway/gateway.js';
-import type { Flow } from '../../../src/flow/flow.js';
-import type { Service } from '../../../src/flow/table.js';
-import type { NorthOptions } from '../../../src/recovery/options.js';
-import type { SouthOptions } from '../../../src/wrappers/south.js';
-import type { CrashPolicy, LivenessSource, LivenessVerdict } from '../../../src/recovery/verdict.js';
-import { ManualLog } from '../../support/manual-log.js';
-import { emitTcpPacket, parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
-import { encodeTcpOptions, decodeTcpOptions, type TcpOptionsRepr } from '../../../src/wire/tcp-options.js';
-import { ipToU32 } from '../../../src/wire/addr.js';
-import { seqAdd, seqDiff, seqGe } from '../../../src/wire/seq.js';
-import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
-
-export const CLIENT = ipToU32('198.18.1.2');
-export const SERVER = ipToU32('198.18.2.2');
-export const CPORT = 40000;
-export const SPORT = 5001;
-export const SVC_NAME = '198.18.2.2:5001';
-
-/** A parsed segment and its bytes. */
-export type Seg = TcpPacketRepr & { raw: Buffer };
-
-export function seg(raw: Buffer): Seg {
-  return { ...parseTcpPacket(raw), raw };
-}
-
-export function opts(s: TcpPacketRepr): TcpOptionsRepr {
-  return s.options ? decodeTcpOptions(s.options) : {};
-}
-
-export function hasFlag(s: TcpPacketRepr, f: number): boolean {
-  return (s.flags & f) !== 0;
-}
+import { emitTcpPacket } from '../../src/wire/repr.js';
+import { encodeTcpOptions, type TcpOptionsRepr } from '../../src/wire/tcp-options.js';
+import { seqAdd, seqDiff, seqGe } from '../../src/wire/seq.js';
+import { CLIENT, CPORT, SERVER, SPORT, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, hasFlag, opts, type Seg } from './segments.js';
 
 /** In-stream byte i (client → server) and out-stream byte i (server → client). */
 export function inByte(i: number): number {
@@ -72,188 +34,6 @@ export function outputFor(input: number): number {
   return Math.floor(input / 100) * 150;
 }
 
-// ---- the liveness oracle ------------------------------------------------------------
-
-/** A LivenessSource the test answers by hand. */
-export class FakeOracle implements LivenessSource {
-  readonly asked: Array<{ service: string; timeoutMs: number; answer: (v: LivenessVerdict) => void }> = [];
-  private readonly listeners = new Map<string, Array<(service: string) => void>>();
-  st = 'LISTENING';
-
-  waitVerdict(service: string, timeoutMs: number): Promise<LivenessVerdict> {
-    return new Promise((resolve) => this.asked.push({ service, timeoutMs, answer: resolve }));
-  }
-  state(_service: string): string {
-    return this.st;
-  }
-  on(ev: 'crashed' | 'silent' | 'listening', fn: (service: string) => void): this {
-    const l = this.listeners.get(ev) ?? [];
-    l.push(fn);
-    this.listeners.set(ev, l);
-    return this;
-  }
-  emit(ev: 'crashed' | 'silent' | 'listening', service = SVC_NAME): void {
-    if (ev === 'listening') this.st = 'LISTENING';
-    else this.st = 'DOWN';
-    for (const fn of this.listeners.get(ev) ?? []) fn(service);
-  }
-  /** Answers the oldest pending waitVerdict. */
-  answer(v: LivenessVerdict): void {
-    const q = this.asked.shift();
-    if (!q) throw new Error('FakeOracle: no verdict was asked for');
-    q.answer(v);
-  }
-}
-
-// ---- the gateway world --------------------------------------------------------------
-
-export interface HarnessOptions {
-  oracle?: FakeOracle | null;
-  crashPolicy?: CrashPolicy;
-  holdMs?: number;
-  north?: Partial<NorthOptions>;
-  /** South wrapper options over the harness's (linger 100 ms, idle timeout 600 s). */
-  south?: Partial<SouthOptions>;
-  /** Stabilize everything appended at the start of each routing round (default true). */
-  autoStable?: boolean;
-}
-
-export class Harness {
-  readonly tun = new FakeTun();
-  readonly log = new ManualLog();
-  now = 1_000_000;
-  readonly oracle: FakeOracle | null;
-  readonly gw: Gateway;
-  autoStable: boolean;
-  /** Every segment the gateway wrote toward the client, with the stable point at that time. */
-  readonly toClientLog: Array<{ s: Seg; stable: number }> = [];
-  /** Packets written that are not IPv4/TCP (ICMP passed through, ...). */
-  readonly others: Buffer[] = [];
-
-  constructor(o: HarnessOptions = {}) {
-    this.oracle = o.oracle === undefined ? new FakeOracle() : o.oracle;
-    this.autoStable = o.autoStable ?? true;
-    this.gw = new Gateway({
-      tun: this.tun,
-      services: [{ ip: SERVER, port: SPORT }],
-      log: this.log,
-      logger: pino({ level: 'silent' }),
-      now: () => this.now,
-      south: { lingerMs: 100, idleTimeoutMs: 600_000, ...o.south },
-      oracle: this.oracle,
-      crashPolicy: o.crashPolicy ?? 'none',
-      holdMs: o.holdMs ?? 300,
-      north: o.north ?? {},
-    });
-    this.tun.start((b) => this.gw.onBatch(b));
-    this.log.onStable((id, stable) => this.gw.south.onStable(id, stable));
-  }
-
-  get svc(): Service {
-    return this.gw.table.allServices()[0]!;
-  }
-
-  /** The connection of client port `port`. */
-  flowOf(port: number): Flow {
-    const f = this.gw.table.get(this.svc, CLIENT, port);
-    if (!f) throw new Error(`no flow for client port ${port}`);
-    return f;
-  }
-
-  /** The (only) connection. */
-  flow(): Flow {
-    const all = [...this.gw.table.flows()];
-    if (all.length !== 1) throw new Error(`expected one flow, found ${all.length}`);
-    return all[0]![1];
-  }
-
-  /** Injects packets, delivers them, and returns everything written since the last drain. */
-  send(...pkts: Buffer[]): Seg[] {
-    if (pkts.length > 0) this.tun.inject(...pkts).flush();
-    return this.drain();
-  }
-
-  /** Everything written so far (also packets the gateway made on its own), parsed. */
-  drain(): Seg[] {
-    const out: Seg[] = [];
-    for (const b of this.tun.drain()) {
-      if (b.length >= 20 && b[0] === 0x45 && b[9] === 6) out.push(seg(b));
-      else this.others.push(b);
-    }
-    for (const s of out) if (s.dst === CLIENT) this.toClientLog.push({ s, stable: this.stableNow() });
-    return out;
-  }
-
-  /** Lets promises (log.open, log.read, verdicts) and queued microtasks run. */
-  async settle(): Promise<void> {
-    for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
-  }
-
-  /** Advances the clock, runs one recovery tick, returns what was written. */
-  tick(ms: number): Seg[] {
-    this.now += ms;
-    this.gw.north.tick();
-    return this.drain();
-  }
-
-  logId(): number {
-    return this.flow().logId;
-  }
-
-  /** What the log holds for the connection (bytes, plus one for a logged FIN right after them). */
-  loggedEnd(id = this.logId()): number {
-    const n = this.log.bytes(id).length;
-    const fin = this.log.fins.find((f) => f.id === id);
-    return fin !== undefined && fin.offset === n ? n + 1 : n;
-  }
-
-  stableNow(): number {
-    const all = [...this.gw.table.flows()];
-    return all.length === 1 ? all[0]![1].stable : 0;
-  }
-
-  /** Makes everything logged so far stable (fires the upcall when it advances). */
-  stabilizeAll(): void {
-    for (const [, f] of this.gw.table.flows()) {
-      if (f.logId < 0) continue;
-      const end = this.loggedEnd(f.logId);
-      if (end > f.stable) this.log.stabilize(f.logId, end);
-    }
-  }
-
-  /**
-   * Routes packets between the endpoints until nothing moves (bounded): each round
-   * settles promises, stabilizes the log (when autoStable), and hands each written packet
-   * to its addressee; a null server is a dead one (its packets vanish).
-   */
-  async run(client: Client | Client[], server: Server | Server[] | null, rounds = 200): Promise<Seg[]> {
-    const clients = Array.isArray(client) ? client : [client];
-    const servers = server === null ? [] : Array.isArray(server) ? server : [server];
-    const seen: Seg[] = [];
-    for (let i = 0; i < rounds; i++) {
-      await this.settle();
-      if (this.autoStable) this.stabilizeAll();
-      const out = this.drain();
-      if (out.length === 0) return seen;
-      seen.push(...out);
-      const next: Buffer[] = [];
-      for (const s of out) {
-        if (s.dst === CLIENT) {
-          const c = clients.find((x) => x.port === s.dstPort) ?? clients[0]!;
-          const r = c.receive(s);
-          if (r) next.push(r);
-        } else if (s.dst === SERVER) {
-          const srv = servers.find((x) => x.peerPort === s.srcPort) ?? (hasFlag(s, TCP_SYN) ? servers.find((x) => x.peerPort === 0) : undefined);
-          if (srv) next.push(...srv.receive(s));
-        }
-      }
-      if (next.length > 0) this.tun.inject(...next).flush();
-    }
-    throw new Error(`run: still busy after ${rounds} rounds`);
-  }
-}
-
-// ---- endpoints ---------------------------------------------------------------------
 
 export interface PeerOptions {
   isn: number;
@@ -605,12 +385,3 @@ export class Server {
     return Buffer.concat(this.rcvd);
   }
 }
-
-/** Client and server through the gateway up to an established, logged connection. */
-export async function connect(h: Harness, c: Client, s: Server): Promise<void> {
-  h.tun.inject(c.syn()).flush();
-  await h.run(c, s);
-  if (!s.established || h.flowOf(c.port).logId < 0) throw new Error('connect: the handshake did not complete');
-}
-
-export { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN };
