@@ -153,6 +153,9 @@ describe('ftcp supervise (loopback, end to end)', () => {
     expect(pid1).not.toBe(sup.pid);
     expect(await echo(port, 'before the crash')).toBe('before the crash');
     expect(oracle.verdict(service)).toBe('alive');
+    // A crash heard within the confirmation window (3 heartbeats + 50 ms of first hearing the
+    // service) is only suspected, and confirmed after the restart, as generation 2: wait past it.
+    await new Promise((res) => setTimeout(res, 3 * 100 + 50 + 150));
 
     // crash: kill -9 the server program
     // (Generous deadlines, no timing asserted: on a loaded machine the supervisor can be
