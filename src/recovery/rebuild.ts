@@ -53,6 +53,7 @@ import { seqAdd, seqDiff, seqGt } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_WINDOW, TCP_OFF_DST_PORT } from '../wire/tcp.js';
 import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
 import { tcpSetAck } from '../wire/rewrite.js';
+import { windowField } from '../wire/window.js';
 import { Translation, translateToClient, translateToServer } from './translate.js';
 import { u32ToIp } from '../wire/addr.js';
 import type { Logger } from '../util/logger.js';
@@ -1071,9 +1072,7 @@ export class NorthWrapper {
       flow.to('CLOSED', 'both FINs acked (the client\'s by the gateway while masked)', this.logger);
       flow.closedAt = now;
     }
-    const shift = flow.serverWscale;
-    let w = Math.ceil((flow.rightEdge - a) / 2 ** shift);
-    w = w > 0xffff ? 0xffff : w < 0 ? 0 : w;
+    const w = windowField(flow.rightEdge, a, flow.serverWscale);
     const opt = flow.tsOk ? tsOption(flow.lastTsToClient, flow.cliTsVal) : undefined;
     const pkt = emitTcpPacket({
       src: flow.serverIp, dst: flow.clientIp, srcPort: flow.serverPort, dstPort: flow.clientPort,
@@ -1146,8 +1145,7 @@ export function absorbWindow(flow: Flow, ackOff: number): number {
   const real = flow.cliWindow * 2 ** cws;
   const max = Math.max(flow.cliMaxWindow, flow.clientSynWindow, real);
   const bytes = Math.max(real, Math.min(max, Math.max(0, flow.cliAcked - ackOff) + real));
-  const w = Math.ceil(bytes / 2 ** cws);
-  return w > 0xffff ? 0xffff : w;
+  return windowField(bytes, 0, cws);
 }
 
 function tsOption(tsVal: number, tsEcr: number): Buffer {

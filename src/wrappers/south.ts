@@ -25,6 +25,7 @@ import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_ACK, 
 import { IPV4_OFF_TOTAL_LENGTH } from '../wire/ipv4.js';
 import { tcpSetAck, tcpSetWindow } from '../wire/rewrite.js';
 import { fillIpv4HeaderChecksum, fillTcpChecksum } from '../wire/checksum.js';
+import { windowField } from '../wire/window.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
 import type { Logger } from '../util/logger.js';
@@ -753,7 +754,7 @@ export class SouthWrapper {
   /** Sets the ack of the TCP segment at l4Off to in-stream offset `ackOff`, keeping the right edge. */
   private rewriteAck(buf: Buffer, l4Off: number, flow: Flow, ackOff: number, rightEdge: number): void {
     tcpSetAck(buf, l4Off, flow.inSeq(ackOff));
-    tcpSetWindow(buf, l4Off, windowFor(rightEdge, ackOff, flow.serverWscale));
+    tcpSetWindow(buf, l4Off, windowField(rightEdge, ackOff, flow.serverWscale));
   }
 
   // ---- stability upcall ------------------------------------------------------------
@@ -798,7 +799,7 @@ export class SouthWrapper {
     const out = Buffer.allocUnsafe(flow.heldLen);
     held.copy(out, 0, 0, flow.heldLen);
     out.writeUInt32BE(flow.inSeq(ackOff), ipHdr + TCP_OFF_ACK);
-    out.writeUInt16BE(windowFor(rightEdge, ackOff, flow.serverWscale), ipHdr + TCP_OFF_WINDOW);
+    out.writeUInt16BE(windowField(rightEdge, ackOff, flow.serverWscale), ipHdr + TCP_OFF_WINDOW);
     fillTcpChecksum(out, 0);
     flow.complete = ackOff;
     if (ackOff >= flow.heldAck) flow.held = null;
@@ -963,13 +964,4 @@ export class SouthWrapper {
 /** Both FINs acknowledged: the client's by the server (or the gateway), the server's by the client. */
 function finsDone(flow: Flow): boolean {
   return flow.clientFin >= 0 && flow.complete > flow.clientFin && flow.serverFin >= 0 && flow.cliAcked > flow.serverFin;
-}
-
-/**
- * The window field that keeps the right edge `rightEdge` when the ack is `ackOff`
- * (rounded up so the edge never moves left; capped at the field's 16 bits).
- */
-function windowFor(rightEdge: number, ackOff: number, shift: number): number {
-  const w = Math.ceil((rightEdge - ackOff) / 2 ** shift);
-  return w > 0xffff ? 0xffff : w < 0 ? 0 : w;
 }
