@@ -26,6 +26,7 @@ import { IPV4_OFF_TOTAL_LENGTH } from '../wire/ipv4.js';
 import { tcpSetAck, tcpSetWindow } from '../wire/rewrite.js';
 import { fillIpv4HeaderChecksum, fillTcpChecksum } from '../wire/checksum.js';
 import { windowField } from '../wire/window.js';
+import { EMIT_HEADROOM, emitCopy, emitScratch } from '../wire/headroom.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
 import type { Logger } from '../util/logger.js';
@@ -778,7 +779,7 @@ export class SouthWrapper {
       flow.heldFin = null;
       if (flow.heldFinAck > flow.complete) flow.complete = flow.heldFinAck;
       this.stats.heldReleased++;
-      this.emit(fin, 0, fin.length);
+      emitCopy(this.emit, fin, 0, fin.length);
     }
     this.checkClosed(flow);
   }
@@ -796,15 +797,18 @@ export class SouthWrapper {
     const t = held[0]! & 0x0f;
     const ipHdr = t * 4;
     const rightEdge = flow.heldAck + held.readUInt16BE(ipHdr + TCP_OFF_WINDOW) * 2 ** flow.serverWscale;
-    const out = Buffer.allocUnsafe(flow.heldLen);
-    held.copy(out, 0, 0, flow.heldLen);
-    out.writeUInt32BE(flow.inSeq(ackOff), ipHdr + TCP_OFF_ACK);
-    out.writeUInt16BE(windowField(rightEdge, ackOff, flow.serverWscale), ipHdr + TCP_OFF_WINDOW);
-    fillTcpChecksum(out, 0);
+    // The template stays as held (a later release reads its window again): the ACK is built
+    // in the emit scratch, behind its headroom (wire/headroom.ts), nothing allocated.
+    const out = emitScratch;
+    const o = EMIT_HEADROOM;
+    held.copy(out, o, 0, flow.heldLen);
+    out.writeUInt32BE(flow.inSeq(ackOff), o + ipHdr + TCP_OFF_ACK);
+    out.writeUInt16BE(windowField(rightEdge, ackOff, flow.serverWscale), o + ipHdr + TCP_OFF_WINDOW);
+    fillTcpChecksum(out, o);
     flow.complete = ackOff;
     if (ackOff >= flow.heldAck) flow.held = null;
     this.stats.heldReleased++;
-    this.emit(out, 0, out.length);
+    this.emit(out, o, flow.heldLen);
   }
 
   /**
@@ -816,7 +820,7 @@ export class SouthWrapper {
     if (parsePacket(pkt, 0, pkt.length, info) !== Verdict.IPV4_TCP) return;
     this.releasing = true;
     try {
-      if (this.fromServer(svc, pkt, info) === FORWARD) this.emit(pkt, 0, info.totalLen);
+      if (this.fromServer(svc, pkt, info) === FORWARD) emitCopy(this.emit, pkt, 0, info.totalLen);
     } finally {
       this.releasing = false;
     }
@@ -834,7 +838,7 @@ export class SouthWrapper {
     const fin = flow.heldFin;
     if (fin !== null) {
       flow.heldFin = null;
-      this.emit(fin, 0, fin.length);
+      emitCopy(this.emit, fin, 0, fin.length);
     }
   }
 
