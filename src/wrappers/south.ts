@@ -798,10 +798,11 @@ export class SouthWrapper {
     const ipHdr = t * 4;
     const rightEdge = flow.heldAck + held.readUInt16BE(ipHdr + TCP_OFF_WINDOW) * 2 ** flow.serverWscale;
     // The template stays as held (a later release reads its window again): the ACK is built
-    // in the emit scratch, behind its headroom (wire/headroom.ts), nothing allocated.
+    // in the emit scratch, behind its headroom (wire/headroom.ts), nothing allocated (a byte
+    // loop: Buffer.copy of part of a buffer makes a view object per call).
     const out = emitScratch;
     const o = EMIT_HEADROOM;
-    held.copy(out, o, 0, flow.heldLen);
+    for (let i = 0; i < flow.heldLen; i++) out[o + i] = held[i]!;
     out.writeUInt32BE(flow.inSeq(ackOff), o + ipHdr + TCP_OFF_ACK);
     out.writeUInt16BE(windowField(rightEdge, ackOff, flow.serverWscale), o + ipHdr + TCP_OFF_WINDOW);
     fillTcpChecksum(out, o);
