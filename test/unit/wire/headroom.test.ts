@@ -9,18 +9,10 @@ import { EMIT_HEADROOM, EMIT_MAX_PACKET, assertHeadroom, emitCopy, emitScratch }
 import { emitTcpPacket, parseTcpPacket, tcpPacketLength, writeTcpPacket } from '../../../src/wire/repr.js';
 import { tcpChecksumOk, ipv4HeaderChecksumOk } from '../../../src/wire/checksum.js';
 import { VNET_HDR_LEN } from '../../../src/wire/vnet.js';
+import { encodeTcpOptions } from '../../../src/wire/tcp-options.js';
 
-/** The 12 bytes rebuild.ts's tsOption used to allocate per segment: NOP NOP TS(val, ecr). */
-function tsBytes(val: number, ecr: number): Buffer {
-  const b = Buffer.alloc(12);
-  b[0] = 1;
-  b[1] = 1;
-  b[2] = 8;
-  b[3] = 10;
-  b.writeUInt32BE(val, 4);
-  b.writeUInt32BE(ecr, 8);
-  return b;
-}
+/** NOP NOP TS(val, ecr), from the options encoder: what rebuild.ts's tsOption allocated per segment. */
+const tsBytes = (tsVal: number, tsEcr: number) => encodeTcpOptions({ timestamps: { tsVal, tsEcr } });
 
 describe('writeTcpPacket: the allocation-free emitTcpPacket', () => {
   it('writes the very bytes emitTcpPacket makes, at any offset, returning the length; nothing outside', () => {
