@@ -29,6 +29,7 @@ import { CrashMasking, type CrashPolicy, type LivenessSource } from '../recovery
 import { parseIcmpError } from '../wire/repr.js';
 import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { VnetPath } from './offload.js';
+import { assertHeadroom } from '../wire/headroom.js';
 import type { ControlEndpoint } from './control.js';
 
 /** /status's flow list: a page of `dflt` connections unless asked, at most `max`. */
@@ -272,12 +273,19 @@ export class Gateway {
     };
   }
 
+  /**
+   * Packets the gateway makes, from both wrappers: at buf[off, off + len) with headroom before
+   * them (wire/headroom.ts), where the offload path writes the virtio-net header in place. A
+   * plain TUN leaves the headroom unused, but the contract is checked here too, so a caller
+   * that breaks it fails in every test, not only with offloads.
+   */
   private emit(buf: Buffer, off: number, len: number): void {
     this.stats.emitted++;
     if (this.vnet !== null) {
       if (!this.vnet.emit(buf, off, len)) this.stats.writeShort++;
       return;
     }
+    assertHeadroom(buf, off, len);
     if (!this.tun.write(buf, off, len)) this.stats.writeShort++;
   }
 

@@ -12,7 +12,8 @@
  *     ▼
  *   TUN write batch, in place, header and all (the kernel segments and checksums)
  *   TUN write ◀── packets the gateway makes: zeroed header (flags 0, GSO NONE); above the
- *                 MTU (a held super-packet FIN) as GSO TCPV4 with a partial checksum
+ *                 MTU (a held super-packet FIN) as GSO TCPV4 with a partial checksum; the
+ *                 header written into the headroom in front of the packet (wire/headroom.ts)
  *
  * Partial checksums (NEEDS_CSUM). The field holds P, the folded pseudo-header sum; the
  * kernel later stores ~(P + sum of the TCP header and payload). The wrappers' in-place
@@ -38,6 +39,7 @@ import type { Logger } from '../util/logger.js';
 import { IPPROTO_TCP, IPV4_MIN_HEADER, IPV4_OFF_PROTOCOL, ipv4HeaderLen, ipv4Version, writeU16 } from '../wire/ipv4.js';
 import { TCP_FIN, TCP_MIN_HEADER, TCP_OFF_CHECKSUM, TCP_OFF_FLAGS, TCP_RST, tcpHeaderLen } from '../wire/tcp.js';
 import { Verdict, type DropCounters } from '../wire/packet.js';
+import { assertHeadroom } from '../wire/headroom.js';
 import {
   VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, VNET_OFF_GSO_SIZE, VNET_OFF_CSUM_START,
   VNET_OFF_CSUM_OFFSET, finishPartialChecksum, ipv4PseudoSum, setLe16, setVnetFlags, setVnetHdrLen, vnetCsumOffset,
@@ -83,7 +85,6 @@ export class VnetPath {
   active = true;
   private outOffsets = new Uint32Array(256);
   private outLengths = new Uint32Array(256);
-  private readonly scratch = Buffer.alloc(65536 + VNET_HDR_LEN);
 
   constructor(
     private readonly gw: VnetHost,
@@ -209,38 +210,40 @@ export class VnetPath {
   }
 
   /**
-   * A packet the gateway made (or held and releases): behind a zeroed header, or, above the
-   * MTU while offloads are on, as a GSO TCPV4 frame with a partial checksum (the kernel cuts
-   * it into MTU-sized segments). Returns false when the device queue was full.
+   * A packet the gateway made (or held and releases), at buf[off, off + len) with the
+   * headroom of wire/headroom.ts before it: the virtio-net header is written there, in place,
+   * and header and packet go to the TUN in one write (no copy, nothing allocated). A zeroed
+   * header; or, above the MTU while offloads are on, a GSO TCPV4 header and the checksum field
+   * set to the partial sum (the kernel cuts the frame into MTU-sized segments and finishes
+   * each checksum). Returns false when the device queue was full.
    */
-  emit(pkt: Buffer, off: number, len: number): boolean {
-    const f = this.scratch;
-    if (len + VNET_HDR_LEN > f.length) return false;
-    zeroVnet(f, 0);
-    pkt.copy(f, VNET_HDR_LEN, off, off + len);
-    const ip = VNET_HDR_LEN;
+  emit(buf: Buffer, off: number, len: number): boolean {
+    assertHeadroom(buf, off, len);
+    const h = off - VNET_HDR_LEN;
+    const ip = off;
+    zeroVnet(buf, h);
     if (len > this.mtu) {
-      if (this.active && f[ip]! >>> 4 === 4 && f[ip + 9] === IPPROTO_TCP) {
-        const ihl = (f[ip]! & 0x0f) << 2;
-        const thl = (f[ip + ihl + 12]! >>> 4) << 2;
-        f[0] = VNET_F_NEEDS_CSUM;
-        f[1] = VNET_GSO_TCPV4;
-        setVnetHdrLen(f, 0, ihl + thl);
-        setLe16(f, VNET_OFF_GSO_SIZE, this.mtu - ihl - thl);
-        setLe16(f, VNET_OFF_CSUM_START, ihl);
-        setLe16(f, VNET_OFF_CSUM_OFFSET, TCP_OFF_CHECKSUM);
-        const p = ipv4PseudoSum(f, ip);
-        f[ip + ihl + TCP_OFF_CHECKSUM] = p >>> 8;
-        f[ip + ihl + TCP_OFF_CHECKSUM + 1] = p & 0xff;
+      if (this.active && buf[ip]! >>> 4 === 4 && buf[ip + 9] === IPPROTO_TCP) {
+        const ihl = (buf[ip]! & 0x0f) << 2;
+        const thl = (buf[ip + ihl + 12]! >>> 4) << 2;
+        buf[h] = VNET_F_NEEDS_CSUM;
+        buf[h + 1] = VNET_GSO_TCPV4;
+        setVnetHdrLen(buf, h, ihl + thl);
+        setLe16(buf, h + VNET_OFF_GSO_SIZE, this.mtu - ihl - thl);
+        setLe16(buf, h + VNET_OFF_CSUM_START, ihl);
+        setLe16(buf, h + VNET_OFF_CSUM_OFFSET, TCP_OFF_CHECKSUM);
+        const p = ipv4PseudoSum(buf, ip);
+        buf[ip + ihl + TCP_OFF_CHECKSUM] = p >>> 8;
+        buf[ip + ihl + TCP_OFF_CHECKSUM + 1] = p & 0xff;
         this.stats.emittedGso++;
       } else {
         this.stats.emittedOversize++;
       }
     }
     try {
-      return this.tun.write(f, 0, len + VNET_HDR_LEN);
+      return this.tun.write(buf, h, len + VNET_HDR_LEN);
     } catch (err) {
-      if ((err as { code?: string }).code !== 'EINVAL' || f[1] === VNET_GSO_NONE) throw err;
+      if ((err as { code?: string }).code !== 'EINVAL' || buf[h + 1] === VNET_GSO_NONE) throw err;
       this.stats.gsoRejected++;
       this.fallBack('EINVAL writing an emitted GSO frame');
       return false;

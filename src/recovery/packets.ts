@@ -6,7 +6,9 @@
  * the last of them, and the end of its connection.
  */
 import type { Flow } from '../flow/flow.js';
-import { emitTcpPacket } from '../wire/repr.js';
+import { writeTcpPacket, type TcpPacketRepr } from '../wire/repr.js';
+import { EMIT_HEADROOM, emitScratch, type Emit } from '../wire/headroom.js';
+import { windowField } from '../wire/window.js';
 import { seqAdd } from '../wire/seq.js';
 import { TCP_ACK, TCP_RST } from '../wire/tcp.js';
 import { RebuildMachine, recOf, replaying, type FailureCode, type Rebuild } from './rebuild.js';
@@ -32,16 +34,11 @@ export abstract class RecoveryPackets extends RebuildMachine {
       flow.to('CLOSED', 'both FINs acked (the client\'s by the gateway while masked)', this.logger);
       flow.closedAt = now;
     }
-    const shift = flow.serverWscale;
-    let w = Math.ceil((flow.rightEdge - a) / 2 ** shift);
-    w = w > 0xffff ? 0xffff : w < 0 ? 0 : w;
-    const opt = flow.tsOk ? tsOption(flow.lastTsToClient, flow.cliTsVal) : undefined;
-    const pkt = emitTcpPacket({
-      src: flow.serverIp, dst: flow.clientIp, srcPort: flow.serverPort, dstPort: flow.clientPort,
-      seq: flow.outSeq(flow.sndMax), ack: flow.inSeq(a), flags: TCP_ACK, window: w, options: opt,
-    });
+    const o = segment(flow.serverIp, flow.clientIp, flow.serverPort, flow.clientPort, flow.outSeq(flow.sndMax), flow.inSeq(a), TCP_ACK,
+      windowField(flow.rightEdge, a, flow.serverWscale));
+    if (flow.tsOk) timestamps(o, flow.lastTsToClient, flow.cliTsVal);
     this.stats.keepaliveAcks++;
-    this.emit(pkt, 0, pkt.length);
+    emitSegment(this.emit, o);
   }
 
   /** A segment toward the new incarnation, as the client would send it. */
@@ -49,30 +46,23 @@ export abstract class RecoveryPackets extends RebuildMachine {
     r.ackPending = false;
     const ackOff = Math.min(flow.incSndMax, flow.cliAcked);
     const ack = seqAdd(r.newIsn, 1 + (ackOff % 0x100000000));
-    const w = absorbWindow(flow, ackOff);
-    const opt = flow.tsOk ? tsOption(flow.cliTsVal, r.newTsRecent) : undefined;
-    const pkt = emitTcpPacket({
-      src: flow.clientIp, dst: flow.serverIp, srcPort: r.sidePort, dstPort: flow.serverPort,
-      seq, ack, flags, window: w, options: opt, payload: payload ?? undefined,
-    });
-    this.emit(pkt, 0, pkt.length);
+    const o = segment(flow.clientIp, flow.serverIp, r.sidePort, flow.serverPort, seq, ack, flags, absorbWindow(flow, ackOff));
+    if (flow.tsOk) timestamps(o, flow.cliTsVal, r.newTsRecent);
+    if (payload !== null) o.payload = payload;
+    emitSegment(this.emit, o);
   }
 
   protected sendRaw(flow: Flow, port: number, seq: number, ack: number, flags: number, window: number, options: Uint8Array | null, payload: Uint8Array | null): void {
-    const pkt = emitTcpPacket({
-      src: flow.clientIp, dst: flow.serverIp, srcPort: port, dstPort: flow.serverPort,
-      seq, ack, flags, window, options: options ?? undefined, payload: payload ?? undefined,
-    });
-    this.emit(pkt, 0, pkt.length);
+    const o = segment(flow.clientIp, flow.serverIp, port, flow.serverPort, seq, ack, flags, window);
+    if (options !== null) o.options = options;
+    if (payload !== null) o.payload = payload;
+    emitSegment(this.emit, o);
   }
 
   protected resetClient(flow: Flow, seq: number): void {
-    const pkt = emitTcpPacket({
-      src: flow.serverIp, dst: flow.clientIp, srcPort: flow.serverPort, dstPort: flow.clientPort,
-      seq, ack: 0, flags: TCP_RST, window: 0,
-    });
+    const o = segment(flow.serverIp, flow.clientIp, flow.serverPort, flow.clientPort, seq, 0, TCP_RST, 0);
     this.stats.rstsToClient++;
-    this.emit(pkt, 0, pkt.length);
+    emitSegment(this.emit, o);
   }
 
   // ---- how a rebuild stops early --------------------------------------------------------
@@ -110,17 +100,44 @@ export function absorbWindow(flow: Flow, ackOff: number): number {
   const real = flow.cliWindow * 2 ** cws;
   const max = Math.max(flow.cliMaxWindow, flow.clientSynWindow, real);
   const bytes = Math.max(real, Math.min(max, Math.max(0, flow.cliAcked - ackOff) + real));
-  const w = Math.ceil(bytes / 2 ** cws);
-  return w > 0xffff ? 0xffff : w;
+  return windowField(bytes, 0, cws);
 }
 
-function tsOption(tsVal: number, tsEcr: number): Buffer {
-  const b = Buffer.alloc(TS_OPT_LEN);
-  b[0] = 1;
-  b[1] = 1;
-  b[2] = 8;
-  b[3] = 10;
-  b.writeUInt32BE(tsVal >>> 0, 4);
-  b.writeUInt32BE(tsEcr >>> 0, 8);
-  return b;
+/**
+ * The engine's packets are described in this one repr, refilled for each (segment), and built
+ * into the emit scratch behind its headroom (emitSegment, wire/headroom.ts): nothing is
+ * allocated per packet, the timestamp option included (written in place by writeTcpPacket).
+ */
+const out: TcpPacketRepr = {
+  src: 0, dst: 0, srcPort: 0, dstPort: 0, seq: 0, ack: 0, flags: 0, window: 0,
+  options: undefined, payload: undefined, tsVal: undefined, tsEcr: undefined,
+};
+
+function segment(src: number, dst: number, srcPort: number, dstPort: number, seq: number, ack: number, flags: number, window: number): TcpPacketRepr {
+  out.src = src;
+  out.dst = dst;
+  out.srcPort = srcPort;
+  out.dstPort = dstPort;
+  out.seq = seq;
+  out.ack = ack;
+  out.flags = flags;
+  out.window = window;
+  out.options = undefined;
+  out.payload = undefined;
+  out.tsVal = undefined;
+  out.tsEcr = undefined;
+  return out;
+}
+
+/** NOP NOP TS(tsVal, tsEcr), as the segments of the side the gateway speaks for carry it. */
+function timestamps(o: TcpPacketRepr, tsVal: number, tsEcr: number): void {
+  o.tsVal = tsVal >>> 0;
+  o.tsEcr = tsEcr >>> 0;
+}
+
+function emitSegment(emit: Emit, o: TcpPacketRepr): void {
+  const len = writeTcpPacket(o, emitScratch, EMIT_HEADROOM);
+  o.payload = undefined; // the log's chunk is not kept alive by the repr
+  o.options = undefined;
+  emit(emitScratch, EMIT_HEADROOM, len);
 }

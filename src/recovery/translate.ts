@@ -22,6 +22,7 @@ import type { TranslationState } from '../flow/flow.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
 import { seqAdd } from '../wire/seq.js';
+import { windowField } from '../wire/window.js';
 import { tcpSetAck, tcpSetSeq, tcpSetDstPort, tcpSetSrcPort, tcpSetU32, tcpSetWindow } from '../wire/rewrite.js';
 
 export class Translation implements TranslationState {
@@ -50,11 +51,7 @@ export function translateToClient(t: Translation, buf: Buffer, p: PacketInfo): v
   const tcp = p.l4Off;
   if (t.seqDelta !== 0) tcpSetSeq(buf, tcp, seqAdd(p.seq, t.seqDelta));
   if (t.movesPort) tcpSetDstPort(buf, tcp, t.clientPort);
-  if (t.oldShift !== t.newShift) {
-    let w = Math.ceil((p.window * 2 ** t.newShift) / 2 ** t.oldShift);
-    if (w > 0xffff) w = 0xffff;
-    tcpSetWindow(buf, tcp, w);
-  }
+  if (t.oldShift !== t.newShift) tcpSetWindow(buf, tcp, windowField(p.window * 2 ** t.newShift, 0, t.oldShift));
   if (t.tsDelta !== 0 && p.optLen > 0 && parseTcpOptions(buf, p.optOff, p.optLen, opts) && opts.tsOff >= 0) {
     tcpSetU32(buf, tcp, opts.tsOff + 2, seqAdd(opts.tsVal, t.tsDelta));
   }

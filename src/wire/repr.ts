@@ -22,6 +22,7 @@ import {
   TCP_MIN_HEADER, TCP_MAX_HEADER, TCP_OFF_ACK, TCP_OFF_CHECKSUM, TCP_OFF_DATA_OFFSET, TCP_OFF_DST_PORT, TCP_OFF_FLAGS, TCP_OFF_SEQ,
   TCP_OFF_SRC_PORT, TCP_OFF_URGENT, TCP_OFF_WINDOW,
 } from './tcp.js';
+import { TCPOLEN_TS, TCPOPT_NOP, TCPOPT_TS, TCPOPT_OFF_LEN, TCPOPT_TS_OFF_VAL, TCPOPT_TS_OFF_ECR } from './tcp-options.js';
 
 /** Version 4, IHL 5 (20 bytes, no options): byte 0 of every IPv4 header made here. */
 const IPV4_VER_IHL_PLAIN = 0x45;
@@ -45,8 +46,16 @@ export interface TcpPacketRepr {
   ack: number;
   flags: number;
   window: number;
-  /** Raw option bytes (a multiple of 4, at most 40); see encodeTcpOptions. */
+  /** Raw option bytes (a multiple of 4, at most 40 with tsVal's 12); see encodeTcpOptions. */
   options?: Uint8Array;
+  /**
+   * A timestamp option (RFC 7323 §3) written in place, not allocated: NOP NOP TS(tsVal,
+   * tsEcr), first among the options as Linux sends it, then `options`. parseTcpPacket
+   * returns it among the raw `options`.
+   */
+  tsVal?: number;
+  /** The TS option's echo reply (0 when absent); used only with tsVal. */
+  tsEcr?: number;
   payload?: Uint8Array;
   /** Defaults: ttl 64, id 0, tos 0, urgent 0. */
   ttl?: number;
@@ -55,9 +64,16 @@ export interface TcpPacketRepr {
   urgent?: number;
 }
 
-/** Bytes emitTcpPacket writes: 20 (IPv4) + 20 + options + payload. */
+/** NOP NOP TS: the timestamp option as Linux lays it out (RFC 7323 Appendix A). */
+const TS_OPTION_LEN = 12;
+
+/** Bytes emitTcpPacket writes: 20 (IPv4) + 20 + options (the TS option's 12 with tsVal) + payload. */
 export function tcpPacketLength(r: TcpPacketRepr): number {
-  return IPV4_MIN_HEADER + TCP_MIN_HEADER + (r.options?.length ?? 0) + (r.payload?.length ?? 0);
+  return IPV4_MIN_HEADER + TCP_MIN_HEADER + optionsLength(r) + (r.payload?.length ?? 0);
+}
+
+function optionsLength(r: TcpPacketRepr): number {
+  return (r.tsVal !== undefined ? TS_OPTION_LEN : 0) + (r.options?.length ?? 0);
 }
 
 function u(name: string, v: number, max: number): number {
@@ -71,13 +87,22 @@ function u(name: string, v: number, max: number): number {
  * else into a new Buffer. Returns the slice holding the packet.
  */
 export function emitTcpPacket(r: TcpPacketRepr, buf?: Buffer, off = 0): Buffer {
-  const optLen = r.options?.length ?? 0;
+  const b = buf ?? Buffer.alloc(tcpPacketLength(r));
+  const len = writeTcpPacket(r, b, off);
+  return b.subarray(off, off + len);
+}
+
+/**
+ * emitTcpPacket into a buffer the caller owns, returning the packet's length: the gateway's
+ * emit path (wire/headroom.ts), which allocates nothing per packet, not even the slice.
+ */
+export function writeTcpPacket(r: TcpPacketRepr, b: Buffer, off: number): number {
+  const optLen = optionsLength(r);
   if ((optLen & 3) !== 0 || TCP_MIN_HEADER + optLen > TCP_MAX_HEADER) {
     throw new RangeError(`TCP options: length ${optLen} is not a multiple of 4 up to 40`);
   }
   const len = tcpPacketLength(r);
   if (len > 0xffff) throw new RangeError(`packet length ${len} > 65535`);
-  const b = buf ?? Buffer.alloc(len);
   if (off < 0 || off + len > b.length) throw new RangeError(`buffer too small: need ${len} bytes at ${off}`);
   const ip = off;
   b[ip + IPV4_OFF_VER_IHL] = IPV4_VER_IHL_PLAIN;
@@ -100,10 +125,24 @@ export function emitTcpPacket(r: TcpPacketRepr, buf?: Buffer, off = 0): Buffer {
   writeU16(b, t + TCP_OFF_WINDOW, u('window', r.window, 0xffff));
   writeU16(b, t + TCP_OFF_CHECKSUM, 0);
   writeU16(b, t + TCP_OFF_URGENT, u('urgent', r.urgent ?? 0, 0xffff));
-  if (r.options && optLen > 0) b.set(r.options, t + TCP_MIN_HEADER);
-  if (r.payload && r.payload.length > 0) b.set(r.payload, t + TCP_MIN_HEADER + optLen);
+  let o = t + TCP_MIN_HEADER;
+  if (r.tsVal !== undefined) {
+    // NOP NOP TS, as Linux lays it out: the option itself starts at o + 2.
+    b[o] = TCPOPT_NOP;
+    b[o + 1] = TCPOPT_NOP;
+    b[o + 2] = TCPOPT_TS;
+    b[o + 2 + TCPOPT_OFF_LEN] = TCPOLEN_TS;
+    writeU32(b, o + 2 + TCPOPT_TS_OFF_VAL, u('tsVal', r.tsVal, 0xffffffff));
+    writeU32(b, o + 2 + TCPOPT_TS_OFF_ECR, u('tsEcr', r.tsEcr ?? 0, 0xffffffff));
+    o += TS_OPTION_LEN;
+  }
+  if (r.options && r.options.length > 0) {
+    b.set(r.options, o);
+    o += r.options.length;
+  }
+  if (r.payload && r.payload.length > 0) b.set(r.payload, o);
   fillTcpChecksum(b, ip);
-  return b.subarray(off, off + len);
+  return len;
 }
 
 /**

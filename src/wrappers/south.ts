@@ -25,6 +25,8 @@ import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_ACK, 
 import { IPV4_OFF_TOTAL_LENGTH } from '../wire/ipv4.js';
 import { tcpSetAck, tcpSetWindow } from '../wire/rewrite.js';
 import { fillIpv4HeaderChecksum, fillTcpChecksum } from '../wire/checksum.js';
+import { windowField } from '../wire/window.js';
+import { EMIT_HEADROOM, emitCopy, emitScratch } from '../wire/headroom.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { TcpOptions, parseTcpOptions, tsValOf } from '../wire/tcp-options.js';
 import type { Logger } from '../util/logger.js';
@@ -769,7 +771,7 @@ export class SouthWrapper implements Wrapper {
   /** Sets the ack of the TCP segment at l4Off to in-stream offset `ackOff`, keeping the right edge. */
   private rewriteAck(buf: Buffer, l4Off: number, flow: Flow, ackOff: number, rightEdge: number): void {
     tcpSetAck(buf, l4Off, flow.inSeq(ackOff));
-    tcpSetWindow(buf, l4Off, windowFor(rightEdge, ackOff, flow.serverWscale));
+    tcpSetWindow(buf, l4Off, windowField(rightEdge, ackOff, flow.serverWscale));
   }
 
   // ---- stability upcall ------------------------------------------------------------
@@ -793,7 +795,7 @@ export class SouthWrapper implements Wrapper {
       flow.heldFin = null;
       if (flow.heldFinAck > flow.complete) flow.complete = flow.heldFinAck;
       this.stats.heldReleased++;
-      this.emit(fin, 0, fin.length);
+      emitCopy(this.emit, fin, 0, fin.length);
     }
     this.checkClosed(flow);
   }
@@ -811,15 +813,19 @@ export class SouthWrapper implements Wrapper {
     const t = held[0]! & 0x0f;
     const ipHdr = t * 4;
     const rightEdge = flow.heldAck + held.readUInt16BE(ipHdr + TCP_OFF_WINDOW) * 2 ** flow.serverWscale;
-    const out = Buffer.allocUnsafe(flow.heldLen);
-    held.copy(out, 0, 0, flow.heldLen);
-    out.writeUInt32BE(flow.inSeq(ackOff), ipHdr + TCP_OFF_ACK);
-    out.writeUInt16BE(windowFor(rightEdge, ackOff, flow.serverWscale), ipHdr + TCP_OFF_WINDOW);
-    fillTcpChecksum(out, 0);
+    // The template stays as held (a later release reads its window again): the ACK is built
+    // in the emit scratch, behind its headroom (wire/headroom.ts), nothing allocated (a byte
+    // loop: Buffer.copy of part of a buffer makes a view object per call).
+    const out = emitScratch;
+    const o = EMIT_HEADROOM;
+    for (let i = 0; i < flow.heldLen; i++) out[o + i] = held[i]!;
+    out.writeUInt32BE(flow.inSeq(ackOff), o + ipHdr + TCP_OFF_ACK);
+    out.writeUInt16BE(windowField(rightEdge, ackOff, flow.serverWscale), o + ipHdr + TCP_OFF_WINDOW);
+    fillTcpChecksum(out, o);
     flow.complete = ackOff;
     if (ackOff >= flow.heldAck) flow.held = null;
     this.stats.heldReleased++;
-    this.emit(out, 0, out.length);
+    this.emit(out, o, flow.heldLen);
   }
 
   /**
@@ -833,7 +839,7 @@ export class SouthWrapper implements Wrapper {
     this.releasing = true;
     try {
       const v = this.fromServer(svc, pkt, info);
-      if (v === FORWARD) this.emit(pkt, 0, info.totalLen);
+      if (v === FORWARD) emitCopy(this.emit, pkt, 0, info.totalLen);
       return v;
     } finally {
       this.releasing = false;
@@ -852,7 +858,7 @@ export class SouthWrapper implements Wrapper {
     const fin = flow.heldFin;
     if (fin !== null) {
       flow.heldFin = null;
-      this.emit(fin, 0, fin.length);
+      emitCopy(this.emit, fin, 0, fin.length);
     }
   }
 
@@ -982,13 +988,4 @@ export class SouthWrapper implements Wrapper {
 /** Both FINs acknowledged: the client's by the server (or the gateway), the server's by the client. */
 function finsDone(flow: Flow): boolean {
   return flow.clientFin >= 0 && flow.complete > flow.clientFin && flow.serverFin >= 0 && flow.cliAcked > flow.serverFin;
-}
-
-/**
- * The window field that keeps the right edge `rightEdge` when the ack is `ackOff`
- * (rounded up so the edge never moves left; capped at the field's 16 bits).
- */
-function windowFor(rightEdge: number, ackOff: number, shift: number): number {
-  const w = Math.ceil((rightEdge - ackOff) / 2 ** shift);
-  return w > 0xffff ? 0xffff : w < 0 ? 0 : w;
 }

@@ -14,6 +14,7 @@ import {
 import { tcpChecksumOk } from '../../../src/wire/checksum.js';
 import { csumReplace32 } from '../../../src/wire/checksum.js';
 import { encodeTcpOptions } from '../../../src/wire/tcp-options.js';
+import { EMIT_HEADROOM, emitScratch } from '../../../src/wire/headroom.js';
 
 const C_ISN = 1000;
 const S_ISN = 9000;
@@ -90,6 +91,46 @@ describe('gateway --offload (virtio-net frames)', () => {
     const pkt = rel[0]!.subarray(VNET_HDR_LEN);
     expect(tcpChecksumOk(pkt, 0)).toBe(true); // complete, not partial
     expect(parseTcpPacket(pkt).ack).toBe(C_ISN + 1 + 30_000);
+    gw.stop();
+  });
+
+  it('writes a released ack from the emit scratch, its header in place, no copy', async () => {
+    const { tun, log, gw } = await setup();
+    const writes: Array<{ buf: Buffer; off: number; len: number }> = [];
+    const write = tun.write.bind(tun);
+    tun.write = (buf, off, len) => {
+      writes.push({ buf, off, len });
+      return write(buf, off, len);
+    };
+    tun.inject(frame(seg(true, { seq: C_ISN + 1, ack: S_ISN + 1, payload: Buffer.alloc(300, 5) }))).flush();
+    tun.drain();
+    writes.length = 0;
+    expect(tun.inject(frame(seg(false, { seq: S_ISN + 1, ack: C_ISN + 301 }), partial)).flush()).toHaveLength(0);
+    emitScratch.fill(0xee, 0, EMIT_HEADROOM); // a header left from before must not survive
+    log.stabilize(1, 300);
+    const rel = tun.drain();
+    expect(rel).toHaveLength(1);
+    // The frame handed to the TUN starts in the scratch's headroom: the header was written in
+    // front of the packet the south wrapper built there, not into a copy.
+    expect(writes).toHaveLength(1);
+    expect(writes[0]!.buf).toBe(emitScratch);
+    expect(writes[0]!.off).toBe(EMIT_HEADROOM - VNET_HDR_LEN);
+    expect(parseVnet(rel[0]!)).toEqual({ flags: 0, gsoType: VNET_GSO_NONE, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0, numBuffers: 0 });
+    expect(parseTcpPacket(rel[0]!.subarray(VNET_HDR_LEN)).ack).toBe(C_ISN + 301);
+    expect(tcpChecksumOk(rel[0]!.subarray(VNET_HDR_LEN), 0)).toBe(true);
+    gw.stop();
+  });
+
+  it('refuses an emitted packet without headroom rather than write a header over its front', async () => {
+    const { tun, gw } = await setup();
+    const pkt = seg(false, { seq: S_ISN + 1, ack: C_ISN + 1 });
+    expect(() => gw.vnet!.emit(pkt, 0, pkt.length)).toThrow(/headroom/);
+    expect(tun.drain()).toHaveLength(0);
+    const framed = Buffer.concat([Buffer.alloc(EMIT_HEADROOM, 0xee), pkt]);
+    expect(gw.vnet!.emit(framed, EMIT_HEADROOM, pkt.length)).toBe(true);
+    const out = tun.drain();
+    expect(out).toHaveLength(1);
+    expect(out[0]!.equals(Buffer.concat([Buffer.alloc(VNET_HDR_LEN), pkt]))).toBe(true);
     gw.stop();
   });
 
