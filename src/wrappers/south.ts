@@ -290,10 +290,16 @@ export class SouthWrapper implements Wrapper {
     }
 
     if (len > 0 || flags & TCP_FIN) {
-      // Bytes past the window's right edge are trimmed by the server (Linux tcp_data_queue):
-      // logged, they could differ from what it later takes at those offsets.
-      const edge = flow.srvEdge();
-      const take = end < edge ? end : edge;
+      // The whole segment: one that starts inside the server's window (clientSeqOk) is taken
+      // whole or not at all (Linux tcp_data_queue queues an in-order segment past the right
+      // edge whole; 6.x drops it whole only when its receive queue is not empty). Trimmed at
+      // the edge the gateway last saw, the bytes of a segment sent up to the edge the client
+      // was told (a window the gateway rewrote, rounded up to the scale unit) were forwarded,
+      // taken and acked by the server, but never logged: the log had a gap of 840 bytes that
+      // only a retransmission could fill, and the client, its acks held at the gap, only ever
+      // resent its first unacked segment, below it: the upload stalled for good (CI, 1 run in 4
+      // under load).
+      const take = end;
       if (take > flow.stable) {
         const start = off > flow.stable ? off : flow.stable;
         if (take > start) {
@@ -327,8 +333,8 @@ export class SouthWrapper implements Wrapper {
 
   /**
    * A client FIN at in-stream offset `end`. Taken (logged, CLOSING) only where the server
-   * takes it: inside its window (at most the right edge: a FIN past it is trimmed with the
-   * data) and not before the gap-free prefix already forwarded (the server's rcv_nxt is past
+   * takes it: on a segment inside its window (clientSeqOk: the segment is taken whole, its FIN
+   * with it) and not before the gap-free prefix already forwarded (the server's rcv_nxt is past
    * it: an old FIN), and only in order: at the end of the gap-free prefix (`received`). A
    * FIN ahead of a gap is held out of order by the server too, and a forged one there was
    * taken while the server went on acking the genuine bytes past it (the fuzz: an ack of
@@ -344,7 +350,7 @@ export class SouthWrapper implements Wrapper {
       if (end !== flow.clientFin) this.stats.clientFinIgnored++;
       return;
     }
-    if (end > flow.srvEdge() || end !== flow.received) {
+    if (end !== flow.received) {
       this.stats.clientFinIgnored++;
       return;
     }
@@ -578,7 +584,10 @@ export class SouthWrapper implements Wrapper {
       return DropReason.FIN_HELD_UNSTABLE;
     }
     this.holdTemplate(flow, buf, p, acked, len, fin);
-    if (len > 0 || fin) {
+    if (len > 0 || fin || limit > flow.complete) {
+      // (A pure ACK too when the client was not told `stable` yet: it advanced while no ACK
+      // was held, and this one would wait for the next advance, which a gap in the log may
+      // never bring while the client, told nothing, resends only what is below `stable`.)
       // Data or FIN must go now: lower its ack to `stable`, keep the window's right edge.
       this.rewriteAck(buf, p.l4Off, flow, limit, rightEdge);
       if (limit > flow.complete) flow.complete = limit;

@@ -99,6 +99,43 @@ for (const [label, cIsn, sIsn] of [
       expect(h.tun.drain()).toHaveLength(0);
     });
 
+    it('logs whole a segment sent up to the edge the client was told, rounded up past the server edge (the CI stall)', () => {
+      h.send(seg({ fromClient: true, seq: h.cseq(0), ack: h.sseq(0), payload: payload(1000, 4) }));
+      // The server's edge: 1000 + 10 << 7 = 2280. Held; released at stable 900 with the window
+      // rounded up to the scale unit: the client is told 900 + 11 << 7 = 2308.
+      expect(h.send(seg({ fromClient: false, seq: h.sseq(0), ack: h.cseq(1000), window: 10 }))).toHaveLength(0);
+      h.log.stabilize(1, 900);
+      const rel = h.tun.drain().map((b) => parseTcpPacket(b));
+      expect(rel).toHaveLength(1);
+      expect(rel[0]!.ack).toBe(h.cseq(900));
+      expect(rel[0]!.window).toBe(11);
+      // The client fills that window; Linux takes the segment whole (it starts in its window).
+      const more = payload(1308, 5);
+      expect(h.send(seg({ fromClient: true, seq: h.cseq(1000), ack: h.sseq(0), payload: more }))).toHaveLength(1);
+      expect(h.log.bytes(1).equals(Buffer.concat([payload(1000, 4), more]))).toBe(true);
+      expect(h.gw.south.stats.bytesLogged).toBe(2308);
+      // So the server's ack of all of it is released once the log holds it stably.
+      expect(h.send(seg({ fromClient: false, seq: h.sseq(0), ack: h.cseq(2308), window: 10 }))).toHaveLength(0);
+      h.log.stabilize(1, 2308);
+      const all = h.tun.drain().map((b) => parseTcpPacket(b));
+      expect(all.map((x) => x.ack)).toEqual([h.cseq(2308)]);
+    });
+
+    it('tells the client stable with a pure ACK beyond it when stable advanced while no ACK was held', () => {
+      h.send(seg({ fromClient: true, seq: h.cseq(0), ack: h.sseq(0), payload: payload(1000, 6) }));
+      h.log.stabilize(1, 500); // nothing held yet: nothing to release, the client is told nothing
+      expect(h.tun.drain()).toHaveLength(0);
+      // Dropped (held) whole, this ACK would leave the client at 0 until the next advance.
+      const out = h.send(seg({ fromClient: false, seq: h.sseq(0), ack: h.cseq(1000), window: 300 }));
+      expect(out.map((x) => x.ack)).toEqual([h.cseq(500)]);
+      expect(out[0]!.window).toBe(Math.ceil((1000 + 300 * 128 - 500) / 128)); // the right edge kept
+      expect(h.gw.south.stats.acksLowered).toBe(1);
+      // Told once: the next such ACK is held, and the rest goes at the next advance.
+      expect(h.send(seg({ fromClient: false, seq: h.sseq(0), ack: h.cseq(1000), window: 300 }))).toHaveLength(0);
+      h.log.stabilize(1, 1000);
+      expect(h.tun.drain().map((b) => parseTcpPacket(b).ack)).toEqual([h.cseq(1000)]);
+    });
+
     it('lowers the ack of a data segment to stable, keeps the right edge, and acks the rest later', () => {
       h.send(seg({ fromClient: true, seq: h.cseq(0), ack: h.sseq(0), payload: payload(1200, 3) }));
       h.log.stabilize(1, 1000);
