@@ -288,6 +288,11 @@ export class Flow {
     return this.high + 1;
   }
 
+  /** Both FINs acknowledged: the client's by the server (or the gateway), the server's by the client. */
+  finsAcked(): boolean {
+    return this.clientFin >= 0 && this.complete > this.clientFin && this.serverFin >= 0 && this.cliAcked > this.serverFin;
+  }
+
   to(next: FlowState, why: string, log?: Logger): void {
     if (this.state === next) return;
     log?.debug({ flow: this.describe(), from: this.state, to: next, why }, 'flow state');

@@ -302,7 +302,7 @@ export class FuzzEngine {
     });
     // The wiring Gateway.start() does, without its real-clock timers (the engine ticks).
     this.log.registerServices(this.gw.table.allServices().map((s) => ({ addr: u32ToIp(s.ip), port: s.port })));
-    this.log.onStable((id, stable) => this.guarded(() => this.gw.south.onStable(id, stable)));
+    this.log.onStable((id, stable) => this.guarded(() => this.gw.onStable(id, stable)));
     this.tun.start((b) => this.gw.onBatch(b));
     this.tun.sink = (p) => this.onWrite(p);
     for (let i = 0; i < SERVICES; i++) {

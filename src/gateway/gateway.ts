@@ -1,12 +1,39 @@
 /**
  * The gateway's packet pipeline (normal operation).
  *
- *   TUN read batch ─▶ parsePacket ─┬─ IPv4 TCP to/from a protected service ─▶ south wrapper ─┐
+ *   TUN read batch ─▶ parsePacket ─┬─ IPv4 TCP to/from a protected service ─▶ the wrappers ───┐
  *                                   │     (FORWARD, or a drop reason: counted in wrapperDrops) │
  *                                   ├─ anything else IPv4, IPv6, fragments ─▶ untouched ─────┤
  *                                   └─ malformed ─▶ counted drop reason (drops)             │
  *   TUN write batch ◀── packets kept in place in the read buffer (rewritten in place) ◀─────┘
- *   TUN write ◀── packets the gateway makes itself (released ACKs), when the log says stable
+ *   TUN write ◀── packets the gateway makes itself (released ACKs, keepalives, the replay)
+ *
+ * The two wrappers are peers (src/wrappers/contract.ts's Wrapper): neither holds the other. The
+ * gateway composes them in one fixed order, the first drop ends a segment's way:
+ *
+ *   client ─▶ south.fromClient ───────────▶ north.fromClient ─────────────────────────▶ server
+ *             (validate against the flow,     (only a masked, rebuilding or translated
+ *              log the bytes, move the flow)   connection: dropped, or translated to the
+ *                                              new incarnation's numbering)
+ *   South first: every byte a client sends is logged, masked or not; the north side then
+ *   decides whether the (dead or rebuilt) server sees it, and in which numbering.
+ *
+ *   server ─▶ north.fromServer ──▶ south.fromServer ──┬──────────────────────────────▶ client
+ *             (masked: the dead     (validate against   │ a FIN or RST it accepted:
+ *              incarnation dropped;  the flow in the     ▼
+ *              rebuilt: translated   client's numbers;  verdict stage (CrashMasking, north side):
+ *              to the client's       hold ACKs beyond   held until the liveness verdict, then
+ *              numbering)            `stable`)          released through south again, or
+ *                                                       suppressed and the service masked
+ *   North first: south's rules (acceptability, the stable-ACK rule) are stated in the
+ *   client's numbering, which only the north side can give a rebuilt incarnation's segments.
+ *
+ *   The other events between the parts go through the gateway, never wrapper to wrapper:
+ *   log stability ─▶ south.stableAdvanced ─▶ north.onStable ─▶ south.releaseStable
+ *     (the north side acks a masked client itself; south releases held ACKs unless masked)
+ *   south released a flow ─▶ masking.forget, north.forget  (SouthEvents.released)
+ *   south completed a handshake ─▶ north.handshakeCompleted (its incarnation may have died)
+ *   south asks whether the service is down (a RST to a SYN) ─▶ north.isDown
  *
  * Every packet dropped has a named reason, counted once: a malformed one or a bad checksum by
  * its wire verdict (src/wire/packet.ts), a protected segment by the reason its wrapper returned
@@ -18,9 +45,9 @@
 import { u32ToIp } from '../wire/addr.js';
 import type { PacketBatch, TunDevice } from '../tun/device.js';
 import type { LogStatus, LogStore } from '../log/types.js';
-import { FlowTable, type ServiceSpec } from '../flow/table.js';
-import { SouthWrapper, defaultSouthOptions, type SouthOptions } from '../wrappers/south.js';
-import { FORWARD, DropReason, WrapperDrops } from '../wrappers/contract.js';
+import { FlowTable, type Service, type ServiceSpec } from '../flow/table.js';
+import { SouthWrapper, defaultSouthOptions, type SouthEvents, type SouthOptions } from '../wrappers/south.js';
+import { FORWARD, DropReason, WrapperDrops, type WrapperVerdict } from '../wrappers/contract.js';
 import { PacketInfo, parsePacket, checksumVerdict, Verdict, DropCounters, isDrop, FIRST_DROP, VERDICT_COUNT, verdictName } from '../wire/packet.js';
 import type { Logger } from '../util/logger.js';
 import { NorthWrapper } from '../recovery/engine.js';
@@ -132,14 +159,6 @@ export class Gateway {
     this.verify = this.checksums === 'verify';
     this.table = new FlowTable(opts.services);
     this.vnet = (opts.tun.vnetHdrLen ?? 0) > 0 ? new VnetPath(this, opts.tun, opts.logger.child({ mod: 'offload' }), opts.mtu ?? 1500) : null;
-    this.south = new SouthWrapper(
-      this.table,
-      opts.log,
-      (buf, off, len) => this.emit(buf, off, len),
-      { ...defaultSouthOptions, ...opts.south },
-      opts.logger,
-      opts.now ?? Date.now,
-    );
     const policy = opts.crashPolicy ?? 'none';
     const oracle = opts.oracle ?? null;
     this.north = new NorthWrapper(
@@ -157,14 +176,43 @@ export class Gateway {
     };
     const vnet = this.vnet;
     if (vnet !== null) this.north.superPacketMtu = () => (vnet.active ? vnet.mtu : 0);
-    this.masking = new CrashMasking(this.table, this.north, oracle, policy, (svc, b) => this.wrapperDrops.count(this.south.releaseHeld(svc, b) ?? FORWARD), opts.holdMs ?? 1000, opts.minGapMs ?? 25);
-    this.south.north = this.north;
-    if (this.masking.enabled) this.south.masking = this.masking;
+    this.masking = new CrashMasking(this.table, this.north, oracle, policy, opts.holdMs ?? 1000, opts.minGapMs ?? 25);
+    this.south = new SouthWrapper(
+      this.table,
+      opts.log,
+      (buf, off, len) => this.emit(buf, off, len),
+      { ...defaultSouthOptions, ...opts.south },
+      opts.logger,
+      opts.now ?? Date.now,
+      this.southEvents(),
+    );
+  }
+
+  /** What the south wrapper reports, dispatched to the north side (the drawing at the top). */
+  private southEvents(): SouthEvents {
+    const release = (svc: Service, b: Buffer): void => this.wrapperDrops.count(this.south.releaseHeld(svc, b) ?? FORWARD);
+    return {
+      released: (flow) => {
+        this.masking.forget(flow);
+        this.north.forget(flow);
+      },
+      established: (svc, flow) => this.north.handshakeCompleted(svc, flow),
+      serviceDown: (svc) => this.north.isDown(svc),
+      finOrRst: (svc, flow, buf, p) => this.masking.enabled && this.masking.hold(svc, flow, buf, p, release),
+    };
+  }
+
+  /** The log's stability upcall: south's stable point, then the north side, then what south held. */
+  onStable(id: number, stable: number): void {
+    const flow = this.south.stableAdvanced(id, stable);
+    if (flow === null) return;
+    if (!this.north.onStable(flow)) return;
+    this.south.releaseStable(flow);
   }
 
   start(): void {
     this.log.registerServices(this.table.allServices().map((s) => ({ addr: u32ToIp(s.ip), port: s.port })));
-    this.log.onStable((id, stable) => this.guard('stable', () => this.south.onStable(id, stable)));
+    this.log.onStable((id, stable) => this.guard('stable', () => this.onStable(id, stable)));
     this.log.onBound?.((id, bound, held) => this.guard('bound', () => this.overBound(id, bound, held)));
     this.log.onStatus((status, detail) => this.guard('status', () => {
       if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);
@@ -388,7 +436,15 @@ export class Gateway {
         }
         stats.protectedPackets++;
         this.lastProtected = true;
-        const w = fromClient ? this.south.fromClient(svc, buf, info) : this.south.fromServer(svc, buf, info);
+        // The wrappers in their fixed order (drawn at the top); the first drop ends it.
+        let w: WrapperVerdict;
+        if (fromClient) {
+          w = this.south.fromClient(svc, buf, info);
+          if (w === FORWARD) w = this.north.fromClient(svc, buf, info);
+        } else {
+          w = this.north.fromServer(svc, buf, info);
+          if (w === FORWARD) w = this.south.fromServer(svc, buf, info);
+        }
         if (w !== FORWARD) {
           this.wrapperDrops.count(w);
           forward = false;

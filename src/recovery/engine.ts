@@ -63,7 +63,7 @@ import { type Translation, translateToClient, translateToServer } from './transl
 import { u32ToIp } from '../wire/addr.js';
 import { MAX_TIMELINES, Rebuild, outOffsetNear, recOf, replaying, xlateOf } from './rebuild.js';
 import { tsValOf } from '../wire/tcp-options.js';
-import { FORWARD, DropReason, type WrapperVerdict } from '../wrappers/contract.js';
+import { FORWARD, DropReason, type Wrapper, type WrapperVerdict } from '../wrappers/contract.js';
 import { ReplaySteps } from './replay.js';
 
 /**
@@ -71,7 +71,7 @@ import { ReplaySteps } from './replay.js';
  * below: RebuildMachine (rebuild.ts) ← RecoveryPackets (packets.ts) ← HandshakeSteps
  * (handshake.ts) ← ReplaySteps (replay.ts) ← NorthWrapper (here).
  */
-export class NorthWrapper extends ReplaySteps {
+export class NorthWrapper extends ReplaySteps implements Wrapper {
   // ---- service events (liveness) ----------------------------------------------------
 
   /** Is the service's server down (crashed, not yet rebuilt into)? */
@@ -126,6 +126,15 @@ export class NorthWrapper extends ReplaySteps {
     if (this.options.probeWithoutOracle) this.listening(svc, true);
   }
 
+  /**
+   * A handshake completed (the south wrapper registered the flow with the log): if the
+   * incarnation that sent its SYN-ACK died before the client's ACK came, the connection is
+   * masked with the others of that crash and rebuilt from the log like them.
+   */
+  handshakeCompleted(svc: Service, flow: Flow): void {
+    if (this.diedSince(svc, flow.halfOpenAt)) this.crash(svc, 'a handshake completed after the crash');
+  }
+
   /** The service listens again: start the rebuilds (bounded parallelism). */
   listening(svc: Service, probing = false): void {
     const sr = this.services.get(svc);
@@ -153,10 +162,19 @@ export class NorthWrapper extends ReplaySteps {
   // ---- packets -------------------------------------------------------------------------
 
   /**
-   * A client segment of a masked, rebuilding or translated connection (already logged by
-   * the south wrapper). Returns FORWARD (translated for the new incarnation) or a drop reason.
+   * A client segment, after the south wrapper forwarded it (logged it, moved the flow). Only
+   * a masked, rebuilding or translated connection is the north wrapper's: FORWARD (translated
+   * for the new incarnation) or a drop reason. A SYN-ACK toward the service is a simultaneous
+   * open, not a segment of the client's connection: it goes on as it is.
    */
-  fromClient(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict {
+  fromClient(svc: Service, buf: Buffer, p: PacketInfo): WrapperVerdict {
+    if ((p.flags & (TCP_SYN | TCP_ACK | TCP_RST)) === (TCP_SYN | TCP_ACK)) return FORWARD;
+    const flow = this.table.get(svc, p.src, p.srcPort);
+    if (flow === undefined || (flow.rec === null && flow.xlate === null)) return FORWARD;
+    return this.clientSegment(svc, flow, buf, p);
+  }
+
+  private clientSegment(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict {
     const r = recOf(flow);
     if (r !== null) {
       if (r.phase === 'FAILED') {
@@ -206,10 +224,19 @@ export class NorthWrapper extends ReplaySteps {
   }
 
   /**
-   * A server segment of such a connection, before the south wrapper. Returns a drop reason, or
-   * FORWARD with the segment translated in place (and `p` updated) for the south wrapper.
+   * A server segment, before the south wrapper. Only a masked, rebuilding or translated
+   * connection is the north wrapper's: a drop reason, or FORWARD with the segment translated
+   * in place (and `p` updated) for the south wrapper. A connection over at the client's end
+   * (both FINs acked) is left to the south wrapper, which drops whatever comes (AFTER_CLOSE).
    */
-  fromServer(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict {
+  fromServer(svc: Service, buf: Buffer, p: PacketInfo): WrapperVerdict {
+    const flow = this.table.get(svc, p.dst, p.dstPort);
+    if (flow === undefined || (flow.rec === null && flow.xlate === null)) return FORWARD;
+    if (flow.state === 'CLOSED' && flow.finsAcked()) return FORWARD;
+    return this.serverSegment(svc, flow, buf, p);
+  }
+
+  private serverSegment(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict {
     const r = recOf(flow);
     const flags = p.flags;
     if (r !== null) {
@@ -387,7 +414,7 @@ export class NorthWrapper extends ReplaySteps {
   }
 
   /**
-   * The flow left the flow table (released by the south wrapper): its recovery ends now, not
+   * The flow left the flow table (the south wrapper released it, the gateway tells): its recovery ends now, not
    * at the mask deadline. No more keepalives (with numbers a new connection on the tuple does
    * not have), timers or replay; it leaves the `recovering` count; a connection begun with
    * the new incarnation is reset. A FAILED one just stops waiting to be forgotten.

@@ -31,12 +31,19 @@ export abstract class ReplaySteps extends HandshakeSteps {
    */
   superPacketMtu: () => number = () => 0;
 
-  /** The log has more stable bytes for the flow. */
-  onStable(flow: Flow): void {
+  /**
+   * The log has more stable bytes for the flow (the gateway calls it between the south
+   * wrapper's two halves). Returns whether the south wrapper may release what it held for
+   * stability now: not while the connection is masked or its handshake runs (the north side
+   * acks the client itself then), yes once it is replayed or not recovered.
+   */
+  onStable(flow: Flow): boolean {
     const r = recOf(flow);
-    if (r === null) return;
+    if (r === null) return true;
     if (r.phase === 'MASKED' || r.phase === 'HANDSHAKE') this.ackClient(flow, this.now());
     else if (replaying(r.phase)) this.pump(flow, r);
+    const after = recOf(flow);
+    return after === null || replaying(after.phase);
   }
 
   protected progress(flow: Flow, r: Rebuild): void {

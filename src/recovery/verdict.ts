@@ -51,8 +51,6 @@ export class CrashMasking {
     private readonly north: NorthWrapper,
     private readonly oracle: LivenessSource | null,
     private readonly policy: CrashPolicy,
-    /** Processes a released segment as the south wrapper would, skipping the hold. */
-    private readonly release: (svc: Service, buf: Buffer) => void,
     private readonly holdMs: number,
     /** A notice saying alive counts only if accepted this long after the hold began. */
     private readonly minGapMs = 25,
@@ -90,10 +88,12 @@ export class CrashMasking {
   }
 
   /**
-   * Called by the south wrapper for a server FIN or RST. Returns true when the segment was
-   * taken (held or suppressed): the caller drops it.
+   * The verdict stage, called by the gateway for a server FIN or RST the south wrapper accepted
+   * (SouthEvents.finOrRst). Returns true when the segment was taken (held or suppressed): the
+   * gateway drops it. When the verdict says alive, the held segments go to `release` (the
+   * gateway's: each goes through the south wrapper again, skipping this stage).
    */
-  hold(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): boolean {
+  hold(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo, release: (svc: Service, buf: Buffer) => void): boolean {
     // A service no supervisor ever spoke for is judged by the policy alone (no hold).
     if (this.oracle === null || (flow.verdictHold === null && this.oracle.state(name(svc)) === 'UNKNOWN')) {
       if (this.policy === 'rst' && p.flags & TCP_RST) {
@@ -135,9 +135,14 @@ export class CrashMasking {
         return;
       }
       this.stats.releasedAlive += hold.length;
-      for (const b of hold) this.release(svc, b);
+      for (const b of hold) release(svc, b);
     });
     return true;
+  }
+
+  /** The flow left the table: a FIN/RST held for it is never released (it would be judged against another flow). */
+  forget(flow: Flow): void {
+    flow.verdictHold = null;
   }
 
   describe(): Record<string, unknown> {

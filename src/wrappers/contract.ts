@@ -95,9 +95,10 @@ export function dropReasonName(v: number): string {
 }
 
 /**
- * What a wrapper implements: one segment of a protected service, in place. The south wrapper
- * implements it; the north wrapper takes the flow too today (`fromClient(svc, flow, buf, p)`)
- * and returns the same verdicts: this is the shape it joins.
+ * What a wrapper implements: one segment of a protected service, in place. Both wrappers do
+ * (SouthWrapper, and the north wrapper, src/recovery/engine.ts's NorthWrapper), each finding
+ * its flow in the shared flow table; the gateway composes them in one fixed order (drawn at
+ * the top of src/gateway/gateway.ts).
  */
 export interface Wrapper {
   /** A segment from a client toward the service. */

@@ -35,25 +35,36 @@ import { seqGt } from '../wire/seq.js';
 import { FORWARD, DropReason, type Wrapper, type WrapperVerdict } from './contract.js';
 
 /**
- * What the south wrapper calls of the north wrapper (the recovery engine's NorthWrapper) today,
- * declared here so that the wrappers import nothing from src/recovery (the recovery engine
- * imports the wrappers' contract). Issue 12 item 1 removes these calls.
+ * What the south wrapper reports to the gateway that composes it, given at construction. South
+ * knows no other wrapper: the gateway dispatches each event to the north side (crash masking,
+ * the rebuild) and answers each question from it (src/gateway/gateway.ts draws the order).
  */
-export interface NorthCalls {
-  fromClient(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict;
-  fromServer(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict;
-  isDown(svc: Service): boolean;
-  diedSince(svc: Service, at: number): boolean;
-  crash(svc: Service, reason: string): void;
-  onStable(flow: Flow): void;
-  forget(flow: Flow): void;
+export interface SouthEvents {
+  /**
+   * A flow left the table: whatever still runs for it on the north side ends (its recovery:
+   * keepalives with stale numbers until the mask deadline, a replay, its place in the
+   * `recovering` count, issue 11 item 5; a FIN/RST held for the verdict, which released later
+   * would be judged against whatever flow then holds the tuple).
+   */
+  released(flow: Flow): void;
+  /** A handshake completed and the flow was registered with the log (its SYN-ACK came at `flow.halfOpenAt`). */
+  established(svc: Service, flow: Flow): void;
+  /** Is the service's server down (crashed, not yet rebuilt into)? */
+  serviceDown(svc: Service): boolean;
+  /**
+   * A server FIN or RST the client would accept, before it moves the flow: true when the
+   * verdict stage took it (held for the liveness verdict, or suppressed: the process died).
+   */
+  finOrRst(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): boolean;
 }
 
-/** What the south wrapper calls of the crash masking (src/recovery/verdict.ts's CrashMasking). */
-export interface VerdictHold {
-  /** A server FIN or RST: true when taken (held for the liveness verdict, or suppressed). */
-  hold(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): boolean;
-}
+/** No one listening (the south wrapper alone: no crash masking, nothing down, nothing held). */
+export const NO_SOUTH_EVENTS: SouthEvents = {
+  released: () => {},
+  established: () => {},
+  serviceDown: () => false,
+  finOrRst: () => false,
+};
 
 export interface SouthOptions {
   /**
@@ -174,9 +185,6 @@ export class SouthWrapper implements Wrapper {
   private readonly opts2 = new TcpOptions();
   /** Called at every advance of a connection's stable point (for traces and tests). */
   onStableAdvance: ((flow: Flow) => void) | null = null;
-  /** The north wrapper (masking, rebuild, translation) and the FIN/RST verdict hold. */
-  north: NorthCalls | null = null;
-  masking: VerdictHold | null = null;
   /** The log FAILED and the policy is passthrough: new connections are not protected. */
   passthrough = false;
   /** Set while a held FIN/RST is processed again after an 'alive' verdict. */
@@ -194,6 +202,8 @@ export class SouthWrapper implements Wrapper {
     private readonly options: SouthOptions,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
+    /** The gateway, told of releases, completed handshakes and FIN/RSTs (see SouthEvents). */
+    private readonly events: SouthEvents = NO_SOUTH_EVENTS,
   ) {}
 
   // ---- client → server -------------------------------------------------------------
@@ -254,7 +264,7 @@ export class SouthWrapper implements Wrapper {
     if (flow.unprotected) {
       this.clientHeader(flow, buf, p);
       this.unprotectedEnd(flow, p, true);
-      return this.toNorth(svc, flow, buf, p);
+      return FORWARD;
     }
 
     const off = flow.inOffset(p.seq);
@@ -269,7 +279,7 @@ export class SouthWrapper implements Wrapper {
       } else {
         this.stats.clientRstIgnored++;
       }
-      return this.toNorth(svc, flow, buf, p);
+      return FORWARD;
     }
 
     const len = p.payloadLen;
@@ -278,7 +288,7 @@ export class SouthWrapper implements Wrapper {
       // Not acceptable to the server (RFC 793 §3.3): it answers with an ACK and drops it. So
       // does the gateway's view: no offset, FIN or ack moves, nothing is logged.
       this.stats.clientOutOfWindow++;
-      return this.toNorth(svc, flow, buf, p);
+      return FORWARD;
     }
     this.clientHeader(flow, buf, p);
 
@@ -317,7 +327,7 @@ export class SouthWrapper implements Wrapper {
       if (flags & TCP_FIN) this.clientFinSeen(flow, end);
     }
     this.checkClosed(flow);
-    return this.toNorth(svc, flow, buf, p);
+    return FORWARD;
   }
 
   /** The client's window, largest window and TSval, from a segment the server would accept. */
@@ -376,14 +386,14 @@ export class SouthWrapper implements Wrapper {
    */
   private synOnFlow(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict {
     const halfOpen = isHalfOpen(flow.state);
-    if (p.seq === flow.clientIsn) return halfOpen ? FORWARD : this.toNorth(svc, flow, buf, p);
+    if (p.seq === flow.clientIsn) return halfOpen ? FORWARD : FORWARD;
     if (halfOpen) {
       this.stats.synOnHalfOpen++;
       flow.altSyn = { isn: p.seq, options: Buffer.from(buf.subarray(p.optOff, p.optOff + p.optLen)), window: p.window };
       return FORWARD;
     }
     this.stats.synOnEstablished++;
-    return this.toNorth(svc, flow, buf, p);
+    return FORWARD;
   }
 
   /**
@@ -450,12 +460,6 @@ export class SouthWrapper implements Wrapper {
     }
   }
 
-  /** A connection being masked, rebuilt or translated: the north wrapper decides. */
-  private toNorth(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict {
-    if (this.north === null || (flow.rec === null && flow.xlate === null)) return FORWARD;
-    return this.north.fromClient(svc, flow, buf, p);
-  }
-
   private keepPending(flow: Flow, offset: number, data: Buffer): void {
     if (flow.pendingBytes + data.length > this.options.maxPendingBytes) {
       // Not logged, so never acked: the client will send these bytes again.
@@ -475,18 +479,13 @@ export class SouthWrapper implements Wrapper {
       this.stats.unknownFlowPackets++;
       return FORWARD;
     }
-    if (!this.releasing && flow.state === 'CLOSED' && finsDone(flow)) {
+    if (!this.releasing && flow.state === 'CLOSED' && flow.finsAcked()) {
       // Over at the client's end: it acked the server's FIN and was acked its own. Whatever a
       // server sends now (a rebuilt incarnation's regenerated output, its SYN-ACK, a FIN
       // again, the RST of a socket that closed) can only reach a client socket that is gone
       // (one that closed second has none) and draw a RST from it (issue 10 item 1).
       this.stats.afterCloseDropped++;
       return DropReason.AFTER_CLOSE;
-    }
-    if (!this.releasing && this.north !== null && (flow.rec !== null || flow.xlate !== null)) {
-      // Masked (dropped), rebuilding (the handshake's answers) or translated in place.
-      const v = this.north.fromServer(svc, flow, buf, p);
-      if (v !== FORWARD) return v;
     }
     if (flags & TCP_SYN && !(flags & TCP_RST)) {
       // (SYN+RST is judged as a RST below: the client checks RST first.)
@@ -504,7 +503,7 @@ export class SouthWrapper implements Wrapper {
     }
     flow.lastActivity = this.now();
     if (isHalfOpen(flow.state)) {
-      if (flags & TCP_RST && this.north !== null && this.north.isDown(svc)) {
+      if (flags & TCP_RST && this.events.serviceDown(svc)) {
         // A SYN reached the dead server's host while nothing listened: the client will
         // send its SYN again, by which time the service is back.
         return DropReason.SYN_RST_WHILE_DOWN;
@@ -531,7 +530,7 @@ export class SouthWrapper implements Wrapper {
       if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
     }
     if (flags & TCP_FIN && !(flags & TCP_RST) && !this.releasing && this.finRepeated(flow, p)) return DropReason.FIN_RETRANSMIT;
-    if (flags & (TCP_FIN | TCP_RST) && !this.releasing && this.masking !== null && this.masking.hold(svc, flow, buf, p)) {
+    if (flags & (TCP_FIN | TCP_RST) && !this.releasing && this.events.finOrRst(svc, flow, buf, p)) {
       return DropReason.HELD_FOR_VERDICT; // held for the liveness verdict, or suppressed (the process died)
     }
 
@@ -712,9 +711,9 @@ export class SouthWrapper implements Wrapper {
     this.stats.handshakesCompleted++;
     if (flow.unprotected) return;
     this.openLog(flow);
-    // The incarnation that sent the SYN-ACK died before the client's ACK came: the connection
-    // is masked with the others of that crash and rebuilt from the log like them.
-    if (this.north !== null && this.north.diedSince(svc, flow.halfOpenAt)) this.north.crash(svc, 'a handshake completed after the crash');
+    // The incarnation that sent the SYN-ACK may have died before the client's ACK came: the
+    // gateway has the north side mask it with the others of that crash.
+    this.events.established(svc, flow);
   }
 
   private openLog(flow: Flow): void {
@@ -785,19 +784,25 @@ export class SouthWrapper implements Wrapper {
 
   // ---- stability upcall ------------------------------------------------------------
 
-  onStable(id: number, stable: number): void {
+  /**
+   * The log's stability upcall, first half (the gateway calls it, then the north side, then
+   * releaseStable): the flow whose stable point advanced, or null when nothing moved.
+   */
+  stableAdvanced(id: number, stable: number): Flow | null {
     const flow = this.table.byLog(id);
-    if (!flow || stable <= flow.stable) return;
+    if (!flow || stable <= flow.stable) return null;
     flow.stable = stable;
     // stable(p) → received(p): what the log holds gap-free, the gateway has seen gap-free.
     // (Never lowered: a FIN at an offset below `received` must not pull it back, fuzz finding.)
     const upTo = flow.clientFin >= 0 && stable > flow.clientFin ? flow.clientFin : stable;
     if (upTo > flow.received) flow.received = upTo;
     if (this.onStableAdvance !== null) this.onStableAdvance(flow);
-    if (flow.rec !== null && this.north !== null) {
-      this.north.onStable(flow);
-      if (flow.rec !== null && flow.rec.phase !== 'REPLAY' && flow.rec.phase !== 'ABSORB') return;
-    }
+    return flow;
+  }
+
+  /** Second half: what was held for stability goes out (the held ACK, a held FIN) as far as `stable`. */
+  releaseStable(flow: Flow): void {
+    const stable = flow.stable;
     this.releaseHeldAck(flow, stable);
     const fin = flow.heldFin;
     if (fin !== null && stable >= flow.heldFinAck) {
@@ -900,7 +905,7 @@ export class SouthWrapper implements Wrapper {
 
   private checkClosed(flow: Flow): void {
     if (flow.state !== 'CLOSING') return;
-    if (flow.clientFin >= 0 && flow.complete > flow.clientFin && flow.serverFin >= 0 && flow.cliAcked > flow.serverFin) {
+    if (flow.finsAcked()) {
       flow.to('CLOSED', 'both FINs acked', this.logger);
       flow.closedAt = this.now();
     }
@@ -914,15 +919,9 @@ export class SouthWrapper implements Wrapper {
     this.logger.debug({ flow: flow.describe(), why }, 'flow released');
   }
 
-  /**
-   * A flow that left the table ends everything still running for it: its recovery in the
-   * north wrapper (keepalives with stale numbers until the mask deadline, a replay, its place
-   * in the `recovering` count: issue 11 item 5) and a FIN/RST held for the verdict (released
-   * later, it would be judged against whatever flow then holds the tuple).
-   */
+  /** A flow that left the table ends everything still running for it (SouthEvents.released). */
   private forget(flow: Flow): void {
-    flow.verdictHold = null;
-    if (this.north !== null) this.north.forget(flow);
+    this.events.released(flow);
   }
 
   /** The flow table's limits, for status and metrics. */
@@ -992,9 +991,4 @@ export class SouthWrapper implements Wrapper {
     this.logger.error({ flow: flow.describe() }, 'the log expired an open connection: it goes on UNPROTECTED (a server crash will break it)');
     this.unprotect(flow);
   }
-}
-
-/** Both FINs acknowledged: the client's by the server (or the gateway), the server's by the client. */
-function finsDone(flow: Flow): boolean {
-  return flow.clientFin >= 0 && flow.complete > flow.clientFin && flow.serverFin >= 0 && flow.cliAcked > flow.serverFin;
 }

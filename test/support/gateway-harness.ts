@@ -148,7 +148,7 @@ export class GatewayRig<L extends LogStore = ManualLog> {
     if (wiring === 'start') this.gw.start();
     else if (wiring === 'manual') {
       this.tun.start((b) => this.gw.onBatch(b));
-      this.log.onStable((id, stable) => this.gw.south.onStable(id, stable));
+      this.log.onStable((id, stable) => this.gw.onStable(id, stable));
     }
   }
 

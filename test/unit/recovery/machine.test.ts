@@ -86,7 +86,7 @@ function synAck(w: Rig, options = SYN_OPTS): void {
   });
   const p = new PacketInfo();
   parsePacket(buf, 0, buf.length, p);
-  w.north.fromServer(svcOf(w), w.flow, buf, p);
+  w.north.fromServer(svcOf(w), buf, p);
 }
 
 function rec(w: Rig): Rebuild | null {
