@@ -29,6 +29,7 @@ import { runInNewContext } from 'node:vm';
 import { parseCli, parseNumberFlag } from '../cli/args.js';
 import { Flow } from '../flow/flow.js';
 import { Gateway } from '../gateway/gateway.js';
+import { northOf } from '../recovery/rebuild.js';
 import { MemoryLog } from '../log/memory.js';
 import type { PacketBatch, TunDevice } from '../tun/device.js';
 import { logger } from '../util/logger.js';
@@ -135,7 +136,7 @@ interface RebuildFields { newIsn: number; sidePort: number; newTsRecent: number;
 /** OLD rebuild.ts sendToServer: a repr literal, a TS option and a packet allocated per segment. */
 function oldSendToServer(out: OldVnetEmit, flow: Flow, r: RebuildFields, seq: number, flags: number, payload: Uint8Array | null): void {
   r.ackPending = false;
-  const ackOff = Math.min(flow.incSndMax, flow.cliAcked);
+  const ackOff = Math.min(northOf(flow).incSndMax, flow.cliAcked);
   const ack = seqAdd(r.newIsn, 1 + (ackOff % 0x100000000));
   const w = oldAbsorbWindow(flow, ackOff);
   const opt = flow.tsOk ? oldTsOption(flow.cliTsVal, r.newTsRecent) : undefined;

@@ -33,28 +33,6 @@ import { u32ToIp } from '../wire/addr.js';
 import { seqAdd, seqDiff } from '../wire/seq.js';
 import type { Logger } from '../util/logger.js';
 
-/**
- * What the recovery engine (src/recovery) keeps on a connection, as far as the other parts
- * read it. The full types are recovery's own (`Rebuild`, `Translation`, which implement
- * these); they are declared here so that the flow does not import the engine that works on
- * it: the parts stand recovery → flow, never both ways.
- */
-/** The rebuild's phases (src/recovery/rebuild.ts draws them; a flow without a record is LIVE). */
-export type RecoveryPhase = 'MASKED' | 'HANDSHAKE' | 'REPLAY' | 'ABSORB' | 'LIVE' | 'FAILED' | 'ENDED';
-export interface RecoveryState {
-  readonly phase: RecoveryPhase;
-  readonly sndUna: number;
-  readonly sndNxt: number;
-  readonly target0: number;
-  readonly cliAcked0: number;
-  readonly sidePort: number;
-  readonly replayDone: boolean;
-}
-export interface TranslationState {
-  /** The client port the rebuilt incarnation knows the connection by. */
-  readonly serverSidePort: number;
-}
-
 export type FlowState = 'SYN_SEEN' | 'SYN_ACKED' | 'ESTABLISHED' | 'CLOSING' | 'CLOSED';
 
 /** The handshake is not complete yet (SYN_SEEN, SYN_ACKED): nothing logged, in the half-open list. */
@@ -151,16 +129,13 @@ export class Flow {
   cliMaxWindow = 0;
   /** The latest TSval the client saw from the server (after translation). */
   lastTsToClient = 0;
-  /** Highest in-stream offset acknowledged by the server's current incarnation. */
-  incDelivered = 0;
-  /** Highest out-stream offset (end) the current incarnation sent. */
-  incSndMax = 0;
-  /** Server FIN/RST segments held for the liveness verdict (in arrival order), or null. */
-  verdictHold: Buffer[] | null = null;
-  /** Set while the connection is being masked or rebuilt (the server's incarnation died). */
-  rec: RecoveryState | null = null;
-  /** Set once the connection lives in a rebuilt incarnation: translation for its life. */
-  xlate: TranslationState | null = null;
+  /**
+   * The north side's record of the connection (crash masking, the rebuild, the translation:
+   * src/recovery/rebuild.ts's NorthRecord, read through its accessors), or null until it
+   * needs one. Opaque here, so that the flow imports nothing from the engine that works on it:
+   * the parts stand recovery → flow, never both ways.
+   */
+  north: object | null = null;
   /** Crashes this connection went through. */
   crashes = 0;
   /** The log failed under `--on-log-failure passthrough`, or the connection went past a bound of the
@@ -254,11 +229,11 @@ export class Flow {
    * rounded up), and not older than its window: ending at or after cliAcked − the largest
    * window it offered (RFC 5961 §5's SND.UNA − MAX.SND.WND, seen from the other side). While
    * a connection is rebuilt the new incarnation regenerates output from offset 0, far below
-   * what the client acked: only the edge applies then.
+   * what the client acked: only the edge applies then (`rebuilding`: the north side says so).
    */
-  serverSeqOk(o: number, e: number): boolean {
+  serverSeqOk(o: number, e: number, rebuilding: boolean): boolean {
     if (o < -1 || o > this.cliEdge() + 2 ** this.clientWscale) return false;
-    if (this.rec !== null) return e >= 0;
+    if (rebuilding) return e >= 0;
     return e >= this.cliAcked - Math.max(this.cliMaxWindow, this.clientSynWindow);
   }
 

@@ -47,6 +47,7 @@ import type { Flow } from '../flow/flow.js';
 import type { Service } from '../flow/table.js';
 import { MemoryLog } from '../log/memory.js';
 import type { LivenessSource, LivenessVerdict } from '../recovery/verdict.js';
+import { peekNorth, recOf, xlateOf } from '../recovery/rebuild.js';
 import { PacketInfo, parsePacket, Verdict as PacketVerdict } from '../wire/packet.js';
 import { ipv4HeaderChecksumOk, tcpChecksumOk } from '../wire/checksum.js';
 import { ipToU32, u32ToIp } from '../wire/addr.js';
@@ -70,9 +71,10 @@ export const REQUIRED_PHASES: readonly FlowPhase[] = ['halfOpen', 'established',
 
 export function phaseOf(f: Flow): FlowPhase {
   if (f.unprotected) return 'unprotected';
-  if (f.verdictHold !== null) return 'heldFin';
-  if (f.rec !== null) {
-    switch (f.rec.phase) {
+  if ((peekNorth(f)?.verdictHold ?? null) !== null) return 'heldFin';
+  const rec = recOf(f);
+  if (rec !== null) {
+    switch (rec.phase) {
       case 'MASKED': return 'masked';
       case 'HANDSHAKE': return 'handshake';
       case 'REPLAY':
@@ -83,8 +85,8 @@ export function phaseOf(f: Flow): FlowPhase {
   // Anything before ESTABLISHED (SYN_SEEN, and any later split of the handshake) is half-open.
   if (f.state !== 'ESTABLISHED' && f.state !== 'CLOSING' && f.state !== 'CLOSED') return 'halfOpen';
   if (f.state === 'CLOSED') return 'closed';
-  if (f.state === 'CLOSING') return f.xlate !== null ? 'closingTranslated' : 'closing';
-  return f.xlate !== null ? 'translated' : 'established';
+  if (f.state === 'CLOSING') return xlateOf(f) !== null ? 'closingTranslated' : 'closing';
+  return xlateOf(f) !== null ? 'translated' : 'established';
 }
 
 // ---- known causes of breaks --------------------------------------------------------------
@@ -489,7 +491,8 @@ export class FuzzEngine {
     if (f.delivered > f.high + 1) this.brk('deliveredBeyondSent', d, f);
     // (The window field is rounded to 2^wscale: a FIN may sit up to that far past the edge.)
     if (f.state !== 'SYN_SEEN' && f.state !== 'SYN_ACKED' && f.sndMax > f.cliAcked + Math.max(f.cliMaxWindow, 65535) + 2 ** f.clientWscale + 1) this.brk('sndMaxBeyondClientWindow', d, f);
-    if (f.verdictHold !== null && f.verdictHold.length > HOLD_MAX) this.brk('heldCopies', () => `${f.verdictHold?.length} held: ${d()}`, f);
+    const hold = peekNorth(f)?.verdictHold ?? null;
+    if (hold !== null && hold.length > HOLD_MAX) this.brk('heldCopies', () => `${hold.length} held: ${d()}`, f);
     if (f.pendingBytes > MAX_PENDING) this.brk('pendingBytes', () => `${f.pendingBytes}: ${d()}`, f);
   }
 

@@ -33,7 +33,9 @@
  *     (the north side acks a masked client itself; south releases held ACKs unless masked)
  *   south released a flow ─▶ masking.forget, north.forget  (SouthEvents.released)
  *   south completed a handshake ─▶ north.handshakeCompleted (its incarnation may have died)
- *   south asks whether the service is down (a RST to a SYN) ─▶ north.isDown
+ *   south asks whether the service is down (a RST to a SYN) ─▶ north.isDown, whether a
+ *     connection is being rebuilt (its output regenerated from 0) ─▶ north.rebuilding
+ *   south accepted a server segment ─▶ north.serverAccepted (what the incarnation acked)
  *
  * Every packet dropped has a named reason, counted once: a malformed one or a bad checksum by
  * its wire verdict (src/wire/packet.ts), a protected segment by the reason its wrapper returned
@@ -198,6 +200,8 @@ export class Gateway {
       },
       established: (svc, flow) => this.north.handshakeCompleted(svc, flow),
       serviceDown: (svc) => this.north.isDown(svc),
+      rebuilding: (flow) => this.north.rebuilding(flow),
+      serverAccepted: (flow, p) => this.north.serverAccepted(flow, p),
       finOrRst: (svc, flow, buf, p) => this.masking.enabled && this.masking.hold(svc, flow, buf, p, release),
     };
   }
@@ -261,7 +265,7 @@ export class Gateway {
     this.south.passthrough = true;
     for (const [, f] of this.table.flows()) {
       if (f.logId >= 0) this.unprotected.add(f.logId);
-      if (f.rec === null) this.south.unprotect(f);
+      if (!this.north.rebuilding(f)) this.south.unprotect(f);
     }
     this.logger.error(
       { status, policy: 'passthrough', unprotected: this.unprotected.size },
@@ -287,7 +291,7 @@ export class Gateway {
       this.log.close(id); // no live flow for it: nothing to protect
       return;
     }
-    if (flow.rec !== null) {
+    if (this.north.rebuilding(flow)) {
       if (!flow.boundDeferred) {
         flow.boundDeferred = true;
         this.boundStats.deferred++;
@@ -481,7 +485,7 @@ export class Gateway {
     const svc = this.table.service(e.quotedDst, e.quotedDstPort);
     if (svc === undefined) return false;
     const flow = this.table.get(svc, e.quotedSrc, e.quotedSrcPort);
-    return (flow !== undefined && flow.rec !== null) || this.north.isDown(svc);
+    return (flow !== undefined && this.north.rebuilding(flow)) || this.north.isDown(svc);
   }
 
   /**
@@ -501,8 +505,8 @@ export class Gateway {
       flows.push({
         flow: f.describe(), state: f.state, logId: f.logId, received: f.received, high: f.high,
         stable: f.stable, complete: f.complete, delivered: f.delivered, sndMax: f.sndMax, cliAcked: f.cliAcked,
-        held: f.held !== null, unprotected: f.unprotected, recovering: f.rec?.phase ?? null, translated: f.xlate !== null, crashes: f.crashes,
-        ...(f.rec !== null ? { rebuild: { sndUna: f.rec.sndUna, sndNxt: f.rec.sndNxt, target: f.rec.target0, incSndMax: f.incSndMax, cliAcked0: f.rec.cliAcked0, incDelivered: f.incDelivered, port: f.rec.sidePort } } : {}),
+        held: f.held !== null, unprotected: f.unprotected, ...this.north.flowStatus(f), crashes: f.crashes,
+        ...this.north.rebuildStatus(f),
       });
     }
     return {

@@ -42,7 +42,7 @@
  *                 regenerated output ending at or below cliAcked is acked to the server by the
  *                 gateway and dropped; the rest is forwarded (translated).
  *   6. LIVE       (output regenerated through cliAcked0, the replay acked through `complete`)
- *                 `rec` is dropped; `flow.xlate` translates for the life of the connection.
+ *                 `rec` is dropped; `xlate` (the flow's NorthRecord) translates for its life.
  *   7.            a crash during 1-5 (or 6) starts again at 0, from the log.
  *   FAILED        a coded failure (rebuild.ts FailureCode: a deadline, options that disagree, no
  *                 progress, the log unreadable): one RST to the client (at its last ack), one to
@@ -61,7 +61,7 @@ import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_WINDOW, TCP_OF
 import { tcpSetAck } from '../wire/rewrite.js';
 import { type Translation, translateToClient, translateToServer } from './translate.js';
 import { u32ToIp } from '../wire/addr.js';
-import { MAX_TIMELINES, Rebuild, outOffsetNear, recOf, replaying, xlateOf } from './rebuild.js';
+import { MAX_TIMELINES, Rebuild, northOf, peekNorth, outOffsetNear, recOf, replaying, xlateOf } from './rebuild.js';
 import { tsValOf } from '../wire/tcp-options.js';
 import { FORWARD, DropReason, type Wrapper, type WrapperVerdict } from '../wrappers/contract.js';
 import { ReplaySteps } from './replay.js';
@@ -112,15 +112,15 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
     for (const [s, flow] of this.table.flows()) {
       if (s !== svc) continue;
       if (flow.state !== 'ESTABLISHED' && flow.state !== 'CLOSING') continue;
-      if (flow.unprotected && flow.rec === null) continue; // nothing to rebuild from: it passes as it is
-      const port = flow.xlate ? flow.xlate.serverSidePort : flow.clientPort;
+      if (flow.unprotected && recOf(flow) === null) continue; // nothing to rebuild from: it passes as it is
+      const port = xlateOf(flow)?.serverSidePort ?? flow.clientPort;
       const prev = recOf(flow);
       if (prev !== null && prev.phase === 'FAILED') continue;
       if (prev !== null && prev.timeline === tl && prev.phase === 'MASKED') continue;
       const r = new Rebuild(prev !== null && prev.phase !== 'MASKED' ? prev.sidePort : port, now, this.options.synRtoMs, tl);
       if (prev !== null) r.maskedAt = prev.maskedAt;
       this.enter(flow, r, 'MASKED', reason);
-      flow.verdictHold = null;
+      northOf(flow).verdictHold = null;
       this.ackClient(flow, now);
     }
     if (this.options.probeWithoutOracle) this.listening(svc, true);
@@ -143,7 +143,7 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
     if (sr.timeline !== null && sr.timeline.listeningAt === 0 && !probing) sr.timeline.listeningAt = now;
     sr.queue.length = 0;
     for (const flow of this.active) {
-      if (flow.rec?.phase === 'MASKED' && this.table.service(flow.serverIp, flow.serverPort) === svc) sr.queue.push(flow);
+      if (recOf(flow)?.phase === 'MASKED' && this.table.service(flow.serverIp, flow.serverPort) === svc) sr.queue.push(flow);
     }
     this.startQueued(sr, now);
     if (sr.queue.length === 0 && this.countRecovering(svc) === 0) {
@@ -170,7 +170,7 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
   fromClient(svc: Service, buf: Buffer, p: PacketInfo): WrapperVerdict {
     if ((p.flags & (TCP_SYN | TCP_ACK | TCP_RST)) === (TCP_SYN | TCP_ACK)) return FORWARD;
     const flow = this.table.get(svc, p.src, p.srcPort);
-    if (flow === undefined || (flow.rec === null && flow.xlate === null)) return FORWARD;
+    if (flow === undefined || (recOf(flow) === null && xlateOf(flow) === null)) return FORWARD;
     return this.clientSegment(svc, flow, buf, p);
   }
 
@@ -185,7 +185,7 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
         // The client gave up on its own: forget the rebuild; tell the new incarnation if any.
         const was = r.phase;
         this.ended(flow, r, 'the client reset it');
-        if (replaying(was) && flow.xlate !== null) {
+        if (replaying(was) && xlateOf(flow) !== null) {
           this.toServer(flow, buf, p);
           return FORWARD;
         }
@@ -204,9 +204,26 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
         return DropReason.CLIENT_ACK_REPLACED;
       }
     }
-    if (flow.xlate === null) return FORWARD;
+    if (xlateOf(flow) === null) return FORWARD;
     this.toServer(flow, buf, p);
     return FORWARD;
+  }
+
+  /**
+   * A server segment the south wrapper accepted (the gateway passes it on): on a connection not
+   * translated, its ack is what the current incarnation acknowledged (its rcv_nxt: where the
+   * reaping RST goes after a crash). A translated one counts it in fromServer, in raw numbers.
+   */
+  serverAccepted(flow: Flow, p: PacketInfo): void {
+    if (xlateOf(flow) !== null || !(p.flags & TCP_ACK)) return;
+    const a = flow.inOffset(p.ack);
+    const n = peekNorth(flow); // a record is made only when there is something to keep
+    if (a > (n?.incDelivered ?? 0) && a <= flow.high + 1) northOf(flow).incDelivered = a;
+  }
+
+  /** Is the connection being masked or rebuilt (a Rebuild on it)? */
+  rebuilding(flow: Flow): boolean {
+    return recOf(flow) !== null;
   }
 
   private toServer(flow: Flow, buf: Buffer, p: PacketInfo): void {
@@ -214,8 +231,8 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
     if (p.flags & TCP_ACK) {
       // Never acknowledge output the new incarnation has not sent (it would drop the segment).
       const a = flow.outOffset(p.ack);
-      if (a > flow.incSndMax) {
-        p.ack = flow.outSeq(flow.incSndMax);
+      if (a > northOf(flow).incSndMax) {
+        p.ack = flow.outSeq(northOf(flow).incSndMax);
         tcpSetAck(buf, p.l4Off, p.ack);
         this.stats.clientAcksClamped++;
       }
@@ -231,7 +248,7 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
    */
   fromServer(svc: Service, buf: Buffer, p: PacketInfo): WrapperVerdict {
     const flow = this.table.get(svc, p.dst, p.dstPort);
-    if (flow === undefined || (flow.rec === null && flow.xlate === null)) return FORWARD;
+    if (flow === undefined || (recOf(flow) === null && xlateOf(flow) === null)) return FORWARD;
     if (flow.state === 'CLOSED' && flow.finsAcked()) return FORWARD;
     return this.serverSegment(svc, flow, buf, p);
   }
@@ -243,7 +260,7 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
       if (r.phase === 'MASKED' || r.phase === 'FAILED') {
         if (p.dstPort === r.deadPort && flags & TCP_ACK && !(flags & TCP_SYN)) {
           const a = flow.inOffset(p.ack);
-          if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
+          if (a > northOf(flow).incDelivered && a <= flow.high + 1) northOf(flow).incDelivered = a;
         }
         this.stats.deadDropped++;
         return DropReason.SERVER_WHILE_MASKED;
@@ -272,7 +289,7 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
     // New-incarnation bookkeeping (raw numbers, before translation).
     if (flags & TCP_ACK) {
       const a = flow.inOffset(p.ack);
-      if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
+      if (a > northOf(flow).incDelivered && a <= flow.high + 1) northOf(flow).incDelivered = a;
     }
     const len = p.payloadLen + (flags & TCP_FIN ? 1 : 0);
     if (r !== null) {
@@ -295,7 +312,7 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
     p.dstPort = buf.readUInt16BE(l4 + TCP_OFF_DST_PORT);
     // The same out-stream offsets in every incarnation (client's numbering after translation).
     const o = flow.outOffset(p.seq);
-    if (len > 0 && o + len > flow.incSndMax && o >= 0) flow.incSndMax = o + len;
+    if (len > 0 && o + len > northOf(flow).incSndMax && o >= 0) northOf(flow).incSndMax = o + len;
     if (r !== null) {
       // Step 5: absorb what the client already acknowledged.
       const dataEnd = o + p.payloadLen;
@@ -332,8 +349,8 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
    * incarnation (ISN_old, random against ISN_new) falls there with probability ~1e-4.
    */
   private fromNewIncarnation(flow: Flow, t: Translation, seq: number): boolean {
-    const off = outOffsetNear(seq, seqAdd(flow.serverIsn, -t.seqDelta), flow.incSndMax);
-    const room = Math.max(flow.incSndMax, flow.cliAcked) + flow.cliWindow * 2 ** flow.clientWscale + 65536;
+    const off = outOffsetNear(seq, seqAdd(flow.serverIsn, -t.seqDelta), northOf(flow).incSndMax);
+    const room = Math.max(northOf(flow).incSndMax, flow.cliAcked) + flow.cliWindow * 2 ** flow.clientWscale + 65536;
     return off >= -1 && off <= room;
   }
 
@@ -391,14 +408,14 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
           }
           this.probeIfClosed(flow, r, now);
           this.checkCaughtUp(flow, r);
-          if (flow.rec !== r) break;
+          if (recOf(flow) !== r) break;
           if (flow.cliWindow === 0) {
             // The client stopped reading: the new incarnation waits on it, as the old one would.
             r.lastMoved = now;
           } else if (now - r.lastMoved > this.options.progressDeadlineMs) {
             this.stats.progressFailures++;
             this.fail(flow, r, 'NO_PROGRESS', r.phase === 'ABSORB'
-              ? `the new incarnation regenerated ${flow.incSndMax} of the ${r.cliAcked0} bytes the client has, and no more for ${this.options.progressDeadlineMs} ms`
+              ? `the new incarnation regenerated ${northOf(flow).incSndMax} of the ${r.cliAcked0} bytes the client has, and no more for ${this.options.progressDeadlineMs} ms`
               : `the replay made no progress for ${this.options.progressDeadlineMs} ms (${r.sndUna} of ${r.target0} bytes acknowledged, window edge ${r.newRightEdge})`);
           }
           break;
@@ -437,7 +454,20 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
   /** Resets the new incarnation's connection, if one was begun (in its window: the SYN's seq + 1, or what it acknowledged). */
   private resetIncarnation(flow: Flow, r: Rebuild): void {
     if (r.phase === 'HANDSHAKE' && r.attempts > 0) this.sendRaw(flow, r.sidePort, seqAdd(flow.clientIsn, 1), 0, TCP_RST, 0, null, null);
-    else if (replaying(r.phase)) this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
+    else if (replaying(r.phase)) this.sendRaw(flow, r.sidePort, flow.inSeq(northOf(flow).incDelivered), 0, TCP_RST, 0, null, null);
+  }
+
+  /** A flow's recovery for /status: its phase (null: not recovered) and whether it is translated. */
+  flowStatus(flow: Flow): { recovering: string | null; translated: boolean } {
+    return { recovering: recOf(flow)?.phase ?? null, translated: xlateOf(flow) !== null };
+  }
+
+  /** A flow's rebuild for /status (`{ rebuild }`), or nothing when none runs. */
+  rebuildStatus(flow: Flow): { rebuild?: Record<string, number> } {
+    const r = recOf(flow);
+    if (r === null) return {};
+    const n = northOf(flow);
+    return { rebuild: { sndUna: r.sndUna, sndNxt: r.sndNxt, target: r.target0, incSndMax: n.incSndMax, cliAcked0: r.cliAcked0, incDelivered: n.incDelivered, port: r.sidePort } };
   }
 
   get recovering(): number {

@@ -20,7 +20,7 @@ import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/tcp.js';
 import { parseTcpOptions } from '../wire/tcp-options.js';
 import { Translation } from './translate.js';
 import { DropReason } from '../wrappers/contract.js';
-import { recOf, type Rebuild, type ServiceRecovery } from './rebuild.js';
+import { northOf, recOf, type Rebuild, type ServiceRecovery } from './rebuild.js';
 import { RecoveryPackets } from './packets.js';
 
 export abstract class HandshakeSteps extends RecoveryPackets {
@@ -65,7 +65,7 @@ export abstract class HandshakeSteps extends RecoveryPackets {
     // hold it past synRtoMs). An orphan that survived the RST answers the SYN with a
     // challenge ACK, which handshakeSegment reaps at its ack.
     if (r.attempts === 1 && r.sidePort === r.deadPort) {
-      this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
+      this.sendRaw(flow, r.sidePort, flow.inSeq(northOf(flow).incDelivered), 0, TCP_RST, 0, null, null);
       this.stats.reapRsts++;
     }
     this.sendRaw(flow, r.sidePort, flow.clientIsn, 0, TCP_SYN, flow.clientSynWindow, flow.clientSynOptions, null);
@@ -160,9 +160,9 @@ export abstract class HandshakeSteps extends RecoveryPackets {
     r.newTsRecent = o.tsOff >= 0 ? o.tsVal : 0;
     const tsDelta = flow.tsOk ? seqAdd(flow.lastTsToClient + 1, -o.tsVal) >>> 0 : 0;
     const seqDelta = seqAdd(flow.serverIsn, -p.seq) >>> 0;
-    flow.xlate = new Translation(seqDelta, tsDelta, flow.clientPort, r.sidePort, flow.serverWscale, r.newShift);
-    flow.incDelivered = 0;
-    flow.incSndMax = 0;
+    northOf(flow).xlate = new Translation(seqDelta, tsDelta, flow.clientPort, r.sidePort, flow.serverWscale, r.newShift);
+    northOf(flow).incDelivered = 0;
+    northOf(flow).incSndMax = 0;
     r.newRightEdge = p.window; // a SYN-ACK's window is not scaled
     r.sndUna = 0;
     r.sndNxt = 0;

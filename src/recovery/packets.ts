@@ -11,7 +11,7 @@ import { EMIT_HEADROOM, emitScratch, type Emit } from '../wire/headroom.js';
 import { windowField } from '../wire/window.js';
 import { seqAdd } from '../wire/seq.js';
 import { TCP_ACK, TCP_RST } from '../wire/tcp.js';
-import { RebuildMachine, recOf, replaying, type FailureCode, type Rebuild } from './rebuild.js';
+import { RebuildMachine, northOf, recOf, replaying, type FailureCode, type Rebuild } from './rebuild.js';
 
 /** NOP NOP TS(val, ecr): the timestamp option every segment the gateway makes carries when both SYNs had it. */
 export const TS_OPT_LEN = 12;
@@ -44,7 +44,7 @@ export abstract class RecoveryPackets extends RebuildMachine {
   /** A segment toward the new incarnation, as the client would send it. */
   protected sendToServer(flow: Flow, r: Rebuild, seq: number, flags: number, payload: Uint8Array | null): void {
     r.ackPending = false;
-    const ackOff = Math.min(flow.incSndMax, flow.cliAcked);
+    const ackOff = Math.min(northOf(flow).incSndMax, flow.cliAcked);
     const ack = seqAdd(r.newIsn, 1 + (ackOff % 0x100000000));
     const o = segment(flow.clientIp, flow.serverIp, r.sidePort, flow.serverPort, seq, ack, flags, absorbWindow(flow, ackOff));
     if (flow.tsOk) timestamps(o, flow.cliTsVal, r.newTsRecent);
@@ -72,7 +72,7 @@ export abstract class RecoveryPackets extends RebuildMachine {
     const was = r.phase;
     if (!this.enter(flow, r, 'FAILED', why, code)) return;
     if (replaying(was)) {
-      this.sendRaw(flow, r.sidePort, flow.inSeq(flow.incDelivered), 0, TCP_RST, 0, null, null);
+      this.sendRaw(flow, r.sidePort, flow.inSeq(northOf(flow).incDelivered), 0, TCP_RST, 0, null, null);
     }
     this.resetClient(flow, flow.outSeq(flow.cliAcked));
     flow.to('CLOSED', `rebuild failed: ${why}`, this.logger);

@@ -1,7 +1,7 @@
 /**
  * The rebuild of one connection as a state machine: its record (`Rebuild`), its phases, the
  * failure codes, and THE transition function (`RebuildMachine.enter`), which logs from → to
- * and is the only place that assigns a phase or sets/clears `flow.rec`. The protocol itself
+ * and is the only place that assigns a phase or sets/clears the flow's `rec` (its NorthRecord). The protocol itself
  * (the numbered steps and the sequence relations) is drawn at the top of engine.ts; the
  * steps live in handshake.ts (1-3) and replay.ts (4-6).
  *
@@ -32,7 +32,7 @@
  * packets each step sends are the callers' (a transition sends nothing).
  */
 import type { FlowTable, Service } from '../flow/table.js';
-import type { Flow, RecoveryPhase, RecoveryState } from '../flow/flow.js';
+import type { Flow } from '../flow/flow.js';
 import type { LogStore } from '../log/types.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { seqAdd, seqDiff } from '../wire/seq.js';
@@ -43,7 +43,8 @@ import type { Logger } from '../util/logger.js';
 
 /** What the north wrapper returns for a segment: forwarded (perhaps translated) or dropped. */
 
-export type Phase = RecoveryPhase;
+/** The rebuild's phases, drawn above; a flow without a Rebuild is LIVE. */
+export type Phase = 'MASKED' | 'HANDSHAKE' | 'REPLAY' | 'ABSORB' | 'LIVE' | 'FAILED' | 'ENDED';
 
 /** The phases in which the replay sender runs (steps 4-5): client segments are translated and forwarded. */
 export function replaying(p: Phase): boolean {
@@ -156,7 +157,7 @@ export interface RecoveryTimeline {
 export const MAX_TIMELINES = 1000;
 
 /** The per-connection rebuild state (see the steps at the top of engine.ts). */
-export class Rebuild implements RecoveryState {
+export class Rebuild {
   /** Set by RebuildMachine.enter only. A fresh record is LIVE (a flow's phase without one) until it enters MASKED. */
   phase: Phase = 'LIVE';
   /** Why it failed (FAILED only). */
@@ -212,14 +213,42 @@ export class Rebuild implements RecoveryState {
   }
 }
 
-/** A flow's recovery state: only this engine sets `flow.rec`, always to a Rebuild. */
-export function recOf(flow: Flow): Rebuild | null {
-  return flow.rec as Rebuild | null;
+/**
+ * What the north side keeps on a connection, in the flow's one opaque slot (`Flow.north`): the
+ * flow itself holds the south wrapper's state only. Made on first use; only the north side
+ * (this engine, the verdict stage) reads or writes it, through northOf/recOf/xlateOf.
+ */
+export class NorthRecord {
+  /** Highest in-stream offset acknowledged by the server's current incarnation. */
+  incDelivered = 0;
+  /** Highest out-stream offset (end) the current incarnation sent. */
+  incSndMax = 0;
+  /** Server FIN/RST segments held for the liveness verdict (in arrival order), or null. */
+  verdictHold: Buffer[] | null = null;
+  /** Set while the connection is being masked or rebuilt (the server's incarnation died). */
+  rec: Rebuild | null = null;
+  /** Set once the connection lives in a rebuilt incarnation: translation for its life. */
+  xlate: Translation | null = null;
 }
 
-/** A flow's translation: only this engine sets `flow.xlate`, always to a Translation. */
+/** The flow's north record, made on first use (only the north side puts anything in the slot). */
+export function northOf(flow: Flow): NorthRecord {
+  return (flow.north ??= new NorthRecord()) as NorthRecord;
+}
+
+/** The flow's north record if it has one (reading makes none). */
+export function peekNorth(flow: Flow): NorthRecord | null {
+  return flow.north as NorthRecord | null;
+}
+
+/** A flow's recovery state: only the transition function sets it. */
+export function recOf(flow: Flow): Rebuild | null {
+  return peekNorth(flow)?.rec ?? null;
+}
+
+/** A flow's translation, once it lives in a rebuilt incarnation. */
 export function xlateOf(flow: Flow): Translation | null {
-  return flow.xlate as Translation | null;
+  return peekNorth(flow)?.xlate ?? null;
 }
 
 /** The recovery of one service's crash: is it down, its timeline, the rebuilds waiting for a handshake slot. */
@@ -299,7 +328,7 @@ export abstract class RebuildMachine {
     let record = '';
     switch (next) {
       case 'MASKED': {
-        flow.rec = r;
+        northOf(flow).rec = r;
         record = ' (record set)';
         flow.crashes++;
         tl.connections++;
@@ -327,7 +356,7 @@ export abstract class RebuildMachine {
         if (tl.caughtUp + tl.failed + tl.ended >= tl.connections) tl.caughtUpAt = now;
         this.stats.caughtUp++;
         this.finish(flow);
-        flow.rec = null;
+        northOf(flow).rec = null;
         record = ' (record dropped)';
         break;
       case 'FAILED':
@@ -349,7 +378,7 @@ export abstract class RebuildMachine {
           if (done && tl.caughtUpAt === 0) tl.caughtUpAt = now;
           this.finish(flow);
         }
-        flow.rec = null;
+        northOf(flow).rec = null;
         record = ' (record dropped)';
         break;
     }

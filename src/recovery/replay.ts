@@ -16,7 +16,7 @@
  */
 import type { Flow } from '../flow/flow.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH } from '../wire/tcp.js';
-import { recOf, replaying, type Rebuild } from './rebuild.js';
+import { northOf, recOf, replaying, type Rebuild } from './rebuild.js';
 import { TS_OPT_LEN } from './packets.js';
 import { HandshakeSteps } from './handshake.js';
 
@@ -48,7 +48,7 @@ export abstract class ReplaySteps extends HandshakeSteps {
 
   protected progress(flow: Flow, r: Rebuild): void {
     if (!replaying(r.phase)) return;
-    const una = flow.incDelivered;
+    const una = northOf(flow).incDelivered;
     if (una > r.sndUna) {
       r.sndUna = una;
       r.lastProgress = this.now();
@@ -137,14 +137,14 @@ export abstract class ReplaySteps extends HandshakeSteps {
     this.log.read(flow.logId, start, end).then(
       (data) => {
         r.reading = false;
-        if (flow.rec !== r || data.length === 0) return;
+        if (recOf(flow) !== r || data.length === 0) return;
         r.data = data;
         r.dataStart = start;
         this.pump(flow, r);
       },
       (err: unknown) => {
         r.reading = false;
-        if (flow.rec !== r) return;
+        if (recOf(flow) !== r) return;
         this.fail(flow, r, 'LOG_READ_FAILED', `log read failed: ${(err as Error).message}`);
       },
     );
@@ -157,7 +157,7 @@ export abstract class ReplaySteps extends HandshakeSteps {
     // min(stable, right edge)), and a byte so acked that reached neither the new incarnation
     // by the client's own forwarded segment nor by the replay would never come again: the
     // client has forgotten it (issue 10 item 1, an upload 326 KB short after its rebuild).
-    if (r.phase === 'ABSORB' && flow.incSndMax >= r.cliAcked0 && r.sndUna >= flow.complete) {
+    if (r.phase === 'ABSORB' && northOf(flow).incSndMax >= r.cliAcked0 && r.sndUna >= flow.complete) {
       // Step 6: from here on only translation.
       this.enter(flow, r, 'LIVE', 'caught up');
     }
@@ -191,7 +191,7 @@ export abstract class ReplaySteps extends HandshakeSteps {
     if (r.ackPending) return;
     r.ackPending = true;
     queueMicrotask(() => {
-      if (!r.ackPending || flow.rec !== r) return;
+      if (!r.ackPending || recOf(flow) !== r) return;
       this.sendToServer(flow, r, flow.inSeq(r.sndNxt), TCP_ACK, null);
     });
   }

@@ -18,14 +18,13 @@
  *
  * All rewrites are in place with incremental checksum updates (RFC 1624).
  */
-import type { TranslationState } from '../flow/flow.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
 import { seqAdd } from '../wire/seq.js';
 import { windowField } from '../wire/window.js';
 import { tcpSetAck, tcpSetSeq, tcpSetDstPort, tcpSetSrcPort, tcpSetU32, tcpSetWindow } from '../wire/rewrite.js';
 
-export class Translation implements TranslationState {
+export class Translation {
   constructor(
     /** ISN_old − ISN_new (mod 2^32): added to server sequence numbers toward the client. */
     readonly seqDelta: number,

@@ -21,6 +21,7 @@ import { TCP_MIN_HEADER, TCP_OFF_FLAGS, TCP_OFF_SEQ, TCP_RST } from '../wire/tcp
 import { ipv4HeaderLen, readU32 } from '../wire/ipv4.js';
 import { ipToU32, u32ToIp } from '../wire/addr.js';
 import type { NorthWrapper } from './engine.js';
+import { northOf, peekNorth } from './rebuild.js';
 
 /** The liveness oracle's answer about a service (not src/wire/packet.ts's packet Verdict). */
 export type LivenessVerdict = 'alive' | 'dead' | 'unknown';
@@ -94,8 +95,9 @@ export class CrashMasking {
    * gateway's: each goes through the south wrapper again, skipping this stage).
    */
   hold(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo, release: (svc: Service, buf: Buffer) => void): boolean {
+    const n = northOf(flow);
     // A service no supervisor ever spoke for is judged by the policy alone (no hold).
-    if (this.oracle === null || (flow.verdictHold === null && this.oracle.state(name(svc)) === 'UNKNOWN')) {
+    if (this.oracle === null || (n.verdictHold === null && this.oracle.state(name(svc)) === 'UNKNOWN')) {
       if (this.policy === 'rst' && p.flags & TCP_RST) {
         this.stats.policyCrashes++;
         this.stats.suppressed++;
@@ -104,29 +106,29 @@ export class CrashMasking {
       }
       return false;
     }
-    if (flow.verdictHold !== null) {
+    if (n.verdictHold !== null) {
       // A retransmission of a held segment is dropped: released twice, the second copy would
       // reach a client already in TIME_WAIT, whose ACK the closed server answers with a RST.
       // Each held copy read at its own header length (a copy is a whole IP packet; a new
       // segment with IP options has another one: reading a held copy at the new segment's
       // offsets ran past its end and threw in the TUN reader, issue 11 item 1).
-      const dup = flow.verdictHold.some((h) => {
+      const dup = n.verdictHold.some((h) => {
         const l4 = ipv4HeaderLen(h, 0);
         return h.length === p.totalLen && h.length >= l4 + TCP_MIN_HEADER && readU32(h, l4 + TCP_OFF_SEQ) === p.seq &&
           h[l4 + TCP_OFF_FLAGS] === p.flags;
       });
-      if (!dup && flow.verdictHold.length < 8) flow.verdictHold.push(Buffer.from(buf.subarray(p.ipOff, p.ipOff + p.totalLen)));
+      if (!dup && n.verdictHold.length < 8) n.verdictHold.push(Buffer.from(buf.subarray(p.ipOff, p.ipOff + p.totalLen)));
       else this.stats.heldDuplicates++;
       return true;
     }
     const copy = Buffer.from(buf.subarray(p.ipOff, p.ipOff + p.totalLen));
-    flow.verdictHold = [copy];
+    n.verdictHold = [copy];
     this.stats.held++;
-    const hold = flow.verdictHold;
+    const hold = n.verdictHold;
     // settle: a heartbeat already in flight when the process died must not pass its FIN.
     void this.oracle.waitVerdict(name(svc), this.holdMs, true, this.minGapMs).then((v) => {
-      if (flow.verdictHold !== hold) return; // a crash took it meanwhile
-      flow.verdictHold = null;
+      if (n.verdictHold !== hold) return; // a crash took it meanwhile
+      n.verdictHold = null;
       let verdict = v;
       if (verdict === 'unknown') verdict = this.policy === 'rst' && hold.some((b) => isRst(b)) ? 'dead' : 'alive';
       if (verdict === 'dead') {
@@ -142,7 +144,8 @@ export class CrashMasking {
 
   /** The flow left the table: a FIN/RST held for it is never released (it would be judged against another flow). */
   forget(flow: Flow): void {
-    flow.verdictHold = null;
+    const n = peekNorth(flow); // nothing to forget without a record
+    if (n !== null) n.verdictHold = null;
   }
 
   describe(): Record<string, unknown> {

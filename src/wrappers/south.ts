@@ -52,6 +52,13 @@ export interface SouthEvents {
   /** Is the service's server down (crashed, not yet rebuilt into)? */
   serviceDown(svc: Service): boolean;
   /**
+   * Is the connection being masked or rebuilt? Its new incarnation regenerates output from
+   * offset 0, far below what the client acked (Flow.serverSeqOk).
+   */
+  rebuilding(flow: Flow): boolean;
+  /** A server segment the client would accept (its incarnation's ack counts on the north side). */
+  serverAccepted(flow: Flow, p: PacketInfo): void;
+  /**
    * A server FIN or RST the client would accept, before it moves the flow: true when the
    * verdict stage took it (held for the liveness verdict, or suppressed: the process died).
    */
@@ -63,6 +70,8 @@ export const NO_SOUTH_EVENTS: SouthEvents = {
   released: () => {},
   established: () => {},
   serviceDown: () => false,
+  rebuilding: () => false,
+  serverAccepted: () => {},
   finOrRst: () => false,
 };
 
@@ -525,10 +534,7 @@ export class SouthWrapper implements Wrapper {
       if (bad !== -1) return bad;
     }
     this.serverTs(flow, buf, p);
-    if (flow.xlate === null && flags & TCP_ACK) {
-      const a = flow.inOffset(p.ack);
-      if (a > flow.incDelivered && a <= flow.high + 1) flow.incDelivered = a;
-    }
+    this.events.serverAccepted(flow, p);
     if (flags & TCP_FIN && !(flags & TCP_RST) && !this.releasing && this.finRepeated(flow, p)) return DropReason.FIN_RETRANSMIT;
     if (flags & (TCP_FIN | TCP_RST) && !this.releasing && this.events.finOrRst(svc, flow, buf, p)) {
       return DropReason.HELD_FOR_VERDICT; // held for the liveness verdict, or suppressed (the process died)
@@ -636,7 +642,7 @@ export class SouthWrapper implements Wrapper {
     }
     const len = p.payloadLen;
     const fin = flags & TCP_FIN ? 1 : 0;
-    if (flow.serverSeqOk(o, o + len + fin)) {
+    if (flow.serverSeqOk(o, o + len + fin, this.events.rebuilding(flow))) {
       if (!fin) return -1;
       // A FIN sits after every byte the server sent: not before what the client acked, not
       // past its window; once seen, only at the same offset (finRepeated judges the copies).

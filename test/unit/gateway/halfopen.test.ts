@@ -15,6 +15,7 @@ import {
 import { emitTcpPacket } from '../../../src/wire/repr.js';
 import { seqAdd } from '../../../src/wire/seq.js';
 import { mulberry32 } from '../../../src/util/rng.js';
+import { recOf } from '../../../src/recovery/rebuild.js';
 
 const SPOOF_NET = 0xc6128000; // 198.18.128.0/17, as inject.mjs floods
 
@@ -233,7 +234,7 @@ describe('a legitimate connection during a flood', () => {
 
     o.emit('crashed');
     expect(noEnd(h.drain())).toEqual([]);
-    expect(h.flowOf(c.port).rec?.phase).toBe('MASKED');
+    expect(recOf(h.flowOf(c.port))?.phase).toBe('MASKED');
     flood(h, rand, 1000); // the flood goes on while the server is down
     const s2 = new Server({ isn: 0x0badf00d, ts: 3 });
     h.now += 100;
@@ -261,7 +262,7 @@ describe('a legitimate connection during a flood', () => {
     h.tun.inject(ack, ...c.write(500)).flush();
     const masked = await h.run(c, null);
     expect(noEnd(masked)).toEqual([]);
-    expect(h.flowOf(c.port).rec?.phase).toBe('MASKED');
+    expect(recOf(h.flowOf(c.port))?.phase).toBe('MASKED');
     expect(h.log.bytes(h.flowOf(c.port).logId).length).toBe(500);
     const s2 = new Server({ isn: 0x0badf00d, ts: 3 });
     h.now += 100;

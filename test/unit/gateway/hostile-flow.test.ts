@@ -22,6 +22,7 @@ import { emitTcpPacket } from '../../../src/wire/repr.js';
 import { encodeTcpOptions } from '../../../src/wire/tcp-options.js';
 import { seqAdd } from '../../../src/wire/seq.js';
 import { DropReason } from '../../../src/wrappers/contract.js';
+import { northOf, recOf } from '../../../src/recovery/rebuild.js';
 
 const toServer = (l: Seg[]) => l.filter((x) => x.dst === SERVER);
 const toClient = (l: Seg[]) => l.filter((x) => x.dst === CLIENT);
@@ -88,7 +89,7 @@ for (const [label, C_ISN, S_ISN] of ISNS) {
       // The server dies: the connection is masked, not forgotten.
       h.now += 10;
       o!.emit('crashed');
-      expect(f.rec?.phase).toBe('MASKED');
+      expect(recOf(f)?.phase).toBe('MASKED');
       // A SYN while masked reaches no one (the north wrapper drops it), the flow stays.
       expect(toServer(h.send(fromClient(C_ISN + 77, TCP_SYN, { options: spoofOpts })))).toHaveLength(0);
       expect(h.flow()).toBe(f);
@@ -102,7 +103,7 @@ for (const [label, C_ISN, S_ISN] of ISNS) {
       expect(syn.seq).toBe(C_ISN);
       h.tun.inject(...s2.receive(syn)).flush();
       await h.run(c, s2);
-      expect(f.rec).toBeNull();
+      expect(recOf(f)).toBeNull();
       h.tun.inject(...c.write(700)).flush();
       await h.run(c, s2);
       expect(s2.bytes().equals(inBytes(0, 6000))).toBe(true);
@@ -196,7 +197,7 @@ for (const [label, C_ISN, S_ISN] of ISNS) {
       const OUT = outputFor(300);
       expect([f.cliAcked, f.sndMax]).toEqual([OUT, OUT]);
       expect(h.send(fromServer(c.outSeq(OUT + 5000), c.seq(300), TCP_RST | TCP_ACK))).toHaveLength(0);
-      expect(f.verdictHold).toBeNull();
+      expect(northOf(f).verdictHold).toBeNull();
       expect(h.gw.masking.stats.held).toBe(0);
       expect(f.state).toBe('ESTABLISHED');
       expect(h.gw.south.stats.serverRstIgnored).toBe(1);
@@ -211,7 +212,7 @@ for (const [label, C_ISN, S_ISN] of ISNS) {
       const f = h.flow();
       h.send(fromServer(c.outSeq(f.sndMax + 0x4000_0000), 0, TCP_RST));
       expect(h.gw.north.stats.crashes).toBe(0);
-      expect(f.rec).toBeNull();
+      expect(recOf(f)).toBeNull();
       h.send(fromServer(c.outSeq(f.sndMax), 0, TCP_RST));
       expect(h.gw.north.stats.crashes).toBe(1);
     });
@@ -229,7 +230,7 @@ for (const [label, C_ISN, S_ISN] of ISNS) {
       if (h.oracle!.asked.length > 0) h.oracle!.answer('alive');
       await h.settle();
       expect({ delivered: f.delivered, sndMax: f.sndMax, high: f.high, received: f.received, cliAcked: f.cliAcked }).toEqual(before);
-      expect([f.serverFin, f.state, f.heldFin, f.verdictHold]).toEqual([-1, 'ESTABLISHED', null, null]);
+      expect([f.serverFin, f.state, f.heldFin, northOf(f).verdictHold]).toEqual([-1, 'ESTABLISHED', null, null]);
       expect(spoof).toHaveLength(0); // dropped: it acks bytes the client never sent
       expect(h.gw.south.stats.serverAckUnsent).toBe(1);
       expect(h.gw.wrapperDrops.get(DropReason.SERVER_ACK_UNSENT)).toBe(1);
@@ -239,7 +240,7 @@ for (const [label, C_ISN, S_ISN] of ISNS) {
       h.send(fromServer(c.outSeq(0x7000_0000), c.seq(35), TCP_ACK | TCP_PSH, { payload: Buffer.alloc(100, 0x58) }));
       h.send(fromServer(c.outSeq(-0x3000_0000), c.seq(35), TCP_FIN | TCP_ACK));
       expect({ delivered: f.delivered, sndMax: f.sndMax, high: f.high, received: f.received, cliAcked: f.cliAcked }).toEqual(before);
-      expect([f.serverFin, f.state, f.heldFin, f.verdictHold]).toEqual([-1, 'ESTABLISHED', null, null]);
+      expect([f.serverFin, f.state, f.heldFin, northOf(f).verdictHold]).toEqual([-1, 'ESTABLISHED', null, null]);
       expect(h.gw.masking.stats.held).toBe(0);
       expect(h.gw.south.stats.finsHeld).toBe(0);
       expect(h.gw.south.stats.serverOutOfWindow).toBe(1);
@@ -348,7 +349,7 @@ describe('item 5: leaks', () => {
     o.emit('crashed');
     expect(h.gw.north.recovering).toBe(1);
     toClient(h.tick(1500)).forEach((x) => c.receive(x)); // the service never came back: FAILED, one RST
-    expect(f.rec?.phase).toBe('FAILED');
+    expect(recOf(f)?.phase).toBe('FAILED');
     expect(f.state).toBe('CLOSED');
     // The linger ends before the FAILED rebuild's own 10 s: the sweep releases the flow.
     h.now += 200;

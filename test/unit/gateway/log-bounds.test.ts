@@ -11,6 +11,7 @@ import type { LogOptions } from '../../../src/log/common.js';
 import { seqAdd } from '../../../src/wire/seq.js';
 import { parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
 import { TCP_ACK, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
+import { recOf } from '../../../src/recovery/rebuild.js';
 
 const SEG = 1000;
 
@@ -88,8 +89,8 @@ describe('memory log bounds at the gateway', () => {
     // A crash of the server: the unprotected connection is not masked (nothing to rebuild it from).
     const svc = rig.gw.table.service(SERVER, 5001)!;
     rig.gw.north.crash(svc, 'test');
-    expect(f.rec).toBeNull();
-    expect(rig.flow(41000)!.rec).not.toBeNull();
+    expect(recOf(f)).toBeNull();
+    expect(recOf(rig.flow(41000)!)).not.toBeNull();
     rig.gw.stop();
   });
 
@@ -127,7 +128,7 @@ describe('memory log bounds at the gateway', () => {
     const svc = rig.gw.table.service(SERVER, 5001)!;
     rig.gw.north.crash(svc, 'test');
     const f = rig.flow(40000)!;
-    expect(f.rec).not.toBeNull();
+    expect(recOf(f)).not.toBeNull();
     // The client goes on sending while its server is down: past the bound.
     for (let i = 0; i < 20; i++) {
       rig.tun.inject(seg(true, 40000, { seq: seqAdd(1000, 1 + c.sent), ack: 9001, payload: Buffer.alloc(SEG, 1) })).flush();

@@ -18,6 +18,7 @@ import { seqAdd } from '../../../src/wire/seq.js';
 import { TCP_ACK, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
 import { ManualLog } from '../../support/manual-log.js';
 import { CLIENT, SERVER, CPORT, SPORT } from '../../support/segments.js';
+import { recOf, xlateOf } from '../../../src/recovery/rebuild.js';
 
 const C_ISN = 0xfffffff0;
 const S_ISN = 0x70000000;
@@ -90,11 +91,11 @@ function synAck(w: Rig, options = SYN_OPTS): void {
 }
 
 function rec(w: Rig): Rebuild | null {
-  return w.flow.rec as Rebuild | null;
+  return recOf(w.flow) as Rebuild | null;
 }
 
 describe('the rebuild state machine', () => {
-  it('logs every transition from → to, through every phase of a rebuild, and sets and clears flow.rec with it', () => {
+  it('logs every transition from → to, through every phase of a rebuild, and sets and clears the flow rebuild (recOf) with it', () => {
     const w = rig();
     w.north.crash(svcOf(w), 'test crash');
     expect(rec(w)?.phase).toBe('MASKED');
@@ -108,8 +109,8 @@ describe('the rebuild state machine', () => {
     // target (ABSORB) and the output regenerated (LIVE).
     w.clock.now += 10;
     w.north.tick();
-    expect(w.flow.rec).toBeNull();
-    expect(w.flow.xlate).not.toBeNull();
+    expect(recOf(w.flow)).toBeNull();
+    expect(xlateOf(w.flow)).not.toBeNull();
     expect(transitions(w)).toEqual(['LIVE → MASKED', 'MASKED → HANDSHAKE', 'HANDSHAKE → REPLAY', 'REPLAY → ABSORB', 'ABSORB → LIVE']);
     const msgs = w.lines.filter((l) => String(l.msg).startsWith('rebuild ') && l.to !== undefined).map((l) => String(l.msg));
     expect(msgs[0]).toBe('rebuild LIVE → MASKED (record set)');
@@ -186,7 +187,7 @@ describe('the rebuild state machine', () => {
       expect(w.lines.find((l) => l.to === 'FAILED')?.code).toBe(code);
       // Released from the table: FAILED → ENDED, the record dropped.
       w.north.forget(w.flow);
-      expect(w.flow.rec).toBeNull();
+      expect(recOf(w.flow)).toBeNull();
       expect(transitions(w).at(-1)).toBe('FAILED → ENDED');
       expect(w.north.recovering).toBe(0);
       expect(w.north.stats.illegalTransitions).toBe(0);
@@ -223,7 +224,7 @@ describe('the rebuild state machine', () => {
     expect(w.north.tryEnter(w.flow, r, 'LIVE', 'skipping the rebuild')).toBe(false);
     expect(w.north.tryEnter(w.flow, r, 'REPLAY', 'skipping the handshake')).toBe(false);
     expect(r.phase).toBe('MASKED');
-    expect(w.flow.rec).toBe(r);
+    expect(recOf(w.flow)).toBe(r);
     // The same record entering MASKED again is not a crash (a crash brings a fresh one).
     expect(w.north.tryEnter(w.flow, r, 'MASKED', 'again')).toBe(false);
     expect(w.north.stats.illegalTransitions).toBe(3);
@@ -231,7 +232,7 @@ describe('the rebuild state machine', () => {
     expect(w.lines.filter((l) => String(l.msg).startsWith('rebuild: illegal transition'))).toHaveLength(3);
     // A legal one still goes through.
     expect(w.north.tryEnter(w.flow, r, 'ENDED', 'test')).toBe(true);
-    expect(w.flow.rec).toBeNull();
+    expect(recOf(w.flow)).toBeNull();
     expect(w.north.recovering).toBe(0);
   });
 });

@@ -15,6 +15,7 @@ import { emitTcpPacket, emitIcmpError } from '../../../src/wire/repr.js';
 import { seqAdd, seqDiff } from '../../../src/wire/seq.js';
 import type { Translation } from '../../../src/recovery/translate.js';
 import { DropReason } from '../../../src/wrappers/contract.js';
+import { northOf, recOf, xlateOf } from '../../../src/recovery/rebuild.js';
 
 const C_ISN = 0xfffffc00;
 const S_ISN = 0x90000000;
@@ -48,7 +49,7 @@ async function crashed(north: Partial<NorthOptions> = {}, lastWindow = -1): Prom
   h.now += 10;
   o.emit('crashed');
   toClient(h.drain()).forEach((x) => c.receive(x));
-  expect(h.flow().rec?.phase).toBe('MASKED');
+  expect(recOf(h.flow())?.phase).toBe('MASKED');
   return { h, o, c, s };
 }
 
@@ -174,7 +175,7 @@ describe('steps 1-3: tuple, spoofed SYN, SYN-ACK', () => {
     expect(syn.seq).toBe(C_ISN);
     expect(Buffer.from(syn.options!).equals(w.c.synOptions)).toBe(true);
     expect(syn.window).toBe(64240);
-    expect(w.h.flow().rec?.phase).toBe('HANDSHAKE');
+    expect(recOf(w.h.flow())?.phase).toBe('HANDSHAKE');
     expect(w.h.gw.north.timelines[0]!.listeningAt).toBe(w.h.now);
   });
 
@@ -219,8 +220,8 @@ describe('steps 1-3: tuple, spoofed SYN, SYN-ACK', () => {
     h.tun.inject(...s2.receive(syns[3]!)).flush();
     expect(s2.peerPort).toBe(61000);
     await h.run(c, s2);
-    expect(h.flow().rec).toBeNull();
-    expect(h.flow().xlate?.serverSidePort).toBe(61000);
+    expect(recOf(h.flow())).toBeNull();
+    expect(xlateOf(h.flow())?.serverSidePort).toBe(61000);
     // After the rebuild: new client data goes out from port 61000; the answers reach port 40000.
     const more = c.write(500);
     const seen = (h.tun.inject(...more).flush(), await h.run(c, s2));
@@ -251,7 +252,7 @@ describe('steps 1-3: tuple, spoofed SYN, SYN-ACK', () => {
       expect(h.gw.north.stats.rebuildFailed).toBe(1);
       expect(h.gw.north.stats.optionMismatch).toBe(1);
       expect(h.flow().state).toBe('CLOSED');
-      expect(h.flow().rec?.phase).toBe('FAILED');
+      expect(recOf(h.flow())?.phase).toBe('FAILED');
       // The new incarnation's half-open connection is reset too (in its window: at the SYN-ACK's ack).
       const toNew = toServer(out).filter((x) => hasFlag(x, TCP_RST));
       expect(toNew).toHaveLength(1);
@@ -468,10 +469,10 @@ describe('step 6: translation after catching up', () => {
     h.tun.inject(...s2.receive(parseSeg(syn))).flush();
     await h.run(c, s2);
     const f = h.flow();
-    expect(f.rec).toBeNull();
-    expect(f.xlate).not.toBeNull();
+    expect(recOf(f)).toBeNull();
+    expect(xlateOf(f)).not.toBeNull();
     expect(h.gw.north.stats.caughtUp).toBe(1);
-    const t = f.xlate as Translation; // the engine's own type behind the flow's view
+    const t = xlateOf(f) as Translation; // the engine's own type behind the flow's view
     expect(t.oldShift).toBe(7);
     expect(t.newShift).toBe(9);
 
@@ -532,13 +533,13 @@ describe('step 7: a crash during the replay', () => {
       }
       await h.settle();
     }
-    expect(h.flow().rec?.phase).toBe('REPLAY');
+    expect(recOf(h.flow())?.phase).toBe('REPLAY');
     expect(s2.rcvNxt).toBeGreaterThan(0);
     expect(s2.rcvNxt).toBeLessThan(IN0 + 1800);
     // It dies.
     h.now += 50;
     o.emit('crashed');
-    expect(h.flow().rec?.phase).toBe('MASKED');
+    expect(recOf(h.flow())?.phase).toBe('MASKED');
     toClient(h.drain()).forEach((x) => c.receive(x));
     // Incarnation 3.
     const s3 = new Server({ isn: 0x44444444, ts: 11 });
@@ -553,7 +554,7 @@ describe('step 7: a crash during the replay', () => {
     const seen = await h.run(c, s3);
     const rep = replayed(seen);
     expect(seqDiff(rep[0]!.seq, c.seq(0))).toBe(0); // the replay starts at 0 again
-    expect(h.flow().rec).toBeNull();
+    expect(recOf(h.flow())).toBeNull();
     // More data after recovery, then the end: both sides byte-exact.
     h.tun.inject(...c.write(700)).flush();
     await h.run(c, s3);
@@ -604,7 +605,7 @@ describe('recovery timelines', () => {
     await h.run(c, s2, 200);
     h.tun.inject(...outputs.map((x) => x.raw)).flush();
     await h.run(c, s2);
-    expect(h.flow().rec).toBeNull();
+    expect(recOf(h.flow())).toBeNull();
     const tl = h.gw.north.timelines;
     expect(tl).toHaveLength(1);
     const t = tl[0]!;
@@ -663,7 +664,7 @@ describe('many connections: the replay budget, late answers, super-packets', () 
     h.tun.inject(...replayed(all).flatMap((x) => s2.receive(x))).flush();
     await h.run(c, s2);
     expect(s2.bytes().equals(inBytes(0, IN0 + 20_000))).toBe(true);
-    expect(h.flow().rec).toBeNull();
+    expect(recOf(h.flow())).toBeNull();
     expect(h.gw.north.stats.replayRetransmits).toBe(0);
   });
 
@@ -679,10 +680,10 @@ describe('many connections: the replay budget, late answers, super-packets', () 
     const s2 = new Server({ isn: S2_ISN, ts: 3 });
     h.send(...s2.receive(parseSeg(out[1]!.raw)));
     await h.settle();
-    expect(h.flow().rec?.phase).toBe('REPLAY');
+    expect(recOf(h.flow())?.phase).toBe('REPLAY');
     await h.run(w.c, s2);
     expect(s2.bytes().equals(inBytes(0, IN0))).toBe(true);
-    expect(h.flow().rec).toBeNull();
+    expect(recOf(h.flow())).toBeNull();
   });
 
   it("a late FIN retransmission from the dead incarnation's orphan during the handshake is dropped, not answered with an RST", async () => {
@@ -695,7 +696,7 @@ describe('many connections: the replay budget, late answers, super-packets', () 
     expect(h.gw.north.stats.challengeAcks).toBe(0);
     expect(h.gw.north.stats.deadDropped).toBe(dropped0 + 1);
     expect(h.gw.wrapperDrops.get(DropReason.DEAD_FIN)).toBe(1);
-    expect(h.flow().rec?.phase).toBe('HANDSHAKE');
+    expect(recOf(h.flow())?.phase).toBe('HANDSHAKE');
   });
 
   it("a late segment of the dead incarnation on the same tuple during the replay is dropped: its ack does not count", async () => {
@@ -704,21 +705,21 @@ describe('many connections: the replay budget, late answers, super-packets', () 
     const s2 = new Server({ isn: S2_ISN, ts: 3 });
     s2.synWindow = 65000;
     const segs = replayed(await handshake(w, s2, 20_000));
-    expect(h.flow().rec?.phase).toBe('REPLAY');
-    const before = h.flow().incDelivered;
+    expect(recOf(h.flow())?.phase).toBe('REPLAY');
+    const before = northOf(h.flow()).incDelivered;
     const dropped0 = h.gw.north.stats.deadDropped;
     // A FIN-ACK in the dead incarnation's numbering that acks everything, delivered late.
     const late = emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: CPORT, seq: s.seq(OUT0), ack: c.seq(IN0 + 20_000), flags: TCP_ACK | TCP_FIN, window: 1000 });
     expect(h.send(late)).toHaveLength(0);
     expect(h.gw.north.stats.deadDropped).toBe(dropped0 + 1);
     expect(h.gw.wrapperDrops.get(DropReason.DEAD_SEQ)).toBe(1);
-    expect(h.flow().incDelivered).toBe(before);
-    expect(h.flow().rec?.replayDone).toBe(false);
+    expect(northOf(h.flow()).incDelivered).toBe(before);
+    expect(recOf(h.flow())?.replayDone).toBe(false);
     // The new incarnation still gets every byte.
     h.tun.inject(...segs.flatMap((x) => s2.receive(x))).flush();
     await h.run(c, s2);
     expect(s2.bytes().equals(inBytes(0, IN0 + 20_000))).toBe(true);
-    expect(h.flow().rec).toBeNull();
+    expect(recOf(h.flow())).toBeNull();
   });
 
   it('a slow handshake raises the replay retransmission timeout to 3 × the round trip', async () => {
@@ -757,7 +758,7 @@ describe('many connections: the replay budget, late answers, super-packets', () 
       h.tun.inject(...segs.flatMap((x) => s2.receive(x))).flush();
       await h.run(c, s2);
       expect(s2.bytes().equals(inBytes(0, IN0 + 20_000))).toBe(true);
-      expect(h.flow().rec).toBeNull();
+      expect(recOf(h.flow())).toBeNull();
     }
   });
 });

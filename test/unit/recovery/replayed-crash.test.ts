@@ -11,6 +11,7 @@ import { Harness, Client, Server, FakeOracle, connect, hasFlag, outBytes, output
 import { LivenessTracker } from '../../../src/supervisor/liveness.js';
 import { encodeNotice, newBootId, type Notice, type NoticeType } from '../../../src/supervisor/messages.js';
 import type { LivenessVerdict } from '../../../src/recovery/verdict.js';
+import { recOf } from '../../../src/recovery/rebuild.js';
 
 const KEY = Buffer.from('replayed-crash-test-key-000000');
 
@@ -74,7 +75,7 @@ describe('a replayed crash notice at a restarted gateway', () => {
       }
       expect(out.filter((x) => x.dst === SERVER && (hasFlag(x, TCP_RST) || hasFlag(x, TCP_SYN)))).toEqual([]);
       expect(h.gw.north.stats.crashes).toBe(0);
-      expect(h.flow().rec).toBeNull();
+      expect(recOf(h.flow())).toBeNull();
       expect(o.t.state(SVC_NAME)).toBe('LISTENING');
       // the connection goes on, end to end
       h.tun.inject(...c.write(300)).flush();

@@ -10,6 +10,7 @@ import {
 } from '../../support/gateway-harness.js';
 import { emitTcpPacket } from '../../../src/wire/repr.js';
 import type { CrashPolicy } from '../../../src/recovery/verdict.js';
+import { northOf, recOf } from '../../../src/recovery/rebuild.js';
 
 interface World {
   h: Harness;
@@ -56,7 +57,7 @@ describe('verdict hold with an oracle', () => {
     expect(out).toHaveLength(1); // released once, byte-identical
     expect(out[0]!.raw.equals(fin)).toBe(true);
     expect(h.gw.masking.stats.releasedAlive).toBe(1);
-    expect(h.flow().rec).toBeNull();
+    expect(recOf(h.flow())).toBeNull();
     expect(h.flow().state).toBe('CLOSING');
 
     // The client acks the FIN and closes its side; the server acks that: CLOSED.
@@ -105,8 +106,8 @@ describe('verdict hold with an oracle', () => {
     expect(h.gw.masking.stats.releasedAlive).toBe(0);
     expect(h.gw.north.stats.crashes).toBe(1);
     expect(h.gw.north.stats.flowsMasked).toBe(2);
-    expect(h.flowOf(c.port).rec?.phase).toBe('MASKED');
-    expect(h.flowOf(40002).rec?.phase).toBe('MASKED');
+    expect(recOf(h.flowOf(c.port))?.phase).toBe('MASKED');
+    expect(recOf(h.flowOf(40002))?.phase).toBe('MASKED');
     expect(h.gw.north.isDown(h.svc)).toBe(true);
     expect(h.gw.north.timelines).toHaveLength(1);
     expect(h.gw.north.timelines[0]!.connections).toBe(2);
@@ -129,7 +130,7 @@ describe('verdict hold with an oracle', () => {
       await h.settle();
       const out = h.drain();
       expect(out.filter((x) => hasFlag(x, TCP_RST))).toHaveLength(0);
-      expect(h.flow().rec?.phase).toBe('MASKED');
+      expect(recOf(h.flow())?.phase).toBe('MASKED');
       expect(h.flow().state).toBe('ESTABLISHED');
       expect(h.gw.masking.stats.suppressed).toBe(1);
     }
@@ -143,7 +144,7 @@ describe('verdict hold with an oracle', () => {
       const out = h.drain();
       expect(out).toHaveLength(1);
       expect(out[0]!.raw.equals(fin)).toBe(true);
-      expect(h.flow().rec).toBeNull();
+      expect(recOf(h.flow())).toBeNull();
       expect(h.gw.north.stats.crashes).toBe(0);
     }
   });
@@ -173,7 +174,7 @@ describe('verdict hold with an oracle', () => {
     expect(out).toHaveLength(1);
     expect(out[0]!.raw.equals(rst)).toBe(true);
     expect(h.flow().state).toBe('CLOSED');
-    expect(h.flow().rec).toBeNull();
+    expect(recOf(h.flow())).toBeNull();
     expect(h.gw.south.stats.flowsReset).toBe(1);
     expect(h.gw.north.stats.crashes).toBe(0);
   });
@@ -183,8 +184,8 @@ describe('verdict hold with an oracle', () => {
     const { h, s } = await world(o);
     expect(h.send(s.fin())).toHaveLength(0);
     o.emit('crashed');
-    expect(h.flow().rec?.phase).toBe('MASKED');
-    expect(h.flow().verdictHold).toBeNull();
+    expect(recOf(h.flow())?.phase).toBe('MASKED');
+    expect(northOf(h.flow()).verdictHold).toBeNull();
     h.drain();
     o.answer('alive');
     await h.settle();
@@ -223,9 +224,9 @@ describe('without an oracle', () => {
     expect(h.gw.masking.stats.policyCrashes).toBe(1);
     expect(h.gw.north.stats.crashes).toBe(1);
     expect(h.flow().state).not.toBe('CLOSED');
-    expect(h.flow().rec).not.toBeNull();
+    expect(recOf(h.flow())).not.toBeNull();
     // No 'listening' will come: the rebuild starts by itself (a spoofed SYN toward the server).
-    expect(h.flow().rec!.phase).toBe('HANDSHAKE');
+    expect(recOf(h.flow())!.phase).toBe('HANDSHAKE');
     const syn = out.find((x) => x.dst === SERVER && x.flags === 0x02);
     expect(syn?.seq).toBe(c.isn);
     expect(h.gw.north.timelines[0]!.reason).toMatch(/policy/);
@@ -257,7 +258,7 @@ describe('hostile input while a FIN is held (issue 11 item 1)', () => {
     expect((evil[0]! & 0x0f)).toBe(15);
     expect(() => h.send(evil)).not.toThrow();
     expect(h.gw.stats.internalErrors).toBe(0);
-    expect(h.flow().verdictHold).toHaveLength(2);
+    expect(northOf(h.flow()).verdictHold).toHaveLength(2);
     // The gateway goes on: client data still flows.
     h.tun.inject(...c.write(100)).flush();
     await h.run(c, s);

@@ -12,6 +12,7 @@ import {
 import type { NorthOptions } from '../../../src/recovery/options.js';
 import { emitTcpPacket } from '../../../src/wire/repr.js';
 import { seqDiff } from '../../../src/wire/seq.js';
+import { northOf, recOf } from '../../../src/recovery/rebuild.js';
 
 const C_ISN = 0xfffff000;
 const S_ISN = 0x70000000;
@@ -84,7 +85,7 @@ describe('replay into a server that stops reading while its output is unacknowle
       toS2.push(x);
       return orig(x);
     };
-    const t = await rebuild(w, s2, () => w.h.flow().rec === null);
+    const t = await rebuild(w, s2, () => recOf(w.h.flow()) === null);
     expect(w.h.gw.north.stats.rebuildFailed).toBe(0);
     expect(t).toBeGreaterThanOrEqual(0); // caught up (without the fix: stuck in REPLAY for ever)
     expect(s2.bytes().equals(inBytes(0, IN))).toBe(true);
@@ -121,7 +122,7 @@ describe('a client at a zero window', () => {
     await h.settle();
     // The handshake's ACK and the first replayed window, held back: the server has nothing yet.
     const held = h.drain();
-    expect(h.flow().rec?.phase).toBe('REPLAY');
+    expect(recOf(h.flow())?.phase).toBe('REPLAY');
     expect(s2.rcvNxt).toBe(0);
     // The client reads again: its window update (seq = its snd_nxt, past the replay).
     c.window = 502;
@@ -139,11 +140,11 @@ describe('a client at a zero window', () => {
     }
     expect(out.some((x) => x.window === 502)).toBe(true);
     h.tun.inject(...route([...held, ...out], c, s2)).flush();
-    for (let i = 0; i < 100 && h.flow().rec !== null; i++) {
+    for (let i = 0; i < 100 && recOf(h.flow()) !== null; i++) {
       await h.run(c, s2, 5000);
       h.tun.inject(...route(h.tick(50), c, s2)).flush();
     }
-    expect(h.flow().rec).toBe(null);
+    expect(recOf(h.flow())).toBe(null);
     expect(s2.bytes().equals(inBytes(0, 20_000))).toBe(true);
     expect(h.gw.north.stats.rebuildFailed).toBe(0);
   });
@@ -173,8 +174,8 @@ describe('the window advertised to the new incarnation', () => {
       toS2.push(x);
       return orig(x);
     };
-    await rebuild(w, s2, () => w.h.flow().rec === null);
-    expect(w.h.flow().rec).toBe(null);
+    await rebuild(w, s2, () => recOf(w.h.flow()) === null);
+    expect(recOf(w.h.flow())).toBe(null);
     const after = toS2.filter((x) => !hasFlag(x, TCP_SYN) && !hasFlag(x, TCP_RST));
     expect(after.length).toBeGreaterThan(0);
     // Scaled by the client's shift (7): at most max(2048, 1408) bytes.
@@ -204,8 +205,8 @@ describe('the regenerated tail that carries the FIN', () => {
     await rebuild(w, s2, () => s2.finRcvd);
     await h.run(c, s2, 5000);
     expect(s2.finRcvd).toBe(true);
-    expect(h.flow().incSndMax).toBe(TAIL);
-    expect(h.flow().rec).not.toBe(null); // still absorbing: the client has up to OUT
+    expect(northOf(h.flow()).incSndMax).toBe(TAIL);
+    expect(recOf(h.flow())).not.toBe(null); // still absorbing: the client has up to OUT
     const got0 = c.bytes().length;
     // The new incarnation closes: its last 100 bytes (the client has them) and its FIN in one segment.
     const tail = emitTcpPacket({
@@ -292,7 +293,7 @@ describe('the end of the replay', () => {
       }
     }
     expect(c.maxAck).toBe(IN + 1000);
-    expect(h.flow().rec?.phase).toBe('REPLAY');
+    expect(recOf(h.flow())?.phase).toBe('REPLAY');
     h.tun.inject(...route(held.filter((x) => seqDiff(x.seq, c.seq(0)) + dataLen(x) <= IN), c, s2)).flush();
     await h.settle();
     // The new incarnation acked what the replay target was (3,000), not what the client was
@@ -300,9 +301,9 @@ describe('the end of the replay', () => {
     expect(s2.rcvNxt).toBe(IN);
     expect(h.flow().complete).toBe(IN + 1000);
     // (REPLAY before the phase split: the replay reached its target, the rebuild goes on in ABSORB.)
-    expect(h.flow().rec?.phase).toBe('ABSORB');
+    expect(recOf(h.flow())?.phase).toBe('ABSORB');
     // However the rebuild goes on, it ends with the server holding all of it.
-    for (let i = 0; i < 40 && h.flow().rec !== null; i++) {
+    for (let i = 0; i < 40 && recOf(h.flow()) !== null; i++) {
       await h.run(c, s2, 5000);
       h.tun.inject(...route(h.tick(250), c, s2)).flush();
     }
