@@ -60,6 +60,7 @@ import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { VnetPath } from './offload.js';
 import { assertHeadroom } from '../wire/headroom.js';
 import type { ControlEndpoint } from './control.js';
+import { metricsText } from './metrics.js';
 
 /** /status's flow list: a page of `dflt` connections unless asked, at most `max`. */
 export const FLOW_PAGE = Object.freeze({ dflt: 100, max: 1000 });
@@ -588,58 +589,9 @@ export class Gateway {
     return Object.assign(r, this.wrapperDrops.snapshot());
   }
 
-  /** Prometheus text exposition. */
+  /** Prometheus text exposition (src/gateway/metrics.ts). */
   metrics(): string {
-    const lines: string[] = [];
-    const put = (name: string, help: string, type: 'counter' | 'gauge', value: number, labels = '') => {
-      lines.push(`# HELP ftcp_${name} ${help}`, `# TYPE ftcp_${name} ${type}`, `ftcp_${name}${labels} ${value}`);
-    };
-    for (const [k, v] of Object.entries(this.stats)) put(`gateway_${snake(k)}_total`, `gateway ${k}`, 'counter', v as number);
-    for (const [k, v] of Object.entries(this.south.stats)) put(`south_${snake(k)}_total`, `south wrapper ${k}`, 'counter', v as number);
-    for (const [k, v] of Object.entries(this.north.stats)) put(`north_${snake(k)}_total`, `north wrapper ${k}`, 'counter', v as number);
-    if (this.vnet !== null) for (const [k, v] of Object.entries(this.vnet.stats)) put(`offload_${snake(k)}_total`, `offload ${k}`, 'counter', v as number);
-    const notices = (this.masking.describe().notices ?? {}) as Record<string, unknown>;
-    for (const [k, v] of Object.entries(notices)) if (typeof v === 'number') put(`oracle_${snake(k)}_total`, `supervisor notices: ${k}`, 'counter', v);
-    put('recovering', 'connections being masked or rebuilt', 'gauge', this.north.recovering);
-    put('connections', 'protected connections in the flow table', 'gauge', this.table.size);
-    put('max_flows', 'the flow table bound (--max-flows): new connections beyond it pass unprotected', 'gauge', this.south.limits().maxFlows);
-    put('half_open', 'half-open connections in the flow table (handshake not complete, nothing logged)', 'gauge', this.table.halfOpenCount);
-    lines.push('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');
-    for (const [reason, v] of Object.entries(this.dropReasons())) lines.push(`ftcp_drops_total{reason="${reason}"} ${v}`);
-    put('log_ok', '1 when the log status is OK', 'gauge', this.log.status() === 'OK' ? 1 : 0);
-    lines.push('# HELP ftcp_limit configured bounds of the gateway, by name', '# TYPE ftcp_limit gauge');
-    for (const [name, v] of Object.entries(this.limits())) lines.push(`ftcp_limit{name="${name}"} ${v}`);
-    const u = this.log.usage?.();
-    if (u !== undefined) {
-      put('log_bytes', 'stream bytes the log holds, counted against its budget', 'gauge', u.bytes);
-      put('log_memory_bytes', 'memory the log holds for them (memory log: its slabs)', 'gauge', u.memory);
-      if (Number.isFinite(u.maxBytes)) put('log_memory_budget_bytes', 'the log budget (--log-budget)', 'gauge', u.maxBytes);
-      if (Number.isFinite(u.maxBytesPerConn)) put('log_memory_conn_bound_bytes', 'the per-connection bound (--log-conn-bound)', 'gauge', u.maxBytesPerConn);
-    }
-    lines.push('# HELP ftcp_unprotected_total connections that continue unprotected, by reason', '# TYPE ftcp_unprotected_total counter');
-    lines.push(`ftcp_unprotected_total{reason="conn_bound"} ${this.boundStats.connection}`);
-    lines.push(`ftcp_unprotected_total{reason="budget"} ${this.boundStats.total}`);
-    lines.push(`ftcp_unprotected_total{reason="log_failure"} ${this.unprotected.size}`);
-    lines.push('# HELP ftcp_auth_drops_total control-channel datagrams dropped (authentication, freshness), by channel and reason', '# TYPE ftcp_auth_drops_total counter');
-    for (const [channel, reasons] of Object.entries(this.authDrops())) {
-      for (const [reason, v] of Object.entries(reasons)) lines.push(`ftcp_auth_drops_total{channel="${snake(channel)}",reason="${snake(reason)}"} ${v}`);
-    }
-    const c = this.control;
-    if (c !== null) {
-      for (const [k, v] of Object.entries(c.stats)) put(`control_${snake(k)}_total`, `control endpoint ${k}`, 'counter', v as number);
-      put('control_connections', 'open connections to the control endpoint', 'gauge', c.connections());
-    }
-    const ll = this.log.linkStats?.();
-    if (ll !== undefined) {
-      // The log link (remote log): retransmissions, REJECTs, resyncs, re-registrations...
-      put('log_link_peer_active', '1 when the log server is active on the link', 'gauge', ll.peer === 'active' ? 1 : 0);
-      for (const [k, v] of Object.entries(ll.link)) put(`log_link_${snake(k)}_total`, `log link ${k}`, 'counter', v);
-      const gauges = new Set(['pendingBytes', 'connections', 'requests']);
-      for (const [k, v] of Object.entries(ll.client)) {
-        put(`log_client_${snake(k)}${gauges.has(k) ? '' : '_total'}`, `log client ${k}`, gauges.has(k) ? 'gauge' : 'counter', v);
-      }
-    }
-    return lines.join('\n') + '\n';
+    return metricsText(this, this.log);
   }
 }
 
@@ -649,8 +601,3 @@ function controlLimits(l: Readonly<Record<string, number>>): Record<string, numb
   for (const [k, v] of Object.entries(l)) out[`control${k[0]!.toUpperCase()}${k.slice(1)}`] = v;
   return out;
 }
-
-function snake(s: string): string {
-  return s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-}
-

@@ -1,0 +1,64 @@
+/**
+ * The gateway's Prometheus text exposition (`/metrics`): every counter of the gateway and its
+ * parts, the drops by reason (`ftcp_drops_total{reason}`), the configured bounds, the log's
+ * usage and link, the control endpoint. It reads the gateway; it changes nothing.
+ */
+import type { Gateway } from './gateway.js';
+import type { LogStore } from '../log/types.js';
+
+export function metricsText(gw: Gateway, log: LogStore): string {
+  const lines: string[] = [];
+  const put = (name: string, help: string, type: 'counter' | 'gauge', value: number, labels = '') => {
+    lines.push(`# HELP ftcp_${name} ${help}`, `# TYPE ftcp_${name} ${type}`, `ftcp_${name}${labels} ${value}`);
+  };
+  for (const [k, v] of Object.entries(gw.stats)) put(`gateway_${snake(k)}_total`, `gateway ${k}`, 'counter', v as number);
+  for (const [k, v] of Object.entries(gw.south.stats)) put(`south_${snake(k)}_total`, `south wrapper ${k}`, 'counter', v as number);
+  for (const [k, v] of Object.entries(gw.north.stats)) put(`north_${snake(k)}_total`, `north wrapper ${k}`, 'counter', v as number);
+  if (gw.vnet !== null) for (const [k, v] of Object.entries(gw.vnet.stats)) put(`offload_${snake(k)}_total`, `offload ${k}`, 'counter', v as number);
+  const notices = (gw.masking.describe().notices ?? {}) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(notices)) if (typeof v === 'number') put(`oracle_${snake(k)}_total`, `supervisor notices: ${k}`, 'counter', v);
+  put('recovering', 'connections being masked or rebuilt', 'gauge', gw.north.recovering);
+  put('connections', 'protected connections in the flow table', 'gauge', gw.table.size);
+  put('max_flows', 'the flow table bound (--max-flows): new connections beyond it pass unprotected', 'gauge', gw.south.limits().maxFlows);
+  put('half_open', 'half-open connections in the flow table (handshake not complete, nothing logged)', 'gauge', gw.table.halfOpenCount);
+  lines.push('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');
+  for (const [reason, v] of Object.entries(gw.dropReasons())) lines.push(`ftcp_drops_total{reason="${reason}"} ${v}`);
+  put('log_ok', '1 when the log status is OK', 'gauge', log.status() === 'OK' ? 1 : 0);
+  lines.push('# HELP ftcp_limit configured bounds of the gateway, by name', '# TYPE ftcp_limit gauge');
+  for (const [name, v] of Object.entries(gw.limits())) lines.push(`ftcp_limit{name="${name}"} ${v}`);
+  const u = log.usage?.();
+  if (u !== undefined) {
+    put('log_bytes', 'stream bytes the log holds, counted against its budget', 'gauge', u.bytes);
+    put('log_memory_bytes', 'memory the log holds for them (memory log: its slabs)', 'gauge', u.memory);
+    if (Number.isFinite(u.maxBytes)) put('log_memory_budget_bytes', 'the log budget (--log-budget)', 'gauge', u.maxBytes);
+    if (Number.isFinite(u.maxBytesPerConn)) put('log_memory_conn_bound_bytes', 'the per-connection bound (--log-conn-bound)', 'gauge', u.maxBytesPerConn);
+  }
+  lines.push('# HELP ftcp_unprotected_total connections that continue unprotected, by reason', '# TYPE ftcp_unprotected_total counter');
+  lines.push(`ftcp_unprotected_total{reason="conn_bound"} ${gw.boundStats.connection}`);
+  lines.push(`ftcp_unprotected_total{reason="budget"} ${gw.boundStats.total}`);
+  lines.push(`ftcp_unprotected_total{reason="log_failure"} ${gw.unprotected.size}`);
+  lines.push('# HELP ftcp_auth_drops_total control-channel datagrams dropped (authentication, freshness), by channel and reason', '# TYPE ftcp_auth_drops_total counter');
+  for (const [channel, reasons] of Object.entries(gw.authDrops())) {
+    for (const [reason, v] of Object.entries(reasons)) lines.push(`ftcp_auth_drops_total{channel="${snake(channel)}",reason="${snake(reason)}"} ${v}`);
+  }
+  const c = gw.control;
+  if (c !== null) {
+    for (const [k, v] of Object.entries(c.stats)) put(`control_${snake(k)}_total`, `control endpoint ${k}`, 'counter', v as number);
+    put('control_connections', 'open connections to the control endpoint', 'gauge', c.connections());
+  }
+  const ll = log.linkStats?.();
+  if (ll !== undefined) {
+    // The log link (remote log): retransmissions, REJECTs, resyncs, re-registrations...
+    put('log_link_peer_active', '1 when the log server is active on the link', 'gauge', ll.peer === 'active' ? 1 : 0);
+    for (const [k, v] of Object.entries(ll.link)) put(`log_link_${snake(k)}_total`, `log link ${k}`, 'counter', v);
+    const gauges = new Set(['pendingBytes', 'connections', 'requests']);
+    for (const [k, v] of Object.entries(ll.client)) {
+      put(`log_client_${snake(k)}${gauges.has(k) ? '' : '_total'}`, `log client ${k}`, gauges.has(k) ? 'gauge' : 'counter', v);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+function snake(s: string): string {
+  return s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
