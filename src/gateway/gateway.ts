@@ -59,7 +59,6 @@ import { parseIcmpError } from '../wire/repr.js';
 import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { VnetPath } from './offload.js';
 import { assertHeadroom } from '../wire/headroom.js';
-import type { ControlEndpoint } from './control.js';
 import { metricsText } from './metrics.js';
 
 /** /status's flow list: a page of `dflt` connections unless asked, at most `max`. */
@@ -150,7 +149,7 @@ export class Gateway {
   readonly checksums: ChecksumPolicy;
   private readonly verify: boolean;
   /** The control endpoint, when one runs (its counters are in the snapshot and the metrics). */
-  control: ControlEndpoint | null = null;
+  control: ControlView | null = null;
 
   constructor(opts: GatewayOptions) {
     this.tun = opts.tun;
@@ -562,7 +561,7 @@ export class Gateway {
     return out;
   }
 
-  private controlState(c: ControlEndpoint): Record<string, unknown> {
+  private controlState(c: ControlView): Record<string, unknown> {
     const a = c.address();
     return { listen: `${a.address}:${a.port}`, token: c.tokenRequired, connections: c.connections(), ...c.stats };
   }
@@ -593,6 +592,18 @@ export class Gateway {
   metrics(): string {
     return metricsText(this, this.log);
   }
+}
+
+/**
+ * What the gateway reads of its control endpoint (control.ts serves the gateway and sets
+ * `gateway.control`); declared here, so that the two files do not import each other.
+ */
+export interface ControlView {
+  readonly stats: object;
+  readonly limits: Readonly<Record<string, number>>;
+  readonly tokenRequired: boolean;
+  address(): { address: string; port: number };
+  connections(): number;
 }
 
 /** The control endpoint's bounds under limit names: headersTimeoutMs -> controlHeadersTimeoutMs. */
