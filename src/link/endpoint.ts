@@ -1061,12 +1061,12 @@ export class LinkEndpoint {
 
   private setBit(p: number): void {
     const i = p % REPLAY_WINDOW;
-    this.replayBits[i >>> 5] |= 1 << (i & 31);
+    this.replayBits[i >>> 5]! |= 1 << (i & 31);
   }
 
   private clearBit(p: number): void {
     const i = p % REPLAY_WINDOW;
-    this.replayBits[i >>> 5] &= ~(1 << (i & 31));
+    this.replayBits[i >>> 5]! &= ~(1 << (i & 31));
   }
 }
 

@@ -97,7 +97,7 @@ describe('the control endpoint is off the clients\' side (lab)', () => {
       const after = await gatewayStatus(name);
       console.log(`500 half-sent requests: all closed after ${r.maxMs} ms at most; ${r.answered408} answered 408; ` +
         `closed at accept ${after.control.overCapacity - before.control.overCapacity}, timed out ${after.control.timedOut - before.control.timedOut}`);
-      const refused = (s: { control: Record<string, number> }) => s.control.timedOut + s.control.overCapacity;
+      const refused = (s: { control: Record<string, number> }) => s.control.timedOut! + s.control.overCapacity!;
       expect(refused(after) - refused(before)).toBe(500);
       expect(after.control.connections).toBeLessThanOrEqual(1); // only the status request itself
     });

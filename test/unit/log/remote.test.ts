@@ -176,8 +176,8 @@ describe('RemoteLog over a lossy simulated network', () => {
     await until(r, () => ids.every((id, k) => (r.stable.get(id) ?? 0) >= datas[k]!.length), 10_000, 'all stable');
     const ls = r.client.linkStats().client;
     // One round at once, then at most one per resyncIntervalMs (250 ms): 2 for 200 ms.
-    expect(ls.resyncs - before.resyncs).toBeLessThanOrEqual(2);
-    expect(ls.reRegistrations - before.reRegistrations).toBeLessThanOrEqual(2 * ids.length);
+    expect(ls.resyncs! - before.resyncs!).toBeLessThanOrEqual(2);
+    expect(ls.reRegistrations! - before.reRegistrations!).toBeLessThanOrEqual(2 * ids.length);
     expect(ls.resyncsCoalesced).toBeGreaterThan(90);
     expect(r.violations).toEqual([]);
     for (let k = 0; k < ids.length; k++) expect(r.stable.get(ids[k]!)).toBe(datas[k]!.length);

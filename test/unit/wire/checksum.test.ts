@@ -71,7 +71,7 @@ describe('checksum (RFC 1071)', () => {
       expect(tcpChecksum(p, 0)).toBe(refChecksumWithZero(Buffer.concat([pseudo, p.subarray(20)]), 0, pseudo.length + tcpLen, 12 + 16));
       // Any flipped bit is caught.
       const q = Buffer.from(p);
-      q[q.length - 1] ^= 0x40;
+      q[q.length - 1]! ^= 0x40;
       expect(tcpChecksumOk(q, 0)).toBe(false);
     }));
   });
