@@ -36,7 +36,7 @@ import { logger } from '../util/logger.js';
 import { fillIpv4HeaderChecksum, fillTcpChecksum } from '../wire/checksum.js';
 import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { emitTcpPacket } from '../wire/repr.js';
-import { seqAdd } from '../wire/seq.js';
+import { seqAdd, type Seq } from '../wire/seq.js';
 import { TCP_ACK, TCP_OFF_ACK, TCP_OFF_CHECKSUM, TCP_OFF_WINDOW, TCP_PSH } from '../wire/tcp.js';
 import {
   VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_HDR_LEN, VNET_OFF_CSUM_OFFSET, VNET_OFF_CSUM_START, VNET_OFF_GSO_SIZE, ipv4PseudoSum,
@@ -131,10 +131,10 @@ class OldVnetEmit {
 }
 
 /** What the old send path read of a Rebuild. */
-interface RebuildFields { newIsn: number; sidePort: number; newTsRecent: number; ackPending: boolean }
+interface RebuildFields { newIsn: Seq; sidePort: number; newTsRecent: Seq; ackPending: boolean }
 
 /** OLD rebuild.ts sendToServer: a repr literal, a TS option and a packet allocated per segment. */
-function oldSendToServer(out: OldVnetEmit, flow: Flow, r: RebuildFields, seq: number, flags: number, payload: Uint8Array | null): void {
+function oldSendToServer(out: OldVnetEmit, flow: Flow, r: RebuildFields, seq: Seq, flags: number, payload: Uint8Array | null): void {
   r.ackPending = false;
   const ackOff = Math.min(northOf(flow).incSndMax, flow.cliAcked);
   const ack = seqAdd(r.newIsn, 1 + (ackOff % 0x100000000));
@@ -170,14 +170,14 @@ function oldReleaseHeldAck(out: OldVnetEmit, flow: Flow, stable: number): void {
 // ---- AFTER: the gateway's own code, reached through its private methods -------------------
 
 interface Private {
-  sendToServer(flow: Flow, r: RebuildFields, seq: number, flags: number, payload: Uint8Array | null): void;
+  sendToServer(flow: Flow, r: RebuildFields, seq: Seq, flags: number, payload: Uint8Array | null): void;
   releaseHeldAck(flow: Flow, stable: number): void;
 }
 
 // ---- the setting: one rebuilt connection ---------------------------------------------------
 
 function makeFlow(): Flow {
-  const flow = new Flow(1, CLIENT, 40000, SERVER, 5001, 0xfffff000, Buffer.alloc(0), 0);
+  const flow = new Flow(1, CLIENT, 40000, SERVER, 5001, 0xfffff000 as Seq, Buffer.alloc(0), 0);
   // The fields the send paths read (a connection with timestamps, window scale 7 both ways).
   Object.assign(flow as unknown as Record<string, unknown>, {
     serverIsn: 0x70000000, tsOk: true, cliTsVal: 123456, lastTsToClient: 654321, clientWscale: 7, serverWscale: 7,
@@ -247,13 +247,13 @@ export async function measureEmit(runs: number, mb: number, acks: number): Promi
   const south = gw.south as unknown as Private;
   const old = new OldVnetEmit(tun, MTU);
   const flow = makeFlow();
-  const r: RebuildFields = { newIsn: 0x1234abcd, sidePort: 40000, newTsRecent: 777, ackPending: false };
+  const r: RebuildFields = { newIsn: 0x1234abcd as Seq, sidePort: 40000, newTsRecent: 777 as Seq, ackPending: false };
   const chunk = Buffer.alloc(CHUNK);
   for (let i = 0; i < CHUNK; i++) chunk[i] = (i * 7 + 3) & 0xff;
   const total = mb * CHUNK;
 
   // The replay sender's loop (rebuild.ts pump): a view of the log chunk per segment.
-  const replay = (send: (seq: number, payload: Uint8Array) => void) => () => {
+  const replay = (send: (seq: Seq, payload: Uint8Array) => void) => () => {
     for (let off = 0; off < total; off += MSS) {
       const at = off % CHUNK;
       const end = Math.min(at + MSS, CHUNK, at + total - off);

@@ -30,7 +30,7 @@
  * CLOSED flows are released by the flow table after a short linger (late retransmissions).
  */
 import { u32ToIp } from '../wire/addr.js';
-import { seqAdd, seqDiff } from '../wire/seq.js';
+import { seqAdd, seqDiff, type Offset, type Seq } from '../wire/seq.js';
 import type { Logger } from '../util/logger.js';
 
 export type FlowState = 'SYN_SEEN' | 'SYN_ACKED' | 'ESTABLISHED' | 'CLOSING' | 'CLOSED';
@@ -50,8 +50,8 @@ export class Flow {
   readonly serverIp: number;
   readonly serverPort: number;
 
-  clientIsn: number;
-  serverIsn = 0;
+  clientIsn: Seq;
+  serverIsn = 0 as Seq;
   clientSynOptions: Buffer;
   serverSynOptions: Buffer = Buffer.alloc(0);
   /** Window shifts in effect (0 when window scaling was not negotiated). */
@@ -61,21 +61,21 @@ export class Flow {
   lastActivity: number;
 
   // in-stream
-  received = 0;
-  high = 0;
-  stable = 0;
-  complete = 0;
+  received: Offset = 0;
+  high: Offset = 0;
+  stable: Offset = 0;
+  complete: Offset = 0;
   /** Highest in-stream offset the server's TCP acknowledged. */
-  delivered = 0;
+  delivered: Offset = 0;
   /** Offset of the client's FIN (one past the last data byte), or -1. */
-  clientFin = -1;
+  clientFin: Offset = -1;
   clientFinLogged = false;
 
   // out-stream
-  sndMax = 0;
-  cliAcked = 0;
+  sndMax: Offset = 0;
+  cliAcked: Offset = 0;
   /** Offset of the server's FIN, or -1, and when it was first forwarded (ms). */
-  serverFin = -1;
+  serverFin: Offset = -1;
   serverFinAt = 0;
 
   /**
@@ -84,36 +84,36 @@ export class Flow {
    */
   held: Buffer | null = null;
   heldLen = 0;
-  heldAck = 0;
+  heldAck: Offset = 0;
 
   /**
    * The server's FIN segment, held whole while the ack it carries is beyond `stable`
    * (see SouthWrapper.fromServer), and that ack as an in-stream offset.
    */
   heldFin: Buffer | null = null;
-  heldFinAck = 0;
+  heldFinAck: Offset = 0;
 
   /** Client bytes that arrived before the log had the connection (offset, copy). */
-  pending: Array<{ offset: number; data: Buffer }> | null = null;
+  pending: Array<{ offset: Offset; data: Buffer }> | null = null;
   pendingBytes = 0;
   /** Right edge (in-stream offset) of the window the server last advertised. */
-  rightEdge = 0;
+  rightEdge: Offset = 0;
   /**
    * The furthest right edge the server advertised (in-stream offset): what a client may send
    * (a receiver never takes back a window it offered). A new incarnation's first windows,
    * relative to its replay, lie far behind it.
    */
-  maxRightEdge = 0;
+  maxRightEdge: Offset = 0;
   /** The largest window the server advertised (bytes, scaled); 0: none yet. */
   srvMaxWindow = 0;
   /** Right edge (out-stream offset) of the largest window the client advertised (0: none yet). */
-  cliRightEdge = 0;
+  cliRightEdge: Offset = 0;
   /**
    * A half-open flow's other SYN: a SYN with another ISN on the same tuple before the
    * server answered (see SouthWrapper.synOnFlow), or null. The SYN-ACK says which one the
    * server took.
    */
-  altSyn: { isn: number; options: Buffer; window: number } | null = null;
+  altSyn: { isn: Seq; options: Buffer; window: number } | null = null;
   closedAt = 0;
 
   // ---- crash masking and recovery (src/recovery) -----------------------------------
@@ -128,7 +128,7 @@ export class Flow {
   /** The largest window the client ever offered, in bytes (scaled). */
   cliMaxWindow = 0;
   /** The latest TSval the client saw from the server (after translation). */
-  lastTsToClient = 0;
+  lastTsToClient = 0 as Seq;
   /**
    * The north side's record of the connection (crash masking, the rebuild, the translation:
    * src/recovery/rebuild.ts's NorthRecord, read through its accessors), or null until it
@@ -154,7 +154,7 @@ export class Flow {
   halfOpenNext: Flow | null = null;
 
   constructor(key: number, clientIp: number, clientPort: number, serverIp: number, serverPort: number,
-    clientIsn: number, clientSynOptions: Buffer, now: number) {
+    clientIsn: Seq, clientSynOptions: Buffer, now: number) {
     this.key = key;
     this.clientIp = clientIp;
     this.clientPort = clientPort;
@@ -167,22 +167,22 @@ export class Flow {
   }
 
   /** The in-stream offset of sequence number `seq` (client → server). */
-  inOffset(seq: number): number {
+  inOffset(seq: Seq): Offset {
     return this.received + seqDiff(seq, seqAdd(this.clientIsn, 1 + (this.received % 0x100000000)));
   }
 
   /** The sequence number of in-stream offset `off`. */
-  inSeq(off: number): number {
+  inSeq(off: Offset): Seq {
     return seqAdd(this.clientIsn, 1 + (off % 0x100000000));
   }
 
   /** The sequence number (client's view) of out-stream offset `off`. */
-  outSeq(off: number): number {
+  outSeq(off: Offset): Seq {
     return seqAdd(this.serverIsn, 1 + (off % 0x100000000));
   }
 
   /** The out-stream offset of sequence number `seq` (server → client). */
-  outOffset(seq: number): number {
+  outOffset(seq: Seq): Offset {
     return this.sndMax + seqDiff(seq, seqAdd(this.serverIsn, 1 + (this.sndMax % 0x100000000)));
   }
 

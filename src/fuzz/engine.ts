@@ -51,7 +51,7 @@ import { peekNorth, recOf, xlateOf } from '../recovery/rebuild.js';
 import { PacketInfo, parsePacket, Verdict as PacketVerdict } from '../wire/packet.js';
 import { ipv4HeaderChecksumOk, tcpChecksumOk } from '../wire/checksum.js';
 import { ipToU32, u32ToIp } from '../wire/addr.js';
-import { seqAdd, seqDiff } from '../wire/seq.js';
+import { seqAdd, seqDiff, type Seq } from '../wire/seq.js';
 import { TCP_ACK, TCP_RST, TCP_SYN } from '../wire/tcp.js';
 import { mulberry32 } from '../util/rng.js';
 import { collectGarbageNow } from '../util/gc.js';
@@ -523,7 +523,7 @@ export class FuzzEngine {
   private newClient(cy: Cycle, halfOpen: boolean): FuzzClient {
     const port = cy.nextPort;
     cy.nextPort = cy.nextPort + 1 >= 40000 + (cy.index + 1) * 5000 ? 40000 + cy.index * 5000 : cy.nextPort + 1;
-    const c = new FuzzClient(cy.clientIp, port, SERVER_IP, cy.port, rint(this.rng, 0x100000000));
+    const c = new FuzzClient(cy.clientIp, port, SERVER_IP, cy.port, rint(this.rng, 0x100000000) as Seq);
     const old = this.clients.get(c.ip * 65536 + port);
     if (old !== undefined) cy.clients = cy.clients.filter((x) => x !== old);
     this.clients.set(c.ip * 65536 + port, c);

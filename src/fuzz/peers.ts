@@ -21,7 +21,7 @@
 import { emitTcpPacket } from '../wire/repr.js';
 import { TcpOptions, encodeTcpOptions, tsValOf } from '../wire/tcp-options.js';
 import type { PacketInfo } from '../wire/packet.js';
-import { seqAdd, seqDiff } from '../wire/seq.js';
+import { seqAdd, seqDiff, type Seq } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../wire/tcp.js';
 
 /** The SYN options every endpoint of the fuzz world uses (both SYNs carry all four). */
@@ -75,7 +75,7 @@ export class FuzzClient {
   finSent = false;
   /** The client reset the connection or was reset: it sends nothing more. */
   dead = false;
-  serverIsn = 0;
+  serverIsn = 0 as Seq;
   synAcked = false;
   /** Out-stream bytes received in order. */
   rcvNxt = 0;
@@ -89,7 +89,7 @@ export class FuzzClient {
   private tsEcr = 0;
   readonly window = 502;
 
-  constructor(readonly ip: number, readonly port: number, readonly serverIp: number, readonly serverPort: number, readonly isn: number) {}
+  constructor(readonly ip: number, readonly port: number, readonly serverIp: number, readonly serverPort: number, readonly isn: Seq) {}
 
   /** Highest sequence offset the client ever sent (its snd_nxt as an in-stream offset). */
   get sndNxt(): number {
@@ -192,7 +192,7 @@ class ServerConn {
   finSent = false;
   established = false;
   tsEcr = 0;
-  constructor(readonly peerIp: number, readonly peerPort: number, readonly clientIsn: number, readonly isn: number) {}
+  constructor(readonly peerIp: number, readonly peerPort: number, readonly clientIsn: Seq, readonly isn: Seq) {}
 }
 
 /** One incarnation of a deterministic server listening on ip:port. */
@@ -206,10 +206,10 @@ export class FuzzServer {
   /** Raw window field (scale 7): 3 KB, so a replay takes several rounds. */
   window = 24;
   private tsVal: number;
-  private isnNext: number;
+  private isnNext: Seq;
 
   constructor(readonly ip: number, readonly port: number, isnBase: number) {
-    this.isnNext = isnBase >>> 0;
+    this.isnNext = isnBase >>> 0 as Seq;
     this.tsVal = (isnBase >>> 8) & 0xffffff;
   }
 
@@ -276,7 +276,7 @@ export class FuzzServer {
       if (c !== undefined && c.established) return [this.pkt(c, c.sndNxt, TCP_ACK)]; // challenge ACK (RFC 5961)
       if (c === undefined || c.clientIsn !== p.seq) {
         c = new ServerConn(p.src, p.srcPort, p.seq, this.isnNext);
-        this.isnNext = (this.isnNext + 0x01000193) >>> 0;
+        this.isnNext = (this.isnNext + 0x01000193) >>> 0 as Seq;
         this.conns.set(k, c);
       }
       const ts = tsVal(buf, p);

@@ -58,7 +58,7 @@ class Direction {
   /** Sequence number of offset 0; set by the SYN, the first segment, or the peer's first ack. */
   base: Seq | null = null;
   /** Unwrapping reference: `ref` is the sequence number of offset `refOff`. */
-  private ref: Seq = 0;
+  private ref: Seq = 0 as Seq;
   private refOff = 0;
   readonly covered = new RangeSet();
   payloadBytes = 0;

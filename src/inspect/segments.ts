@@ -6,6 +6,7 @@
  */
 import { Verdict } from '../wire/packet.js';
 import { IPPROTO_TCP, readU16, readU32 } from '../wire/ipv4.js';
+import type { Seq } from '../wire/seq.js';
 import {
   TCP_OFF_ACK, TCP_OFF_DST_PORT, TCP_OFF_FLAGS, TCP_OFF_SEQ, TCP_OFF_SRC_PORT, TCP_OFF_WINDOW, tcpHeaderLen,
 } from '../wire/tcp.js';
@@ -19,8 +20,8 @@ export interface TcpSegment {
   dst: number;
   srcPort: number;
   dstPort: number;
-  seq: number;
-  ack: number;
+  seq: Seq;
+  ack: Seq;
   flags: number;
   window: number;
   /** Payload bytes the segment carried (from the IPv4 total length). */
@@ -95,7 +96,7 @@ export function walkCapture(
         st.tcpSegments++;
         onTcp({
           tNs: rec.tsNs, src: info.src, dst: info.dst, srcPort: readU16(buf, t + TCP_OFF_SRC_PORT), dstPort: readU16(buf, t + TCP_OFF_DST_PORT),
-          seq: readU32(buf, t + TCP_OFF_SEQ), ack: readU32(buf, t + TCP_OFF_ACK), flags: buf[t + TCP_OFF_FLAGS]!,
+          seq: readU32(buf, t + TCP_OFF_SEQ) as Seq, ack: readU32(buf, t + TCP_OFF_ACK) as Seq, flags: buf[t + TCP_OFF_FLAGS]!,
           window: readU16(buf, t + TCP_OFF_WINDOW), len: Math.max(0, total - info.ipHdrLen - tcpHeaderLen(buf, t)), captured: 0,
         });
         return;

@@ -338,8 +338,8 @@ export class LinkEndpoint {
 
   // ---- receive (FIGS. 5, 6)
   private rx: RxState = 'UNSYNCED';
-  private rcvNext: Seq = 0;
-  private peerBase: Seq = 0;
+  private rcvNext: Seq = 0 as Seq;
+  private peerBase: Seq = 0 as Seq;
   private readonly rxBuf = new Map<Seq, RxEntry>();
   private asm: Buffer[] | null = null;
   private rejectsInRow = 0;
@@ -350,7 +350,7 @@ export class LinkEndpoint {
   private firstUnackedAt = 0;
   private ackNow = false;
   private rsGen = 0;
-  private rsFrom: Seq = 0;
+  private rsFrom: Seq = 0 as Seq;
   private rsCount = 0;
   private lastAnnounceAt = -Infinity;
 
@@ -383,7 +383,7 @@ export class LinkEndpoint {
     }
     this.bootId = (opts.bootId ?? randomInt(1, 0xffff_ffff)) >>> 0;
     invariant(this.bootId !== 0, 'bootId must be non-zero');
-    this.sndNext = (opts.initialSeq ?? randomInt(0, 0xffff_ffff)) >>> 0;
+    this.sndNext = (opts.initialSeq ?? randomInt(0, 0xffff_ffff)) >>> 0 as Seq;
     this.sndUna = this.sndNext;
     this.txBase = this.sndNext;
     this.now = opts.now ?? 0;
@@ -1082,9 +1082,9 @@ export function decodeRejectGaps(f: Frame): { high: Seq | null; list: [Seq, numb
     return { high: null, list: f.rejCount > 0 ? [first] : [] };
   }
   const list: [Seq, number][] = [];
-  for (let o = 4; o < p.length; o += 8) list.push([p.readUInt32BE(o), p.readUInt32BE(o + 4)]);
+  for (let o = 4; o < p.length; o += 8) list.push([p.readUInt32BE(o) as Seq, p.readUInt32BE(o + 4)]);
   if (list.length === 0 && f.rejCount > 0) list.push(first);
-  return { high: p.readUInt32BE(0), list };
+  return { high: p.readUInt32BE(0) as Seq, list };
 }
 
 /** Bytes on the wire for a message of `len` bytes with the given chunk size. */

@@ -40,6 +40,7 @@
  * counts (STYLE.md 6). `encodeFrame` writes a fresh Buffer.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { Seq } from '../wire/seq.js';
 
 export const FRAME_VERSION = 1;
 export const HEADER_LEN = 52;
@@ -85,12 +86,12 @@ export interface Frame {
   dstBoot: number;
   /** Anti-replay datagram number (< 2^53). */
   pkt: number;
-  seq: number;
-  ack: number;
-  base: number;
-  rejLast: number;
+  seq: Seq;
+  ack: Seq;
+  base: Seq;
+  rejLast: Seq;
   rejCount: number;
-  rsFrom: number;
+  rsFrom: Seq;
   rsCount: number;
   rsGen: number;
   payload: Buffer;
@@ -156,12 +157,12 @@ export function decodeFrame(key: Buffer, dg: Buffer): DecodeResult {
       srcBoot,
       dstBoot: dg.readUInt32BE(OFF.dstBoot),
       pkt: dg.readUInt32BE(OFF.pktHi) * TWO32 + dg.readUInt32BE(OFF.pktLo),
-      seq: dg.readUInt32BE(OFF.seq),
-      ack: dg.readUInt32BE(OFF.ack),
-      base: dg.readUInt32BE(OFF.base),
-      rejLast: dg.readUInt32BE(OFF.rejLast),
+      seq: dg.readUInt32BE(OFF.seq) as Seq,
+      ack: dg.readUInt32BE(OFF.ack) as Seq,
+      base: dg.readUInt32BE(OFF.base) as Seq,
+      rejLast: dg.readUInt32BE(OFF.rejLast) as Seq,
       rejCount: dg.readUInt32BE(OFF.rejCount),
-      rsFrom: dg.readUInt32BE(OFF.rsFrom),
+      rsFrom: dg.readUInt32BE(OFF.rsFrom) as Seq,
       rsCount: dg.readUInt32BE(OFF.rsCount),
       rsGen: dg.readUInt16BE(OFF.rsGen),
       payload: dg.subarray(HEADER_LEN, HEADER_LEN + len),
@@ -179,12 +180,12 @@ export function blankFrame(): Frame {
     srcBoot: 0,
     dstBoot: 0,
     pkt: 0,
-    seq: 0,
-    ack: 0,
-    base: 0,
-    rejLast: 0,
+    seq: 0 as Seq,
+    ack: 0 as Seq,
+    base: 0 as Seq,
+    rejLast: 0 as Seq,
     rejCount: 0,
-    rsFrom: 0,
+    rsFrom: 0 as Seq,
     rsCount: 0,
     rsGen: 0,
     payload: EMPTY,

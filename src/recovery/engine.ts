@@ -56,7 +56,7 @@
 import type { Service } from '../flow/table.js';
 import type { Flow } from '../flow/flow.js';
 import type { PacketInfo } from '../wire/packet.js';
-import { seqAdd, seqGt } from '../wire/seq.js';
+import { seqAdd, seqGt, type Seq } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_WINDOW, TCP_OFF_DST_PORT } from '../wire/tcp.js';
 import { tcpSetAck } from '../wire/rewrite.js';
 import { type Translation, translateToClient, translateToServer } from './translate.js';
@@ -301,13 +301,13 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
         if (a <= flow.high + 1 && edge > r.newRightEdge) r.newRightEdge = edge;
       }
       if (flow.tsOk) {
-        const ts = tsValOf(buf, p, this.opts1);
+        const ts = tsValOf(buf, p, this.opts1) as Seq;
         if (ts >= 0 && seqGt(ts, r.newTsRecent)) r.newTsRecent = ts;
       }
     }
     translateToClient(t, buf, p);
     const l4 = p.l4Off;
-    p.seq = buf.readUInt32BE(l4 + TCP_OFF_SEQ);
+    p.seq = buf.readUInt32BE(l4 + TCP_OFF_SEQ) as Seq;
     p.window = buf.readUInt16BE(l4 + TCP_OFF_WINDOW);
     p.dstPort = buf.readUInt16BE(l4 + TCP_OFF_DST_PORT);
     // The same out-stream offsets in every incarnation (client's numbering after translation).
@@ -348,7 +348,7 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
    * to cliAcked and the client's window), with 64 KiB to spare. A segment of the dead
    * incarnation (ISN_old, random against ISN_new) falls there with probability ~1e-4.
    */
-  private fromNewIncarnation(flow: Flow, t: Translation, seq: number): boolean {
+  private fromNewIncarnation(flow: Flow, t: Translation, seq: Seq): boolean {
     const off = outOffsetNear(seq, seqAdd(flow.serverIsn, -t.seqDelta), northOf(flow).incSndMax);
     const room = Math.max(northOf(flow).incSndMax, flow.cliAcked) + flow.cliWindow * 2 ** flow.clientWscale + 65536;
     return off >= -1 && off <= room;
@@ -453,8 +453,8 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
 
   /** Resets the new incarnation's connection, if one was begun (in its window: the SYN's seq + 1, or what it acknowledged). */
   private resetIncarnation(flow: Flow, r: Rebuild): void {
-    if (r.phase === 'HANDSHAKE' && r.attempts > 0) this.sendRaw(flow, r.sidePort, seqAdd(flow.clientIsn, 1), 0, TCP_RST, 0, null, null);
-    else if (replaying(r.phase)) this.sendRaw(flow, r.sidePort, flow.inSeq(northOf(flow).incDelivered), 0, TCP_RST, 0, null, null);
+    if (r.phase === 'HANDSHAKE' && r.attempts > 0) this.sendRaw(flow, r.sidePort, seqAdd(flow.clientIsn, 1), 0 as Seq, TCP_RST, 0, null, null);
+    else if (replaying(r.phase)) this.sendRaw(flow, r.sidePort, flow.inSeq(northOf(flow).incDelivered), 0 as Seq, TCP_RST, 0, null, null);
   }
 
   /** A flow's recovery for /status: its phase (null: not recovered) and whether it is translated. */

@@ -15,7 +15,7 @@
 import type { Service } from '../flow/table.js';
 import type { Flow } from '../flow/flow.js';
 import type { PacketInfo } from '../wire/packet.js';
-import { seqAdd } from '../wire/seq.js';
+import { seqAdd, type Seq } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/tcp.js';
 import { parseTcpOptions } from '../wire/tcp-options.js';
 import { Translation } from './translate.js';
@@ -65,10 +65,10 @@ export abstract class HandshakeSteps extends RecoveryPackets {
     // hold it past synRtoMs). An orphan that survived the RST answers the SYN with a
     // challenge ACK, which handshakeSegment reaps at its ack.
     if (r.attempts === 1 && r.sidePort === r.deadPort) {
-      this.sendRaw(flow, r.sidePort, flow.inSeq(northOf(flow).incDelivered), 0, TCP_RST, 0, null, null);
+      this.sendRaw(flow, r.sidePort, flow.inSeq(northOf(flow).incDelivered), 0 as Seq, TCP_RST, 0, null, null);
       this.stats.reapRsts++;
     }
-    this.sendRaw(flow, r.sidePort, flow.clientIsn, 0, TCP_SYN, flow.clientSynWindow, flow.clientSynOptions, null);
+    this.sendRaw(flow, r.sidePort, flow.clientIsn, 0 as Seq, TCP_SYN, flow.clientSynWindow, flow.clientSynOptions, null);
     this.stats.synsSent++;
     r.nextAt = now + r.rto;
     r.rto = Math.min(r.rto * 2, 1000);
@@ -125,7 +125,7 @@ export abstract class HandshakeSteps extends RecoveryPackets {
     if (flags & TCP_ACK && !(flags & TCP_SYN)) {
       // A socket still holds the tuple and told us its rcv_nxt (challenge ACK): reap it there.
       this.stats.challengeAcks++;
-      this.sendRaw(flow, r.sidePort, p.ack, 0, TCP_RST, 0, null, null);
+      this.sendRaw(flow, r.sidePort, p.ack, 0 as Seq, TCP_RST, 0, null, null);
       this.stats.reapRsts++;
       r.nextAt = now + 5;
     }
@@ -146,7 +146,7 @@ export abstract class HandshakeSteps extends RecoveryPackets {
       this.stats.optionMismatch++;
       // Reset the new incarnation's half-open connection too: at the SYN-ACK's ack, its
       // rcv_nxt (fail() sends one only during the replay).
-      this.sendRaw(flow, r.sidePort, p.ack, 0, TCP_RST, 0, null, null);
+      this.sendRaw(flow, r.sidePort, p.ack, 0 as Seq, TCP_RST, 0, null, null);
       this.fail(flow, r, 'OPTIONS_MISMATCH', `the new incarnation's SYN-ACK options disagree: ${why}`);
       return;
     }
@@ -157,8 +157,8 @@ export abstract class HandshakeSteps extends RecoveryPackets {
     r.newIsn = p.seq;
     r.newShift = o.wscale >= 0 ? Math.min(o.wscale, 14) : 0;
     r.mss = o.mss > 0 ? o.mss : 536;
-    r.newTsRecent = o.tsOff >= 0 ? o.tsVal : 0;
-    const tsDelta = flow.tsOk ? seqAdd(flow.lastTsToClient + 1, -o.tsVal) >>> 0 : 0;
+    r.newTsRecent = o.tsOff >= 0 ? o.tsVal : 0 as Seq;
+    const tsDelta = flow.tsOk ? seqAdd(flow.lastTsToClient + 1 as Seq, -o.tsVal) >>> 0 : 0;
     const seqDelta = seqAdd(flow.serverIsn, -p.seq) >>> 0;
     northOf(flow).xlate = new Translation(seqDelta, tsDelta, flow.clientPort, r.sidePort, flow.serverWscale, r.newShift);
     northOf(flow).incDelivered = 0;

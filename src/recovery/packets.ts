@@ -9,7 +9,7 @@ import type { Flow } from '../flow/flow.js';
 import { writeTcpPacket, type TcpPacketRepr } from '../wire/repr.js';
 import { EMIT_HEADROOM, emitScratch, type Emit } from '../wire/headroom.js';
 import { windowField } from '../wire/window.js';
-import { seqAdd } from '../wire/seq.js';
+import { seqAdd, type Seq } from '../wire/seq.js';
 import { TCP_ACK, TCP_RST } from '../wire/tcp.js';
 import { RebuildMachine, northOf, recOf, replaying, type FailureCode, type Rebuild } from './rebuild.js';
 
@@ -42,7 +42,7 @@ export abstract class RecoveryPackets extends RebuildMachine {
   }
 
   /** A segment toward the new incarnation, as the client would send it. */
-  protected sendToServer(flow: Flow, r: Rebuild, seq: number, flags: number, payload: Uint8Array | null): void {
+  protected sendToServer(flow: Flow, r: Rebuild, seq: Seq, flags: number, payload: Uint8Array | null): void {
     r.ackPending = false;
     const ackOff = Math.min(northOf(flow).incSndMax, flow.cliAcked);
     const ack = seqAdd(r.newIsn, 1 + (ackOff % 0x100000000));
@@ -52,14 +52,14 @@ export abstract class RecoveryPackets extends RebuildMachine {
     emitSegment(this.emit, o);
   }
 
-  protected sendRaw(flow: Flow, port: number, seq: number, ack: number, flags: number, window: number, options: Uint8Array | null, payload: Uint8Array | null): void {
+  protected sendRaw(flow: Flow, port: number, seq: Seq, ack: Seq, flags: number, window: number, options: Uint8Array | null, payload: Uint8Array | null): void {
     const o = segment(flow.clientIp, flow.serverIp, port, flow.serverPort, seq, ack, flags, window);
     if (options !== null) o.options = options;
     if (payload !== null) o.payload = payload;
     emitSegment(this.emit, o);
   }
 
-  protected resetClient(flow: Flow, seq: number): void {
+  protected resetClient(flow: Flow, seq: Seq): void {
     const o = segment(flow.serverIp, flow.clientIp, flow.serverPort, flow.clientPort, seq, 0, TCP_RST, 0);
     this.stats.rstsToClient++;
     emitSegment(this.emit, o);
@@ -72,7 +72,7 @@ export abstract class RecoveryPackets extends RebuildMachine {
     const was = r.phase;
     if (!this.enter(flow, r, 'FAILED', why, code)) return;
     if (replaying(was)) {
-      this.sendRaw(flow, r.sidePort, flow.inSeq(northOf(flow).incDelivered), 0, TCP_RST, 0, null, null);
+      this.sendRaw(flow, r.sidePort, flow.inSeq(northOf(flow).incDelivered), 0 as Seq, TCP_RST, 0, null, null);
     }
     this.resetClient(flow, flow.outSeq(flow.cliAcked));
     flow.to('CLOSED', `rebuild failed: ${why}`, this.logger);

@@ -35,7 +35,7 @@ import type { FlowTable, Service } from '../flow/table.js';
 import type { Flow } from '../flow/flow.js';
 import type { LogStore } from '../log/types.js';
 import type { PacketInfo } from '../wire/packet.js';
-import { seqAdd, seqDiff } from '../wire/seq.js';
+import { seqAdd, seqDiff, type Offset, type Seq } from '../wire/seq.js';
 import { TcpOptions } from '../wire/tcp-options.js';
 import type { Translation } from './translate.js';
 import type { NorthOptions } from './options.js';
@@ -173,10 +173,10 @@ export class Rebuild {
   maskedAt: number;
   lastAckAt = 0;
   /** From the SYN-ACK. */
-  newIsn = 0;
+  newIsn = 0 as Seq;
   newShift = 0;
   mss = 536;
-  newTsRecent = 0;
+  newTsRecent = 0 as Seq;
   /** Replay sender (in-stream offsets). */
   sndUna = 0;
   sndNxt = 0;
@@ -450,6 +450,6 @@ export abstract class RebuildMachine {
  * `isn`, taken near the known offset `near` (as Flow.outOffset does): exact while the two are
  * within 2^31 bytes, so it stays right past 2 GB, where a plain seqDiff from the ISN wraps.
  */
-export function outOffsetNear(seq: number, isn: number, near: number): number {
+export function outOffsetNear(seq: Seq, isn: Seq, near: Offset): Offset {
   return near + seqDiff(seq, seqAdd(isn, 1 + (near % 0x100000000)));
 }

@@ -20,7 +20,7 @@
  */
 import type { PacketInfo } from '../wire/packet.js';
 import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
-import { seqAdd } from '../wire/seq.js';
+import { seqAdd, type Seq } from '../wire/seq.js';
 import { windowField } from '../wire/window.js';
 import { tcpSetAck, tcpSetSeq, tcpSetDstPort, tcpSetSrcPort, tcpSetU32, tcpSetWindow } from '../wire/rewrite.js';
 
@@ -65,8 +65,8 @@ export function translateToServer(t: Translation, buf: Buffer, p: PacketInfo): v
     if (t.tsDelta !== 0 && opts.tsOff >= 0) tcpSetU32(buf, tcp, opts.tsOff + 6, seqAdd(opts.tsEcr, -t.tsDelta));
     if (t.seqDelta !== 0) {
       for (let i = 0, off = opts.sackOff; i < opts.sackCount; i++, off += 8) {
-        tcpSetU32(buf, tcp, off, seqAdd(buf.readUInt32BE(off), -t.seqDelta));
-        tcpSetU32(buf, tcp, off + 4, seqAdd(buf.readUInt32BE(off + 4), -t.seqDelta));
+        tcpSetU32(buf, tcp, off, seqAdd(buf.readUInt32BE(off) as Seq, -t.seqDelta));
+        tcpSetU32(buf, tcp, off + 4, seqAdd(buf.readUInt32BE(off + 4) as Seq, -t.seqDelta));
       }
     }
   }

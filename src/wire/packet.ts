@@ -35,6 +35,7 @@ import {
 import { ICMP_HEADER_LEN } from './icmp.js';
 import { tcpOptionsWellFormed } from './tcp-options.js';
 import { ipv4HeaderChecksumOk, tcpChecksumOk } from './checksum.js';
+import type { Seq } from './seq.js';
 
 export const Verdict = {
   IPV4_TCP: 0,
@@ -93,8 +94,8 @@ export class PacketInfo {
   // TCP only (zero otherwise).
   srcPort = 0;
   dstPort = 0;
-  seq = 0;
-  ack = 0;
+  seq = 0 as Seq;
+  ack = 0 as Seq;
   tcpHdrLen = 0;
   flags = 0;
   window = 0;
@@ -106,8 +107,8 @@ export class PacketInfo {
   clearTcp(): void {
     this.srcPort = 0;
     this.dstPort = 0;
-    this.seq = 0;
-    this.ack = 0;
+    this.seq = 0 as Seq;
+    this.ack = 0 as Seq;
     this.tcpHdrLen = 0;
     this.flags = 0;
     this.window = 0;
@@ -154,8 +155,8 @@ export function parsePacket(buf: Buffer, off: number, len: number, out: PacketIn
     if (thl > TCP_MIN_HEADER && !tcpOptionsWellFormed(buf, l4Off + TCP_MIN_HEADER, thl - TCP_MIN_HEADER)) return Verdict.BAD_TCP_OPTION;
     out.srcPort = readU16(buf, l4Off + TCP_OFF_SRC_PORT);
     out.dstPort = readU16(buf, l4Off + TCP_OFF_DST_PORT);
-    out.seq = readU32(buf, l4Off + TCP_OFF_SEQ);
-    out.ack = readU32(buf, l4Off + TCP_OFF_ACK);
+    out.seq = readU32(buf, l4Off + TCP_OFF_SEQ) as Seq;
+    out.ack = readU32(buf, l4Off + TCP_OFF_ACK) as Seq;
     out.tcpHdrLen = thl;
     out.flags = buf[l4Off + TCP_OFF_FLAGS]!;
     out.window = readU16(buf, l4Off + TCP_OFF_WINDOW);

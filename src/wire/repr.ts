@@ -18,6 +18,7 @@ import {
   ICMP_OFF_NEXT_HOP_MTU, ICMP_OFF_REST, ICMP_OFF_TYPE, IcmpQuote, parseIcmpQuote,
 } from './icmp.js';
 import { PacketInfo, Verdict, parsePacket, verdictName } from './packet.js';
+import type { Seq } from './seq.js';
 import {
   TCP_MIN_HEADER, TCP_MAX_HEADER, TCP_OFF_ACK, TCP_OFF_CHECKSUM, TCP_OFF_DATA_OFFSET, TCP_OFF_DST_PORT, TCP_OFF_FLAGS, TCP_OFF_SEQ,
   TCP_OFF_SRC_PORT, TCP_OFF_URGENT, TCP_OFF_WINDOW,
@@ -66,6 +67,12 @@ export interface TcpPacketRepr {
 
 /** NOP NOP TS: the timestamp option as Linux lays it out (RFC 7323 Appendix A). */
 const TS_OPTION_LEN = 12;
+
+/**
+ * What parseTcpPacket returns: the same fields, its seq and ack read from a header and so typed
+ * `Seq` (a repr to emit takes plain numbers, as callers write literals).
+ */
+export type ParsedTcpPacket = TcpPacketRepr & { seq: Seq; ack: Seq };
 
 /** Bytes emitTcpPacket writes: 20 (IPv4) + 20 + options (the TS option's 12 with tsVal) + payload. */
 export function tcpPacketLength(r: TcpPacketRepr): number {
@@ -150,11 +157,11 @@ export function writeTcpPacket(r: TcpPacketRepr, b: Buffer, off: number): number
  * present only when non-empty). Throws WireError (code FTCP_WIRE_<verdict>) on anything
  * parsePacket does not call IPV4_TCP. Checksums are not verified.
  */
-export function parseTcpPacket(buf: Buffer, off = 0, len = buf.length - off): TcpPacketRepr {
+export function parseTcpPacket(buf: Buffer, off = 0, len = buf.length - off): ParsedTcpPacket {
   const info = new PacketInfo();
   const v = parsePacket(buf, off, len, info);
   if (v !== Verdict.IPV4_TCP) throw new WireError(v, `not a valid IPv4/TCP packet: ${verdictName(v)}`);
-  const r: TcpPacketRepr = {
+  const r: ParsedTcpPacket = {
     src: info.src,
     dst: info.dst,
     srcPort: info.srcPort,

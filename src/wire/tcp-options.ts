@@ -16,6 +16,7 @@
  */
 
 import { readU16, readU32 } from './ipv4.js';
+import type { Seq } from './seq.js';
 
 export const TCPOPT_EOL = 0;
 export const TCPOPT_NOP = 1;
@@ -50,8 +51,8 @@ export class TcpOptions {
   sackPermitted = false;
   /** Offset of the TS option's kind byte (TSval at +2, TSecr at +6), -1 if absent. */
   tsOff = -1;
-  tsVal = 0;
-  tsEcr = 0;
+  tsVal = 0 as Seq;
+  tsEcr = 0 as Seq;
   /** Offset of the first SACK block's left edge (blocks are 8 bytes: left, right), -1 if absent. */
   sackOff = -1;
   sackCount = 0;
@@ -64,8 +65,8 @@ export class TcpOptions {
     this.wscaleOff = -1;
     this.sackPermitted = false;
     this.tsOff = -1;
-    this.tsVal = 0;
-    this.tsEcr = 0;
+    this.tsVal = 0 as Seq;
+    this.tsEcr = 0 as Seq;
     this.sackOff = -1;
     this.sackCount = 0;
     this.unknownCount = 0;
@@ -119,8 +120,8 @@ export function parseTcpOptions(buf: Buffer, optOff: number, optLen: number, out
       out.sackPermitted = true;
     } else if (kind === TCPOPT_TS && len === TCPOLEN_TS) {
       out.tsOff = i;
-      out.tsVal = readU32(buf, i + TCPOPT_TS_OFF_VAL);
-      out.tsEcr = readU32(buf, i + TCPOPT_TS_OFF_ECR);
+      out.tsVal = readU32(buf, i + TCPOPT_TS_OFF_VAL) as Seq;
+      out.tsEcr = readU32(buf, i + TCPOPT_TS_OFF_ECR) as Seq;
     } else if (kind === TCPOPT_SACK && len >= TCPOLEN_SACK_BASE + TCPOLEN_SACK_PERBLOCK &&
       ((len - TCPOLEN_SACK_BASE) & 7) === 0) {
       out.sackOff = i + TCPOPT_OFF_VALUE;

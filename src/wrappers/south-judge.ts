@@ -8,7 +8,7 @@
  */
 import { Flow, isHalfOpen } from '../flow/flow.js';
 import type { Service } from '../flow/table.js';
-import { seqAdd, seqDiff, seqGt } from '../wire/seq.js';
+import { seqAdd, seqDiff, seqGt, type Seq } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_RST } from '../wire/tcp.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { TcpOptions, parseTcpOptions, tsValOf } from '../wire/tcp-options.js';
@@ -165,7 +165,7 @@ export abstract class SouthJudge extends SouthStableAcks {
   /** The latest TSval toward the client (its keepalives carry it: a forged one would fail PAWS there). */
   protected serverTs(flow: Flow, buf: Buffer, p: PacketInfo): void {
     if (!flow.tsOk) return;
-    const ts = tsValOf(buf, p, this.opts);
+    const ts = tsValOf(buf, p, this.opts) as Seq;
     if (ts >= 0 && seqGt(ts, flow.lastTsToClient)) flow.lastTsToClient = ts;
   }
 

@@ -20,7 +20,7 @@ import type { ChildProcess } from 'node:child_process';
 import { REPO_ROOT, execIn, spawnIn, withLab } from '../../src/lab/index.js';
 import { gatewayStatus, startSupervisedServer, stopProcess, type SupervisedServer } from '../../src/lab/procs.js';
 import { TCP_ACK, TCP_PSH } from '../../src/wire/tcp.js';
-import { seqAdd } from '../../src/wire/seq.js';
+import { seqAdd, type Seq } from '../../src/wire/seq.js';
 import { ensureBuilt } from '../support/build.js';
 import { forge, fromClient, inject, startSpy, type SpiedConnection, type Spy } from '../support/lab-spy.js';
 
@@ -84,7 +84,7 @@ describe('a forged bad-checksum copy of a client segment (lab, issue 11 item 2)'
           // The forged copy of B (not yet sent): same sequence number and length, other bytes, wrong checksum.
           const forged = pattern(A, B).map((b) => b ^ 0x5a);
           const r = await inject(lab.namespaces.client, [
-            forge({ ...fromClient(c), seq: afterA(c), ack: seqAdd(c.serverIsn, 1), flags: TCP_ACK | TCP_PSH, window: 502, payload: forged, corruptTcpChecksum: 0x0101 }),
+            forge({ ...fromClient(c), seq: afterA(c), ack: seqAdd(c.serverIsn as Seq, 1), flags: TCP_ACK | TCP_PSH, window: 502, payload: forged, corruptTcpChecksum: 0x0101 }),
           ]);
           expect(r).toMatchObject({ sent: 1, errors: 0 });
           await new Promise((res) => setTimeout(res, 300));

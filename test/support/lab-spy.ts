@@ -19,7 +19,7 @@ import { forEachPacket } from '../../src/inspect/capture.js';
 import { Verdict } from '../../src/wire/packet.js';
 import { emitTcpPacket, type TcpPacketRepr } from '../../src/wire/repr.js';
 import { ipToU32, u32ToIp } from '../../src/wire/addr.js';
-import { seqAdd, seqGt } from '../../src/wire/seq.js';
+import { seqAdd, seqGt, type Seq } from '../../src/wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../../src/wire/tcp.js';
 
 const INJECT = fileURLToPath(new URL('./inject.mjs', import.meta.url));
@@ -30,16 +30,16 @@ export interface SpiedConnection {
   clientPort: number;
   server: string;
   serverPort: number;
-  clientIsn: number;
+  clientIsn: Seq;
   /** -1 until the SYN-ACK was seen. */
   serverIsn: number;
   /** The sequence number after the highest client byte (or FIN) seen. */
-  clientNext: number;
+  clientNext: Seq;
   /** The sequence number after the highest server byte (or FIN) seen. */
-  serverNext: number;
+  serverNext: Seq;
   /** The highest ack the client sent / received. */
-  ackFromClient: number;
-  ackToClient: number;
+  ackFromClient: Seq;
+  ackToClient: Seq;
   /** Client bytes seen so far (counted from the ISN, retransmissions once). */
   clientBytes: number;
   serverBytes: number;
@@ -90,7 +90,7 @@ export function summarise(pcap: Buffer): SpiedConnection[] {
       if (!byKey.has(fwd)) {
         byKey.set(fwd, {
           client: src, clientPort: p.srcPort, server: dst, serverPort: p.dstPort, clientIsn: p.seq, serverIsn: -1,
-          clientNext: seqAdd(p.seq, 1), serverNext: 0, ackFromClient: 0, ackToClient: 0,
+          clientNext: seqAdd(p.seq, 1), serverNext: 0 as Seq, ackFromClient: 0 as Seq, ackToClient: 0 as Seq,
           clientBytes: 0, serverBytes: 0, clientFins: 0, serverFins: 0, rsts: 0,
         });
       }

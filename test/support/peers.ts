@@ -9,7 +9,7 @@
  */
 import { emitTcpPacket } from '../../src/wire/repr.js';
 import { encodeTcpOptions, type TcpOptionsRepr } from '../../src/wire/tcp-options.js';
-import { seqAdd, seqDiff, seqGe } from '../../src/wire/seq.js';
+import { seqAdd, seqDiff, seqGe, type Seq } from '../../src/wire/seq.js';
 import { CLIENT, CPORT, SERVER, SPORT, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, hasFlag, opts, type Seg } from './segments.js';
 
 /** In-stream byte i (client → server) and out-stream byte i (server → client). */
@@ -64,7 +64,7 @@ export interface PeerOptions {
 
 /** The client's TCP as the test scripts it. */
 export class Client {
-  readonly isn: number;
+  readonly isn: Seq;
   readonly mss: number;
   readonly wscale: number | null;
   readonly useTs: boolean;
@@ -75,7 +75,7 @@ export class Client {
   sent = 0;
   finAt = -1;
   /** Out-stream: the server ISN the client knows, bytes received in order, their end. */
-  serverIsn = 0;
+  serverIsn = 0 as Seq;
   readonly received: Buffer[] = [];
   rcvNxt = 0;
   serverFin = false;
@@ -90,7 +90,7 @@ export class Client {
 
   constructor(o: PeerOptions) {
     this.port = o.port ?? CPORT;
-    this.isn = o.isn >>> 0;
+    this.isn = o.isn >>> 0 as Seq;
     this.mss = o.mss ?? 1460;
     this.wscale = o.wscale === undefined ? 7 : o.wscale;
     this.useTs = o.ts !== null;
@@ -102,11 +102,11 @@ export class Client {
     this.synOptions = encodeTcpOptions(r);
   }
 
-  seq(off: number): number {
+  seq(off: number): Seq {
     return seqAdd(this.isn, 1 + off);
   }
   /** Out-stream offset → the client's sequence number for it. */
-  outSeq(off: number): number {
+  outSeq(off: number): Seq {
     return seqAdd(this.serverIsn, 1 + off);
   }
 
@@ -200,8 +200,8 @@ export class Client {
       this.violations.push('segment without timestamps');
       return;
     }
-    if (this.lastTsSeen >= 0 && !seqGe(ts.tsVal, this.lastTsSeen)) this.violations.push(`TSval ${ts.tsVal} < ${this.lastTsSeen}`);
-    if (this.lastTsSeen < 0 || seqGe(ts.tsVal, this.lastTsSeen)) this.lastTsSeen = ts.tsVal;
+    if (this.lastTsSeen >= 0 && !seqGe(ts.tsVal as Seq, this.lastTsSeen as Seq)) this.violations.push(`TSval ${ts.tsVal} < ${this.lastTsSeen}`);
+    if (this.lastTsSeen < 0 || seqGe(ts.tsVal as Seq, this.lastTsSeen as Seq)) this.lastTsSeen = ts.tsVal;
   }
 
   bytes(): Buffer {
@@ -211,7 +211,7 @@ export class Client {
 
 /** One incarnation of the deterministic server. */
 export class Server {
-  readonly isn: number;
+  readonly isn: Seq;
   readonly mss: number;
   readonly wscale: number | null;
   readonly sack: boolean;
@@ -224,7 +224,7 @@ export class Server {
   silent = false;
   /** The tuple's client port (from the SYN), the client's ISN. */
   peerPort = 0;
-  clientIsn = 0;
+  clientIsn = 0 as Seq;
   established = false;
   /** In-stream bytes received in order, their end, a FIN. */
   readonly rcvd: Buffer[] = [];
@@ -249,7 +249,7 @@ export class Server {
   beyondWindow = 0;
 
   constructor(o: PeerOptions) {
-    this.isn = o.isn >>> 0;
+    this.isn = o.isn >>> 0 as Seq;
     this.mss = o.mss ?? 1460;
     this.wscale = o.wscale === undefined ? 7 : o.wscale;
     this.sack = o.sack ?? true;
@@ -270,10 +270,10 @@ export class Server {
     return (this.window = Math.ceil((edge - this.rcvNxt) / 2 ** (this.wscale ?? 0)));
   }
 
-  seq(off: number): number {
+  seq(off: number): Seq {
     return seqAdd(this.isn, 1 + off);
   }
-  inSeq(off: number): number {
+  inSeq(off: number): Seq {
     return seqAdd(this.clientIsn, 1 + off);
   }
 

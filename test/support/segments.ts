@@ -8,7 +8,7 @@
  */
 import { ADDRESSES } from '../../src/lab/topology.js';
 import { ipToU32 } from '../../src/wire/addr.js';
-import { emitTcpPacket, parseTcpPacket, type TcpPacketRepr } from '../../src/wire/repr.js';
+import { emitTcpPacket, parseTcpPacket, type ParsedTcpPacket, type TcpPacketRepr } from '../../src/wire/repr.js';
 import { decodeTcpOptions, type TcpOptionsRepr } from '../../src/wire/tcp-options.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../src/wire/tcp.js';
 
@@ -38,7 +38,7 @@ export function seg(r: SegSpec): Buffer {
 }
 
 /** A parsed segment and its bytes. */
-export type Seg = TcpPacketRepr & { raw: Buffer };
+export type Seg = ParsedTcpPacket & { raw: Buffer };
 
 export function parseSeg(raw: Buffer): Seg {
   return { ...parseTcpPacket(raw), raw };

@@ -13,7 +13,7 @@ import {
   CLIENT, SERVER, SPORT, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 } from '../../support/gateway-harness.js';
 import { emitTcpPacket } from '../../../src/wire/repr.js';
-import { seqAdd } from '../../../src/wire/seq.js';
+import { seqAdd, type Seq } from '../../../src/wire/seq.js';
 import { mulberry32 } from '../../../src/util/rng.js';
 import { recOf } from '../../../src/recovery/rebuild.js';
 
@@ -23,7 +23,7 @@ const SPOOF_NET = 0xc6128000; // 198.18.128.0/17, as inject.mjs floods
 function spoofed(rand: () => number): [Buffer, Buffer] {
   const src = (SPOOF_NET + Math.floor(rand() * 0x8000)) >>> 0;
   const port = 1024 + Math.floor(rand() * 64000);
-  const isn = Math.floor(rand() * 2 ** 32) >>> 0;
+  const isn = Math.floor(rand() * 2 ** 32) >>> 0 as Seq;
   const syn = emitTcpPacket({ src, dst: SERVER, srcPort: port, dstPort: SPORT, seq: isn, ack: 0, flags: TCP_SYN, window: 64240 });
   const synAck = emitTcpPacket({
     src: SERVER, dst: src, srcPort: SPORT, dstPort: port, seq: Math.floor(rand() * 2 ** 32) >>> 0, ack: seqAdd(isn, 1),

@@ -20,7 +20,7 @@ import {
 } from '../../support/gateway-harness.js';
 import { emitTcpPacket } from '../../../src/wire/repr.js';
 import { encodeTcpOptions } from '../../../src/wire/tcp-options.js';
-import { seqAdd } from '../../../src/wire/seq.js';
+import { seqAdd, type Seq } from '../../../src/wire/seq.js';
 import { DropReason } from '../../../src/wrappers/contract.js';
 import { northOf, recOf } from '../../../src/recovery/rebuild.js';
 
@@ -60,10 +60,10 @@ async function established(cIsn: number, sIsn: number, input: number, opts: { or
   return { h, o, c, s };
 }
 
-const ISNS = [
-  ['ordinary ISNs', 1000, 5_000_000],
-  ['ISNs just below 2^32', 0xffffff00, 0xfffffe80],
-] as const;
+const ISNS: ReadonlyArray<readonly [string, Seq, Seq]> = [
+  ['ordinary ISNs', 1000 as Seq, 5_000_000 as Seq],
+  ['ISNs just below 2^32', 0xffffff00 as Seq, 0xfffffe80 as Seq],
+];
 
 for (const [label, C_ISN, S_ISN] of ISNS) {
   describe(`item 3: a SYN on a live tuple (${label})`, () => {

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { GatewayRig, CLIENT, SERVER, seg as segment } from '../../support/gateway-harness.js';
 import { MemoryLog } from '../../../src/log/memory.js';
 import type { LogOptions } from '../../../src/log/common.js';
-import { seqAdd } from '../../../src/wire/seq.js';
+import { seqAdd, type Seq } from '../../../src/wire/seq.js';
 import { parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
 import { TCP_ACK, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
 import { recOf } from '../../../src/recovery/rebuild.js';
@@ -28,7 +28,7 @@ class Rig extends GatewayRig<MemoryLog> {
     this.tun.inject(seg(false, port, { seq: sIsn, ack: cIsn + 1, flags: TCP_SYN | TCP_ACK, window: 65160 })).flush();
     await this.settle();
     this.tun.drain();
-    return new Conn(this, port, cIsn, sIsn);
+    return new Conn(this, port, cIsn as Seq, sIsn as Seq);
   }
   flow(port: number) {
     const svc = this.gw.table.service(SERVER, 5001)!;
@@ -42,7 +42,7 @@ class Conn {
   /** Server acks that reached the client unchanged / any other outcome. */
   acksThrough = 0;
   acksStopped = 0;
-  constructor(readonly rig: Rig, readonly port: number, readonly cIsn: number, readonly sIsn: number) {}
+  constructor(readonly rig: Rig, readonly port: number, readonly cIsn: Seq, readonly sIsn: Seq) {}
   async step(): Promise<void> {
     const { tun } = this.rig;
     tun.inject(seg(true, this.port, { seq: seqAdd(this.cIsn, 1 + this.sent), ack: seqAdd(this.sIsn, 1), payload: Buffer.alloc(SEG, this.port & 0xff) })).flush();
@@ -123,7 +123,7 @@ describe('memory log bounds at the gateway', () => {
     for (let i = 0; i < 40; i++) await c.step();
     // The server's last word: a window with room for what the client sends while it is down
     // (the gateway logs a client byte only inside the server's window, issue 11).
-    rig.tun.inject(seg(false, 40000, { seq: seqAdd(9000, 1), ack: seqAdd(1000, 1 + c.sent), window: 65535 })).flush();
+    rig.tun.inject(seg(false, 40000, { seq: seqAdd(9000 as Seq, 1), ack: seqAdd(1000 as Seq, 1 + c.sent), window: 65535 })).flush();
     rig.tun.drain();
     const svc = rig.gw.table.service(SERVER, 5001)!;
     rig.gw.north.crash(svc, 'test');
@@ -131,7 +131,7 @@ describe('memory log bounds at the gateway', () => {
     expect(recOf(f)).not.toBeNull();
     // The client goes on sending while its server is down: past the bound.
     for (let i = 0; i < 20; i++) {
-      rig.tun.inject(seg(true, 40000, { seq: seqAdd(1000, 1 + c.sent), ack: 9001, payload: Buffer.alloc(SEG, 1) })).flush();
+      rig.tun.inject(seg(true, 40000, { seq: seqAdd(1000 as Seq, 1 + c.sent), ack: 9001, payload: Buffer.alloc(SEG, 1) })).flush();
       c.sent += SEG;
       await rig.settle();
     }

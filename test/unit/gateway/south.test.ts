@@ -6,7 +6,7 @@ import { describe, it, expect, beforeEach } from 'vitest';
 import { GatewayRig, CLIENT, SERVER, seg } from '../../support/gateway-harness.js';
 import { emitTcpPacket, parseTcpPacket, type TcpPacketRepr } from '../../../src/wire/repr.js';
 import { encodeTcpOptions, decodeTcpOptions } from '../../../src/wire/tcp-options.js';
-import { seqAdd } from '../../../src/wire/seq.js';
+import { seqAdd, type Seq } from '../../../src/wire/seq.js';
 import { tcpChecksumOk, ipv4HeaderChecksumOk } from '../../../src/wire/checksum.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
 import { DropReason } from '../../../src/wrappers/contract.js';
@@ -18,7 +18,7 @@ function payload(n: number, fill: number): Buffer {
 }
 
 class Harness extends GatewayRig {
-  constructor(public cIsn: number, public sIsn: number) {
+  constructor(public cIsn: Seq, public sIsn: Seq) {
     super({ gateway: { south: { lingerMs: 100, idleTimeoutMs: 60_000 } } });
   }
   send(...pkts: Buffer[]): TcpPacketRepr[] {
@@ -52,7 +52,7 @@ for (const [label, cIsn, sIsn] of [
   describe(`stable-ACK rule (${label})`, () => {
     let h: Harness;
     beforeEach(async () => {
-      h = new Harness(cIsn, sIsn);
+      h = new Harness(cIsn as Seq, sIsn as Seq);
       expect(await h.handshake()).toBe(1);
     });
 
@@ -254,7 +254,7 @@ for (const [label, cIsn, sIsn] of [
 
 describe('pass-through', () => {
   it('passes unprotected TCP, IPv6 and ICMP byte-identical and drops malformed packets with a reason', () => {
-    const h = new Harness(1, 2);
+    const h = new Harness(1 as Seq, 2 as Seq);
     const other = emitTcpPacket({ src: CLIENT, dst: SERVER, srcPort: 1234, dstPort: 22, seq: 9, ack: 0, flags: TCP_SYN, window: 100 });
     const v6 = Buffer.alloc(60);
     v6[0] = 0x60;

@@ -2,7 +2,7 @@
 import { PcapWriter, LINKTYPE_RAW } from '../../../src/wire/pcap.js';
 import { emitTcpPacket, emitIcmpError } from '../../../src/wire/repr.js';
 import { ipToU32 } from '../../../src/wire/addr.js';
-import { seqAdd } from '../../../src/wire/seq.js';
+import { seqAdd, type Seq } from '../../../src/wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
 
 export const C = ipToU32('198.18.1.2');
@@ -16,9 +16,9 @@ export const ms = (m: number): bigint => T0 + BigInt(Math.round(m * 1e6));
 export interface Side {
   ip: number;
   port: number;
-  isn: number;
+  isn: Seq;
   /** Next sequence number to send. */
-  nxt: number;
+  nxt: Seq;
 }
 
 /**
@@ -37,8 +37,8 @@ export class Convo {
   constructor(opts: { cport?: number; sport?: number; cisn?: number; sisn?: number; snaplen?: number; options?: Uint8Array } = {}) {
     this.options = opts.options;
     this.w = new PcapWriter(LINKTYPE_RAW, { nanosecond: true, snaplen: opts.snaplen });
-    const cisn = opts.cisn ?? 1000;
-    const sisn = opts.sisn ?? 5000;
+    const cisn = (opts.cisn ?? 1000) as Seq;
+    const sisn = (opts.sisn ?? 5000) as Seq;
     this.c = { ip: C, port: opts.cport ?? 40000, isn: cisn, nxt: cisn };
     this.s = { ip: S, port: opts.sport ?? 5001, isn: sisn, nxt: sisn };
   }

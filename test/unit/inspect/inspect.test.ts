@@ -2,7 +2,7 @@
 import { describe, it, expect } from 'vitest';
 import { checkAckInvariant, inspectCapture, formatInspect, type ConnectionReport } from '../../../src/inspect/inspect.js';
 import { parseStabilityTrace } from '../../../src/inspect/ack-invariant.js';
-import { seqAdd } from '../../../src/wire/seq.js';
+import { seqAdd, type Seq } from '../../../src/wire/seq.js';
 import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH } from '../../../src/wire/icmp.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH } from '../../../src/wire/tcp.js';
 import { Convo, C, S, ms, T0 } from './inspect-helpers.js';
@@ -295,8 +295,8 @@ describe('inspectCapture: connections', () => {
 
   it('orients a connection seen mid-stream by the higher port, or by --ports, and says incomplete', () => {
     const k = new Convo({ cport: 40000, sport: 5001 });
-    k.c.nxt = 777;
-    k.s.nxt = 888;
+    k.c.nxt = 777 as Seq;
+    k.s.nxt = 888 as Seq;
     k.data(0, k.s, 100).data(1, k.c, 50).ack(2, k.s).close(3);
     let c = only(k.pcap());
     expect(c.client.port).toBe(40000);

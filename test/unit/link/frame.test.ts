@@ -16,6 +16,7 @@ import {
   type Frame,
 } from '../../../src/link/frame.js';
 import { KEY } from './harness.js';
+import type { Seq } from '../../../src/wire/seq.js';
 
 function sample(): Frame {
   const f = blankFrame();
@@ -24,12 +25,12 @@ function sample(): Frame {
   f.srcBoot = 0xdeadbeef;
   f.dstBoot = 0x01020304;
   f.pkt = 0x1_0000_0005; // crosses 32 bits
-  f.seq = 0xfffffffe;
-  f.ack = 7;
-  f.base = 0xfffffff0;
-  f.rejLast = 0;
+  f.seq = 0xfffffffe as Seq;
+  f.ack = 7 as Seq;
+  f.base = 0xfffffff0 as Seq;
+  f.rejLast = 0 as Seq;
   f.rejCount = 0;
-  f.rsFrom = 42;
+  f.rsFrom = 42 as Seq;
   f.rsCount = 3;
   f.rsGen = 0xffff;
   f.payload = Buffer.from('hello link');
@@ -42,12 +43,12 @@ const frameArb = fc.record({
   srcBoot: fc.integer({ min: 1, max: 0xffffffff }),
   dstBoot: fc.integer({ min: 0, max: 0xffffffff }),
   pkt: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
-  seq: fc.integer({ min: 0, max: 0xffffffff }),
-  ack: fc.integer({ min: 0, max: 0xffffffff }),
-  base: fc.integer({ min: 0, max: 0xffffffff }),
-  rejLast: fc.integer({ min: 0, max: 0xffffffff }),
+  seq: fc.integer({ min: 0, max: 0xffffffff }).map((n) => n as Seq),
+  ack: fc.integer({ min: 0, max: 0xffffffff }).map((n) => n as Seq),
+  base: fc.integer({ min: 0, max: 0xffffffff }).map((n) => n as Seq),
+  rejLast: fc.integer({ min: 0, max: 0xffffffff }).map((n) => n as Seq),
   rejCount: fc.integer({ min: 0, max: 0xffffffff }),
-  rsFrom: fc.integer({ min: 0, max: 0xffffffff }),
+  rsFrom: fc.integer({ min: 0, max: 0xffffffff }).map((n) => n as Seq),
   rsCount: fc.integer({ min: 0, max: 0xffffffff }),
   rsGen: fc.integer({ min: 0, max: 0xffff }),
   payload: fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)),
@@ -140,7 +141,7 @@ describe('frame drops', () => {
   it('REJECT fields survive', () => {
     const f = sample();
     f.flags = F_REJECT | F_ACK;
-    f.rejLast = 0xffffffff;
+    f.rejLast = 0xffffffff as Seq;
     f.rejCount = 3;
     const r = decodeFrame(KEY, encodeFrame(KEY, f));
     expect(r.ok && r.frame.rejLast === 0xffffffff && r.frame.rejCount === 3).toBe(true);

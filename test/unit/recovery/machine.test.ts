@@ -14,15 +14,15 @@ import { Flow } from '../../../src/flow/flow.js';
 import { PacketInfo, parsePacket } from '../../../src/wire/packet.js';
 import { emitTcpPacket, parseTcpPacket } from '../../../src/wire/repr.js';
 import { encodeTcpOptions } from '../../../src/wire/tcp-options.js';
-import { seqAdd } from '../../../src/wire/seq.js';
+import { seqAdd, type Seq } from '../../../src/wire/seq.js';
 import { TCP_ACK, TCP_RST, TCP_SYN } from '../../../src/wire/tcp.js';
 import { ManualLog } from '../../support/manual-log.js';
 import { CLIENT, SERVER, CPORT, SPORT } from '../../support/segments.js';
 import { recOf, xlateOf } from '../../../src/recovery/rebuild.js';
 
-const C_ISN = 0xfffffff0;
-const S_ISN = 0x70000000;
-const S2_ISN = 0x12345678;
+const C_ISN = 0xfffffff0 as Seq;
+const S_ISN = 0x70000000 as Seq;
+const S2_ISN = 0x12345678 as Seq;
 const SYN_OPTS = encodeTcpOptions({ mss: 1460 });
 
 /** A log whose reads stay pending until the test settles them. */

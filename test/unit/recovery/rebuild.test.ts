@@ -12,14 +12,14 @@ import {
 import { outOffsetNear, type RecoveryTimeline } from '../../../src/recovery/rebuild.js';
 import type { NorthOptions } from '../../../src/recovery/options.js';
 import { emitTcpPacket, emitIcmpError } from '../../../src/wire/repr.js';
-import { seqAdd, seqDiff } from '../../../src/wire/seq.js';
+import { seqAdd, seqDiff, type Seq } from '../../../src/wire/seq.js';
 import type { Translation } from '../../../src/recovery/translate.js';
 import { DropReason } from '../../../src/wrappers/contract.js';
 import { northOf, recOf, xlateOf } from '../../../src/recovery/rebuild.js';
 
-const C_ISN = 0xfffffc00;
-const S_ISN = 0x90000000;
-const S2_ISN = 0x0badf00d;
+const C_ISN = 0xfffffc00 as Seq;
+const S_ISN = 0x90000000 as Seq;
+const S2_ISN = 0x0badf00d as Seq;
 const IN0 = 2500; // client bytes before the crash
 const OUT0 = outputFor(IN0); // server bytes the client acked before the crash
 
@@ -487,7 +487,7 @@ describe('step 6: translation after catching up', () => {
     expect(x.ack).toBe(s2.seq(c.rcvNxt));
     const o = opts(x);
     expect(o.sack).toEqual([[s2.seq(OUT0 + 10), s2.seq(OUT0 + 20)]]);
-    expect(o.timestamps!.tsEcr).toBe(seqAdd(opts(sent).timestamps!.tsEcr, -t.tsDelta));
+    expect(o.timestamps!.tsEcr).toBe(seqAdd(opts(sent).timestamps!.tsEcr as Seq, -t.tsDelta));
     expect(x.seq).toBe(sent.seq);
 
     // An ack beyond anything the new incarnation sent: clamped to what it sent.
@@ -780,7 +780,7 @@ describe('keepalives under many masked connections', () => {
 
 describe('the new incarnation\'s sequence space on a long connection', () => {
   it('outOffsetNear stays exact past 2 GB and 4 GB of output (a plain difference from the ISN wraps negative)', () => {
-    const isn = 0xfffff000;
+    const isn = 0xfffff000 as Seq;
     for (const off of [0, 1000, 2 ** 31 + 5, 3e9, 5e9 + 17]) {
       const seq = seqAdd(isn, 1 + (off % 2 ** 32));
       expect(outOffsetNear(seq, isn, Math.max(0, off - 70_000))).toBe(off);

@@ -9,7 +9,7 @@ import {
   TCP_OFF_SEQ, TCP_OFF_SRC_PORT, TCP_OFF_WINDOW, ipv4HeaderLen, ipv4Version, readU16, tcpHeaderLen,
   encodeTcpOptions, foldSum, ipToU32, ipv4HeaderChecksumOk, onesSum, parsePacket, parseTcpOptions,
   parseTcpPacket, readU32, seqAdd, tcpChecksum, tcpChecksumOk, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN,
-  TCP_URG, TCP_ECE, TCP_CWR, seqLt, seqDiff,
+  TCP_URG, TCP_ECE, TCP_CWR, seqLt, seqDiff, type Seq,
 } from '../../../src/wire/index.js';
 
 interface Expected {
@@ -54,7 +54,7 @@ function readLine(line: string): Expected {
  * SYN-ACK (absolute on SYNs and on flows it has no handshake for); undo that.
  */
 function walk(pkts: CapturedPacket[]): Array<{ buf: Buffer; e: Expected; seq: number; ack: number; sack?: Array<[number, number]> }> {
-  const isn = new Map<string, number>();
+  const isn = new Map<string, Seq>();
   const key = (a: number, p: number, b: number, q: number): string => `${a}:${p}>${b}:${q}`;
   return pkts.map((p) => {
     const e = readLine(p.line);
@@ -64,7 +64,7 @@ function walk(pkts: CapturedPacket[]): Array<{ buf: Buffer; e: Expected; seq: nu
     let ack = e.ackRel ?? 0;
     let sack = e.sack;
     if (e.flags & TCP_SYN) {
-      isn.set(fwd, seq);
+      isn.set(fwd, seq as Seq);
     } else if (isn.has(fwd) && isn.has(rev)) {
       const mine = isn.get(fwd)!;
       const theirs = isn.get(rev)!;
@@ -173,8 +173,8 @@ describe('captured Linux packets (TUN, kernel server <-> scripted client, SACK, 
     // The client ISN was 0xfffffff0: the SACKed block [ISN+11, ISN+21) wraps.
     expect(left).toBe(0xfffffffb);
     expect(right).toBe(0x5);
-    expect(seqLt(left, right)).toBe(true);
-    expect(seqDiff(right, left)).toBe(10);
+    expect(seqLt(left as Seq, right as Seq)).toBe(true);
+    expect(seqDiff(right as Seq, left as Seq)).toBe(10);
   });
 
   it('re-emits every packet byte for byte, checksums included', () => {

@@ -1,8 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import {
-  seqAdd, seqBetween, seqDiff, seqGe, seqGt, seqInWindow, seqLe, seqLt, seqMax, seqMin,
-} from '../../../src/wire/seq.js';
+import * as branded from '../../../src/wire/seq.js';
+
+/**
+ * These tests feed the arithmetic raw u32 values, as a header read gives them. `Seq` is a
+ * type-only brand (seq-brand.test.ts checks it), so here the functions are seen with plain
+ * number parameters: the same functions, no wrapper.
+ */
+type Raw<F> = F extends (...a: infer A) => infer R ? (...a: { [I in keyof A]: number }) => R : never;
+const seqAdd = branded.seqAdd as Raw<typeof branded.seqAdd>;
+const seqBetween = branded.seqBetween as Raw<typeof branded.seqBetween>;
+const seqDiff = branded.seqDiff as Raw<typeof branded.seqDiff>;
+const seqGe = branded.seqGe as Raw<typeof branded.seqGe>;
+const seqGt = branded.seqGt as Raw<typeof branded.seqGt>;
+const seqInWindow = branded.seqInWindow as Raw<typeof branded.seqInWindow>;
+const seqLe = branded.seqLe as Raw<typeof branded.seqLe>;
+const seqLt = branded.seqLt as Raw<typeof branded.seqLt>;
+const seqMax = branded.seqMax as Raw<typeof branded.seqMax>;
+const seqMin = branded.seqMin as Raw<typeof branded.seqMin>;
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 /** Distances that stay within the comparable half of the space. */
