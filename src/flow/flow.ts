@@ -205,13 +205,13 @@ export class Flow {
    * a retransmission sent before that ack arrived races it), and a keepalive probe sits at
    * snd_una − 1 (RFC 5961 §5's SND.UNA − MAX.SND.WND, seen from the other side).
    */
-  clientSeqOk(off: number, end: number): boolean {
+  clientSeqOk(off: Offset, end: Offset): boolean {
     const win = Math.max(this.srvMaxWindow, 0xffff);
     return off <= this.srvEdge() + 2 ** this.serverWscale && end + 1 + win >= this.complete;
   }
 
   /** The right edge of the server's receive window (in-stream offset), the furthest it offered. */
-  srvEdge(): number {
+  srvEdge(): Offset {
     return Math.max(this.rightEdge, this.maxRightEdge);
   }
 
@@ -219,7 +219,7 @@ export class Flow {
    * The right edge of the client's receive window (out-stream offset): the largest it ever
    * advertised (a receiver accepts what it once offered), at least its SYN's window.
    */
-  cliEdge(): number {
+  cliEdge(): Offset {
     return Math.max(this.cliRightEdge, this.clientSynWindow);
   }
 
@@ -231,7 +231,7 @@ export class Flow {
    * a connection is rebuilt the new incarnation regenerates output from offset 0, far below
    * what the client acked: only the edge applies then (`rebuilding`: the north side says so).
    */
-  serverSeqOk(o: number, e: number, rebuilding: boolean): boolean {
+  serverSeqOk(o: Offset, e: Offset, rebuilding: boolean): boolean {
     if (o < -1 || o > this.cliEdge() + 2 ** this.clientWscale) return false;
     if (rebuilding) return e >= 0;
     return e >= this.cliAcked - Math.max(this.cliMaxWindow, this.clientSynWindow);
@@ -245,7 +245,7 @@ export class Flow {
    * flight. Narrower (delivered only) would miss a real client's RST while an ACK is delayed,
    * and that flow would stay ESTABLISHED for ever (protected flows never idle out).
    */
-  clientRstOk(off: number): boolean {
+  clientRstOk(off: Offset): boolean {
     const fin = this.clientFin >= 0 && this.received >= this.clientFin;
     const lo = fin && this.delivered > this.clientFin ? this.clientFin : this.delivered;
     const hi = Math.max(this.received, this.delivered) + (fin ? 1 : 0);
@@ -253,13 +253,13 @@ export class Flow {
   }
 
   /** The same for a server RST, the client as the receiver: [cliAcked, sndMax] (sndMax counts the FIN). */
-  serverRstOk(o: number): boolean {
+  serverRstOk(o: Offset): boolean {
     const lo = this.serverFin >= 0 && this.cliAcked > this.serverFin ? this.serverFin : this.cliAcked;
     return o >= lo && o <= this.sndMax;
   }
 
   /** The highest in-stream offset a server may acknowledge: what the client sent (and its FIN). */
-  ackLimit(): number {
+  ackLimit(): Offset {
     return this.high + 1;
   }
 

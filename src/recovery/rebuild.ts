@@ -178,8 +178,8 @@ export class Rebuild {
   mss = 536;
   newTsRecent = 0 as Seq;
   /** Replay sender (in-stream offsets). */
-  sndUna = 0;
-  sndNxt = 0;
+  sndUna: Offset = 0;
+  sndNxt: Offset = 0;
   target0 = 0;
   cliAcked0 = 0;
   lastProgress = 0;
@@ -220,9 +220,9 @@ export class Rebuild {
  */
 export class NorthRecord {
   /** Highest in-stream offset acknowledged by the server's current incarnation. */
-  incDelivered = 0;
+  incDelivered: Offset = 0;
   /** Highest out-stream offset (end) the current incarnation sent. */
-  incSndMax = 0;
+  incSndMax: Offset = 0;
   /** Server FIN/RST segments held for the liveness verdict (in arrival order), or null. */
   verdictHold: Buffer[] | null = null;
   /** Set while the connection is being masked or rebuilt (the server's incarnation died). */

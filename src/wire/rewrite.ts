@@ -14,6 +14,7 @@ import {
   readU16, readU32, writeU16, writeU32,
 } from './ipv4.js';
 import { TCP_OFF_ACK, TCP_OFF_CHECKSUM, TCP_OFF_DST_PORT, TCP_OFF_SEQ, TCP_OFF_SRC_PORT, TCP_OFF_WINDOW } from './tcp.js';
+import type { Seq } from './seq.js';
 
 /** UDP (RFC 768): the checksum field, and the header length. */
 const UDP_OFF_CHECKSUM = 6;
@@ -51,10 +52,10 @@ export function rewriteU32(buf: Buffer, base: number, csumOff: number, fieldOff:
 }
 
 /** TCP field rewrites; `tcpOff` = start of the TCP header. */
-export function tcpSetSeq(buf: Buffer, tcpOff: number, seq: number): void {
+export function tcpSetSeq(buf: Buffer, tcpOff: number, seq: Seq): void {
   rewriteU32(buf, tcpOff, tcpOff + TCP_OFF_CHECKSUM, tcpOff + TCP_OFF_SEQ, seq);
 }
-export function tcpSetAck(buf: Buffer, tcpOff: number, ack: number): void {
+export function tcpSetAck(buf: Buffer, tcpOff: number, ack: Seq): void {
   rewriteU32(buf, tcpOff, tcpOff + TCP_OFF_CHECKSUM, tcpOff + TCP_OFF_ACK, ack);
 }
 export function tcpSetSrcPort(buf: Buffer, tcpOff: number, port: number): void {

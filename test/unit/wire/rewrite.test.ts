@@ -11,6 +11,7 @@ import {
   tcpSetAck, tcpSetDstPort, tcpSetSeq, tcpSetSrcPort, tcpSetU32, tcpSetWindow, writeU16, writeU32, TCP_ACK, TCP_PSH,
 } from '../../../src/wire/index.js';
 import { arbTcpRepr } from './arbitraries.js';
+import type { Seq } from '../../../src/wire/seq.js';
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const u16 = fc.integer({ min: 0, max: 0xffff });
@@ -27,8 +28,8 @@ describe('rewrite: in-place field changes keep both checksums exact', () => {
   it('seq, ack, ports, window, addresses on random packets', () => {
     fc.assert(fc.property(arbTcpRepr, u32, u32, u16, u16, u16, u32, u32, (r, seq, ack, sp, dp, win, src, dst) => {
       const p = emitTcpPacket(r);
-      tcpSetSeq(p, 20, seq);
-      tcpSetAck(p, 20, ack);
+      tcpSetSeq(p, 20, seq as Seq);
+      tcpSetAck(p, 20, ack as Seq);
       tcpSetSrcPort(p, 20, sp);
       tcpSetDstPort(p, 20, dp);
       tcpSetWindow(p, 20, win);

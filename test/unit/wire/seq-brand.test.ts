@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { seqAdd, seqDiff, seqLt, type Offset, type Seq } from '../../../src/wire/seq.js';
 import { Flow } from '../../../src/flow/flow.js';
 import type { PacketInfo } from '../../../src/wire/packet.js';
+import { tcpSetAck } from '../../../src/wire/rewrite.js';
 
 const isn = 0xfffffff0 as Seq;
 const flow = new Flow(1, 0x0a000001, 40000, 0x0a000002, 5001, isn, Buffer.alloc(0), 0);
@@ -33,6 +34,10 @@ function mixing(p: PacketInfo, off: Offset, n: number): void {
   flow.received = p.seq;
   // @ts-expect-error the ISN is a Seq
   flow.clientIsn = n;
+  // @ts-expect-error the acceptability checks take offsets
+  flow.clientRstOk(p.seq);
+  // @ts-expect-error a header rewrite takes a Seq (flow.inSeq(off) converts)
+  tcpSetAck(Buffer.alloc(40), 0, off);
   void s;
 }
 
