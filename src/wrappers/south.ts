@@ -139,11 +139,10 @@ export class SouthWrapper extends SouthJudge implements Wrapper {
       // only a retransmission could fill, and the client, its acks held at the gap, only ever
       // resent its first unacked segment, below it: the upload stalled for good (CI, 1 run in 4
       // under load).
-      const take = end;
-      if (take > flow.stable) {
+      if (end > flow.stable) {
         const start = off > flow.stable ? off : flow.stable;
-        if (take > start) {
-          const data = buf.subarray(p.payloadOff + (start - off), p.payloadOff + (take - off));
+        if (end > start) {
+          const data = buf.subarray(p.payloadOff + (start - off), p.payloadOff + (end - off));
           if (flow.logId >= 0) {
             this.log.append(flow.logId, start, data);
             this.stats.bytesLogged += data.length;
@@ -152,7 +151,7 @@ export class SouthWrapper extends SouthJudge implements Wrapper {
           }
         }
       }
-      if (off <= flow.received && take > flow.received) flow.received = take;
+      if (off <= flow.received && end > flow.received) flow.received = end;
       if (end > flow.high) flow.high = end;
       if (flags & TCP_FIN) this.clientFinSeen(flow, end);
     }
