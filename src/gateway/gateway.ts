@@ -123,6 +123,7 @@ export class Gateway {
   readonly masking: CrashMasking;
   private recoveryTimer: NodeJS.Timeout | null = null;
   private readonly info = new PacketInfo();
+  private readonly relInfo = new PacketInfo();
   private outOffsets = new Uint32Array(256);
   private outLengths = new Uint32Array(256);
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -192,7 +193,11 @@ export class Gateway {
 
   /** What the south wrapper reports, dispatched to the north side (the drawing at the top). */
   private southEvents(): SouthEvents {
-    const release = (svc: Service, b: Buffer): void => this.wrapperDrops.count(this.south.releaseHeld(svc, b) ?? FORWARD);
+    const release = (svc: Service, b: Buffer): void => {
+      const v = this.south.releaseHeld(svc, b) ?? FORWARD;
+      if (v === FORWARD) this.recordOut(svc, b);
+      this.wrapperDrops.count(v);
+    };
     return {
       released: (flow) => {
         this.masking.forget(flow);
@@ -228,10 +233,13 @@ export class Gateway {
       }
     }));
     this.tun.start((b) => this.onBatch(b));
-    this.sweepTimer = setInterval(() => this.guard('sweep', () => this.south.sweep()), this.sweepMs);
+    this.sweepTimer = setInterval(() => this.guard('sweep', () => {
+      this.south.sweep();
+      this.north.sweepDigests();
+    }), this.sweepMs);
     this.sweepTimer.unref();
     this.recoveryTimer = setInterval(() => this.guard('recovery tick', () => {
-      if (this.north.recovering === 0) return;
+      if (this.north.recovering === 0 && this.north.verifyingCount === 0) return;
       for (const svc of this.table.allServices()) {
         if (this.north.isDown(svc) && this.masking.serviceListening(svc)) this.north.listening(svc);
       }
@@ -448,6 +456,8 @@ export class Gateway {
         } else {
           w = this.north.fromServer(svc, buf, info);
           if (w === FORWARD) w = this.south.fromServer(svc, buf, info);
+          // What the client may have (DESIGN.md §7b), in its numbering; a held FIN's bytes count as sent.
+          if (w === FORWARD || w === DropReason.FIN_HELD_UNSTABLE) this.north.forwarded(svc, buf, info);
         }
         if (w !== FORWARD) {
           this.wrapperDrops.count(w);
@@ -528,6 +538,7 @@ export class Gateway {
       limits: this.limits(),
       checksums: this.checksums,
       masking: this.masking.describe(),
+      divergence: this.north.divergenceStatus(),
       recovery: this.north.timelines.slice(-50),
       recovering: this.north.recovering,
       drops: this.dropReasons(),
@@ -586,6 +597,11 @@ export class Gateway {
     const r: Record<string, number> = {};
     for (let v = FIRST_DROP; v < VERDICT_COUNT; v++) r[verdictName(v)] = this.drops.get(v);
     return Object.assign(r, this.wrapperDrops.snapshot());
+  }
+
+  /** A verdict-held server FIN/RST released to the client: its bytes are recorded as forwarded. */
+  private recordOut(svc: Service, b: Buffer): void {
+    if (parsePacket(b, 0, b.length, this.relInfo) === Verdict.IPV4_TCP) this.north.forwarded(svc, b, this.relInfo);
   }
 
   /** Prometheus text exposition (src/gateway/metrics.ts). */

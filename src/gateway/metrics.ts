@@ -26,6 +26,12 @@ export function metricsText(gw: Gateway, log: LogStore): string {
   put('log_ok', '1 when the log status is OK', 'gauge', log.status() === 'OK' ? 1 : 0);
   lines.push('# HELP ftcp_limit configured bounds of the gateway, by name', '# TYPE ftcp_limit gauge');
   for (const [name, v] of Object.entries(gw.limits())) lines.push(`ftcp_limit{name="${name}"} ${v}`);
+  const dv = gw.north.divergenceStatus() as { byService: Record<string, number>; digestBytes: number; keptBytes: number; digestsAbandoned: number };
+  lines.push('# HELP ftcp_divergence_total rebuilt connections whose output differed from what the client may have had, by service', '# TYPE ftcp_divergence_total counter');
+  for (const [service, v] of Object.entries(dv.byService)) lines.push(`ftcp_divergence_total{service="${service}"} ${v}`);
+  put('digest_bytes', 'memory of the output digests\' block hashes', 'gauge', dv.digestBytes);
+  put('digest_kept_bytes', 'output bytes kept until the client acknowledges them (and reordered ones)', 'gauge', dv.keptBytes);
+  put('digests_abandoned_total', 'digests given up (a cap, the budget, an incomplete record): connections no longer verified', 'counter', dv.digestsAbandoned);
   const u = log.usage?.();
   if (u !== undefined) {
     put('log_bytes', 'stream bytes the log holds, counted against its budget', 'gauge', u.bytes);

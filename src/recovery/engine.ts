@@ -64,14 +64,14 @@ import { u32ToIp } from '../wire/addr.js';
 import { MAX_TIMELINES, Rebuild, northOf, peekNorth, outOffsetNear, recOf, replaying, xlateOf } from './rebuild.js';
 import { tsValOf } from '../wire/tcp-options.js';
 import { FORWARD, DropReason, type Wrapper, type WrapperVerdict } from '../wrappers/contract.js';
-import { ReplaySteps } from './replay.js';
+import { VerifySteps } from './verify.js';
 
 /**
  * The north wrapper. Built in layers, one file per part of the protocol, each on the one
  * below: RebuildMachine (rebuild.ts) ← RecoveryPackets (packets.ts) ← HandshakeSteps
- * (handshake.ts) ← ReplaySteps (replay.ts) ← NorthWrapper (here).
+ * (handshake.ts) ← ReplaySteps (replay.ts) ← VerifySteps (verify.ts) ← NorthWrapper (here).
  */
-export class NorthWrapper extends ReplaySteps implements Wrapper {
+export class NorthWrapper extends VerifySteps implements Wrapper {
   // ---- service events (liveness) ----------------------------------------------------
 
   /** Is the service's server down (crashed, not yet rebuilt into)? */
@@ -121,6 +121,7 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
       if (prev !== null) r.maskedAt = prev.maskedAt;
       this.enter(flow, r, 'MASKED', reason);
       northOf(flow).verdictHold = null;
+      this.freezeDigest(flow);
       this.ackClient(flow, now);
     }
     if (this.options.probeWithoutOracle) this.listening(svc, true);
@@ -229,10 +230,12 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
   private toServer(flow: Flow, buf: Buffer, p: PacketInfo): void {
     const t = xlateOf(flow)!;
     if (p.flags & TCP_ACK) {
-      // Never acknowledge output the new incarnation has not sent (it would drop the segment).
+      // Never acknowledge output the new incarnation has not sent (it would drop the segment),
+      // nor past a gap in the output being compared below acked0 (it must retransmit the hole).
       const a = flow.outOffset(p.ack);
-      if (a > northOf(flow).incSndMax) {
-        p.ack = flow.outSeq(northOf(flow).incSndMax);
+      const limit = Math.min(northOf(flow).incSndMax, northOf(flow).cmp?.ackLimit() ?? Infinity);
+      if (a > limit) {
+        p.ack = flow.outSeq(limit);
         tcpSetAck(buf, p.l4Off, p.ack);
         this.stats.clientAcksClamped++;
       }
@@ -313,6 +316,11 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
     // The same out-stream offsets in every incarnation (client's numbering after translation).
     const o = flow.outOffset(p.seq);
     if (len > 0 && o + len > northOf(flow).incSndMax && o >= 0) northOf(flow).incSndMax = o + len;
+    if (northOf(flow).cmp !== null && p.payloadLen > 0 && o >= 0) {
+      // Step 5's comparison (verify.ts): the client gets the originals up to end0.
+      const v = this.regenerated(svc, flow, buf, p, o);
+      if (v !== FORWARD) return v;
+    }
     if (r !== null) {
       // Step 5: absorb what the client already acknowledged.
       const dataEnd = o + p.payloadLen;
@@ -428,6 +436,7 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
       }
     }
     for (const sr of this.services.values()) if (sr.queue.length > 0) this.startQueued(sr, now);
+    this.tickVerify(now);
   }
 
   /**
@@ -437,6 +446,7 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
    * the new incarnation is reset. A FAILED one just stops waiting to be forgotten.
    */
   forget(flow: Flow): void {
+    this.dropVerification(flow);
     const r = recOf(flow);
     if (r === null) {
       this.deactivate(flow);
@@ -458,8 +468,8 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
   }
 
   /** A flow's recovery for /status: its phase (null: not recovered) and whether it is translated. */
-  flowStatus(flow: Flow): { recovering: string | null; translated: boolean } {
-    return { recovering: recOf(flow)?.phase ?? null, translated: xlateOf(flow) !== null };
+  flowStatus(flow: Flow): { recovering: string | null; translated: boolean; verified: boolean } {
+    return { recovering: recOf(flow)?.phase ?? null, translated: xlateOf(flow) !== null, verified: this.verified(flow) };
   }
 
   /** A flow's rebuild for /status (`{ rebuild }`), or nothing when none runs. */
@@ -480,6 +490,8 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
     return {
       maskDeadlineMs: o.maskDeadlineMs, rebuildDeadlineMs: o.rebuildDeadlineMs, progressDeadlineMs: o.progressDeadlineMs,
       maxParallelHandshakes: o.maxParallel, replayInFlightBytes: o.replayInFlight, keepaliveRate: o.keepaliveRate,
+      digestBlockBytes: o.digestBlockBytes, digestKeptCapBytes: o.digestKeptCapBytes, digestBudgetBytes: o.digestBudgetBytes,
+      divergenceDeadlineMs: o.divergenceDeadlineMs,
     };
   }
 }

@@ -2,6 +2,9 @@
  * The recovery engine's timers and bounds (the main ones are shown by `ftcp status` and
  * /metrics through NorthWrapper.limits()).
  */
+import { DEFAULT_DIVERGENCE, type DivergenceConfig } from '../divergence/policy.js';
+import { defaultDigestLimits } from '../divergence/digest.js';
+
 export interface NorthOptions {
   /** ACK(stable) to a masked client at least this often (ms). */
   keepaliveMs: number;
@@ -50,6 +53,19 @@ export interface NorthOptions {
   replayInFlight: number;
   /** Without a liveness oracle: retry the handshake until the server answers (no 'listening'). */
   probeWithoutOracle: boolean;
+  /** What a rebuilt connection whose output differs gets, per service (src/divergence/policy.ts). */
+  divergence: DivergenceConfig;
+  /**
+   * A new incarnation whose regenerated output stays short of what the client may have had
+   * (end0) with no progress this long, the client's window open, diverged ('short output').
+   */
+  divergenceDeadlineMs: number;
+  /** The digest's block (bytes, aligned on out-stream offsets; one 64-bit hash each). */
+  digestBlockBytes: number;
+  /** Unacknowledged (kept) plus reordered bytes one connection's digest or comparison holds at most. */
+  digestKeptCapBytes: number;
+  /** Digest plus kept bytes over every connection at most; a digest past it is abandoned (unverified). */
+  digestBudgetBytes: number;
 }
 
 export const defaultNorthOptions: NorthOptions = {
@@ -67,4 +83,9 @@ export const defaultNorthOptions: NorthOptions = {
   readChunk: 256 * 1024,
   replayInFlight: 1 << 20,
   probeWithoutOracle: false,
+  divergence: DEFAULT_DIVERGENCE,
+  divergenceDeadlineMs: 10_000,
+  digestBlockBytes: defaultDigestLimits.blockBytes,
+  digestKeptCapBytes: defaultDigestLimits.keptCapBytes,
+  digestBudgetBytes: defaultDigestLimits.budgetBytes,
 };

@@ -44,7 +44,8 @@ export abstract class RecoveryPackets extends RebuildMachine {
   /** A segment toward the new incarnation, as the client would send it. */
   protected sendToServer(flow: Flow, r: Rebuild, seq: Seq, flags: number, payload: Uint8Array | null): void {
     r.ackPending = false;
-    const ackOff = Math.min(northOf(flow).incSndMax, flow.cliAcked);
+    // Not past a gap in the output compared below acked0 (verify.ts): the hole comes again.
+    const ackOff = Math.min(northOf(flow).incSndMax, flow.cliAcked, northOf(flow).cmp?.ackLimit() ?? Infinity);
     const ack = seqAdd(r.newIsn, 1 + (ackOff % 0x100000000));
     const o = segment(flow.clientIp, flow.serverIp, r.sidePort, flow.serverPort, seq, ack, flags, absorbWindow(flow, ackOff));
     if (flow.tsOk) timestamps(o, flow.cliTsVal, r.newTsRecent);
@@ -75,6 +76,7 @@ export abstract class RecoveryPackets extends RebuildMachine {
       this.sendRaw(flow, r.sidePort, flow.inSeq(northOf(flow).incDelivered), 0 as Seq, TCP_RST, 0, null, null);
     }
     this.resetClient(flow, flow.outSeq(flow.cliAcked));
+    this.dropVerification(flow);
     flow.to('CLOSED', `rebuild failed: ${why}`, this.logger);
     flow.closedAt = this.now();
     this.logger.error({ flow: flow.describe(), code, why }, 'rebuild failed: connection reset toward the client');

@@ -40,6 +40,9 @@ import { TcpOptions } from '../wire/tcp-options.js';
 import type { Translation } from './translate.js';
 import type { NorthOptions } from './options.js';
 import type { Logger } from '../util/logger.js';
+import { DigestBudget, type OutDigest } from '../divergence/digest.js';
+import type { Comparator } from '../divergence/compare.js';
+import { DivergenceStats } from '../divergence/policy.js';
 
 /** What the north wrapper returns for a segment: forwarded (perhaps translated) or dropped. */
 
@@ -69,8 +72,10 @@ const LEGAL: Readonly<Record<Phase, readonly Phase[]>> = {
  *   OPTIONS_MISMATCH    step 3: the new incarnation's SYN-ACK options disagree with the original's
  *   NO_PROGRESS         steps 4-5: neither replay nor absorption moved for progressDeadlineMs
  *   LOG_READ_FAILED     step 4: the log could not give the bytes to replay
+ *   DIVERGED            step 5: the regenerated output differs from what the client may have, or
+ *                       stops short of it past divergenceDeadlineMs (policy reset; verify.ts)
  */
-export const FAILURE_CODES = ['MASK_DEADLINE', 'HANDSHAKE_DEADLINE', 'OPTIONS_MISMATCH', 'NO_PROGRESS', 'LOG_READ_FAILED'] as const;
+export const FAILURE_CODES = ['MASK_DEADLINE', 'HANDSHAKE_DEADLINE', 'OPTIONS_MISMATCH', 'NO_PROGRESS', 'LOG_READ_FAILED', 'DIVERGED'] as const;
 export type FailureCode = (typeof FAILURE_CODES)[number];
 
 /** The counter of each failure code in NorthStats (flat numbers: /status and /metrics list every counter). */
@@ -80,6 +85,7 @@ export const FAILURE_STAT = {
   OPTIONS_MISMATCH: 'failedOptionsMismatch',
   NO_PROGRESS: 'failedNoProgress',
   LOG_READ_FAILED: 'failedLogRead',
+  DIVERGED: 'failedDiverged',
 } as const satisfies Record<FailureCode, keyof NorthStats>;
 
 /** The failures per code, from a stats object (or its JSON in /status). */
@@ -127,6 +133,7 @@ export class NorthStats {
   failedOptionsMismatch = 0;
   failedNoProgress = 0;
   failedLogRead = 0;
+  failedDiverged = 0;
   /** Transitions the machine refused (not in LEGAL): a bug if ever non-zero. */
   illegalTransitions = 0;
 }
@@ -229,6 +236,10 @@ export class NorthRecord {
   rec: Rebuild | null = null;
   /** Set once the connection lives in a rebuilt incarnation: translation for its life. */
   xlate: Translation | null = null;
+  /** What the client may have of the output (policy not off; verify.ts), made on the first forwarded byte. */
+  digest: OutDigest | null = null;
+  /** The comparison of a rebuild's regenerated output, from the crash until it retires (verify.ts). */
+  cmp: Comparator | null = null;
 }
 
 /** The flow's north record, made on first use (only the north side puts anything in the slot). */
@@ -288,6 +299,11 @@ export abstract class RebuildMachine {
   protected readonly waiting = new Set<Flow>();
   /** Told when a flow must be forgotten (FAILED and reset). */
   onFailed: ((svc: Service, flow: Flow) => void) | null = null;
+  /** Every digest's memory against the budget (verify.ts). */
+  readonly digests: DigestBudget;
+  readonly divergence = new DivergenceStats();
+  /** Flows with a comparator (verify.ts tickVerify). */
+  protected readonly verifying = new Set<Flow>();
 
   constructor(
     protected readonly table: FlowTable,
@@ -297,7 +313,18 @@ export abstract class RebuildMachine {
     protected readonly options: NorthOptions,
     protected readonly logger: Logger,
     protected readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.digests = new DigestBudget({ blockBytes: options.digestBlockBytes, keptCapBytes: options.digestKeptCapBytes, budgetBytes: options.digestBudgetBytes });
+  }
+
+  /** The connection is over or no longer protected: its digest and comparison go (memory freed). */
+  protected dropVerification(flow: Flow): void {
+    const n = peekNorth(flow);
+    if (n === null) return;
+    n.cmp = null;
+    n.digest?.dispose();
+    this.verifying.delete(flow);
+  }
 
   /** Pumps the connections that waited for room in the replay budget (replay.ts). */
   protected abstract wake(): void;

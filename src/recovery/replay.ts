@@ -157,7 +157,8 @@ export abstract class ReplaySteps extends HandshakeSteps {
     // min(stable, right edge)), and a byte so acked that reached neither the new incarnation
     // by the client's own forwarded segment nor by the replay would never come again: the
     // client has forgotten it (issue 10 item 1, an upload 326 KB short after its rebuild).
-    if (r.phase === 'ABSORB' && northOf(flow).incSndMax >= r.cliAcked0 && r.sndUna >= flow.complete) {
+    // And, the output being verified (verify.ts), compared through acked0 (the absorbed part).
+    if (r.phase === 'ABSORB' && northOf(flow).incSndMax >= r.cliAcked0 && r.sndUna >= flow.complete && (northOf(flow).cmp?.throughAcked0 ?? true)) {
       // Step 6: from here on only translation.
       this.enter(flow, r, 'LIVE', 'caught up');
     }

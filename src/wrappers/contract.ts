@@ -72,6 +72,11 @@ export const DropReason = {
   // ---- judged by the gateway for the north wrapper (ICMP is not a wrapper path) ----
   /** An ICMP error toward a client about a connection being masked or rebuilt. */
   ICMP_ABOUT_MASKED: 23,
+  // ---- north wrapper: the comparison of a rebuild's output (src/recovery/verify.ts) ----
+  /** Regenerated output beyond a gap, over the comparison's hold cap: the new incarnation retransmits it. */
+  REGENERATED_HELD_FULL: 24,
+  /** A server segment of a connection just reset because its regenerated output diverged. */
+  DIVERGED: 25,
 } as const;
 
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
@@ -80,7 +85,7 @@ export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 export type WrapperVerdict = typeof FORWARD | DropReason;
 
 /** One more than the largest reason: the counters' size. */
-export const DROP_REASON_COUNT = 24;
+export const DROP_REASON_COUNT = 26;
 
 const NAMES: readonly string[] = (() => {
   const a: string[] = new Array<string>(DROP_REASON_COUNT).fill('');

@@ -247,6 +247,12 @@ export class Server {
   /** Segments dropped as unacceptable (strict), and those of them that began past the window. */
   unacceptable = 0;
   beyondWindow = 0;
+  /**
+   * A server that is not quite deterministic (issue 13): `alter` changes its output bytes
+   * (given the payload and its offset) before they are sent; `outputCap` stops its output there.
+   */
+  alter: ((off: number, payload: Buffer) => void) | null = null;
+  outputCap = Number.POSITIVE_INFINITY;
 
   constructor(o: PeerOptions) {
     this.isn = o.isn >>> 0 as Seq;
@@ -312,18 +318,24 @@ export class Server {
   private output(): Buffer[] {
     const out: Buffer[] = [];
     if (this.rcvBuf > 0) this.bufWindow();
-    const due = outputFor(this.rcvBuf > 0 ? this.consumed : this.rcvNxt);
+    const due = Math.min(this.outputCap, outputFor(this.rcvBuf > 0 ? this.consumed : this.rcvNxt));
     const segMax = this.mss - (this.useTs ? 12 : 0);
     if (this.sndNxt < due) this.edge = this.rcvNxt + this.window * 2 ** (this.wscale ?? 0);
     while (this.sndNxt < due) {
       const e = Math.min(due, this.sndNxt + segMax);
       out.push(emitTcpPacket({
         src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: this.peerPort, seq: this.seq(this.sndNxt), ack: this.inSeq(this.rcvNxt + (this.finRcvd ? 1 : 0)),
-        flags: TCP_ACK | TCP_PSH, window: this.window, options: this.tsOpt(), payload: outBytes(this.sndNxt, e),
+        flags: TCP_ACK | TCP_PSH, window: this.window, options: this.tsOpt(), payload: this.payload(this.sndNxt, e),
       }));
       this.sndNxt = e;
     }
     return out;
+  }
+
+  private payload(from: number, to: number): Buffer {
+    const b = outBytes(from, to);
+    if (this.alter !== null) this.alter(from, b);
+    return b;
   }
 
   receive(s: Seg): Buffer[] {

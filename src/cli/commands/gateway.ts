@@ -13,6 +13,7 @@
 import { writeFile, rm } from 'node:fs/promises';
 import { parseCli, parseHostPort, parseNumberFlag, parseSizeOrShareFlag } from '../args.js';
 import { UsageError, FtcpError } from '../../util/errors.js';
+import { parseDivergence } from '../../divergence/policy.js';
 import { logger } from '../../util/logger.js';
 import { ipToU32 } from '../../wire/addr.js';
 import { LinuxTun } from '../../tun/linux.js';
@@ -93,6 +94,14 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
                           check (a measuring baseline; a forged segment can then poison the log)
   --stability-trace <f>   append a line per stable-point advance: <realtime ns> <client ip:port>
                           <server port> <client ISN> <stable offset> (for offline invariant checks)
+  --divergence <p>        what a rebuilt connection whose regenerated output differs from what the client
+                          may have gets: reset (default: one RST each way, counted) | continue (counted,
+                          logged, carries on) | off (nothing kept or compared); per service with
+                          <ip:port>=<p>[,…] (a bare <p> sets the default). The client is always sent the
+                          original bytes it may lack. Cost: a 64-bit hash per 16 KiB forwarded, plus the
+                          bytes the client has not acknowledged yet
+  --divergence-deadline <s> a new incarnation whose output stops short of what the client may have had
+                          this long (client's window open) diverged too, 0.1..600 (default 10)
   --supervisor <ip:port>  listen here for \`ftcp supervise\` notices (the liveness oracle): a server
                           FIN/RST is held until the verdict; a crash masks and rebuilds connections
   --key-file <path>       the supervisors' shared key (default: the PUBLIC development key, lab only)
@@ -131,6 +140,8 @@ export async function run(argv: string[]): Promise<number> {
     offload: { type: 'boolean', default: false },
     'no-offload': { type: 'boolean', default: false },
     checksums: { type: 'string', default: 'verify' },
+    divergence: { type: 'string', default: 'reset' },
+    'divergence-deadline': { type: 'string', default: '10' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -174,6 +185,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   const checksums = values.checksums;
   if (checksums !== 'verify' && checksums !== 'trust') throw new UsageError(`--checksums: expected 'verify' or 'trust', got '${checksums}'`);
+  const divergence = parseDivergence(values.divergence!, services.map((s) => `${u32ToIp(s.ip)}:${s.port}`));
+  const divergenceDeadline = parseNumberFlag(values['divergence-deadline'], '--divergence-deadline', { dflt: 10, min: 0.1, max: 600, integer: false, unit: 's' });
   if (values.offload && values['no-offload']) throw new UsageError('--offload and --no-offload exclude each other');
   const logOptions: CreateLogOptions = values['log-key-file'] ? { keyFile: values['log-key-file'] } : {};
   const logSpec = values.log!.trim();
@@ -234,6 +247,7 @@ export async function run(argv: string[]): Promise<number> {
       tun, services, log, logger, south: { idleTimeoutMs: idle * 1000, maxFlows, maxHalfOpen, halfOpenTimeoutMs: Math.round(halfOpenTimeout * 1000) },
       // The verdict needs a fresh heartbeat; silence means dead first.
       oracle, crashPolicy, holdMs: 10 * heartbeatMs + 200, minGapMs: Math.min(25, heartbeatMs / 2), onLogFailure, mtu, checksums,
+      north: { divergence, divergenceDeadlineMs: Math.round(divergenceDeadline * 1000) },
     });
     if (tracer) gw.south.onStableAdvance = tracer.trace;
     gw.start();

@@ -108,6 +108,15 @@ export function statusText(st: Record<string, any>): string {
     const byCode = Object.entries(failuresByCode(n)).map(([code, k]) => `${code} ${k}`).join(', ');
     lines.push(`recovery: crashes ${n.crashes}, caught up ${n.caughtUp}, failed ${n.rebuildFailed} (${byCode}), recovering now ${st.recovering ?? st.flows.filter((f: any) => f.recovering).length}`);
   }
+  const dv = st.divergence;
+  if (dv) {
+    const pol = Object.entries(dv.policies as Record<string, string>).map(([k, v]) => `${k} ${v}`).join(', ');
+    lines.push(
+      `divergence: policies ${pol || 'none'}; ${dv.total} diverged (${dv.resets} reset, ${dv.continued} continued, ${dv.shortOutputs} short output), ` +
+        `${dv.comparedBytes} B compared, ${dv.originalBytesSent} B of originals sent instead; digests ${size(dv.digestBytes)} + ${size(dv.keptBytes)} kept, ` +
+        `${dv.digestsAbandoned} abandoned (unverified)`,
+    );
+  }
   if (st.checksums) lines.push(`checksums of protected segments: ${st.checksums} (--checksums); dropped: bad IPv4 header ${st.drops?.BAD_IPV4_CHECKSUM ?? 0}, bad TCP ${st.drops?.BAD_TCP_CHECKSUM ?? 0}`);
   if (st.limits) lines.push(`limits: ${Object.entries(st.limits).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   const lm = st.logMemory as { bytes: number; memory: number; budget: number | null; perConnection: number | null; policy: string; unprotected: { connection: number; total: number }; deferred: number } | null | undefined;
@@ -146,7 +155,7 @@ export function statusText(st: Record<string, any>): string {
     );
   }
   for (const f of st.flows) {
-    lines.push(`  ${f.flow} ${f.state}${f.unprotected ? ' UNPROTECTED' : ''} received=${f.received} stable=${f.stable} complete=${f.complete} sndMax=${f.sndMax} cliAcked=${f.cliAcked}`);
+    lines.push(`  ${f.flow} ${f.state}${f.unprotected ? ' UNPROTECTED' : ''}${f.verified === false && !f.unprotected ? ' unverified' : ''} received=${f.received} stable=${f.stable} complete=${f.complete} sndMax=${f.sndMax} cliAcked=${f.cliAcked}`);
   }
   return lines.join('\n');
 }
