@@ -92,6 +92,9 @@ export class DivergenceStats {
   /** Digests given up (a cap, the budget, an incomplete record): those connections are not verified. */
   digestsAbandoned = 0;
 
+  /** The latest divergence, as logged (null: none yet). */
+  last: Record<string, unknown> | null = null;
+
   count(service: string): void {
     this.total++;
     this.byService.set(service, (this.byService.get(service) ?? 0) + 1);

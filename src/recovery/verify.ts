@@ -176,6 +176,7 @@ export abstract class VerifySteps extends ReplaySteps {
       flow: flow.describe(), service, policy, why, acked0: cmp.acked0, end0: cmp.end0,
       ...(m !== null ? { block: m.block, blockOffset: m.blockOffset, byteOffset: m.byteOffset, kind: m.kind } : { regenerated: cmp.end }),
     };
+    this.divergence.last = where;
     if (policy !== 'reset') {
       this.divergence.continued++;
       this.logger.warn(where, 'divergence: the new incarnation\'s output differs from what the client may have; the connection carries on (policy continue)');
@@ -258,7 +259,7 @@ export abstract class VerifySteps extends ReplaySteps {
     return {
       policies, byService, total: s.total, resets: s.resets, continued: s.continued, shortOutputs: s.shortOutputs,
       comparedBytes: s.comparedBytes, originalBytesSent: s.originalBytesSent, digestsAbandoned: s.digestsAbandoned,
-      digestBytes: this.digests.digestBytes, keptBytes: this.digests.keptBytes,
+      digestBytes: this.digests.digestBytes, keptBytes: this.digests.keptBytes, last: s.last,
     };
   }
 }
