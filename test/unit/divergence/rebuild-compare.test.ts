@@ -112,7 +112,7 @@ describe('divergence: the regenerated output compared with what the client may h
     const w = await crashed('reset');
     const at = 2100; // block 2 (2048..3071)
     w.s2.alter = (off, b) => {
-      if (at >= off && at < off + b.length) b[at - off] ^= 0x5a;
+      if (at >= off && at < off + b.length) b[at - off]! ^= 0x5a;
     };
     const seen = await rebuild(w);
     const { h, c } = w;
@@ -136,7 +136,7 @@ describe('divergence: the regenerated output compared with what the client may h
     const w = await crashed('reset');
     const at = ACKED0 - 1; // block 3, the partial one (3072..3750)
     w.s2.alter = (off, b) => {
-      if (at >= off && at < off + b.length) b[at - off] ^= 1;
+      if (at >= off && at < off + b.length) b[at - off]! ^= 1;
     };
     await rebuild(w);
     expect(div(w.h).last).toMatchObject({ block: 3, blockOffset: 3072, kind: 'partial' });
@@ -147,7 +147,7 @@ describe('divergence: the regenerated output compared with what the client may h
     const w = await crashed('reset');
     const at = ACKED0 + 300;
     w.s2.alter = (off, b) => {
-      if (at >= off && at < off + b.length) b[at - off] ^= 0xff;
+      if (at >= off && at < off + b.length) b[at - off]! ^= 0xff;
     };
     await rebuild(w);
     const { h, c } = w;
@@ -162,7 +162,7 @@ describe('divergence: the regenerated output compared with what the client may h
     const w = await crashed('continue');
     const changed = [ACKED0 + 10, ACKED0 + 11, END0 - 1];
     w.s2.alter = (off, b) => {
-      for (const at of changed) if (at >= off && at < off + b.length) b[at - off] ^= 0x33;
+      for (const at of changed) if (at >= off && at < off + b.length) b[at - off]! ^= 0x33;
     };
     await rebuild(w);
     const { h, c } = w;
@@ -189,7 +189,7 @@ describe('divergence: the regenerated output compared with what the client may h
     expect(northOf(w.h.flow()).digest).toBeNull();
     const at = ACKED0 + 5;
     w.s2.alter = (off, b) => {
-      if (at >= off && at < off + b.length) b[at - off] ^= 0x80;
+      if (at >= off && at < off + b.length) b[at - off]! ^= 0x80;
     };
     await rebuild(w);
     const { h, c } = w;
@@ -236,7 +236,7 @@ describe('divergence: the regenerated output compared with what the client may h
     const w = await crashed('reset', { divergence: { dflt: 'reset', byService: new Map([[SVC_NAME, 'continue']]) } });
     const at = 100;
     w.s2.alter = (off, b) => {
-      if (at >= off && at < off + b.length) b[at - off] ^= 1;
+      if (at >= off && at < off + b.length) b[at - off]! ^= 1;
     };
     await rebuild(w);
     expect(div(w.h)).toMatchObject({ total: 1, continued: 1, resets: 0, policies: { [SVC_NAME]: 'continue' } });
