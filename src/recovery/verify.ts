@@ -23,7 +23,7 @@
  */
 import type { Flow } from '../flow/flow.js';
 import type { Service } from '../flow/table.js';
-import type { PacketInfo } from '../wire/packet.js';
+import { PacketInfo, parsePacket, Verdict } from '../wire/packet.js';
 import { foldSum, onesSum, csumReplaceSum } from '../wire/checksum.js';
 import { u32ToIp } from '../wire/addr.js';
 import { type Offset, type Seq } from '../wire/seq.js';
@@ -37,6 +37,7 @@ import { ReplaySteps } from './replay.js';
 
 export abstract class VerifySteps extends ReplaySteps {
   private readonly policies = new Map<Service, DivergencePolicy>();
+  private readonly relInfo = new PacketInfo();
 
   /** The divergence policy of a service (cached per Service). */
   policyFor(svc: Service): DivergencePolicy {
@@ -74,6 +75,11 @@ export abstract class VerifySteps extends ReplaySteps {
     if (d.abandoned !== null) return;
     d.record(flow.outOffset(p.seq), buf.subarray(p.payloadOff, p.payloadOff + p.payloadLen), clientHas(flow));
     if (d.abandoned !== null) this.reportAbandoned(flow, d);
+  }
+
+  /** A server segment as a whole IPv4 packet (a verdict-held FIN/RST released to the client): forwarded(). */
+  forwardedPacket(svc: Service, pkt: Buffer): void {
+    if (parsePacket(pkt, 0, pkt.length, this.relInfo) === Verdict.IPV4_TCP) this.forwarded(svc, pkt, this.relInfo);
   }
 
   /** The gateway's sweep: client acks applied to every digest (an idle one keeps no byte), comparators retired. */
