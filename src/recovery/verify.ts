@@ -98,11 +98,7 @@ export abstract class VerifySteps extends ReplaySteps {
     if (d.reported) return;
     d.reported = true;
     this.divergence.digestsAbandoned++;
-    const n = northOf(flow);
-    if (n.cmp !== null) {
-      n.cmp = null;
-      this.verifying.delete(flow);
-    }
+    this.dropComparison(flow);
     this.logger.warn({ flow: flow.describe(), why: d.abandoned }, 'digest abandoned: this connection is no longer verified (a rebuild of it is not compared)');
   }
 
@@ -113,11 +109,7 @@ export abstract class VerifySteps extends ReplaySteps {
     const n = peekNorth(flow);
     const d = n?.digest ?? null;
     if (n === null || d === null) return;
-    if (n.cmp !== null) {
-      n.cmp = null;
-      d.unpin();
-    }
-    this.verifying.delete(flow);
+    this.dropComparison(flow);
     if (d.abandoned !== null) return;
     if (d.end < flowDataEnd(flow)) d.abandon(`incomplete at the crash: recorded ${d.end} of the ${flowDataEnd(flow)} bytes sent`);
     const snap = d.freeze(clientHas(flow));
@@ -129,7 +121,7 @@ export abstract class VerifySteps extends ReplaySteps {
       d.unpin();
       return; // nothing sent: nothing to compare
     }
-    n.cmp = new Comparator(d, snap, this.now());
+    n.cmp = new Comparator(d, snap, this.now(), this.digests);
     this.verifying.add(flow);
   }
 
@@ -215,9 +207,7 @@ export abstract class VerifySteps extends ReplaySteps {
     const n = peekNorth(flow);
     const cmp = n?.cmp ?? null;
     if (n === null || cmp === null || !cmp.done || clientHas(flow) < cmp.end0) return;
-    n.cmp = null;
-    n.digest?.unpin();
-    this.verifying.delete(flow);
+    this.dropComparison(flow);
   }
 
   /** Short output (called from tick()): no regenerated progress below end0 past the deadline. */
