@@ -1,8 +1,8 @@
 /*
  * ftcp_tun: the thin N-API layer over the Linux TUN device.
  *
- * Syscalls and constants only: open/attach a TUN, non-blocking batch reads driven by
- * a libuv poll handle (one JS callback per batch), single and batch writes, close,
+ * Syscalls and constants only: open/attach a TUN, make it persistent, non-blocking batch
+ * reads driven by a libuv poll handle (one JS callback per batch), single and batch writes, close,
  * and a CLOCK_REALTIME reading that matches packet-capture timestamps. Every
  * failure throws an Error whose `code` is the errno name (EPERM, EBUSY, ...).
  * Buffers are owned by JavaScript; policy lives in TypeScript (src/tun/).
@@ -127,6 +127,21 @@ static napi_value tun_set_vnet_hdr_size(napi_env env, napi_callback_info info) {
   }
   int sz = size;
   if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) return throw_errno(env, "ioctl TUNSETVNETHDRSZ", errno);
+  return NULL;
+}
+
+/* setPersist(fd, on): TUNSETPERSIST. A persistent device outlives the fd (and the process):
+ * with no reader attached the kernel takes its carrier down and drops what is routed to it. */
+static napi_value tun_set_persist(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd, on;
+  if (argc < 2 || get_i32(env, argv[0], &fd) || get_i32(env, argv[1], &on)) {
+    napi_throw_type_error(env, "EINVAL", "setPersist(fd, on)");
+    return NULL;
+  }
+  if (ioctl(fd, TUNSETPERSIST, (unsigned long)(on ? 1 : 0)) < 0) return throw_errno(env, "ioctl TUNSETPERSIST", errno);
   return NULL;
 }
 
@@ -369,6 +384,7 @@ NAPI_MODULE_INIT() {
   EXPORT_FN("open", tun_open);
   EXPORT_FN("setOffload", tun_set_offload);
   EXPORT_FN("setVnetHdrSize", tun_set_vnet_hdr_size);
+  EXPORT_FN("setPersist", tun_set_persist);
   EXPORT_FN("startReader", tun_start_reader);
   EXPORT_FN("stopReader", tun_stop_reader);
   EXPORT_FN("write", tun_write);
