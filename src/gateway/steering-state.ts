@@ -85,7 +85,7 @@ export interface KernelRoute {
 export interface KernelLink {
   kind: string | null;
   persist: boolean;
-  /** A process has it open (no NO-CARRIER flag). */
+  /** A process has it open (LOWER_UP). */
   carrier: boolean;
 }
 

@@ -58,7 +58,11 @@ export interface SteeringOptions extends SteeringWant {
   stateDir: string;
 }
 
-/** The device `tun` as the kernel shows it, or null when there is none. */
+/**
+ * The device `tun` as the kernel shows it, or null when there is none. Carrier is LOWER_UP: a
+ * TUN has it while a process holds it open. (Not the NO-CARRIER flag: iproute2 derives it from
+ * the operstate, which the kernel's link watch updates up to a second later.)
+ */
 export async function inspectLink(tun: string): Promise<KernelLink | null> {
   let shown: string;
   try {
@@ -67,7 +71,7 @@ export async function inspectLink(tun: string): Promise<KernelLink | null> {
     return null; // no such device
   }
   const l = (JSON.parse(shown) as Array<{ flags?: string[]; linkinfo?: { info_kind?: string; info_data?: { persist?: boolean } } }>)[0];
-  return { kind: l?.linkinfo?.info_kind ?? null, persist: l?.linkinfo?.info_data?.persist === true, carrier: !(l?.flags ?? []).includes('NO-CARRIER') };
+  return { kind: l?.linkinfo?.info_kind ?? null, persist: l?.linkinfo?.info_data?.persist === true, carrier: (l?.flags ?? []).includes('LOWER_UP') };
 }
 
 /** The kernel's view of a gateway's steering (`ip -N -j`: tables by number). */
