@@ -24,8 +24,12 @@ const HELP = `usage: ftcp gateway down --tun <name> [--state-dir <dir>]
   --tun <name>        the gateway's TUN device
   --state-dir <dir>   where the gateway recorded its state (default ${DEFAULT_STATE_DIR})`;
 
-/** The TUN name rule of `ftcp gateway --tun`. */
-export const TUN_NAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+/** `--tun`, required, an interface name (15 bytes at most): for `ftcp gateway` and `ftcp gateway down`. */
+export function requireTun(tun: string | undefined): string {
+  if (!tun) throw new UsageError('--tun <name> is required');
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(tun)) throw new UsageError(`--tun: bad interface name '${tun}'`);
+  return tun;
+}
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCli(argv, {
@@ -37,19 +41,18 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return 0;
   }
-  if (!values.tun) throw new UsageError('--tun <name> is required');
-  if (!TUN_NAME_RE.test(values.tun)) throw new UsageError(`--tun: bad interface name '${values.tun}'`);
-  const file = stateFile(values['state-dir']!, values.tun);
+  const tun = requireTun(values.tun);
+  const file = stateFile(values['state-dir']!, tun);
   const record = await readRecord(file);
   if (record === null) {
     // No record: say whether the kernel still holds a device of that name (not removed: nothing says it is ours).
-    const link = await inspectLink(values.tun);
+    const link = await inspectLink(tun);
     if (link !== null) {
-      process.stderr.write(`ftcp gateway down: no state file ${file}, but a device ${values.tun} (${link.kind ?? '?'}) exists; ` +
-        `not removed, nothing records it as a gateway's (another --state-dir? remove it with 'ip link del ${values.tun}')\n`);
+      process.stderr.write(`ftcp gateway down: no state file ${file}, but a device ${tun} (${link.kind ?? '?'}) exists; ` +
+        `not removed, nothing records it as a gateway's (another --state-dir? remove it with 'ip link del ${tun}')\n`);
       return 1;
     }
-    process.stdout.write(`nothing to remove for ${values.tun}: no state file ${file} and no such device\n`);
+    process.stdout.write(`nothing to remove for ${tun}: no state file ${file} and no such device\n`);
     return 0;
   }
   const removed = await removeSteering(record, file, logger);

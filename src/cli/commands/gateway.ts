@@ -24,7 +24,7 @@ import { LinuxTun } from '../../tun/linux.js';
 import { Gateway } from '../../gateway/gateway.js';
 import { Steering, removeSteering } from '../../gateway/steering.js';
 import { DEFAULT_STATE_DIR, readRecord, type SteeringRecord } from '../../gateway/steering-state.js';
-import { TUN_NAME_RE } from './gateway-down.js';
+import { requireTun } from './gateway-down.js';
 import { startControl, loadControlToken, controlExposure, CONTROL_DEFAULT_ADDR, CONTROL_LIMITS } from '../../gateway/control.js';
 import { parseControlFlag } from './status.js';
 import { createLog, type CreateLogOptions } from '../../log/index.js';
@@ -153,8 +153,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return 0;
   }
-  if (!values.tun) throw new UsageError('--tun <name> is required');
-  if (!TUN_NAME_RE.test(values.tun)) throw new UsageError(`--tun: bad interface name '${values.tun}'`);
+  const tunName = requireTun(values.tun);
   if (!values.protect) throw new UsageError('--protect <ip:port>[,…] is required');
   const services = values.protect.split(',').map((s) => {
     const hp = parseHostPort(s, '--protect');
@@ -214,19 +213,19 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
   // Decide before opening the TUN: the open creates the device and takes its carrier up.
-  const steering = new Steering({ tun: values.tun, steer, table, pref: 1000, mtu, stateDir: values['state-dir']! }, logger);
+  const steering = new Steering({ tun: tunName, steer, table, pref: 1000, mtu, stateDir: values['state-dir']! }, logger);
   const decision = await steering.prepare(await readRecord(steering.file)).catch(async (err: unknown) => {
     await log.shutdown().catch(() => {});
     throw err;
   });
   let tun: LinuxTun;
   if (!values['no-offload']) {
-    const opened = LinuxTun.openWithOffloads(values.tun, {}, mtu + 64);
+    const opened = LinuxTun.openWithOffloads(tunName, {}, mtu + 64);
     tun = opened.tun;
     if (opened.probe.offload) logger.info({ tun: tun.name }, 'TUN offloads on (virtio-net header, TSO4/TSO6/CSUM)');
     else logger.error({ tun: tun.name, reason: opened.probe.reason }, 'TUN offloads unavailable: plain packets');
   } else {
-    tun = LinuxTun.open(values.tun, { slotSize: mtu + 64 });
+    tun = LinuxTun.open(tunName, { slotSize: mtu + 64 });
   }
   let record: SteeringRecord | null = null;
   let gw: Gateway | null = null;
