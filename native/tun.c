@@ -1,8 +1,8 @@
 /*
  * ftcp_tun: the thin N-API layer over the Linux TUN device.
  *
- * Syscalls and constants only: open/attach a TUN, non-blocking batch reads driven by
- * a libuv poll handle (one JS callback per batch), single and batch writes, close,
+ * Syscalls and constants only: open/attach a TUN, make it persistent, non-blocking batch
+ * reads driven by a libuv poll handle (one JS callback per batch), single and batch writes, close,
  * and a CLOCK_REALTIME reading that matches packet-capture timestamps. Every
  * failure throws an Error whose `code` is the errno name (EPERM, EBUSY, ...).
  * Buffers are owned by JavaScript; policy lives in TypeScript (src/tun/).
@@ -101,32 +101,41 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
   return res;
 }
 
-/* setOffload(fd, flags): TUNSETOFFLOAD (TUN_F_CSUM, TUN_F_TSO4, ...). */
-static napi_value tun_set_offload(napi_env env, napi_callback_info info) {
+/* Parses (fd: number, value: number); on failure throws a TypeError naming `usage`, returns -1. */
+static int get_fd_and_i32(napi_env env, napi_callback_info info, int32_t *fd, int32_t *value, const char *usage) {
   size_t argc = 2;
   napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd, flags;
-  if (argc < 2 || get_i32(env, argv[0], &fd) || get_i32(env, argv[1], &flags)) {
-    napi_throw_type_error(env, "EINVAL", "setOffload(fd, flags)");
-    return NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 || get_i32(env, argv[0], fd) ||
+      get_i32(env, argv[1], value)) {
+    napi_throw_type_error(env, "EINVAL", usage);
+    return -1;
   }
+  return 0;
+}
+
+/* setOffload(fd, flags): TUNSETOFFLOAD (TUN_F_CSUM, TUN_F_TSO4, ...). */
+static napi_value tun_set_offload(napi_env env, napi_callback_info info) {
+  int32_t fd, flags;
+  if (get_fd_and_i32(env, info, &fd, &flags, "setOffload(fd, flags)")) return NULL;
   if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) < 0) return throw_errno(env, "ioctl TUNSETOFFLOAD", errno);
   return NULL;
 }
 
 /* setVnetHdrSize(fd, size): TUNSETVNETHDRSZ. */
 static napi_value tun_set_vnet_hdr_size(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd, size;
-  if (argc < 2 || get_i32(env, argv[0], &fd) || get_i32(env, argv[1], &size)) {
-    napi_throw_type_error(env, "EINVAL", "setVnetHdrSize(fd, size)");
-    return NULL;
-  }
+  if (get_fd_and_i32(env, info, &fd, &size, "setVnetHdrSize(fd, size)")) return NULL;
   int sz = size;
   if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) return throw_errno(env, "ioctl TUNSETVNETHDRSZ", errno);
+  return NULL;
+}
+
+/* setPersist(fd, on): TUNSETPERSIST. A persistent device outlives the fd (and the process):
+ * with no reader attached the kernel takes its carrier down and drops what is routed to it. */
+static napi_value tun_set_persist(napi_env env, napi_callback_info info) {
+  int32_t fd, on;
+  if (get_fd_and_i32(env, info, &fd, &on, "setPersist(fd, on)")) return NULL;
+  if (ioctl(fd, TUNSETPERSIST, (unsigned long)(on ? 1 : 0)) < 0) return throw_errno(env, "ioctl TUNSETPERSIST", errno);
   return NULL;
 }
 
@@ -369,6 +378,7 @@ NAPI_MODULE_INIT() {
   EXPORT_FN("open", tun_open);
   EXPORT_FN("setOffload", tun_set_offload);
   EXPORT_FN("setVnetHdrSize", tun_set_vnet_hdr_size);
+  EXPORT_FN("setPersist", tun_set_persist);
   EXPORT_FN("startReader", tun_start_reader);
   EXPORT_FN("stopReader", tun_stop_reader);
   EXPORT_FN("write", tun_write);

@@ -13,7 +13,8 @@
 import { writeFile, rm } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { LinuxTun } from '../tun/linux.js';
-import { Steering } from '../gateway/steering.js';
+import { Steering, removeSteering } from '../gateway/steering.js';
+import { DEFAULT_STATE_DIR, readRecord } from '../gateway/steering-state.js';
 import { logger as rootLogger } from '../util/logger.js';
 import { runIfEntry } from './program.js';
 
@@ -24,7 +25,7 @@ export async function main(argv: string[]): Promise<number> {
     strict: false,
     options: {
       tun: { type: 'string' }, steer: { type: 'string' }, table: { type: 'string' }, mtu: { type: 'string' },
-      'ready-file': { type: 'string' }, 'no-offload': { type: 'boolean' },
+      'ready-file': { type: 'string' }, 'no-offload': { type: 'boolean' }, 'state-dir': { type: 'string' },
     },
   });
   const logger = rootLogger.child({ mod: 'tunfwd' });
@@ -32,13 +33,17 @@ export async function main(argv: string[]): Promise<number> {
   const mtu = typeof values.mtu === 'string' ? Number(values.mtu) : 1500;
   const steer = typeof values.steer === 'string' ? values.steer.split(',').filter(Boolean) : [];
   const table = typeof values.table === 'string' ? Number(values.table) : 100;
+  const stateDir = typeof values['state-dir'] === 'string' ? values['state-dir'] : DEFAULT_STATE_DIR;
+  // As the gateway: decide before the open (which creates the device), apply after.
+  const steering = new Steering({ tun: tunName, steer, table, pref: 1000, mtu, stateDir }, logger);
+  await steering.prepare(await readRecord(steering.file));
   const tun = values['no-offload'] ? LinuxTun.open(tunName, { slotSize: mtu + 64 }) : LinuxTun.openWithOffloads(tunName, {}, mtu + 64).tun;
-  const steering = new Steering({ tun: tun.name, steer, table, pref: 1000, mtu }, logger);
   const readyFile = typeof values['ready-file'] === 'string' ? values['ready-file'] : null;
   let offsets = new Uint32Array(0);
   let dropped = 0;
+  let record;
   try {
-    await steering.setup();
+    record = await steering.apply(process.pid);
   } catch (e) {
     tun.close();
     throw e;
@@ -54,7 +59,8 @@ export async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', resolve);
   });
   tun.close();
-  await steering.teardown();
+  // A benchmark baseline, not a gateway: it leaves nothing behind.
+  await removeSteering(record, steering.file, logger);
   if (readyFile) await rm(readyFile, { force: true });
   logger.info({ dropped }, 'plain TUN forwarder stopped');
   return 0;

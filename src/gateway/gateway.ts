@@ -150,6 +150,8 @@ export class Gateway {
   private readonly verify: boolean;
   /** The control endpoint, when one runs (its counters are in the snapshot and the metrics). */
   control: ControlView | null = null;
+  /** How the process found its TUN and steering (created, or reused after a restart); set by the CLI, shown in status. */
+  startState: Record<string, unknown> | null = null;
 
   constructor(opts: GatewayOptions) {
     this.tun = opts.tun;
@@ -520,6 +522,7 @@ export class Gateway {
     }
     return {
       uptimeMs: Date.now() - this.startedAt,
+      ...(this.startState !== null ? { start: this.startState } : {}),
       memory: process.memoryUsage(),
       tun: this.tun.name,
       services: this.table.allServices().map((s) => `${u32ToIp(s.ip)}:${s.port}`),

@@ -1,20 +1,32 @@
 /**
  * Policy routing that steers every forwarded packet through the gateway's TUN device
- * (DESIGN.md §1):
+ * (DESIGN.md §1, §7):
  *
  *   ip rule add iif <each steered interface> lookup <table> pref <pref>
  *   ip rule add iif lo ipproto icmp lookup <table>      (the gateway kernel's own ICMP errors)
  *   ip route add default dev <tun> table <table>
+ *   ip route add blackhole default table <table> metric 4294967295
  *
  * Packets the gateway writes back enter with iif <tun>, match no rule of ours and follow
- * the main table. Everything added is recorded and removed again, in reverse order, by
- * `teardown()`, also after a partial failure: nothing is left half-configured.
+ * the main table.
+ *
+ * The steering outlives the gateway process (fail closed, issue 14): a crash, a kill -9 or a
+ * clean stop leave it, with the persistent TUN, in place. With no reader on the TUN the kernel
+ * drops what the rules send there; the blackhole route drops it if the device is gone too, so
+ * nothing ever falls through to the main table unprotected. The next gateway `inspect`s the
+ * kernel, decides (steering-state.ts) and `apply`s: it completes whatever is missing. Only
+ * `removeSteering` (ftcp gateway down) takes it all away. A start that CREATED the steering and
+ * then failed undoes what it did, newest first (`rollback`): nothing is left half-configured.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFile, writeFile } from 'node:fs/promises';
 import { FtcpError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import {
+  BLACKHOLE_METRIC, DEFAULT_STATE_DIR, currentNetns, decide, expectedRules, isBlackhole, isTunRoute, removeRecord, ruleMatches, ruleText, stateFile, writeRecord,
+  type KernelLink, type KernelRoute, type KernelRule, type KernelView, type SteeringDecision, type SteeringRecord, type SteeringWant,
+} from './steering-state.js';
 
 const run = promisify(execFile);
 
@@ -36,25 +48,62 @@ async function setSysctl(key: string, value: string): Promise<void> {
   await writeFile(`/proc/sys/${key.replaceAll('.', '/')}`, value);
 }
 
-export interface SteeringOptions {
-  tun: string;
-  steer: readonly string[];
-  table: number;
-  /** First rule preference; one per steered interface. */
-  pref: number;
+const RP_FILTER_ALL = 'net.ipv4.conf.all.rp_filter';
+
+export interface SteeringOptions extends SteeringWant {
   mtu: number;
   /** Packets the kernel may queue toward the TUN while the gateway is busy (default 4096). */
   txQueueLen?: number;
+  /** Where the state file lives (DEFAULT_STATE_DIR). */
+  stateDir: string;
 }
 
+/**
+ * The device `tun` as the kernel shows it, or null when there is none. Carrier is LOWER_UP: a
+ * TUN has it while a process holds it open. (Not the NO-CARRIER flag: iproute2 derives it from
+ * the operstate, which the kernel's link watch updates up to a second later.)
+ */
+export async function inspectLink(tun: string): Promise<KernelLink | null> {
+  let shown: string;
+  try {
+    shown = await ip(['-d', '-j', 'link', 'show', 'dev', tun]);
+  } catch {
+    return null; // no such device
+  }
+  const l = (JSON.parse(shown) as Array<{ flags?: string[]; linkinfo?: { info_kind?: string; info_data?: { persist?: boolean } } }>)[0];
+  return { kind: l?.linkinfo?.info_kind ?? null, persist: l?.linkinfo?.info_data?.persist === true, carrier: (l?.flags ?? []).includes('LOWER_UP') };
+}
+
+/** The kernel's view of a gateway's steering (`ip -N -j`: tables by number). */
+export async function inspectKernel(want: SteeringWant): Promise<KernelView> {
+  const rules = JSON.parse(await ip(['-N', '-j', 'rule', 'show'])) as KernelRule[];
+  let routes: KernelRoute[] = [];
+  try {
+    routes = JSON.parse((await ip(['-N', '-j', 'route', 'show', 'table', String(want.table)])) || '[]') as KernelRoute[];
+  } catch (err) {
+    // A table nothing was ever added to does not exist yet: no routes.
+    if (!/FIB table does not exist/.test((err as Error).message)) throw err;
+  }
+  return { rules, routes, link: await inspectLink(want.tun), netns: currentNetns() };
+}
+
+type UndoStep = { what: string; args: string[] } | { what: string; fn: () => Promise<void> };
+
 export class Steering {
-  private readonly undo: Array<{ what: string; args: string[] } | { what: string; fn: () => Promise<void> }> = [];
+  private readonly undo: UndoStep[] = [];
+  private decision: SteeringDecision | null = null;
+  readonly file: string;
 
-  constructor(private readonly opts: SteeringOptions, private readonly logger: Logger) {}
+  constructor(private readonly opts: SteeringOptions, private readonly logger: Logger) {
+    this.file = stateFile(opts.stateDir, opts.tun);
+  }
 
-  /** Checks preconditions, then configures; on any failure undoes what it did and throws. */
-  async setup(): Promise<void> {
-    const { tun, steer, table, pref, mtu } = this.opts;
+  /**
+   * Checks the preconditions and decides create / reuse; throws FtcpError on refuse. Call it
+   * BEFORE opening the TUN: opening creates the device and takes its carrier up.
+   */
+  async prepare(record: SteeringRecord | null): Promise<SteeringDecision & { action: 'create' | 'reuse' }> {
+    const { steer } = this.opts;
     if ((await sysctl('net.ipv4.ip_forward')) !== '1') {
       throw new FtcpError('FTCP_NO_FORWARDING', 'net.ipv4.ip_forward is 0: this host does not route (sysctl -w net.ipv4.ip_forward=1)');
     }
@@ -65,51 +114,80 @@ export class Steering {
         throw new FtcpError('FTCP_NO_INTERFACE', `--steer: no interface named '${ifname}'`);
       }
     }
-    const rules = await ip(['rule', 'show']);
-    for (const ifname of steer) {
-      if (new RegExp(`iif ${ifname}( |$)`, 'm').test(rules)) {
-        throw new FtcpError('FTCP_STEERING_EXISTS', `a policy rule for iif ${ifname} already exists (another gateway?): ${rules.split('\n').find((l) => l.includes(`iif ${ifname}`))}`);
-      }
-    }
+    const downCommand = `ftcp gateway down --tun ${this.opts.tun}${this.opts.stateDir === DEFAULT_STATE_DIR ? '' : ` --state-dir ${this.opts.stateDir}`}`;
+    const d = decide(this.opts, await inspectKernel(this.opts), record, downCommand);
+    if (d.action === 'refuse') throw new FtcpError(d.code, d.message);
+    this.decision = d;
+    return d;
+  }
+
+  /**
+   * Configures whatever of the steering is missing (all of it on create), then records it in
+   * the state file. On failure: a create is rolled back; a reuse leaves what it found, so
+   * protected traffic stays dropped rather than forwarded.
+   */
+  async apply(pid: number): Promise<SteeringRecord> {
+    const d = this.decision;
+    if (d === null || d.action === 'refuse') throw new Error('Steering.apply before a successful prepare');
+    const { tun, steer, table, mtu } = this.opts;
+    const creating = d.action === 'create';
     try {
       // The kernel's default of 500 overflows at line rate while JavaScript runs a batch.
       await ip(['link', 'set', 'dev', tun, 'mtu', String(mtu), 'txqueuelen', String(this.opts.txQueueLen ?? 4096), 'up']);
-      const all = await sysctl('net.ipv4.conf.all.rp_filter');
       await setSysctl(`net.ipv4.conf.${tun}.rp_filter`, '0');
+      let rpFilterAll = d.action === 'reuse' && d.record !== null ? d.record.rpFilterAll : null;
+      const all = await sysctl(RP_FILTER_ALL);
       if (all !== '0') {
         // Reverse-path filtering would drop what the TUN hands back (a client's source on the TUN).
-        await setSysctl('net.ipv4.conf.all.rp_filter', '0');
-        this.undo.push({ what: 'rp_filter', fn: () => setSysctl('net.ipv4.conf.all.rp_filter', all) });
-        this.logger.warn({ previous: all }, 'net.ipv4.conf.all.rp_filter set to 0 while the gateway runs');
+        await setSysctl(RP_FILTER_ALL, '0');
+        rpFilterAll = all;
+        this.undo.push({ what: 'rp_filter', fn: () => setSysctl(RP_FILTER_ALL, all) });
+        this.logger.warn({ previous: all }, `${RP_FILTER_ALL} set to 0 while the gateway's steering exists`);
       }
-      await ip(['route', 'add', 'default', 'dev', tun, 'table', String(table)]);
-      this.undo.push({ what: 'route', args: ['route', 'del', 'default', 'dev', tun, 'table', String(table)] });
-      let p = pref;
-      for (const ifname of steer) {
-        const args = ['rule', 'add', 'iif', ifname, 'lookup', String(table), 'pref', String(p)];
-        await ip(args);
-        this.undo.push({ what: 'rule', args: ['rule', 'del', 'iif', ifname, 'lookup', String(table), 'pref', String(p)] });
-        p++;
+      const kernel = await inspectKernel(this.opts);
+      if (!kernel.routes.some((r) => isTunRoute(r, tun))) {
+        await this.add('route', ['route', 'add', 'default', 'dev', tun, 'table', String(table)]);
+      }
+      if (!kernel.routes.some(isBlackhole)) {
+        // Should the device go, its route goes with it: this one then drops what the rules send here.
+        await this.add('blackhole', ['route', 'add', 'blackhole', 'default', 'table', String(table), 'metric', String(BLACKHOLE_METRIC)]);
       }
       if (steer.length > 0) {
         // ICMP the gateway's own kernel generates (host unreachable while the server host is
-        // down, …) goes through the TUN too, so errors about masked connections can be dropped.
-        // Local destinations resolve in the local table first (pref 0), so they are not caught.
-        // What the gateway writes back has a local source address: accept_local lets it in.
+        // down, …) goes through the TUN too (the last expected rule), so errors about masked
+        // connections can be dropped. Local destinations resolve in the local table first
+        // (pref 0), so they are not caught. What the gateway writes back has a local source
+        // address: accept_local lets it in.
         await setSysctl(`net.ipv4.conf.${tun}.accept_local`, '1');
-        const args = ['rule', 'add', 'iif', 'lo', 'ipproto', 'icmp', 'lookup', String(table), 'pref', String(p)];
-        await ip(args);
-        this.undo.push({ what: 'rule', args: ['rule', 'del', 'iif', 'lo', 'ipproto', 'icmp', 'lookup', String(table), 'pref', String(p)] });
       }
-      this.logger.info({ tun, steer, table }, 'policy routing through the TUN is up');
+      for (const r of expectedRules(this.opts)) {
+        if (!kernel.rules.some((k) => ruleMatches(k, r))) await this.add('rule', ['rule', 'add', ...ruleArgs(r)]);
+      }
+      const now = new Date().toISOString();
+      const prev = d.action === 'reuse' ? d.record : null;
+      const record: SteeringRecord = {
+        version: 1, tun, steer: [...steer], table, pref: this.opts.pref, netns: kernel.netns, rpFilterAll,
+        createdAt: prev?.createdAt ?? now, pid, startedAt: now, starts: (prev?.starts ?? 0) + 1,
+      };
+      await writeRecord(this.file, record);
+      this.undo.push({ what: 'state file', fn: () => removeRecord(this.file) });
+      this.logger.info({ tun, steer, table, action: d.action, found: d.found, stateFile: this.file }, creating
+        ? 'policy routing through the TUN is up'
+        : 'policy routing through the TUN reused (left by an earlier gateway), missing parts completed');
+      return record;
     } catch (err) {
-      await this.teardown();
+      if (creating) await this.rollback();
       throw err;
     }
   }
 
-  /** Removes everything `setup` added, newest first. Never throws; logs what it could not undo. */
-  async teardown(): Promise<void> {
+  private async add(what: string, args: string[]): Promise<void> {
+    await ip(args);
+    this.undo.push({ what, args: args.map((a) => (a === 'add' ? 'del' : a)) });
+  }
+
+  /** Removes what this process added, newest first (a failed start). Never throws; logs what it could not undo. */
+  async rollback(): Promise<void> {
     while (this.undo.length > 0) {
       const step = this.undo.pop()!;
       try {
@@ -120,4 +198,51 @@ export class Steering {
       }
     }
   }
+}
+
+function ruleArgs(r: { pref: number; iif: string; ipproto: string | null; table: number }): string[] {
+  return ['iif', r.iif, ...(r.ipproto ? ['ipproto', r.ipproto] : []), 'lookup', String(r.table), 'pref', String(r.pref)];
+}
+
+/**
+ * `ftcp gateway down`: removes the rules, the routes, the device and the state file a record
+ * describes, and restores net.ipv4.conf.all.rp_filter. Idempotent: what is already gone is
+ * skipped. Refuses while a process has the device open (a running gateway). Returns what it
+ * removed, in order.
+ */
+export async function removeSteering(record: SteeringRecord, file: string, logger: Logger): Promise<string[]> {
+  const kernel = await inspectKernel(record);
+  if (kernel.link !== null && kernel.link.kind === 'tun' && kernel.link.carrier) {
+    throw new FtcpError('FTCP_TUN_IN_USE', `${record.tun} is open (a gateway runs${record.pid > 0 ? `, last started as pid ${record.pid}` : ''}): stop it first`);
+  }
+  if (record.netns !== kernel.netns) {
+    throw new FtcpError('FTCP_STATE_OTHER_NETNS', `${file} describes network namespace ${record.netns}, this is ${kernel.netns}: run this inside that namespace`);
+  }
+  const removed: string[] = [];
+  for (const r of expectedRules(record).reverse()) {
+    // Only a rule that is exactly this gateway's is removed.
+    if (!kernel.rules.some((k) => ruleMatches(k, r))) continue;
+    await ip(['rule', 'del', ...ruleArgs(r)]);
+    removed.push(`rule ${ruleText(r)}`);
+  }
+  if (kernel.routes.some(isBlackhole)) {
+    await ip(['route', 'del', 'blackhole', 'default', 'table', String(record.table), 'metric', String(BLACKHOLE_METRIC)]);
+    removed.push(`route blackhole default table ${record.table}`);
+  }
+  if (kernel.routes.some((r) => isTunRoute(r, record.tun))) {
+    await ip(['route', 'del', 'default', 'dev', record.tun, 'table', String(record.table)]);
+    removed.push(`route default dev ${record.tun} table ${record.table}`);
+  }
+  if (kernel.link !== null && kernel.link.kind === 'tun') {
+    await ip(['link', 'del', 'dev', record.tun]);
+    removed.push(`device ${record.tun}`);
+  }
+  if (record.rpFilterAll !== null && (await sysctl(RP_FILTER_ALL)) === '0') {
+    await setSysctl(RP_FILTER_ALL, record.rpFilterAll);
+    removed.push(`${RP_FILTER_ALL} restored to ${record.rpFilterAll}`);
+  }
+  await removeRecord(file);
+  removed.push(`state file ${file}`);
+  logger.info({ tun: record.tun, removed }, 'gateway steering removed');
+  return removed;
 }

@@ -155,8 +155,11 @@ export function logServerArgs(stateDir: string): string[] {
 /**
  * The gateway's arguments after the program (`ftcp.js`), exactly:
  *   gateway --tun ftcp0 --protect 198.18.2.2:<p1>,... --steer gc0,gs0 --log <spec>
- *           --control 127.0.0.1:7070 --ready-file <state-dir>/gateway.ready
+ *           --control 127.0.0.1:7070 --ready-file <state-dir>/gateway.ready --state-dir <state-dir>
  *           --supervisor 198.18.2.1:7071 --heartbeat-ms 50
+ * (--state-dir: the gateway's record of its TUN and steering stays with the lab, not in the host's
+ * /run/ftcp that every lab's ftcp0 would share; `ftcp gateway down --tun ftcp0 --state-dir <state-dir>`
+ * inside <n>-gw removes them, and deleting the namespace removes them too.)
  * With no protected port, `--protect` is left out (the gateway then forwards everything unprotected).
  */
 export function gatewayArgs(protect: readonly number[], log: LabLogMode, stateDir: string, extra: readonly string[] = []): string[] {
@@ -167,6 +170,7 @@ export function gatewayArgs(protect: readonly number[], log: LabLogMode, stateDi
     '--log', gatewayLogSpec(log, stateDir),
     '--control', LAB_CONTROL,
     '--ready-file', `${stateDir}/gateway.ready`,
+    '--state-dir', stateDir,
     // The liveness oracle: `ftcp supervise --gateway 198.18.2.1:7071 …` in <n>-server reports to it.
     '--supervisor', `${ADDRESSES.gwServer}:${ORACLE_PORT}`, '--heartbeat-ms', '50',
     ...extra,

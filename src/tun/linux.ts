@@ -165,6 +165,21 @@ export class LinuxTun implements TunDevice {
     loadAddon().setOffload(this.fd, 0);
   }
 
+  /**
+   * TUNSETPERSIST: the device (with its addresses, routes and settings) outlives this fd and
+   * this process. With no reader the kernel takes its carrier down and drops what is routed to
+   * it, so steering through it fails closed while no gateway runs. `persist(false)` makes the
+   * device vanish at the last close again.
+   */
+  persist(on: boolean): void {
+    try {
+      loadAddon().setPersist(this.fd, on ? 1 : 0);
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? 'EUNKNOWN';
+      throw new FtcpError(`FTCP_TUN_${code}`, `cannot make TUN device '${this.name}' ${on ? '' : 'non-'}persistent: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
   start(onBatch: BatchHandler): void {
     if (this.reader || this.closed) throw new Error('TUN reader already started or closed');
     const { slotSize, batchSize, rounds } = this.opts;

@@ -7,6 +7,7 @@ export interface TunAddon {
   open(name: string, flags: number): [number, string];
   setOffload(fd: number, flags: number): void;
   setVnetHdrSize(fd: number, size: number): void;
+  setPersist(fd: number, on: number): void;
   startReader(
     fd: number, buf: Buffer, slotSize: number, lengths: Uint32Array, maxPackets: number, rounds: number,
     cb: (count: number, errno: number) => void,

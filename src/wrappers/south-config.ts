@@ -114,6 +114,12 @@ export class SouthStats {
   unknownFlowPackets = 0;
   /** Client segments (not SYN) of a protected service with no flow: a connection passing unprotected. */
   unknownMidstream = 0;
+  /** Connections of a protected service first seen mid-stream (no SYN; e.g. after a gateway restart): passing UNPROTECTED, each logged. */
+  unknownFlows = 0;
+  /** Log lines about unknown connections left out by the rate limit (UNKNOWN_LOG_PER_S). */
+  unknownFlowLogsSuppressed = 0;
+  /** Unknown connections forgotten at MAX_UNKNOWN_TRACKED (would be counted again). */
+  unknownFlowsForgotten = 0;
   /** New connections forwarded unprotected because the flow table held maxFlows. */
   flowsOverCap = 0;
   /** Connections the log expired (lost) while open here: they go on unprotected. */

@@ -14,13 +14,27 @@ import type { PacketInfo } from '../wire/packet.js';
 import type { Logger } from '../util/logger.js';
 import { NO_SOUTH_EVENTS, SouthStats, type SouthEvents, type SouthOptions } from './south-config.js';
 
+/** Unknown connections remembered (to count and log each once): 4096 numbers in a Map, ~200 KB. */
+export const MAX_UNKNOWN_TRACKED = 4096;
+/** Log lines about unknown connections per second, at most (a restart under load meets thousands). */
+export const UNKNOWN_LOG_PER_S = 5;
+
 export abstract class SouthFlows {
   readonly stats = new SouthStats();
   /** The log FAILED and the policy is passthrough: new connections are not protected. */
   passthrough = false;
-  /** Clock of the last over-cap warning (rate-limited); whether unknownMidstream was logged. */
+  /** Clock of the last over-cap warning (rate-limited). */
   private capWarnedAt = -Infinity;
-  protected midstreamWarned = false;
+  /**
+   * Connections of a protected service seen mid-stream with no flow (they predate this gateway
+   * process, e.g. after a restart, or were over --max-flows), by client address*65536+port, in
+   * the order first seen: each is counted (unknownFlows) and logged once. Bounded at
+   * MAX_UNKNOWN_TRACKED (the oldest is forgotten; it would be counted again if it is still going).
+   */
+  private readonly unknown = new Map<number, true>();
+  /** The rate limit of the per-connection log lines: the current one-second window, lines in it. */
+  private unknownLogWindow = -Infinity;
+  private unknownLogLines = 0;
 
   constructor(
     protected readonly table: FlowTable,
@@ -174,12 +188,55 @@ export abstract class SouthFlows {
   }
 
   /** The flow table's limits, for status and metrics. */
-  limits(): { maxFlows: number; maxHalfOpen: number; idleTimeoutMs: number; halfOpenTimeoutMs: number; lingerMs: number; finEchoMs: number; maxPendingBytes: number } {
+  limits(): {
+    maxFlows: number; maxHalfOpen: number; idleTimeoutMs: number; halfOpenTimeoutMs: number; lingerMs: number; finEchoMs: number; maxPendingBytes: number;
+    maxUnknownTracked: number; unknownLogPerS: number;
+  } {
     const o = this.options;
     return {
       maxFlows: o.maxFlows, maxHalfOpen: o.maxHalfOpen, idleTimeoutMs: o.idleTimeoutMs, halfOpenTimeoutMs: Math.min(o.idleTimeoutMs, o.halfOpenTimeoutMs),
       lingerMs: o.lingerMs, finEchoMs: o.finEchoMs, maxPendingBytes: o.maxPendingBytes,
+      maxUnknownTracked: MAX_UNKNOWN_TRACKED, unknownLogPerS: UNKNOWN_LOG_PER_S,
     };
+  }
+
+  /**
+   * A client segment (not a SYN) of a protected service with no flow: the connection passes
+   * unprotected, as before the gateway knew of it, but never silently (issue 14): the first
+   * segment of each such connection counts it in unknownFlows and writes one log line (at most
+   * UNKNOWN_LOG_PER_S a second; the others counted in unknownFlowLogsSuppressed). Its FIN or
+   * RST forgets it, so a new connection from the same port counts again.
+   */
+  protected unknownMidstream(p: PacketInfo): void {
+    this.stats.unknownFlowPackets++;
+    this.stats.unknownMidstream++;
+    const key = p.src * 65536 + p.srcPort;
+    if (p.flags & (TCP_FIN | TCP_RST)) {
+      this.unknown.delete(key);
+      return;
+    }
+    if (this.unknown.has(key)) return;
+    if (this.unknown.size >= MAX_UNKNOWN_TRACKED) {
+      const oldest = this.unknown.keys().next();
+      if (!oldest.done) this.unknown.delete(oldest.value);
+      this.stats.unknownFlowsForgotten++;
+    }
+    this.unknown.set(key, true);
+    this.stats.unknownFlows++;
+    const now = this.now();
+    if (now - this.unknownLogWindow >= 1000) {
+      this.unknownLogWindow = now;
+      this.unknownLogLines = 0;
+    }
+    if (this.unknownLogLines >= UNKNOWN_LOG_PER_S) {
+      this.stats.unknownFlowLogsSuppressed++;
+      return;
+    }
+    this.unknownLogLines++;
+    this.logger.warn(
+      { client: `${u32ToIp(p.src)}:${p.srcPort}`, service: `${u32ToIp(p.dst)}:${p.dstPort}`, unknownFlows: this.stats.unknownFlows, suppressed: this.stats.unknownFlowLogsSuppressed },
+      'a connection of a protected service that this gateway does not know passes UNPROTECTED (it predates this gateway process, or was over --max-flows)',
+    );
   }
 
   /** A SYN when the table is full: the connection goes unprotected, counted, logged (at most every 10 s). */

@@ -77,15 +77,7 @@ export class SouthWrapper extends SouthJudge implements Wrapper {
     if (!flow) {
       // A connection that predates the gateway, was over maxFlows, or was lost by the log: it
       // cannot be protected (its SYN options and ISNs, which a rebuild needs, are unknown).
-      this.stats.unknownFlowPackets++;
-      this.stats.unknownMidstream++;
-      if (!this.midstreamWarned) {
-        this.midstreamWarned = true;
-        this.logger.warn(
-          { client: `${u32ToIp(p.src)}:${p.srcPort}`, service: `${u32ToIp(p.dst)}:${p.dstPort}` },
-          'a connection of a protected service that the gateway does not know passes UNPROTECTED (it predates the gateway, or was over --max-flows); counted in unknownMidstream, logged once',
-        );
-      }
+      this.unknownMidstream(p);
       return FORWARD;
     }
     flow.lastActivity = this.now();

@@ -1,6 +1,7 @@
 /**
- * `ftcp gateway` as an appliance: clear errors for bad input, and nothing left
- * half-configured — neither after a failed start nor after SIGTERM.
+ * `ftcp gateway` as an appliance: clear errors for bad input, nothing left half-configured
+ * after a failed start; after SIGTERM the TUN and the steering stay (fail closed, issue 14)
+ * until `ftcp gateway down` removes them all.
  */
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import path from 'node:path';
@@ -64,10 +65,11 @@ describe('ftcp gateway (lab)', () => {
     expect(s.table.trim()).toBe('');
   });
 
-  it('sets up the TUN and the steering, and removes all of it on SIGTERM', async () => {
+  it('sets up the TUN and the steering, keeps them on SIGTERM, and `gateway down` removes all of it', async () => {
     await execIn(ns, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
     const ready = path.join('/tmp', `${ns}.ready`);
-    const gw = spawnIn(ns, process.execPath, [FTCP, 'gateway', '--tun', 'ftcp0', '--protect', '198.18.2.2:5001', '--steer', 'a0,b0', '--ready-file', ready], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const stateDir = path.join('/tmp', `${ns}.state`);
+    const gw = spawnIn(ns, process.execPath, [FTCP, 'gateway', '--tun', 'ftcp0', '--protect', '198.18.2.2:5001', '--steer', 'a0,b0', '--ready-file', ready, '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       await waitForLine(gw, /gateway running/, 15_000);
       expect(existsSync(ready)).toBe(true);
@@ -81,6 +83,19 @@ describe('ftcp gateway (lab)', () => {
       const [code] = await once(gw, 'exit');
       expect(code).toBe(0);
     }
+    const kept = await state(ns);
+    expect(kept.links).toMatch(/ftcp0: <[^>]*\bUP\b/); // still there, admin up,
+    expect(kept.links).not.toMatch(/ftcp0:.*LOWER_UP/); // no reader: no carrier
+    expect(kept.rules).toMatch(/iif a0 lookup 100/);
+    expect(kept.table).toMatch(/default dev ftcp0/);
+    expect(kept.table).toMatch(/blackhole default/);
+    expect(existsSync(ready)).toBe(false);
+    const r = await execIn(ns, process.execPath, [FTCP, 'gateway', 'down', '--tun', 'ftcp0', '--state-dir', stateDir]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/removed: .*device ftcp0/);
+    const again = await execIn(ns, process.execPath, [FTCP, 'gateway', 'down', '--tun', 'ftcp0', '--state-dir', stateDir]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/nothing to remove for ftcp0/);
     const down = await state(ns);
     expect(down.links).not.toContain('ftcp0');
     expect(down.rules).not.toMatch(/lookup 100/);

@@ -259,7 +259,7 @@ setInterval(() => {}, 1000);
     const argv = JSON.parse(readFileSync(join(sd, 'argv.json'), 'utf8')) as string[];
     expect(argv).toEqual([
       'gateway', '--tun', 'ftcp0', '--protect', '198.18.2.2:7000,198.18.2.2:7001', '--steer', 'gc0,gs0',
-      '--log', `embedded:disk:${sd}/log`, '--control', '127.0.0.1:7070', '--ready-file', `${sd}/gateway.ready`,
+      '--log', `embedded:disk:${sd}/log`, '--control', '127.0.0.1:7070', '--ready-file', `${sd}/gateway.ready`, '--state-dir', sd,
       '--supervisor', '198.18.2.1:7071', '--heartbeat-ms', '50',
     ]);
     // It runs inside <n>-gw.
@@ -321,7 +321,7 @@ describe('lab gateway mode (interruptions and the real gateway)', () => {
     const t = await labUp({ name, protect: [7003] });
     expect(t.gatewayPid).toBeGreaterThan(0);
     expect(t.gatewayCommand).toEqual([process.execPath, CLI, 'gateway', '--tun', 'ftcp0', '--protect', '198.18.2.2:7003', '--steer', 'gc0,gs0',
-      '--log', 'embedded:memory', '--control', '127.0.0.1:7070', '--ready-file', `${t.stateDir}/gateway.ready`,
+      '--log', 'embedded:memory', '--control', '127.0.0.1:7070', '--ready-file', `${t.stateDir}/gateway.ready`, '--state-dir', t.stateDir,
       '--supervisor', '198.18.2.1:7071', '--heartbeat-ms', '50']);
     expect((await labStatus(name)).gatewayAlive).toBe(true);
     const data = randomBytes(1024 * 1024);

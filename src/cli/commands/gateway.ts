@@ -6,9 +6,14 @@
  *              [--log-budget <size|N%>] [--log-conn-bound <size>]
  *              [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
  *              [--assume-crash-on none|rst] [--no-offload] [--checksums verify|trust]
+ *              [--state-dir D] [--remove-on-exit]
+ * ftcp gateway down --tun <name> [--state-dir D]                      (gateway-down.ts)
  *
- * Creates and configures its TUN device and (with --steer) the policy routing that sends
- * every forwarded packet through it; on SIGINT/SIGTERM removes everything it created.
+ * Creates and configures its persistent TUN device and (with --steer) the policy routing that
+ * sends every forwarded packet through it, or reuses them when an earlier gateway with the same
+ * --tun/--steer/--table left them (steering.ts). They stay when the process stops or dies, so
+ * protected traffic is dropped, not forwarded unprotected, until a gateway runs again; only
+ * `ftcp gateway down` (or --remove-on-exit) removes them.
  */
 import { writeFile, rm } from 'node:fs/promises';
 import { parseCli, parseHostPort, parseNumberFlag, parseSizeOrShareFlag } from '../args.js';
@@ -18,7 +23,9 @@ import { logger } from '../../util/logger.js';
 import { ipToU32 } from '../../wire/addr.js';
 import { LinuxTun } from '../../tun/linux.js';
 import { Gateway } from '../../gateway/gateway.js';
-import { Steering } from '../../gateway/steering.js';
+import { Steering, removeSteering } from '../../gateway/steering.js';
+import { DEFAULT_STATE_DIR, readRecord, type SteeringRecord } from '../../gateway/steering-state.js';
+import { requireTun } from './gateway-down.js';
 import { startControl, loadControlToken, controlExposure, CONTROL_DEFAULT_ADDR, CONTROL_LIMITS } from '../../gateway/control.js';
 import { parseControlFlag } from './status.js';
 import { createLog, type CreateLogOptions } from '../../log/index.js';
@@ -47,8 +54,14 @@ export const MAX_IDLE_TIMEOUT_S = 30 * 24 * 3600;
 export const MAX_HALF_OPEN_TIMEOUT_S = 180;
 
 const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…] [options]
+       ftcp gateway down --tun <name> [--state-dir <dir>]   (remove what a gateway left; --help)
 
-  --tun <name>            TUN device to create (e.g. ftcp0)
+  --tun <name>            TUN device to create or reuse (e.g. ftcp0); persistent: it outlives the process
+  --state-dir <dir>       where the gateway records the kernel state it set up, <dir>/<tun>.json
+                          (default ${DEFAULT_STATE_DIR}; one per network namespace)
+  --remove-on-exit        on SIGINT/SIGTERM remove the device and the steering (as 'ftcp gateway down').
+                          Default: keep them, so protected traffic is dropped, not forwarded unprotected,
+                          until the next gateway (systemctl restart, a crash) starts and reuses them
   --protect <ip:port>,…   protected services (server address and port)
   --steer <if>,…          route every packet arriving on these interfaces through the TUN
   --table <n>             routing table for the steering rules, 1..2147483647 but not 253-255 (default 100)
@@ -114,6 +127,7 @@ example: ftcp gateway --tun ftcp0 --protect 198.18.2.2:5001 --steer gc0,gs0 --lo
            --supervisor 198.18.2.1:7071 --key-file /etc/ftcp/key`;
 
 export async function run(argv: string[]): Promise<number> {
+  if (argv[0] === 'down') return (await import('./gateway-down.js')).run(argv.slice(1));
   const { values } = parseCli(argv, {
     tun: { type: 'string' },
     protect: { type: 'string' },
@@ -142,14 +156,15 @@ export async function run(argv: string[]): Promise<number> {
     checksums: { type: 'string', default: 'verify' },
     divergence: { type: 'string', default: 'reset' },
     'divergence-deadline': { type: 'string', default: '10' },
+    'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
+    'remove-on-exit': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
     process.stdout.write(HELP + '\n');
     return 0;
   }
-  if (!values.tun) throw new UsageError('--tun <name> is required');
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(values.tun)) throw new UsageError(`--tun: bad interface name '${values.tun}'`);
+  const tunName = requireTun(values.tun);
   if (!values.protect) throw new UsageError('--protect <ip:port>[,…] is required');
   const services = values.protect.split(',').map((s) => {
     const hp = parseHostPort(s, '--protect');
@@ -210,31 +225,37 @@ export async function run(argv: string[]): Promise<number> {
     if (err instanceof FtcpError && err.code === 'FTCP_BAD_LOG_SPEC') throw new UsageError(err.message);
     throw err;
   }
+  // Decide before opening the TUN: the open creates the device and takes its carrier up.
+  const steering = new Steering({ tun: tunName, steer, table, pref: 1000, mtu, stateDir: values['state-dir']! }, logger);
+  const decision = await steering.prepare(await readRecord(steering.file)).catch(async (err: unknown) => {
+    await log.shutdown().catch(() => {});
+    throw err;
+  });
   let tun: LinuxTun;
   if (!values['no-offload']) {
-    const opened = LinuxTun.openWithOffloads(values.tun, {}, mtu + 64);
+    const opened = LinuxTun.openWithOffloads(tunName, {}, mtu + 64);
     tun = opened.tun;
     if (opened.probe.offload) logger.info({ tun: tun.name }, 'TUN offloads on (virtio-net header, TSO4/TSO6/CSUM)');
     else logger.error({ tun: tun.name, reason: opened.probe.reason }, 'TUN offloads unavailable: plain packets');
   } else {
-    tun = LinuxTun.open(values.tun, { slotSize: mtu + 64 });
+    tun = LinuxTun.open(tunName, { slotSize: mtu + 64 });
   }
-  const steering = new Steering({ tun: tun.name, steer, table, pref: 1000, mtu }, logger);
+  let record: SteeringRecord | null = null;
   let gw: Gateway | null = null;
   let oracle: LivenessOracle | null = null;
   const tracer = values['stability-trace'] ? stabilityTracer(values['stability-trace']) : null;
   let stopping = false;
-  const cleanup = async () => {
+  const closeAll = async () => {
     gw?.stop();
     await oracle?.close();
     tun.close();
-    await steering.teardown();
     await log.shutdown().catch(() => {});
     await tracer?.close();
     if (values['ready-file']) await rm(values['ready-file'], { force: true });
   };
   try {
-    await steering.setup();
+    tun.persist(true);
+    record = await steering.apply(process.pid);
     if (supervisor) {
       oracle = await LivenessOracle.listen(supervisor.addr, supervisor.port, key, {
         heartbeatMs, services: services.map((s) => `${u32ToIp(s.ip)}:${s.port}`), log: logger.child({ mod: 'oracle' }),
@@ -249,6 +270,10 @@ export async function run(argv: string[]): Promise<number> {
       oracle, crashPolicy, holdMs: 10 * heartbeatMs + 200, minGapMs: Math.min(25, heartbeatMs / 2), onLogFailure, mtu, checksums,
       north: { divergence, divergenceDeadlineMs: Math.round(divergenceDeadline * 1000) },
     });
+    gw.startState = {
+      action: decision.action === 'create' ? 'created' : 'reused', restarted: decision.action === 'reuse',
+      reusedState: decision.action === 'reuse' ? decision.found : null, starts: record.starts, stateFile: steering.file,
+    };
     if (tracer) gw.south.onStableAdvance = tracer.trace;
     gw.start();
     if (control) {
@@ -263,7 +288,13 @@ export async function run(argv: string[]): Promise<number> {
       await writeFile(values['ready-file'], JSON.stringify({ pid: process.pid, tun: tun.name, control: control ? `${control.addr}:${control.port}` : null }) + '\n');
     }
   } catch (err) {
-    await cleanup();
+    // A failed start that created the steering takes it away again; one that found it leaves
+    // it (with the device), so the traffic it protects stays dropped, not forwarded.
+    if (decision.action === 'create') {
+      try { tun.persist(false); } catch (e) { logger.warn({ err: (e as Error).message }, 'could not make the TUN non-persistent'); }
+    }
+    await closeAll();
+    if (decision.action === 'create') await steering.rollback();
     throw err;
   }
   logger.info({ tun: tun.name, protect: values.protect, steer, log: values.log, control: control ? `${control.addr}:${control.port}` : null, controlToken: controlToken !== null, supervisor: values.supervisor ?? null, crashPolicy }, 'gateway running');
@@ -273,7 +304,16 @@ export async function run(argv: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       logger.info({ signal: sig }, 'gateway stopping');
-      cleanup().then(
+      const stopAll = async () => {
+        await closeAll();
+        if (values['remove-on-exit'] && record !== null) {
+          await removeSteering(record, steering.file, logger);
+        } else {
+          logger.warn({ tun: tun.name, stateFile: steering.file },
+            `TUN and steering kept: protected traffic is dropped until a gateway runs again; 'ftcp gateway down --tun ${tun.name}' removes them`);
+        }
+      };
+      stopAll().then(
         () => resolve(0),
         (err) => {
           logger.error({ err }, 'cleanup failed');

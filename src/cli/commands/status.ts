@@ -90,13 +90,22 @@ export async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** How the gateway found its TUN and steering: created, or reused after a restart (issue 14). */
+function startLine(start: Record<string, any>): string {
+  const f = start.reusedState as Record<string, any> | null;
+  const found = f ? ` (found: state file ${f.record ? 'yes' : 'no'}, device ${f.device ? 'yes' : 'no'}, route ${f.route ? 'yes' : 'no'}, ` +
+    `blackhole ${f.blackhole ? 'yes' : 'no'}, rules ${f.rules} of ${f.rulesExpected})` : '';
+  return `start: TUN and steering ${start.action}${found}; restarted: ${start.restarted}; gateway starts on this state: ${start.starts}; state file ${start.stateFile}`;
+}
+
 /** The text `ftcp status` prints for a /status snapshot (its flow list as fetched). */
 export function statusText(st: Record<string, any>): string {
   const lines = [
     `tun ${st.tun}  log ${st.log}  up ${(st.uptimeMs / 1000).toFixed(0)} s`,
     `services: ${st.services.join(', ')}`,
+    ...(st.start ? [startLine(st.start)] : []),
     `connections: ${st.connections}${st.flowLimits ? ` of at most ${st.flowLimits.maxFlows} (--max-flows)` : ''}` +
-      `; unprotected: ${st.south.flowsOverCap ?? 0} over the cap, ${st.south.flowsLogExpired ?? 0} expired by the log, ${st.south.unknownMidstream ?? 0} segments of unknown connections`,
+      `; unprotected: ${st.south.flowsOverCap ?? 0} over the cap, ${st.south.flowsLogExpired ?? 0} expired by the log, ${st.south.unknownFlows ?? 0} unknown connections (no SYN seen, e.g. after a restart; ${st.south.unknownMidstream ?? 0} segments)`,
     `half-open: ${st.halfOpen ?? 0}${st.flowLimits?.maxHalfOpen !== undefined ? ` of at most ${st.flowLimits.maxHalfOpen} (--max-half-open), timeout ${st.flowLimits.halfOpenTimeoutMs} ms` : ''}` +
       `; handshakes completed ${st.south.handshakesCompleted ?? 0}, half-open evicted ${st.south.halfOpenEvicted ?? 0}, expired ${st.south.halfOpenExpired ?? 0}, reset ${st.south.halfOpenReset ?? 0}`,
     `packets: ${st.stats.packets} (protected ${st.stats.protectedPackets}, unprotected tcp ${st.stats.unprotectedTcp}, dropped ${st.stats.dropped})`,

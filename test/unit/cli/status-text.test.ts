@@ -24,4 +24,16 @@ describe('ftcp status text', () => {
     const line = text.split('\n').find((l) => l.startsWith('drops by reason: '));
     expect(line).toBe('drops by reason: SERVER_WHILE_MASKED 2, CLIENT_WHILE_MASKED 1');
   });
+
+  it('says whether the gateway reused a TUN and steering left by an earlier one, and counts unknown connections', () => {
+    const h = new Harness();
+    expect(statusText(fetched(h))).not.toMatch(/^start:/m); // a gateway the CLI did not start says nothing
+    h.gw.startState = {
+      action: 'reused', restarted: true, starts: 2, stateFile: '/run/ftcp/ftcp0.json',
+      reusedState: { record: true, device: true, route: true, blackhole: true, rules: 3, rulesExpected: 3 },
+    };
+    const text = statusText(fetched(h));
+    expect(text).toMatch(/^start: TUN and steering reused \(found: state file yes, device yes, route yes, blackhole yes, rules 3 of 3\); restarted: true; gateway starts on this state: 2;/m);
+    expect(text).toMatch(/0 unknown connections \(no SYN seen/);
+  });
 });
