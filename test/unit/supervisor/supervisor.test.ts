@@ -186,9 +186,9 @@ describe('Supervisor', () => {
   it('gives up after --max-restarts: crashed each time, generations 1..n+1, run() resolves 1', async () => {
     // the program exits 7 at once, every time
     const { sup, oracle, service } = await rig([], { args: ['-e', 'process.exit(7)'], maxRestarts: 2, backoff: { initialMs: 20 } });
-    const started = Date.now();
+    // (No bound on its duration: three node start-ups take seconds on a loaded machine; a
+    // wrong backoff would show as the test's own timeout.)
     expect(await sup.run()).toBe(1);
-    expect(Date.now() - started).toBeLessThan(3000);
     await waitFor(() => oracle.counters.perType.crashed === 3, 1000, '3 crashes');
     expect(oracle.counters.perType.restarted).toBe(2);
     expect(oracle.info(service)).toMatchObject({ state: 'CRASHED', verdict: 'dead', generation: 3, exitCode: 7 });
@@ -219,7 +219,7 @@ describe('Supervisor', () => {
     expect(await done).toBe(0);
     const took = Date.now() - t0;
     expect(took).toBeGreaterThanOrEqual(290);
-    expect(took).toBeLessThan(3000);
+    expect(took).toBeLessThan(10_000); // killed, not waited for (it ignores SIGTERM for ever)
     expect(gone(pid)).toBe(true);
     await waitFor(() => oracle.state(service) === 'STOPPED', 1000, 'STOPPED');
     expect(events.map((e) => e[0])).toEqual(['alive', 'listening', 'stopping', 'stopped']);
@@ -246,7 +246,7 @@ describe('Supervisor stop during backoff', () => {
     const t0 = Date.now();
     await sup.stop('test');
     expect(await done).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(Date.now() - t0).toBeLessThan(8000); // not after the 10 s backoff
     await waitFor(() => oracle.state(service) === 'STOPPED', 1000, 'STOPPED');
     expect(events.map((e) => e[0])).toEqual(['alive', 'crashed', 'stopping', 'stopped']);
     expect(oracle.counters.perType.restarted).toBe(0);
