@@ -1,7 +1,7 @@
 /**
  * The checking client of the random demo servers (random.ts): each connection pipelines its
- * requests, RANDOM_WINDOW of them in flight (so the replies in the network and in the
- * server's socket make a crash land inside one), verifies every reply with a
+ * requests, RANDOM_WINDOW of them in flight (so the replies queued in the server's socket
+ * make a crash land inside one), verifies every reply with a
  * RandomVerifier, and ends with ONE outcome (RandomOutcome): ok, reset, inconsistent,
  * misframed, hung or error, with the replies verified and where the first bad one began.
  *
@@ -12,8 +12,13 @@
 import { randomRequest, RANDOM_OUTCOMES, RandomVerifier, type RandomKind, type RandomOutcome } from './random.js';
 import type { ConnApi, Driver } from './client.js';
 
-/** Requests in flight on one connection. */
-export const RANDOM_WINDOW = 8;
+/**
+ * Requests in flight on one connection: 256 KiB of random replies (about 512 KiB of
+ * random-var), more than the path holds in flight, so the server's socket always has
+ * output queued and a kill -9 cuts the stream inside a reply, not between two (with 8,
+ * every fixed-length connection of a drill was cut on a reply boundary: no splice to see).
+ */
+export const RANDOM_WINDOW = 64;
 
 /** A random connection's result, in its DemoConnReport. */
 export interface RandomConnResult {

@@ -20,6 +20,9 @@
  * belongs to no request of its own. The server answers any line; more than
  * RANDOM_MAX_REQUEST bytes without a '\n' end the connection (nothing more is answered).
  *
+ * The server writes each reply in two pieces with a turn of the event loop between them
+ * (randomPieces), so that a kill -9 lands inside a reply.
+ *
  * The client's side is RandomVerifier: pure (bytes in, a verdict out), so the unit tests
  * feed it splices made by hand.
  */
@@ -62,6 +65,18 @@ export function randomReply(kind: RandomKind, request: Buffer, length?: number):
   randomBytes(total - head - MAC_BYTES).copy(out, head);
   randomMac(request, out.subarray(0, total - MAC_BYTES)).copy(out, total - MAC_BYTES);
   return out;
+}
+
+/**
+ * A reply cut in two at a random point, for the server to write a turn of the event loop
+ * apart. Why: on kill -9 the kernel still sends what the process had written (the socket
+ * closes with a FIN when no input is unread), so a server writing whole replies is cut
+ * between two replies, and a fixed-length client then sees no splice at all; a server that
+ * produces its output as it goes (most do) is cut inside one.
+ */
+export function randomPieces(reply: Buffer): Buffer[] {
+  const at = randomInt(1, reply.length);
+  return [reply.subarray(0, at), reply.subarray(at)];
 }
 
 /** The request line of exchange `id` on a connection with `tag` (with its '\n'). */

@@ -12,7 +12,8 @@
  *             stall.ts); it does not read the next request until the previous reply went
  *             into the socket, and stops reading while its output is blocked, like memcached
  *   random    in: "<tag> <id>\n" ...      out: per request, 4 KiB of fresh random bytes and a
- *             SHA-256 binding them to the request (random.ts); answered in order like stall
+ *             SHA-256 binding them to the request (random.ts); answered in order like stall,
+ *             each reply written in two pieces a turn apart
  *   random-var                            the same, each reply length-prefixed, its length
  *             (64 B..16 KiB) picked at random by the server
  *
@@ -25,7 +26,7 @@ import { CHUNK_BYTES, Keystream } from './keystream.js';
 import { KvStore } from './kv.js';
 import { LineSplitter } from './lines.js';
 import { STALL_MAX_REQUEST, stallAnswer } from './stall.js';
-import { RANDOM_KINDS, RANDOM_MAX_REQUEST, randomReply, type RandomKind } from './random.js';
+import { RANDOM_KINDS, RANDOM_MAX_REQUEST, randomPieces, randomReply, type RandomKind } from './random.js';
 
 export type DemoKind = 'upload' | 'download' | 'echo' | 'kv' | 'stall' | RandomKind;
 export const DEMO_KINDS: readonly DemoKind[] = ['upload', 'download', 'echo', 'kv', 'stall', ...RANDOM_KINDS];
@@ -64,7 +65,7 @@ export async function startDemoServer(kind: DemoKind, host: string, port: number
     : kind === 'download' ? serveDownload
     : kind === 'echo' ? serveEcho
     : kind === 'stall' ? (s) => serveInOrder(s, STALL_MAX_REQUEST, stallAnswer, 'ERR line too long\n')
-    : kind === 'random' || kind === 'random-var' ? (s) => serveInOrder(s, RANDOM_MAX_REQUEST, (line) => randomReply(kind, line), '')
+    : kind === 'random' || kind === 'random-var' ? (s) => serveInOrder(s, RANDOM_MAX_REQUEST, (line) => randomPieces(randomReply(kind, line)), '')
     : (s) => serveKv(s, store);
   const sockets = new Set<net.Socket>();
   let stopping = false;
@@ -236,27 +237,45 @@ function serveKv(sock: net.Socket, store: KvStore): void {
  * returned false) the server stops both answering and reading (the kernel's receive buffer
  * fills and the window closes) until 'drain'. Bytes read but not yet answered wait in
  * `buf`. Past `maxRequest` bytes without a '\n', the server answers `tooLong` and ends.
+ * An answer given in pieces (random) is written piece by piece with a turn of the event
+ * loop between them, as a server that produces its output as it goes.
  */
-function serveInOrder(sock: net.Socket, maxRequest: number, answer: (line: Buffer) => Buffer, tooLong: string): void {
+function serveInOrder(sock: net.Socket, maxRequest: number, answer: (line: Buffer) => Buffer | Buffer[], tooLong: string): void {
   let buf: Buffer = Buffer.alloc(0);
   let off = 0;
   let blocked = false;
   let ended = false;
   let closing = false;
+  /** The current answer's pieces not written yet, and a yield between two of them in progress. */
+  let rest: Buffer[] = [];
+  let yielding = false;
   const run = () => {
-    while (!blocked && !closing) {
-      const nl = buf.indexOf(10, off);
-      if (nl < 0) {
-        if (buf.length - off > maxRequest) {
-          closing = true;
-          sock.removeAllListeners('data');
-          sock.end(tooLong);
+    while (!blocked && !closing && !yielding && !sock.destroyed) {
+      let piece = rest.shift();
+      if (piece === undefined) {
+        const nl = buf.indexOf(10, off);
+        if (nl < 0) {
+          if (buf.length - off > maxRequest) {
+            closing = true;
+            sock.removeAllListeners('data');
+            sock.end(tooLong);
+          }
+          break;
         }
-        break;
+        const line = buf.subarray(off, nl);
+        off = nl + 1;
+        const a = answer(line);
+        [piece, rest] = Array.isArray(a) ? [a[0] ?? Buffer.alloc(0), a.slice(1)] : [a, []];
       }
-      const line = buf.subarray(off, nl);
-      off = nl + 1;
-      if (!sock.write(answer(line))) {
+      const fits = sock.write(piece);
+      if (rest.length > 0) {
+        yielding = true;
+        setImmediate(() => {
+          yielding = false;
+          run();
+        });
+      }
+      if (!fits) {
         blocked = true;
         sock.pause();
         sock.once('drain', () => {
@@ -266,7 +285,7 @@ function serveInOrder(sock: net.Socket, maxRequest: number, answer: (line: Buffe
         });
       }
     }
-    if (ended && !blocked && !closing) {
+    if (ended && !blocked && !closing && !yielding && rest.length === 0) {
       closing = true;
       sock.end();
     }
