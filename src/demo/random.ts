@@ -40,7 +40,7 @@ export const RANDOM_REPLY = 4096;
 /** random-var: the bounds of a reply's length (header and mac included). */
 export const RANDOM_VAR_MIN = 64;
 export const RANDOM_VAR_MAX = 16_384;
-/** Longest request line the server accepts (bytes, without '\n'). */
+/** Most bytes the server waits for a '\n' (a longer unterminated line ends the connection). */
 export const RANDOM_MAX_REQUEST = 64;
 export const MAC_BYTES = 32;
 const LEN_BYTES = 4;
