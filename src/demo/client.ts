@@ -13,6 +13,9 @@
  *             read late (nothing for STALL_READ_LATE_MS, then a STALL_READ_PAUSE_MS pause
  *             after every STALL_READ_BURST bytes): the server's output blocks and it stops
  *             reading, as memcached does under a pipelining client; every reply checked
+ *   random    L requests "<seed> <id>\n", RANDOM_WINDOW in flight; every reply verified by
+ *   random-var  its mac (random-client.ts); the connection's `random.outcome` says how it
+ *             ended (ok, reset, inconsistent, misframed, hung, error)
  *
  * echo/kv with idleMs > 0: the even connections go quiet halfway (every request answered,
  * then nothing either way for idleMs) and carry on; the odd ones stay active, one request
@@ -38,6 +41,8 @@ import { LineSplitter } from './lines.js';
 import { EchoScript, KvScript } from './scripts.js';
 import { StallScript } from './stall.js';
 import type { DemoKind } from './server.js';
+import { countOutcomes, RandomDriver, type RandomConnResult } from './random-client.js';
+import type { RandomOutcome } from './random.js';
 
 /** Most requests in flight on one echo/kv connection. */
 export const ECHO_WINDOW = 16;
@@ -159,6 +164,8 @@ export interface DemoConnReport {
   bytesReceived: number;
   error?: { code: string; message: string };
   maxStallMs: number;
+  /** random/random-var: how the connection ended, replies verified, the first bad one. */
+  random?: RandomConnResult;
 }
 
 export interface DemoClientReport {
@@ -178,6 +185,8 @@ export interface DemoClientReport {
   /** (bytesSent + bytesReceived) * 8 / duration, in 10^6 bit/s. */
   throughputMbps: number;
   perConnection: DemoConnReport[];
+  /** random/random-var: connections per outcome (a reset is not judged here: the drill does). */
+  outcomes?: Record<RandomOutcome, number>;
 }
 
 export const DEFAULT_BYTES = 1 << 20;
@@ -211,6 +220,7 @@ export async function runDemoClient(opts: DemoClientOptions): Promise<DemoClient
       : opts.kind === 'echo' ? new EchoDriver(s, lines, idle)
       : opts.kind === 'kv' ? new KvDriver(i, s, lines, idle)
       : opts.kind === 'stall' ? new StallDriver(s, lines)
+      : opts.kind === 'random' || opts.kind === 'random-var' ? new RandomDriver(opts.kind, s, lines)
       : null;
     if (!driver) throw new TypeError(`unknown demo kind '${String(opts.kind)}'`);
     conns.push(new Conn(i, opts.host, opts.port, driver));
@@ -232,6 +242,7 @@ export async function runDemoClient(opts: DemoClientOptions): Promise<DemoClient
   const bytesSent = sum(perConnection.map((r) => r.bytesSent));
   const bytesReceived = sum(perConnection.map((r) => r.bytesReceived));
   const ok = perConnection.filter((r) => r.ok).length;
+  const randoms = perConnection.flatMap((r) => (r.random ? [r.random] : []));
   return {
     kind: opts.kind,
     connections: n,
@@ -244,6 +255,7 @@ export async function runDemoClient(opts: DemoClientOptions): Promise<DemoClient
     durationMs: round3(durationMs),
     throughputMbps: Math.round(((bytesSent + bytesReceived) * 8) / (durationMs * 1000) * 100) / 100,
     perConnection,
+    ...(randoms.length > 0 ? { outcomes: countOutcomes(randoms) } : {}),
   };
 }
 
@@ -255,7 +267,7 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
 /** What a connection can do to its socket and its verdict; given to the kind's driver. */
-interface ConnApi {
+export interface ConnApi {
   readonly finished: boolean;
   /** Bytes written that left the process (handed to the kernel). */
   flushed(): number;
@@ -274,7 +286,7 @@ interface ConnApi {
 }
 
 /** One kind's conversation. The Conn does the socket, hashing, counting and timing. */
-interface Driver {
+export interface Driver {
   onConnect(c: ConnApi): void;
   onData(c: ConnApi, b: Buffer): void;
   /** The server's FIN. The driver must pass() or fail(). */
@@ -286,6 +298,8 @@ interface Driver {
   units(c: ConnApi): { done: number; total: number };
   /** Goes idle on purpose (echo/kv with idleMs, even connections). */
   readonly goesIdle?: boolean;
+  /** random kinds: the connection's outcome, for its report. */
+  result?(error: { code: string } | undefined): RandomConnResult;
 }
 
 class Conn implements ConnApi {
@@ -420,6 +434,7 @@ class Conn implements ConnApi {
       bytesReceived: this.bytesReceived,
       ...(this.error ? { error: this.error } : {}),
       maxStallMs: round3(this.maxStall),
+      ...(this.driver.result ? { random: this.driver.result(this.error) } : {}),
     };
   }
 }

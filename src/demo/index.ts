@@ -1,5 +1,5 @@
-/** Deterministic demo servers and checking clients (see server.ts and client.ts). */
-export { startDemoServer, isDemoKind, DEMO_KINDS, type DemoKind, type DemoServer } from './server.js';
+/** Demo servers and checking clients (see server.ts and client.ts; the non-deterministic ones random.ts). */
+export { startDemoServer, isDemoKind, DEMO_KINDS, DETERMINISTIC_KINDS, type DemoKind, type DemoServer } from './server.js';
 export {
   runDemoClient,
   ECHO_WINDOW,
@@ -16,3 +16,5 @@ export { Keystream, keystreamSha256, keystreamParams, CHUNK_BYTES } from './keys
 export { KvStore } from './kv.js';
 export { EchoScript, KvScript } from './scripts.js';
 export { LineSplitter } from './lines.js';
+export { RandomVerifier, randomReply, randomRequest, RANDOM_KINDS, RANDOM_OUTCOMES, type RandomKind, type RandomOutcome } from './random.js';
+export { RandomDriver, RANDOM_WINDOW, countOutcomes, type RandomConnResult } from './random-client.js';

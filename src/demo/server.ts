@@ -1,7 +1,8 @@
 /**
- * Deterministic demo servers. Fed the same input bytes on a connection, each produces the
- * same output bytes (kv: given that connections use disjoint keys), with no timestamps and
- * no randomness: the kind of server ftcp can replay after a crash.
+ * Demo servers. All but the random ones are deterministic: fed the same input bytes on a
+ * connection, each produces the same output bytes (kv: given that connections use disjoint
+ * keys), with no timestamps and no randomness: the kind of server ftcp can replay after a
+ * crash. random and random-var are the opposite on purpose (issue 13): see random.ts.
  *
  *   upload    in: any bytes, then FIN      out: "<sha256 hex> <bytes>\n", FIN
  *   download  in: "GET <seed> <bytes>\n"   out: <bytes> bytes of stream(seed), FIN
@@ -10,6 +11,11 @@
  *   stall     in: "Q <n> <payload>\n" ...  out: "R <payload repeated to n chars>\n" each (see
  *             stall.ts); it does not read the next request until the previous reply went
  *             into the socket, and stops reading while its output is blocked, like memcached
+ *   random    in: "<tag> <id>\n" ...      out: per request, 4 KiB of fresh random bytes and a
+ *             SHA-256 binding them to the request (random.ts); answered in order like stall,
+ *             each reply written in two pieces a turn apart
+ *   random-var                            the same, each reply length-prefixed, its length
+ *             (64 B..16 KiB) picked at random by the server
  *
  * Every writer respects backpressure: a write that returns false stops the producer (or
  * pauses reading the socket) until 'drain'.
@@ -20,9 +26,12 @@ import { CHUNK_BYTES, Keystream } from './keystream.js';
 import { KvStore } from './kv.js';
 import { LineSplitter } from './lines.js';
 import { STALL_MAX_REQUEST, stallAnswer } from './stall.js';
+import { RANDOM_KINDS, RANDOM_MAX_REQUEST, randomPieces, randomReply, type RandomKind } from './random.js';
 
-export type DemoKind = 'upload' | 'download' | 'echo' | 'kv' | 'stall';
-export const DEMO_KINDS: readonly DemoKind[] = ['upload', 'download', 'echo', 'kv', 'stall'];
+export type DemoKind = 'upload' | 'download' | 'echo' | 'kv' | 'stall' | RandomKind;
+export const DEMO_KINDS: readonly DemoKind[] = ['upload', 'download', 'echo', 'kv', 'stall', ...RANDOM_KINDS];
+/** The kinds whose output is a function of their input (the others: random.ts). */
+export const DETERMINISTIC_KINDS: readonly DemoKind[] = DEMO_KINDS.filter((k) => !(RANDOM_KINDS as readonly string[]).includes(k));
 
 export function isDemoKind(s: string): s is DemoKind {
   return (DEMO_KINDS as readonly string[]).includes(s);
@@ -52,7 +61,12 @@ export async function startDemoServer(kind: DemoKind, host: string, port: number
   if (!isDemoKind(kind)) throw new TypeError(`unknown demo kind '${String(kind)}'`);
   const store = new KvStore();
   const handler: Handler =
-    kind === 'upload' ? serveUpload : kind === 'download' ? serveDownload : kind === 'echo' ? serveEcho : kind === 'stall' ? serveStall : (s) => serveKv(s, store);
+    kind === 'upload' ? serveUpload
+    : kind === 'download' ? serveDownload
+    : kind === 'echo' ? serveEcho
+    : kind === 'stall' ? (s) => serveInOrder(s, STALL_MAX_REQUEST, stallAnswer, 'ERR line too long\n')
+    : kind === 'random' || kind === 'random-var' ? (s) => serveInOrder(s, RANDOM_MAX_REQUEST, (line) => randomPieces(randomReply(kind, line)), '')
+    : (s) => serveKv(s, store);
   const sockets = new Set<net.Socket>();
   let stopping = false;
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => {
@@ -218,31 +232,50 @@ function serveKv(sock: net.Socket, store: KvStore): void {
 }
 
 /**
- * One request at a time, memcached-style: a request is answered only once the previous
- * reply went into the socket; when the socket's buffer is full (write() returned false)
- * the server stops both answering and reading (the kernel's receive buffer fills and the
- * window closes) until 'drain'. Bytes read but not yet answered wait in `buf`.
+ * One request line at a time, memcached-style (stall, random): a request is answered only
+ * once the previous reply went into the socket; when the socket's buffer is full (write()
+ * returned false) the server stops both answering and reading (the kernel's receive buffer
+ * fills and the window closes) until 'drain'. Bytes read but not yet answered wait in
+ * `buf`. Past `maxRequest` bytes without a '\n', the server answers `tooLong` and ends.
+ * An answer given in pieces (random) is written piece by piece with a turn of the event
+ * loop between them, as a server that produces its output as it goes.
  */
-function serveStall(sock: net.Socket): void {
+function serveInOrder(sock: net.Socket, maxRequest: number, answer: (line: Buffer) => Buffer | Buffer[], tooLong: string): void {
   let buf: Buffer = Buffer.alloc(0);
   let off = 0;
   let blocked = false;
   let ended = false;
   let closing = false;
+  /** The current answer's pieces not written yet, and a yield between two of them in progress. */
+  let rest: Buffer[] = [];
+  let yielding = false;
   const run = () => {
-    while (!blocked && !closing) {
-      const nl = buf.indexOf(10, off);
-      if (nl < 0) {
-        if (buf.length - off > STALL_MAX_REQUEST) {
-          closing = true;
-          sock.removeAllListeners('data');
-          sock.end('ERR line too long\n');
+    while (!blocked && !closing && !yielding && !sock.destroyed) {
+      let piece = rest.shift();
+      if (piece === undefined) {
+        const nl = buf.indexOf(10, off);
+        if (nl < 0) {
+          if (buf.length - off > maxRequest) {
+            closing = true;
+            sock.removeAllListeners('data');
+            sock.end(tooLong);
+          }
+          break;
         }
-        break;
+        const line = buf.subarray(off, nl);
+        off = nl + 1;
+        const a = answer(line);
+        [piece, rest] = Array.isArray(a) ? [a[0] ?? Buffer.alloc(0), a.slice(1)] : [a, []];
       }
-      const line = buf.subarray(off, nl);
-      off = nl + 1;
-      if (!sock.write(stallAnswer(line))) {
+      const fits = sock.write(piece);
+      if (rest.length > 0) {
+        yielding = true;
+        setImmediate(() => {
+          yielding = false;
+          run();
+        });
+      }
+      if (!fits) {
         blocked = true;
         sock.pause();
         sock.once('drain', () => {
@@ -252,7 +285,7 @@ function serveStall(sock: net.Socket): void {
         });
       }
     }
-    if (ended && !blocked && !closing) {
+    if (ended && !blocked && !closing && !yielding && rest.length === 0) {
       closing = true;
       sock.end();
     }

@@ -17,7 +17,10 @@
  *      past the gateway's --idle-timeout. The supervisor restarts the servers
  *   5. the captures checked: no ack beyond the stable point reached the client, no RST, no
  *      FIN from a server that had not finished, no ICMP error; the gateway's recovery
- *      timeline per crash (detected, listening again, handshakes, replay, caught up)
+ *      timeline per crash (detected, listening again, handshakes, replay, caught up); the
+ *      gateway counted no divergence (its status `divergence.total`), except in the nondet
+ *      scenarios, judged by nondet.ts: every client consistent or reset, every reset (and
+ *      every RST at the client) a divergence the gateway counted
  *   6. lab down, whatever happened
  *
  * With `log: 'remote'` the gateway logs to `ftcp logserver` in <n>-log over both log links,
@@ -52,8 +55,10 @@ import { UsageError } from '../util/errors.js';
 import { execIn } from './exec.js';
 import { logLoss, logPathDown, logRestart } from './faults.js';
 import type { LabTopology } from './topology.js';
+import { divergenceFigures, formatOutcomes, judgeDeterministic, judgeNondet, type DivergenceFigures } from './nondet.js';
+import { isRandomKind, type RandomOutcome } from '../demo/random.js';
 
-type Kind = 'upload' | 'download' | 'echo' | 'kv' | 'stall';
+type Kind = 'upload' | 'download' | 'echo' | 'kv' | 'stall' | 'random' | 'random-var';
 
 interface ScenarioSpec {
   kinds: readonly Kind[];
@@ -110,6 +115,15 @@ export const SCENARIOS: Record<string, ScenarioSpec> = {
     kinds: ['download'], crashes: 1, bytes: 4_000_000, clientSysctls: { 'net.ipv4.tcp_rmem': '4096 4096 4096' }, clientWindow: 1024, timeoutMs: 30_000, minRateRatio: 0.1,
     what: 'a client with a 4 KB receive buffer (SO_RCVBUF 2 KB) and a window under one MSS downloading 4 MB; throughput after the crash must hold',
   },
+  nondet: {
+    kinds: ['random', 'random-var'], crashes: 1, connections: 8, lines: 1000, timeoutMs: 60_000,
+    what: 'non-deterministic servers (fresh random replies, fixed and variable length), 64 pipelined requests in flight; each client consistent or reset, every reset a counted divergence',
+  },
+  'nondet-tiny': {
+    kinds: ['random', 'random-var'], crashes: 1, connections: 4, lines: 200, timeoutMs: 60_000,
+    clientSysctls: { 'net.ipv4.tcp_rmem': '4096 4096 4096' }, clientWindow: 1024,
+    what: 'nondet with every client\'s receive buffer 4 KB and its window under one MSS (as tiny-rcvbuf)',
+  },
   idle: {
     kinds: ['echo'], crashes: 1, trigger: 'idle', connections: 10, lines: 400, idleMs: 4000, idleTimeoutS: 1, timeoutMs: 60_000,
     what: 'half the connections idle across the crash and past the gateway\'s --idle-timeout 1, then active again',
@@ -117,7 +131,7 @@ export const SCENARIOS: Record<string, ScenarioSpec> = {
 };
 export type Scenario = keyof typeof SCENARIOS;
 
-const PORTS: Record<Kind, number> = { upload: 5001, download: 5002, echo: 5003, kv: 5004, stall: 5005 };
+const PORTS: Record<Kind, number> = { upload: 5001, download: 5002, echo: 5003, kv: 5004, stall: 5005, random: 5006, 'random-var': 5007 };
 const ORACLE_PORT = 7071;
 
 export const LOG_FAULTS = {
@@ -235,7 +249,13 @@ export interface DrillReport {
   offload: boolean;
   ok: boolean;
   failures: string[];
-  clients: Array<{ kind: Kind; connections: number; ok: number; failed: number; bytesSent: number; bytesReceived: number; throughputMbps: number; maxStallMs: number; errors: DemoClientReport['errors'] }>;
+  clients: Array<{
+    kind: Kind; connections: number; ok: number; failed: number; bytesSent: number; bytesReceived: number; throughputMbps: number; maxStallMs: number; errors: DemoClientReport['errors'];
+    /** random kinds: connections per outcome. */
+    outcomes?: Record<RandomOutcome, number>;
+  }>;
+  /** The gateway's divergence figures (status `divergence`; 0 when it has none). */
+  divergence: DivergenceFigures;
   crashes: CrashReport[];
   /** minRateRatio scenarios: the stream's throughput before the first crash and after the last (bytes/s). */
   rate?: { before: number; after: number; ratio: number } | null;
@@ -464,11 +484,15 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
 
     const failures: string[] = [];
     if (statusError !== null && Object.keys(st.stats).length === 0) failures.push(`the gateway did not answer \`ftcp status\` (twice, 15 s each): ${statusError}`);
+    const nondet = kinds.some(isRandomKind);
+    const divergence = divergenceFigures(st);
     const clients = reports.map(({ kind, r }) => {
-      if (!r.allOk) failures.push(`${kind}: ${r.failed} of ${r.connections} connections failed (${r.errors.slice(0, 3).map((e) => `${e.code} ${e.message}`).join('; ')})`);
+      // A random client's resets are judged with the gateway's divergence count (below).
+      if (!r.allOk && !isRandomKind(kind)) failures.push(`${kind}: ${r.failed} of ${r.connections} connections failed (${r.errors.slice(0, 3).map((e) => `${e.code} ${e.message}`).join('; ')})`);
       return {
         kind, connections: r.connections, ok: r.ok, failed: r.failed, bytesSent: r.bytesSent, bytesReceived: r.bytesReceived,
         throughputMbps: r.throughputMbps, maxStallMs: Math.max(0, ...r.perConnection.map((c) => c.maxStallMs)), errors: r.errors,
+        ...(r.outcomes ? { outcomes: r.outcomes } : {}),
       };
     });
     const crashReports = crashTimeline(kills, st.recovery ?? [], kinds.map((k) => `${ADDRESSES.server}:${PORTS[k]}`));
@@ -491,10 +515,22 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     }
     if (invariant.violations.length > 0) failures.push(`${invariant.violations.length} acks beyond the stable point reached the client`);
     if (invariant.checked === 0) failures.push('no server ack was seen at the client: the capture did not work');
-    if (client.rstToClient > 0) failures.push(`${client.rstToClient} RST reached the client`);
+    // nondet: a RST from the server side is allowed for a divergence the gateway counted
+    // (judgeNondet holds the counts to it); anything else as in every drill.
+    const divergenceReset = (c: (typeof inspected.connections)[number]) => nondet && c.verdict === 'reset' && c.seen.rstFromServer;
+    if (nondet) {
+      failures.push(...judgeNondet({
+        clients: clients.flatMap((c) => (c.outcomes ? [{ kind: c.kind, outcomes: c.outcomes }] : [])), divergence,
+        rstToClient: client.rstToClient, resetConnections: inspected.connections.filter(divergenceReset).length,
+        crashesWithConnections: crashReports.filter((c) => c.connections > 0).length,
+      }));
+    } else {
+      failures.push(...judgeDeterministic(divergence));
+      if (client.rstToClient > 0) failures.push(`${client.rstToClient} RST reached the client`);
+    }
     if (client.icmpToClient > 0) failures.push(`${client.icmpToClient} ICMP packets reached the client`);
     for (const c of inspected.connections) {
-      if (c.verdict !== 'ok') failures.push(`inspect: ${c.verdict}: ${c.reason}`);
+      if (c.verdict !== 'ok' && !divergenceReset(c)) failures.push(`inspect: ${c.verdict}: ${c.reason}`);
       if (failures.length > 20) break;
     }
     const logLink = opts.log === 'remote' ? logLinkReport(fault, faultInfo, st.logLink) : null;
@@ -508,7 +544,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       for (const f of ['client.pcap', 'server.pcap', 'stable.trace']) await copyFile(path.join(work, f), path.join(opts.pcapDir, f));
     }
     return {
-      scenario: opts.scenario, what: spec.what, lab: name, log: opts.log, seed: opts.seed, clientSysctls: sysctls, offload: opts.offload !== false, ok: failures.length === 0, failures, clients,
+      scenario: opts.scenario, what: spec.what, lab: name, log: opts.log, seed: opts.seed, clientSysctls: sysctls, offload: opts.offload !== false, ok: failures.length === 0, failures, clients, divergence,
       crashes: crashReports,
       ...(rate !== undefined ? { rate } : {}),
       longestStallMs: Math.max(0, ...clients.map((c) => c.maxStallMs)),
@@ -690,10 +726,15 @@ export function formatDrill(r: DrillReport): string {
     `ftcp drill: scenario ${r.scenario} (${r.what}), log ${r.log}${r.offload ? '' : ', no TUN offloads'}, seed ${r.seed}, lab ${r.lab} (${(r.durationMs / 1000).toFixed(1)} s)`
       + (Object.keys(r.clientSysctls).length > 0 ? `\n  client sysctls: ${Object.entries(r.clientSysctls).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''),
     '',
-    '  kind      conns  ok  failed   sent MB   recv MB   Mb/s    longest stall',
+    '  kind        conns  ok  failed   sent MB   recv MB   Mb/s    longest stall',
   ];
   for (const c of r.clients) {
-    lines.push(`  ${c.kind.padEnd(8)} ${String(c.connections).padStart(5)} ${String(c.ok).padStart(3)} ${String(c.failed).padStart(7)} ${mb(c.bytesSent).padStart(9)} ${mb(c.bytesReceived).padStart(9)} ${c.throughputMbps.toFixed(0).padStart(6)}    ${c.maxStallMs.toFixed(1)} ms`);
+    lines.push(`  ${c.kind.padEnd(10)} ${String(c.connections).padStart(5)} ${String(c.ok).padStart(3)} ${String(c.failed).padStart(7)} ${mb(c.bytesSent).padStart(9)} ${mb(c.bytesReceived).padStart(9)} ${c.throughputMbps.toFixed(0).padStart(6)}    ${c.maxStallMs.toFixed(1)} ms`);
+  }
+  const withOutcomes = r.clients.filter((c) => c.outcomes);
+  if (withOutcomes.length > 0) {
+    lines.push('', '  outcomes per connection (ok: every reply verified; reset: a clean RST; the rest: damage)');
+    for (const c of withOutcomes) lines.push(`  ${c.kind.padEnd(10)} ${formatOutcomes(c.outcomes!)}`);
   }
   if (r.crashes.length > 0) {
     lines.push(
@@ -715,6 +756,7 @@ export function formatDrill(r: DrillReport): string {
   lines.push(
     '',
     `  at the client: ${r.client.connections} connections, ${r.client.rstToClient} RST, ${r.client.icmpToClient} ICMP`,
+    `  divergence (gateway): ${r.divergence.total} detected, ${r.divergence.resets} connection(s) reset`,
     `  stable-ack invariant: ${r.invariant.checked} acks checked, ${r.invariant.violations.length} beyond the stable point`,
     `  inspect verdicts (client side): ${Object.entries(r.verdicts).map(([v, n]) => `${n} ${v}`).join(', ') || 'none'}`,
     `  gateway: ${r.gateway.packets} packets (${r.gateway.protectedPackets} protected), ${mb(r.gateway.bytesLogged)} MB logged, acks lowered ${r.gateway.acksLowered}, held ${r.gateway.acksHeld}, released ${r.gateway.heldReleased}, dropped ${r.gateway.dropped}`,
@@ -722,7 +764,11 @@ export function formatDrill(r: DrillReport): string {
     `  longest stall any client saw: ${r.longestStallMs.toFixed(1)} ms`,
     ...(r.logLink === null ? [] : formatLogLink(r.logLink)),
     '',
-    r.ok ? 'PASS: every connection byte-exact across every crash, no RST/FIN/ICMP reached a client, invariant held' : `FAIL:\n${r.failures.map((f) => `  - ${f}`).join('\n')}`,
+    r.ok
+      ? withOutcomes.length > 0
+        ? 'PASS: every connection consistent or reset, every reset a divergence the gateway counted, no other RST/FIN/ICMP reached a client, invariant held'
+        : 'PASS: every connection byte-exact across every crash, no RST/FIN/ICMP reached a client, no divergence, invariant held'
+      : `FAIL:\n${r.failures.map((f) => `  - ${f}`).join('\n')}`,
   );
   return lines.join('\n');
 }

@@ -23,7 +23,7 @@ const USAGE = `usage: ftcp demo-client --kind ${DEMO_KINDS.join('|')} --connect 
 
   --connections N   concurrent connections, 1..100000 (default 1); connection i uses seed S+i
   --bytes B         upload/download bytes per connection, 0..1T (default ${DEFAULT_BYTES}; suffix K, M, G, T = 2^10, 2^20, 2^30, 2^40)
-  --lines L         echo/kv requests per connection, 0..10^9 (default ${DEFAULT_LINES})
+  --lines L         echo/kv/stall/random requests per connection, 0..10^9 (default ${DEFAULT_LINES})
   --seed S          base seed, 0..2^48 (default ${DEFAULT_SEED})
   --half-close      download: shut the sending side right after the request
   --idle-ms M       echo/kv: the even connections go quiet for M ms halfway; the odd ones pace
@@ -33,7 +33,11 @@ const USAGE = `usage: ftcp demo-client --kind ${DEMO_KINDS.join('|')} --connect 
                     bytes for upload/download, responses checked for echo/kv/stall)
   --control         read commands from stdin, one a line: 'pause' (stop reading on every
                     connection: the receive windows close) and 'resume'
-  --json            print the report as one JSON document`;
+  --json            print the report as one JSON document
+
+random, random-var: every connection ends with one outcome (ok, reset, inconsistent,
+misframed, hung, error), counted in the report's "outcomes"; the exit status is 0 only
+if every connection is ok.`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCli(argv, {
@@ -111,6 +115,7 @@ function summary(r: DemoClientReport): string {
   ];
   const maxStall = Math.max(0, ...r.perConnection.map((c) => c.maxStallMs));
   lines.push(`longest stall seen by a connection: ${maxStall.toFixed(1)} ms`);
+  if (r.outcomes) lines.push(`outcomes: ${Object.entries(r.outcomes).map(([o, n]) => `${n} ${o}`).join(', ')}`);
   for (const e of r.errors.slice(0, 20)) lines.push(`  conn ${e.conn}: ${e.code}: ${e.message}`);
   if (r.errors.length > 20) lines.push(`  ... and ${r.errors.length - 20} more errors`);
   return lines.join('\n') + '\n';

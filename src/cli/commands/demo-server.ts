@@ -1,10 +1,10 @@
 /**
- * `ftcp demo-server --kind upload|download|echo|kv --listen <ip:port> [--json]`
+ * `ftcp demo-server --kind upload|download|echo|kv|stall|random|random-var --listen <ip:port> [--json]`
  *
- * Serves one deterministic demo protocol (src/demo/server.ts). When listening, prints one
- * JSON line on stdout: {"listening":"ip:port","kind":...,"pid":...}. Port 0 picks a free
- * port (the line gives the real one). SIGTERM/SIGINT close the listener and the
- * connections, then the process exits 0.
+ * Serves one demo protocol (src/demo/server.ts; all deterministic but random, random-var).
+ * When listening, prints one JSON line on stdout: {"listening":"ip:port","kind":...,
+ * "pid":...}. Port 0 picks a free port (the line gives the real one). SIGTERM/SIGINT close
+ * the listener and the connections, then the process exits 0.
  */
 import { parseCli, parseDemoKind, parseHostPort } from '../args.js';
 import { FtcpError, UsageError } from '../../util/errors.js';
@@ -18,6 +18,9 @@ const USAGE = `usage: ftcp demo-server --kind ${DEMO_KINDS.join('|')} --listen <
   kv        SET <k> <v> | GET <k> | INCR <k> | DEL <k>, one per line (store starts empty)
   stall     "Q <n> <payload>\n" answered "R <payload repeated to n chars>\n", one request at a
             time; stops reading while its output is blocked (like memcached)
+  random    NOT deterministic: "<tag> <id>\n" answered with 4 KiB of fresh random bytes
+            ending in a SHA-256 that binds them to the request line (src/demo/random.ts)
+  random-var  the same, each reply length-prefixed (u32), 64 B..16 KiB chosen at random
 
   --listen ip:port   address to listen on (port 0: any free port)
   --json             only the JSON line on stdout (nothing on stderr)`;
