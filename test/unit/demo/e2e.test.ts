@@ -35,7 +35,9 @@ function expectAllOk(r: DemoClientReport, n: number): void {
   expect(r.bytesSent).toBe(r.perConnection.reduce((a, c) => a + c.bytesSent, 0));
   expect(r.bytesReceived).toBe(r.perConnection.reduce((a, c) => a + c.bytesReceived, 0));
   expect(r.durationMs).toBeGreaterThan(0);
-  expect(r.throughputMbps).toBeGreaterThan(0);
+  // Rounded to 0.01 Mb/s: a 0-byte download's request line over a slow (loaded) second is 0.00.
+  expect(r.throughputMbps).toBeGreaterThanOrEqual(0);
+  if (r.bytesSent + r.bytesReceived >= 1_000_000) expect(r.throughputMbps).toBeGreaterThan(0);
 }
 
 describe('demo server + client, each kind in-process', () => {
