@@ -238,7 +238,7 @@ async function stopServers(lab: Lab): Promise<void> {
 }
 
 /** User + system CPU seconds of a process (/proc/<pid>/stat fields 14 and 15, in USER_HZ = 100 ticks), null if gone. */
-function processCpuSeconds(pid: number): number | null {
+export function processCpuSeconds(pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // after "pid (comm) ": field 3 is f[0]
@@ -288,7 +288,7 @@ interface DemoReport {
  * One upload or download of `bytes` in all over `connections` parallel connections; Gb/s of
  * the payload direction. Throws with the reason on failure.
  */
-async function transfer(topo: LabTopology, kind: 'upload' | 'download', port: number, bytes: number, seed: number, connections = 1): Promise<number> {
+export async function transfer(topo: LabTopology, kind: 'upload' | 'download', port: number, bytes: number, seed: number, connections = 1): Promise<number> {
   const timeoutMs = transferTimeoutMs(bytes);
   const r = await execIn(topo.namespaces.client, process.execPath, [
     FTCP, 'demo-client', '--kind', kind, '--connect', `${SERVER}:${port}`, '--bytes', String(Math.max(1, Math.floor(bytes / connections))),
