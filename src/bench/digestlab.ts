@@ -18,15 +18,14 @@
  *
  * Medians with (min–max). The lab is named ftcpd-<6 hex> and removed on every exit path.
  */
-import { cpus, loadavg, release } from 'node:os';
 import type { ChildProcess } from 'node:child_process';
-import { parseCli, parseIntFlag } from '../cli/args.js';
-import { FtcpError, UsageError } from '../util/errors.js';
-import { runSubcommand } from './program.js';
+import { parseCli } from '../cli/args.js';
+import { FtcpError } from '../util/errors.js';
+import { OUTPUT_FLAGS, machineLine, outputOf, resultHead, resultTail, runSubcommand } from './program.js';
 import { ADDRESSES, labDown, labUp, randomLabName, type LabTopology } from '../lab/index.js';
 import { gatewayStatus, startDemoServer, startLiveDemoClient, stopProcess } from '../lab/procs.js';
 import { summarize, type Summary } from './stats.js';
-import { parseBytes, processCpuSeconds, transfer } from './run.js';
+import { TRANSFER_FLAGS, processCpuSeconds, transfer, transferOptions } from './run.js';
 
 const POLICIES = ['off', 'reset'] as const;
 type Policy = (typeof POLICIES)[number];
@@ -45,12 +44,8 @@ throughput, gateway CPU per GB, and the digest's size after one download of --by
   --markdown        print the Markdown section for BENCHMARKS.md
   --json            print one JSON document`;
 
-interface Options {
-  runs: number;
-  bytes: number;
-  warmupBytes: number;
-  output: 'human' | 'markdown' | 'json';
-}
+/** --runs, --bytes, --warmup-bytes and the output. */
+type Options = ReturnType<typeof transferOptions> & { output: ReturnType<typeof outputOf> };
 
 interface Sample { gbps: number; cpuSecondsPerGB: number | null }
 
@@ -65,7 +60,7 @@ interface DigestSize {
   finishedOk: boolean;
 }
 
-interface DigestLabResult {
+export interface DigestLabResult {
   date: string;
   machine: string;
   command: string;
@@ -81,23 +76,14 @@ interface DigestLabResult {
 const progress = (s: string) => process.stderr.write(`bench digest-lab: ${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function parseOptions(argv: string[]): Options | 'help' {
+export function parseDigestLabOptions(argv: string[]): Options | 'help' {
   const { values } = parseCli(argv, {
-    runs: { type: 'string', default: '5' },
-    bytes: { type: 'string' },
-    'warmup-bytes': { type: 'string' },
-    markdown: { type: 'boolean', default: false },
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
+    ...TRANSFER_FLAGS,
+    ...OUTPUT_FLAGS,
   });
   if (values.help) return 'help';
-  if (values.json && values.markdown) throw new UsageError('--json and --markdown exclude each other');
-  return {
-    runs: parseIntFlag(values.runs!, '--runs', 0, 1, 100),
-    bytes: parseBytes(values.bytes, '--bytes', 1_000_000_000, 1_000_000),
-    warmupBytes: parseBytes(values['warmup-bytes'], '--warmup-bytes', 100_000_000, 0),
-    output: values.json ? 'json' : values.markdown ? 'markdown' : 'human',
-  };
+  const output = outputOf(values);
+  return { ...transferOptions(values, { runs: 5, bytes: 1_000_000_000, minBytes: 1_000_000, warmupBytes: 100_000_000 }), output };
 }
 
 /**
@@ -123,10 +109,9 @@ async function digestSize(topo: LabTopology, lab: string, bytes: number): Promis
 
 async function runDigestLab(o: Options, command: string, signal: AbortSignal): Promise<DigestLabResult> {
   const t0 = Date.now();
-  const cpu = cpus();
   const result: DigestLabResult = {
     date: new Date().toISOString(),
-    machine: `${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${cpu.length} cores, Linux ${release()}, Node ${process.versions.node}, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
+    machine: machineLine(true),
     command,
     options: { runs: o.runs, bytes: o.bytes, warmupBytes: o.warmupBytes },
     digest: null,
@@ -193,15 +178,14 @@ async function runDigestLab(o: Options, command: string, signal: AbortSignal): P
 const cell = (s: Summary | null, digits = 2) => (s === null ? 'failed' : `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`);
 const ratio = (a: Summary | null, b: Summary | null) => (a !== null && b !== null ? `×${(a.median / b.median).toFixed(3)}` : '–');
 
-function formatText(r: DigestLabResult, markdown: boolean): string {
+export function formatDigestLab(r: DigestLabResult, markdown: boolean): string {
   const o = r.options;
   const ok = (p: Policy) => r.samples[p].filter((s): s is Sample => s !== null);
   const gb = Object.fromEntries(POLICIES.map((p) => [p, summarize(ok(p).map((s) => s.gbps))])) as Record<Policy, Summary | null>;
   const cpu = Object.fromEntries(POLICIES.map((p) => [p, summarize(ok(p).flatMap((s) => (s.cpuSecondsPerGB === null ? [] : [s.cpuSecondsPerGB])))])) as Record<Policy, Summary | null>;
   const d = r.digest;
-  const head = markdown ? [`Date: ${r.date}  `, `Machine: ${r.machine}  `, `Command: \`${r.command}\`  `] : [`${r.date}; ${r.machine}`];
   return [
-    ...head,
+    ...resultHead(r, markdown),
     `Settings: ${o.runs} downloads of ${(o.bytes / 1e6).toFixed(0)} MB per policy, alternating (off first in odd runs), after an unrecorded ${(o.warmupBytes / 1e6).toFixed(0)} MB each; median (min–max).`,
     '',
     '| protected download, one gateway | `--divergence off` | reset (default: digest kept) | reset / off |',
@@ -212,12 +196,10 @@ function formatText(r: DigestLabResult, markdown: boolean): string {
     d === null
       ? 'Digest size: not measured (failed).'
       : `Digest of one connection after ${(d.sent / 1e9).toFixed(3)} GB sent (client paused, connection open): ${d.digestBytes} B of block hashes = ${d.perGB.toFixed(0)} B per GB, plus ${d.keptBytes} B kept (sent, not yet acknowledged); the download then finished ${d.finishedOk ? 'byte-exact' : 'WITH ERRORS'}.`,
-    ...(r.failures.length > 0 ? ['', `Failures: ${r.failures.join('; ')}`] : []),
-    `The whole benchmark took ${r.durationS.toFixed(0)} s.`,
-    '',
+    ...resultTail(r),
   ].join('\n');
 }
 
 export function digestLabMain(argv: string[]): Promise<number> {
-  return runSubcommand({ name: 'digest-lab', usage: USAGE, parse: parseOptions, run: runDigestLab, format: formatText }, argv);
+  return runSubcommand({ name: 'digest-lab', usage: USAGE, parse: parseDigestLabOptions, run: runDigestLab, format: formatDigestLab }, argv);
 }

@@ -107,6 +107,21 @@ export function parseBytes(s: string | undefined, flag: string, dflt: number, mi
   return n;
 }
 
+/** The flags of a `scripts/bench <sub>` that repeats one transfer (spread into its parseCli spec). */
+export const TRANSFER_FLAGS = { runs: { type: 'string' }, bytes: { type: 'string' }, 'warmup-bytes': { type: 'string' } } as const;
+
+/** --runs (1..100), --bytes, --warmup-bytes (0: none) with the subcommand's defaults. */
+export function transferOptions(
+  v: { runs?: string | undefined; bytes?: string | undefined; 'warmup-bytes'?: string | undefined },
+  d: { runs: number; bytes: number; minBytes: number; warmupBytes: number },
+): { runs: number; bytes: number; warmupBytes: number } {
+  return {
+    runs: parseIntFlag(v.runs, '--runs', d.runs, 1, 100),
+    bytes: parseBytes(v.bytes, '--bytes', d.bytes, d.minBytes),
+    warmupBytes: parseBytes(v['warmup-bytes'], '--warmup-bytes', d.warmupBytes, 0),
+  };
+}
+
 export function parseOptions(argv: string[]): Options | 'help' {
   const { values } = parseCli(argv, {
     runs: { type: 'string' },
