@@ -53,6 +53,9 @@ export const defaultDigestLimits: Readonly<DigestLimits> = Object.freeze({
 /** Kept bytes live in chunks of this size (released whole once hashed and unpinned). */
 export const KEPT_CHUNK = 16 * 1024;
 
+/** Kept chunks the budget keeps for reuse (4 MiB). */
+const POOL_CHUNKS = 256;
+
 /** Bytes of digest per block: its 64-bit hash. */
 export const HASH_BYTES = 8;
 
@@ -72,7 +75,17 @@ export class DigestBudget {
   digestBytes = 0;
   /** Kept (and held) bytes over every live digest. */
   keptBytes = 0;
+  /** Released kept chunks for reuse (at most POOL_CHUNKS): no allocation, no fresh pages, per chunk of output. */
+  private readonly pool: Buffer[] = [];
   constructor(readonly limits: Readonly<DigestLimits>) {}
+
+  chunk(): Buffer {
+    return this.pool.pop() ?? Buffer.allocUnsafeSlow(KEPT_CHUNK);
+  }
+
+  recycle(c: Buffer): void {
+    if (this.pool.length < POOL_CHUNKS) this.pool.push(c);
+  }
 
   get used(): number {
     return this.digestBytes + this.keptBytes;
@@ -149,7 +162,9 @@ export class OutDigest {
    */
   record(off: Offset, data: Uint8Array, acked: Offset): void {
     if (this.abandoned !== null) return;
-    this.ackTo(acked);
+    // Acks are applied a block at a time (hashing in large pieces: ~1 µs per update call);
+    // the sweep and a crash apply the rest.
+    if (acked - this.hashedEnd >= this.blockBytes || acked > this.end) this.ackTo(acked);
     if (this.abandoned !== null || off + data.length <= this.end) return;
     const res = this.reasm.push(off, data, (d, at) => this.keep(d, at));
     if (res.dropped > 0) this.abandon(`reordered output beyond the hold cap (${this.budget.limits.keptCapBytes} bytes)`);
@@ -245,6 +260,7 @@ export class OutDigest {
   }
 
   private drop(): void {
+    for (const c of this.chunks) this.budget.recycle(c);
     this.chunks = [];
     this.partial = null;
     this.hashes = new Uint32Array(0);
@@ -259,7 +275,7 @@ export class OutDigest {
     let i = 0;
     while (i < d.length) {
       const ci = Math.floor((o - this.chunkBase) / KEPT_CHUNK);
-      while (this.chunks.length <= ci) this.chunks.push(Buffer.allocUnsafe(KEPT_CHUNK));
+      while (this.chunks.length <= ci) this.chunks.push(this.budget.chunk());
       const c = this.chunks[ci]!;
       const pos = o - this.chunkBase - ci * KEPT_CHUNK;
       const n = Math.min(d.length - i, KEPT_CHUNK - pos);
@@ -274,12 +290,19 @@ export class OutDigest {
     return Math.min(this.hashedEnd, this.pin);
   }
 
-  /** Releases the chunks wholly below keepFrom. */
+  /** Releases the chunks wholly below keepFrom (every chunk when nothing is kept: an idle connection holds no byte). */
   private release(): void {
     const from = this.keepFrom();
+    if (from >= this.end) {
+      for (const c of this.chunks) this.budget.recycle(c);
+      this.chunks = [];
+      this.chunkBase = Math.floor(from / KEPT_CHUNK) * KEPT_CHUNK;
+      return;
+    }
     let n = 0;
     while (n < this.chunks.length && this.chunkBase + (n + 1) * KEPT_CHUNK <= from) n++;
     if (n > 0) {
+      for (let i = 0; i < n; i++) this.budget.recycle(this.chunks[i]!);
       this.chunks.splice(0, n);
       this.chunkBase += n * KEPT_CHUNK;
     }

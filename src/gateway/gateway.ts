@@ -123,7 +123,6 @@ export class Gateway {
   readonly masking: CrashMasking;
   private recoveryTimer: NodeJS.Timeout | null = null;
   private readonly info = new PacketInfo();
-  private readonly relInfo = new PacketInfo();
   private outOffsets = new Uint32Array(256);
   private outLengths = new Uint32Array(256);
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -195,7 +194,7 @@ export class Gateway {
   private southEvents(): SouthEvents {
     const release = (svc: Service, b: Buffer): void => {
       const v = this.south.releaseHeld(svc, b) ?? FORWARD;
-      if (v === FORWARD) this.recordOut(svc, b);
+      if (v === FORWARD) this.north.forwardedPacket(svc, b);
       this.wrapperDrops.count(v);
     };
     return {
@@ -597,11 +596,6 @@ export class Gateway {
     const r: Record<string, number> = {};
     for (let v = FIRST_DROP; v < VERDICT_COUNT; v++) r[verdictName(v)] = this.drops.get(v);
     return Object.assign(r, this.wrapperDrops.snapshot());
-  }
-
-  /** A verdict-held server FIN/RST released to the client: its bytes are recorded as forwarded. */
-  private recordOut(svc: Service, b: Buffer): void {
-    if (parsePacket(b, 0, b.length, this.relInfo) === Verdict.IPV4_TCP) this.north.forwarded(svc, b, this.relInfo);
   }
 
   /** Prometheus text exposition (src/gateway/metrics.ts). */

@@ -14,10 +14,15 @@
  *          └ what the server's current incarnation acknowledged (its rcv_nxt: the reaping RST's seq)
  *
  *   out-stream (server → client): the client knows ISN_old; the new incarnation numbers its
- *   bytes from ISN_new, and, being deterministic, regenerates the same bytes at the same offsets:
+ *   bytes from ISN_new, and, if deterministic, regenerates the same bytes at the same offsets
+ *   (checked, step 5; the offsets frozen at the crash, step 0):
  *
- *     0 ──────────── cliAcked0 ─────── sndMax
- *     │  absorbed: acked by the gateway   │ forwarded again (the client may lack them)
+ *     0 ──────────── acked0 ═══════════════ end0 ──────────▶
+ *     │ absorbed: acked by the  │ forwarded again (the    │ new output
+ *     │ gateway, dropped;       │ client may lack them):  │
+ *     │ compared by block hash  │ the ORIGINAL bytes sent,│
+ *     │ with the digest         │ compared byte for byte  │
+ *     acked0 = cliAcked at the crash, end0 = sndMax at the crash (the digest, DESIGN.md §7b)
  *     seq_client = seq_new + (ISN_old − ISN_new)          (Translation.seqDelta)
  *
  * The protocol, per connection (one `Rebuild` on the flow, its phase in capitals; the phase
@@ -26,7 +31,8 @@
  *
  *   0. MASKED     the incarnation died. Server FIN/RST/retransmissions dropped; client data
  *                 logged (south wrapper) and dropped; ACK(min(stable, rightEdge)) to the
- *                 client at each stable advance and every `keepaliveMs`.
+ *                 client at each stable advance and every `keepaliveMs`. The digest of what
+ *                 the client may have is frozen (acked0, end0; verify.ts freezeDigest).
  *   1. HANDSHAKE  (the service listens again) pick the tuple: the port of the dead incarnation,
  *                 reaped with an RST at seq(incDelivered); if a socket answers a SYN with a
  *                 plain ACK (its rcv_nxt), reap at that ack; after `portAttempts` tries a
@@ -40,18 +46,27 @@
  *   5. ABSORB     absorption, from the moment the replay is acked through its target (it began
  *                 with the replay: ABSORB marks that only it, and the rest of the replay, remain):
  *                 regenerated output ending at or below cliAcked is acked to the server by the
- *                 gateway and dropped; the rest is forwarded (translated).
- *   6. LIVE       (output regenerated through cliAcked0, the replay acked through `complete`)
- *                 `rec` is dropped; `xlate` (the flow's NorthRecord) translates for its life.
+ *                 gateway and dropped; the rest is forwarded (translated). Every regenerated
+ *                 byte is first compared by offset (verify.ts, whatever the segmentation):
+ *                 below acked0 hashed into blocks against the digest's (acks toward the new
+ *                 incarnation held at a gap there, so it retransmits the hole); in
+ *                 [acked0, end0) byte for byte, and the client is sent the ORIGINAL bytes.
+ *                 A difference, or output stuck short of end0 for divergenceDeadlineMs: the
+ *                 service's policy (reset: FAILED with DIVERGED; continue: counted, carries on).
+ *   6. LIVE       (output regenerated and compared through acked0, the replay acked through
+ *                 `complete`) `rec` is dropped; `xlate` (the flow's NorthRecord) translates for
+ *                 its life; the comparison goes on until the output passed end0 and the client
+ *                 acked it (a divergence then resets the connection the same way).
  *   7.            a crash during 1-5 (or 6) starts again at 0, from the log.
  *   FAILED        a coded failure (rebuild.ts FailureCode: a deadline, options that disagree, no
- *                 progress, the log unreadable): one RST to the client (at its last ack), one to
+ *                 progress, the log unreadable, the output diverged): one RST to the client (at its last ack), one to
  *                 the new incarnation; counted per code; the flow closes.
  *   ENDED         the connection ended while recovered (both ends closed, left the flow table).
  *
  * The files, by step: rebuild.ts (the record, the phases, the transition function),
  * packets.ts (the packets the engine makes, failure), handshake.ts (steps 1-3), replay.ts
- * (steps 4-6), and this one: the service events (0, 7), the dispatch of segments, the timers.
+ * (steps 4-6), verify.ts (the digest and the comparison of steps 0 and 5), and this one: the
+ * service events (0, 7), the dispatch of segments, the timers.
  */
 import type { Service } from '../flow/table.js';
 import type { Flow } from '../flow/flow.js';

@@ -319,11 +319,18 @@ export abstract class RebuildMachine {
 
   /** The connection is over or no longer protected: its digest and comparison go (memory freed). */
   protected dropVerification(flow: Flow): void {
+    this.dropComparison(flow);
+    peekNorth(flow)?.digest?.dispose();
+  }
+
+  /** The comparison (if any) is over: its held bytes and the digest's pinned originals are freed. */
+  protected dropComparison(flow: Flow): void {
     const n = peekNorth(flow);
-    if (n === null) return;
-    n.cmp = null;
-    n.digest?.dispose();
     this.verifying.delete(flow);
+    if (n === null || n.cmp === null) return;
+    n.cmp.dispose();
+    n.cmp = null;
+    n.digest?.unpin();
   }
 
   /** Pumps the connections that waited for room in the replay budget (replay.ts). */

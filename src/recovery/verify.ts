@@ -23,7 +23,7 @@
  */
 import type { Flow } from '../flow/flow.js';
 import type { Service } from '../flow/table.js';
-import type { PacketInfo } from '../wire/packet.js';
+import { PacketInfo, parsePacket, Verdict } from '../wire/packet.js';
 import { foldSum, onesSum, csumReplaceSum } from '../wire/checksum.js';
 import { u32ToIp } from '../wire/addr.js';
 import { type Offset, type Seq } from '../wire/seq.js';
@@ -37,6 +37,7 @@ import { ReplaySteps } from './replay.js';
 
 export abstract class VerifySteps extends ReplaySteps {
   private readonly policies = new Map<Service, DivergencePolicy>();
+  private readonly relInfo = new PacketInfo();
 
   /** The divergence policy of a service (cached per Service). */
   policyFor(svc: Service): DivergencePolicy {
@@ -76,6 +77,11 @@ export abstract class VerifySteps extends ReplaySteps {
     if (d.abandoned !== null) this.reportAbandoned(flow, d);
   }
 
+  /** A server segment as a whole IPv4 packet (a verdict-held FIN/RST released to the client): forwarded(). */
+  forwardedPacket(svc: Service, pkt: Buffer): void {
+    if (parsePacket(pkt, 0, pkt.length, this.relInfo) === Verdict.IPV4_TCP) this.forwarded(svc, pkt, this.relInfo);
+  }
+
   /** The gateway's sweep: client acks applied to every digest (an idle one keeps no byte), comparators retired. */
   sweepDigests(): void {
     for (const [, flow] of this.table.flows()) {
@@ -92,11 +98,7 @@ export abstract class VerifySteps extends ReplaySteps {
     if (d.reported) return;
     d.reported = true;
     this.divergence.digestsAbandoned++;
-    const n = northOf(flow);
-    if (n.cmp !== null) {
-      n.cmp = null;
-      this.verifying.delete(flow);
-    }
+    this.dropComparison(flow);
     this.logger.warn({ flow: flow.describe(), why: d.abandoned }, 'digest abandoned: this connection is no longer verified (a rebuild of it is not compared)');
   }
 
@@ -107,11 +109,7 @@ export abstract class VerifySteps extends ReplaySteps {
     const n = peekNorth(flow);
     const d = n?.digest ?? null;
     if (n === null || d === null) return;
-    if (n.cmp !== null) {
-      n.cmp = null;
-      d.unpin();
-    }
-    this.verifying.delete(flow);
+    this.dropComparison(flow);
     if (d.abandoned !== null) return;
     if (d.end < flowDataEnd(flow)) d.abandon(`incomplete at the crash: recorded ${d.end} of the ${flowDataEnd(flow)} bytes sent`);
     const snap = d.freeze(clientHas(flow));
@@ -123,7 +121,7 @@ export abstract class VerifySteps extends ReplaySteps {
       d.unpin();
       return; // nothing sent: nothing to compare
     }
-    n.cmp = new Comparator(d, snap, this.now());
+    n.cmp = new Comparator(d, snap, this.now(), this.digests);
     this.verifying.add(flow);
   }
 
@@ -209,9 +207,7 @@ export abstract class VerifySteps extends ReplaySteps {
     const n = peekNorth(flow);
     const cmp = n?.cmp ?? null;
     if (n === null || cmp === null || !cmp.done || clientHas(flow) < cmp.end0) return;
-    n.cmp = null;
-    n.digest?.unpin();
-    this.verifying.delete(flow);
+    this.dropComparison(flow);
   }
 
   /** Short output (called from tick()): no regenerated progress below end0 past the deadline. */

@@ -1,5 +1,6 @@
 /** `--divergence` parsing (src/divergence/policy.ts): the default, per service, and bad input. */
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, vi } from 'vitest';
+import { main } from '../../../src/cli/main.js';
 import { parseDivergence, policyOf } from '../../../src/divergence/policy.js';
 import { UsageError } from '../../../src/util/errors.js';
 
@@ -31,5 +32,23 @@ describe('parseDivergence', () => {
   ])('refuses %j', (spec, msg) => {
     expect(() => parseDivergence(spec, SVCS)).toThrow(UsageError);
     expect(() => parseDivergence(spec, SVCS)).toThrow(msg);
+  });
+});
+
+describe('ftcp gateway --divergence', () => {
+  it('exits 2 naming the flag, before creating anything', async () => {
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const base = ['gateway', '--tun', 'ftcpx0', '--protect', '198.18.2.2:5001'];
+      expect(await main([...base, '--divergence', '198.18.2.9:80=reset'])).toBe(2);
+      expect(await main([...base, '--divergence', 'sometimes'])).toBe(2);
+      expect(await main([...base, '--divergence-deadline', '0'])).toBe(2);
+      const said = err.mock.calls.map((c) => String(c[0])).join('');
+      expect(said).toMatch(/--divergence: 198.18.2.9:80 is not a protected service/);
+      expect(said).toMatch(/--divergence: expected reset \| continue \| off/);
+      expect(said).toMatch(/--divergence-deadline/);
+    } finally {
+      err.mockRestore();
+    }
   });
 });

@@ -12,7 +12,7 @@ import type { NorthOptions } from '../../../src/recovery/options.js';
 import { recOf, northOf, xlateOf } from '../../../src/recovery/rebuild.js';
 import type { DivergencePolicy } from '../../../src/divergence/policy.js';
 import { DropReason } from '../../../src/wrappers/contract.js';
-import type { Seq } from '../../../src/wire/seq.js';
+import { seqDiff, type Seq } from '../../../src/wire/seq.js';
 import { tcpChecksumOk } from '../../../src/wire/checksum.js';
 
 const C_ISN = 0xfffffc00 as Seq;
@@ -23,6 +23,8 @@ const END0 = outputFor(IN0 + IN1); // 4350: forwarded, the client never got [ACK
 const BLOCK = 1024; // small blocks: 3 full ones below ACKED0, a partial one at it
 
 const toServer = (l: Seg[]) => l.filter((x) => x.dst === SERVER);
+/** An out-stream offset in the new incarnation's numbering (its ISN + 1 is 0). */
+const seqOff = (q: Seq, s: Server) => seqDiff(q, s.seq(0));
 const toClient = (l: Seg[]) => l.filter((x) => x.dst === CLIENT);
 
 interface World {
@@ -241,6 +243,60 @@ describe('divergence: the regenerated output compared with what the client may h
     await rebuild(w);
     expect(div(w.h)).toMatchObject({ total: 1, continued: 1, resets: 0, policies: { [SVC_NAME]: 'continue' } });
     expect(w.c.resets).toBe(0);
+  });
+
+  it('regenerated output out of order below acked0: held and compared once the gap fills; no ack toward the incarnation passes the gap', async () => {
+    const w = await crashed('reset');
+    const { h, o, c, s2 } = w;
+    h.now += 100;
+    o.emit('listening');
+    const syn = h.drain().find((x) => x.flags === TCP_SYN)!;
+    h.tun.inject(...s2.receive(syn)).flush();
+    await h.settle();
+    // The replay goes to s2; its acks come back at once, its output is kept back.
+    const output: Buffer[] = [];
+    const clientAcks: Buffer[] = [];
+    const toTheClient = (l: Seg[]) => {
+      for (const x of toClient(l)) {
+        const r = c.receive(x);
+        if (r) clientAcks.push(r);
+      }
+      return l;
+    };
+    for (let i = 0; i < 50; i++) {
+      const srv = toServer(toTheClient(h.drain()));
+      if (srv.length === 0) break;
+      for (const x of srv) {
+        for (const r of s2.receive(x)) {
+          if ((parseSeg(r).payload?.length ?? 0) > 0) output.push(r);
+          else h.tun.inject(r).flush();
+        }
+      }
+      await h.settle();
+    }
+    expect(s2.sndNxt).toBeGreaterThanOrEqual(END0);
+    const segs = output.map(parseSeg).filter((x) => seqOff(x.seq, s2) < ACKED0);
+    expect(segs.length).toBeGreaterThan(2);
+    // Everything below acked0 but the first segment, last first.
+    let maxAck = 0;
+    for (const x of segs.slice(1).reverse()) {
+      h.tun.inject(x.raw).flush();
+      await h.settle();
+      for (const a of toServer(toTheClient(h.drain()))) maxAck = Math.max(maxAck, seqOff(a.ack, s2));
+    }
+    expect(maxAck).toBe(0); // held at the gap [0, first segment's end)
+    expect(northOf(h.flow()).cmp!.end).toBe(0);
+    h.tun.inject(segs[0]!.raw).flush();
+    await h.settle();
+    for (const a of toServer(toTheClient(h.drain()))) maxAck = Math.max(maxAck, seqOff(a.ack, s2));
+    expect(maxAck).toBe(ACKED0); // the gap filled: acked through what the client has
+    expect(northOf(h.flow()).cmp!.end).toBeGreaterThanOrEqual(ACKED0);
+    // The rest as it comes: LIVE, byte-exact, no divergence.
+    h.tun.inject(...output.filter((r) => seqOff(parseSeg(r).seq, s2) >= ACKED0), ...clientAcks).flush();
+    await h.run(c, s2);
+    expect(div(h).total).toBe(0);
+    expect(recOf(h.flow())).toBeNull();
+    expect(c.bytes().equals(outBytes(0, END0))).toBe(true);
   });
 
   it('limits list the digest bounds and the deadline (status and ftcp_limit)', () => {

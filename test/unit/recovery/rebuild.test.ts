@@ -451,6 +451,8 @@ describe('step 5: absorption', () => {
       }
     }
     expect(forwarded).toBeGreaterThan(0);
+    expect(h.gw.north.divergence.total).toBe(0);
+    expect(h.gw.north.divergence.comparedBytes).toBe(OUT0);
     expect(h.gw.north.stats.absorbedBytes).toBeGreaterThan(0);
     expect(h.gw.north.stats.absorbedBytes).toBeLessThanOrEqual(OUT0);
     expect(c.bytes().equals(outBytes(0, outputFor(IN0 + 400)))).toBe(true);
@@ -563,6 +565,9 @@ describe('step 7: a crash during the replay', () => {
     expect(c.violations).toEqual([]);
     expect(c.resets).toBe(0);
     expect(h.flow().crashes).toBe(2);
+    // Deterministic incarnations: compared (a fresh snapshot at the second crash), no divergence.
+    expect(h.gw.north.divergence.total).toBe(0);
+    expect(h.gw.north.divergence.comparedBytes).toBeGreaterThanOrEqual(OUT0);
     // Two crashes, two timelines: the first one interrupted during its replay, the second complete.
     const [t1, t2] = h.gw.north.timelines as [RecoveryTimeline, RecoveryTimeline];
     expect(h.gw.north.timelines).toHaveLength(2);
