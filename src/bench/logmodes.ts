@@ -19,18 +19,18 @@
  * Labs are named ftcpl-<6 hex> and removed on every exit path (errors, SIGINT, SIGTERM).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { loadavg, release, tmpdir, cpus } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { parseCli, parseIntFlag } from '../cli/args.js';
-import { FtcpError, UsageError } from '../util/errors.js';
-import { runSubcommand } from './program.js';
+import { FtcpError } from '../util/errors.js';
+import { OUTPUT_FLAGS, machineLine, outputOf, resultHead, resultTail, runSubcommand } from './program.js';
 import { ADDRESSES, labDown, labUp, randomLabName, type LabTopology } from '../lab/index.js';
 import { logRestart } from '../lab/faults.js';
 import { gatewayStatus, runDemoClient, startDemoServer, stopProcess } from '../lab/procs.js';
 import { measure, MODES, type Mode, type Result } from './stability.js';
 import { summarize, type Summary } from './stats.js';
-import { parseBytes } from './run.js';
+import { TRANSFER_FLAGS, transferOptions } from './run.js';
 
 type Column = 'kernel' | Mode;
 const COLUMNS: Column[] = ['kernel', ...MODES];
@@ -75,24 +75,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function parseOptions(argv: string[]): Options | 'help' {
   const { values } = parseCli(argv, {
-    runs: { type: 'string', default: '3' },
-    bytes: { type: 'string' },
-    'warmup-bytes': { type: 'string' },
+    ...TRANSFER_FLAGS,
     samples: { type: 'string', default: '2000' },
     mb: { type: 'string', default: '100' },
-    markdown: { type: 'boolean', default: false },
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
+    ...OUTPUT_FLAGS,
   });
   if (values.help) return 'help';
-  if (values.json && values.markdown) throw new UsageError('--json and --markdown exclude each other');
+  const output = outputOf(values);
   return {
-    runs: parseIntFlag(values.runs!, '--runs', 0, 1, 100),
-    bytes: parseBytes(values.bytes, '--bytes', 300_000_000, 1),
-    warmupBytes: parseBytes(values['warmup-bytes'], '--warmup-bytes', 50_000_000, 0),
+    ...transferOptions(values, { runs: 3, bytes: 300_000_000, minBytes: 1, warmupBytes: 50_000_000 }),
     samples: parseIntFlag(values.samples!, '--samples', 0, 10, 1_000_000),
     mb: parseIntFlag(values.mb!, '--mb', 0, 1, 100_000),
-    output: values.json ? 'json' : values.markdown ? 'markdown' : 'human',
+    output,
   };
 }
 
@@ -132,10 +126,9 @@ async function upload(topo: LabTopology, bytes: number, seed: number): Promise<n
 
 async function runLogModes(o: Options, command: string, signal: AbortSignal): Promise<LogModesResult> {
   const t0 = Date.now();
-  const cpu = cpus();
   const result: LogModesResult = {
     date: new Date().toISOString(),
-    machine: `${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${cpu.length} cores, Linux ${release()}, Node ${process.versions.node}, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
+    machine: machineLine(true),
     command,
     options: { runs: o.runs, bytes: o.bytes, warmupBytes: o.warmupBytes, samples: o.samples, mb: o.mb },
     stability: [],
@@ -212,19 +205,14 @@ function table(r: LogModesResult): string[] {
 
 function formatText(r: LogModesResult, markdown: boolean): string {
   const o = r.options;
-  const head = markdown
-    ? [`Date: ${r.date}  `, `Machine: ${r.machine}  `, `Command: \`${r.command}\`  `]
-    : [`${r.date}; ${r.machine}`];
   return [
-    ...head,
+    ...resultHead(r, markdown),
     `Settings: latency ${o.samples} appends of 1448 B, 1 ms apart; log alone ${o.mb} MB; upload ${(o.bytes / 1e6).toFixed(0)} MB per run, ${o.runs} runs per column, median (min–max), after an unrecorded ${(o.warmupBytes / 1e6).toFixed(0)} MB upload.`,
     '',
     ...table(r),
     '',
     'Latency and "log alone" are measured in one process (the remote modes over loopback UDP, two paths); the upload column goes through the namespace lab (remote: ftcp logserver in its own namespace, over both log links).',
-    ...(r.failures.length > 0 ? ['', `Failures: ${r.failures.join('; ')}`] : []),
-    `The whole benchmark took ${r.durationS.toFixed(0)} s.`,
-    '',
+    ...resultTail(r),
   ].join('\n');
 }
 

@@ -8,6 +8,7 @@ import { scaleMain } from './scale.js';
 import { checksumMain } from './checksum.js';
 import { emitMain } from './emit.js';
 import { digestMain } from './digest.js';
+import { digestLabMain } from './digestlab.js';
 
 // `scripts/bench stability [...]`: the log's stable-notification latency per mode (stability.ts).
 // `scripts/bench log [...]`: the log modes side by side, latency and upload through the gateway (logmodes.ts).
@@ -16,8 +17,9 @@ import { digestMain } from './digest.js';
 // `scripts/bench checksum [...]`: CPU time of the gateway's checksum verification per segment (checksum.ts).
 // `scripts/bench emit [...]`: allocations and GCs of the packets the gateway makes, before/after its emit scratch (emit.ts).
 // `scripts/bench digest [...]`: the cost of divergence detection, hashing, per segment through the gateway, memory (digest.ts).
+// `scripts/bench digest-lab [...]`: a real protected download in the lab with and without the digest, one gateway (digestlab.ts).
 const argv = process.argv.slice(2);
-const SUBCOMMANDS: Record<string, (a: string[]) => Promise<number>> = { stability: stabilityMain, log: logModesMain, scale: scaleMain, hold: holdMain, checksum: checksumMain, emit: emitMain, digest: digestMain };
+const SUBCOMMANDS: Record<string, (a: string[]) => Promise<number>> = { stability: stabilityMain, log: logModesMain, scale: scaleMain, hold: holdMain, checksum: checksumMain, emit: emitMain, digest: digestMain, 'digest-lab': digestLabMain };
 (SUBCOMMANDS[argv[0] ?? ''] ? SUBCOMMANDS[argv[0]!]!(argv.slice(1)) : main(argv)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {

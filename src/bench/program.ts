@@ -3,6 +3,7 @@
  * tunfwd.ts), and the frame of a `scripts/bench <sub>` benchmark (log, scale).
  */
 import { realpathSync } from 'node:fs';
+import { cpus, loadavg, release } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { FtcpError, UsageError } from '../util/errors.js';
 
@@ -27,6 +28,35 @@ export function runIfEntry(moduleUrl: string, name: string, main: (argv: string[
       process.exitCode = err instanceof UsageError ? 2 : 1;
     },
   );
+}
+
+/** The output flags of every `scripts/bench <sub>` (spread into its parseCli spec). */
+export const OUTPUT_FLAGS = {
+  markdown: { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+/** --json or --markdown (not both): how the results are printed. */
+export function outputOf(v: { json?: boolean | undefined; markdown?: boolean | undefined }): 'human' | 'markdown' | 'json' {
+  if (v.json && v.markdown) throw new UsageError('--json and --markdown exclude each other');
+  return v.json ? 'json' : v.markdown ? 'markdown' : 'human';
+}
+
+/** "<CPU>, <n> cores, Linux <release>, Node <version>" (and the load average, if asked): the results' machine line. */
+export function machineLine(withLoad = false): string {
+  const cpu = cpus();
+  const load = withLoad ? `, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}` : '';
+  return `${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${cpu.length} cores, Linux ${release()}, Node ${process.versions.node}${load}`;
+}
+
+/** The head of a printed result (Markdown: one line each, as BENCHMARKS.md has them) and its closing lines. */
+export function resultHead(r: { date: string; machine: string; command: string }, markdown: boolean): string[] {
+  return markdown ? [`Date: ${r.date}  `, `Machine: ${r.machine}  `, `Command: \`${r.command}\`  `] : [`${r.date}; ${r.machine}`];
+}
+
+export function resultTail(r: { failures: string[]; durationS: number }): string[] {
+  return [...(r.failures.length > 0 ? ['', `Failures: ${r.failures.join('; ')}`] : []), `The whole benchmark took ${r.durationS.toFixed(0)} s.`, ''];
 }
 
 /** What `runSubcommand` needs of a `scripts/bench <sub>` benchmark. */

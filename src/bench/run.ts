@@ -107,6 +107,21 @@ export function parseBytes(s: string | undefined, flag: string, dflt: number, mi
   return n;
 }
 
+/** The flags of a `scripts/bench <sub>` that repeats one transfer (spread into its parseCli spec). */
+export const TRANSFER_FLAGS = { runs: { type: 'string' }, bytes: { type: 'string' }, 'warmup-bytes': { type: 'string' } } as const;
+
+/** --runs (1..100), --bytes, --warmup-bytes (0: none) with the subcommand's defaults. */
+export function transferOptions(
+  v: { runs?: string | undefined; bytes?: string | undefined; 'warmup-bytes'?: string | undefined },
+  d: { runs: number; bytes: number; minBytes: number; warmupBytes: number },
+): { runs: number; bytes: number; warmupBytes: number } {
+  return {
+    runs: parseIntFlag(v.runs, '--runs', d.runs, 1, 100),
+    bytes: parseBytes(v.bytes, '--bytes', d.bytes, d.minBytes),
+    warmupBytes: parseBytes(v['warmup-bytes'], '--warmup-bytes', d.warmupBytes, 0),
+  };
+}
+
 export function parseOptions(argv: string[]): Options | 'help' {
   const { values } = parseCli(argv, {
     runs: { type: 'string' },
@@ -238,7 +253,7 @@ async function stopServers(lab: Lab): Promise<void> {
 }
 
 /** User + system CPU seconds of a process (/proc/<pid>/stat fields 14 and 15, in USER_HZ = 100 ticks), null if gone. */
-function processCpuSeconds(pid: number): number | null {
+export function processCpuSeconds(pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // after "pid (comm) ": field 3 is f[0]
@@ -288,7 +303,7 @@ interface DemoReport {
  * One upload or download of `bytes` in all over `connections` parallel connections; Gb/s of
  * the payload direction. Throws with the reason on failure.
  */
-async function transfer(topo: LabTopology, kind: 'upload' | 'download', port: number, bytes: number, seed: number, connections = 1): Promise<number> {
+export async function transfer(topo: LabTopology, kind: 'upload' | 'download', port: number, bytes: number, seed: number, connections = 1): Promise<number> {
   const timeoutMs = transferTimeoutMs(bytes);
   const r = await execIn(topo.namespaces.client, process.execPath, [
     FTCP, 'demo-client', '--kind', kind, '--connect', `${SERVER}:${port}`, '--bytes', String(Math.max(1, Math.floor(bytes / connections))),

@@ -20,13 +20,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { makeDirs } from '../util/fs.js';
-import { cpus, loadavg, release } from 'node:os';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { parseCli, parseIntFlag } from '../cli/args.js';
 import { FtcpError, UsageError } from '../util/errors.js';
-import { runSubcommand } from './program.js';
+import { OUTPUT_FLAGS, machineLine, outputOf, runSubcommand } from './program.js';
 import type { RecoveryTimes } from '../lab/drill.js';
 import { ADDRESSES, REPO_ROOT, TUN_NAME, execIn, labDown, labUp, randomLabName, spawnIn, type LabTopology } from '../lab/index.js';
 import { startSupervisedServer, stopProcess, waitForLine, type SupervisedServer } from '../lab/procs.js';
@@ -128,12 +128,10 @@ export function parseScaleOptions(argv: string[]): ScaleOptions | 'help' {
     'no-offload': { type: 'boolean', default: false },
     'semi-space': { type: 'string', default: '0' },
     prof: { type: 'string', default: '' },
-    markdown: { type: 'boolean', default: false },
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
+    ...OUTPUT_FLAGS,
   });
   if (values.help) return 'help';
-  if (values.json && values.markdown) throw new UsageError('--json and --markdown exclude each other');
+  const output = outputOf(values);
   const bytes = parseIntFlag(values.bytes!, '--bytes', 0, 0, 16 << 20);
   if (bytes % LINE !== 0) throw new UsageError(`--bytes: a multiple of ${LINE}, got ${bytes}`);
   const recovery = values.recovery!.trim() === '' ? [] : values.recovery!.split(',').map((s) => parseIntFlag(s.trim(), '--recovery', 0, 1, 20_000));
@@ -148,7 +146,7 @@ export function parseScaleOptions(argv: string[]): ScaleOptions | 'help' {
     offload: !values['no-offload'],
     semiSpace: parseIntFlag(values['semi-space']!, '--semi-space', 0, 0, 1024),
     profDir: values.prof!,
-    output: values.json ? 'json' : values.markdown ? 'markdown' : 'human',
+    output,
   };
 }
 
@@ -339,10 +337,9 @@ export async function recoveryRun(n: number, o: LabOptions & { bytes: number; co
 
 async function runScale(o: ScaleOptions, command: string, signal: AbortSignal): Promise<ScaleResult> {
   const t0 = Date.now();
-  const cpu = cpus();
   const r: ScaleResult = {
     date: new Date().toISOString(),
-    machine: `${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${cpu.length} cores, Linux ${release()}, Node ${process.versions.node}`,
+    machine: machineLine(),
     loadBefore: loadavg(), loadAfter: [], command,
     options: {
       idle: o.idle, idleRuns: o.idleRuns, recovery: o.recovery, runs: o.runs, runsLarge: o.runsLarge, bytes: o.bytes,

@@ -39,6 +39,8 @@ export interface LabUpOptions {
   /** The gateway's log: 'embedded' (default, in memory), 'embedded:disk' (<state-dir>/log) or 'remote'
    *  (`ftcp logserver` in <n>-log on both log links, disk store <state-dir>/logserver). */
   log?: string;
+  /** The gateway's `--divergence` (reset | continue | off, or per service `<ip:port>=<policy>[,…]`); unset: its default. */
+  divergence?: string;
   /** Appended to the gateway's command line. */
   extraGatewayArgs?: string[];
   /** Replaces `[node, <repo>/bin/ftcp.js]` in front of the gateway's arguments (tests use a stand-in). */
@@ -281,7 +283,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabTopology> {
 
 async function startGateway(topo: LabTopology, opts: LabUpOptions, onSpawn: (pid: number) => void): Promise<{ pid: number; argv: string[] }> {
   const prog = opts.gatewayCommand ?? [process.execPath, join(REPO_ROOT, 'bin', 'ftcp.js')];
-  const argv = [...prog, ...gatewayArgs(topo.protect, topo.log ?? 'embedded', topo.stateDir, opts.extraGatewayArgs ?? [])];
+  const extra = [...(opts.divergence !== undefined ? ['--divergence', opts.divergence] : []), ...(opts.extraGatewayArgs ?? [])];
+  const argv = [...prog, ...gatewayArgs(topo.protect, topo.log ?? 'embedded', topo.stateDir, extra)];
   const logFile = topo.gatewayLog!;
   const readyFile = join(topo.stateDir, 'gateway.ready');
   const fd = openSync(logFile, 'a');
