@@ -54,6 +54,13 @@ export class Comparator {
   lastProgressAt: number;
   /** A divergence (a difference or a short output) was reported: once per rebuild. */
   reported = false;
+  /**
+   * Blocks found different (counted once each). Only the first under `reset`; under `continue`
+   * the comparison goes on past a difference (keepGoing), so a harmless one early in the stream
+   * (an HTTP Date header in block 0) does not leave the rest of the output unchecked.
+   */
+  differingBlocks = 0;
+  private lastDiffBlock = -1;
 
   /** Held bytes as last counted in the digests' budget (keptBytes). */
   private accHeld = 0;
@@ -63,6 +70,8 @@ export class Comparator {
     snap: DigestSnapshot,
     now: number,
     private readonly budget: DigestBudget,
+    /** Compare on past a difference (policy continue); else the first one stops the comparison. */
+    readonly keepGoing = false,
   ) {
     this.acked0 = snap.acked0;
     this.end0 = snap.end0;
@@ -71,6 +80,10 @@ export class Comparator {
     this.reasm = new Reassembler(0, digest.limits.keptCapBytes);
     this.reasm.setLimit(snap.end0);
     this.lastProgressAt = now;
+  }
+
+  get blockBytes(): number {
+    return this.B;
   }
 
   /** Gap-free end of the regenerated output compared. */
@@ -189,7 +202,14 @@ export class Comparator {
         if (diff >= 0) {
           const block = Math.floor(diff / B);
           this.found({ kind: 'byte', block, blockOffset: block * B, byteOffset: diff });
-          return;
+          if (this.stopped) return;
+          // Counted for its block: on with the next block (the rest of this one is not looked at).
+          const next = Math.min(to, (block + 1) * B);
+          this.compared -= to - next;
+          i += next - pos;
+          pos = next;
+          if (pos >= this.end0) return;
+          continue;
         }
         i += to - pos;
         pos = to;
@@ -199,7 +219,12 @@ export class Comparator {
   }
 
   private found(m: Mismatch): void {
-    this.mismatch = m;
+    this.mismatch ??= m;
+    if (m.block !== this.lastDiffBlock) {
+      this.lastDiffBlock = m.block;
+      this.differingBlocks++;
+    }
+    if (this.keepGoing) return;
     this.stopped = true;
     this.h = null;
   }

@@ -121,7 +121,8 @@ export abstract class VerifySteps extends ReplaySteps {
       d.unpin();
       return; // nothing sent: nothing to compare
     }
-    n.cmp = new Comparator(d, snap, this.now(), this.digests);
+    const svc = this.table.service(flow.serverIp, flow.serverPort);
+    n.cmp = new Comparator(d, snap, this.now(), this.digests, svc !== undefined && this.policyFor(svc) === 'continue');
     this.verifying.add(flow);
   }
 
@@ -140,8 +141,10 @@ export abstract class VerifySteps extends ReplaySteps {
     const now = this.now();
     const payload = buf.subarray(p.payloadOff, p.payloadOff + p.payloadLen);
     const before = cmp.compared;
+    const diffBefore = cmp.differingBlocks;
     const dropped = cmp.feed(o, payload, now);
     this.divergence.comparedBytes += cmp.compared - before;
+    this.divergence.differingBlocks += cmp.differingBlocks - diffBefore;
     if (dropped > 0) return DropReason.REGENERATED_HELD_FULL;
     if (cmp.mismatch !== null && !cmp.reported) {
       cmp.reported = true; // once per rebuild
@@ -177,8 +180,7 @@ export abstract class VerifySteps extends ReplaySteps {
     this.divergence.last = where;
     if (policy !== 'reset') {
       this.divergence.continued++;
-      this.logger.warn(where, 'divergence: the new incarnation\'s output differs from what the client may have; the connection carries on (policy continue)');
-      if (m !== null) cmp.stop();
+      this.logger.warn(where, 'divergence: the new incarnation\'s output differs from what the client may have; the connection carries on (policy continue), compared to the end');
       return false;
     }
     this.divergence.resets++;
@@ -207,6 +209,11 @@ export abstract class VerifySteps extends ReplaySteps {
     const n = peekNorth(flow);
     const cmp = n?.cmp ?? null;
     if (n === null || cmp === null || !cmp.done || clientHas(flow) < cmp.end0) return;
+    if (cmp.keepGoing && cmp.differingBlocks > 0) {
+      // How much differed, for the operator who chose continue: one block (a Date header) or all of it.
+      this.logger.warn({ flow: flow.describe(), differingBlocks: cmp.differingBlocks, comparedBytes: cmp.compared, blockBytes: cmp.blockBytes, end0: cmp.end0 },
+        'divergence (policy continue): the comparison is complete');
+    }
     this.dropComparison(flow);
   }
 
@@ -254,7 +261,7 @@ export abstract class VerifySteps extends ReplaySteps {
     const s = this.divergence;
     return {
       policies, byService, total: s.total, resets: s.resets, continued: s.continued, shortOutputs: s.shortOutputs,
-      comparedBytes: s.comparedBytes, originalBytesSent: s.originalBytesSent, digestsAbandoned: s.digestsAbandoned,
+      comparedBytes: s.comparedBytes, originalBytesSent: s.originalBytesSent, differingBlocks: s.differingBlocks, digestsAbandoned: s.digestsAbandoned,
       digestBytes: this.digests.digestBytes, keptBytes: this.digests.keptBytes, last: s.last,
     };
   }

@@ -122,7 +122,7 @@ export function statusText(st: Record<string, any>): string {
     const pol = Object.entries(dv.policies as Record<string, string>).map(([k, v]) => `${k} ${v}`).join(', ');
     lines.push(
       `divergence: policies ${pol || 'none'}; ${dv.total} diverged (${dv.resets} reset, ${dv.continued} continued, ${dv.shortOutputs} short output), ` +
-        `${dv.comparedBytes} B compared, ${dv.originalBytesSent} B of originals sent instead; digests ${size(dv.digestBytes)} + ${size(dv.keptBytes)} kept, ` +
+        `${dv.comparedBytes} B compared, ${dv.differingBlocks ?? 0} block(s) differed, ${dv.originalBytesSent} B of originals sent instead; digests ${size(dv.digestBytes)} + ${size(dv.keptBytes)} kept, ` +
         `${dv.digestsAbandoned} abandoned (unverified)`,
     );
   }
