@@ -339,7 +339,8 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
       }
       this.progress(flow, r);
     }
-    return FORWARD;
+    // The ordering rule (durable.ts): the new incarnation retransmits what is dropped here.
+    return this.translationStable(flow) ? FORWARD : DropReason.TRANSLATION_UNSTABLE;
   }
 
   /**

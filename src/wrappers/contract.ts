@@ -72,6 +72,9 @@ export const DropReason = {
   // ---- judged by the gateway for the north wrapper (ICMP is not a wrapper path) ----
   /** An ICMP error toward a client about a connection being masked or rebuilt. */
   ICMP_ABOUT_MASKED: 23,
+  // ---- north wrapper, the durable record (src/recovery/durable.ts) ----
+  /** A translated server segment toward the client before its translation is stable in the log (the incarnation retransmits). */
+  TRANSLATION_UNSTABLE: 24,
 } as const;
 
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
@@ -80,7 +83,7 @@ export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 export type WrapperVerdict = typeof FORWARD | DropReason;
 
 /** One more than the largest reason: the counters' size. */
-export const DROP_REASON_COUNT = 24;
+export const DROP_REASON_COUNT = 25;
 
 const NAMES: readonly string[] = (() => {
   const a: string[] = new Array<string>(DROP_REASON_COUNT).fill('');
