@@ -111,24 +111,34 @@ describe('the durable record of a rebuild', () => {
 });
 
 describe('the ordering rule: no translated byte before its translation is stable', () => {
-  it('drops the first translated segment toward the client while the write is pending, lets the replay go on, forwards its retransmission once stable', async () => {
+  /**
+   * Crash, 400 more client bytes while masked, the log holding its state writes, the
+   * rebuild into s2; s2 takes the replay. Returns its regenerated output, and the part of it
+   * the client lacks (beyond OUT0: the first translated bytes toward it).
+   */
+  async function heldRebuild() {
     const { h, o, c } = await crashed();
     h.log.holdStates = true;
     const s2 = new Server({ isn: S2_ISN, ts: 3 });
     h.tun.inject(...c.write(400)).flush();
     await h.run(c, null);
     const segs = replayed(await rebuildInto(h, o, s2));
+    const regenerated = segs.flatMap((x) => s2.receive(x)).map(parseSeg);
+    const fresh = regenerated.filter((r) => dataLen(r) > 0 && seqDiff(r.seq, s2.seq(0)) + dataLen(r) > OUT0);
+    expect(fresh.length).toBeGreaterThan(0);
+    return { h, c, s2, segs, regenerated, fresh };
+  }
+
+  it('drops the first translated segment toward the client while the write is pending, lets the replay go on, forwards its retransmission once stable', async () => {
+    const { h, c, s2, segs, regenerated, fresh } = await heldRebuild();
     // The REPLAY record (with the translation) is written and pending; the replay went out all the same.
     const pending = h.log.states[h.log.states.length - 1]!.state;
     expect(pending.phase).toBe('REPLAY');
     expect(pending.incarnations).toHaveLength(1);
     expect(Buffer.concat(segs.map((x) => x.payload ?? Buffer.alloc(0))).equals(inBytes(0, IN0 + 400))).toBe(true);
 
-    // The new incarnation regenerates its output: what the client had is absorbed (never
-    // reaches it), the first segment beyond is the first translated byte toward the client.
-    const regenerated = segs.flatMap((x) => s2.receive(x)).map(parseSeg);
-    const fresh = regenerated.filter((r) => dataLen(r) > 0 && seqDiff(r.seq, s2.seq(0)) + dataLen(r) > OUT0);
-    expect(fresh.length).toBeGreaterThan(0);
+    // The new incarnation's output: what the client had is absorbed (never reaches it), the
+    // first segment beyond is the first translated byte toward the client.
     for (const r of regenerated) {
       if (r === fresh[0]) break;
       expect(toClient(h.send(r.raw)).filter((x) => dataLen(x) > 0)).toHaveLength(0);
@@ -151,17 +161,10 @@ describe('the ordering rule: no translated byte before its translation is stable
   });
 
   it('a write the log refuses is counted, and translated segments stay from the client (the stall policy)', async () => {
-    const { h, o, c } = await crashed();
-    h.log.holdStates = true;
-    const s2 = new Server({ isn: S2_ISN, ts: 3 });
-    h.tun.inject(...c.write(400)).flush();
-    await h.run(c, null);
-    const segs = replayed(await rebuildInto(h, o, s2));
+    const { h, fresh } = await heldRebuild();
     expect(h.log.failHeldStates(new FtcpError('FTCP_LOG_FAILED', 'test: the store failed'))).toBeGreaterThan(0);
     await h.settle();
     expect(h.gw.north.stats.stateWriteFailures).toBeGreaterThan(0);
-    const fresh = segs.flatMap((x) => s2.receive(x)).map(parseSeg).filter((r) => dataLen(r) > 0 && seqDiff(r.seq, s2.seq(0)) >= OUT0);
-    expect(fresh.length).toBeGreaterThan(0);
     for (const r of fresh) expect(toClient(h.send(r.raw)).filter((x) => dataLen(x) > 0)).toHaveLength(0);
     expect(h.gw.wrapperDrops.get(DropReason.TRANSLATION_UNSTABLE)).toBe(fresh.length);
   });
