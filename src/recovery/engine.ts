@@ -65,6 +65,7 @@ import { MAX_TIMELINES, Rebuild, northOf, peekNorth, outOffsetNear, recOf, repla
 import { tsValOf } from '../wire/tcp-options.js';
 import { FORWARD, DropReason, type Wrapper, type WrapperVerdict } from '../wrappers/contract.js';
 import { ReplaySteps } from './replay.js';
+import { MAX_INCARNATIONS } from '../log/state.js';
 
 /**
  * The north wrapper. Built in layers, one file per part of the protocol, each on the one
@@ -481,6 +482,7 @@ export class NorthWrapper extends ReplaySteps implements Wrapper {
     return {
       maskDeadlineMs: o.maskDeadlineMs, rebuildDeadlineMs: o.rebuildDeadlineMs, progressDeadlineMs: o.progressDeadlineMs,
       maxParallelHandshakes: o.maxParallel, replayInFlightBytes: o.replayInFlight, keepaliveRate: o.keepaliveRate,
+      stateIncarnations: MAX_INCARNATIONS,
     };
   }
 }

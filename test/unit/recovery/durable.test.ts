@@ -17,6 +17,8 @@ import { DropReason } from '../../../src/wrappers/contract.js';
 import { recOf } from '../../../src/recovery/rebuild.js';
 import { FtcpError } from '../../../src/util/errors.js';
 import { u32ToIp } from '../../../src/wire/addr.js';
+import { DurableState } from '../../../src/recovery/durable.js';
+import { MAX_INCARNATIONS } from '../../../src/log/state.js';
 
 const C_ISN = 0xfffffc00 as Seq;
 const S_ISN = 0x90000000 as Seq;
@@ -167,5 +169,22 @@ describe('the ordering rule: no translated byte before its translation is stable
     expect(h.gw.north.stats.stateWriteFailures).toBeGreaterThan(0);
     for (const r of fresh) expect(toClient(h.send(r.raw)).filter((x) => dataLen(x) > 0)).toHaveLength(0);
     expect(h.gw.wrapperDrops.get(DropReason.TRANSLATION_UNSTABLE)).toBe(fresh.length);
+  });
+});
+
+describe('the record is bounded', () => {
+  it(`keeps the last ${MAX_INCARNATIONS} incarnations (the crash count says how many there were), shown in the limits`, () => {
+    const d = new DurableState();
+    const inc = (k: number) => ({ serverIsn: k, seqDelta: k, tsDelta: 0, server: { addr: '10.0.0.1', port: 80 }, serverSidePort: 1000 + k, oldShift: 0, newShift: 0 });
+    for (let k = 1; k <= MAX_INCARNATIONS + 3; k++) {
+      d.addIncarnation(inc(k));
+      const rec = d.next('REPLAY', k);
+      expect(d.translationStable).toBe(false); // the record holding it is not stable yet
+      d.stabilized(rec.update);
+      expect(d.translationStable).toBe(true);
+    }
+    const last = d.next('LIVE', MAX_INCARNATIONS + 3);
+    expect(last.incarnations.map((x) => x.serverIsn)).toEqual(Array.from({ length: MAX_INCARNATIONS }, (_, i) => i + 4));
+    expect(new Harness().gw.metrics()).toContain(`ftcp_limit{name="stateIncarnations"} ${MAX_INCARNATIONS}`);
   });
 });
