@@ -73,6 +73,7 @@ import {
   type StatusMsg,
 } from './protocol.js';
 import { Requests } from './requests.js';
+import { requestState, type StateSlot } from './state-request.js';
 import { MAX_READ_CHUNK } from './server.js';
 
 export interface RemoteLogOptions {
@@ -142,7 +143,7 @@ export interface RemoteCounters {
 }
 
 /** A connection as the client holds it (the front's fields, and the link's). */
-interface RConn extends FrontConn {
+interface RConn extends FrontConn, StateSlot {
   readonly id: number;
   remoteId: number | null;
   registering: boolean;
@@ -159,9 +160,6 @@ interface RConn extends FrontConn {
   gcSent: number;
   progressAt: number;
   retryAt: number;
-  /** The newest state record (hex) to make stable at the server, and its request while unanswered. */
-  stateSend: { state: ConnectionState; hex: string } | null;
-  stateReq: number | null;
 }
 
 export class RemoteLog extends LogFront<RConn> {
@@ -640,38 +638,17 @@ export class RemoteLog extends LogFront<RConn> {
     if (c.stateSend !== null && c.stateReq === null && held < c.stateSend.state.update) this.sendState(c);
   }
 
-  /** Step 7: one `state` request for the newest record, kept until answered. */
+  /** Step 7 (state-request.ts): one `state` request for the newest record, kept until answered. */
   private sendState(c: RConn): void {
-    const send = c.stateSend;
-    if (send === null) return;
-    if (c.stateReq !== null) this.reqs.cancel(c.stateReq);
-    const reqId = this.reqs.add((id) => ({
-      // Built at each send: the connection's id at the server is the one of that moment.
-      build: () => {
-        if (c.closed) {
-          this.reqs.cancel(id);
-          return null;
-        }
-        if (c.remoteId === null || c.registering) return null;
-        this.counters.stateRequests++;
-        return encodeRequest(id, { op: 'state', id: c.remoteId, state: send.hex });
-      },
-      settle: (m) => {
-        if (c.stateReq === id) c.stateReq = null;
-        const r = m.reply;
-        if (r !== undefined && r.ok) {
-          this.stateStable(c, send.state);
-          return;
-        }
+    requestState(this.reqs, c, {
+      sent: () => this.counters.stateRequests++,
+      stable: (state) => this.stateStable(c, state),
+      refused: (fatal) => {
         this.counters.stateErrors++;
-        if (r !== undefined && !r.ok && r.code === 'FTCP_LOG_BAD_STATE') this.failStates(c, replyError(r));
-        // Otherwise (the server lost the connection, its store failed) the record is sent
-        // again after the next re-registration (registered above).
+        if (fatal !== null) this.failStates(c, fatal);
       },
-      fail: (err) => this.failStates(c, err),
-      staleOnRestart: false,
-    }));
-    c.stateReq = reqId;
+      failed: (err) => this.failStates(c, err),
+    });
     queueMicrotask(() => this.pump());
   }
 
