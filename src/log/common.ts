@@ -18,9 +18,9 @@
  * covers a gap; stability notifications are monotonic.
  */
 import { FtcpError } from '../util/errors.js';
-import { LogFront, serviceMatches, type FrontConn } from './front.js';
+import { LogFront, serviceMatches, type FrontConn, type StateWaiter } from './front.js';
 import { DEFAULT_MAX_HELD_BYTES, Reassembler } from './reassembler.js';
-import type { BoundListener, ConnectionMeta, Endpoint, LogStatus, LogUsage, OpenMeta } from './types.js';
+import type { BoundListener, ConnectionMeta, ConnectionState, Endpoint, LogStatus, LogUsage, OpenMeta } from './types.js';
 
 /** LOW-SPACE is reported once the bytes held reach this fraction of `maxBytes`. */
 export const LOW_SPACE_FRACTION = 0.9;
@@ -61,6 +61,9 @@ export class ConnRecord implements ConnState {
   modified = Date.now();
   storedBytes = 0;
   closed = false;
+  state: ConnectionState | null = null;
+  stateUpdate = 0;
+  stateWaiters: StateWaiter[] | null = null;
 
   constructor(readonly meta: ConnectionMeta, public stableData: number, maxHeld: number) {
     this.asm = new Reassembler(stableData, maxHeld);
@@ -114,6 +117,8 @@ export abstract class BaseLog<C extends ConnState> extends LogFront<C> {
   protected abstract accept(c: C, data: Uint8Array, offset: number): void;
   /** The FIN offset was recorded in `c.finOffset`: make it stable, then set finStable. */
   protected abstract override persistFin(c: C): void;
+  /** A newer state record: make it stable, then call stateStable (a write error: `fail`). */
+  protected abstract writeState(c: C, state: ConnectionState, bytes: Buffer): void;
   /** gc: `c.gcThrough` was raised; discard what lies below it. Returns bytes freed. */
   protected abstract discard(c: C): number;
   /** close: the connection is gone from the registry; release its bytes. */
@@ -171,12 +176,14 @@ export abstract class BaseLog<C extends ConnState> extends LogFront<C> {
     }
   }
 
-  /** A write error: the store is FAILED for good and stability stops advancing. */
+  /** A write error: the store is FAILED for good, stability stops advancing, waiting state writes fail. */
   protected fail(reason: string): void {
     this.logStats.writeErrors++;
     if (this.failed) return;
     this.failed = true;
     this.pendingNotify.clear();
+    const err = new FtcpError('FTCP_LOG_FAILED', `log setState: the store has FAILED (${reason})`);
+    for (const c of this.conns.values()) this.failStates(c, err);
     this.reportStatus(reason);
   }
 
@@ -213,6 +220,11 @@ export abstract class BaseLog<C extends ConnState> extends LogFront<C> {
     c.storedBytes -= freed;
     this.totalBytes -= freed;
     this.reportStatus();
+  }
+
+  protected persistState(c: C, state: ConnectionState, bytes: Buffer): void {
+    if (this.failed) this.failStates(c, new FtcpError('FTCP_LOG_FAILED', 'log setState: the store has FAILED'));
+    else this.writeState(c, state, bytes);
   }
 
   protected closeConn(c: C): void {

@@ -11,6 +11,7 @@
  *
  *   ['n']               next connection id (decimal text): ids stay unique across restarts
  *   ['m', id]           connection metadata, FIN offset and gc point (JSON)
+ *   ['s', id]           the connection's state record (state.ts: binary, ≤ 204 bytes)
  *   ['d', id, offset]   a chunk of the gap-free prefix starting at `offset`
  *
  * Chunks are contiguous: chunk i spans [key_i, key_{i+1}), the last one ends at the
@@ -25,9 +26,11 @@
  *   open:  ['n'] then ['m', id]; open() resolves when the metadata is committed.
  *   FIN:   ['m', id] with finOffset; the FIN is stable once that commit and every data
  *          byte before it are.
+ *   state: ['s', id], the newest record only; setState resolves when that commit is fsynced.
+ *          A record that does not decode on restart is counted (badState) and ignored.
  *   gc:    ['m', id] with gcThrough, then removal of chunks lying entirely below it.
- *   close: ['m', id] removed first, then its chunks; data chunks without metadata are
- *          orphans of an interrupted close and are removed on the next start.
+ *   close: ['m', id] removed first, then ['s', id] and its chunks; a state record or data
+ *          chunks without metadata are orphans of an interrupted close, removed on the next start.
  */
 import { existsSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,7 +38,8 @@ import { open, type Key, type RootDatabase } from 'lmdb';
 import { FtcpError } from '../util/errors.js';
 import { makeDirs } from '../util/fs.js';
 import { BaseLog, type ConnState, type LogOptions } from './common.js';
-import type { ConnectionMeta, Endpoint } from './types.js';
+import type { ConnectionMeta, ConnectionState, Endpoint } from './types.js';
+import { decodeState } from './state.js';
 
 export const DEFAULT_CHUNK_BYTES = 64 * 1024;
 const MIN_SLAB = 4 * 1024;
@@ -76,6 +80,7 @@ interface MetaRecord {
 
 const NEXT_KEY: Key = ['n'];
 const metaKey = (id: number): Key => ['m', id];
+const stateKey = (id: number): Key => ['s', id];
 const dataKey = (id: number, offset: number): Key => ['d', id, offset];
 
 /** Directories locked by this process (a lock file naming our own pid elsewhere is stale). */
@@ -198,6 +203,9 @@ export class DiskLog extends BaseLog<DiskConn> {
       }
       from = ['d', id + 1];
     }
+    for (const k of [...this.db.getKeys({ start: ['s'], end: ['s', Number.POSITIVE_INFINITY] })]) {
+      if (!metas.has((k as [string, number])[1])) void this.issue(() => this.erase(k));
+    }
     for (const rec of metas.values()) this.restore(rec);
   }
 
@@ -232,6 +240,12 @@ export class DiskLog extends BaseLog<DiskConn> {
       chunkHead: 0,
     };
     c.gcThrough = rec.gcThrough;
+    const stored = this.db.getBinary(stateKey(id));
+    if (stored !== undefined) {
+      c.state = decodeState(stored);
+      if (c.state === null) this.logStats.badState++;
+      else c.stateUpdate = c.state.update;
+    }
     c.storedBytes = starts.length > 0 ? stableData - starts[0]! : 0;
     this.totalBytes += c.storedBytes;
     if (rec.finOffset !== null) {
@@ -379,6 +393,14 @@ export class DiskLog extends BaseLog<DiskConn> {
     );
   }
 
+  protected writeState(c: DiskConn, state: ConnectionState, bytes: Buffer): void {
+    if (this.dbClosed) return;
+    void this.issue(
+      () => this.write(stateKey(c.meta.id), bytes),
+      () => this.stateStable(c, state),
+    );
+  }
+
   protected discard(c: DiskConn): number {
     if (this.dbClosed) return 0;
     const id = c.meta.id;
@@ -405,6 +427,7 @@ export class DiskLog extends BaseLog<DiskConn> {
     if (this.dbClosed) return;
     const id = c.meta.id;
     void this.issue(() => this.erase(metaKey(id)));
+    if (c.stateUpdate > 0) void this.issue(() => this.erase(stateKey(id)));
     for (let i = c.chunkHead; i < c.chunkStarts.length; i++) {
       const start = c.chunkStarts[i]!;
       void this.issue(() => this.erase(dataKey(id, start)));

@@ -12,7 +12,9 @@
  *  * the gap-free prefix (`Reassembler`) in front of the store's bytes;
  *  * the registry of open connections: listActive, queryEndpoint, their records;
  *  * read checks: FTCP_LOG_UNKNOWN, FTCP_LOG_RANGE, FTCP_LOG_GC, the clip to the stable data;
- *  * gc and close bookkeeping, shutdown once, the stability and status listeners, stats().
+ *  * gc and close bookkeeping, shutdown once, the stability and status listeners, stats();
+ *  * the state record (setState): checked and encoded once, a newer update only written,
+ *    the callers' promises kept until the store reports an update at least theirs stable.
  *
  * What a store provides (the hooks below) is where accepted bytes go and within which
  * bounds, how a FIN and a gc are made to last, how a stable range is read, and its
@@ -21,8 +23,10 @@
  */
 import { FtcpError } from '../util/errors.js';
 import type { Reassembler } from './reassembler.js';
+import { decodeState, encodeState } from './state.js';
 import type {
   ConnectionMeta,
+  ConnectionState,
   ConnectionRecord,
   Endpoint,
   LogStats,
@@ -45,6 +49,18 @@ export interface FrontConn {
   gcThrough: number;
   modified: number;
   closed: boolean;
+  /** The last state record the store made stable (null: none yet). */
+  state: ConnectionState | null;
+  /** The highest `update` handed to the store (written, or being written). */
+  stateUpdate: number;
+  /** setState calls waiting for a stable update at least theirs (null: none). */
+  stateWaiters: StateWaiter[] | null;
+}
+
+export interface StateWaiter {
+  readonly update: number;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
 }
 
 export function newStats(): LogStats {
@@ -61,6 +77,7 @@ export function newStats(): LogStats {
     finConflict: 0,
     writeErrors: 0,
     expired: 0,
+    badState: 0,
   };
 }
 
@@ -183,6 +200,11 @@ export abstract class LogFront<C extends FrontConn> implements LogStore {
   protected abstract collect(c: C): void;
   /** close: `c` is gone from the registry (`closed` set); release what it holds. */
   protected abstract closeConn(c: C): void;
+  /**
+   * A newer state record for `c` (`bytes`: its encoding, STATE_MAX_BYTES at most): make it
+   * stable, then call `stateStable(c, state)`; on a failure, `failStates`.
+   */
+  protected abstract persistState(c: C, state: ConnectionState, bytes: Buffer): void;
   /** [start, end) with gcThrough <= start < end <= stableData. */
   protected abstract readStable(c: C, start: number, end: number): Promise<Buffer>;
   /** shutdown, once (`isShutdown` already set): stop timers, fail what waits, release. */
@@ -211,7 +233,27 @@ export abstract class LogFront<C extends FrontConn> implements LogStore {
       finOffset: c.finOffset,
       gcThrough: c.gcThrough,
       modified: c.modified,
+      state: c.state,
     };
+  }
+
+  /** The store made `state` stable for `c`: the record is it (unless a newer one is), and the calls it covers resolve. */
+  protected stateStable(c: C, state: ConnectionState): void {
+    if (c.closed) return;
+    if (c.state === null || state.update > c.state.update) c.state = state;
+    const ws = c.stateWaiters;
+    if (ws === null) return;
+    const through = c.state.update;
+    const rest = ws.filter((w) => w.update > through);
+    c.stateWaiters = rest.length > 0 ? rest : null;
+    for (const w of ws) if (w.update <= through) w.resolve();
+  }
+
+  /** Every setState call waiting on `c` fails with `err` (closed, store failed, shut down). */
+  protected failStates(c: C, err: FtcpError): void {
+    const ws = c.stateWaiters;
+    c.stateWaiters = null;
+    if (ws !== null) for (const w of ws) w.reject(err);
   }
 
   /** The connection `id` if it is open to callers. */
@@ -268,6 +310,28 @@ export abstract class LogFront<C extends FrontConn> implements LogStore {
       return;
     }
     if (acceptFin(c, offset, this.logStats)) this.persistFin(c);
+  }
+
+  setState(id: number, state: ConnectionState): Promise<void> {
+    const c = this.liveConn(id);
+    if (c === undefined || this.isShutdown) {
+      return Promise.reject(new FtcpError('FTCP_LOG_UNKNOWN', `log setState: no open connection ${id}`));
+    }
+    let bytes: Buffer;
+    try {
+      bytes = encodeState(state);
+    } catch (err) {
+      this.logStats.badState++;
+      return Promise.reject(err);
+    }
+    if (state.update <= (c.state?.update ?? 0)) return Promise.resolve(); // a newer one is stable already
+    const done = new Promise<void>((resolve, reject) => (c.stateWaiters ??= []).push({ update: state.update, resolve, reject }));
+    if (state.update > c.stateUpdate) {
+      c.stateUpdate = state.update;
+      // The store keeps its own copy (decoded from the bytes: the caller may reuse its object).
+      this.persistState(c, decodeState(bytes)!, bytes);
+    }
+    return done;
   }
 
   onStable(listener: StabilityListener): void {
@@ -342,6 +406,7 @@ export abstract class LogFront<C extends FrontConn> implements LogStore {
     if (c === undefined) return;
     this.conns.delete(id);
     c.closed = true;
+    this.failStates(c, new FtcpError('FTCP_LOG_UNKNOWN', `log setState: connection ${id} was closed`));
     this.closeConn(c);
   }
 
@@ -352,6 +417,8 @@ export abstract class LogFront<C extends FrontConn> implements LogStore {
   async shutdown(): Promise<void> {
     if (this.isShutdown) return;
     this.isShutdown = true;
+    const err = new FtcpError('FTCP_LOG_SHUTDOWN', 'log setState: the store is shut down');
+    for (const c of this.conns.values()) this.failStates(c, err);
     await this.stop();
   }
 }

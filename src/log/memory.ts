@@ -10,7 +10,7 @@
  * with 1 MiB slabs the same iperf3 upload went from 4.9 to 5.9–6.3 Gb/s (4 MiB: no better).
  */
 import { BaseLog, ConnRecord, type LogOptions } from './common.js';
-import type { ConnectionMeta } from './types.js';
+import type { ConnectionMeta, ConnectionState } from './types.js';
 import { requestMajorGc } from '../util/gc.js';
 import { totalmem } from 'node:os';
 
@@ -198,6 +198,11 @@ export class MemoryLog extends BaseLog<MemConn> {
   protected persistFin(c: MemConn): void {
     c.finStable = true;
     this.advanceStable(c, c.stableData);
+  }
+
+  /** Stable at once, like the bytes: and gone with this process, like them. */
+  protected writeState(c: MemConn, state: ConnectionState): void {
+    this.stateStable(c, state);
   }
 
   protected discard(c: MemConn): number {

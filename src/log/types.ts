@@ -10,7 +10,14 @@
  * being alive; disk: the LMDB commit holding the bytes returned from its fsync).
  * Like a TCP ack, `stable` counts the client's FIN as one offset: once the FIN is logged
  * and every byte before it is stable, `stable` = `finOffset + 1`.
+ *
+ * Beside the bytes a connection has one small state record (state.ts ConnectionState: the
+ * recovery phase and each rebuilt incarnation's translation), written by `setState` and
+ * stable in the same sense as the bytes.
  */
+import type { ConnectionState } from './state.js';
+
+export type { ConnectionState, IncarnationState, StatePhase } from './state.js';
 
 /** Identifies a connection by its original 4-tuple (addresses as dotted quads). */
 export interface Endpoint {
@@ -42,6 +49,8 @@ export interface ConnectionRecord extends ConnectionMeta {
   readonly gcThrough: number;
   /** Milliseconds since the epoch of the last append. */
   readonly modified: number;
+  /** The last stable state record (setState), null when none was ever written. */
+  readonly state: ConnectionState | null;
 }
 
 export type LogStatus = 'OK' | 'LOW-SPACE' | 'FAILED';
@@ -98,6 +107,8 @@ export interface LogStats {
   writeErrors: number;
   /** Connections closed by the idle expiry. */
   expired: number;
+  /** State records refused as malformed (setState's caller, a log server's reply, a damaged disk record). */
+  badState: number;
 }
 
 export interface LogStore {
@@ -116,6 +127,16 @@ export interface LogStore {
    * stable offset reported (listener, ConnectionRecord.stable) is `offset + 1`.
    */
   appendFin(id: number, offset: number): void;
+  /**
+   * Writes the connection's state record; resolves once it is stable (as open() does for
+   * the metadata: memory at once, disk once committed and fsynced, remote once the log
+   * server's store made it so). A record whose `update` is not above the last one given is
+   * not written again: it resolves once that newer one is stable. Rejects with FtcpError
+   * 'FTCP_LOG_BAD_STATE' for a record that breaks state.ts's rules, 'FTCP_LOG_UNKNOWN' for an
+   * id that is not open (or closed before the write was stable), 'FTCP_LOG_FAILED' /
+   * 'FTCP_LOG_SHUTDOWN' when the store cannot make it stable.
+   */
+  setState(id: number, state: ConnectionState): Promise<void>;
   /** Installs the stability upcall (one listener; a second call replaces it). */
   onStable(listener: StabilityListener): void;
   onStatus(listener: StatusListener): void;

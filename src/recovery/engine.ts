@@ -80,6 +80,7 @@ import { MAX_TIMELINES, Rebuild, northOf, peekNorth, outOffsetNear, recOf, repla
 import { tsValOf } from '../wire/tcp-options.js';
 import { FORWARD, DropReason, type Wrapper, type WrapperVerdict } from '../wrappers/contract.js';
 import { VerifySteps } from './verify.js';
+import { MAX_INCARNATIONS } from '../log/state.js';
 
 /**
  * The north wrapper. Built in layers, one file per part of the protocol, each on the one
@@ -362,7 +363,8 @@ export class NorthWrapper extends VerifySteps implements Wrapper {
       }
       this.progress(flow, r);
     }
-    return FORWARD;
+    // The ordering rule (durable.ts): the new incarnation retransmits what is dropped here.
+    return this.translationStable(flow) ? FORWARD : DropReason.TRANSLATION_UNSTABLE;
   }
 
   /**
@@ -507,6 +509,7 @@ export class NorthWrapper extends VerifySteps implements Wrapper {
       maxParallelHandshakes: o.maxParallel, replayInFlightBytes: o.replayInFlight, keepaliveRate: o.keepaliveRate,
       digestBlockBytes: o.digestBlockBytes, digestKeptCapBytes: o.digestKeptCapBytes, digestBudgetBytes: o.digestBudgetBytes,
       divergenceDeadlineMs: o.divergenceDeadlineMs,
+      stateIncarnations: MAX_INCARNATIONS,
     };
   }
 }

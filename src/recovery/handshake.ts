@@ -22,6 +22,7 @@ import { Translation } from './translate.js';
 import { DropReason } from '../wrappers/contract.js';
 import { northOf, recOf, type Rebuild, type ServiceRecovery } from './rebuild.js';
 import { RecoveryPackets } from './packets.js';
+import { DurableState, incarnationOf } from './durable.js';
 
 export abstract class HandshakeSteps extends RecoveryPackets {
   /** The next fresh client port to try (portRange, round robin). */
@@ -160,7 +161,10 @@ export abstract class HandshakeSteps extends RecoveryPackets {
     r.newTsRecent = o.tsOff >= 0 ? o.tsVal : 0 as Seq;
     const tsDelta = flow.tsOk ? seqAdd(flow.lastTsToClient + 1 as Seq, -o.tsVal) >>> 0 : 0;
     const seqDelta = seqAdd(flow.serverIsn, -p.seq) >>> 0;
-    northOf(flow).xlate = new Translation(seqDelta, tsDelta, flow.clientPort, r.sidePort, flow.serverWscale, r.newShift);
+    const xlate = new Translation(seqDelta, tsDelta, flow.clientPort, r.sidePort, flow.serverWscale, r.newShift);
+    northOf(flow).xlate = xlate;
+    // The durable record: entering REPLAY writes it; nothing translated reaches the client before it is stable.
+    (northOf(flow).durable ??= new DurableState()).addIncarnation(incarnationOf(flow, xlate, p.seq));
     northOf(flow).incDelivered = 0;
     northOf(flow).incSndMax = 0;
     r.newRightEdge = p.window; // a SYN-ACK's window is not scaled

@@ -29,7 +29,8 @@
  * handshakes in progress (bounded by maxParallel), the replay bytes in flight (bounded by
  * replayInFlight), the set of connections being recovered, the crash's timeline stamps
  * (handshakesDoneAt, replayDoneAt, caughtUpAt) and the failure counters per code. The
- * packets each step sends are the callers' (a transition sends nothing).
+ * packets each step sends are the callers' (a transition sends nothing). Each phase a log
+ * record names is written to the log as it is entered (`persist`, durable.ts).
  */
 import type { FlowTable, Service } from '../flow/table.js';
 import type { Flow } from '../flow/flow.js';
@@ -43,6 +44,8 @@ import type { Logger } from '../util/logger.js';
 import { DigestBudget, type OutDigest } from '../divergence/digest.js';
 import type { Comparator } from '../divergence/compare.js';
 import { DivergenceStats } from '../divergence/policy.js';
+import { DurableState, isStatePhase } from './durable.js';
+import type { StatePhase } from '../log/state.js';
 
 /** What the north wrapper returns for a segment: forwarded (perhaps translated) or dropped. */
 
@@ -136,6 +139,9 @@ export class NorthStats {
   failedDiverged = 0;
   /** Transitions the machine refused (not in LEGAL): a bug if ever non-zero. */
   illegalTransitions = 0;
+  /** Connection-state records written to the log (durable.ts), and the writes the log refused. */
+  stateWrites = 0;
+  stateWriteFailures = 0;
 }
 
 /** One crash of one service, as the drill reports it (ms since the epoch; 0 = not yet). */
@@ -240,6 +246,8 @@ export class NorthRecord {
   digest: OutDigest | null = null;
   /** The comparison of a rebuild's regenerated output, from the crash until it retires (verify.ts). */
   cmp: Comparator | null = null;
+  /** Its record in the log (durable.ts), from its first crash on. */
+  durable: DurableState | null = null;
 }
 
 /** The flow's north record, made on first use (only the north side puts anything in the slot). */
@@ -420,7 +428,38 @@ export abstract class RebuildMachine {
       { flow: flow.describe(), from, to: next, why, ...(code !== null ? { code } : {}), ...(next === 'LIVE' ? { ms: now - r.startedAt } : {}) },
       `rebuild ${from} → ${next}${record}`,
     );
+    if (isStatePhase(next)) this.persist(flow, next);
     return true;
+  }
+
+  // ---- the durable record (durable.ts) ---------------------------------------------------
+
+  /** Writes the flow's state record naming `phase`; owed until the flow has a log id. */
+  protected persist(flow: Flow, phase: StatePhase): void {
+    const d = (northOf(flow).durable ??= new DurableState());
+    d.phase = phase;
+    if (flow.unprotected) return; // nothing in the log to take it over from
+    if (flow.logId < 0) {
+      d.owed = true;
+      return;
+    }
+    const rec = d.next(phase, flow.crashes);
+    this.stats.stateWrites++;
+    this.log.setState(flow.logId, rec).then(
+      () => d.stabilized(rec.update),
+      (err: unknown) => {
+        this.stats.stateWriteFailures++;
+        this.logger.warn({ flow: flow.describe(), phase, update: rec.update, err }, 'connection state not stable in the log: translated segments stay from the client');
+      },
+    );
+  }
+
+  /** The ordering rule (durable.ts): may a translated segment of `flow` reach the client now? */
+  protected translationStable(flow: Flow): boolean {
+    const d = peekNorth(flow)?.durable ?? null;
+    if (d === null || flow.unprotected) return true;
+    if (d.owed) this.persist(flow, d.phase);
+    return d.translationStable;
   }
 
   /** A record no longer recovers (LIVE, ENDED): the service is up again when it was the last. */

@@ -77,6 +77,9 @@ export const DropReason = {
   REGENERATED_HELD_FULL: 24,
   /** A server segment of a connection just reset because its regenerated output diverged. */
   DIVERGED: 25,
+  // ---- north wrapper, the durable record (src/recovery/durable.ts) ----
+  /** A translated server segment toward the client before its translation is stable in the log (the incarnation retransmits). */
+  TRANSLATION_UNSTABLE: 26,
 } as const;
 
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
@@ -85,7 +88,7 @@ export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 export type WrapperVerdict = typeof FORWARD | DropReason;
 
 /** One more than the largest reason: the counters' size. */
-export const DROP_REASON_COUNT = 26;
+export const DROP_REASON_COUNT = 27;
 
 const NAMES: readonly string[] = (() => {
   const a: string[] = new Array<string>(DROP_REASON_COUNT).fill('');

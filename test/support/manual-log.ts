@@ -1,8 +1,10 @@
 /**
  * A LogStore whose stability the test drives by hand: `stabilize(id, n)` fires the
  * stability upcall. Appends are recorded so tests can check what reached the log.
+ * State records (setState) are recorded too, and stable at once unless `holdStates` is set:
+ * then each call's promise waits for `releaseStates()` (or `failHeldStates()`).
  */
-import type { ConnectionRecord, Endpoint, LogStatus, LogStore, OpenMeta, StabilityListener, StatusListener } from '../../src/log/types.js';
+import type { ConnectionRecord, ConnectionState, Endpoint, LogStatus, LogStore, OpenMeta, StabilityListener, StatusListener } from '../../src/log/types.js';
 
 export class ManualLog implements LogStore {
   readonly opened: OpenMeta[] = [];
@@ -24,6 +26,27 @@ export class ManualLog implements LogStore {
   }
   appendFin(id: number, offset: number): void {
     this.fins.push({ id, offset });
+  }
+  /** Every setState call, in order. */
+  readonly states: Array<{ id: number; state: ConnectionState }> = [];
+  holdStates = false;
+  private readonly heldStates: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
+  setState(id: number, state: ConnectionState): Promise<void> {
+    this.states.push({ id, state });
+    if (!this.holdStates) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => this.heldStates.push({ resolve, reject }));
+  }
+  /** The held setState calls become stable (their promises resolve). Returns how many. */
+  releaseStates(): number {
+    const held = this.heldStates.splice(0);
+    for (const h of held) h.resolve();
+    return held.length;
+  }
+  /** The held setState calls fail with `err`. */
+  failHeldStates(err: unknown): number {
+    const held = this.heldStates.splice(0);
+    for (const h of held) h.reject(err);
+    return held.length;
   }
   onStable(l: StabilityListener): void {
     this.listener = l;

@@ -32,6 +32,13 @@
  *     (covers a lost STABLE and appends the server refused at its byte bound).
  *  6. The server inactive (link silence) for `failAfterMs` → status FAILED (onStatus);
  *     found again → re-registration, then the server's status.
+ *  7. setState: the newest record of a connection goes in a `state` request (an older one
+ *     still unanswered is dropped: the newer covers it), kept until the server answers that
+ *     it is stable there. A re-registration whose reply shows the server holding an older
+ *     record (a memory server restarted) sends the newest again.
+ *  8. Versions: every `open` carries LOG_PROTOCOL_VERSION; a server of another version
+ *     (its refusal, or a reply without the version) makes the log FAILED with
+ *     FTCP_LOG_VERSION, and further opens are refused with it.
  *
  * Ids here are local (stable for the gateway's lifetime); `read` is chunked
  * (`readChunk` bytes per request, `readParallel` in flight).
@@ -45,7 +52,7 @@ import { UdpLink, type UdpAddr } from '../../link/udp.js';
 import { LogFront, type FrontConn } from '../front.js';
 import { DEFAULT_MAX_HELD_BYTES, Reassembler } from '../reassembler.js';
 import { SlabStore } from '../memory.js';
-import type { ConnectionMeta, ConnectionRecord, Endpoint, LogLinkStats, LogStatus } from '../types.js';
+import type { ConnectionMeta, ConnectionRecord, ConnectionState, Endpoint, LogLinkStats, LogStatus, OpenMeta } from '../types.js';
 import {
   allocAppend,
   APPEND_HEADER,
@@ -54,7 +61,9 @@ import {
   encodeGc,
   encodeRead,
   encodeRequest,
+  LOG_PROTOCOL_VERSION,
   metaToWire,
+  recordFromWire,
   T_DATA,
   T_REPLY,
   T_STABLE,
@@ -64,6 +73,7 @@ import {
   type StatusMsg,
 } from './protocol.js';
 import { Requests } from './requests.js';
+import { requestState, type StateSlot } from './state-request.js';
 import { MAX_READ_CHUNK } from './server.js';
 
 export interface RemoteLogOptions {
@@ -126,10 +136,14 @@ export interface RemoteCounters {
   malformed: number;
   staleReplies: number;
   registerErrors: number;
+  /** state requests sent (each record once, more on a resend), answered with an error, and records from the server that did not decode. */
+  stateRequests: number;
+  stateErrors: number;
+  badState: number;
 }
 
 /** A connection as the client holds it (the front's fields, and the link's). */
-interface RConn extends FrontConn {
+interface RConn extends FrontConn, StateSlot {
   readonly id: number;
   remoteId: number | null;
   registering: boolean;
@@ -152,7 +166,7 @@ export class RemoteLog extends LogFront<RConn> {
   readonly counters: RemoteCounters = {
     reconnects: 0, serverRestarts: 0, resyncs: 0, resyncsCoalesced: 0, lostMessages: 0, reRegistrations: 0, requestRetries: 0,
     stallProbes: 0, bytesResent: 0, appendMessages: 0, bytesSent: 0, failures: 0, lostStable: 0,
-    stableBeyondSent: 0, malformed: 0, staleReplies: 0, registerErrors: 0,
+    stableBeyondSent: 0, malformed: 0, staleReplies: 0, registerErrors: 0, stateRequests: 0, stateErrors: 0, badState: 0,
   };
   /** The handlers the link endpoint must be built with. */
   readonly handlers: {
@@ -190,6 +204,8 @@ export class RemoteLog extends LogFront<RConn> {
   private readonly appendChunkSet: boolean;
   private pumpScheduled = false;
   private readonly log: Logger;
+  /** Step 8: the log server speaks another protocol version (the log is FAILED for good). */
+  private versionError: FtcpError | null = null;
 
   constructor(opts: RemoteLogOptions = {}) {
     super();
@@ -245,6 +261,7 @@ export class RemoteLog extends LogFront<RConn> {
         openResolve: resolve, openReject: reject, asm: new Reassembler(0, this.o.maxHeldBytes), buf: new SlabStore(0),
         keptFrom: 0, sentEnd: 0, sentMax: 0, stable: 0, stableData: 0, finOffset: null, finSent: false,
         gcThrough: 0, gcSent: 0, modified: Date.now(), progressAt: this.now, retryAt: 0, closed: false,
+        state: null, stateUpdate: 0, stateWaiters: null, stateSend: null, stateReq: null,
       };
       this.conns.set(id, c);
       this.register(c);
@@ -252,7 +269,12 @@ export class RemoteLog extends LogFront<RConn> {
   }
 
   status(): LogStatus {
-    return this.linkFailed ? 'FAILED' : this.serverStatus;
+    return this.linkFailed || this.versionError !== null ? 'FAILED' : this.serverStatus;
+  }
+
+  protected override checkOpen(meta: OpenMeta): void {
+    if (this.versionError !== null) throw this.versionError;
+    super.checkOpen(meta);
   }
 
   registerServices(services: Endpoint[]): void {
@@ -279,8 +301,15 @@ export class RemoteLog extends LogFront<RConn> {
   fetchActive(): Promise<ConnectionRecord[]> {
     return new Promise((resolve, reject) => {
       this.request({ op: 'list' }, false, (r) => {
-        if (r.ok && r.records) resolve(r.records.map((w) => ({ ...w, clientSynOptions: hex(w.clientSynOptions), serverSynOptions: hex(w.serverSynOptions) })));
-        else reject(replyError(r));
+        if (!r.ok || !r.records) {
+          reject(replyError(r));
+          return;
+        }
+        resolve(r.records.map((w) => {
+          const { record, badState } = recordFromWire(w);
+          if (badState) this.counters.badState++;
+          return record;
+        }));
       }, reject);
     });
   }
@@ -318,7 +347,15 @@ export class RemoteLog extends LogFront<RConn> {
     this.markDirty(c);
   }
 
+  /** Step 7: the newest record replaces any older one still unanswered. */
+  protected persistState(c: RConn, state: ConnectionState, bytes: Buffer): void {
+    c.stateSend = { state, hex: bytes.toString('hex') };
+    this.sendState(c);
+  }
+
   protected closeConn(c: RConn): void {
+    if (c.stateReq !== null) this.reqs.cancel(c.stateReq);
+    c.stateReq = null;
     this.forget(c);
     if (c.remoteId !== null) this.closeRemote(c.remoteId);
   }
@@ -527,7 +564,7 @@ export class RemoteLog extends LogFront<RConn> {
     c.registering = true;
     const wire = metaToWire(c.meta);
     c.regReq = this.request(
-      { op: 'open', meta: wire, gcThrough: c.gcThrough },
+      { op: 'open', meta: wire, gcThrough: c.gcThrough, protocol: LOG_PROTOCOL_VERSION },
       false,
       (r) => this.registered(c, r),
       () => {},
@@ -537,6 +574,11 @@ export class RemoteLog extends LogFront<RConn> {
 
   private registered(c: RConn, r: Reply): void {
     c.regReq = null;
+    if (!r.ok && r.code === 'FTCP_LOG_VERSION') this.versionMismatch(r.message);
+    else if (r.ok && r.protocol !== LOG_PROTOCOL_VERSION) {
+      this.versionMismatch(`the log server speaks log protocol ${typeof r.protocol === 'number' ? r.protocol : 1}, this gateway ${LOG_PROTOCOL_VERSION}: run the same ftcp version on both`);
+      r = { ok: false, code: 'FTCP_LOG_VERSION', message: this.versionError!.message };
+    }
     if (!r.ok || r.id === undefined) {
       if (!c.opened) {
         this.conns.delete(c.id);
@@ -591,6 +633,31 @@ export class RemoteLog extends LogFront<RConn> {
     }
     this.stableAdvance(c, rs);
     this.markDirty(c);
+    // Step 7: the server holds an older record than the newest (lost, or never answered).
+    const held = typeof r.stateUpdate === 'number' ? r.stateUpdate : 0;
+    if (c.stateSend !== null && c.stateReq === null && held < c.stateSend.state.update) this.sendState(c);
+  }
+
+  /** Step 7 (state-request.ts): one `state` request for the newest record, kept until answered. */
+  private sendState(c: RConn): void {
+    requestState(this.reqs, c, {
+      sent: () => this.counters.stateRequests++,
+      stable: (state) => this.stateStable(c, state),
+      refused: (fatal) => {
+        this.counters.stateErrors++;
+        if (fatal !== null) this.failStates(c, fatal);
+      },
+      failed: (err) => this.failStates(c, err),
+    });
+    queueMicrotask(() => this.pump());
+  }
+
+  /** Step 8: the log server speaks another version: the log is FAILED, opens are refused. */
+  private versionMismatch(message: string): void {
+    if (this.versionError !== null) return;
+    this.versionError = new FtcpError('FTCP_LOG_VERSION', message);
+    this.log.error({ protocol: LOG_PROTOCOL_VERSION }, `log server version mismatch: ${message}`);
+    this.reportStatus(message);
   }
 
   private stableAdvance(c: RConn, s: number): void {

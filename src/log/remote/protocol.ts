@@ -15,14 +15,26 @@
  *
  * Slow path messages carry JSON after a one-byte type and a u32 request id:
  *
- *   REQUEST 0x10 | reqId u32 | {"op": "open" | "close" | "list" | "query" | "register" | "expiry" | "stats", ...}
+ *   REQUEST 0x10 | reqId u32 | {"op": "open" | "close" | "list" | "query" | "register" | "expiry" | "stats" | "state", ...}
  *   REPLY   0x90 | reqId u32 | {"ok": true, ...} | {"ok": false, "code": "...", "message": "..."}
  *   STATUS  0x91 | 0 u32     | {"status": "OK" | "LOW-SPACE" | "FAILED", "expired"?: id, "reason"?: text}
  *
  * `decode` never throws: a message that does not parse is `null`, counted by the caller
- * as malformed (STYLE.md 6). Metadata option bytes travel as hex strings.
+ * as malformed (STYLE.md 6). Metadata option bytes travel as hex strings, and so does a
+ * connection's state record (src/log/state.ts, at most STATE_MAX_BYTES): `state` requests
+ * {"op": "state", "id", "state": hex} are answered {"ok": true, "update"} once the record is
+ * stable in the server's store; records in `list` / `query` replies carry it (or null).
+ *
+ * Versions: LOG_PROTOCOL_VERSION travels in every `open` request ("protocol") and its reply.
+ * Version 1 (before the state record) carried none. A server refuses an open of another
+ * version with FTCP_LOG_VERSION; a gateway whose open is answered without its version (an
+ * older server) reports the log FAILED with the same code: never a half-understood link.
  */
 import type { ConnectionRecord, Endpoint, LogStats, LogStatus, OpenMeta } from '../types.js';
+import { encodeState, stateFromHex } from '../state.js';
+
+/** The log link protocol's version (2: the state record). */
+export const LOG_PROTOCOL_VERSION = 2;
 
 export const T_APPEND = 0x01;
 export const T_FIN = 0x02;
@@ -125,13 +137,14 @@ export interface WireMeta {
 }
 
 export type Request =
-  | { op: 'open'; meta: WireMeta; gcThrough?: number }
+  | { op: 'open'; meta: WireMeta; gcThrough?: number; protocol?: number }
   | { op: 'close'; id: number }
   | { op: 'list' }
   | { op: 'query'; client: Endpoint; server?: Endpoint }
   | { op: 'register'; services: Endpoint[] }
   | { op: 'expiry'; ms: number }
-  | { op: 'stats' };
+  | { op: 'stats' }
+  | { op: 'state'; id: number; state: string };
 
 export interface WireRecord extends WireMeta {
   id: number;
@@ -140,10 +153,19 @@ export interface WireRecord extends WireMeta {
   finOffset: number | null;
   gcThrough: number;
   modified: number;
+  /** The state record (hex), null when none. */
+  state: string | null;
 }
 
 export type Reply =
-  | { ok: true; id?: number; stable?: number; finOffset?: number | null; gcThrough?: number; records?: WireRecord[]; record?: WireRecord | null; stats?: LogStats; status?: LogStatus }
+  | {
+      ok: true; id?: number; stable?: number; finOffset?: number | null; gcThrough?: number; records?: WireRecord[];
+      record?: WireRecord | null; stats?: LogStats; status?: LogStatus;
+      /** open: the server's protocol version, and the update of the state record it holds (0: none). */
+      protocol?: number; stateUpdate?: number;
+      /** state: the update now stable. */
+      update?: number;
+    }
   | { ok: false; code: string; message: string };
 
 export interface StatusMsg {
@@ -196,18 +218,25 @@ export function recordToWire(r: ConnectionRecord): WireRecord {
     finOffset: r.finOffset,
     gcThrough: r.gcThrough,
     modified: r.modified,
+    state: r.state === null ? null : encodeState(r.state).toString('hex'),
   };
 }
 
-export function recordFromWire(w: WireRecord): ConnectionRecord {
+/** A record from the wire; its state is null when absent or malformed (`badState` tells which). */
+export function recordFromWire(w: WireRecord): { record: ConnectionRecord; badState: boolean } {
+  const state = w.state === null || w.state === undefined ? null : stateFromHex(w.state);
   return {
-    ...metaFromWire(w),
-    id: w.id,
-    created: w.created,
-    stable: w.stable,
-    finOffset: w.finOffset,
-    gcThrough: w.gcThrough,
-    modified: w.modified,
+    record: {
+      ...metaFromWire(w),
+      id: w.id,
+      created: w.created,
+      stable: w.stable,
+      finOffset: w.finOffset,
+      gcThrough: w.gcThrough,
+      modified: w.modified,
+      state,
+    },
+    badState: state === null && w.state !== null && w.state !== undefined,
   };
 }
 
@@ -241,7 +270,7 @@ function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-const REQUEST_OPS = new Set(['open', 'close', 'list', 'query', 'register', 'expiry', 'stats']);
+const REQUEST_OPS = new Set(['open', 'close', 'list', 'query', 'register', 'expiry', 'stats', 'state']);
 const STATUSES = new Set(['OK', 'LOW-SPACE', 'FAILED']);
 
 /** Decodes one log message; null when it is malformed (never throws). */

@@ -17,6 +17,10 @@
  * after a resynchronisation, a reconnection or a restart of this server (disk: the store
  * recovered the connections; memory: they are opened afresh, at stable 0).
  *
+ * A connection's state record (`state` requests) is answered once the store made it stable
+ * (memory: at once; disk: committed and fsynced), never before. An `open` of another protocol
+ * version (protocol.ts LOG_PROTOCOL_VERSION) is refused with FTCP_LOG_VERSION.
+ *
  * Back-pressure: replies wait in a bounded per-peer outbox while the link window is
  * full; STABLE notifications are coalesced per connection (latest value) and flushed
  * after the outbox. A lost STABLE is harmless: the gateway re-registers (learning the
@@ -31,6 +35,7 @@ import { LinkEndpoint, type LinkOptions, type LostReason, type PeerEvent } from 
 import { decodeFrame, HEADER_LEN, OFF } from '../../link/frame.js';
 import type { UdpAddr } from '../../link/udp.js';
 import type { LogStore } from '../types.js';
+import { stateFromHex } from '../state.js';
 import {
   decode,
   encodeData,
@@ -46,6 +51,7 @@ import {
   T_GC,
   T_READ,
   T_REQUEST,
+  LOG_PROTOCOL_VERSION,
   type Reply,
   type Request,
   type StatusMsg,
@@ -86,6 +92,10 @@ export interface LogServerCounters {
   lostReports: number;
   /** Datagrams from an unknown sender that failed authentication (UDP listener). */
   forged: number;
+  /** State records written (state requests), refused as malformed, and opens refused for their protocol version. */
+  states: number;
+  badState: number;
+  versionRefused: number;
 }
 
 export class Peer {
@@ -102,7 +112,8 @@ export class LogServer {
   readonly store: LogStore;
   readonly counters: LogServerCounters = {
     peers: 0, peersReaped: 0, messages: 0, malformed: 0, appends: 0, appendBytes: 0, opens: 0, reopens: 0,
-    reads: 0, readBytes: 0, stableSent: 0, repliesDropped: 0, lostReports: 0, forged: 0,
+    reads: 0, readBytes: 0, stableSent: 0, repliesDropped: 0, lostReports: 0, forged: 0, states: 0, badState: 0,
+    versionRefused: 0,
   };
   private readonly peers = new Set<Peer>();
   /** Which peer opened (or last re-registered) each connection: it gets the STABLE notices. */
@@ -216,6 +227,12 @@ export class LogServer {
     try {
       switch (req.op) {
         case 'open':
+          if (req.protocol !== LOG_PROTOCOL_VERSION) {
+            this.counters.versionRefused++;
+            const theirs = typeof req.protocol === 'number' ? req.protocol : 1;
+            reply({ ok: false, code: 'FTCP_LOG_VERSION', message: `the gateway speaks log protocol ${theirs}, this log server ${LOG_PROTOCOL_VERSION}: run the same ftcp version on both` });
+            return;
+          }
           this.open(peer, req.meta === undefined ? undefined : metaFromWire(req.meta), req.gcThrough).then(
             (id) => {
               const rec = this.store.listActive().find((r) => r.id === id);
@@ -223,7 +240,10 @@ export class LogServer {
                 reply({ ok: false, code: 'FTCP_LOG_UNKNOWN', message: `connection ${id} vanished` });
                 return;
               }
-              reply({ ok: true, id, stable: rec.stable, finOffset: rec.finOffset, gcThrough: rec.gcThrough });
+              reply({
+                ok: true, id, stable: rec.stable, finOffset: rec.finOffset, gcThrough: rec.gcThrough,
+                protocol: LOG_PROTOCOL_VERSION, stateUpdate: rec.state?.update ?? 0,
+              });
             },
             (err: unknown) => reply(errorReply(err)),
           );
@@ -248,6 +268,20 @@ export class LogServer {
           this.store.setIdleExpiry(Number(req.ms));
           reply({ ok: true });
           return;
+        case 'state': {
+          const st = stateFromHex(req.state);
+          if (st === null) {
+            this.counters.badState++;
+            reply({ ok: false, code: 'FTCP_LOG_BAD_STATE', message: 'log state: not a well-formed state record' });
+            return;
+          }
+          this.counters.states++;
+          this.store.setState(Number(req.id), st).then(
+            () => reply({ ok: true, update: st.update }),
+            (err: unknown) => reply(errorReply(err)),
+          );
+          return;
+        }
         case 'stats': {
           const stats = this.store.stats?.();
           reply(stats === undefined ? { ok: true, status: this.store.status() } : { ok: true, stats, status: this.store.status() });

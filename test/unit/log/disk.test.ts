@@ -9,7 +9,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DB_FILE, DiskLog } from '../../../src/log/disk.js';
 import type { LogStatus } from '../../../src/log/types.js';
 import { FtcpError } from '../../../src/util/errors.js';
-import { openMeta, StableRecorder, streamBytes, turns, waitFor } from './helpers.js';
+import { openMeta, StableRecorder, STATE_LIVE, STATE_MASKED, STATE_REPLAY, streamBytes, turns, waitFor } from './helpers.js';
+import { encodeState } from '../../../src/log/state.js';
 import { logSuite } from './suite.js';
 
 const dirs: string[] = [];
@@ -166,6 +167,42 @@ describe('DiskLog across restarts', () => {
     await raw2.close();
   });
 
+  it('reopen recovers each connection\'s stable state record; a damaged one is counted and ignored; closed and orphan records go', async () => {
+    const dir = tempDir();
+    const log1 = new DiskLog(dir);
+    const ma = openMeta();
+    const a = await log1.open(ma);
+    const b = await log1.open(openMeta());
+    const c = await log1.open(openMeta());
+    await log1.setState(a, STATE_MASKED);
+    await log1.setState(a, STATE_REPLAY); // resolved: committed and fsynced
+    await log1.setState(b, STATE_LIVE);
+    await log1.setState(c, STATE_MASKED);
+    log1.close(c);
+    await log1.shutdown();
+    // A crash leaves what was committed; damage b's record, and leave an orphan for an id without metadata.
+    const raw = openLmdb<Buffer, Key>({ path: join(dir, DB_FILE), encoding: 'binary' });
+    expect(raw.getBinary(['s', c])).toBeUndefined(); // close removed it
+    await raw.put(['s', b], Buffer.from([1, 9, 0, 0]));
+    await raw.put(['s', 999], encodeState(STATE_MASKED));
+    await raw.close();
+    const log2 = new DiskLog(dir);
+    expect(log2.queryEndpoint(ma.client)!.state).toEqual(STATE_REPLAY);
+    expect(log2.listActive().find((r) => r.id === b)!.state).toBeNull();
+    expect(log2.stats!().badState).toBe(1);
+    // The recovered update is the floor: an older write changes nothing, a newer one is written.
+    await log2.setState(a, STATE_MASKED);
+    expect(log2.queryEndpoint(ma.client)!.state).toEqual(STATE_REPLAY);
+    await log2.setState(a, STATE_LIVE);
+    await log2.shutdown();
+    const log3 = new DiskLog(dir);
+    expect(log3.queryEndpoint(ma.client)!.state).toEqual(STATE_LIVE);
+    await log3.shutdown();
+    const raw2 = openLmdb<Buffer, Key>({ path: join(dir, DB_FILE), encoding: 'binary' });
+    expect(raw2.getBinary(['s', 999])).toBeUndefined();
+    await raw2.close();
+  });
+
   it('a directory is owned by one store', async () => {
     const dir = tempDir();
     const log1 = new DiskLog(dir);
@@ -205,6 +242,41 @@ describe('DiskLog write failure', () => {
     expect(events[0]![1]).toMatch(/EIO: injected/);
     expect(log.stats!().writeErrors).toBeGreaterThan(0);
     await expect(log.open(openMeta())).rejects.toMatchObject({ code: 'FTCP_LOG_FAILED' });
+    await log.shutdown();
+  });
+
+  it('setState resolves only once its write returned from the commit (and its fsync), not before', async () => {
+    class GatedDiskLog extends DiskLog {
+      gate: (() => void) | null = null;
+      protected override write(key: Key, value: Buffer): Promise<unknown> {
+        const done = super.write(key, value);
+        if ((key as unknown[])[0] !== 's') return done;
+        return new Promise<void>((open) => (this.gate = open)).then(() => done);
+      }
+    }
+    const log = new GatedDiskLog(tempDir());
+    const id = await log.open(openMeta());
+    let settled = false;
+    const p = log.setState(id, STATE_MASKED).then(() => (settled = true));
+    await turns(10);
+    expect(settled).toBe(false);
+    expect(log.listActive()[0]!.state).toBeNull(); // the record lists the last STABLE state
+    log.gate!();
+    await p;
+    expect(log.listActive()[0]!.state).toEqual(STATE_MASKED);
+    await log.shutdown();
+  });
+
+  it('a state write that fails rejects (FTCP_LOG_FAILED) and is never reported stable', async () => {
+    const log = new FaultyDiskLog(tempDir());
+    const id = await log.open(openMeta());
+    await log.setState(id, STATE_MASKED);
+    log.broken = true;
+    await expect(log.setState(id, STATE_REPLAY)).rejects.toMatchObject({ code: 'FTCP_LOG_FAILED' });
+    expect(log.status()).toBe('FAILED');
+    expect(log.listActive()[0]!.state).toEqual(STATE_MASKED);
+    log.broken = false;
+    await expect(log.setState(id, STATE_LIVE)).rejects.toMatchObject({ code: 'FTCP_LOG_FAILED' }); // FAILED for good
     await log.shutdown();
   });
 });

@@ -1,5 +1,5 @@
 /** Shared helpers for the log tests (not a test file itself). */
-import type { LogStore, OpenMeta, StabilityListener } from '../../../src/log/types.js';
+import type { ConnectionState, IncarnationState, LogStore, OpenMeta, StabilityListener } from '../../../src/log/types.js';
 
 /** A deterministic pseudo-random stream: byte i of stream `seed`. */
 export function streamBytes(seed: number, start: number, end: number): Buffer {
@@ -66,3 +66,12 @@ export class StableRecorder {
     return waitFor(() => this.stable(id) >= target, ms, `stable(${id}) >= ${target} (is ${this.stable(id)})`);
   }
 }
+
+/** State records of one rebuild (src/log/state.ts): masked, replaying into an incarnation, live in it. */
+export const STATE_INCARNATION: IncarnationState = {
+  serverIsn: 0x0badf00d, seqDelta: 0x84521ff3, tsDelta: 500_002,
+  server: { addr: '10.9.0.2', port: 80 }, serverSidePort: 40000, oldShift: 7, newShift: 9,
+};
+export const STATE_MASKED: ConnectionState = { update: 1, phase: 'MASKED', crashes: 1, incarnations: [] };
+export const STATE_REPLAY: ConnectionState = { update: 2, phase: 'REPLAY', crashes: 1, incarnations: [STATE_INCARNATION] };
+export const STATE_LIVE: ConnectionState = { update: 3, phase: 'LIVE', crashes: 1, incarnations: [STATE_INCARNATION] };

@@ -2,7 +2,8 @@
  * RemoteLog + LogServer over the simulated network (src/link/sim.ts, virtual time):
  * loss, reordering, duplication, a path down, server restarts (disk and memory), silence
  * (FAILED), the byte bounds (LOW-SPACE), forged frames. Every test ends by comparing the
- * bytes read back with the bytes appended.
+ * bytes read back with the bytes appended. Then the state records (setState) through the
+ * same link, and the protocol version check.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,10 +14,11 @@ import { MemoryLog } from '../../../src/log/memory.js';
 import { DiskLog } from '../../../src/log/disk.js';
 import { RemoteLog } from '../../../src/log/remote/client.js';
 import { LogServer } from '../../../src/log/remote/server.js';
-import { metaKey } from '../../../src/log/remote/protocol.js';
+import { decode, encodeReply, encodeRequest, metaKey, metaToWire, T_REPLY, T_REQUEST, type Reply, type Request } from '../../../src/log/remote/protocol.js';
 import type { LogOptions } from '../../../src/log/common.js';
-import type { LogStatus, LogStore, OpenMeta } from '../../../src/log/types.js';
-import { openMeta, streamBytes } from './helpers.js';
+import type { ConnectionState, LogStatus, LogStore, OpenMeta } from '../../../src/log/types.js';
+import { encodeState } from '../../../src/log/state.js';
+import { openMeta, STATE_LIVE, STATE_MASKED, STATE_REPLAY, streamBytes } from './helpers.js';
 
 const KEY = Buffer.from('remote-log-test-key-0123456789ab');
 
@@ -323,5 +325,110 @@ describe('RemoteLog across log server restarts', () => {
     r.client.append(fresh, 0, Buffer.alloc(100, 1));
     await until(r, () => (r.stable.get(fresh) ?? 0) >= 100, 5000, 'fresh stable on the new server');
     expect(r.client.linkStats().client.lostStable).toBe(1);
+  });
+});
+
+describe('RemoteLog state records (issue 14 item 1)', () => {
+  const stateAt = (store: LogStore, meta: OpenMeta) => store.listActive().find((x) => metaKey(x) === metaKey(meta))?.state ?? null;
+
+  it('setState resolves only once the server\'s store holds the record; a memory server restart gets the newest again', async () => {
+    const r = rig({ seed: 31, fault: { loss: 0.05, reorder: 0.1, reorderMs: 5 }, store: new MemoryLog() });
+    const meta = openMeta();
+    const a = await open(r, meta);
+    const seen: (ConnectionState | null)[] = [];
+    let done = 0;
+    for (const s of [STATE_MASKED, STATE_REPLAY]) {
+      void r.client.setState(a, s).then(() => {
+        seen.push(stateAt(r.store, meta)); // what the server's store holds when the promise resolves
+        done++;
+      });
+    }
+    await until(r, () => done === 2, 5000, 'states stable');
+    expect(seen.every((x) => x !== null && x.update >= 1)).toBe(true);
+    expect(seen[1]).toEqual(STATE_REPLAY);
+    expect(r.client.listActive()[0]!.state).toEqual(STATE_REPLAY);
+    expect(r.server.counters.states).toBeGreaterThanOrEqual(1);
+    // The server restarts with an empty memory store: the connection (nothing stable lost)
+    // re-registers, the server holds no record, the client sends the newest again.
+    const fresh = new MemoryLog();
+    attachServer(r, fresh);
+    await until(r, () => stateAt(fresh, meta) !== null, 10_000, 'state sent again');
+    expect(stateAt(fresh, meta)).toEqual(STATE_REPLAY);
+    let live = false;
+    void r.client.setState(a, STATE_LIVE).then(() => (live = true));
+    await until(r, () => live, 5000, 'live stable');
+    expect(stateAt(fresh, meta)).toEqual(STATE_LIVE);
+    // The server's list carries the record to any gateway that asks (a standby, a restart).
+    let listed: ConnectionState | null | undefined;
+    void r.client.fetchActive().then((l) => (listed = l.find((x) => metaKey(x) === metaKey(meta))?.state));
+    await until(r, () => listed !== undefined, 5000, 'list');
+    expect(listed).toEqual(STATE_LIVE);
+    expect(r.client.linkStats().client.badState).toBe(0);
+  });
+
+  /** A raw peer on side `side` of a fresh network: sends requests, collects what comes back. */
+  function rawPeer(sim: SimNetwork, side: 'a' | 'b', onMsg: (m: Buffer, send: (b: Buffer) => void) => void) {
+    let ep: ReturnType<SimNetwork['addEndpoint']> | null = null;
+    ep = sim.addEndpoint(side, {
+      key: KEY, onMessage: (m) => onMsg(m, (b) => ep!.send(b)), onLost: () => {}, onPeerState: () => {}, onWritable: () => {},
+    });
+    return ep;
+  }
+
+  it('a log server refuses an open of another protocol version and a malformed state record, counted', async () => {
+    const sim = new SimNetwork({ seed: 5 });
+    const server = new LogServer({ store: new MemoryLog() });
+    server.attachPeer((h) => sim.addEndpoint('b', { key: KEY, ...h }));
+    const replies = new Map<number, Reply>();
+    const gw = rawPeer(sim, 'a', (m) => {
+      const d = decode(m);
+      if (d !== null && d.t === T_REPLY) replies.set(d.reqId, d.reply);
+    });
+    const ask = async (reqId: number, req: Request): Promise<Reply> => {
+      for (let i = 0; i < 500 && !gw.send(encodeRequest(reqId, req)); i++) sim.run(2); // until the link is up
+      for (let i = 0; i < 500 && !replies.has(reqId); i++) {
+        sim.run(2);
+        await new Promise((res) => setImmediate(res));
+      }
+      return replies.get(reqId)!;
+    };
+    const meta = metaToWire(openMeta());
+    expect(await ask(1, { op: 'open', meta })).toMatchObject({ ok: false, code: 'FTCP_LOG_VERSION' });
+    expect(await ask(2, { op: 'open', meta, protocol: 1 })).toMatchObject({ ok: false, code: 'FTCP_LOG_VERSION', message: expect.stringMatching(/protocol 1, this log server 2/) as string });
+    expect(server.counters.versionRefused).toBe(2);
+    const opened = await ask(3, { op: 'open', meta, protocol: 2 });
+    expect(opened).toMatchObject({ ok: true, protocol: 2, stateUpdate: 0 });
+    const id = (opened as { id: number }).id;
+    expect(await ask(4, { op: 'state', id, state: 'zz' })).toMatchObject({ ok: false, code: 'FTCP_LOG_BAD_STATE' });
+    expect(await ask(5, { op: 'state', id, state: encodeState(STATE_MASKED).toString('hex') + '00' })).toMatchObject({ ok: false, code: 'FTCP_LOG_BAD_STATE' });
+    expect(server.counters.badState).toBe(2);
+    expect(await ask(6, { op: 'state', id: id + 7, state: encodeState(STATE_MASKED).toString('hex') })).toMatchObject({ ok: false, code: 'FTCP_LOG_UNKNOWN' });
+    expect(await ask(7, { op: 'state', id, state: encodeState(STATE_MASKED).toString('hex') })).toEqual({ ok: true, update: 1 });
+    expect(await ask(8, { op: 'open', meta, protocol: 2 })).toMatchObject({ ok: true, id, stateUpdate: 1 });
+  });
+
+  it('a gateway whose log server answers without a protocol version (an older one) reports FAILED with FTCP_LOG_VERSION', async () => {
+    const sim = new SimNetwork({ seed: 6 });
+    const client = new RemoteLog({ manualClock: true, requestTimeoutMs: 300 });
+    client.attach(sim.addEndpoint('a', { key: KEY, ...client.handlers }));
+    cleanups.push(() => client.shutdown());
+    const statuses: { status: LogStatus; reason?: string }[] = [];
+    client.onStatus((status, d) => statuses.push({ status, ...d }));
+    rawPeer(sim, 'b', (m, send) => {
+      const d = decode(m);
+      if (d !== null && d.t === T_REQUEST && d.req.op === 'open') send(encodeReply(d.reqId, { ok: true, id: 1, stable: 0, finOffset: null, gcThrough: 0 }));
+      else if (d !== null && d.t === T_REQUEST) send(encodeReply(d.reqId, { ok: true }));
+    });
+    let err: unknown = null;
+    void client.open(openMeta()).catch((e: unknown) => (err = e));
+    for (let i = 0; i < 500 && err === null; i++) {
+      sim.run(2);
+      client.tick(sim.now);
+      await new Promise((res) => setImmediate(res));
+    }
+    expect(err).toMatchObject({ code: 'FTCP_LOG_VERSION', message: expect.stringMatching(/log protocol 1, this gateway 2/) as string });
+    expect(client.status()).toBe('FAILED');
+    expect(statuses.some((s) => s.status === 'FAILED' && /protocol/.test(s.reason ?? ''))).toBe(true);
+    await expect(client.open(openMeta())).rejects.toMatchObject({ code: 'FTCP_LOG_VERSION' });
   });
 });

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import type { LogOptions } from '../../../src/log/common.js';
 import type { LogStatus, LogStore } from '../../../src/log/types.js';
 import { FtcpError } from '../../../src/util/errors.js';
-import { openMeta, StableRecorder, streamBytes, turns, waitFor } from './helpers.js';
+import { openMeta, StableRecorder, STATE_LIVE, STATE_MASKED, STATE_REPLAY, streamBytes, turns, waitFor } from './helpers.js';
 
 export interface Harness {
   log: LogStore;
@@ -345,6 +345,41 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       expect(log.stats!().unknownId).toBe(before + 1);
       expect(() => log.close(id)).not.toThrow();
       expect((await log.read(keep, 0, 100)).equals(Buffer.alloc(100, 2))).toBe(true);
+    });
+
+    it('setState resolves once the record is stable; listActive and queryEndpoint return it; an older update never replaces it', async () => {
+      const { log } = await fresh();
+      const meta = openMeta();
+      const id = await log.open(meta);
+      const stateOf = () => log.listActive().find((r) => r.id === id)!.state;
+      expect(stateOf()).toBeNull();
+      await log.setState(id, STATE_MASKED);
+      expect(stateOf()).toEqual(STATE_MASKED);
+      // Two writes in a row: both resolve, the newer is the record.
+      await Promise.all([log.setState(id, STATE_REPLAY), log.setState(id, STATE_LIVE)]);
+      expect(stateOf()).toEqual(STATE_LIVE);
+      expect(log.queryEndpoint(meta.client)!.state).toEqual(STATE_LIVE);
+      // A late, older write resolves (a newer one is stable) and changes nothing.
+      await log.setState(id, STATE_REPLAY);
+      await log.setState(id, STATE_MASKED);
+      expect(stateOf()).toEqual(STATE_LIVE);
+      // The store keeps its own copy.
+      const mine = { ...STATE_LIVE, update: 4, incarnations: [...STATE_LIVE.incarnations] };
+      await log.setState(id, mine);
+      mine.incarnations.length = 0;
+      expect(stateOf()!.incarnations).toHaveLength(1);
+    });
+
+    it('setState refuses a malformed record (counted) and an id that is not open', async () => {
+      const { log } = await fresh();
+      const id = await log.open(openMeta());
+      await rejectsWithCode(log.setState(id, { ...STATE_MASKED, update: 0 }), 'FTCP_LOG_BAD_STATE');
+      await rejectsWithCode(log.setState(id, { ...STATE_REPLAY, incarnations: [] }), 'FTCP_LOG_BAD_STATE');
+      expect(log.stats!().badState).toBe(2);
+      expect(log.listActive()[0]!.state).toBeNull();
+      await rejectsWithCode(log.setState(id + 1000, STATE_MASKED), 'FTCP_LOG_UNKNOWN');
+      log.close(id);
+      await rejectsWithCode(log.setState(id, STATE_MASKED), 'FTCP_LOG_UNKNOWN');
     });
 
     it('query endpoint by client then server', async () => {
