@@ -109,7 +109,9 @@ describe('ftcp inspect on a real capture (lab)', () => {
     await exec('ip', ['netns', 'add', NS]);
     await exec('ip', ['netns', 'exec', NS, 'ip', 'link', 'set', 'lo', 'up']);
     const tcpdump = (file: string, snap: string) =>
-      startIn(['tcpdump', '-i', 'lo', '-n', '--immediate-mode', '-U', '-s', snap, '-w', file, 'tcp or icmp'], /listening on/, 'stderr');
+      // -B: a 32 MiB capture buffer. With the default 2 MiB, a tcpdump starved by a loaded machine
+      // lost the server's FIN of a 64 KiB-segment loopback exchange (CI's lab run beside the unit suite).
+      startIn(['tcpdump', '-i', 'lo', '-n', '--immediate-mode', '-U', '-B', '32768', '-s', snap, '-w', file, 'tcp or icmp'], /listening on/, 'stderr');
     const dumpFull = await tcpdump(path.join(dir, 'full.pcap'), '0');
     const dumpCut = await tcpdump(path.join(dir, 'cut.pcap'), '96');
 
