@@ -41,7 +41,8 @@ import { LineSplitter } from './lines.js';
 import { EchoScript, KvScript } from './scripts.js';
 import { StallScript } from './stall.js';
 import type { DemoKind } from './server.js';
-import { countOutcomes, RandomDriver, type RandomConnResult } from './random-client.js';
+import { countOutcomes, RandomDriver } from './random-client.js';
+import type { ConnApi, Driver, RandomConnResult } from './driver.js';
 import type { RandomOutcome } from './random.js';
 
 /** Most requests in flight on one echo/kv connection. */
@@ -265,42 +266,6 @@ function checkCount(name: string, v: number, min: number): void {
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
-
-/** What a connection can do to its socket and its verdict; given to the kind's driver. */
-export interface ConnApi {
-  readonly finished: boolean;
-  /** Bytes written that left the process (handed to the kernel). */
-  flushed(): number;
-  /** Stops/resumes reading for `why`; reading runs only while no reason holds it. */
-  setPaused(why: string, on: boolean): void;
-  /** The connection is idle on purpose (from now; false: no longer). */
-  setIdle(on: boolean): void;
-  /** Records send progress (for maxStallMs) where no data arrives. */
-  progress(): void;
-  write(b: Buffer): boolean;
-  /** SHA-256 (hex) of everything written so far. */
-  sentSha256(): string;
-  end(): void;
-  fail(code: string, message: string): void;
-  pass(): void;
-}
-
-/** One kind's conversation. The Conn does the socket, hashing, counting and timing. */
-export interface Driver {
-  onConnect(c: ConnApi): void;
-  onData(c: ConnApi, b: Buffer): void;
-  /** The server's FIN. The driver must pass() or fail(). */
-  onEnd(c: ConnApi): void;
-  onDrain?(c: ConnApi): void;
-  /** The connection is over (passed, failed or timed out): cancel timers. */
-  onFinish?(): void;
-  /** Progress in the run's unit. */
-  units(c: ConnApi): { done: number; total: number };
-  /** Goes idle on purpose (echo/kv with idleMs, even connections). */
-  readonly goesIdle?: boolean;
-  /** random kinds: the connection's outcome, for its report. */
-  result?(error: { code: string } | undefined): RandomConnResult;
-}
 
 class Conn implements ConnApi {
   readonly done: Promise<void>;

@@ -17,4 +17,5 @@ export { KvStore } from './kv.js';
 export { EchoScript, KvScript } from './scripts.js';
 export { LineSplitter } from './lines.js';
 export { RandomVerifier, randomReply, randomRequest, RANDOM_KINDS, RANDOM_OUTCOMES, type RandomKind, type RandomOutcome } from './random.js';
-export { RandomDriver, RANDOM_WINDOW, countOutcomes, type RandomConnResult } from './random-client.js';
+export { RandomDriver, RANDOM_WINDOW, countOutcomes } from './random-client.js';
+export type { RandomConnResult } from './driver.js';

@@ -10,7 +10,7 @@
  * bad reply and closes (the bytes after a splice say nothing more).
  */
 import { randomRequest, RANDOM_OUTCOMES, RandomVerifier, type RandomKind, type RandomOutcome } from './random.js';
-import type { ConnApi, Driver } from './client.js';
+import type { ConnApi, Driver, RandomConnResult } from './driver.js';
 
 /**
  * Requests in flight on one connection: 256 KiB of random replies (about 512 KiB of
@@ -19,18 +19,6 @@ import type { ConnApi, Driver } from './client.js';
  * every fixed-length connection of a drill was cut on a reply boundary: no splice to see).
  */
 export const RANDOM_WINDOW = 64;
-
-/** A random connection's result, in its DemoConnReport. */
-export interface RandomConnResult {
-  outcome: RandomOutcome;
-  /** Replies verified (before the first bad one, a reset or the deadline). */
-  verified: number;
-  /** Requests sent. */
-  requests: number;
-  /** Index of the first bad reply and the stream offset where it began (-1: none). */
-  firstBad: number;
-  firstBadOffset: number;
-}
 
 export class RandomDriver implements Driver {
   private readonly verifier: RandomVerifier;

@@ -33,7 +33,6 @@
  */
 import { FtcpError } from '../util/errors.js';
 import { ipToU32, u32ToIp } from '../wire/addr.js';
-import type { Endpoint } from './types.js';
 
 export const STATE_VERSION = 1;
 /** Incarnations a record keeps (the latest). */
@@ -52,7 +51,8 @@ export interface IncarnationState {
   readonly serverIsn: number;
   readonly seqDelta: number;
   readonly tsDelta: number;
-  readonly server: Endpoint;
+  /** The incarnation's address (types.ts Endpoint's shape: spelt out, so that types.ts, which names this record, is not imported back). */
+  readonly server: { readonly addr: string; readonly port: number };
   readonly serverSidePort: number;
   readonly oldShift: number;
   readonly newShift: number;
