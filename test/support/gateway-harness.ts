@@ -179,6 +179,8 @@ export interface HarnessOptions {
   south?: Partial<SouthOptions>;
   /** Stabilize everything appended at the start of each routing round (default true). */
   autoStable?: boolean;
+  /** The log (default a new ManualLog): a second harness on the first one's log is a restarted gateway. */
+  log?: ManualLog;
 }
 
 /**
@@ -198,6 +200,7 @@ export class Harness extends GatewayRig {
     const oracle = o.oracle === undefined ? new FakeOracle() : o.oracle;
     super({
       wiring: 'manual',
+      ...(o.log !== undefined ? { log: o.log } : {}),
       gateway: {
         south: { lingerMs: 100, idleTimeoutMs: 600_000, ...o.south },
         oracle,
@@ -310,4 +313,13 @@ export async function connect(h: Harness, c: Client, s: Server): Promise<void> {
   h.tun.inject(c.syn()).flush();
   await h.run(c, s);
   if (!s.established || h.flowOf(c.port).logId < 0) throw new Error('connect: the handshake did not complete');
+}
+
+/** A new harness (oracle `o`) with client and server connected through it and `n` client bytes written and answered. */
+export async function exchanged(c: Client, s: Server, n: number, o: FakeOracle = new FakeOracle()): Promise<Harness> {
+  const h = new Harness({ oracle: o });
+  await connect(h, c, s);
+  h.tun.inject(...c.write(n)).flush();
+  await h.run(c, s);
+  return h;
 }
