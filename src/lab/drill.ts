@@ -32,7 +32,9 @@
  *                  server crash comes only after the gateway is back with the restarted
  *                  log server, so the rebuild reads the replay from it
  * The report's `logLink` section (the gateway's log-link counters) shows the fault happened;
- * a fault that left no trace there is a failure.
+ * a fault that left no trace there is a failure. `gateway-kill` and its variants kill the
+ * gateway itself and restart it (embedded disk log; src/lab/gwkill.ts has their timing and
+ * their checks: every open connection adopted, none unprotected, the time to data flowing).
  *
  * Exit status 0 only if every connection survived byte-exact, the checks hold, and every
  * crash hit live connections (a crash after the clients finished proves nothing).
@@ -58,6 +60,7 @@ import type { LabTopology } from './topology.js';
 import { divergenceFigures, formatOutcomes, judgeDeterministic, judgeNondet, type DivergenceFigures } from './nondet.js';
 import { isRandomKind, type RandomOutcome } from '../demo/random.js';
 import { failuresByCode } from '../recovery/rebuild.js';
+import { GATEWAY_FAULTS, GatewayKiller, checkGatewayFault, formatGatewayKill, isGatewayFault, judgeGatewayKill, type GatewayFault, type GatewayKillReport } from './gwkill.js';
 
 type Kind = 'upload' | 'download' | 'echo' | 'kv' | 'stall' | 'random' | 'random-var';
 
@@ -147,9 +150,10 @@ export type DrillLog = 'embedded' | 'embedded:disk' | 'remote';
 const FAULT_AT_MS = 300;
 const FAULT_AT_FRACTION = 0.05;
 
-export function checkLogFault(s: string): LogFault {
-  if (!(s in LOG_FAULTS)) throw new UsageError(`--fault: expected one of ${Object.keys(LOG_FAULTS).join(', ')}; got '${s}'`);
-  return s as LogFault;
+/** A log-link fault (needs --log remote) or a gateway fault (gwkill.ts). */
+export function checkFault(s: string): LogFault | GatewayFault {
+  if (!(s in LOG_FAULTS) && !isGatewayFault(s)) throw new UsageError(`--fault: expected one of ${[...Object.keys(LOG_FAULTS), ...Object.keys(GATEWAY_FAULTS)].join(', ')}; got '${s}'`);
+  return s as LogFault | GatewayFault;
 }
 
 /** The gateway's log link as the drill reports it (gateway status `logLink`, at the end). */
@@ -187,8 +191,8 @@ export interface LogLinkReport {
 export interface DrillOptions {
   scenario: Scenario;
   log: DrillLog;
-  /** A log-link fault (needs log 'remote'). */
-  fault?: LogFault;
+  /** A log-link fault (needs log 'remote'), or a kill of the gateway (log 'embedded:disk'). */
+  fault?: LogFault | GatewayFault;
   /** upload/download bytes per connection (default: the scenario's, else 200 MB). */
   bytes?: number;
   /** echo/kv/stall connections (upload/download use `streams` each). */
@@ -271,6 +275,8 @@ export interface DrillReport {
   drops: Record<string, number>;
   /** With log 'remote': the log link's counters (null otherwise). */
   logLink: LogLinkReport | null;
+  /** With a gateway fault: its timing, the figure and the adoption (null otherwise). */
+  gatewayKill?: GatewayKillReport | null;
   durationMs: number;
 }
 
@@ -339,7 +345,10 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const fault = opts.fault ?? null;
   const sysctls = { ...(spec.clientSysctls ?? {}), ...(opts.clientSysctls ?? {}) };
   const clientTimeoutMs = spec.timeoutMs ?? 240_000;
-  if (fault !== null && opts.log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
+  const gwFault = fault !== null && isGatewayFault(fault) ? fault : null;
+  const logFault = gwFault === null ? (fault as LogFault | null) : null;
+  if (gwFault !== null) checkGatewayFault(gwFault, opts.log, crashes);
+  else if (fault !== null && opts.log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
   say(`lab ${name}: up (log ${opts.log}${fault ? `, fault ${fault}` : ''}${opts.offload === false ? ', --no-offload' : ''}); scenario ${opts.scenario}: ${spec.what}; ${crashes} crash(es) at ${targets.map((f) => f.toFixed(3)).join(', ') || '-'} of the transfer, seed ${opts.seed}`);
   const topo = await labUp({
     name, protect: kinds.map((k) => PORTS[k]), log: opts.log,
@@ -396,7 +405,14 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     // The log fault, ~0.3 s in (log-restart: the first crash waits for it).
     const clientsAt = Date.now();
     // ... or sooner, at FAULT_AT_FRACTION of the transfer, so that it precedes the first crash.
-    const faultRun = fault === null ? null : runLogFault(topo, fault, clientsAt, Promise.race([sleep(FAULT_AT_MS), reach(FAULT_AT_FRACTION)]), () => clientsDone, say);
+    const faultDue = () => Promise.race([sleep(FAULT_AT_MS), reach(FAULT_AT_FRACTION)]);
+    const faultRun = logFault === null ? null : runLogFault(topo, logFault, clientsAt, faultDue(), () => clientsDone, say);
+    // The gateway fault: the plain one at the same moment, the others around crash 1 (below).
+    const gw = gwFault === null ? null : new GatewayKiller(topo, gwFault, say);
+    const gwPlain = gw?.fault !== 'gateway-kill' ? null : faultDue().then(() => (clientsDone ? undefined : gw.killAndRestart(clientsAt)));
+    gwPlain?.catch(() => {});
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    let statusBeforeKill: any = null;
     // The crashes, while the clients run, each at its point of the transfer.
     const kills: Kill[] = [];
     const crashing = (async () => {
@@ -408,6 +424,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
           // The crash must need the restarted log server: only once the gateway is back with it.
           await faultRun!.ready;
         }
+        if (n === 1 && gwPlain !== null) await gwPlain; // the crash hits the restarted gateway
         if (n > 1 && spec.duringReplay) {
           await sleep(10 + rand() * 30);
         } else if (n === 1 && spec.trigger === 'idle') {
@@ -436,9 +453,12 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
           kills.push({ n, at: -1, listenedAt: -1, target, atFraction: leadingFraction(progressNow()) });
           break;
         }
+        if (n === 1 && gw?.fault === 'gateway-kill:rebuild') await gw.killAndRestart(clientsAt);
+        if (n === 1 && gw?.fault === 'gateway-kill:outage') await gw.kill(clientsAt);
         const atFraction = leadingFraction(progressNow());
         const at = Date.now();
         for (const s of servers) await s.kill9();
+        if (n === 1 && gw?.fault === 'gateway-kill:outage') await gw.restart();
         say(`crash ${n}: kill -9 of ${kinds.join(', ')} server(s) at ${(atFraction * 100).toFixed(1)}% of the transfer (target ${(target * 100).toFixed(1)}%)`);
         let listenedAt = -1;
         if (paused) {
@@ -450,11 +470,16 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         }
         for (const s of servers) listenedAt = Math.max(listenedAt, await s.listening(s.generation, 30_000));
         kills.push({ n, at, listenedAt, target, atFraction, ...(recvQ !== undefined ? { clientRecvQ: recvQ } : {}) });
+        if (n === 1 && gw?.fault === 'gateway-kill:before') {
+          statusBeforeKill = await gw.untilCaughtUp(at, servers.length);
+          await gw.killAndRestart(clientsAt);
+        }
       }
     })();
     const [reports] = await Promise.all([running, crashing]);
 
     const faultInfo = faultRun === null ? null : await faultRun.done;
+    if (gwPlain !== null) await gwPlain;
     for (const c of captures) await c.stop();
     captures.length = 0;
     // The gateway's status; a gateway that does not answer is a failure of the drill, not an
@@ -474,7 +499,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     // Let the gateway's trace writer drain before reading it.
     await sleep(200);
     const pcap = await readFile(path.join(work, 'client.pcap'));
-    const traced = parseStabilityTrace(await readFile(trace, 'utf8'));
+    const traceText = await readFile(trace, 'utf8');
+    // Both gateways' advances are in the one trace (the restarted one appends): read as one.
+    const traced = parseStabilityTrace(traceText);
     const ports = kinds.map((k) => PORTS[k]);
     // One pass over the capture: the connections' verdicts and the stable-ack check.
     const inspected = inspectCapture(pcap, { trace: traced, serverPorts: ports });
@@ -496,7 +523,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         ...(r.outcomes ? { outcomes: r.outcomes } : {}),
       };
     });
-    const crashReports = crashTimeline(kills, st.recovery ?? [], kinds.map((k) => `${ADDRESSES.server}:${PORTS[k]}`), nondet);
+    // The dead gateway's recovery timelines (gateway-kill:before) died with it: merged here.
+    const timelines = [...(statusBeforeKill?.recovery ?? []), ...(st.recovery ?? [])];
+    const crashReports = crashTimeline(kills, timelines, kinds.map((k) => `${ADDRESSES.server}:${PORTS[k]}`), nondet);
     // nondet: a rebuild that failed for a divergence (code DIVERGED, one RST each way) is the
     // expected ending of a connection whose server regenerated other bytes; any other failure is not.
     const north = (st.north ?? {}) as Record<string, number>;
@@ -542,8 +571,10 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       if (c.verdict !== 'ok' && !divergenceReset(c)) failures.push(`inspect: ${c.verdict}: ${c.reason}`);
       if (failures.length > 20) break;
     }
-    const logLink = opts.log === 'remote' ? logLinkReport(fault, faultInfo, st.logLink) : null;
-    if (logLink !== null && fault !== null) {
+    const gatewayKill = gw === null ? null : gw.finish(pcap, ports, ipToU32(ADDRESSES.client), traceText, st);
+    if (gatewayKill !== null) failures.push(...judgeGatewayKill(gatewayKill));
+    const logLink = opts.log === 'remote' ? logLinkReport(logFault, faultInfo, st.logLink) : null;
+    if (logLink !== null && logFault !== null) {
       const trace = faultTrace(logLink);
       if (logLink.faultAtMs < 0) failures.push(`log fault ${fault}: the clients had finished before it: use more --bytes / --lines`);
       else if (trace !== null) failures.push(`log fault ${fault}: ${trace}`);
@@ -567,6 +598,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       north: st.north ?? {},
       drops: st.drops ?? {},
       logLink,
+      gatewayKill,
       durationMs: Date.now() - t0,
     };
   } finally {
@@ -778,6 +810,7 @@ export function formatDrill(r: DrillReport): string {
     `  drops by reason: ${formatDrops(r.drops)}`,
     `  longest stall any client saw: ${r.longestStallMs.toFixed(1)} ms`,
     ...(r.logLink === null ? [] : formatLogLink(r.logLink)),
+    ...(r.gatewayKill ? formatGatewayKill(r.gatewayKill) : []),
     '',
     r.ok
       ? withOutcomes.length > 0
