@@ -11,42 +11,12 @@
  * they are for.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import path from 'node:path';
-import { execCmd, listLeftovers, REPO_ROOT } from '../../src/lab/index.js';
 import { ensureBuilt } from '../support/build.js';
-
-const FTCP = path.join(REPO_ROOT, 'bin', 'ftcp.js');
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-async function drill(args: string[], timeoutMs = 200_000): Promise<{ code: number; rep: any }> {
-  const r = await execCmd(process.execPath, [FTCP, 'drill', ...args, '--json'], { timeoutMs });
-  let rep;
-  try {
-    rep = JSON.parse(r.stdout);
-  } catch {
-    throw new Error(`drill ${args.join(' ')}: exit ${r.code}, no JSON report; stderr:\n${r.stderr.slice(-3000)}`);
-  }
-  expect(await listLeftovers(rep.lab)).toEqual([]);
-  return { code: r.code, rep };
-}
+import { drill, expectHeld } from '../support/drill-cli.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-function expectHeld(code: number, rep: any, crashes: number): void {
-  expect(rep.failures).toEqual([]);
-  expect(rep.ok).toBe(true);
-  expect(code).toBe(0);
-  expect(rep.crashes).toHaveLength(crashes);
-  for (const c of rep.crashes) {
-    expect(c.killedAt).toBeGreaterThan(0);
-    expect(c.connections).toBeGreaterThan(0);
-    expect(c.failed).toBe(0);
-  }
-  for (const c of rep.clients) expect(c.ok).toBe(c.connections);
-  expect(rep.client.rstToClient).toBe(0);
-  expect(rep.client.icmpToClient).toBe(0);
-  expect(Object.keys(rep.verdicts)).toEqual(['ok']);
-  expect(rep.invariant.checked).toBeGreaterThan(0);
-  expect(rep.invariant.violations).toEqual([]);
+function expectGatewayKillHeld(code: number, rep: any, crashes: number): void {
+  expectHeld(code, rep, crashes);
   // The gateway's death and restart, and what the restarted one did.
   const k = rep.gatewayKill;
   expect(k.killedAt).toBeGreaterThan(0);
@@ -71,11 +41,11 @@ describe('drill --fault gateway-kill (lab)', () => {
 
   it('alone: two uploads across a kill -9 of the gateway and its restart', async () => {
     const { code, rep } = await drill([...BASE, '--fault', 'gateway-kill', '--crashes', '0']);
-    expectHeld(code, rep, 0);
+    expectGatewayKillHeld(code, rep, 0);
   }, 240_000);
 
   it.each(['before', 'outage', 'rebuild'])('with a server crash (gateway-kill:%s)', async (when) => {
     const { code, rep } = await drill([...BASE, '--fault', `gateway-kill:${when}`, '--crash-at', '0.3']);
-    expectHeld(code, rep, 1);
+    expectGatewayKillHeld(code, rep, 1);
   }, 240_000);
 });
