@@ -28,6 +28,11 @@
  * of the handshake, at `--half-open-timeout` after their latest handshake segment, or evicted
  * (the oldest) when `--max-half-open` is reached (FlowTable.halfOpen*).
  * CLOSED flows are released by the flow table after a short linger (late retransmissions).
+ *
+ * A flow made from the log by a restarted gateway (src/gateway/adopt.ts) starts ESTABLISHED
+ * (or CLOSING) with `adopting` = ADOPT_CLIENT | ADOPT_SERVER: what the log cannot know is learnt
+ * from each side's first segment that passes the checks (src/wrappers/south-judge.ts adopt*),
+ * and each bit is cleared as its side is learnt.
  */
 import { u32ToIp } from '../wire/addr.js';
 import { seqAdd, seqDiff, type Offset, type Seq } from '../wire/seq.js';
@@ -38,6 +43,15 @@ export type FlowState = 'SYN_SEEN' | 'SYN_ACKED' | 'ESTABLISHED' | 'CLOSING' | '
 /** The handshake is not complete yet (SYN_SEEN, SYN_ACKED): nothing logged, in the half-open list. */
 export function isHalfOpen(state: FlowState): boolean {
   return state === 'SYN_SEEN' || state === 'SYN_ACKED';
+}
+
+/** `Flow.adopting` bits: the side whose numbers are not learnt yet (an adopted flow). */
+export const ADOPT_CLIENT = 1;
+export const ADOPT_SERVER = 2;
+
+/** The largest window a side can offer under shift `shift` (a 16-bit field, scaled). */
+export function maxWindow(shift: number): number {
+  return 0xffff * 2 ** shift;
 }
 
 export class Flow {
@@ -143,6 +157,10 @@ export class Flow {
   unprotected = false;
   /** Went past a bound of the log while being rebuilt: unprotected at the next report after the rebuild. */
   boundDeferred = false;
+  /** Made from the log by a restarted gateway (src/gateway/adopt.ts), not from a handshake seen here. */
+  adopted = false;
+  /** ADOPT_CLIENT | ADOPT_SERVER: the sides not learnt yet (0: none left, or not adopted). */
+  adopting = 0;
   /** Extra flow-table keys (FlowTable.alias), or null. */
   aliases: number[] | null = null;
 

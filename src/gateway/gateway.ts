@@ -60,6 +60,7 @@ import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { VnetPath } from './offload.js';
 import { assertHeadroom } from '../wire/headroom.js';
 import { metricsText } from './metrics.js';
+import { AdoptionStats, adoptFromLog } from './adopt.js';
 
 /** /status's flow list: a page of `dflt` connections unless asked, at most `max`. */
 export const FLOW_PAGE = Object.freeze({ dflt: 100, max: 1000 });
@@ -150,6 +151,9 @@ export class Gateway {
   private readonly verify: boolean;
   /** The control endpoint, when one runs (its counters are in the snapshot and the metrics). */
   control: ControlView | null = null;
+  /** The connections adopted from the log at start-up (adopt.ts). */
+  readonly adoption = new AdoptionStats();
+  private readonly now: () => number;
   /** How the process found its TUN and steering (created, or reused after a restart); set by the CLI, shown in status. */
   startState: Record<string, unknown> | null = null;
 
@@ -158,6 +162,7 @@ export class Gateway {
     this.log = opts.log;
     this.logger = opts.logger;
     this.sweepMs = opts.sweepMs ?? 1000;
+    this.now = opts.now ?? Date.now;
     this.onLogFailure = opts.onLogFailure ?? 'stall';
     this.checksums = opts.checksums ?? 'verify';
     this.verify = this.checksums === 'verify';
@@ -218,6 +223,16 @@ export class Gateway {
     if (flow === null) return;
     if (!this.north.onStable(flow)) return;
     this.south.releaseStable(flow);
+  }
+
+  /**
+   * Adopts every open connection of a protected service the log holds (adopt.ts): called once,
+   * before start(), so no packet is forwarded before the connections are known again.
+   */
+  async adopt(): Promise<AdoptionStats> {
+    const { south, north, table, log, logger, now } = this;
+    await adoptFromLog({ table, south, north, log, logger, now, maxFlows: this.south.limits().maxFlows }, this.adoption);
+    return this.adoption;
   }
 
   start(): void {
@@ -532,6 +547,7 @@ export class Gateway {
       logMemory: this.logMemory(),
       connections: this.table.size,
       halfOpen: this.table.halfOpenCount,
+      adoption: this.adoptionStatus(),
       flowLimits: this.south.limits(),
       stats: { ...this.stats },
       ...(this.vnet !== null ? { offload: this.vnet.describe() } : {}),
@@ -577,6 +593,17 @@ export class Gateway {
   private controlState(c: ControlView): Record<string, unknown> {
     const a = c.address();
     return { listen: `${a.address}:${a.port}`, token: c.tokenRequired, connections: c.connections(), ...c.stats };
+  }
+
+  /** /status `adoption`: what was adopted from the log at start-up, and what its first segments taught. */
+  adoptionStatus(): Record<string, unknown> {
+    const a = this.adoption;
+    const st = this.south.stats;
+    return {
+      source: a.source, adopted: a.adopted, translated: a.translated, rebuilding: a.rebuilding, closing: a.closing,
+      learnt: { client: st.adoptLearntClient, server: st.adoptLearntServer }, uncheckedDrops: st.adoptUnchecked,
+      unverified: a.unverified, skipped: a.skipped, overCap: a.overCap,
+    };
   }
 
   /** Every configured bound of the gateway, by name (shown in `ftcp status` and /metrics). */

@@ -17,6 +17,7 @@ export function metricsText(gw: Gateway, log: LogStore): string {
   if (gw.vnet !== null) for (const [k, v] of Object.entries(gw.vnet.stats)) put(`offload_${snake(k)}_total`, `offload ${k}`, 'counter', v as number);
   const notices = (gw.masking.describe().notices ?? {}) as Record<string, unknown>;
   for (const [k, v] of Object.entries(notices)) if (typeof v === 'number') put(`oracle_${snake(k)}_total`, `supervisor notices: ${k}`, 'counter', v);
+  for (const [k, v] of Object.entries(gw.adoption)) if (typeof v === 'number') put(`adoption_${snake(k)}_total`, `connections adopted from the log at start-up: ${k}`, 'counter', v);
   put('recovering', 'connections being masked or rebuilt', 'gauge', gw.north.recovering);
   put('connections', 'protected connections in the flow table', 'gauge', gw.table.size);
   put('max_flows', 'the flow table bound (--max-flows): new connections beyond it pass unprotected', 'gauge', gw.south.limits().maxFlows);

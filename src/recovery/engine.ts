@@ -69,14 +69,14 @@
  * service events (0, 7), the dispatch of segments, the timers.
  */
 import type { Service } from '../flow/table.js';
-import type { Flow } from '../flow/flow.js';
+import { ADOPT_SERVER, type Flow } from '../flow/flow.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { seqAdd, seqGt, type Seq } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_WINDOW, TCP_OFF_DST_PORT } from '../wire/tcp.js';
 import { tcpSetAck } from '../wire/rewrite.js';
 import { type Translation, translateToClient, translateToServer } from './translate.js';
 import { u32ToIp } from '../wire/addr.js';
-import { MAX_TIMELINES, Rebuild, northOf, peekNorth, outOffsetNear, recOf, replaying, xlateOf } from './rebuild.js';
+import { MAX_TIMELINES, Rebuild, type RecoveryTimeline, northOf, peekNorth, outOffsetNear, recOf, replaying, xlateOf } from './rebuild.js';
 import { tsValOf } from '../wire/tcp-options.js';
 import { FORWARD, DropReason, type Wrapper, type WrapperVerdict } from '../wrappers/contract.js';
 import { VerifySteps } from './verify.js';
@@ -107,6 +107,49 @@ export class NorthWrapper extends VerifySteps implements Wrapper {
   /** Step 0 for every established connection of the service: the incarnation died. */
   crash(svc: Service, reason: string): void {
     const now = this.now();
+    const tl = this.downWith(svc, reason);
+    for (const [s, flow] of this.table.flows()) {
+      if (s !== svc) continue;
+      if (flow.state !== 'ESTABLISHED' && flow.state !== 'CLOSING') continue;
+      if (flow.unprotected && recOf(flow) === null) continue; // nothing to rebuild from: it passes as it is
+      const port = xlateOf(flow)?.serverSidePort ?? flow.clientPort;
+      const prev = recOf(flow);
+      if (prev !== null && prev.phase === 'FAILED') continue;
+      if (prev !== null && prev.timeline === tl && prev.phase === 'MASKED') continue;
+      const r = new Rebuild(prev !== null && prev.phase !== 'MASKED' ? prev.sidePort : port, now, this.options.synRtoMs, tl);
+      if (prev !== null) r.maskedAt = prev.maskedAt;
+      this.enter(flow, r, 'MASKED', reason);
+      northOf(flow).verdictHold = null;
+      this.freezeDigest(flow);
+      this.ackClient(flow, now);
+    }
+    if (this.options.probeWithoutOracle) this.listening(svc, true);
+  }
+
+  /**
+   * A restarted gateway adopted `flows` of `svc` from the log in the middle of a rebuild
+   * (src/gateway/adopt.ts): each is masked again (step 0, a fresh record; the half-done
+   * incarnation's connection, on the last translation's port, is the one step 1 reaps) and
+   * the rebuilds start at once: the service is up, or its SYNs are refused and retried until
+   * the deadline, as after a crash.
+   */
+  adoptRebuilds(svc: Service, flows: readonly Flow[]): void {
+    if (flows.length === 0) return;
+    const now = this.now();
+    const tl = this.downWith(svc, 'adopted from the log in the middle of a rebuild');
+    for (const flow of flows) {
+      const r = new Rebuild(xlateOf(flow)?.serverSidePort ?? flow.clientPort, now, this.options.synRtoMs, tl);
+      this.enter(flow, r, 'MASKED', 'adopted mid-rebuild');
+      // No ACK to the client yet: its numbers (its rcv_nxt, the TSval it last saw) are learnt
+      // from its first segment; the keepalives follow every keepaliveMs from now.
+      r.lastAckAt = now;
+    }
+    this.listening(svc);
+  }
+
+  /** The service is down: its recovery's timeline (a new one unless this crash is already known). */
+  private downWith(svc: Service, reason: string): RecoveryTimeline {
+    const now = this.now();
     const sr = this.svcRec(svc);
     const wasDown = sr.down;
     sr.down = true;
@@ -125,22 +168,7 @@ export class NorthWrapper extends VerifySteps implements Wrapper {
       this.stats.crashes++;
       this.logger.warn({ service: tl.service, reason }, 'server crash: masking its connections');
     }
-    for (const [s, flow] of this.table.flows()) {
-      if (s !== svc) continue;
-      if (flow.state !== 'ESTABLISHED' && flow.state !== 'CLOSING') continue;
-      if (flow.unprotected && recOf(flow) === null) continue; // nothing to rebuild from: it passes as it is
-      const port = xlateOf(flow)?.serverSidePort ?? flow.clientPort;
-      const prev = recOf(flow);
-      if (prev !== null && prev.phase === 'FAILED') continue;
-      if (prev !== null && prev.timeline === tl && prev.phase === 'MASKED') continue;
-      const r = new Rebuild(prev !== null && prev.phase !== 'MASKED' ? prev.sidePort : port, now, this.options.synRtoMs, tl);
-      if (prev !== null) r.maskedAt = prev.maskedAt;
-      this.enter(flow, r, 'MASKED', reason);
-      northOf(flow).verdictHold = null;
-      this.freezeDigest(flow);
-      this.ackClient(flow, now);
-    }
-    if (this.options.probeWithoutOracle) this.listening(svc, true);
+    return tl;
   }
 
   /**
@@ -249,7 +277,10 @@ export class NorthWrapper extends VerifySteps implements Wrapper {
       // Never acknowledge output the new incarnation has not sent (it would drop the segment),
       // nor past a gap in the output being compared below acked0 (it must retransmit the hole).
       const a = flow.outOffset(p.ack);
-      const limit = Math.min(northOf(flow).incSndMax, northOf(flow).cmp?.ackLimit() ?? Infinity);
+      const n = northOf(flow);
+      // Adopted from the log (src/gateway/adopt.ts): what the client acked, the incarnation sent.
+      if (flow.adopted && flow.cliAcked > n.incSndMax && recOf(flow) === null) n.incSndMax = flow.cliAcked;
+      const limit = Math.min(n.incSndMax, n.cmp?.ackLimit() ?? Infinity);
       if (a > limit) {
         p.ack = flow.outSeq(limit);
         tcpSetAck(buf, p.l4Off, p.ack);
@@ -374,6 +405,9 @@ export class NorthWrapper extends VerifySteps implements Wrapper {
    * incarnation (ISN_old, random against ISN_new) falls there with probability ~1e-4.
    */
   private fromNewIncarnation(flow: Flow, t: Translation, seq: Seq): boolean {
+    // Adopted, the server side not learnt yet: nothing here to judge by; the south wrapper
+    // checks its first segment against the log and the client (adoptServer).
+    if (flow.adopting & ADOPT_SERVER) return true;
     const off = outOffsetNear(seq, seqAdd(flow.serverIsn, -t.seqDelta), northOf(flow).incSndMax);
     const room = Math.max(northOf(flow).incSndMax, flow.cliAcked) + flow.cliWindow * 2 ** flow.clientWscale + 65536;
     return off >= -1 && off <= room;

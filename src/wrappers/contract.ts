@@ -80,6 +80,9 @@ export const DropReason = {
   // ---- north wrapper, the durable record (src/recovery/durable.ts) ----
   /** A translated server segment toward the client before its translation is stable in the log (the incarnation retransmits). */
   TRANSLATION_UNSTABLE: 26,
+  // ---- south wrapper, a connection adopted from the log (src/gateway/adopt.ts) ----
+  /** An adopted connection's segment that fails the checks of its side's first numbers (forged, or implausible): not trusted. */
+  ADOPT_UNCHECKED: 27,
 } as const;
 
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
@@ -88,7 +91,7 @@ export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 export type WrapperVerdict = typeof FORWARD | DropReason;
 
 /** One more than the largest reason: the counters' size. */
-export const DROP_REASON_COUNT = 27;
+export const DROP_REASON_COUNT = 28;
 
 const NAMES: readonly string[] = (() => {
   const a: string[] = new Array<string>(DROP_REASON_COUNT).fill('');

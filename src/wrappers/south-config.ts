@@ -164,4 +164,10 @@ export class SouthStats {
   halfOpenReset = 0;
   /** SYN-ACKs that do not acknowledge the client's ISN+1: forwarded, the flow not moved. */
   synAckMismatch = 0;
+  // ---- connections adopted from the log (src/gateway/adopt.ts) ----
+  /** Adopted connections whose client side / server side was learnt from a checked first segment. */
+  adoptLearntClient = 0;
+  adoptLearntServer = 0;
+  /** Segments of an adopted connection that failed the checks: dropped (ADOPT_UNCHECKED). */
+  adoptUnchecked = 0;
 }

@@ -67,16 +67,24 @@ export abstract class SouthFlows {
   }
 
   private openLog(flow: Flow): void {
+    this.attachLog(flow, this.log.open({
+      client: { addr: u32ToIp(flow.clientIp), port: flow.clientPort },
+      server: { addr: u32ToIp(flow.serverIp), port: flow.serverPort },
+      clientIsn: flow.clientIsn,
+      serverIsn: flow.serverIsn,
+      clientSynOptions: flow.clientSynOptions,
+      serverSynOptions: flow.serverSynOptions,
+    }));
+  }
+
+  /**
+   * Binds `flow` to the log connection `opened` resolves to (a handshake's open, or an
+   * adopted connection re-attached to a log server: src/gateway/adopt.ts): client bytes kept
+   * pending meanwhile go to the log then, and its FIN.
+   */
+  attachLog(flow: Flow, opened: Promise<number>): void {
     const svcFlow = flow;
-    this.log
-      .open({
-        client: { addr: u32ToIp(flow.clientIp), port: flow.clientPort },
-        server: { addr: u32ToIp(flow.serverIp), port: flow.serverPort },
-        clientIsn: flow.clientIsn,
-        serverIsn: flow.serverIsn,
-        clientSynOptions: flow.clientSynOptions,
-        serverSynOptions: flow.serverSynOptions,
-      })
+    opened
       .then(
         (id) => {
           const svc = this.table.service(svcFlow.serverIp, svcFlow.serverPort);

@@ -6,18 +6,18 @@
  * stable-ACK gating (south-stable.ts, itself on south-flows.ts); the per-packet entry
  * (south.ts) calls these.
  */
-import { Flow, isHalfOpen } from '../flow/flow.js';
+import { ADOPT_CLIENT, ADOPT_SERVER, Flow, isHalfOpen, maxWindow } from '../flow/flow.js';
 import type { Service } from '../flow/table.js';
 import { seqAdd, seqDiff, seqGt, type Seq } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_RST } from '../wire/tcp.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { TcpOptions, parseTcpOptions, tsValOf } from '../wire/tcp-options.js';
+import { applySynOptions } from '../flow/syn-options.js';
 import { FORWARD, DropReason, type WrapperVerdict } from './contract.js';
 import { SouthStableAcks } from './south-stable.js';
 
 export abstract class SouthJudge extends SouthStableAcks {
   private readonly opts = new TcpOptions();
-  private readonly opts2 = new TcpOptions();
 
   // ---- client segments ---------------------------------------------------------------
 
@@ -139,22 +139,7 @@ export abstract class SouthJudge extends SouthStableAcks {
     if (!this.synAckMatches(flow, p)) return;
     flow.serverIsn = p.seq;
     flow.serverSynOptions = Buffer.from(buf.subarray(p.optOff, p.optOff + p.optLen));
-    const c = this.opts;
-    const s = this.opts2;
-    const okC = parseTcpOptions(flow.clientSynOptions, 0, flow.clientSynOptions.length, c);
-    const okS = parseTcpOptions(buf, p.optOff, p.optLen, s);
-    if (okC && okS && c.wscale >= 0 && s.wscale >= 0) {
-      flow.clientWscale = Math.min(c.wscale, 14);
-      flow.serverWscale = Math.min(s.wscale, 14);
-    }
-    if (okC && okS) {
-      flow.tsOk = c.tsOff >= 0 && s.tsOff >= 0;
-      flow.sackOk = c.sackPermitted && s.sackPermitted;
-      if (flow.tsOk) {
-        flow.lastTsToClient = s.tsVal;
-        flow.cliTsVal = c.tsVal;
-      }
-    }
+    applySynOptions(flow, buf, p.optOff, p.optLen);
     flow.rightEdge = p.window; // a SYN-ACK's window is never scaled
     flow.to('SYN_ACKED', 'server SYN-ACK', this.logger);
     this.table.touchHalfOpen(flow, this.now());
@@ -233,5 +218,82 @@ export abstract class SouthJudge extends SouthStableAcks {
     if (flow.cliAcked <= flow.serverFin && this.now() - flow.serverFinAt >= this.options.finEchoMs) return false;
     this.stats.finRetransmitsDropped++;
     return true;
+  }
+
+  // ---- a connection adopted from the log (src/gateway/adopt.ts) ---------------------
+  //
+  // The log holds the in-stream (`stable`, the client's FIN) and the SYNs; a restarted gateway
+  // learns the rest from each side's first segment, checked (seed 003: the client's
+  // acknowledgement numbers are the truth). W_s, W_c: the largest window the server, the
+  // client can offer (0xffff << its shift). Until a side is learnt its segments are judged
+  // here; once learnt, by the rules above. The stable-ACK rule holds from the first packet
+  // (`complete` starts at 0 and `stable` is the log's: no ack beyond it reaches the client).
+
+  /**
+   * The first client segment of an adopted flow: its seq (its snd_una or later) must lie in
+   * [stable − W_s, stable + W_s] (it sent at most a window past what the server acked, and
+   * the dead gateway never acked it beyond `stable`), it must carry an ACK, and that ack (its
+   * rcv_nxt) must follow the server's ISN and, once the server side is learnt, lie within
+   * W_c of what the server sent. Learnt: `cliAcked` (and `sndMax` at least that), the
+   * window edge its segment shows, the TSval the client echoes (`lastTsToClient`). Returns
+   * -1 when the segment may go on, else ADOPT_UNCHECKED (dropped, counted).
+   */
+  protected adoptClient(flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict | -1 {
+    if (!(flow.adopting & ADOPT_CLIENT)) return -1;
+    const ws = maxWindow(flow.serverWscale);
+    const off = flow.inOffset(p.seq);
+    if (!(p.flags & TCP_ACK) || off < flow.stable - ws || off > flow.stable + ws) return this.unchecked();
+    const learntServer = !(flow.adopting & ADOPT_SERVER);
+    const acked = learntServer ? flow.outOffset(p.ack) : seqDiff(p.ack, seqAdd(flow.serverIsn, 1));
+    if (acked < 0 || (learntServer && acked > flow.sndMax + maxWindow(flow.clientWscale))) return this.unchecked();
+    flow.adopting &= ~ADOPT_CLIENT;
+    this.stats.adoptLearntClient++;
+    if (acked > flow.cliAcked) flow.cliAcked = acked;
+    if (acked > flow.sndMax) flow.sndMax = acked;
+    const end = off + p.payloadLen;
+    if (end > flow.maxRightEdge) flow.maxRightEdge = end; // the server offered at least what the client sent
+    if (flow.tsOk && p.optLen > 0 && parseTcpOptions(buf, p.optOff, p.optLen, this.opts) && this.opts.tsOff >= 0) {
+      flow.lastTsToClient = this.opts.tsEcr; // the latest TSval it got from the server, in its numbering
+    }
+    return -1;
+  }
+
+  /**
+   * The first server segment of an adopted flow (after the north side translated it, for a
+   * rebuilt connection): it must carry an ACK, that ack (its rcv_nxt) must lie in
+   * [stable − W_s, stable + W_s] (it acks at most a window past what the client sent, which
+   * the log has up to `stable`), and its seq, once the client side is learnt, within W_c of
+   * what the client acked (else at or after the ISN). Learnt: `sndMax` (its end),
+   * `delivered` (its ack), `high` (the client sent what the server acks), and its TSval. The
+   * window, by the rules that follow. A new incarnation of a rebuild is the gateway's own: not
+   * judged here (its output starts again at offset 0).
+   */
+  protected adoptServer(flow: Flow, buf: Buffer, p: PacketInfo): WrapperVerdict | -1 {
+    if (!(flow.adopting & ADOPT_SERVER) || this.events.rebuilding(flow)) return -1;
+    const ws = maxWindow(flow.serverWscale);
+    if (!(p.flags & TCP_ACK)) return this.unchecked();
+    const acked = flow.inOffset(p.ack);
+    if (acked < flow.stable - ws || acked > flow.stable + ws) return this.unchecked();
+    const learntClient = !(flow.adopting & ADOPT_CLIENT);
+    const o = learntClient ? flow.outOffset(p.seq) : seqDiff(p.seq, seqAdd(flow.serverIsn, 1));
+    const wc = maxWindow(flow.clientWscale);
+    const end = o + p.payloadLen + (p.flags & TCP_FIN ? 1 : 0);
+    if (o < -1 || (learntClient && (o > flow.cliAcked + wc || end < flow.cliAcked - wc))) return this.unchecked();
+    flow.adopting &= ~ADOPT_SERVER;
+    this.stats.adoptLearntServer++;
+    if (end > flow.sndMax) flow.sndMax = end;
+    if (end > flow.cliRightEdge) flow.cliRightEdge = end; // the client offered at least what the server sent
+    if (acked > flow.delivered) flow.delivered = acked;
+    if (acked - 1 > flow.high) flow.high = acked - 1;
+    if (flow.tsOk) {
+      const ts = tsValOf(buf, p, this.opts);
+      if (ts >= 0) flow.lastTsToClient = ts as Seq;
+    }
+    return -1;
+  }
+
+  private unchecked(): WrapperVerdict {
+    this.stats.adoptUnchecked++;
+    return DropReason.ADOPT_UNCHECKED;
   }
 }

@@ -21,7 +21,8 @@
  *   south-flows.ts   the flow lifecycle: log open, pending bytes, caps, release, sweep
  *   south-stable.ts  the stable-ACK gating: held ACK template, lowered acks, the stability
  *                    upcall and the releases of held ACKs and FINs
- *   south-judge.ts   acceptability (RFC 793/5961): SYNs, the handshake, FIN rules, windows
+ *   south-judge.ts   acceptability (RFC 793/5961): SYNs, the handshake, FIN rules, windows,
+ *                    and the checks of an adopted connection's first segments (adopt*)
  *   south.ts         this file: SouthWrapper, the per-packet entry (fromClient, fromServer)
  */
 import { u32ToIp } from '../wire/addr.js';
@@ -89,6 +90,11 @@ export class SouthWrapper extends SouthJudge implements Wrapper {
       return FORWARD;
     }
 
+    if (flow.adopting !== 0) {
+      // Adopted from the log: the client's numbers are checked before they are trusted (south-judge.ts).
+      const v = this.adoptClient(flow, buf, p);
+      if (v !== -1) return v;
+    }
     const off = flow.inOffset(p.seq);
     if (flags & TCP_RST) {
       // RFC 5961 §3.2: only a RST the server would take (at its rcv_nxt) ends the connection.
@@ -197,6 +203,10 @@ export class SouthWrapper extends SouthJudge implements Wrapper {
       this.serverTs(flow, buf, p);
       this.unprotectedEnd(flow, p, false);
       return FORWARD;
+    }
+    if (flow.adopting !== 0) {
+      const v = this.adoptServer(flow, buf, p);
+      if (v !== -1) return v;
     }
     {
       // A held FIN/RST released after the verdict is judged again: the flow may have moved

@@ -179,6 +179,8 @@ export interface HarnessOptions {
   south?: Partial<SouthOptions>;
   /** Stabilize everything appended at the start of each routing round (default true). */
   autoStable?: boolean;
+  /** The log (default a new ManualLog): a second harness on the first one's log is a restarted gateway. */
+  log?: ManualLog;
 }
 
 /**
@@ -198,6 +200,7 @@ export class Harness extends GatewayRig {
     const oracle = o.oracle === undefined ? new FakeOracle() : o.oracle;
     super({
       wiring: 'manual',
+      ...(o.log !== undefined ? { log: o.log } : {}),
       gateway: {
         south: { lingerMs: 100, idleTimeoutMs: 600_000, ...o.south },
         oracle,

@@ -15,10 +15,13 @@ export class ManualLog implements LogStore {
   private listener: StabilityListener = () => {};
   private nextId = 1;
 
+  /** The metadata of each open connection (listActive), by id. */
+  private readonly metas = new Map<number, OpenMeta & { created: number }>();
   async open(meta: OpenMeta): Promise<number> {
     this.opened.push(meta);
     const id = this.nextId++;
     this.stable.set(id, 0);
+    this.metas.set(id, { ...meta, created: 0 });
     return id;
   }
   append(id: number, offset: number, data: Uint8Array): void {
@@ -69,8 +72,22 @@ export class ManualLog implements LogStore {
     }
     return Buffer.concat(out);
   }
+  /**
+   * Every connection not closed, as a durable store lists it for a restarted gateway: its
+   * metadata, its stable point (as the test drove it), its FIN, its latest state record.
+   */
   listActive(): ConnectionRecord[] {
-    return [];
+    const out: ConnectionRecord[] = [];
+    for (const [id, m] of this.metas) {
+      if (this.closed.includes(id)) continue;
+      const fin = this.fins.find((f) => f.id === id);
+      const st = this.states.filter((x) => x.id === id).pop();
+      out.push({
+        id, ...m, clientIsn: m.clientIsn >>> 0, serverIsn: m.serverIsn >>> 0, stable: this.stable.get(id) ?? 0,
+        finOffset: fin?.offset ?? null, gcThrough: 0, modified: 0, state: st?.state ?? null,
+      });
+    }
+    return out;
   }
   queryEndpoint(_c: Endpoint, _s?: Endpoint): ConnectionRecord | undefined {
     return undefined;

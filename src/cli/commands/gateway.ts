@@ -275,6 +275,12 @@ export async function run(argv: string[]): Promise<number> {
       reusedState: decision.action === 'reuse' ? decision.found : null, starts: record.starts, stateFile: steering.file,
     };
     if (tracer) gw.south.onStableAdvance = tracer.trace;
+    // Adoption (issue 14): every open connection the log holds, before the first packet is forwarded.
+    if (logSpec === 'embedded' || logSpec === 'embedded:memory') {
+      logger.warn('memory log: nothing survives a gateway process, nothing to adopt: connections open before this start pass UNPROTECTED (counted as unknownFlows)');
+    } else {
+      await gw.adopt();
+    }
     gw.start();
     if (control) {
       const exposed = controlExposure(control.addr, steer);

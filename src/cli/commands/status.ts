@@ -98,12 +98,19 @@ function startLine(start: Record<string, any>): string {
   return `start: TUN and steering ${start.action}${found}; restarted: ${start.restarted}; gateway starts on this state: ${start.starts}; state file ${start.stateFile}`;
 }
 
+/** The connections a (restarted) gateway adopted from the log at start-up (issue 14). */
+function adoptionLine(a: Record<string, any>): string {
+  return `adoption (from the ${a.source}): ${a.adopted} adopted (${a.translated} translated, ${a.rebuilding} rebuilding, ${a.closing} closing), ` +
+    `learnt client ${a.learnt?.client ?? 0} server ${a.learnt?.server ?? 0}, unchecked drops ${a.uncheckedDrops}, unverified ${a.unverified}, skipped ${a.skipped}`;
+}
+
 /** The text `ftcp status` prints for a /status snapshot (its flow list as fetched). */
 export function statusText(st: Record<string, any>): string {
   const lines = [
     `tun ${st.tun}  log ${st.log}  up ${(st.uptimeMs / 1000).toFixed(0)} s`,
     `services: ${st.services.join(', ')}`,
     ...(st.start ? [startLine(st.start)] : []),
+    ...(st.adoption ? [adoptionLine(st.adoption)] : []),
     `connections: ${st.connections}${st.flowLimits ? ` of at most ${st.flowLimits.maxFlows} (--max-flows)` : ''}` +
       `; unprotected: ${st.south.flowsOverCap ?? 0} over the cap, ${st.south.flowsLogExpired ?? 0} expired by the log, ${st.south.unknownFlows ?? 0} unknown connections (no SYN seen, e.g. after a restart; ${st.south.unknownMidstream ?? 0} segments)`,
     `half-open: ${st.halfOpen ?? 0}${st.flowLimits?.maxHalfOpen !== undefined ? ` of at most ${st.flowLimits.maxHalfOpen} (--max-half-open), timeout ${st.flowLimits.halfOpenTimeoutMs} ms` : ''}` +
