@@ -544,6 +544,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     if (opts.pcapDir) {
       makeDirs(opts.pcapDir); // not mkdir's recursive mode: it spins for ever under /proc (src/util/fs.ts)
       for (const f of ['client.pcap', 'server.pcap', 'stable.trace']) await copyFile(path.join(work, f), path.join(opts.pcapDir, f));
+      // The gateway's own log (both processes, with a gateway fault): it goes with the lab.
+      if (topo.gatewayLog !== null) await copyFile(topo.gatewayLog, path.join(opts.pcapDir, 'gateway.log')).catch(() => {});
     }
     return {
       scenario: opts.scenario, what: spec.what, lab: name, log: opts.log, seed: opts.seed, clientSysctls: sysctls, offload: opts.offload !== false, ok: failures.length === 0, failures, clients, divergence,

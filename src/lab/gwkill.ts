@@ -21,10 +21,11 @@
  * `adoption.adopted`) and none passed it unprotected (`south.unknownFlows` = 0), and each
  * moved data again. The figure: from the kill to data flowing again (resumeAfterKill: the
  * first segment reaching the client that acknowledges a new client byte or carries a new
- * server byte), for the first connection and for every one.
+ * server byte), for the first connection and for every one; and when every one had caught
+ * up (acknowledged all its client had sent before the restart: the end of the stall).
  */
 import { walkCapture } from '../inspect/segments.js';
-import { seqAdd, seqGt, type Seq } from '../wire/seq.js';
+import { seqAdd, seqGe, seqGt, type Seq } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/tcp.js';
 import { UsageError } from '../util/errors.js';
 import { gatewayKill } from './faults.js';
@@ -84,6 +85,9 @@ export interface GatewayKillReport {
   resumed: number;
   firstResumeMs: number;
   allResumedMs: number;
+  /** When every one had caught up: acknowledged everything its client had sent before the restart
+   *  (data flowing again can be one segment per retransmission timeout; this is the end of the stall). */
+  allCaughtUpMs: number;
   /** The restarted gateway's status: `adoption.adopted` (null: it reports no adoption) and `south.unknownFlows`. */
   adopted: number | null;
   unknownFlows: number;
@@ -94,7 +98,7 @@ export interface GatewayKillReport {
 export function emptyGatewayKill(fault: GatewayFault): GatewayKillReport {
   return {
     fault, faultAtMs: -1, killedAt: -1, oldPid: 0, newPid: 0, spawnedMs: -1, readyMs: -1,
-    openAtKill: 0, resumed: 0, firstResumeMs: -1, allResumedMs: -1, adopted: null, unknownFlows: 0, traceLines: { before: 0, after: 0 },
+    openAtKill: 0, resumed: 0, firstResumeMs: -1, allResumedMs: -1, allCaughtUpMs: -1, adopted: null, unknownFlows: 0, traceLines: { before: 0, after: 0 },
   };
 }
 
@@ -193,12 +197,15 @@ interface ConnState {
   rst: boolean;
   finFromClient: boolean;
   finFromServer: boolean;
-  /** Highest ack and highest sequence end (seq + len + FIN) of the server's segments so far. */
+  /** Highest ack and highest sequence end (seq + len + FIN) of the server's segments so far,
+   *  and the highest sequence end of the client's. */
   maxAck: Seq | null;
   maxEnd: Seq | null;
-  /** The state at the kill (copied when the first segment after it arrives, or at the end). */
-  atKill: { open: boolean; maxAck: Seq | null; maxEnd: Seq | null } | null;
+  clientEnd: Seq | null;
+  /** The state at the restart (copied when the first segment after it arrives, or at the end). */
+  atKill: { open: boolean; maxAck: Seq | null; maxEnd: Seq | null; clientEnd: Seq | null } | null;
   resumedNs: bigint | null;
+  caughtUpNs: bigint | null;
 }
 
 /**
@@ -210,11 +217,11 @@ interface ConnState {
  * kill and the restart was on its way when the old one died, and counts as before. Times
  * in ms from the kill (`killNs`).
  */
-export function resumeAfterKill(pcap: Buffer, serverPorts: readonly number[], clientIp: number, killNs: bigint, restartNs: bigint): Pick<GatewayKillReport, 'openAtKill' | 'resumed' | 'firstResumeMs' | 'allResumedMs'> {
+export function resumeAfterKill(pcap: Buffer, serverPorts: readonly number[], clientIp: number, killNs: bigint, restartNs: bigint): Pick<GatewayKillReport, 'openAtKill' | 'resumed' | 'firstResumeMs' | 'allResumedMs' | 'allCaughtUpMs'> {
   const ports = new Set(serverPorts);
   const conns = new Map<string, ConnState>();
   const snapshot = (c: ConnState) => {
-    if (c.atKill === null) c.atKill = { open: c.open && !c.rst && !(c.finFromClient && c.finFromServer), maxAck: c.maxAck, maxEnd: c.maxEnd };
+    if (c.atKill === null) c.atKill = { open: c.open && !c.rst && !(c.finFromClient && c.finFromServer), maxAck: c.maxAck, maxEnd: c.maxEnd, clientEnd: c.clientEnd };
   };
   walkCapture(pcap, (s) => {
     const fromClient = s.src === clientIp && ports.has(s.dstPort);
@@ -226,7 +233,7 @@ export function resumeAfterKill(pcap: Buffer, serverPorts: readonly number[], cl
     if (fromClient && s.flags & TCP_SYN && !(s.flags & TCP_ACK)) {
       if (after && c === undefined) return; // a connection opened after the restart is not one the kill hit
       if (!after && (c === undefined || c.rst || (c.finFromClient && c.finFromServer))) {
-        c = { open: true, rst: false, finFromClient: false, finFromServer: false, maxAck: null, maxEnd: null, atKill: null, resumedNs: null };
+        c = { open: true, rst: false, finFromClient: false, finFromServer: false, maxAck: null, maxEnd: null, clientEnd: null, atKill: null, resumedNs: null, caughtUpNs: null };
         conns.set(key, c);
       }
     }
@@ -235,6 +242,8 @@ export function resumeAfterKill(pcap: Buffer, serverPorts: readonly number[], cl
     if (s.flags & TCP_RST) c.rst = true;
     if (fromClient) {
       if (s.flags & TCP_FIN) c.finFromClient = true;
+      const cend = seqAdd(s.seq, s.len + (s.flags & TCP_FIN ? 1 : 0) + (s.flags & TCP_SYN ? 1 : 0));
+      if (c.clientEnd === null || seqGt(cend, c.clientEnd)) c.clientEnd = cend;
       return;
     }
     if (s.flags & TCP_FIN) c.finFromServer = true;
@@ -246,16 +255,22 @@ export function resumeAfterKill(pcap: Buffer, serverPorts: readonly number[], cl
       const newAck = ack !== null && (k.maxAck === null || seqGt(ack, k.maxAck));
       if (newData || newAck) c.resumedNs = s.tNs;
     }
+    if (after && c.atKill!.open && c.resumedNs !== null && c.caughtUpNs === null) {
+      const owed = c.atKill!.clientEnd;
+      if (owed === null || (ack !== null && seqGe(ack, owed))) c.caughtUpNs = s.tNs;
+    }
     if (ack !== null && (c.maxAck === null || seqGt(ack, c.maxAck))) c.maxAck = ack;
     if (c.maxEnd === null || seqGt(end, c.maxEnd)) c.maxEnd = end;
   }, () => {});
   let open = 0;
   const times: number[] = [];
+  const caught: number[] = [];
   for (const c of conns.values()) {
     snapshot(c);
     if (!c.atKill!.open) continue;
     open++;
     if (c.resumedNs !== null) times.push(Number(c.resumedNs - killNs) / 1e6);
+    if (c.caughtUpNs !== null) caught.push(Number(c.caughtUpNs - killNs) / 1e6);
   }
   const round = (x: number) => Math.round(x * 10) / 10;
   return {
@@ -263,6 +278,7 @@ export function resumeAfterKill(pcap: Buffer, serverPorts: readonly number[], cl
     resumed: times.length,
     firstResumeMs: times.length > 0 ? round(Math.min(...times)) : -1,
     allResumedMs: times.length === open && open > 0 ? round(Math.max(...times)) : -1,
+    allCaughtUpMs: caught.length === open && open > 0 ? round(Math.max(...caught)) : -1,
   };
 }
 
@@ -289,7 +305,7 @@ export function formatGatewayKill(r: GatewayKillReport): string[] {
   return [
     '',
     `  gateway fault ${r.fault}: gateway ${r.oldPid} killed (-9) at ${r.faultAtMs} ms; restarted ${ms(r.spawnedMs)} after the kill${r.newPid ? ` as ${r.newPid}, ready after ${ms(r.readyMs)}` : ''}${r.error ? ` (FAILED: ${r.error})` : ''}`,
-    `    data flowing again after the kill: first connection ${ms(r.firstResumeMs)}, every connection ${ms(r.allResumedMs)} (${r.resumed} of ${r.openAtKill} open at the kill; aim ≤ ${RESTART_AIM_MS} ms)`,
+    `    data flowing again after the kill: first connection ${ms(r.firstResumeMs)}, every connection ${ms(r.allResumedMs)} (${r.resumed} of ${r.openAtKill} open at the kill; aim ≤ ${RESTART_AIM_MS} ms); every connection caught up (all its client had sent before acknowledged) ${ms(r.allCaughtUpMs)}`,
     `    adoption: ${r.adopted === null ? 'not reported' : `${r.adopted} adopted`} of ${r.openAtKill} open; ${r.unknownFlows} unknown (unprotected) connection(s); stability trace: ${r.traceLines.before} lines by the dead gateway, ${r.traceLines.after} by the restarted one`,
   ];
 }

@@ -43,7 +43,7 @@ ${Object.entries(GATEWAY_FAULTS).map(([k, v]) => `                        ${k.pa
   --seed <s>          seed of the streams and the crash points, 0..2^48 (default 1)
   --client-sysctl <k=v>[,<k=v>]  set in the client's namespace first (e.g. net.ipv4.tcp_sack=0)
   --no-offload        run the gateway without TUN offloads (every packet at MTU size)
-  --pcap <dir>        keep the client- and server-side captures and the stability trace
+  --pcap <dir>        keep the client- and server-side captures, the stability trace and the gateway's log
   --json              print the report as JSON
   --soak <n>          n randomized drills (scenario, seed, crash count and points, log mode,
                       log fault, offloads, client sysctls), one line each and a summary; each

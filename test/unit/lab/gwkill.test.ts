@@ -30,7 +30,7 @@ describe('resumeAfterKill', () => {
     a!.ack(300, a!.s, old + 500); // after the restart, a duplicate of the last ack before
     a!.ack(420, a!.s); // acks the new byte
     const r = resumeAfterKill(a!.pcap(), [5001], C, KILL, RESTART);
-    expect(r).toEqual({ openAtKill: 1, resumed: 1, firstResumeMs: 320, allResumedMs: 320 });
+    expect(r).toEqual({ openAtKill: 1, resumed: 1, firstResumeMs: 320, allResumedMs: 320, allCaughtUpMs: 320 });
   });
 
   it('a download: new server bytes count, a retransmission does not; a closed connection was not open', () => {
@@ -43,7 +43,7 @@ describe('resumeAfterKill', () => {
     b!.data(260, b!.s, 1460);
     a!.data(700, a!.s, 1460);
     const r = resumeAfterKill(a!.pcap(), [5001], C, KILL, RESTART);
-    expect(r).toEqual({ openAtKill: 2, resumed: 2, firstResumeMs: 160, allResumedMs: 600 });
+    expect(r).toEqual({ openAtKill: 2, resumed: 2, firstResumeMs: 160, allResumedMs: 600, allCaughtUpMs: 600 });
   });
 
   it('a connection that never moves again: counted open, not resumed, no "every connection" figure; one opened after the restart is not counted', () => {
@@ -53,7 +53,19 @@ describe('resumeAfterKill', () => {
     b!.data(300, b!.c, 100).ack(310, b!.s);
     late!.handshake(400).data(410, late!.c, 100).ack(411, late!.s);
     const r = resumeAfterKill(a!.pcap(), [5001], C, KILL, RESTART);
-    expect(r).toEqual({ openAtKill: 2, resumed: 1, firstResumeMs: 210, allResumedMs: -1 });
+    expect(r).toEqual({ openAtKill: 2, resumed: 1, firstResumeMs: 210, allResumedMs: -1, allCaughtUpMs: -1 });
+  });
+
+  it('a crawl: data flows again one segment at a time; caught up only once all the client had sent before is acknowledged', () => {
+    const [a] = convos(1);
+    a!.handshake(0).data(10, a!.c, 1000).ack(11, a!.s);
+    const base = a!.c.nxt as number;
+    a!.data(90, a!.c, 1000).data(91, a!.c, 1000).data(92, a!.c, 1000); // in flight at the kill, never acked
+    a!.ack(300, a!.s, base + 1000); // one segment, after the restart: flowing again
+    a!.ack(1300, a!.s, base + 2000);
+    a!.ack(3300, a!.s, base + 3000); // everything the client had sent
+    const r = resumeAfterKill(a!.pcap(), [5001], C, KILL, RESTART);
+    expect(r).toEqual({ openAtKill: 1, resumed: 1, firstResumeMs: 200, allResumedMs: 200, allCaughtUpMs: 3200 });
   });
 
   it('only the given server ports', () => {
@@ -93,8 +105,8 @@ describe('judgeGatewayKill', () => {
   });
 
   it('the drill report prints the figure, the adoption and the trace split', () => {
-    const lines = formatGatewayKill({ ...held, traceLines: { before: 120, after: 80 } });
-    expect(lines).toContain('    data flowing again after the kill: first connection 410 ms, every connection 450 ms (3 of 3 open at the kill; aim ≤ 500 ms)');
+    const lines = formatGatewayKill({ ...held, allCaughtUpMs: 900, traceLines: { before: 120, after: 80 } });
+    expect(lines).toContain('    data flowing again after the kill: first connection 410 ms, every connection 450 ms (3 of 3 open at the kill; aim ≤ 500 ms); every connection caught up (all its client had sent before acknowledged) 900 ms');
     expect(lines.at(-1)).toMatch(/3 adopted of 3 open; 0 unknown .*120 lines by the dead gateway, 80 by the restarted one/);
     const r = {
       scenario: 'upload', what: 'w', log: 'embedded:disk', offload: true, seed: 1, lab: 'l', durationMs: 1000, clientSysctls: {},
