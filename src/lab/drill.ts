@@ -434,7 +434,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         kills.push({ n, at, listenedAt, target, atFraction, ...(recvQ !== undefined ? { clientRecvQ: recvQ } : {}) });
         if (n === 1 && gw?.fault === 'gateway-kill:before') {
           statusBeforeKill = await gw.untilCaughtUp(at, servers.length);
-          await gw.killAndRestart(clientsAt);
+          if (!clientsDone) await gw.killAndRestart(clientsAt); // else reported as not applied
         }
       }
     })();
