@@ -10,18 +10,18 @@
  */
 import { describe, it, expect } from 'vitest';
 import {
-  Harness, Client, Server, FakeOracle, connect, seg, inBytes, outBytes, outputFor,
+  Harness, Client, Server, FakeOracle, exchanged, seg, inBytes, outBytes, outputFor,
   CLIENT, SERVER, CPORT, TCP_ACK, TCP_SYN, TCP_RST, type Seg,
 } from '../../support/gateway-harness.js';
 import { seqDiff, type Seq } from '../../../src/wire/seq.js';
 import { DropReason } from '../../../src/wrappers/contract.js';
 import { recOf, xlateOf } from '../../../src/recovery/rebuild.js';
 
-const C_ISN = 0xfffffc00 as Seq;
-const S_ISN = 0x90000000 as Seq;
-const S2_ISN = 0x0badf00d as Seq;
-const S3_ISN = 0x44444444 as Seq;
-const IN0 = 2500;
+/** A client ISN that wraps during the test, and three server incarnations' ISNs. */
+const ISN = { client: 0xfffff800, s1: 0x80000001, s2: 0x0c0ffee0, s3: 0x55555555 } as const;
+const C_ISN = ISN.client as Seq, S_ISN = ISN.s1 as Seq, S2_ISN = ISN.s2 as Seq, S3_ISN = ISN.s3 as Seq;
+/** Bytes the client sent (and the server answered) through the first gateway. */
+const IN0 = 2300;
 
 const toClient = (l: Seg[]) => l.filter((x) => x.dst === CLIENT);
 
@@ -44,10 +44,7 @@ async function opened(): Promise<{ h: Harness; o: FakeOracle; c: Client; s: Serv
   const c = new Client({ isn: C_ISN, ts: 1000 });
   const s = new Server({ isn: S_ISN, ts: 500_000 });
   const o = new FakeOracle();
-  const h = new Harness({ oracle: o });
-  await connect(h, c, s);
-  h.tun.inject(...c.write(IN0)).flush();
-  await h.run(c, s);
+  const h = await exchanged(c, s, IN0, o);
   expect(c.bytes().equals(outBytes(0, outputFor(IN0)))).toBe(true);
   return { h, o, c, s };
 }
@@ -61,13 +58,18 @@ async function restart(h1: Harness): Promise<{ h: Harness; o: FakeOracle }> {
   return { h, o };
 }
 
-/** The service listens again after a crash on gateway h; s answers the SYN; routed until quiet. */
-async function rebuildThrough(h: Harness, o: FakeOracle, c: Client, s: Server): Promise<void> {
+/** The server's crash as gateway h sees it (the oracle's notice); the client gets what h sent it. */
+function crashOn(h: Harness, o: FakeOracle, c: Client): void {
+  h.now += 10;
+  o.emit('crashed');
+  for (const x of toClient(h.drain())) c.receive(x);
+}
+
+/** The service listens again: gateway h's rebuild SYN. */
+function synOn(h: Harness, o: FakeOracle): Seg {
   h.now += 100;
   o.emit('listening');
-  const syn = h.drain().find((x) => x.flags === TCP_SYN)!;
-  h.tun.inject(...s.receive(syn)).flush();
-  await h.run(c, s);
+  return h.drain().find((x) => x.flags === TCP_SYN)!;
 }
 
 /** More bytes both ways, then byte-exact at both ends against `s` (which has the whole in-stream). */
@@ -81,12 +83,21 @@ async function carriesOn(h: Harness, c: Client, s: Server, more = 300): Promise<
 
 /** A server crash on gateway h, rebuilt into a fresh incarnation from the log. */
 async function crashAndRebuild(h: Harness, o: FakeOracle, c: Client, isn: Seq): Promise<Server> {
-  h.now += 50;
-  o.emit('crashed');
-  toClient(h.drain()).forEach((x) => c.receive(x));
+  crashOn(h, o, c);
   const s = new Server({ isn, ts: 77 });
-  await rebuildThrough(h, o, c, s);
+  h.tun.inject(...s.receive(synOn(h, o))).flush();
+  await h.run(c, s);
   return s;
+}
+
+/** Gateway 2's rebuild of an adopted connection: its SYN (from `out`) answered by a new incarnation after the client spoke. */
+async function rebuiltBy(h: Harness, c: Client, out: Seg[], s: Server): Promise<void> {
+  const syn = out.find((x) => x.flags === TCP_SYN)!;
+  expect(syn.seq).toBe(c.seq(-1));
+  h.tun.inject(c.ack()).flush(); // the client's next segment: its numbers
+  h.tun.inject(...s.receive(syn)).flush();
+  await h.run(c, s);
+  expect(recOf(h.flow())).toBeNull();
 }
 
 describe('a restarted gateway adopts every open connection from the log', () => {
@@ -122,9 +133,7 @@ describe('a restarted gateway adopts every open connection from the log', () => 
 
   it('masked when the old one died: masked again and rebuilt from the log at once, byte-exact', async () => {
     const { h: h1, o: o1, c } = await opened();
-    h1.now += 10;
-    o1.emit('crashed');
-    toClient(h1.drain()).forEach((x) => c.receive(x));
+    crashOn(h1, o1, c);
     expect(h1.log.states.at(-1)!.state.phase).toBe('MASKED');
     h1.tun.inject(...c.write(400)).flush(); // logged while masked, stable, never seen by a server
     await h1.run(c, null);
@@ -132,13 +141,8 @@ describe('a restarted gateway adopts every open connection from the log', () => 
     const { h } = await restart(h1);
     expect(h.gw.adoption).toMatchObject({ adopted: 1, rebuilding: 1 });
     expect(recOf(h.flow())?.phase).toBe('HANDSHAKE'); // the service is up: the rebuild began
-    const syn = h.drain().find((x) => x.flags === TCP_SYN)!;
-    expect(syn.seq).toBe(c.seq(-1));
-    h.tun.inject(c.ack()).flush(); // the client's next segment: its numbers
     const s2 = new Server({ isn: S2_ISN, ts: 9, wscale: 9 });
-    h.tun.inject(...s2.receive(syn)).flush();
-    await h.run(c, s2);
-    expect(recOf(h.flow())).toBeNull();
+    await rebuiltBy(h, c, h.drain(), s2);
     expect(s2.bytes().equals(inBytes(0, IN0 + 400))).toBe(true);
     await carriesOn(h, c, s2);
     expect(c.violations).toEqual([]);
@@ -147,22 +151,14 @@ describe('a restarted gateway adopts every open connection from the log', () => 
 
   it('in the rebuild\'s handshake when the old one died (its SYN unanswered): rebuilt by the new one, byte-exact', async () => {
     const { h: h1, o: o1, c } = await opened();
-    h1.now += 10;
-    o1.emit('crashed');
-    toClient(h1.drain()).forEach((x) => c.receive(x));
-    h1.now += 100;
-    o1.emit('listening');
-    expect(h1.drain().some((x) => x.flags === TCP_SYN)).toBe(true);
+    crashOn(h1, o1, c);
+    expect(synOn(h1, o1)).toBeDefined(); // unanswered: gateway 1 dies
     expect(h1.log.states.at(-1)!.state.phase).toBe('HANDSHAKE');
 
     const { h } = await restart(h1);
     expect(h.gw.adoption).toMatchObject({ adopted: 1, rebuilding: 1 });
-    const syn = h.drain().find((x) => x.flags === TCP_SYN)!;
-    h.tun.inject(c.ack()).flush();
     const s2 = new Server({ isn: S2_ISN, ts: 9 });
-    h.tun.inject(...s2.receive(syn)).flush();
-    await h.run(c, s2);
-    expect(recOf(h.flow())).toBeNull();
+    await rebuiltBy(h, c, h.drain(), s2);
     await carriesOn(h, c, s2);
     expect(c.violations).toEqual([]);
     expectAcksStable(h, c);
@@ -170,14 +166,9 @@ describe('a restarted gateway adopts every open connection from the log', () => 
 
   it('in the replay when the old one died: the half-done incarnation\'s connection is reaped, a new one rebuilt, byte-exact', async () => {
     const { h: h1, o: o1, c } = await opened();
-    h1.now += 10;
-    o1.emit('crashed');
-    toClient(h1.drain()).forEach((x) => c.receive(x));
-    h1.now += 100;
-    o1.emit('listening');
-    const syn1 = h1.drain().find((x) => x.flags === TCP_SYN)!;
+    crashOn(h1, o1, c);
     const half = new Server({ isn: S2_ISN, ts: 9 });
-    h1.send(...half.receive(syn1)); // its SYN-ACK: REPLAY; the replay is lost with gateway 1
+    h1.send(...half.receive(synOn(h1, o1))); // its SYN-ACK: REPLAY; the replay is lost with gateway 1
     await h1.settle();
     const rec = h1.log.states.at(-1)!.state;
     expect(rec.phase).toBe('REPLAY');
@@ -188,12 +179,8 @@ describe('a restarted gateway adopts every open connection from the log', () => 
     const out = h.drain();
     const rst = out.find((x) => x.dst === SERVER && x.flags & TCP_RST);
     expect(rst?.srcPort).toBe(CPORT); // step 1 reaps the half-done connection on its port
-    const syn = out.find((x) => x.flags === TCP_SYN)!;
-    h.tun.inject(c.ack()).flush();
     const s3 = new Server({ isn: S3_ISN, ts: 3 });
-    h.tun.inject(...s3.receive(syn)).flush();
-    await h.run(c, s3);
-    expect(recOf(h.flow())).toBeNull();
+    await rebuiltBy(h, c, out, s3);
     expect(xlateOf(h.flow())!.seqDelta).toBe((S_ISN - S3_ISN) >>> 0);
     await carriesOn(h, c, s3);
     expect(c.violations).toEqual([]);

@@ -9,7 +9,7 @@
  */
 import { describe, it, expect } from 'vitest';
 import {
-  Harness, Client, Server, FakeOracle, connect, hasFlag, parseSeg, inBytes, outBytes, outputFor,
+  Harness, Client, Server, FakeOracle, exchanged, hasFlag, parseSeg, inBytes, outBytes, outputFor,
   CLIENT, SERVER, CPORT, SPORT, TCP_FIN, TCP_SYN, type Seg,
 } from '../../support/gateway-harness.js';
 import { seqAdd, seqDiff, type Seq } from '../../../src/wire/seq.js';
@@ -37,10 +37,7 @@ async function crashed(): Promise<{ h: Harness; o: FakeOracle; c: Client }> {
   const c = new Client({ isn: C_ISN, ts: 1000 });
   const s = new Server({ isn: S_ISN, ts: 500_000 });
   const o = new FakeOracle();
-  const h = new Harness({ oracle: o });
-  await connect(h, c, s);
-  h.tun.inject(...c.write(IN0)).flush();
-  await h.run(c, s);
+  const h = await exchanged(c, s, IN0, o);
   expect(c.bytes().equals(outBytes(0, OUT0))).toBe(true);
   h.now += 10;
   o.emit('crashed');
