@@ -9,6 +9,7 @@ import { checksumMain } from './checksum.js';
 import { emitMain } from './emit.js';
 import { digestMain } from './digest.js';
 import { digestLabMain } from './digestlab.js';
+import { gatewayRestartMain } from './gwrestart.js';
 
 // `scripts/bench stability [...]`: the log's stable-notification latency per mode (stability.ts).
 // `scripts/bench log [...]`: the log modes side by side, latency and upload through the gateway (logmodes.ts).
@@ -18,8 +19,9 @@ import { digestLabMain } from './digestlab.js';
 // `scripts/bench emit [...]`: allocations and GCs of the packets the gateway makes, before/after its emit scratch (emit.ts).
 // `scripts/bench digest [...]`: the cost of divergence detection, hashing, per segment through the gateway, memory (digest.ts).
 // `scripts/bench digest-lab [...]`: a real protected download in the lab with and without the digest, one gateway (digestlab.ts).
+// `scripts/bench gateway-restart [...]`: kill -9 of the gateway, restarted: time to data flowing again, p50/max over drills (gwrestart.ts).
 const argv = process.argv.slice(2);
-const SUBCOMMANDS: Record<string, (a: string[]) => Promise<number>> = { stability: stabilityMain, log: logModesMain, scale: scaleMain, hold: holdMain, checksum: checksumMain, emit: emitMain, digest: digestMain, 'digest-lab': digestLabMain };
+const SUBCOMMANDS: Record<string, (a: string[]) => Promise<number>> = { stability: stabilityMain, log: logModesMain, scale: scaleMain, hold: holdMain, checksum: checksumMain, emit: emitMain, digest: digestMain, 'digest-lab': digestLabMain, 'gateway-restart': gatewayRestartMain };
 (SUBCOMMANDS[argv[0] ?? ''] ? SUBCOMMANDS[argv[0]!]!(argv.slice(1)) : main(argv)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {

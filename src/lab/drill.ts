@@ -25,14 +25,16 @@
  *
  * With `log: 'remote'` the gateway logs to `ftcp logserver` in <n>-log over both log links,
  * and `fault` injects a log-link fault 0.3 s after the clients start or at 5% of the
- * transfer, whichever comes first (src/lab/faults.ts):
+ * transfer, whichever comes first (src/lab/logfault.ts; the mechanisms in faults.ts):
  *   log-loss       netem loss, reordering and duplication on both log links, to the end
  *   log-path-down  the log link in use taken down, to the end
  *   log-restart    kill -9 of the log server (disk store) and an immediate restart; the
  *                  server crash comes only after the gateway is back with the restarted
  *                  log server, so the rebuild reads the replay from it
  * The report's `logLink` section (the gateway's log-link counters) shows the fault happened;
- * a fault that left no trace there is a failure.
+ * a fault that left no trace there is a failure. `gateway-kill` and its variants kill the
+ * gateway itself and restart it (embedded disk log; src/lab/gwkill.ts has their timing and
+ * their checks: every open connection adopted, none unprotected, the time to data flowing).
  *
  * Exit status 0 only if every connection survived byte-exact, the checks hold, and every
  * crash hit live connections (a crash after the clients finished proves nothing).
@@ -53,11 +55,11 @@ import { formatDrops } from '../wrappers/contract.js';
 import type { DemoClientReport } from '../demo/client.js';
 import { UsageError } from '../util/errors.js';
 import { execIn } from './exec.js';
-import { logLoss, logPathDown, logRestart } from './faults.js';
-import type { LabTopology } from './topology.js';
+import { LOG_FAULTS, faultTrace, formatLogLink, logLinkReport, runLogFault, type LogFault, type LogLinkReport } from './logfault.js';
 import { divergenceFigures, formatOutcomes, judgeDeterministic, judgeNondet, type DivergenceFigures } from './nondet.js';
 import { isRandomKind, type RandomOutcome } from '../demo/random.js';
 import { failuresByCode } from '../recovery/rebuild.js';
+import { GATEWAY_FAULTS, GatewayKiller, checkGatewayFault, formatGatewayKill, isGatewayFault, judgeGatewayKill, type GatewayFault, type GatewayKillReport } from './gwkill.js';
 
 type Kind = 'upload' | 'download' | 'echo' | 'kv' | 'stall' | 'random' | 'random-var';
 
@@ -135,60 +137,24 @@ export type Scenario = keyof typeof SCENARIOS;
 const PORTS: Record<Kind, number> = { upload: 5001, download: 5002, echo: 5003, kv: 5004, stall: 5005, random: 5006, 'random-var': 5007 };
 const ORACLE_PORT = 7071;
 
-export const LOG_FAULTS = {
-  'log-loss': 'loss, reordering and duplication on both log links',
-  'log-path-down': 'the log link in use goes down mid-transfer',
-  'log-restart': 'kill -9 of the log server mid-transfer, restarted on its disk store; the server crash follows',
-} as const;
-export type LogFault = keyof typeof LOG_FAULTS;
+export { LOG_FAULTS, type LogFault, type LogLinkReport };
 export type DrillLog = 'embedded' | 'embedded:disk' | 'remote';
 /** When the log fault starts: FAULT_AT_MS after the clients' start or at FAULT_AT_FRACTION of
  *  the transfer, whichever comes first (before the first crash, at 10% or later). */
 const FAULT_AT_MS = 300;
 const FAULT_AT_FRACTION = 0.05;
 
-export function checkLogFault(s: string): LogFault {
-  if (!(s in LOG_FAULTS)) throw new UsageError(`--fault: expected one of ${Object.keys(LOG_FAULTS).join(', ')}; got '${s}'`);
-  return s as LogFault;
-}
-
-/** The gateway's log link as the drill reports it (gateway status `logLink`, at the end). */
-export interface LogLinkReport {
-  fault: LogFault | null;
-  /** From the clients' start: the fault began (-1: not applied, the clients had finished). */
-  faultAtMs: number;
-  /** Epoch ms the fault was in place (log-restart: the gateway back with the restarted server); -1: never. */
-  faultReadyAt: number;
-  /** log-loss: 'netem' or the log server's userspace impairment. */
-  impairment?: 'netem' | 'userspace';
-  /** log-path-down: the link taken down (1 or 2). */
-  downLink?: number;
-  /** log-restart: from the kill to the gateway re-registered with the restarted server. */
-  restartMs?: number;
-  peer: string;
-  path: number;
-  datagramsOut: number;
-  retransmitted: number;
-  rejectsSent: number;
-  rejectsReceived: number;
-  duplicates: number;
-  replayed: number;
-  pathSwitches: number;
-  resyncs: number;
-  peerResyncs: number;
-  reconnects: number;
-  serverRestarts: number;
-  reRegistrations: number;
-  lostMessages: number;
-  bytesResent: number;
-  failures: number;
+/** A log-link fault (needs --log remote) or a gateway fault (gwkill.ts). */
+export function checkFault(s: string): LogFault | GatewayFault {
+  if (!(s in LOG_FAULTS) && !isGatewayFault(s)) throw new UsageError(`--fault: expected one of ${[...Object.keys(LOG_FAULTS), ...Object.keys(GATEWAY_FAULTS)].join(', ')}; got '${s}'`);
+  return s as LogFault | GatewayFault;
 }
 
 export interface DrillOptions {
   scenario: Scenario;
   log: DrillLog;
-  /** A log-link fault (needs log 'remote'). */
-  fault?: LogFault;
+  /** A log-link fault (needs log 'remote'), or a kill of the gateway (log 'embedded:disk'). */
+  fault?: LogFault | GatewayFault;
   /** upload/download bytes per connection (default: the scenario's, else 200 MB). */
   bytes?: number;
   /** echo/kv/stall connections (upload/download use `streams` each). */
@@ -271,6 +237,8 @@ export interface DrillReport {
   drops: Record<string, number>;
   /** With log 'remote': the log link's counters (null otherwise). */
   logLink: LogLinkReport | null;
+  /** With a gateway fault: its timing, the figure and the adoption (null otherwise). */
+  gatewayKill?: GatewayKillReport | null;
   durationMs: number;
 }
 
@@ -339,7 +307,10 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const fault = opts.fault ?? null;
   const sysctls = { ...(spec.clientSysctls ?? {}), ...(opts.clientSysctls ?? {}) };
   const clientTimeoutMs = spec.timeoutMs ?? 240_000;
-  if (fault !== null && opts.log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
+  const gwFault = fault !== null && isGatewayFault(fault) ? fault : null;
+  const logFault = gwFault === null ? (fault as LogFault | null) : null;
+  if (gwFault !== null) checkGatewayFault(gwFault, opts.log, crashes);
+  else if (fault !== null && opts.log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
   say(`lab ${name}: up (log ${opts.log}${fault ? `, fault ${fault}` : ''}${opts.offload === false ? ', --no-offload' : ''}); scenario ${opts.scenario}: ${spec.what}; ${crashes} crash(es) at ${targets.map((f) => f.toFixed(3)).join(', ') || '-'} of the transfer, seed ${opts.seed}`);
   const topo = await labUp({
     name, protect: kinds.map((k) => PORTS[k]), log: opts.log,
@@ -396,7 +367,14 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     // The log fault, ~0.3 s in (log-restart: the first crash waits for it).
     const clientsAt = Date.now();
     // ... or sooner, at FAULT_AT_FRACTION of the transfer, so that it precedes the first crash.
-    const faultRun = fault === null ? null : runLogFault(topo, fault, clientsAt, Promise.race([sleep(FAULT_AT_MS), reach(FAULT_AT_FRACTION)]), () => clientsDone, say);
+    const faultDue = () => Promise.race([sleep(FAULT_AT_MS), reach(FAULT_AT_FRACTION)]);
+    const faultRun = logFault === null ? null : runLogFault(topo, logFault, clientsAt, faultDue(), () => clientsDone, say);
+    // The gateway fault: the plain one at the same moment, the others around crash 1 (below).
+    const gw = gwFault === null ? null : new GatewayKiller(topo, gwFault, say);
+    const gwPlain = gw?.fault !== 'gateway-kill' ? null : faultDue().then(() => (clientsDone ? undefined : gw.killAndRestart(clientsAt)));
+    gwPlain?.catch(() => {});
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    let statusBeforeKill: any = null;
     // The crashes, while the clients run, each at its point of the transfer.
     const kills: Kill[] = [];
     const crashing = (async () => {
@@ -408,6 +386,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
           // The crash must need the restarted log server: only once the gateway is back with it.
           await faultRun!.ready;
         }
+        if (n === 1 && gwPlain !== null) await gwPlain; // the crash hits the restarted gateway
         if (n > 1 && spec.duringReplay) {
           await sleep(10 + rand() * 30);
         } else if (n === 1 && spec.trigger === 'idle') {
@@ -436,9 +415,12 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
           kills.push({ n, at: -1, listenedAt: -1, target, atFraction: leadingFraction(progressNow()) });
           break;
         }
+        if (n === 1 && gw?.fault === 'gateway-kill:rebuild') await gw.killAndRestart(clientsAt);
+        if (n === 1 && gw?.fault === 'gateway-kill:outage') await gw.kill(clientsAt);
         const atFraction = leadingFraction(progressNow());
         const at = Date.now();
         for (const s of servers) await s.kill9();
+        if (n === 1 && gw?.fault === 'gateway-kill:outage') await gw.restart();
         say(`crash ${n}: kill -9 of ${kinds.join(', ')} server(s) at ${(atFraction * 100).toFixed(1)}% of the transfer (target ${(target * 100).toFixed(1)}%)`);
         let listenedAt = -1;
         if (paused) {
@@ -450,11 +432,16 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         }
         for (const s of servers) listenedAt = Math.max(listenedAt, await s.listening(s.generation, 30_000));
         kills.push({ n, at, listenedAt, target, atFraction, ...(recvQ !== undefined ? { clientRecvQ: recvQ } : {}) });
+        if (n === 1 && gw?.fault === 'gateway-kill:before') {
+          statusBeforeKill = await gw.untilCaughtUp(at, servers.length);
+          if (!clientsDone) await gw.killAndRestart(clientsAt); // else reported as not applied
+        }
       }
     })();
     const [reports] = await Promise.all([running, crashing]);
 
     const faultInfo = faultRun === null ? null : await faultRun.done;
+    if (gwPlain !== null) await gwPlain;
     for (const c of captures) await c.stop();
     captures.length = 0;
     // The gateway's status; a gateway that does not answer is a failure of the drill, not an
@@ -474,7 +461,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     // Let the gateway's trace writer drain before reading it.
     await sleep(200);
     const pcap = await readFile(path.join(work, 'client.pcap'));
-    const traced = parseStabilityTrace(await readFile(trace, 'utf8'));
+    const traceText = await readFile(trace, 'utf8');
+    // Both gateways' advances are in the one trace (the restarted one appends): read as one.
+    const traced = parseStabilityTrace(traceText);
     const ports = kinds.map((k) => PORTS[k]);
     // One pass over the capture: the connections' verdicts and the stable-ack check.
     const inspected = inspectCapture(pcap, { trace: traced, serverPorts: ports });
@@ -496,7 +485,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         ...(r.outcomes ? { outcomes: r.outcomes } : {}),
       };
     });
-    const crashReports = crashTimeline(kills, st.recovery ?? [], kinds.map((k) => `${ADDRESSES.server}:${PORTS[k]}`), nondet);
+    // The dead gateway's recovery timelines (gateway-kill:before) died with it: merged here.
+    const timelines = [...(statusBeforeKill?.recovery ?? []), ...(st.recovery ?? [])];
+    const crashReports = crashTimeline(kills, timelines, kinds.map((k) => `${ADDRESSES.server}:${PORTS[k]}`), nondet);
     // nondet: a rebuild that failed for a divergence (code DIVERGED, one RST each way) is the
     // expected ending of a connection whose server regenerated other bytes; any other failure is not.
     const north = (st.north ?? {}) as Record<string, number>;
@@ -542,8 +533,10 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       if (c.verdict !== 'ok' && !divergenceReset(c)) failures.push(`inspect: ${c.verdict}: ${c.reason}`);
       if (failures.length > 20) break;
     }
-    const logLink = opts.log === 'remote' ? logLinkReport(fault, faultInfo, st.logLink) : null;
-    if (logLink !== null && fault !== null) {
+    const gatewayKill = gw === null ? null : gw.finish(pcap, ports, ipToU32(ADDRESSES.client), traceText, st);
+    if (gatewayKill !== null) failures.push(...judgeGatewayKill(gatewayKill));
+    const logLink = opts.log === 'remote' ? logLinkReport(logFault, faultInfo, st.logLink) : null;
+    if (logLink !== null && logFault !== null) {
       const trace = faultTrace(logLink);
       if (logLink.faultAtMs < 0) failures.push(`log fault ${fault}: the clients had finished before it: use more --bytes / --lines`);
       else if (trace !== null) failures.push(`log fault ${fault}: ${trace}`);
@@ -551,6 +544,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     if (opts.pcapDir) {
       makeDirs(opts.pcapDir); // not mkdir's recursive mode: it spins for ever under /proc (src/util/fs.ts)
       for (const f of ['client.pcap', 'server.pcap', 'stable.trace']) await copyFile(path.join(work, f), path.join(opts.pcapDir, f));
+      // The gateway's own log (both processes, with a gateway fault): it goes with the lab.
+      if (topo.gatewayLog !== null) await copyFile(topo.gatewayLog, path.join(opts.pcapDir, 'gateway.log')).catch(() => {});
     }
     return {
       scenario: opts.scenario, what: spec.what, lab: name, log: opts.log, seed: opts.seed, clientSysctls: sysctls, offload: opts.offload !== false, ok: failures.length === 0, failures, clients, divergence,
@@ -567,6 +562,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       north: st.north ?? {},
       drops: st.drops ?? {},
       logLink,
+      gatewayKill,
       durationMs: Date.now() - t0,
     };
   } finally {
@@ -575,110 +571,6 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     say(`lab ${name}: down`);
     await labDown(name);
     await rm(work, { recursive: true, force: true });
-  }
-}
-
-interface FaultInfo {
-  atMs: number;
-  readyAt: number;
-  impairment?: 'netem' | 'userspace';
-  downLink?: number;
-  restartMs?: number;
-}
-
-interface FaultRun {
-  /** The fault is in place (log-restart: the gateway is back with the restarted server). */
-  ready: Promise<void>;
-  /** Resolves once the fault step is over (at once for the faults that last to the end). */
-  done: Promise<FaultInfo>;
-  /** Undoes what lasts to the end (netem off, the link up again). */
-  undo(): Promise<void>;
-}
-
-/**
- * Applies `fault` FAULT_AT_MS after `clientsAt`. log-loss and log-path-down last until
- * undo(); log-restart kills and restarts the log server, then waits (bounded) until the
- * gateway reports the new server and an active link.
- */
-function runLogFault(topo: LabTopology, fault: LogFault, clientsAt: number, due: Promise<unknown>, clientsDone: () => boolean, say: (m: string) => void): FaultRun {
-  let undo: () => Promise<void> = async () => {};
-  const done = (async (): Promise<FaultInfo> => {
-    await due;
-    if (clientsDone()) return { atMs: -1, readyAt: -1 };
-    const atMs = Date.now() - clientsAt;
-    switch (fault) {
-      case 'log-loss': {
-        const impairment = await logLoss(topo, true);
-        undo = async () => { await logLoss(topo, false); };
-        say(`log fault: loss, reordering, duplication on both log links (${impairment})`);
-        return { atMs, readyAt: Date.now(), impairment };
-      }
-      case 'log-path-down': {
-        const st = await gatewayStatus(topo.name);
-        const which = (Number(st.logLink?.path ?? 0) + 1) as 1 | 2;
-        await logPathDown(topo, which, true);
-        undo = async () => { await logPathDown(topo, which, false); };
-        say(`log fault: log link ${which} down`);
-        return { atMs, readyAt: Date.now(), downLink: which };
-      }
-      case 'log-restart': {
-        const before = Number((await gatewayStatus(topo.name)).logLink?.client?.serverRestarts ?? 0);
-        const killedAt = Date.now();
-        const { oldPid, newPid } = await logRestart(topo);
-        say(`log fault: log server ${oldPid} killed (-9), restarted as ${newPid}`);
-        for (let i = 0; i < 100; i++) {
-          const ll = (await gatewayStatus(topo.name)).logLink;
-          if (Number(ll?.client?.serverRestarts ?? 0) > before && ll?.peer === 'active') break;
-          await sleep(50);
-        }
-        const restartMs = Date.now() - killedAt;
-        say(`log fault: the gateway is back with the restarted log server (${restartMs} ms after the kill)`);
-        return { atMs, readyAt: Date.now(), restartMs };
-      }
-    }
-  })();
-  done.catch(() => {}); // awaited by the drill; this only keeps an early exit from leaving it unhandled
-  const ready = done.then(() => {});
-  ready.catch(() => {});
-  return { ready, done, undo: () => undo() };
-}
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function logLinkReport(fault: LogFault | null, info: FaultInfo | null, ll: any): LogLinkReport {
-  const link = (ll?.link ?? {}) as Record<string, number>;
-  const cl = (ll?.client ?? {}) as Record<string, number>;
-  const n = (v: number | undefined) => (typeof v === 'number' ? v : 0);
-  return {
-    fault, faultAtMs: info?.atMs ?? -1, faultReadyAt: info?.readyAt ?? -1,
-    ...(info?.impairment ? { impairment: info.impairment } : {}),
-    ...(info?.downLink ? { downLink: info.downLink } : {}),
-    ...(info?.restartMs !== undefined ? { restartMs: info.restartMs } : {}),
-    peer: String(ll?.peer ?? 'unknown'), path: n(ll?.path),
-    datagramsOut: n(link.datagramsOut), retransmitted: n(link.retransmitted), rejectsSent: n(link.rejectsSent),
-    rejectsReceived: n(link.rejectsReceived), duplicates: n(link.duplicates), replayed: n(link.replayed),
-    pathSwitches: n(link.pathSwitches), resyncs: n(link.resyncs), peerResyncs: n(link.peerResyncs),
-    reconnects: n(cl.reconnects), serverRestarts: n(cl.serverRestarts), reRegistrations: n(cl.reRegistrations),
-    lostMessages: n(cl.lostMessages), bytesResent: n(cl.bytesResent), failures: n(cl.failures),
-  };
-}
-
-/** Why the counters do not show the fault, or null when they do. */
-function faultTrace(l: LogLinkReport): string | null {
-  switch (l.fault) {
-    case 'log-loss':
-      // Any trace of the impairment: a loss repaired (retransmission, REJECT) or a duplicate
-      // dropped. A drill with little log traffic (tiny-rcvbuf: a few MB at a crawl) can see
-      // no loss at 3 % and still the duplicates; with none of them the fault did not act.
-      // Below 200 datagrams (a download or tiny-rcvbuf drill logs a 21-byte request) a clean
-      // run is likely enough (P ≈ 0.95^n) that it proves nothing either way: not judged.
-      if (l.datagramsOut < 200) return null;
-      return l.retransmitted + l.rejectsSent + l.rejectsReceived + l.duplicates > 0 ? null : 'no retransmission, REJECT or duplicate on the log link';
-    case 'log-path-down':
-      return l.pathSwitches > 0 ? null : 'no path switch on the log link';
-    case 'log-restart':
-      return l.serverRestarts > 0 && l.reRegistrations > 0 ? null : 'the gateway saw no log server restart / re-registration';
-    default:
-      return null;
   }
 }
 
@@ -778,6 +670,7 @@ export function formatDrill(r: DrillReport): string {
     `  drops by reason: ${formatDrops(r.drops)}`,
     `  longest stall any client saw: ${r.longestStallMs.toFixed(1)} ms`,
     ...(r.logLink === null ? [] : formatLogLink(r.logLink)),
+    ...(r.gatewayKill ? formatGatewayKill(r.gatewayKill) : []),
     '',
     r.ok
       ? withOutcomes.length > 0
@@ -786,15 +679,4 @@ export function formatDrill(r: DrillReport): string {
       : `FAIL:\n${r.failures.map((f) => `  - ${f}`).join('\n')}`,
   );
   return lines.join('\n');
-}
-
-function formatLogLink(l: LogLinkReport): string[] {
-  const at = l.faultAtMs < 0 ? 'not applied' : `at ${l.faultAtMs} ms`;
-  const detail = l.impairment ? `, ${l.impairment}` : l.downLink ? `, link ${l.downLink} down` : l.restartMs !== undefined ? `, gateway back with the new server ${l.restartMs} ms after the kill` : '';
-  return [
-    '',
-    `  log link (remote log server): fault ${l.fault ?? 'none'}${l.fault ? ` (${at}${detail})` : ''}; peer ${l.peer}, on link ${l.path + 1}`,
-    `    link:   ${l.datagramsOut} datagrams out, ${l.retransmitted} retransmitted, REJECTs ${l.rejectsSent} sent / ${l.rejectsReceived} received, ${l.duplicates} duplicates, ${l.replayed} replayed, ${l.pathSwitches} path switches, ${l.resyncs} resyncs (peer ${l.peerResyncs})`,
-    `    client: ${l.reconnects} reconnects, ${l.serverRestarts} server restarts, ${l.reRegistrations} re-registrations, ${l.lostMessages} messages lost, ${(l.bytesResent / 1e6).toFixed(1)} MB resent, ${l.failures} FAILED`,
-  ];
 }

@@ -9,6 +9,11 @@
  *   logPathDown(topo, which, down) link 1 or 2 down (both ends) / up again
  *   logRestart(topo)               kill -9 the log server, start it again on the same disk store
  *
+ * and on the gateway itself (any lab with a gateway; `ftcp drill --fault gateway-kill`):
+ *
+ *   gatewayKill(topo)              kill -9 the gateway process (the TUN and the steering stay)
+ *   restartGateway(topo)           (lab.ts) the same command line again, as systemd's Restart=always
+ *
  * Each is undone by calling it again with the opposite argument (logRestart needs no undo);
  * `ftcp lab down` removes everything with the namespaces either way.
  */
@@ -19,6 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FtcpError } from '../util/errors.js';
 import { execCmd, mustExec } from './exec.js';
 import { startLogServer, type LabLogStore } from './logserver.js';
+import { pidAlive } from './lab.js';
 import type { LabTopology } from './topology.js';
 
 /** The netem settings of logLoss (each end, each direction). */
@@ -108,4 +114,19 @@ export async function logRestart(topo: LabTopology, store: LabLogStore = 'disk')
   await rm(join(topo.stateDir, 'logserver.ready'), { force: true });
   const newPid = await startLogServer(topo, 15_000, store);
   return { oldPid, newPid };
+}
+
+/**
+ * kill -9 the lab's gateway (a crash: no flush, no goodbye) and wait (bounded) until it is
+ * gone. Returns its pid and the epoch ms of the signal. What it leaves (the TUN device, the
+ * steering rules, the disk log, the stability trace) is what the next one must reuse.
+ */
+export async function gatewayKill(topo: LabTopology): Promise<{ pid: number; killedAt: number }> {
+  const pid = topo.gatewayPid;
+  if (pid === null || !pidAlive(pid)) throw new FtcpError('FTCP_LAB_FAULT', `gatewayKill: no gateway running in lab '${topo.name}'`);
+  const killedAt = Date.now();
+  process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 250 && pidAlive(pid); i++) await sleep(2);
+  if (pidAlive(pid)) throw new FtcpError('FTCP_LAB_FAULT', `gatewayKill: gateway ${pid} survived SIGKILL`);
+  return { pid, killedAt };
 }

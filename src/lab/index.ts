@@ -1,5 +1,5 @@
 /** The namespace lab: `ftcp lab`, the drills and the lab tests use this. */
-export { labUp, labDown, labStatus, withLab, listLeftovers, randomLabName, listNetns, netnsPids, pidAlive, REPO_ROOT } from './lab.js';
+export { labUp, labDown, labStatus, restartGateway, withLab, listLeftovers, randomLabName, listNetns, netnsPids, pidAlive, REPO_ROOT } from './lab.js';
 export type { LabUpOptions, LabStatus } from './lab.js';
 export { spawnIn, execIn, execCmd, type ExecResult } from './exec.js';
 export {
@@ -7,6 +7,6 @@ export {
   buildTopology, gatewayArgs, checkLabName, labNamespaces, labStateDir, parseProtectList,
 } from './topology.js';
 export type { LabTopology, ForwardMode, LabLogMode, LabNamespaces, LabEndpoints } from './topology.js';
-export { logLoss, logPathDown, logRestart, logServerPid, LOG_NETEM } from './faults.js';
+export { logLoss, logPathDown, logRestart, logServerPid, gatewayKill, LOG_NETEM } from './faults.js';
 export { startLogServer } from './logserver.js';
 export { LOG_SERVER_PORT, logServerArgs } from './topology.js';

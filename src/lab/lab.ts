@@ -285,6 +285,24 @@ async function startGateway(topo: LabTopology, opts: LabUpOptions, onSpawn: (pid
   const prog = opts.gatewayCommand ?? [process.execPath, join(REPO_ROOT, 'bin', 'ftcp.js')];
   const extra = [...(opts.divergence !== undefined ? ['--divergence', opts.divergence] : []), ...(opts.extraGatewayArgs ?? [])];
   const argv = [...prog, ...gatewayArgs(topo.protect, topo.log ?? 'embedded', topo.stateDir, extra)];
+  return spawnGateway(topo, argv, onSpawn, opts.readyTimeoutMs ?? 15_000, opts.signal);
+}
+
+/**
+ * Starts the lab's gateway again with the command line of the one before (as systemd's
+ * `Restart=always` does after a crash): the dead one's ready file is removed first, the new
+ * pid recorded in state.json once it is ready. The caller makes sure the old one is dead.
+ */
+export async function restartGateway(topo: LabTopology, readyTimeoutMs = 15_000): Promise<number> {
+  if (!topo.gatewayCommand) throw new FtcpError('FTCP_LAB_GATEWAY', `lab '${topo.name}' has no gateway command line to restart`);
+  await rm(join(topo.stateDir, 'gateway.ready'), { force: true });
+  const started = await spawnGateway(topo, topo.gatewayCommand, () => {}, readyTimeoutMs);
+  await writeState(topo);
+  return started.pid;
+}
+
+/** Spawns `argv` in <n>-gw, detached, and waits (bounded) for its ready file. */
+async function spawnGateway(topo: LabTopology, argv: string[], onSpawn: (pid: number) => void, timeoutMs: number, signal?: AbortSignal): Promise<{ pid: number; argv: string[] }> {
   const logFile = topo.gatewayLog!;
   const readyFile = join(topo.stateDir, 'gateway.ready');
   const fd = openSync(logFile, 'a');
@@ -310,7 +328,6 @@ async function startGateway(topo: LabTopology, opts: LabUpOptions, onSpawn: (pid
   topo.gatewayCommand = argv;
   await writeState(topo); // so that `down` finds it even if we die while waiting
 
-  const timeoutMs = opts.readyTimeoutMs ?? 15_000;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (existsSync(readyFile)) {
@@ -318,10 +335,11 @@ async function startGateway(topo: LabTopology, opts: LabUpOptions, onSpawn: (pid
         const ready = JSON.parse(readFileSync(readyFile, 'utf8')) as { pid?: unknown };
         const readyPid: number = typeof ready.pid === 'number' && Number.isInteger(ready.pid) && ready.pid > 0 ? ready.pid : pid;
         if (readyPid !== pid) onSpawn(readyPid);
+        topo.gatewayPid = readyPid;
         if (exited === null || pidAlive(readyPid)) return { pid: readyPid, argv };
       } catch { /* partly written: poll again */ }
     }
-    if (opts.signal?.aborted) throw new FtcpError('FTCP_LAB_ABORTED', `lab '${topo.name}': up interrupted while waiting for the gateway`);
+    if (signal?.aborted) throw new FtcpError('FTCP_LAB_ABORTED', `lab '${topo.name}': up interrupted while waiting for the gateway`);
     if (exited !== null) {
       throw new FtcpError('FTCP_LAB_GATEWAY', `gateway ${exited} before it was ready; ${logFile} ends with:\n${tailOf(logFile)}`);
     }

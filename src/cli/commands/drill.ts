@@ -1,16 +1,17 @@
 /**
  * ftcp drill [--scenario <s>] [--crashes N | --crash-at F,F..] [--seed S] [--log embedded|embedded:disk|remote]
- *            [--fault log-loss|log-path-down|log-restart]
+ *            [--fault log-loss|log-path-down|log-restart|gateway-kill[:before|:outage|:rebuild]]
  *            [--bytes N] [--streams N] [--connections N] [--lines N] [--no-offload] [--json] [--pcap <dir>]
  * ftcp drill --soak N [--soak-seed S] [--scenario <s>] [--json]
  */
 import { parseCli, parseIntFlag, parseSizeFlag } from '../args.js';
 import { FtcpError, UsageError } from '../../util/errors.js';
 import { makeDirs } from '../../util/fs.js';
-import { runDrill, formatDrill, checkScenario, checkLogFault, LOG_FAULTS, SCENARIOS, type DrillLog, type DrillOptions, type DrillReport, type Scenario } from '../../lab/drill.js';
+import { runDrill, formatDrill, checkScenario, checkFault, LOG_FAULTS, SCENARIOS, type DrillLog, type DrillOptions, type DrillReport, type Scenario } from '../../lab/drill.js';
 import { reportJsonReplacer } from '../../inspect/inspect.js';
 import { parseCrashAt } from '../../lab/placement.js';
 import { runSoak } from '../../lab/soak.js';
+import { GATEWAY_FAULTS, checkGatewayFault, isGatewayFault } from '../../lab/gwkill.js';
 
 const HELP = `usage: ftcp drill [options]        (root: builds a namespace lab, runs, removes it)
 
@@ -28,6 +29,11 @@ ${Object.entries(SCENARIOS).map(([k, v]) => `                        ${k.padEnd(
   --fault <f>         a log-link fault 0.3 s in or at 5% of the transfer, whichever is first
                       (needs --log remote):
 ${Object.entries(LOG_FAULTS).map(([k, v]) => `                        ${k.padEnd(13)} ${v}`).join('\n')}
+                      or a kill -9 of the gateway process, restarted with the same command line
+                      100 ms later as systemd's Restart=always would (needs --log embedded:disk: the
+                      memory log dies with the gateway); the variants place a server crash
+                      (--crashes >= 1) before its death, in its outage, or right after its restart:
+${Object.entries(GATEWAY_FAULTS).map(([k, v]) => `                        ${k.padEnd(20)} ${v}`).join('\n')}
   --bytes <n>         bytes per upload/download stream, 1..1T   (default 200000000, tiny-rcvbuf 4000000;
                                                                 100M, 2G also read)
   --streams <n>       upload/download connections, 1..64       (default 1)
@@ -37,7 +43,7 @@ ${Object.entries(LOG_FAULTS).map(([k, v]) => `                        ${k.padEnd
   --seed <s>          seed of the streams and the crash points, 0..2^48 (default 1)
   --client-sysctl <k=v>[,<k=v>]  set in the client's namespace first (e.g. net.ipv4.tcp_sack=0)
   --no-offload        run the gateway without TUN offloads (every packet at MTU size)
-  --pcap <dir>        keep the client- and server-side captures and the stability trace
+  --pcap <dir>        keep the client- and server-side captures, the stability trace and the gateway's log
   --json              print the report as JSON
   --soak <n>          n randomized drills (scenario, seed, crash count and points, log mode,
                       log fault, offloads, client sysctls), one line each and a summary; each
@@ -47,6 +53,7 @@ ${Object.entries(LOG_FAULTS).map(([k, v]) => `                        ${k.padEnd
 
 example: ftcp drill --scenario double-crash --seed 7 --pcap /tmp/drill
          ftcp drill --scenario upload --log remote --fault log-restart
+         ftcp drill --scenario upload --log embedded:disk --fault gateway-kill:before
          ftcp drill --scenario download --crash-at 0.2,0.5,0.7
          ftcp drill --soak 50 --soak-seed 4`;
 
@@ -102,14 +109,16 @@ export function parseDrillArgs(argv: string[]): DrillArgs {
   const soakSeed = parseIntFlag(values['soak-seed'], '--soak-seed', 1, 0, 2 ** 48);
   const log = values.log as DrillLog;
   if (log !== 'embedded' && log !== 'embedded:disk' && log !== 'remote') throw new UsageError(`--log: expected embedded, embedded:disk or remote, got '${values.log}'`);
-  const fault = values.fault === undefined ? undefined : checkLogFault(values.fault);
-  if (fault !== undefined && log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
+  const fault = values.fault === undefined ? undefined : checkFault(values.fault);
   const crashAt = values['crash-at'] === undefined ? undefined : parseCrashAt(values['crash-at']);
   if (crashAt !== undefined && crashes !== undefined && crashes !== crashAt.length) {
     throw new UsageError(`--crashes ${crashes} and --crash-at with ${crashAt.length} fraction(s) disagree`);
   }
+  const scenario = checkScenario(values.scenario ?? 'mixed');
+  if (fault !== undefined && isGatewayFault(fault)) checkGatewayFault(fault, log, crashAt?.length ?? crashes ?? SCENARIOS[scenario]!.crashes);
+  else if (fault !== undefined && log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
   const drill: DrillArgs['drill'] = {
-    scenario: checkScenario(values.scenario ?? 'mixed'),
+    scenario,
     log,
     ...(fault !== undefined ? { fault } : {}),
     ...(bytes !== undefined ? { bytes } : {}),
