@@ -232,6 +232,10 @@ export class Gateway {
   async adopt(): Promise<AdoptionStats> {
     const { south, north, table, log, logger, now } = this;
     await adoptFromLog({ table, south, north, log, logger, now, maxFlows: this.south.limits().maxFlows }, this.adoption);
+    // Each adopted connection starts from the log's stable point, which may be past the last one
+    // the dead gateway reported (a commit that finished as it died): the stability trace (the
+    // ack check's input) must know it before the first ack up to it leaves.
+    if (south.onStableAdvance !== null) for (const [, f] of table.flows()) if (f.adopted) south.onStableAdvance(f);
     return this.adoption;
   }
 
