@@ -6,8 +6,9 @@
  * the client, the ack invariant over both gateways' trace) and adopt every connection open at
  * the kill (none unprotected), each moving data again.
  *
- * Until the restarted gateway adopts connections from the log (issue 14 item 2), these fail
- * on the adoption checks (and whatever an unprotected connection then does): that is what
+ * Without adoption from the log (issue 14 item 2) these fail on the adoption checks. With
+ * i14-adopt's first commits they fail when an adopted connection crawls after the restart
+ * (one segment per retransmission timeout: BENCHMARKS.md, "Gateway restart"), which is what
  * they are for.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
