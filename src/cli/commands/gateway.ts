@@ -288,11 +288,7 @@ export async function run(argv: string[]): Promise<number> {
     if (logSpec === 'embedded' || logSpec === 'embedded:memory') {
       logger.warn('memory log: nothing survives a gateway process, nothing to adopt: connections open before this start pass UNPROTECTED (counted as unknownFlows)');
     } else {
-      await gw.adopt();
-      // An adopted connection's stable point is what the log holds, which may be past the dead
-      // gateway's last trace line (a write it had made durable but not yet heard of): the new
-      // gateway acks up to it, so the trace must say so before the first ack leaves.
-      if (tracer) for (const svc of gw.table.allServices()) for (const f of new Set(svc.flows.values())) if (f.adopted) tracer.trace(f);
+      await gw.adopt(); // (it traces each adopted connection's stable point: Gateway.adopt)
     }
     gw.start();
     if (control) {
