@@ -11,6 +11,7 @@
  */
 import { crashFractions, rng } from './placement.js';
 import { SCENARIOS, LOG_FAULTS, type DrillOptions, type DrillReport, type Scenario } from './drill.js';
+import { isRandomKind } from '../demo/random.js';
 
 /** One randomized drill, as options and as the command line that asks for them. */
 export interface SoakPlan {
@@ -53,7 +54,10 @@ export function soakPlan(soakSeed: number, index: number, scenarios: readonly Sc
   // 2..3), the idle one is placed by the idle connections (count only).
   if (spec.trigger === 'idle') plan.crashes = 1;
   else {
-    const n = scenario === 'double-crash' ? between(2, 3) : scenario === 'crash-storm' ? between(2, 5) : between(1, 3);
+    // A non-deterministic server's connections all end at the first crash (each reset for its
+    // counted divergence): a second crash would have nothing left to hit (the drill fails it).
+    const oneOnly = spec.kinds.some(isRandomKind);
+    const n = oneOnly ? 1 : scenario === 'double-crash' ? between(2, 3) : scenario === 'crash-storm' ? between(2, 5) : between(1, 3);
     plan.crashAt = crashFractions(n, rand, 0.1, 0.8);
   }
   // Sizes: short drills (a soak counts crashes), larger where a log fault needs time to act,

@@ -70,6 +70,12 @@ describe('soak randomizer', () => {
     }
   });
 
+  it('a non-deterministic scenario gets one crash: its connections all end, reset, at the first (soak seed 602 drew two and failed)', () => {
+    const plans = Array.from({ length: 600 }, (_, i) => soakPlan(3, i)).filter((p) => p.scenario.startsWith('nondet'));
+    expect(plans.length).toBeGreaterThan(10);
+    for (const p of plans) expect(p.crashAt).toHaveLength(1);
+  });
+
   it('covers every dimension over a soak', () => {
     const plans = Array.from({ length: 600 }, (_, i) => soakPlan(3, i));
     expect(new Set(plans.map((p) => p.scenario))).toEqual(new Set(Object.keys(SCENARIOS)));
