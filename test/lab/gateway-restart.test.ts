@@ -31,10 +31,13 @@ async function waitFor<T>(what: string, fn: () => Promise<T | null> | T | null, 
   }
 }
 
-/** Times (epoch ms) of the captured client→server segments of the protected port. */
-async function segmentTimes(ns: string, pcap: string): Promise<number[]> {
+/** Time (epoch ms) and TCP payload length of each captured client→server segment of the protected port. */
+async function segments(ns: string, pcap: string): Promise<{ t: number; len: number }[]> {
   const r = await execIn(ns, 'tcpdump', ['-r', pcap, '-n', '-tt', `tcp and dst port ${PORT}`]);
-  return r.stdout.split('\n').filter(Boolean).map((l) => Number(l.split(' ')[0]) * 1000);
+  return r.stdout.split('\n').filter(Boolean).map((l) => ({
+    t: Number(l.split(' ')[0]) * 1000,
+    len: Number(/length (\d+)/.exec(l)?.[1] ?? 0),
+  }));
 }
 
 async function kernelState(ns: string): Promise<{ link: string; rules: string; table: string }> {
@@ -56,7 +59,9 @@ describe('gateway restart in place (lab)', () => {
       server = await startDemoServer(topo.namespaces.server, 'upload', `${ADDRESSES.server}:${PORT}`);
       const cap = await startCapture(topo.namespaces.server, topo.interfaces.server, pcap, `tcp and dst port ${PORT}`);
       const client = startLiveDemoClient(topo.namespaces.client, ['--kind', 'upload', '--connect', `${ADDRESSES.server}:${PORT}`, '--bytes', '4G', '--timeout-ms', '60000']);
-      expect(await client.until((p) => p.done > 4_000_000)).not.toBeNull();
+      // The client's count is of bytes written to its socket; up to tcp_wmem's 4 MiB of them may
+      // still sit in its send buffer, so past 8.5 MB at least 4 MB went through the gateway.
+      expect(await client.until((p) => p.done > 8_500_000)).not.toBeNull();
 
       // 1. kill -9: the TUN, its route, the blackhole and the rules stay; the TUN has no carrier.
       const oldPid = topo.gatewayPid!;
@@ -95,13 +100,14 @@ describe('gateway restart in place (lab)', () => {
       await sleep(300);
       await cap.stop();
 
-      const times = await segmentTimes(topo.namespaces.server, pcap);
-      const before = times.filter((t) => t < killedAt);
+      const segs = await segments(topo.namespaces.server, pcap);
+      const times = segs.map((s) => s.t);
+      const beforeBytes = segs.filter((s) => s.t < killedAt).reduce((n, s) => n + s.len, 0);
       // A segment already queued on the veth when the gateway died may land a few ms later.
       const whileDead = times.filter((t) => t > killedAt + 100 && t < restartAt);
       const after = times.filter((t) => t >= restartAt);
-      // The upload ran through the gateway: 4 MB, in 64 KiB super-packets at most (TSO on the veth).
-      expect(before.length).toBeGreaterThanOrEqual(Math.floor(4_000_000 / 65_536));
+      // The upload ran through the gateway: at least 4 MB of payload reached the server before the kill.
+      expect(beforeBytes).toBeGreaterThanOrEqual(4_000_000);
       expect(whileDead).toEqual([]); // fail closed
       expect(after.length).toBeGreaterThan(0); // the client's retransmissions pass the new gateway
       expect(st.start).toMatchObject({ action: 'reused', restarted: true, starts: 2 });
