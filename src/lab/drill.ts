@@ -143,6 +143,8 @@ export type DrillLog = 'embedded' | 'embedded:disk' | 'remote';
  *  the transfer, whichever comes first (before the first crash, at 10% or later). */
 const FAULT_AT_MS = 300;
 const FAULT_AT_FRACTION = 0.05;
+/** log-restart: where the clients wait for the restarted log server (see `held`). */
+const LOG_RESTART_HOLD_AT = 0.5;
 
 /** A log-link fault (needs --log remote) or a gateway fault (gwkill.ts). */
 export function checkFault(s: string): LogFault | GatewayFault {
@@ -369,6 +371,21 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     // ... or sooner, at FAULT_AT_FRACTION of the transfer, so that it precedes the first crash.
     const faultDue = () => Promise.race([sleep(FAULT_AT_MS), reach(FAULT_AT_FRACTION)]);
     const faultRun = logFault === null ? null : runLogFault(topo, logFault, clientsAt, faultDue(), () => clientsDone, say);
+    // log-restart: the restart can outlast a fast transfer (soak seed 601: a 390 MB download at
+    // 891 Mb/s; seed 604: tiny-rcvbuf), and the server crash must come after it. The clients
+    // stop reading at LOG_RESTART_HOLD_AT of the transfer until the gateway is back with the
+    // restarted log server (uploads stall by themselves: nothing is stable, nothing acked).
+    const held = logFault !== 'log-restart' ? null : (async (): Promise<void> => {
+      let back = false;
+      void faultRun!.ready.then(() => { back = true; });
+      if (!(await reach(LOG_RESTART_HOLD_AT)) || back) return;
+      for (const { c } of live) c.command('pause');
+      say(`log fault: the clients hold at ${LOG_RESTART_HOLD_AT * 100}% of the transfer until the log server is back`);
+      await faultRun!.ready;
+      for (const { c } of live) c.command('resume');
+      say('log fault: the clients read again');
+    })();
+    held?.catch(() => {});
     // The gateway fault: the plain one at the same moment, the others around crash 1 (below).
     const gw = gwFault === null ? null : new GatewayKiller(topo, gwFault, say);
     const gwPlain = gw?.fault !== 'gateway-kill' ? null : faultDue().then(() => (clientsDone ? undefined : gw.killAndRestart(clientsAt)));
@@ -385,6 +402,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         if (n === 1 && fault === 'log-restart') {
           // The crash must need the restarted log server: only once the gateway is back with it.
           await faultRun!.ready;
+          await held; // and the clients read again
         }
         if (n === 1 && gwPlain !== null) await gwPlain; // the crash hits the restarted gateway
         if (n > 1 && spec.duringReplay) {

@@ -117,6 +117,29 @@ describe('ftcp drill --log remote with log-link faults (lab)', () => {
     expect(rep.crashes[0].killedAt).toBeGreaterThan(rep.logLink.faultReadyAt);
   });
 
+  it('log-restart with a slow, short download (tiny-rcvbuf, 4 MB): the clients hold until the log server is back, so the crash still finds them', async () => {
+    // Soak seed 604: the 4 MB download finished while the log server restarted, and the
+    // crash that must need the restarted log could not be placed (the drill failed).
+    const r = await execCmd(
+      process.execPath,
+      [FTCP, 'drill', '--scenario', 'tiny-rcvbuf', '--seed', '505382', '--log', 'remote', '--fault', 'log-restart', '--crash-at', '0.1334', '--no-offload', '--json'],
+      { timeoutMs: 100_000 },
+    );
+    let rep;
+    try {
+      rep = JSON.parse(r.stdout);
+    } catch {
+      throw new Error(`drill tiny-rcvbuf --fault log-restart: exit ${r.code}, no JSON report; stderr:\n${r.stderr.slice(-3000)}`);
+    }
+    expect(rep.failures).toEqual([]);
+    expect(rep.ok).toBe(true);
+    expect(rep.logLink.serverRestarts).toBe(1);
+    expect(rep.crashes).toHaveLength(1);
+    expect(rep.crashes[0].killedAt).toBeGreaterThan(rep.logLink.faultReadyAt);
+    expect(rep.verdicts).toEqual({ ok: 1 });
+    expect(await listLeftovers(rep.lab)).toEqual([]);
+  });
+
   it('refuses --fault without --log remote (exit 2, before building anything)', async () => {
     const r = await execCmd(process.execPath, [FTCP, 'drill', '--fault', 'log-loss'], { timeoutMs: 30_000 });
     expect(r.code).toBe(2);
