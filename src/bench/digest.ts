@@ -162,7 +162,7 @@ function memNow(): { js: number; rss: number } {
 
 /**
  * Per idle connection: what V8 accounts (heap + external) and the growth of the resident set,
- * which also sees the hash state OpenSSL allocates outside V8 (a partial block's SHA-1 context).
+ * which also sees what lives outside the V8 heap (a partial block's hash state).
  */
 export interface IdleFigures { connections: number; bytesEach: number; bytesPerConnection: number; rssPerConnection: number; blockHashBytes: number }
 
@@ -238,7 +238,7 @@ export async function digestMain(argv: string[]): Promise<number> {
   const m = result.memory;
   const f = (x: number, d = 0) => x.toFixed(d);
   process.stdout.write([
-    `digest (${B}-byte blocks, SHA-1 → 64 bits), ${mb} MiB per run, median of ${runs}:`,
+    `digest (${B}-byte blocks, xxHash64), ${mb} MiB per run, median of ${runs}:`,
     `  digest alone:        ${f(result.digestAlone.mbPerS)} MB/s, ${f(result.digestAlone.usPerBlock, 1)} µs per block, ${f(result.digestAlone.cpuSPerGb, 2)} CPU s per GiB`,
     `  through the gateway: off ${f(g.nsPerSegmentOff)} ns/segment (${f(g.cpuSPerGbOff, 2)} CPU s per GiB), reset ${f(g.nsPerSegmentOn)} ns/segment (${f(g.cpuSPerGbOn, 2)} CPU s per GiB): +${f(g.overheadPct, 1)}%`,
     `  digest memory:       ${f(m.digestBytesPerGb / 1024)} KiB per GiB forwarded (block hashes)`,

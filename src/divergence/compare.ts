@@ -20,8 +20,7 @@
  */
 import { Reassembler } from '../log/reassembler.js';
 import type { Offset } from '../wire/seq.js';
-import { hash64, newHashState, type DigestBudget, type DigestSnapshot, type OutDigest } from './digest.js';
-import type { Hash } from 'node:crypto';
+import { hash64, newHashState, type HashState, type DigestBudget, type DigestSnapshot, type OutDigest } from './digest.js';
 
 /** The first difference found. */
 export interface Mismatch {
@@ -42,7 +41,7 @@ export class Comparator {
   private readonly snap: DigestSnapshot;
   private readonly reasm: Reassembler;
   /** Running hash of the block being compared below acked0. */
-  private h: Hash | null = null;
+  private h: HashState | null = null;
   mismatch: Mismatch | null = null;
   /** No more comparison (a mismatch, or stopped by the caller); originals are still sent. */
   stopped = false;
