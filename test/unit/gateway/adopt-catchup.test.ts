@@ -17,11 +17,11 @@ import { seqDiff, seqGe, type Seq } from '../../../src/wire/seq.js';
 const IN0 = 2300;
 const LOST = 700;
 
-/** The server's duplicate ack of old data (Linux tcp_send_dupack): its rcv_nxt, TS.Recent `ecr`, a D-SACK of [from, to). */
-function dupAck(s: Server, c: Client, ecr: number, from: number, to: number): Buffer {
+/** The server's duplicate ack of old data (Linux tcp_send_dupack): its rcv_nxt, TS.Recent `ecr`, SACK blocks (in-stream offsets; a D-SACK first). */
+function dupAck(s: Server, c: Client, ecr: number, blocks: Array<[number, number]>): Buffer {
   return emitTcpPacket({
     src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: CPORT, seq: s.seq(s.sndNxt), ack: c.seq(s.rcvNxt), flags: TCP_ACK, window: 400,
-    options: encodeOpts(++s.tsVal, ecr, [[c.seq(from), c.seq(to)]]),
+    options: encodeOpts(++s.tsVal, ecr, blocks.map(([a, b]) => [c.seq(a), c.seq(b)])),
   });
 }
 
@@ -49,6 +49,18 @@ function seen(c: Client, l: Seg[]): Array<{ ack: number; ecr: number; sack: Arra
       csumOk: tcpChecksumOk(x.raw, 0),
     };
   });
+}
+
+/** Gateway h takes server segment `pkt`; the log makes what it holds stable; what went to the client. */
+async function throughStable(h: Harness, c: Client, pkt: Buffer): Promise<ReturnType<typeof seen>> {
+  const out = h.send(pkt);
+  await h.settle();
+  h.stabilizeAll();
+  await h.settle();
+  out.push(...h.drain());
+  const got = seen(c, out);
+  expect(got.length).toBeGreaterThan(0);
+  return got;
 }
 
 /** Gateway 1 forwarded LOST bytes the server took and died before they were stable; gateway 2 adopts. */
@@ -81,13 +93,7 @@ describe('an adopted connection catching up: no stale echo or D-SACK of the serv
     const { h, c, s, staleEcr } = await killedWithBytesAtServer();
     const floor = resend(h, c);
     expect(seqGe(floor as Seq, (staleEcr + 1) as Seq)).toBe(true);
-    const out = h.send(dupAck(s, c, staleEcr, IN0 + LOST - 100, IN0 + LOST));
-    await h.settle();
-    h.stabilizeAll();
-    await h.settle();
-    out.push(...h.drain());
-    const got = seen(c, out);
-    expect(got.length).toBeGreaterThan(0);
+    const got = await throughStable(h, c, dupAck(s, c, staleEcr, [[IN0 + LOST - 100, IN0 + LOST]]));
     expect(got.at(-1)!.ack).toBe(IN0 + LOST); // the held ack, released once the resent bytes are stable
     for (const g of got) {
       expect(g.csumOk).toBe(true);
@@ -102,15 +108,7 @@ describe('an adopted connection catching up: no stale echo or D-SACK of the serv
     const { h, c, s, staleEcr } = await killedWithBytesAtServer();
     resend(h, c);
     // A second block, above the server's ack: out-of-order bytes it holds (RFC 2883 puts the D-SACK first).
-    const two = encodeOpts(++s.tsVal, staleEcr, [[c.seq(IN0), c.seq(IN0 + 100)], [c.seq(IN0 + LOST + 200), c.seq(IN0 + LOST + 300)]]);
-    const q = emitTcpPacket({ src: SERVER, dst: CLIENT, srcPort: SPORT, dstPort: CPORT, seq: s.seq(s.sndNxt), ack: c.seq(s.rcvNxt), flags: TCP_ACK, window: 400, options: two });
-    const out = h.send(q);
-    await h.settle();
-    h.stabilizeAll();
-    await h.settle();
-    out.push(...h.drain());
-    const got = seen(c, out);
-    expect(got.length).toBeGreaterThan(0);
+    const got = await throughStable(h, c, dupAck(s, c, staleEcr, [[IN0, IN0 + 100], [IN0 + LOST + 200, IN0 + LOST + 300]]));
     for (const g of got) {
       expect(g.csumOk).toBe(true);
       expect(g.sack).toEqual([[IN0 + LOST + 200, IN0 + LOST + 300]]);
@@ -120,7 +118,7 @@ describe('an adopted connection catching up: no stale echo or D-SACK of the serv
   it('once the server echoes a current TSval and the client is acked past what the server had, its segments pass as they are', async () => {
     const { h, c, s, staleEcr } = await killedWithBytesAtServer();
     resend(h, c);
-    h.send(dupAck(s, c, staleEcr, IN0 + LOST - 100, IN0 + LOST));
+    h.send(dupAck(s, c, staleEcr, [[IN0 + LOST - 100, IN0 + LOST]]));
     await h.run(c, s); // stable, acked to the client, new bytes both ways: the server's echoes are current now
     expect(c.maxAck).toBe(IN0 + LOST);
     h.tun.inject(...c.write(300)).flush();
@@ -129,7 +127,7 @@ describe('an adopted connection catching up: no stale echo or D-SACK of the serv
     expect(f.catchUpTsOn).toBe(false);
     // A D-SACK the network made (a duplicated segment) now reaches the client, as without a restart.
     const current = c.tsVal >>> 0;
-    const out = h.send(dupAck(s, c, current, IN0 + LOST, IN0 + LOST + 300));
+    const out = h.send(dupAck(s, c, current, [[IN0 + LOST, IN0 + LOST + 300]]));
     const got = seen(c, out);
     expect(got).toHaveLength(1);
     expect(got[0]!.ecr).toBe(current);

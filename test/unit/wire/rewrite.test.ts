@@ -24,6 +24,18 @@ function recomputed(p: Buffer): [number, number] {
   return [q.readUInt16BE(10), q.readUInt16BE(36)];
 }
 
+/** A packet of `r` with the option bytes `raw` (padded to 4), parsed. */
+function withOptions(r: Parameters<typeof emitTcpPacket>[0], raw: number[]): { p: Buffer; info: PacketInfo; o: TcpOptions } {
+  const bytes = [...raw];
+  while (bytes.length % 4) bytes.push(0);
+  const p = emitTcpPacket({ ...r, options: Uint8Array.from(bytes) });
+  const info = new PacketInfo();
+  parsePacket(p, 0, p.length, info);
+  const o = new TcpOptions();
+  expect(parseTcpOptions(p, info.optOff, info.optLen, o)).toBe(true);
+  return { p, info, o };
+}
+
 describe('rewrite: in-place field changes keep both checksums exact', () => {
   it('seq, ack, ports, window, addresses on random packets', () => {
     fc.assert(fc.property(arbTcpRepr, u32, u32, u16, u16, u16, u32, u32, (r, seq, ack, sp, dp, win, src, dst) => {
@@ -48,13 +60,7 @@ describe('rewrite: in-place field changes keep both checksums exact', () => {
     fc.assert(fc.property(arbTcpRepr, fc.constantFrom(...leads), u32, u32, u32, (r, lead, a, b, c) => {
       const ts = [8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
       const sack = [5, 10, 0, 0, 0, 3, 0, 0, 0, 4];
-      const raw = [...lead, ...ts, ...sack];
-      while (raw.length % 4) raw.push(0);
-      const p = emitTcpPacket({ ...r, options: Uint8Array.from(raw) });
-      const info = new PacketInfo();
-      parsePacket(p, 0, p.length, info);
-      const o = new TcpOptions();
-      expect(parseTcpOptions(p, info.optOff, info.optLen, o)).toBe(true);
+      const { p, o } = withOptions(r, [...lead, ...ts, ...sack]);
       expect((o.tsOff - 20) % 2).toBe(lead.length % 2);
       tcpSetU32(p, 20, o.tsOff + 2, a);
       tcpSetU32(p, 20, o.tsOff + 6, b);
@@ -76,13 +82,7 @@ describe('rewrite: in-place field changes keep both checksums exact', () => {
         b.writeUInt32BE((l + n) >>> 0, 4);
         sack.push(...b);
       }
-      const raw = [...lead, ...sack];
-      while (raw.length % 4) raw.push(0);
-      const p = emitTcpPacket({ ...r, options: Uint8Array.from(raw) });
-      const info = new PacketInfo();
-      parsePacket(p, 0, p.length, info);
-      const o = new TcpOptions();
-      expect(parseTcpOptions(p, info.optOff, info.optLen, o)).toBe(true);
+      const { p, info, o } = withOptions(r, [...lead, ...sack]);
       const below = blocks.filter(([l, n]) => seqLe(((l + n) >>> 0) as Seq, ack as Seq));
       const kept = blocks.filter((b) => !below.includes(b));
       expect(tcpDropSackBelow(p, 20, info.optOff, info.optLen, o.sackOff, o.sackCount, ack as Seq)).toBe(below.length);
