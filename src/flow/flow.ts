@@ -161,6 +161,15 @@ export class Flow {
   adopted = false;
   /** ADOPT_CLIENT | ADOPT_SERVER: the sides not learnt yet (0: none left, or not adopted). */
   adopting = 0;
+  /**
+   * An adopted flow catching up (src/wrappers/south-catchup.ts): the TSval of the client's first
+   * segment this gateway saw (an echo older than it is stale) while `catchUpTsOn`, and the
+   * server's cumulative ack as first learnt (in-stream offset; -1: off) while the client may
+   * still resend bytes the server had, which draw D-SACKs.
+   */
+  catchUpTs = 0 as Seq;
+  catchUpTsOn = false;
+  catchUpEnd = -1;
   /** Extra flow-table keys (FlowTable.alias), or null. */
   aliases: number[] | null = null;
 

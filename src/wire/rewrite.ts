@@ -14,7 +14,8 @@ import {
   readU16, readU32, writeU16, writeU32,
 } from './ipv4.js';
 import { TCP_OFF_ACK, TCP_OFF_CHECKSUM, TCP_OFF_DST_PORT, TCP_OFF_SEQ, TCP_OFF_SRC_PORT, TCP_OFF_WINDOW } from './tcp.js';
-import type { Seq } from './seq.js';
+import { seqLe, type Seq } from './seq.js';
+import { TCPOPT_NOP } from './tcp-options.js';
 
 /** UDP (RFC 768): the checksum field, and the header length. */
 const UDP_OFF_CHECKSUM = 6;
@@ -104,4 +105,39 @@ export function ipv4SetSrc(buf: Buffer, ipOff: number, addr: number, l4Len: numb
 }
 export function ipv4SetDst(buf: Buffer, ipOff: number, addr: number, l4Len: number): void {
   ipv4SetAddr(buf, ipOff, IPV4_OFF_DST, addr, l4Len);
+}
+
+/**
+ * Removes the SACK blocks of a TCP segment whose right edge is at or before `ack` (a D-SACK,
+ * RFC 2883: a block below the cumulative ack reports a duplicate the receiver got), in place.
+ * The option keeps its place: the blocks left are moved up, its length lowered, and the bytes
+ * freed become NOPs (an option with no block left becomes NOPs entirely: a SACK option needs
+ * one). `sackOff`, `count`: TcpOptions.sackOff / sackCount from parseTcpOptions on this
+ * buffer. The TCP checksum is updated over the option area (optOff is 4-aligned from the
+ * header, optLen a multiple of 4). Returns the number of blocks removed.
+ */
+export function tcpDropSackBelow(buf: Buffer, tcpOff: number, optOff: number, optLen: number, sackOff: number, count: number, ack: Seq): number {
+  let kept = 0;
+  for (let i = 0; i < count; i++) {
+    if (!seqLe(readU32(buf, sackOff + 8 * i + 4) as Seq, ack)) kept++;
+  }
+  if (kept === count) return 0;
+  const oldSum = foldSum(onesSum(buf, optOff, optLen));
+  let w = sackOff;
+  for (let i = 0; i < count; i++) {
+    const b = sackOff + 8 * i;
+    if (seqLe(readU32(buf, b + 4) as Seq, ack)) continue;
+    if (w !== b) buf.copy(buf, w, b, b + 8);
+    w += 8;
+  }
+  const kind = sackOff - 2;
+  if (kept === 0) {
+    buf.fill(TCPOPT_NOP, kind, sackOff + 8 * count);
+  } else {
+    buf[kind + 1] = 2 + 8 * kept;
+    buf.fill(TCPOPT_NOP, w, sackOff + 8 * count);
+  }
+  const c = tcpOff + TCP_OFF_CHECKSUM;
+  writeU16(buf, c, csumReplaceSum(readU16(buf, c), oldSum, foldSum(onesSum(buf, optOff, optLen))));
+  return count - kept;
 }

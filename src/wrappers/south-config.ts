@@ -170,4 +170,7 @@ export class SouthStats {
   adoptLearntServer = 0;
   /** Segments of an adopted connection that failed the checks: dropped (ADOPT_UNCHECKED). */
   adoptUnchecked = 0;
+  /** Catching up (south-catchup.ts): stale timestamp echoes rewritten, D-SACK blocks removed, toward the client. */
+  adoptStaleEchoes = 0;
+  adoptDsacksRemoved = 0;
 }

@@ -15,9 +15,10 @@ import { TcpOptions, parseTcpOptions, tsValOf } from '../wire/tcp-options.js';
 import { applySynOptions } from '../flow/syn-options.js';
 import { FORWARD, DropReason, type WrapperVerdict } from './contract.js';
 import { SouthStableAcks } from './south-stable.js';
+import { catchUpClient, catchUpServer } from './south-catchup.js';
 
 export abstract class SouthJudge extends SouthStableAcks {
-  private readonly opts = new TcpOptions();
+  protected readonly opts = new TcpOptions();
 
   // ---- client segments ---------------------------------------------------------------
 
@@ -254,6 +255,7 @@ export abstract class SouthJudge extends SouthStableAcks {
     if (end > flow.maxRightEdge) flow.maxRightEdge = end; // the server offered at least what the client sent
     if (flow.tsOk && p.optLen > 0 && parseTcpOptions(buf, p.optOff, p.optLen, this.opts) && this.opts.tsOff >= 0) {
       flow.lastTsToClient = this.opts.tsEcr; // the latest TSval it got from the server, in its numbering
+      catchUpClient(flow, this.opts.tsVal);
     }
     return -1;
   }
@@ -285,6 +287,7 @@ export abstract class SouthJudge extends SouthStableAcks {
     if (end > flow.cliRightEdge) flow.cliRightEdge = end; // the client offered at least what the server sent
     if (acked > flow.delivered) flow.delivered = acked;
     if (acked - 1 > flow.high) flow.high = acked - 1;
+    catchUpServer(flow, acked);
     if (flow.tsOk) {
       const ts = tsValOf(buf, p, this.opts);
       if (ts >= 0) flow.lastTsToClient = ts as Seq;

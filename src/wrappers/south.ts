@@ -23,6 +23,8 @@
  *                    upcall and the releases of held ACKs and FINs
  *   south-judge.ts   acceptability (RFC 793/5961): SYNs, the handshake, FIN rules, windows,
  *                    and the checks of an adopted connection's first segments (adopt*)
+ *   south-catchup.ts an adopted connection catching up after a gateway restart: no stale
+ *                    timestamp echo or D-SACK of the server's reaches the client
  *   south.ts         this file: SouthWrapper, the per-packet entry (fromClient, fromServer)
  */
 import { u32ToIp } from '../wire/addr.js';
@@ -33,6 +35,7 @@ import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/tcp.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { FORWARD, DropReason, type Wrapper, type WrapperVerdict } from './contract.js';
 import { SouthJudge } from './south-judge.js';
+import { catchUp } from './south-catchup.js';
 
 export { NO_SOUTH_EVENTS, SouthStats, defaultSouthOptions, type SouthEvents, type SouthOptions } from './south-config.js';
 
@@ -215,6 +218,8 @@ export class SouthWrapper extends SouthJudge implements Wrapper {
       const bad = this.serverUnacceptable(flow, buf, p);
       if (bad !== -1) return bad;
     }
+    // An adopted flow catching up: no stale echo or D-SACK reaches the client (south-catchup.ts).
+    if (flow.adopted) catchUp(flow, buf, p, this.opts, this.stats);
     this.serverTs(flow, buf, p);
     this.events.serverAccepted(flow, p);
     if (flags & TCP_FIN && !(flags & TCP_RST) && !this.releasing && this.finRepeated(flow, p)) return DropReason.FIN_RETRANSMIT;

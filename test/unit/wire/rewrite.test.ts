@@ -7,8 +7,8 @@ import {
   TCP_MIN_HEADER, TCP_OFF_ACK, TCP_OFF_CHECKSUM, TCP_OFF_DATA_OFFSET, TCP_OFF_DST_PORT, TCP_OFF_FLAGS, TCP_OFF_SEQ,
   TCP_OFF_SRC_PORT, TCP_OFF_URGENT, TCP_OFF_WINDOW, emitTcpPacket, fillIpv4HeaderChecksum, fillTcpChecksum,
   ipv4FragmentOffset, ipv4HeaderChecksumOk, ipv4HeaderLen, ipv4IsFragment, ipv4SetDst, ipv4SetSrc, ipv4Version,
-  parsePacket, parseTcpOptions, parseTcpPacket, readU16, readU32, seqAdd, tcpChecksumOk, tcpFlagsString, tcpHeaderLen,
-  tcpSetAck, tcpSetDstPort, tcpSetSeq, tcpSetSrcPort, tcpSetU32, tcpSetWindow, writeU16, writeU32, TCP_ACK, TCP_PSH,
+  parsePacket, parseTcpOptions, parseTcpPacket, readU16, readU32, seqAdd, seqLe, tcpChecksumOk, tcpFlagsString, tcpHeaderLen,
+  tcpDropSackBelow, tcpSetAck, tcpSetDstPort, tcpSetSeq, tcpSetSrcPort, tcpSetU32, tcpSetWindow, writeU16, writeU32, TCP_ACK, TCP_PSH,
 } from '../../../src/wire/index.js';
 import { arbTcpRepr } from './arbitraries.js';
 import type { Seq } from '../../../src/wire/seq.js';
@@ -22,6 +22,18 @@ function recomputed(p: Buffer): [number, number] {
   fillIpv4HeaderChecksum(q, 0);
   fillTcpChecksum(q, 0);
   return [q.readUInt16BE(10), q.readUInt16BE(36)];
+}
+
+/** A packet of `r` with the option bytes `raw` (padded to 4), parsed. */
+function withOptions(r: Parameters<typeof emitTcpPacket>[0], raw: number[]): { p: Buffer; info: PacketInfo; o: TcpOptions } {
+  const bytes = [...raw];
+  while (bytes.length % 4) bytes.push(0);
+  const p = emitTcpPacket({ ...r, options: Uint8Array.from(bytes) });
+  const info = new PacketInfo();
+  parsePacket(p, 0, p.length, info);
+  const o = new TcpOptions();
+  expect(parseTcpOptions(p, info.optOff, info.optLen, o)).toBe(true);
+  return { p, info, o };
 }
 
 describe('rewrite: in-place field changes keep both checksums exact', () => {
@@ -48,13 +60,7 @@ describe('rewrite: in-place field changes keep both checksums exact', () => {
     fc.assert(fc.property(arbTcpRepr, fc.constantFrom(...leads), u32, u32, u32, (r, lead, a, b, c) => {
       const ts = [8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
       const sack = [5, 10, 0, 0, 0, 3, 0, 0, 0, 4];
-      const raw = [...lead, ...ts, ...sack];
-      while (raw.length % 4) raw.push(0);
-      const p = emitTcpPacket({ ...r, options: Uint8Array.from(raw) });
-      const info = new PacketInfo();
-      parsePacket(p, 0, p.length, info);
-      const o = new TcpOptions();
-      expect(parseTcpOptions(p, info.optOff, info.optLen, o)).toBe(true);
+      const { p, o } = withOptions(r, [...lead, ...ts, ...sack]);
       expect((o.tsOff - 20) % 2).toBe(lead.length % 2);
       tcpSetU32(p, 20, o.tsOff + 2, a);
       tcpSetU32(p, 20, o.tsOff + 6, b);
@@ -62,6 +68,29 @@ describe('rewrite: in-place field changes keep both checksums exact', () => {
       expect([readU32(p, o.tsOff + 2), readU32(p, o.tsOff + 6), readU32(p, o.sackOff + 4)]).toEqual([a, b, c]);
       expect(tcpChecksumOk(p, 0)).toBe(true);
       expect(p.readUInt16BE(36)).toBe(recomputed(p)[1]);
+    }));
+  });
+
+  it('dropping the SACK blocks at or below an ack (D-SACKs): the others kept in order, NOPs after, exact checksum, across the wrap', () => {
+    const leads = [[], [1], [1, 1], [1, 1, 1]];
+    const block = fc.tuple(u32, fc.integer({ min: 1, max: 70_000 }));
+    fc.assert(fc.property(arbTcpRepr, fc.constantFrom(...leads), fc.array(block, { minLength: 1, maxLength: 3 }), u32, (r, lead, blocks, ack) => {
+      const sack = [5, 2 + 8 * blocks.length];
+      for (const [l, n] of blocks) {
+        const b = Buffer.alloc(8);
+        b.writeUInt32BE(l, 0);
+        b.writeUInt32BE((l + n) >>> 0, 4);
+        sack.push(...b);
+      }
+      const { p, info, o } = withOptions(r, [...lead, ...sack]);
+      const below = blocks.filter(([l, n]) => seqLe(((l + n) >>> 0) as Seq, ack as Seq));
+      const kept = blocks.filter((b) => !below.includes(b));
+      expect(tcpDropSackBelow(p, 20, info.optOff, info.optLen, o.sackOff, o.sackCount, ack as Seq)).toBe(below.length);
+      expect([readU16(p, IPV4_OFF_CHECKSUM), readU16(p, 20 + TCP_OFF_CHECKSUM)]).toEqual(recomputed(p));
+      expect(parseTcpOptions(p, info.optOff, info.optLen, o)).toBe(true);
+      const got: number[][] = [];
+      for (let i = 0; i < o.sackCount; i++) got.push([readU32(p, o.sackOff + 8 * i), readU32(p, o.sackOff + 8 * i + 4)]);
+      expect(got).toEqual(kept.map(([l, n]) => [l, (l + n) >>> 0]));
     }));
   });
 
