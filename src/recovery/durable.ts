@@ -31,7 +31,7 @@
 import type { Flow } from '../flow/flow.js';
 import { u32ToIp } from '../wire/addr.js';
 import type { Seq } from '../wire/seq.js';
-import { MAX_INCARNATIONS, STATE_PHASES, type ConnectionState, type IncarnationState, type StatePhase } from '../log/state.js';
+import { MAX_INCARNATIONS, STATE_PHASES, type ConnectionState, type IncarnationState, type ServerIncarnation, type StatePhase } from '../log/state.js';
 import type { Translation } from './translate.js';
 
 /** Whether a rebuild phase is one a record names (FAILED and ENDED are not: the connection goes). */
@@ -52,6 +52,13 @@ export class DurableState {
   xlateUpdate = 0;
   /** A write is due but the flow had no log id yet (its open still pending). */
   owed = false;
+  /**
+   * The server incarnation the connection lives in now (the supervisor's boot and generation
+   * when the handshake completed, or when the translation in force was made); null: unknown
+   * (no supervisor heard). Set with the translation, so the record that holds the one holds
+   * the other: stable before it matters, by the ordering rule above.
+   */
+  boundTo: ServerIncarnation | null = null;
 
   /** A new incarnation's translation: the next record carries it; until that one is stable, translationStable is false. */
   addIncarnation(inc: IncarnationState): void {
@@ -64,7 +71,8 @@ export class DurableState {
   next(phase: StatePhase, crashes: number): ConnectionState {
     this.phase = phase;
     this.owed = false;
-    return { update: ++this.issued, phase, crashes, incarnations: this.incarnations.slice() };
+    const b = this.boundTo;
+    return { update: ++this.issued, phase, crashes, incarnations: this.incarnations.slice(), ...(b !== null ? { boundTo: b } : {}) };
   }
 
   stabilized(update: number): void {
