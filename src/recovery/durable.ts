@@ -21,6 +21,15 @@
  * replay, during which the regenerated output is absorbed rather than forwarded. Absorbed
  * segments and the replay never reach the client, so they go on meanwhile.
  *
+ * The record also binds the connection to the server incarnation it lives in (boundTo: the
+ * supervisor's boot and generation, from the liveness oracle), for a gateway restarted after
+ * that incarnation died while no gateway ran (src/gateway/adopt-gate.ts). A rebuilt one's binding
+ * goes in the record that holds its translation, so the rule above covers it. A connection never
+ * rebuilt gets a record of its own at the handshake (LIVE, crashes 0, no incarnation), written
+ * as soon as its log id is known and before its first client bytes are appended: an ordered
+ * store (the disk log's commits) makes it stable no later than the first byte the client could
+ * be acked. A gateway that dies within that one commit leaves it unbound: adopted as "unknown".
+ *
  * Every phase change of a rebuild writes the record too (MASKED, HANDSHAKE, REPLAY, ABSORB,
  * LIVE), each with a higher `update`: a store never lets an older record replace a newer one,
  * so a late completion cannot undo a later phase. A write that fails leaves the translation

@@ -75,6 +75,7 @@ describe('a restarted gateway checks each adopted connection against the server 
     for (const x of strayResets(h, early)) if (x.dst === CLIENT) c.receive(x);
     expect(h.gw.wrapperDrops.get(DropReason.ADOPT_INCARNATION_UNKNOWN)).toBe(1);
     expect(h.gw.metrics()).toContain('ftcp_drops_total{reason="ADOPT_INCARNATION_UNKNOWN"} 1');
+    expect(h.gw.metrics()).toContain('ftcp_limit{name="adoptIncarnationWaitMs"} 1000');
 
     // The supervisor's first heartbeat: generation 2 listens (the one of the log's record died).
     o.boot = BOOT;
@@ -82,6 +83,7 @@ describe('a restarted gateway checks each adopted connection against the server 
     o.st = 'LISTENING';
     h.gw.adoptGate.check(h.now); // the gateway's recovery tick
     expect(h.gw.snapshot().adoption).toMatchObject({ incarnation: { waiting: 0, crashed: 1, released: 0 } });
+    expect(h.gw.metrics()).toContain('ftcp_adoption_incarnation_crashed_total 1');
     const out = h.drain();
     const syn = out.find((x) => x.flags === TCP_SYN);
     expect(syn?.seq).toBe(c.seq(-1)); // the rebuild's SYN, with the client's ISN
