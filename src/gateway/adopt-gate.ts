@@ -20,7 +20,11 @@
  *      ALIVE or LISTENING, the record's
  *        (boot, generation) ............ the same process: released, it carries on as today
  *      LISTENING, record binds nothing . unknown (a v1 record, or a binding not stable when
- *        (v1, or no record)              the old gateway died): released, as before
+ *        (v1, or no record)              the old gateway died): released on probation: until
+ *                                        the server's side is heard, a server RST says the
+ *                                        process does not know the connection (a kernel's
+ *                                        answer for a tuple it has no socket for): swallowed,
+ *                                        and the connection is rebuilt as crashed
  *      anything else ................... crashed while no gateway ran: masked and rebuilt
  *        (another incarnation; ALIVE    from the log (NorthWrapper.adoptRebuilds: the service
  *         not listening yet: a fresh    listens, or its SYNs are refused and retried until
@@ -34,7 +38,8 @@
  * segment arrives. Without a liveness oracle that names incarnations there is nothing to
  * learn: nothing waits.
  */
-import type { Flow } from '../flow/flow.js';
+import { ADOPT_SERVER, type Flow } from '../flow/flow.js';
+import { TCP_RST } from '../wire/tcp.js';
 import type { FlowTable, Service } from '../flow/table.js';
 import { sameIncarnation, type ServerIncarnation } from '../log/state.js';
 import { u32ToIp } from '../wire/addr.js';
@@ -68,12 +73,16 @@ export class AdoptGateStats {
   crashed = 0;
   /** Released because no supervisor spoke within the wait. */
   timedOut = 0;
+  /** Released with an unknown binding, then reset by the server before it was heard otherwise: rebuilt (the RST swallowed). */
+  resetUnknown = 0;
 }
 
 export class AdoptGate {
   readonly stats = new AdoptGateStats();
   private readonly waiting = new Map<Service, Set<Flow>>();
   private readonly flows = new Set<Flow>();
+  /** Released with an unknown binding, their server side not heard yet. */
+  private readonly probation = new Set<Flow>();
   private deadline = Infinity;
 
   constructor(
@@ -87,7 +96,7 @@ export class AdoptGate {
 
   /** Anything waiting (the gateway looks no flow up otherwise). */
   get active(): boolean {
-    return this.flows.size > 0;
+    return this.flows.size > 0 || this.probation.size > 0;
   }
 
   /** After the adoption: every adopted connection not being rebuilt waits (nothing without an oracle). */
@@ -116,6 +125,26 @@ export class AdoptGate {
     return this.flows.has(flow);
   }
 
+  /**
+   * A server segment toward the connection (client ip:port of `svc`): true to drop it — the
+   * connection still waits, or it is on probation and this is a RST (then it is rebuilt).
+   */
+  holdsServer(svc: Service, clientIp: number, clientPort: number, flags: number, now: number): boolean {
+    if (this.holds(svc, clientIp, clientPort, now)) return true;
+    const flow = this.table.get(svc, clientIp, clientPort);
+    if (flow === undefined || !this.probation.has(flow)) return false;
+    if (!(flow.adopting & ADOPT_SERVER) || this.north.rebuilding(flow)) {
+      this.probation.delete(flow); // the server's side was heard (or a crash took it): it knows the connection
+      return false;
+    }
+    if (!(flags & TCP_RST)) return false;
+    this.probation.delete(flow);
+    this.stats.resetUnknown++;
+    this.logger.warn({ flow: flow.describe() }, 'adopted connection with no incarnation on record: the server reset it before anything else, so it restarted while no gateway ran; rebuilt from the log');
+    this.north.adoptRebuilds(svc, [flow]);
+    return true;
+  }
+
   /** Decides every service whose supervisor has spoken (the gateway's recovery tick). */
   check(now: number): void {
     for (const svc of [...this.waiting.keys()]) this.decide(svc, now);
@@ -123,6 +152,7 @@ export class AdoptGate {
 
   /** The flow left the table. */
   forget(flow: Flow): void {
+    this.probation.delete(flow);
     if (!this.flows.delete(flow)) return;
     for (const [svc, s] of this.waiting) if (s.delete(flow) && s.size === 0) this.waiting.delete(svc);
   }
@@ -154,6 +184,7 @@ export class AdoptGate {
         released.push(flow);
       } else if (bound === null && v.state === 'LISTENING') {
         this.stats.unknownBinding++;
+        this.probation.add(flow);
         released.push(flow);
       } else {
         crashed.push(flow);
@@ -178,6 +209,6 @@ export class AdoptGate {
 
   /** /status `adoption.incarnation`. */
   describe(): Record<string, number> {
-    return { waiting: this.flows.size, ...this.stats };
+    return { waiting: this.flows.size, probation: this.probation.size, ...this.stats };
   }
 }

@@ -491,7 +491,7 @@ export class Gateway {
           w = this.south.fromClient(svc, buf, info);
           if (w === FORWARD && gate.active && gate.holds(svc, info.src, info.srcPort, this.now())) w = DropReason.ADOPT_INCARNATION_UNKNOWN;
           if (w === FORWARD) w = this.north.fromClient(svc, buf, info);
-        } else if (gate.active && gate.holds(svc, info.dst, info.dstPort, this.now())) {
+        } else if (gate.active && gate.holdsServer(svc, info.dst, info.dstPort, info.flags, this.now())) {
           w = DropReason.ADOPT_INCARNATION_UNKNOWN;
         } else {
           w = this.north.fromServer(svc, buf, info);

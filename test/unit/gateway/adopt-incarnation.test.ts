@@ -10,7 +10,7 @@
  */
 import { describe, it, expect } from 'vitest';
 import {
-  Harness, Client, Server, HeartbeatOracle, exchanged, inBytes, outBytes, outputFor, seg,
+  Harness, Client, Server, FakeOracle, HeartbeatOracle, exchanged, inBytes, outBytes, outputFor, seg,
   CLIENT, SERVER, TCP_SYN, TCP_RST, type Seg,
 } from '../../support/gateway-harness.js';
 import type { Seq } from '../../../src/wire/seq.js';
@@ -22,7 +22,7 @@ const IN0 = 2300;
 const BOOT = 'b0000000000000b1';
 
 /** A connection with IN0 bytes exchanged through gateway 1, whose oracle heard generation 1. */
-async function opened(o1 = new HeartbeatOracle(BOOT, 1)): Promise<{ h: Harness; o: HeartbeatOracle; c: Client; s: Server }> {
+async function opened<O extends FakeOracle = HeartbeatOracle>(o1: O = new HeartbeatOracle(BOOT, 1) as FakeOracle as O): Promise<{ h: Harness; o: O; c: Client; s: Server }> {
   const c = new Client({ isn: C_ISN, ts: 1000 });
   const s = new Server({ isn: S_ISN, ts: 500_000 });
   const h = await exchanged(c, s, IN0, o1);
@@ -145,6 +145,38 @@ describe('a restarted gateway checks each adopted connection against the server 
     h.tun.inject(...c.write(100)).flush();
     await h.run(c, s);
     expect(s.bytes().equals(inBytes(0, c.sent))).toBe(true);
+    expect(c.resets).toBe(0);
+  });
+
+  it('no incarnation on record (a v1 record, none written): released on probation; the new server\'s RST is swallowed and the connection rebuilt, byte-exact', async () => {
+    const { h: h1, c } = await opened(new FakeOracle()); // an oracle that names no incarnation: nothing bound
+    expect(h1.log.states).toEqual([]);
+    const { h, o } = await restart(h1);
+    Object.assign(o, { boot: BOOT, generation: 2, st: 'LISTENING' });
+    // The client's next bytes reach the server (nothing says it is another one) ...
+    const out = h.send(...c.write(300));
+    expect(toServerData(out)).toHaveLength(1);
+    expect(h.gw.snapshot().adoption).toMatchObject({ incarnation: { unknownBinding: 1, probation: 1, crashed: 0 } });
+    // ... whose kernel knows no such connection: its RST goes no further, the rebuild starts.
+    const after = strayResets(h, out);
+    // (Had it reached the verdict stage, the oracle would say alive: the new process heartbeats.)
+    expect(o.asked).toHaveLength(0);
+    while (o.asked.length > 0) o.answer('alive');
+    await h.settle();
+    for (const x of [...after, ...h.drain()]) if (x.dst === CLIENT) c.receive(x);
+    expect(c.resets).toBe(0);
+    expect(h.gw.snapshot().adoption).toMatchObject({ incarnation: { probation: 0, resetUnknown: 1 } });
+    const syn = after.find((x) => x.flags === TCP_SYN)!;
+    expect(syn.seq).toBe(c.seq(-1));
+    const s2 = new Server({ isn: S2_ISN, ts: 9 });
+    h.tun.inject(c.ack()).flush();
+    h.tun.inject(...s2.receive(syn)).flush();
+    await h.run(c, s2);
+    c.sent -= 300; // the client retransmits what was never acked
+    h.tun.inject(...c.write(300), ...c.write(100)).flush();
+    await h.run(c, s2);
+    expect(s2.bytes().equals(inBytes(0, c.sent))).toBe(true);
+    expect(c.bytes().equals(outBytes(0, outputFor(c.sent)))).toBe(true);
     expect(c.resets).toBe(0);
   });
 
