@@ -171,7 +171,7 @@ export class AdoptGate {
       return;
     }
     const stopped = v.state === 'STOPPING' || v.state === 'STOPPED';
-    const now_ = runningIncarnation(v);
+    const running = runningIncarnation(v);
     const released: Flow[] = [];
     const crashed: Flow[] = [];
     for (const flow of s) {
@@ -180,7 +180,7 @@ export class AdoptGate {
         continue;
       }
       const bound = peekNorth(flow)?.durable?.boundTo ?? null;
-      if (stopped || (now_ !== null && bound !== null && sameIncarnation(bound, now_))) {
+      if (stopped || (running !== null && bound !== null && sameIncarnation(bound, running))) {
         released.push(flow);
       } else if (bound === null && v.state === 'LISTENING') {
         this.stats.unknownBinding++;
