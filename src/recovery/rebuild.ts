@@ -454,6 +454,8 @@ export abstract class RebuildMachine {
     this.log.setState(flow.logId, rec).then(
       () => d.stabilized(rec.update),
       (err: unknown) => {
+        // A short connection that ended before its handshake's binding was stable: nothing lost.
+        if (rec.crashes === 0 && (err as { code?: unknown } | null)?.code === 'FTCP_LOG_UNKNOWN') return;
         this.stats.stateWriteFailures++;
         this.logger.warn({ flow: flow.describe(), phase, update: rec.update, err }, 'connection state not stable in the log: translated segments stay from the client');
       },

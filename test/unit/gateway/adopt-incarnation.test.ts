@@ -10,12 +10,13 @@
  */
 import { describe, it, expect } from 'vitest';
 import {
-  Harness, Client, Server, FakeOracle, HeartbeatOracle, exchanged, inBytes, outBytes, outputFor, seg,
+  Harness, Client, Server, FakeOracle, HeartbeatOracle, connect, exchanged, inBytes, outBytes, outputFor, seg,
   CLIENT, SERVER, TCP_SYN, TCP_RST, type Seg,
 } from '../../support/gateway-harness.js';
 import type { Seq } from '../../../src/wire/seq.js';
 import { DropReason } from '../../../src/wrappers/contract.js';
 import { recOf } from '../../../src/recovery/rebuild.js';
+import { FtcpError } from '../../../src/util/errors.js';
 
 const C_ISN = 0x7000 as Seq, S_ISN = 0x80000001 as Seq, S2_ISN = 0x0c0ffee0 as Seq, S3_ISN = 0x55555555 as Seq;
 const IN0 = 2300;
@@ -60,6 +61,17 @@ describe('a restarted gateway checks each adopted connection against the server 
     expect(recs).toHaveLength(1);
     expect(recs[0]!.state).toEqual({ update: 1, phase: 'LIVE', crashes: 0, incarnations: [], boundTo: { boot: BOOT, generation: 1 } });
     expect(h.log.listActive()[0]!.state?.boundTo).toEqual({ boot: BOOT, generation: 1 });
+  });
+
+  it('a binding the log refuses because the connection was closed meanwhile is no failure; a store failure is', async () => {
+    for (const [code, failures] of [['FTCP_LOG_UNKNOWN', 0], ['FTCP_LOG_FAILED', 1]] as const) {
+      const h = new Harness({ oracle: new HeartbeatOracle(BOOT, 1) });
+      h.log.holdStates = true;
+      await connect(h, new Client({ isn: C_ISN, ts: 1000 }), new Server({ isn: S_ISN, ts: 500_000 }));
+      expect(h.log.failHeldStates(new FtcpError(code, 'test'))).toBe(1);
+      await h.settle();
+      expect(h.gw.north.stats).toMatchObject({ stateWrites: 1, stateWriteFailures: failures });
+    }
   });
 
   it('another incarnation at the first heartbeat (the server restarted during the outage): masked, rebuilt from the log byte-exact, no RST reaches the client', async () => {
