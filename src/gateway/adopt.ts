@@ -33,6 +33,10 @@
  *                   sndMax, within W_c of cliAcked once known; its TSval → lastTsToClient;
  *                   its window → the server's window (as always)
  *
+ * Before any of that, the server may have restarted while no gateway ran: an adopted connection
+ * passes nothing until the supervisor says which incarnation runs now, and is rebuilt from the
+ * log if it is not the one its record binds (src/gateway/adopt-gate.ts).
+ *
  * A segment that fails is dropped (ADOPT_UNCHECKED) and counted. Unknown and never learnt:
  * the digest of what the client may have (src/divergence/), so an adopted connection is not
  * verified; the server's FIN if it had sent one (it retransmits it); out-stream offsets

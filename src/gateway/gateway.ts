@@ -61,6 +61,7 @@ import { VnetPath } from './offload.js';
 import { assertHeadroom } from '../wire/headroom.js';
 import { metricsText } from './metrics.js';
 import { AdoptionStats, adoptFromLog } from './adopt.js';
+import { AdoptGate, runningIncarnation } from './adopt-gate.js';
 
 /** /status's flow list: a page of `dflt` connections unless asked, at most `max`. */
 export const FLOW_PAGE = Object.freeze({ dflt: 100, max: 1000 });
@@ -89,6 +90,8 @@ export interface GatewayOptions {
   mtu?: number;
   /** 'verify' (default): protected segments with a bad checksum are dropped (see routeOne); 'trust': not checked. */
   checksums?: ChecksumPolicy;
+  /** How long adopted connections wait for the supervisor's word on the server's incarnation (ms; adopt-gate.ts). */
+  adoptWaitMs?: number;
 }
 
 export type ChecksumPolicy = 'verify' | 'trust';
@@ -153,6 +156,8 @@ export class Gateway {
   control: ControlView | null = null;
   /** The connections adopted from the log at start-up (adopt.ts). */
   readonly adoption = new AdoptionStats();
+  /** Adopted connections waiting for the server's incarnation (adopt-gate.ts). */
+  readonly adoptGate: AdoptGate;
   private readonly now: () => number;
   /** How the process found its TUN and steering (created, or reused after a restart); set by the CLI, shown in status. */
   startState: Record<string, unknown> | null = null;
@@ -185,6 +190,9 @@ export class Gateway {
     };
     const vnet = this.vnet;
     if (vnet !== null) this.north.superPacketMtu = () => (vnet.active ? vnet.mtu : 0);
+    const info = oracle?.info?.bind(oracle);
+    if (info !== undefined) this.north.serverIncarnation = (svc) => runningIncarnation(info(`${u32ToIp(svc.ip)}:${svc.port}`));
+    this.adoptGate = new AdoptGate(this.table, this.north, info ?? null, opts.logger.child({ mod: 'adopt' }), opts.adoptWaitMs);
     this.masking = new CrashMasking(this.table, this.north, oracle, policy, opts.holdMs ?? 1000, opts.minGapMs ?? 25);
     this.south = new SouthWrapper(
       this.table,
@@ -208,8 +216,10 @@ export class Gateway {
       released: (flow) => {
         this.masking.forget(flow);
         this.north.forget(flow);
+        this.adoptGate.forget(flow);
       },
       established: (svc, flow) => this.north.handshakeCompleted(svc, flow),
+      logBound: (flow) => this.north.logBound(flow),
       serviceDown: (svc) => this.north.isDown(svc),
       rebuilding: (flow) => this.north.rebuilding(flow),
       serverAccepted: (flow, p) => this.north.serverAccepted(flow, p),
@@ -236,6 +246,8 @@ export class Gateway {
     // the dead gateway reported (a commit that finished as it died): the stability trace (the
     // ack check's input) must know it before the first ack up to it leaves.
     if (south.onStableAdvance !== null) for (const [, f] of table.flows()) if (f.adopted) south.onStableAdvance(f);
+    // The server may have restarted while no gateway ran: nothing passes until that is known.
+    this.adoptGate.adopted();
     return this.adoption;
   }
 
@@ -252,6 +264,7 @@ export class Gateway {
         this.logger.warn({ status }, 'log back: new connections are protected again');
       }
     }));
+    this.adoptGate.start(this.now());
     this.tun.start((b) => this.onBatch(b));
     this.sweepTimer = setInterval(() => this.guard('sweep', () => {
       this.south.sweep();
@@ -259,6 +272,7 @@ export class Gateway {
     }), this.sweepMs);
     this.sweepTimer.unref();
     this.recoveryTimer = setInterval(() => this.guard('recovery tick', () => {
+      if (this.adoptGate.active) this.adoptGate.check(this.now());
       if (this.north.recovering === 0 && this.north.verifyingCount === 0) return;
       for (const svc of this.table.allServices()) {
         if (this.north.isDown(svc) && this.masking.serviceListening(svc)) this.north.listening(svc);
@@ -470,9 +484,15 @@ export class Gateway {
         this.lastProtected = true;
         // The wrappers in their fixed order (drawn at the top); the first drop ends it.
         let w: WrapperVerdict;
+        // An adopted connection whose server may have restarted meanwhile (adopt-gate.ts):
+        // nothing passes until that is known; its client bytes are logged all the same.
+        const gate = this.adoptGate;
         if (fromClient) {
           w = this.south.fromClient(svc, buf, info);
+          if (w === FORWARD && gate.active && gate.holds(svc, info.src, info.srcPort, this.now())) w = DropReason.ADOPT_INCARNATION_UNKNOWN;
           if (w === FORWARD) w = this.north.fromClient(svc, buf, info);
+        } else if (gate.active && gate.holdsServer(svc, info.dst, info.dstPort, info.flags, this.now())) {
+          w = DropReason.ADOPT_INCARNATION_UNKNOWN;
         } else {
           w = this.north.fromServer(svc, buf, info);
           if (w === FORWARD) w = this.south.fromServer(svc, buf, info);
@@ -606,7 +626,7 @@ export class Gateway {
     return {
       source: a.source, adopted: a.adopted, translated: a.translated, rebuilding: a.rebuilding, closing: a.closing,
       learnt: { client: st.adoptLearntClient, server: st.adoptLearntServer }, uncheckedDrops: st.adoptUnchecked,
-      unverified: a.unverified, skipped: a.skipped, overCap: a.overCap,
+      unverified: a.unverified, skipped: a.skipped, overCap: a.overCap, incarnation: this.adoptGate.describe(),
     };
   }
 
@@ -616,6 +636,7 @@ export class Gateway {
     return {
       ...this.south.limits(),
       ...this.north.limits(),
+      adoptIncarnationWaitMs: this.adoptGate.waitMs,
       ...(u !== undefined && Number.isFinite(u.maxBytes) ? { logBudgetBytes: u.maxBytes } : {}),
       ...(u !== undefined && Number.isFinite(u.maxBytesPerConn) ? { logConnBoundBytes: u.maxBytesPerConn } : {}),
       ...(this.control !== null ? controlLimits(this.control.limits) : {}),

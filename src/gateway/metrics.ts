@@ -18,6 +18,7 @@ export function metricsText(gw: Gateway, log: LogStore): string {
   const notices = (gw.masking.describe().notices ?? {}) as Record<string, unknown>;
   for (const [k, v] of Object.entries(notices)) if (typeof v === 'number') put(`oracle_${snake(k)}_total`, `supervisor notices: ${k}`, 'counter', v);
   for (const [k, v] of Object.entries(gw.adoption)) if (typeof v === 'number') put(`adoption_${snake(k)}_total`, `connections adopted from the log at start-up: ${k}`, 'counter', v);
+  for (const [k, v] of Object.entries(gw.adoptGate.stats)) put(`adoption_incarnation_${snake(k)}_total`, `adopted connections checked against the server incarnation running now: ${k}`, 'counter', v);
   put('recovering', 'connections being masked or rebuilt', 'gauge', gw.north.recovering);
   put('connections', 'protected connections in the flow table', 'gauge', gw.table.size);
   put('max_flows', 'the flow table bound (--max-flows): new connections beyond it pass unprotected', 'gauge', gw.south.limits().maxFlows);

@@ -11,7 +11,7 @@
  *
  *   ['n']               next connection id (decimal text): ids stay unique across restarts
  *   ['m', id]           connection metadata, FIN offset and gc point (JSON)
- *   ['s', id]           the connection's state record (state.ts: binary, ≤ 204 bytes)
+ *   ['s', id]           the connection's state record (state.ts: binary, ≤ 216 bytes)
  *   ['d', id, offset]   a chunk of the gap-free prefix starting at `offset`
  *
  * Chunks are contiguous: chunk i spans [key_i, key_{i+1}), the last one ends at the

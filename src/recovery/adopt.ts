@@ -12,6 +12,9 @@
  *   update, incarnations, phase     NorthRecord.durable: issued = stable = update (read from
  *                                   the log, so stable), the translation in force stable
  *   crashes                         Flow.crashes
+ *   boundTo (v2; v1: none)          NorthRecord.durable.boundTo: the server incarnation the
+ *                                   connection lives in, checked against the supervisor's
+ *                                   first heartbeat before a segment passes (src/gateway/adopt-gate.ts)
  *   (nothing: died with the old     NorthRecord.digest: made abandoned at once, so the
  *    process)                       connection is not verified (`verified: false`) and a later
  *                                   rebuild of it is not compared (src/divergence/)
@@ -46,6 +49,7 @@ export function adoptNorth(table: FlowTable, svc: Service, flow: Flow, state: Co
   durable.phase = state.phase;
   durable.issued = durable.stable = state.update;
   durable.xlateUpdate = state.incarnations.length > 0 ? state.update : 0;
+  durable.boundTo = state.boundTo ?? null;
   n.durable = durable;
   const last = state.incarnations[state.incarnations.length - 1];
   if (last !== undefined) {

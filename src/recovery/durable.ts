@@ -21,6 +21,15 @@
  * replay, during which the regenerated output is absorbed rather than forwarded. Absorbed
  * segments and the replay never reach the client, so they go on meanwhile.
  *
+ * The record also binds the connection to the server incarnation it lives in (boundTo: the
+ * supervisor's boot and generation, from the liveness oracle), for a gateway restarted after
+ * that incarnation died while no gateway ran (src/gateway/adopt-gate.ts). A rebuilt one's binding
+ * goes in the record that holds its translation, so the rule above covers it. A connection never
+ * rebuilt gets a record of its own at the handshake (LIVE, crashes 0, no incarnation), written
+ * as soon as its log id is known and before its first client bytes are appended: an ordered
+ * store (the disk log's commits) makes it stable no later than the first byte the client could
+ * be acked. A gateway that dies within that one commit leaves it unbound: adopted as "unknown".
+ *
  * Every phase change of a rebuild writes the record too (MASKED, HANDSHAKE, REPLAY, ABSORB,
  * LIVE), each with a higher `update`: a store never lets an older record replace a newer one,
  * so a late completion cannot undo a later phase. A write that fails leaves the translation
@@ -31,7 +40,7 @@
 import type { Flow } from '../flow/flow.js';
 import { u32ToIp } from '../wire/addr.js';
 import type { Seq } from '../wire/seq.js';
-import { MAX_INCARNATIONS, STATE_PHASES, type ConnectionState, type IncarnationState, type StatePhase } from '../log/state.js';
+import { MAX_INCARNATIONS, STATE_PHASES, type ConnectionState, type IncarnationState, type ServerIncarnation, type StatePhase } from '../log/state.js';
 import type { Translation } from './translate.js';
 
 /** Whether a rebuild phase is one a record names (FAILED and ENDED are not: the connection goes). */
@@ -52,6 +61,13 @@ export class DurableState {
   xlateUpdate = 0;
   /** A write is due but the flow had no log id yet (its open still pending). */
   owed = false;
+  /**
+   * The server incarnation the connection lives in now (the supervisor's boot and generation
+   * when the handshake completed, or when the translation in force was made); null: unknown
+   * (no supervisor heard). Set with the translation, so the record that holds the one holds
+   * the other: stable before it matters, by the ordering rule above.
+   */
+  boundTo: ServerIncarnation | null = null;
 
   /** A new incarnation's translation: the next record carries it; until that one is stable, translationStable is false. */
   addIncarnation(inc: IncarnationState): void {
@@ -64,7 +80,8 @@ export class DurableState {
   next(phase: StatePhase, crashes: number): ConnectionState {
     this.phase = phase;
     this.owed = false;
-    return { update: ++this.issued, phase, crashes, incarnations: this.incarnations.slice() };
+    const b = this.boundTo;
+    return { update: ++this.issued, phase, crashes, incarnations: this.incarnations.slice(), ...(b !== null ? { boundTo: b } : {}) };
   }
 
   stabilized(update: number): void {

@@ -178,6 +178,7 @@ export class NorthWrapper extends VerifySteps implements Wrapper {
    */
   handshakeCompleted(svc: Service, flow: Flow): void {
     if (this.diedSince(svc, flow.halfOpenAt)) this.crash(svc, 'a handshake completed after the crash');
+    else this.bindOriginal(svc, flow);
   }
 
   /** The service listens again: start the rebuilds (bounded parallelism). */

@@ -164,7 +164,9 @@ export abstract class HandshakeSteps extends RecoveryPackets {
     const xlate = new Translation(seqDelta, tsDelta, flow.clientPort, r.sidePort, flow.serverWscale, r.newShift);
     northOf(flow).xlate = xlate;
     // The durable record: entering REPLAY writes it; nothing translated reaches the client before it is stable.
-    (northOf(flow).durable ??= new DurableState()).addIncarnation(incarnationOf(flow, xlate, p.seq));
+    const durable = (northOf(flow).durable ??= new DurableState());
+    durable.addIncarnation(incarnationOf(flow, xlate, p.seq));
+    durable.boundTo = this.serverIncarnation(svc); // the process this SYN-ACK came from (the same record)
     northOf(flow).incDelivered = 0;
     northOf(flow).incSndMax = 0;
     r.newRightEdge = p.window; // a SYN-ACK's window is not scaled

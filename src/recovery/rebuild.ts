@@ -45,7 +45,7 @@ import { DigestBudget, type OutDigest } from '../divergence/digest.js';
 import type { Comparator } from '../divergence/compare.js';
 import { DivergenceStats } from '../divergence/policy.js';
 import { DurableState, isStatePhase } from './durable.js';
-import type { StatePhase } from '../log/state.js';
+import type { ServerIncarnation, StatePhase } from '../log/state.js';
 
 /** What the north wrapper returns for a segment: forwarded (perhaps translated) or dropped. */
 
@@ -307,6 +307,12 @@ export abstract class RebuildMachine {
   protected readonly waiting = new Set<Flow>();
   /** Told when a flow must be forgotten (FAILED and reset). */
   onFailed: ((svc: Service, flow: Flow) => void) | null = null;
+  /**
+   * The server incarnation running the service now, as its supervisor last said (null: no
+   * supervisor heard, or the program is not running): what a durable record binds a
+   * connection to (durable.ts boundTo). Set by the gateway from its liveness oracle.
+   */
+  serverIncarnation: (svc: Service) => ServerIncarnation | null = () => null;
   /** Every digest's memory against the budget (verify.ts). */
   readonly digests: DigestBudget;
   readonly divergence = new DivergenceStats();
@@ -448,10 +454,37 @@ export abstract class RebuildMachine {
     this.log.setState(flow.logId, rec).then(
       () => d.stabilized(rec.update),
       (err: unknown) => {
+        // A short connection that ended before its handshake's binding was stable: nothing lost.
+        if (rec.crashes === 0 && (err as { code?: unknown } | null)?.code === 'FTCP_LOG_UNKNOWN') return;
         this.stats.stateWriteFailures++;
         this.logger.warn({ flow: flow.describe(), phase, update: rec.update, err }, 'connection state not stable in the log: translated segments stay from the client');
       },
     );
+  }
+
+  /**
+   * A handshake completed under the incarnation serving now: the connection's record binds it
+   * there (crashes 0, LIVE, no incarnation; state.ts), so that a gateway restarted after a
+   * crash of that incarnation can tell (src/gateway/adopt-gate.ts). Nothing without a
+   * supervisor's word, or for a connection the north side has a record of already.
+   */
+  protected bindOriginal(svc: Service, flow: Flow): void {
+    if (flow.unprotected || peekNorth(flow)?.durable != null) return;
+    const inc = this.serverIncarnation(svc);
+    if (inc === null) return;
+    const d = (northOf(flow).durable = new DurableState());
+    d.boundTo = inc;
+    this.persist(flow, 'LIVE');
+  }
+
+  /**
+   * The flow's log connection is open (its id bound): a record owed meanwhile is written now,
+   * before the client bytes kept pending are appended (an ordered store makes it stable no
+   * later than the first of them, which is the first the client could be acked).
+   */
+  logBound(flow: Flow): void {
+    const d = peekNorth(flow)?.durable ?? null;
+    if (d !== null && d.owed) this.persist(flow, d.phase);
   }
 
   /** The ordering rule (durable.ts): may a translated segment of `flow` reach the client now? */

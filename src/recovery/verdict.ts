@@ -34,6 +34,12 @@ export interface LivenessSource {
   on(ev: 'crashed' | 'silent' | 'listening', fn: (service: string) => void): unknown;
   /** Notice counters (accepted, replayed, superseded crashes, …), shown in status and metrics. */
   readonly counters?: object;
+  /**
+   * The service's state and the incarnation last heard (src/supervisor/oracle.ts has it): what
+   * durable records bind a connection to, and what a restarted gateway checks adopted ones
+   * against (src/gateway/adopt-gate.ts). Without it, neither.
+   */
+  info?(service: string): { readonly state: string; readonly boot: string | null; readonly generation: number };
 }
 
 export class VerdictStats {

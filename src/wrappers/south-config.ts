@@ -22,6 +22,8 @@ export interface SouthEvents {
   released(flow: Flow): void;
   /** A handshake completed and the flow was registered with the log (its SYN-ACK came at `flow.halfOpenAt`). */
   established(svc: Service, flow: Flow): void;
+  /** The flow's log connection is open (its id bound), before the bytes kept pending meanwhile go to the log. */
+  logBound(flow: Flow): void;
   /** Is the service's server down (crashed, not yet rebuilt into)? */
   serviceDown(svc: Service): boolean;
   /**
@@ -42,6 +44,7 @@ export interface SouthEvents {
 export const NO_SOUTH_EVENTS: SouthEvents = {
   released: () => {},
   established: () => {},
+  logBound: () => {},
   serviceDown: () => false,
   rebuilding: () => false,
   serverAccepted: () => {},

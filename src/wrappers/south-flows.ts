@@ -96,6 +96,7 @@ export abstract class SouthFlows {
             return;
           }
           this.table.bindLogId(svcFlow, id);
+          this.events.logBound(svcFlow);
           const pending = svcFlow.pending;
           svcFlow.pending = null;
           svcFlow.pendingBytes = 0;

@@ -103,6 +103,21 @@ export class FakeOracle implements LivenessSource {
   }
 }
 
+/**
+ * A FakeOracle that also names the incarnation it last heard (LivenessSource.info), as the
+ * real oracle does: the durable records bind connections to it, and a restarted gateway checks
+ * adopted connections against it (src/gateway/adopt-gate.ts). `st` 'UNKNOWN': not heard yet.
+ */
+export class HeartbeatOracle extends FakeOracle {
+  constructor(public boot: string | null = 'b0000000000000b1', public generation = 1, st = 'LISTENING') {
+    super();
+    this.st = st;
+  }
+  info(_service: string): { state: string; boot: string | null; generation: number } {
+    return { state: this.st, boot: this.boot, generation: this.generation };
+  }
+}
+
 
 // ---- the bare gateway world ---------------------------------------------------------
 

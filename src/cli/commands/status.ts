@@ -101,7 +101,8 @@ function startLine(start: Record<string, any>): string {
 /** The connections a (restarted) gateway adopted from the log at start-up (issue 14). */
 function adoptionLine(a: Record<string, any>): string {
   return `adoption (from the ${a.source}): ${a.adopted} adopted (${a.translated} translated, ${a.rebuilding} rebuilding, ${a.closing} closing), ` +
-    `learnt client ${a.learnt?.client ?? 0} server ${a.learnt?.server ?? 0}, unchecked drops ${a.uncheckedDrops}, unverified ${a.unverified}, skipped ${a.skipped}`;
+    `learnt client ${a.learnt?.client ?? 0} server ${a.learnt?.server ?? 0}, unchecked drops ${a.uncheckedDrops}, unverified ${a.unverified}, skipped ${a.skipped}` +
+    (a.incarnation ? `; server incarnation: ${a.incarnation.waiting} waiting, ${a.incarnation.released} released, ${a.incarnation.crashed} restarted meanwhile (rebuilt), ${a.incarnation.unknownBinding} unknown (${a.incarnation.resetUnknown ?? 0} then reset by the server: rebuilt), ${a.incarnation.timedOut} timed out` : '');
 }
 
 /** The text `ftcp status` prints for a /status snapshot (its flow list as fetched). */

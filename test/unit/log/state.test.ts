@@ -17,6 +17,8 @@ const INC: IncarnationState = {
 };
 const REPLAY: ConnectionState = { update: 3, phase: 'REPLAY', crashes: 1, incarnations: [INC] };
 
+const BOUND = { boot: '0123456789abcdef', generation: 7 } as const;
+
 const GOLDEN = Buffer.from(
   '01' + '02' + '01' + '00' + '00000003' + '00000001' +
   '0badf00d' + '84521ff3' + '0007a122' + 'c6120202' + '1389' + '9c40' + '07' + '09' + '0000',
@@ -38,9 +40,33 @@ describe('connection-state record', () => {
     const masked: ConnectionState = { update: 1, phase: 'MASKED', crashes: 1, incarnations: [] };
     expect(encodeState(masked)).toHaveLength(12);
     expect(decodeState(encodeState(masked))).toEqual(masked);
-    const full: ConnectionState = { update: 0xffffffff, phase: 'LIVE', crashes: 0xffffffff, incarnations: Array(MAX_INCARNATIONS).fill(INC) };
+    const full: ConnectionState = { update: 0xffffffff, phase: 'LIVE', crashes: 0xffffffff, incarnations: Array(MAX_INCARNATIONS).fill(INC), boundTo: BOUND };
     expect(encodeState(full)).toHaveLength(STATE_MAX_BYTES);
     expect(decodeState(encodeState(full))).toEqual(full);
+  });
+
+  it('version 2 binds the server incarnation (golden bytes); a version-1 record still loads, bound to nothing', () => {
+    const bound: ConnectionState = { ...REPLAY, boundTo: BOUND };
+    const v2 = Buffer.from(
+      '02' + '02' + '01' + '01' + '00000003' + '00000001' + '0123456789abcdef' + '00000007' + GOLDEN.subarray(12).toString('hex'),
+      'hex',
+    );
+    expect(encodeState(bound).toString('hex')).toBe(v2.toString('hex'));
+    expect(decodeState(v2)).toEqual(bound);
+    expect(decodeState(GOLDEN)?.boundTo).toBeUndefined(); // v1: the incarnation is unknown
+    expect(encodeState({ ...REPLAY, boundTo: null }).equals(GOLDEN)).toBe(true); // no binding: written as v1
+    // A connection never rebuilt: only its binding (crashes 0, LIVE, no incarnation), v2 only.
+    const original: ConnectionState = { update: 1, phase: 'LIVE', crashes: 0, incarnations: [], boundTo: BOUND };
+    expect(encodeState(original)).toHaveLength(24);
+    expect(decodeState(encodeState(original))).toEqual(original);
+    expect(() => encodeState({ ...original, boundTo: null })).toThrow(FtcpError);
+    expect(() => encodeState({ ...original, phase: 'MASKED' })).toThrow(FtcpError);
+    expect(() => encodeState({ ...REPLAY, boundTo: { boot: 'xyz', generation: 1 } })).toThrow(FtcpError);
+    expect(() => encodeState({ ...REPLAY, boundTo: { boot: BOUND.boot, generation: -1 } })).toThrow(FtcpError);
+    // Malformed v2 bytes: the flag byte, a length of the other version.
+    expect(decodeState(Buffer.concat([Buffer.from([2]), v2.subarray(1, 3), Buffer.from([0]), v2.subarray(4)]))).toBeNull();
+    expect(decodeState(Buffer.concat([Buffer.from([1]), v2.subarray(1)]))).toBeNull();
+    expect(decodeState(v2.subarray(0, v2.length - 12))).toBeNull();
   });
 
   it('property: any valid record round-trips', () => {
@@ -54,7 +80,8 @@ describe('connection-state record', () => {
       phase: fc.constantFrom(...STATE_PHASES),
       extra: fc.nat({ max: 1000 }),
       incarnations: fc.array(inc, { minLength: 1, maxLength: MAX_INCARNATIONS }),
-    }).map(({ extra, ...r }) => ({ ...r, crashes: r.incarnations.length + extra }));
+      boundTo: fc.option(fc.record({ boot: fc.uint8Array({ minLength: 8, maxLength: 8 }).map((b) => Buffer.from(b).toString('hex')), generation: fc.nat({ max: 0xffffffff }) }), { nil: undefined }),
+    }).map(({ extra, boundTo, ...r }) => ({ ...r, crashes: r.incarnations.length + extra, ...(boundTo !== undefined ? { boundTo } : {}) }));
     fc.assert(fc.property(rec, (s) => {
       expect(decodeState(encodeState(s))).toEqual(s);
     }), { numRuns: 300 });
