@@ -83,6 +83,9 @@ export const DropReason = {
   // ---- south wrapper, a connection adopted from the log (src/gateway/adopt.ts) ----
   /** An adopted connection's segment that fails the checks of its side's first numbers (forged, or implausible): not trusted. */
   ADOPT_UNCHECKED: 27,
+  // ---- judged by the gateway: fenced at the log server (src/log/remote/epochs.ts) ----
+  /** A protected packet (either way, or one the gateway made) while another gateway holds the log's epoch: nothing is acked or forwarded. */
+  FENCED: 28,
 } as const;
 
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
@@ -91,7 +94,7 @@ export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 export type WrapperVerdict = typeof FORWARD | DropReason;
 
 /** One more than the largest reason: the counters' size. */
-export const DROP_REASON_COUNT = 28;
+export const DROP_REASON_COUNT = 29;
 
 const NAMES: readonly string[] = (() => {
   const a: string[] = new Array<string>(DROP_REASON_COUNT).fill('');

@@ -214,6 +214,6 @@ export class Epochs {
   }
 
   describe(): Record<string, number> {
-    return { epoch: this.rec.epoch, holder: this.rec.holder, ...this.counters };
+    return { epoch: this.rec.epoch, holder: this.rec.holder, ...this.counters, limitMaxPendingClaims: MAX_PENDING_CLAIMS };
   }
 }
