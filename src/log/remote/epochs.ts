@@ -5,7 +5,8 @@
  *
  *   gateway A ── claim ──▶ epoch 1, holder A   (persisted, fsynced, then the reply)
  *   gateway B ── claim ──▶ epoch 2, holder B   (persisted, fsynced, then the reply)
- *                          A is told once: STATUS FENCED {epoch: 2}
+ *                          A, the previous holder, is told at once: STATUS FENCED {epoch: 2}
+ *                          (any other gateway when it first writes; each once per epoch)
  *   gateway A ── append / fin / gc / open / close / state / register / expiry ──▶ refused
  *                          (binary ones dropped and counted; requests answered FTCP_LOG_FENCED)
  *                          no STABLE is ever sent to A again
@@ -13,7 +14,9 @@
  *
  * Steps of a claim (Epochs.claim), each a distinct outcome:
  *  1. The holder asking again (a retransmitted claim, a takeover repeated): its epoch, at once,
- *     nothing written. A claim is therefore idempotent as every request of the protocol is.
+ *     nothing written; a session whose claim is still being made durable gets that claim's
+ *     answer (its request resent while the fsync runs). A claim is therefore idempotent, as
+ *     every request of the protocol is.
  *  2. More than MAX_PENDING_CLAIMS claims waiting: refused FTCP_LOG_BUSY, counted (a claim storm
  *     costs at most that many fsyncs in a row, never unbounded memory).
  *  3. Claims run one at a time: epoch = highest granted + 1, holder = the asker. It is made
@@ -155,7 +158,8 @@ export class Epochs {
   };
   private rec: EpochRecord;
   private chain: Promise<unknown> = Promise.resolve();
-  private pending = 0;
+  /** The claims waiting, by the boot id of the session asking (one per session). */
+  private readonly waiting = new Map<number, Promise<number>>();
 
   constructor(private readonly store: EpochStore) {
     this.rec = store.load();
@@ -177,15 +181,19 @@ export class Epochs {
   /** Steps 1-4 at the top. `granted` runs when a new epoch is taken up (before the reply). */
   claim(boot: number, granted: (previous: EpochRecord) => void): Promise<number> {
     this.counters.claims++;
-    if (boot !== 0 && boot === this.rec.holder && this.pending === 0) {
+    const same = this.waiting.get(boot);
+    if (same !== undefined) {
+      this.counters.claimsRepeated++;
+      return same;
+    }
+    if (boot !== 0 && boot === this.rec.holder && this.waiting.size === 0) {
       this.counters.claimsRepeated++;
       return Promise.resolve(this.rec.epoch);
     }
-    if (this.pending >= MAX_PENDING_CLAIMS) {
+    if (this.waiting.size >= MAX_PENDING_CLAIMS) {
       this.counters.claimsBusy++;
-      return Promise.reject(new FtcpError('FTCP_LOG_BUSY', `log claim: ${this.pending} claims already waiting`));
+      return Promise.reject(new FtcpError('FTCP_LOG_BUSY', `log claim: ${this.waiting.size} claims already waiting`));
     }
-    this.pending++;
     const run = async (): Promise<number> => {
       try {
         if (boot === this.rec.holder) {
@@ -205,10 +213,11 @@ export class Epochs {
         granted(previous);
         return next.epoch;
       } finally {
-        this.pending--;
+        this.waiting.delete(boot);
       }
     };
     const p = this.chain.then(run, run);
+    this.waiting.set(boot, p);
     this.chain = p.catch(() => {});
     return p;
   }

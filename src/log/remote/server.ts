@@ -252,7 +252,7 @@ export class LogServer {
       }
       switch (req.op) {
         case 'claim':
-          this.epochs.claim(peer.ep.peerBootId, () => this.fenceOthers()).then(
+          this.epochs.claim(peer.ep.peerBootId, (previous) => this.fencePrevious(previous.holder)).then(
             (epoch) => reply({ ok: true, epoch }),
             (err: unknown) => reply(errorReply(err)),
           );
@@ -384,11 +384,14 @@ export class LogServer {
     this.send(peer, encodeStatus({ status: 'FENCED', epoch }));
   }
 
-  /** A new epoch was taken up: every other connected gateway is fenced now (told at once). */
-  private fenceOthers(): void {
+  /**
+   * A new epoch was taken up: the previous holder, if connected, is told at once (it was the
+   * writer). Other gateways (a standby that only reads) are told when they first write.
+   */
+  private fencePrevious(previous: number): void {
     const holder = this.epochs.holder;
-    this.log.warn({ epoch: this.epochs.epoch, holder: holder.toString(16) }, 'log claimed: a new epoch, every other gateway is fenced');
-    for (const p of this.peers) if (p.ep.peerBootId !== holder) this.tellFenced(p);
+    this.log.warn({ epoch: this.epochs.epoch, holder: holder.toString(16), previous: previous.toString(16) }, 'log claimed: a new epoch, every other gateway is fenced');
+    for (const p of this.peers) if (previous !== 0 && p.ep.peerBootId === previous && previous !== holder) this.tellFenced(p);
   }
 
   private lost(peer: Peer, ids: number[], reason: LostReason): void {
