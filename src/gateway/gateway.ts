@@ -49,7 +49,7 @@
  */
 import { u32ToIp } from '../wire/addr.js';
 import type { PacketBatch, TunDevice } from '../tun/device.js';
-import type { LogStatus, LogStore } from '../log/types.js';
+import type { LogStatus, LogStore, StatusListener } from '../log/types.js';
 import { FlowTable, type Service, type ServiceSpec } from '../flow/table.js';
 import { SouthWrapper, defaultSouthOptions, type SouthEvents, type SouthOptions } from '../wrappers/south.js';
 import { FORWARD, DropReason, WrapperDrops, type WrapperVerdict } from '../wrappers/contract.js';
@@ -274,17 +274,8 @@ export class Gateway {
     this.log.registerServices(this.table.allServices().map((s) => ({ addr: u32ToIp(s.ip), port: s.port })));
     this.log.onStable((id, stable) => this.guard('stable', () => this.onStable(id, stable)));
     this.log.onBound?.((id, bound, held) => this.guard('bound', () => this.overBound(id, bound, held)));
-    this.log.onStatus((status, detail) => this.guard('status', () => {
-      if (detail?.fenced !== undefined) return this.fence(detail.fenced); // not a log failure: never passthrough
-      if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);
-      else this.logger.warn({ status, detail }, 'log status');
-      if (status === 'FAILED' && detail?.expired === undefined) this.logFailed(status);
-      if (status !== 'FAILED' && this.south.passthrough) {
-        this.south.passthrough = false; // new connections are protected again
-        this.logger.warn({ status }, 'log back: new connections are protected again');
-      }
-    }));
-    const fenced = this.log.fenced?.() ?? null;
+    this.log.onStatus((status, detail) => this.onLogStatus(status, detail));
+    const fenced = this.log.fenced?.() ?? null; // fenced before the upcall was installed (while adopting)
     if (fenced !== null) this.fence(fenced.epoch);
     this.tun.start((b) => this.onBatch(b));
     this.sweepTimer = setInterval(() => this.guard('sweep', () => {
@@ -300,6 +291,20 @@ export class Gateway {
       this.north.tick();
     }), 10);
     this.recoveryTimer.unref();
+  }
+
+  /** The log's status upcall (installed by start): fenced, a connection expired, FAILED or back. */
+  onLogStatus(status: LogStatus, detail?: Parameters<StatusListener>[1]): void {
+    this.guard('status', () => {
+      if (detail?.fenced !== undefined) return this.fence(detail.fenced); // not a log failure: never passthrough
+      if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);
+      else this.logger.warn({ status, detail }, 'log status');
+      if (status === 'FAILED' && detail?.expired === undefined) this.logFailed(status);
+      if (status !== 'FAILED' && this.south.passthrough) {
+        this.south.passthrough = false; // new connections are protected again
+        this.logger.warn({ status }, 'log back: new connections are protected again');
+      }
+    });
   }
 
   stop(): void {
