@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { FtcpError } from '../../util/errors.js';
 import { LinkEndpoint, type LinkOptions } from '../../link/endpoint.js';
 import { decodeFrame, HEADER_LEN, OFF } from '../../link/frame.js';
-import type { UdpAddr } from '../../link/udp.js';
+import { bindSocket, type UdpAddr } from '../../link/udp.js';
 import type { LogServer, Peer } from './server.js';
 
 export interface UdpLogServerOptions {
@@ -90,13 +90,7 @@ export class UdpLogServer {
       for (const a of opts.listen) {
         const s = createSocket({ type: 'udp4' });
         sockets.push(s);
-        await new Promise<void>((resolve, reject) => {
-          s.once('error', reject);
-          s.bind(a.port, a.address, () => {
-            s.off('error', reject);
-            resolve();
-          });
-        });
+        await bindSocket(s, a);
         s.on('error', () => {});
         try {
           s.setRecvBufferSize(4 << 20);
