@@ -246,10 +246,16 @@ export class LogServer {
         reply({ ok: false, code: 'FTCP_LOG_VERSION', message: `the gateway speaks log protocol ${theirs}, this log server ${LOG_PROTOCOL_VERSION}: run the same ftcp version on both` });
         return;
       }
+      const fenced = (): Reply => ({
+        ok: false, code: 'FTCP_LOG_FENCED', message: `log ${req.op}: this gateway is fenced, epoch ${this.epochs.epoch} belongs to another`, epoch: this.epochs.epoch,
+      });
       if (WRITE_OPS.has(req.op) && !this.writer(peer)) {
-        reply({ ok: false, code: 'FTCP_LOG_FENCED', message: `log ${req.op}: this gateway is fenced, epoch ${this.epochs.epoch} belongs to another`, epoch: this.epochs.epoch });
+        reply(fenced());
         return;
       }
+      // An open or state answered after a claim fenced the asker (the store's write outlived it):
+      // refused as well, since its answer (a stable point, a stable record) is a STABLE notice.
+      const stillWriter = (): boolean => this.writer(peer);
       switch (req.op) {
         case 'claim':
           this.epochs.claim(peer.ep.peerBootId, (previous) => this.fencePrevious(previous.holder)).then(
@@ -265,6 +271,7 @@ export class LogServer {
                 reply({ ok: false, code: 'FTCP_LOG_UNKNOWN', message: `connection ${id} vanished` });
                 return;
               }
+              if (!stillWriter()) return reply(fenced());
               reply({
                 ok: true, id, stable: rec.stable, finOffset: rec.finOffset, gcThrough: rec.gcThrough,
                 protocol: LOG_PROTOCOL_VERSION, stateUpdate: rec.state?.update ?? 0,
@@ -302,7 +309,7 @@ export class LogServer {
           }
           this.counters.states++;
           this.store.setState(Number(req.id), st).then(
-            () => reply({ ok: true, update: st.update }),
+            () => reply(stillWriter() ? { ok: true, update: st.update } : fenced()),
             (err: unknown) => reply(errorReply(err)),
           );
           return;

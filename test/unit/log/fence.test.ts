@@ -11,11 +11,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryLog } from '../../../src/log/memory.js';
 import { DiskLog } from '../../../src/log/disk.js';
 import { Epochs, FileEpochs, MAX_PENDING_CLAIMS, MemoryEpochs, EPOCH_FILE, type EpochRecord, type EpochStore } from '../../../src/log/remote/epochs.js';
-import { decode, encodeAppend, encodeFin, encodeReply, encodeStatus, LOG_PROTOCOL_VERSION, metaKey, metaToWire } from '../../../src/log/remote/protocol.js';
+import { decode, encodeAppend, encodeFin, encodeReply, encodeRequest, encodeStatus, LOG_PROTOCOL_VERSION, metaKey, metaToWire } from '../../../src/log/remote/protocol.js';
 import type { LogStatus, LogStore, OpenMeta } from '../../../src/log/types.js';
 import type { Request } from '../../../src/log/remote/protocol.js';
 import { RemoteWorld, type RawPeer } from '../../support/remote-log.js';
-import { openMeta, streamBytes } from './helpers.js';
+import { openMeta, STATE_MASKED, streamBytes } from './helpers.js';
+import { encodeState } from '../../../src/log/state.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -92,6 +93,27 @@ describe('epochs at the log server', () => {
     // Claiming again as the holder (a retransmitted claim) grants nothing new.
     expect(await w.settle(b.claim())).toBe(2);
     expect(w.server.epochs.counters).toMatchObject({ claimsGranted: 2, claimsRepeated: 1 });
+  });
+
+  it('a write accepted before the claim but answered after it is answered FTCP_LOG_FENCED (its answer would be a stability notice)', async () => {
+    const store = new MemoryLog();
+    const w = world(store);
+    const a = w.raw();
+    const b = w.gateway();
+    expect(await a.ask({ op: 'claim', protocol: V })).toEqual({ ok: true, epoch: 1 });
+    const opened = await a.ask({ op: 'open', meta: metaToWire(openMeta()), protocol: V });
+    const rid = (opened as { id: number }).id;
+    // The store's write of A's state record outlives B's claim.
+    const setState = store.setState.bind(store);
+    let release: (() => void) | null = null;
+    store.setState = (id, st) => new Promise<void>((res, rej) => (release = () => void setState(id, st).then(res, rej)));
+    const reqId = 77;
+    await a.send(encodeRequest(reqId, { op: 'state', id: rid, state: encodeState(STATE_MASKED).toString('hex') }));
+    await w.until(() => release !== null, 1000, 'the state write begun');
+    expect(await w.settle(b.claim())).toBe(2);
+    release!();
+    await w.until(() => a.replies.has(reqId), 1000, 'the state answer');
+    expect(a.replies.get(reqId)).toMatchObject({ ok: false, code: 'FTCP_LOG_FENCED', epoch: 2 });
   });
 
   it('a gateway that never claimed writes freely until the first claim, and is fenced by it', async () => {
