@@ -37,6 +37,9 @@
  *     connection is being rebuilt (its output regenerated from 0) ─▶ north.rebuilding
  *   south accepted a server segment ─▶ north.serverAccepted (what the incarnation acked)
  *
+ * Fenced (fence.ts: another gateway claimed the log server's epoch): every protected packet, and
+ * every packet the gateway makes, is dropped (FENCED) until a restart or a claim of its own.
+ *
  * Every packet dropped has a named reason, counted once: a malformed one or a bad checksum by
  * its wire verdict (src/wire/packet.ts), a protected segment by the reason its wrapper returned
  * (src/wrappers/contract.ts). /status `drops` and /metrics `ftcp_drops_total{reason}` show both.
@@ -46,7 +49,7 @@
  */
 import { u32ToIp } from '../wire/addr.js';
 import type { PacketBatch, TunDevice } from '../tun/device.js';
-import type { LogStatus, LogStore } from '../log/types.js';
+import type { LogStatus, LogStore, StatusListener } from '../log/types.js';
 import { FlowTable, type Service, type ServiceSpec } from '../flow/table.js';
 import { SouthWrapper, defaultSouthOptions, type SouthEvents, type SouthOptions } from '../wrappers/south.js';
 import { FORWARD, DropReason, WrapperDrops, type WrapperVerdict } from '../wrappers/contract.js';
@@ -62,6 +65,7 @@ import { assertHeadroom } from '../wire/headroom.js';
 import { metricsText } from './metrics.js';
 import { AdoptionStats, adoptFromLog } from './adopt.js';
 import { AdoptGate, runningIncarnation } from './adopt-gate.js';
+import { claimLog, type FencedState } from './fence.js';
 
 /** /status's flow list: a page of `dflt` connections unless asked, at most `max`. */
 export const FLOW_PAGE = Object.freeze({ dflt: 100, max: 1000 });
@@ -161,6 +165,9 @@ export class Gateway {
   private readonly now: () => number;
   /** How the process found its TUN and steering (created, or reused after a restart); set by the CLI, shown in status. */
   startState: Record<string, unknown> | null = null;
+  /** The log epoch this gateway claimed (null: none, or a log without epochs), and whether another's fenced it (fence.ts). */
+  epoch: number | null = null;
+  fenced: FencedState | null = null;
 
   constructor(opts: GatewayOptions) {
     this.tun = opts.tun;
@@ -240,6 +247,9 @@ export class Gateway {
    * before start(), so no packet is forwarded before the connections are known again.
    */
   async adopt(): Promise<AdoptionStats> {
+    // The log first becomes this gateway's alone (fence.ts): a restart in place takes over from
+    // its dead self, and no other gateway acknowledges data of what is adopted here.
+    await this.claim();
     const { south, north, table, log, logger, now } = this;
     await adoptFromLog({ table, south, north, log, logger, now, maxFlows: this.south.limits().maxFlows }, this.adoption);
     // Each adopted connection starts from the log's stable point, which may be past the last one
@@ -251,19 +261,34 @@ export class Gateway {
     return this.adoption;
   }
 
+  /**
+   * Claims the log (fence.ts claimLog): the epoch granted, or null for a log without epochs. A
+   * fenced gateway whose claim succeeds is no longer fenced. Rejects when the claim fails.
+   */
+  async claim(): Promise<number | null> {
+    const epoch = await claimLog(this.log);
+    this.epoch = epoch;
+    if (epoch !== null && this.fenced !== null) {
+      this.logger.warn({ epoch, fencedBy: this.fenced.epoch }, 'log claimed again: no longer fenced');
+      this.fenced = null;
+    }
+    return epoch;
+  }
+
+  /** Another gateway claimed the log (fence.ts): nothing protected is forwarded or made from now on. */
+  private fence(epoch: number): void {
+    if (this.fenced !== null) return;
+    this.fenced = { epoch, at: Date.now() };
+    this.logger.error({ epoch, connections: this.table.size }, 'FENCED: another gateway claimed the log; protected traffic is dropped here until this gateway is restarted');
+  }
+
   start(): void {
     this.log.registerServices(this.table.allServices().map((s) => ({ addr: u32ToIp(s.ip), port: s.port })));
     this.log.onStable((id, stable) => this.guard('stable', () => this.onStable(id, stable)));
     this.log.onBound?.((id, bound, held) => this.guard('bound', () => this.overBound(id, bound, held)));
-    this.log.onStatus((status, detail) => this.guard('status', () => {
-      if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);
-      else this.logger.warn({ status, detail }, 'log status');
-      if (status === 'FAILED' && detail?.expired === undefined) this.logFailed(status);
-      if (status !== 'FAILED' && this.south.passthrough) {
-        this.south.passthrough = false; // new connections are protected again
-        this.logger.warn({ status }, 'log back: new connections are protected again');
-      }
-    }));
+    this.log.onStatus((status, detail) => this.onLogStatus(status, detail));
+    const fenced = this.log.fenced?.() ?? null; // fenced before the upcall was installed (while adopting)
+    if (fenced !== null) this.fence(fenced.epoch);
     this.adoptGate.start(this.now());
     this.tun.start((b) => this.onBatch(b));
     this.sweepTimer = setInterval(() => this.guard('sweep', () => {
@@ -280,6 +305,20 @@ export class Gateway {
       this.north.tick();
     }), 10);
     this.recoveryTimer.unref();
+  }
+
+  /** The log's status upcall (installed by start): fenced, a connection expired, FAILED or back. */
+  onLogStatus(status: LogStatus, detail?: Parameters<StatusListener>[1]): void {
+    this.guard('status', () => {
+      if (detail?.fenced !== undefined) return this.fence(detail.fenced); // not a log failure: never passthrough
+      if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);
+      else this.logger.warn({ status, detail }, 'log status');
+      if (status === 'FAILED' && detail?.expired === undefined) this.logFailed(status);
+      if (status !== 'FAILED' && this.south.passthrough) {
+        this.south.passthrough = false; // new connections are protected again
+        this.logger.warn({ status }, 'log back: new connections are protected again');
+      }
+    });
   }
 
   stop(): void {
@@ -374,6 +413,10 @@ export class Gateway {
    * that breaks it fails in every test, not only with offloads.
    */
   private emit(buf: Buffer, off: number, len: number): void {
+    if (this.fenced !== null) {
+      this.wrapperDrops.count(DropReason.FENCED);
+      return;
+    }
     this.stats.emitted++;
     if (this.vnet !== null) {
       if (!this.vnet.emit(buf, off, len)) this.stats.writeShort++;
@@ -473,6 +516,10 @@ export class Gateway {
       if (!fromClient) svc = table.service(info.src, info.srcPort);
       if (svc === undefined) {
         stats.unprotectedTcp++;
+      } else if (this.fenced !== null) {
+        this.lastProtected = true;
+        this.wrapperDrops.count(DropReason.FENCED);
+        forward = false;
       } else {
         const c = this.verify ? checksumVerdict(buf, info, tcpTrusted) : Verdict.IPV4_TCP;
         if (c !== Verdict.IPV4_TCP) {
@@ -567,6 +614,8 @@ export class Gateway {
       services: this.table.allServices().map((s) => `${u32ToIp(s.ip)}:${s.port}`),
       log: this.log.status(),
       ...(this.log.linkStats ? { logLink: this.log.linkStats() } : {}),
+      epoch: this.epoch,
+      fenced: this.fenced,
       logFailure: { policy: this.onLogFailure, failures: this.logFailures, unprotected: this.unprotected.size },
       logMemory: this.logMemory(),
       connections: this.table.size,

@@ -32,6 +32,17 @@ export interface UdpLinkOptions extends Omit<LinkOptions, 'transmit' | 'now' | '
   socketBuffer?: number;
 }
 
+/** Binds `s` to `addr`; rejects with the bind error (the socket's later errors are the caller's). */
+export function bindSocket(s: Socket, addr: UdpAddr): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.bind(addr.port, addr.address, () => {
+      s.off('error', reject);
+      resolve();
+    });
+  });
+}
+
 export class UdpLink {
   readonly endpoint: LinkEndpoint;
   /** Datagrams that could not be handed to a socket (path closed or send error). */
@@ -76,13 +87,7 @@ export class UdpLink {
       for (const addr of opts.local) {
         const s = createSocket({ type: addr.address.includes(':') ? 'udp6' : 'udp4' });
         sockets.push(s);
-        await new Promise<void>((resolve, reject) => {
-          s.once('error', reject);
-          s.bind(addr.port, addr.address, () => {
-            s.off('error', reject);
-            resolve();
-          });
-        });
+        await bindSocket(s, addr);
         const size = opts.socketBuffer ?? 4 << 20;
         try {
           s.setRecvBufferSize(size);

@@ -86,6 +86,9 @@ export const DropReason = {
   // ---- judged by the gateway for an adopted connection (src/gateway/adopt-gate.ts) ----
   /** An adopted connection's segment (either way) before the supervisor said which server process runs now. */
   ADOPT_INCARNATION_UNKNOWN: 28,
+  // ---- judged by the gateway: fenced at the log server (src/log/remote/epochs.ts) ----
+  /** A protected packet (either way, or one the gateway made) while another gateway holds the log's epoch: nothing is acked or forwarded. */
+  FENCED: 29,
 } as const;
 
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
@@ -94,7 +97,7 @@ export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 export type WrapperVerdict = typeof FORWARD | DropReason;
 
 /** One more than the largest reason: the counters' size. */
-export const DROP_REASON_COUNT = 29;
+export const DROP_REASON_COUNT = 30;
 
 const NAMES: readonly string[] = (() => {
   const a: string[] = new Array<string>(DROP_REASON_COUNT).fill('');

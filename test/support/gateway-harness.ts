@@ -134,7 +134,7 @@ export interface RigOptions<L extends LogStore> {
   manualClock?: boolean;
   /**
    * 'start' (default): gw.start() — every log upcall, the TUN, the sweep and recovery timers
-   * (unref'd, on the real clock). 'manual': the TUN and the stability upcall only, no timers:
+   * (unref'd, on the real clock). 'manual': the TUN, the stability and status upcalls only, no timers:
    * the test ticks recovery itself. 'none': nothing is wired.
    */
   wiring?: 'start' | 'manual' | 'none';
@@ -164,6 +164,7 @@ export class GatewayRig<L extends LogStore = ManualLog> {
     else if (wiring === 'manual') {
       this.tun.start((b) => this.gw.onBatch(b));
       this.log.onStable((id, stable) => this.gw.onStable(id, stable));
+      this.log.onStatus((status, detail) => this.gw.onLogStatus(status, detail));
     }
   }
 
