@@ -136,7 +136,7 @@ const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
  * (claims the log epoch, adopts every open connection, then forwards), BACKUP/FAULT → release
  * (stops forwarding protected traffic). The outcome goes on a second line, "... STATE rc=<n>".
  */
-export function notifyScript(opts: { transitions: string; gateway: { node: string; cli: string; control: string } | null }): string {
+export function notifyScript(opts: { transitions: string; gateway: { program: readonly string[]; control: string } | null }): string {
   const call = opts.gateway === null
     ? ['rc=0 # kernel forwarding: no gateway process to tell']
     : [
@@ -144,7 +144,7 @@ export function notifyScript(opts: { transitions: string; gateway: { node: strin
       '  MASTER) verb=takeover ;;',
       '  *) verb=release ;;',
       'esac',
-      `${shq(opts.gateway.node)} ${shq(opts.gateway.cli)} gateway "$verb" --control ${shq(opts.gateway.control)} >>${shq(opts.transitions + '.out')} 2>&1`,
+      `${opts.gateway.program.map(shq).join(' ')} gateway "$verb" --control ${shq(opts.gateway.control)} >>${shq(opts.transitions + '.out')} 2>&1`,
       'rc=$?',
     ];
   return [

@@ -308,7 +308,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabTopology> {
         sb.gateway2Pid = (await startGateway(topo, opts, 'gw2', () => {})).pid;
         await writeState(topo);
       }
-      await startVrrp(topo, sb, forward === 'gateway', step);
+      await startVrrp(topo, sb, opts, step);
     }
     return topo;
   } catch (err) {
@@ -346,9 +346,10 @@ function gatewayHost(topo: LabTopology, host: GatewayHost): { ns: string; stateD
  * the takeover returned), then the standby's, waited for until BACKUP. In this order because both
  * start BACKUP with nopreempt: whichever times out first would otherwise win the first election.
  */
-async function startVrrp(topo: LabTopology, sb: StandbyTopology, withGateway: boolean, step: () => void): Promise<void> {
+async function startVrrp(topo: LabTopology, sb: StandbyTopology, opts: LabUpOptions, step: () => void): Promise<void> {
   const hostNs: Record<GatewayHost, string> = { gw: topo.namespaces.gw, gw2: sb.namespaces.gw2 };
-  const cli: [string, string] | null = withGateway ? [process.execPath, join(REPO_ROOT, 'bin', 'ftcp.js')] : null;
+  // The notify hook runs the gateway's own program (`gateway takeover|release`): the CLI, or a test's stand-in.
+  const cli = topo.forward === 'gateway' ? opts.gatewayCommand ?? [process.execPath, join(REPO_ROOT, 'bin', 'ftcp.js')] : null;
   for (const h of ['gw', 'gw2'] as const) {
     step();
     const ready = join(gatewayHost(topo, h).stateDir, 'gateway.ready');

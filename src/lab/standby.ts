@@ -27,7 +27,7 @@
  *   gw2/                  the standby gateway's --state-dir (ready file, steering record, log)
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -138,10 +138,11 @@ function vrrpHost(hostNs: string, a: HostAddresses): VrrpHost {
 
 /**
  * Writes host `h`'s keepalived directory: keepalived.conf, notify.sh, and (with a gateway)
- * check-gateway.sh tracking `readyFile`. `cli` is `[node, <repo>/bin/ftcp.js]` for the notify
- * hook; null: kernel forwarding (the hook only records the transitions).
+ * check-gateway.sh tracking `readyFile`. `program` runs `gateway takeover|release` in the notify
+ * hook (`[node, <repo>/bin/ftcp.js]`, or the lab's stand-in gateway); null: kernel forwarding
+ * (the hook only records the transitions).
  */
-export async function writeVrrpFiles(sb: StandbyTopology, h: GatewayHost, hostNs: Record<GatewayHost, string>, cli: [string, string] | null, readyFile: string): Promise<string> {
+export async function writeVrrpFiles(sb: StandbyTopology, h: GatewayHost, hostNs: Record<GatewayHost, string>, program: readonly string[] | null, readyFile: string): Promise<string> {
   const dir = sb.vrrpDir[h];
   const peer: GatewayHost = h === 'gw' ? 'gw2' : 'gw';
   await mkdir(dir, { recursive: true, mode: 0o755 });
@@ -149,15 +150,14 @@ export async function writeVrrpFiles(sb: StandbyTopology, h: GatewayHost, hostNs
   const check = join(dir, 'check-gateway.sh');
   await writeFile(notify, notifyScript({
     transitions: join(dir, 'transitions'),
-    gateway: cli === null ? null : { node: cli[0], cli: cli[1], control: LAB_CONTROL },
+    gateway: program === null ? null : { program, control: LAB_CONTROL },
   }), { mode: 0o755 });
-  if (cli !== null) await writeFile(check, checkScript(readyFile), { mode: 0o755 });
-  chmodSync(notify, 0o755);
+  if (program !== null) await writeFile(check, checkScript(readyFile), { mode: 0o755 });
   const conf = join(dir, 'keepalived.conf');
   await writeFile(conf, keepalivedConfig({
     self: vrrpHost(hostNs[h], sb.hosts[h]), peer: vrrpHost(hostNs[peer], sb.hosts[peer]),
     vip: { client: sb.vips.client, server: sb.vips.server, prefixLength: PREFIX_LEN },
-    priority: PRIORITY[h], advertInt: sb.advertInt, notifyScript: notify, checkScript: cli === null ? null : check,
+    priority: PRIORITY[h], advertInt: sb.advertInt, notifyScript: notify, checkScript: program === null ? null : check,
   }), { mode: 0o644 });
   return conf;
 }
@@ -232,8 +232,4 @@ export async function holdsVips(netns: string, sb: StandbyTopology): Promise<boo
   if (r.code !== 0) return false;
   const has = (a: string) => r.stdout.includes(` ${a}/`);
   return has(sb.vips.client) && has(sb.vips.server);
-}
-
-export function standbyFilesExist(sb: StandbyTopology): boolean {
-  return existsSync(sb.vrrpDir.gw) || existsSync(sb.vrrpDir.gw2);
 }
