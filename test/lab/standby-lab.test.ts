@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execIn, labDown, labUp, listLeftovers, listNetns, netnsPids, pidAlive, randomLabName, spawnIn, type LabTopology } from '../../src/lab/index.js';
+import { REPO_ROOT, execIn, labDown, labUp, listLeftovers, listNetns, netnsPids, pidAlive, randomLabName, spawnIn, type LabTopology } from '../../src/lab/index.js';
 import { holdsVips, lastTransition, type StandbyTopology } from '../../src/lab/standby.js';
 import { execCmd } from '../../src/lab/exec.js';
 import { UsageError } from '../../src/util/errors.js';
@@ -106,6 +106,12 @@ setTimeout(() => { console.log(JSON.stringify({ error: 'TIMEOUT' })); process.ex
 `;
 
 describe('lab up --standby-gateway', () => {
+  it('deploy/keepalived/keepalived.conf parses as both hosts read it (keepalived --config-test)', async () => {
+    const r = await execCmd('bash', [join(REPO_ROOT, 'deploy', 'keepalived', 'check-config.sh')]);
+    expect(r.stdout + r.stderr).toBe('gw-a: ok\ngw-b: ok\n');
+    expect(r.code).toBe(0);
+  });
+
   it('refuses a gateway pair on an embedded log (the standby could not adopt from it)', async () => {
     const err = await labUp({ name: newName(), forward: 'gateway', log: 'embedded', standbyGateway: true }).then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(UsageError);

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SYNC_GROUP, VRID, checkScript, keepalivedConfig, notifyScript, type KeepalivedConfigInput, type VrrpHost } from '../../../src/lab/keepalived.js';
@@ -76,6 +77,27 @@ describe('keepalivedConfig', () => {
     expect(() => keepalivedConfig(input({ advertInt: 0.001 }))).toThrow(RangeError);
     expect(() => keepalivedConfig(input({ advertInt: 41 }))).toThrow(RangeError);
   });
+});
+
+describe('deploy/keepalived/keepalived.conf', () => {
+  // One file for both VMs (@gw-a / @gw-b lines); as each host reads it, it must say what the lab's
+  // generator says for that host, so the shipped example is the configuration the lab tests.
+  const file = readFileSync(fileURLToPath(new URL('../../../deploy/keepalived/keepalived.conf', import.meta.url)), 'utf8');
+  const meaningful = (text: string, id: string) => text.split('\n').map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .flatMap((l) => { const m = /^@(\S+)\s+(.*)$/.exec(l); return m ? (m[1] === id ? [m[2]!] : []) : [l]; });
+  const host = (id: string, last: string): VrrpHost => ({ name: id, clientIf: 'eth1', serverIf: 'eth2', clientAddr: `198.18.1.${last}`, serverAddr: `198.18.2.${last}` });
+
+  for (const [id, self, peer, priority] of [['gw-a', '11', '12', 150], ['gw-b', '12', '11', 100]] as const) {
+    it(`read as ${id}, it is the lab's configuration for that host`, () => {
+      const lab = keepalivedConfig({
+        self: host(id, self), peer: host(id === 'gw-a' ? 'gw-b' : 'gw-a', peer),
+        vip: { client: '198.18.1.1', server: '198.18.2.1', prefixLength: 24 }, priority, advertInt: 0.1,
+        notifyScript: '/usr/local/lib/ftcp/notify.sh', checkScript: '/usr/local/lib/ftcp/check-gateway.sh',
+      });
+      expect(meaningful(file, id)).toEqual(meaningful(lab, id));
+    });
+  }
 });
 
 describe('the hooks, run by sh', () => {
