@@ -128,6 +128,26 @@ describe('lab up --standby-gateway', () => {
     expect((err as Error).message).toContain('--log remote');
   });
 
+  it('a master whose takeover fails: up fails naming the hook, and rolls back everything (gw2, <n>-net, both keepalived)', async () => {
+    const FAILING = `
+const fs = require('fs');
+const args = process.argv.slice(1);
+if (args[1] === 'takeover') { console.log('refused'); process.exit(4); }
+if (args[1] === 'release') process.exit(0);
+fs.writeFileSync(args[args.indexOf('--ready-file') + 1], JSON.stringify({ pid: process.pid }));
+process.on('SIGTERM', () => process.exit(0));
+setInterval(() => {}, 1000);
+`;
+    const name = newName();
+    const err = await labUp({ name, forward: 'gateway', log: 'remote', standbyGateway: true, gatewayCommand: [process.execPath, '-e', FAILING] })
+      .then(() => null, (e: unknown) => e);
+    expect((err as { code?: string }).code).toBe('FTCP_LAB_KEEPALIVED');
+    expect((err as Error).message).toMatch(/gw: MASTER hook failed \(rc=4\)/);
+    expect(await listLeftovers(name)).toEqual([]);
+    const present = await listNetns();
+    for (const r of ['client', 'gw', 'server', 'log', 'gw2', 'net']) expect(present.has(`${name}-${r}`)).toBe(false);
+  });
+
   it('the primary host dies mid-transfer: keepalived moves both addresses to gw2, the transfer goes on without a RST', async () => {
     const name = newName();
     const t = await labUp({ name, forward: 'kernel', standbyGateway: true });
