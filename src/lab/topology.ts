@@ -10,6 +10,8 @@
  *
  * 198.18.0.0/15 is the benchmarking range (RFC 2544). Client and server route by default via
  * the gateway; the log namespace reaches the gateway directly on both links.
+ * With `--standby-gateway` (./standby.ts) the links become shared segments with a second
+ * gateway host <n>-gw2, and 198.18.1.1 / 198.18.2.1 are keepalived's virtual addresses.
  *
  * The gateway's control endpoint is on the management path only: 127.0.0.1:7070 inside <n>-gw
  * (`ftcp status --name <n>` and the drills reach it with `ip netns exec <n>-gw`); clients and
@@ -17,6 +19,7 @@
  * drops TCP toward it that crosses its TUN).
  */
 import { UsageError } from '../util/errors.js';
+import type { StandbyTopology } from './standby.js';
 
 export const LAB_NAME_RE = /^[a-z][a-z0-9-]{0,14}$/;
 export const LAB_RUN_DIR = '/run/ftcp-lab';
@@ -65,6 +68,8 @@ export interface LabTopology {
   /** Where the gateway's stdout/stderr go, null in kernel mode. */
   gatewayLog: string | null;
   createdAt: string;
+  /** `--standby-gateway`: <n>-gw2, the shared segments and keepalived (./standby.ts); absent or null without. */
+  standby?: StandbyTopology | null;
 }
 
 export const ADDRESSES: Readonly<LabEndpoints<string>> = Object.freeze({
