@@ -60,7 +60,15 @@ import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { VnetPath } from './offload.js';
 import { assertHeadroom } from '../wire/headroom.js';
 import { metricsText } from './metrics.js';
-import { AdoptionStats, adoptFromLog } from './adopt.js';
+import { AdoptionStats, adoptFromLog, adoptRecords, type AdoptDeps, type Listed } from './adopt.js';
+
+/**
+ * Whether this gateway carries protected traffic (standby.ts has the transitions): 'active'
+ * (the default, and a standby after its takeover), or not: 'standby' (warm, waiting for a
+ * takeover) and 'fenced' (the log refused its epoch). Not active, it forwards no protected
+ * packet (each dropped, STANDBY) and makes none (emit suppressed); unprotected traffic passes.
+ */
+export type GatewayRole = 'active' | 'standby' | 'fenced';
 
 /** /status's flow list: a page of `dflt` connections unless asked, at most `max`. */
 export const FLOW_PAGE = Object.freeze({ dflt: 100, max: 1000 });
@@ -110,6 +118,8 @@ export class GatewayStats {
   icmpSuppressed = 0;
   /** Exceptions caught on a packet path, an upcall or a timer (each dropped its packet or event). */
   internalErrors = 0;
+  /** Packets the wrappers made while the gateway was not active (a timer of a released flow): not sent. */
+  emitSuppressed = 0;
 }
 
 export class Gateway {
@@ -156,6 +166,10 @@ export class Gateway {
   private readonly now: () => number;
   /** How the process found its TUN and steering (created, or reused after a restart); set by the CLI, shown in status. */
   startState: Record<string, unknown> | null = null;
+  /** Not 'active': every protected packet is dropped (STANDBY) and none is made (see GatewayRole). */
+  role: GatewayRole = 'active';
+  /** The standby's state machine, when the gateway runs with --standby (standby.ts sets it). */
+  standby: StandbyView | null = null;
 
   constructor(opts: GatewayOptions) {
     this.tun = opts.tun;
@@ -230,13 +244,33 @@ export class Gateway {
    * before start(), so no packet is forwarded before the connections are known again.
    */
   async adopt(): Promise<AdoptionStats> {
-    const { south, north, table, log, logger, now } = this;
-    await adoptFromLog({ table, south, north, log, logger, now, maxFlows: this.south.limits().maxFlows }, this.adoption);
-    // Each adopted connection starts from the log's stable point, which may be past the last one
-    // the dead gateway reported (a commit that finished as it died): the stability trace (the
-    // ack check's input) must know it before the first ack up to it leaves.
-    if (south.onStableAdvance !== null) for (const [, f] of table.flows()) if (f.adopted) south.onStableAdvance(f);
+    await adoptFromLog(this.adoptDeps(), this.adoption);
+    this.traceAdopted();
     return this.adoption;
+  }
+
+  /**
+   * Adopts listed records on a running gateway (a standby's takeover, standby.ts): synchronous,
+   * so no packet is routed between the first connection adopted and the last.
+   */
+  adoptListed(listed: Listed): void {
+    adoptRecords(this.adoptDeps(), this.adoption, listed.records, listed.remote);
+    this.traceAdopted();
+  }
+
+  private adoptDeps(): AdoptDeps {
+    const { south, north, table, log, logger, now } = this;
+    return { table, south, north, log, logger, now, maxFlows: south.limits().maxFlows };
+  }
+
+  /**
+   * Each adopted connection starts from the log's stable point, which may be past the last one
+   * the dead gateway reported (a commit that finished as it died): the stability trace (the
+   * ack check's input) must know it before the first ack up to it leaves.
+   */
+  private traceAdopted(): void {
+    const trace = this.south.onStableAdvance;
+    if (trace !== null) for (const [, f] of this.table.flows()) if (f.adopted) trace(f);
   }
 
   start(): void {
@@ -360,6 +394,10 @@ export class Gateway {
    * that breaks it fails in every test, not only with offloads.
    */
   private emit(buf: Buffer, off: number, len: number): void {
+    if (this.role !== 'active') {
+      this.stats.emitSuppressed++; // fail closed: only an active gateway speaks for a protected connection
+      return;
+    }
     this.stats.emitted++;
     if (this.vnet !== null) {
       if (!this.vnet.emit(buf, off, len)) this.stats.writeShort++;
@@ -459,6 +497,11 @@ export class Gateway {
       if (!fromClient) svc = table.service(info.src, info.srcPort);
       if (svc === undefined) {
         stats.unprotectedTcp++;
+      } else if (this.role !== 'active') {
+        // Not active (standby.ts): dropped before the checksum, the flow table and the log; never forwarded.
+        stats.protectedPackets++;
+        this.wrapperDrops.count(DropReason.STANDBY);
+        return false;
       } else {
         const c = this.verify ? checksumVerdict(buf, info, tcpTrusted) : Verdict.IPV4_TCP;
         if (c !== Verdict.IPV4_TCP) {
@@ -541,6 +584,8 @@ export class Gateway {
     }
     return {
       uptimeMs: Date.now() - this.startedAt,
+      role: this.role,
+      ...(this.standby !== null ? { standby: this.standby.describe() } : {}),
       ...(this.startState !== null ? { start: this.startState } : {}),
       memory: process.memoryUsage(),
       tun: this.tun.name,
@@ -619,6 +664,7 @@ export class Gateway {
       ...(u !== undefined && Number.isFinite(u.maxBytes) ? { logBudgetBytes: u.maxBytes } : {}),
       ...(u !== undefined && Number.isFinite(u.maxBytesPerConn) ? { logConnBoundBytes: u.maxBytesPerConn } : {}),
       ...(this.control !== null ? controlLimits(this.control.limits) : {}),
+      ...(this.standby !== null ? this.standby.limits() : {}),
     };
   }
 
@@ -648,6 +694,17 @@ export interface ControlView {
   readonly tokenRequired: boolean;
   address(): { address: string; port: number };
   connections(): number;
+}
+
+/** What the gateway reads of its standby state machine (standby.ts), declared here for the same reason. */
+export interface StandbyView {
+  readonly follow: { readonly followed: number; readonly refreshes: number; readonly failures: number; readonly lastRefreshAt: number | null };
+  readonly takeovers: number;
+  readonly takeoverFailures: number;
+  readonly releases: number;
+  readonly lastTakeover: { readonly totalMs: number } | null;
+  describe(): Record<string, unknown>;
+  limits(): Record<string, number>;
 }
 
 /** The control endpoint's bounds under limit names: headersTimeoutMs -> controlHeadersTimeoutMs. */
