@@ -194,11 +194,12 @@ function refused(status: number, body: string, where: string): FtcpError {
   return new FtcpError('FTCP_STATUS', `${where} answered ${status}${hint}: ${body.trim().slice(0, 200)}`);
 }
 
-async function direct(url: string, token: Buffer | null, where: string): Promise<string> {
+/** GET (or POST: the gateway's commands, `ftcp gateway takeover`) `url` of a control endpoint; the body of its 200 answer. */
+export async function direct(url: string, token: Buffer | null, where: string, method: 'GET' | 'POST' = 'GET'): Promise<string> {
   let res: Response;
   let body: string;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: token ? { authorization: `Bearer ${token.toString('latin1')}` } : {} });
+    res = await fetch(url, { method, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: token ? { authorization: `Bearer ${token.toString('latin1')}` } : {} });
     body = await res.text();
   } catch (err) {
     throw new FtcpError('FTCP_STATUS', `cannot reach ${where}: ${(err as Error).message}`);
