@@ -30,9 +30,10 @@
  *     the old primary can register nothing more. The list followed while standing by is not
  *     used for this (it may miss the newest connections and holds stale stable points); it
  *     shows what a takeover will find and keeps the log link busy and known to work.
- *  3. In one synchronous step: adopt every record (Gateway.adoptListed, as a restarted gateway
- *     does at start: adopt.ts), then the role becomes 'active'. No packet is routed between
- *     the two, so none is forwarded for a connection not adopted yet.
+ *  3. In one synchronous step: the role becomes 'active' and every record is adopted
+ *     (Gateway.adoptListed, as a restarted gateway does at start: adopt.ts). No packet is
+ *     routed between the two, so none is forwarded for a connection not adopted yet, and the
+ *     rebuild SYN an adoption sends at once leaves.
  * Idempotent: a takeover of an ACTIVE gateway answers the last one's report (`already`); one
  * asked while another runs answers with that one. A failed claim or list leaves it STANDBY.
  *
@@ -239,9 +240,16 @@ export class Standby implements StandbyView {
       return fail('list', err);
     }
     if (this.generation !== gen) return fail('list', new Error('released meanwhile'));
-    // Step 3: adopt and activate in one synchronous step (no packet is routed in between).
-    this.gw.adoptListed(listed);
-    this.to('ACTIVE', 'takeover: every open connection adopted');
+    // Step 3: activate and adopt in one synchronous step: no packet is routed in between, and
+    // what the adoption sends at once (the SYN of a rebuild it begins again) is not suppressed.
+    this.to('ACTIVE', 'takeover: adopting every open connection');
+    try {
+      this.gw.adoptListed(listed);
+    } catch (err) {
+      this.to('STANDBY', 'takeover: the adoption failed');
+      leaveAll(this.gw);
+      return fail('adopt', err);
+    }
     const t2 = performance.now();
     const a = this.gw.adoption;
     const report: TakeoverReport = {
