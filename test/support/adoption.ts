@@ -11,6 +11,7 @@ import {
 } from './gateway-harness.js';
 import { seqDiff, type Seq } from '../../src/wire/seq.js';
 import { recOf } from '../../src/recovery/rebuild.js';
+import type { ManualLog } from './manual-log.js';
 
 /** A client ISN that wraps during the test, and three server incarnations' ISNs. */
 export const ISN = { client: 0xfffff800, s1: 0x80000001, s2: 0x0c0ffee0, s3: 0x55555555 } as const;
@@ -34,12 +35,12 @@ export function expectAcksStable(h: Harness, c: Client): void {
   }
 }
 
-/** A connection with IN0 bytes exchanged and stable through gateway 1. */
-export async function opened(): Promise<{ h: Harness; o: FakeOracle; c: Client; s: Server }> {
+/** A connection with IN0 bytes exchanged and stable through gateway 1 (on `log`, default a new ManualLog). */
+export async function opened(log?: ManualLog): Promise<{ h: Harness; o: FakeOracle; c: Client; s: Server }> {
   const c = new Client({ isn: C_ISN, ts: 1000 });
   const s = new Server({ isn: S_ISN, ts: 500_000 });
   const o = new FakeOracle();
-  const h = await exchanged(c, s, IN0, o);
+  const h = await exchanged(c, s, IN0, o, log);
   expect(c.bytes().equals(outBytes(0, outputFor(IN0)))).toBe(true);
   return { h, o, c, s };
 }
