@@ -5,12 +5,12 @@
  * both (409), a failed takeover answered 503 while the gateway stays standby.
  */
 import { describe, it, expect, afterEach, beforeAll, vi } from 'vitest';
-import net from 'node:net';
 import { Harness } from '../../support/gateway-harness.js';
 import { ManualLog } from '../../support/manual-log.js';
 import { testLogger } from '../../support/test-logger.js';
 import { runCli } from '../../support/cli.js';
 import { ensureBuilt } from '../../support/build.js';
+import { rawRequest } from '../../support/raw-http.js';
 import { startControl, type ControlEndpoint } from '../../../src/gateway/control.js';
 import { Standby } from '../../../src/gateway/standby.js';
 import { standbyOptions } from '../../../src/cli/commands/gateway.js';
@@ -31,17 +31,6 @@ async function endpoint(standby = true): Promise<{ h: Harness; sb: Standby | nul
   open.push(c);
   const at = `127.0.0.1:${c.address().port}`;
   return { h, sb, c, url: `http://${at}`, at };
-}
-
-function rawRequest(port: number, bytes: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1');
-    let got = '';
-    s.on('data', (d) => (got += d.toString('latin1')));
-    s.on('error', (err) => ((err as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(err)));
-    s.on('close', () => resolve(got));
-    s.on('connect', () => s.write(bytes));
-  });
 }
 
 describe('control endpoint: POST /takeover and /release', () => {
