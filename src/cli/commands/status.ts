@@ -98,6 +98,17 @@ function startLine(start: Record<string, any>): string {
   return `start: TUN and steering ${start.action}${found}; restarted: ${start.restarted}; gateway starts on this state: ${start.starts}; state file ${start.stateFile}`;
 }
 
+/** The gateway's role; for a --standby gateway what it follows and its last takeover (src/gateway/standby.ts). */
+function roleLine(role: string, sb: Record<string, any> | undefined): string {
+  if (sb === undefined) return `role: ${role}`;
+  const f = sb.follow;
+  const follow = role === 'active' ? '' : `; following ${f.followed} open connection(s) of the log (${f.translated} translated, ${f.rebuilding} rebuilding` +
+    `${f.overCap > 0 ? `, ${f.overCap} over --max-flows` : ''}), last refresh ${f.lastRefreshAt ?? 'never'}${f.failures > 0 ? `, ${f.failures} failed${f.lastError ? ` (${f.lastError})` : ''}` : ''}`;
+  const t = sb.lastTakeover;
+  const last = t === null ? '' : `; last takeover ${t.at}: epoch ${t.epoch ?? 'none (NOT fenced)'}, ${t.adopted} adopted in ${t.totalMs} ms (claim ${t.claimMs} ms, adopt ${t.adoptMs} ms)`;
+  return `role: ${role} (${sb.phase}; ${sb.takeovers} takeover(s), ${sb.takeoverFailures} failed, ${sb.releases} release(s))${follow}${last}`;
+}
+
 /** The connections a (restarted) gateway adopted from the log at start-up (issue 14). */
 function adoptionLine(a: Record<string, any>): string {
   return `adoption (from the ${a.source}): ${a.adopted} adopted (${a.translated} translated, ${a.rebuilding} rebuilding, ${a.closing} closing), ` +
@@ -109,6 +120,7 @@ export function statusText(st: Record<string, any>): string {
   const lines = [
     `tun ${st.tun}  log ${st.log}  up ${(st.uptimeMs / 1000).toFixed(0)} s`,
     `services: ${st.services.join(', ')}`,
+    ...(st.role !== undefined ? [roleLine(st.role, st.standby)] : []),
     ...(st.start ? [startLine(st.start)] : []),
     ...(st.adoption ? [adoptionLine(st.adoption)] : []),
     `connections: ${st.connections}${st.flowLimits ? ` of at most ${st.flowLimits.maxFlows} (--max-flows)` : ''}` +

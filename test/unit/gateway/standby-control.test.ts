@@ -16,6 +16,7 @@ import { Standby } from '../../../src/gateway/standby.js';
 import { standbyOptions } from '../../../src/cli/commands/gateway.js';
 import { reportLine } from '../../../src/cli/commands/gateway-role.js';
 import { main } from '../../../src/cli/main.js';
+import { statusText } from '../../../src/cli/commands/status.js';
 import { UsageError } from '../../../src/util/errors.js';
 
 const open: ControlEndpoint[] = [];
@@ -48,6 +49,8 @@ describe('control endpoint: POST /takeover and /release', () => {
     expect(await (await fetch(`${url}/release`, { method: 'POST' })).json()).toMatchObject({ already: true });
     expect(h.gw.role).toBe('standby');
     expect(c.stats.commands).toBe(4);
+    const text = statusText(await (await fetch(`${url}/status`)).json());
+    expect(text).toMatch(/^role: standby \(STANDBY; 1 takeover\(s\), 0 failed, 1 release\(s\)\); following 0 open connection\(s\) of the log .*; last takeover \d{4}-.*Z: epoch none \(NOT fenced\), 0 adopted in/m);
     expect(await (await fetch(`${url}/metrics`)).text()).toContain('ftcp_takeovers_total 1');
   });
 
