@@ -37,6 +37,9 @@
  *     connection is being rebuilt (its output regenerated from 0) ─▶ north.rebuilding
  *   south accepted a server segment ─▶ north.serverAccepted (what the incarnation acked)
  *
+ * Fenced (fence.ts: another gateway claimed the log server's epoch): every protected packet, and
+ * every packet the gateway makes, is dropped (FENCED) until a restart or a claim of its own.
+ *
  * Every packet dropped has a named reason, counted once: a malformed one or a bad checksum by
  * its wire verdict (src/wire/packet.ts), a protected segment by the reason its wrapper returned
  * (src/wrappers/contract.ts). /status `drops` and /metrics `ftcp_drops_total{reason}` show both.
@@ -61,12 +64,13 @@ import { VnetPath } from './offload.js';
 import { assertHeadroom } from '../wire/headroom.js';
 import { metricsText } from './metrics.js';
 import { AdoptionStats, adoptFromLog, adoptRecords, type AdoptDeps, type Listed } from './adopt.js';
+import { claimLog, type FencedState } from './fence.js';
 
 /**
- * Whether this gateway carries protected traffic (standby.ts has the transitions): 'active'
- * (the default, and a standby after its takeover), or not: 'standby' (warm, waiting for a
- * takeover) and 'fenced' (the log refused its epoch). Not active, it forwards no protected
- * packet (each dropped, STANDBY) and makes none (emit suppressed); unprotected traffic passes.
+ * Whether this gateway carries protected traffic: 'active', or not: 'fenced' (another gateway
+ * claimed the log: fence.ts), 'standby' (a --standby gateway before its takeover or after a
+ * release: standby.ts). Not active, it forwards no protected packet and makes none, each
+ * dropped and counted (FENCED, STANDBY); unprotected traffic passes.
  */
 export type GatewayRole = 'active' | 'standby' | 'fenced';
 
@@ -118,8 +122,6 @@ export class GatewayStats {
   icmpSuppressed = 0;
   /** Exceptions caught on a packet path, an upcall or a timer (each dropped its packet or event). */
   internalErrors = 0;
-  /** Packets the wrappers made while the gateway was not active (a timer of a released flow): not sent. */
-  emitSuppressed = 0;
 }
 
 export class Gateway {
@@ -166,10 +168,17 @@ export class Gateway {
   private readonly now: () => number;
   /** How the process found its TUN and steering (created, or reused after a restart); set by the CLI, shown in status. */
   startState: Record<string, unknown> | null = null;
-  /** Not 'active': every protected packet is dropped (STANDBY) and none is made (see GatewayRole). */
-  role: GatewayRole = 'active';
+  /** The log epoch this gateway claimed (null: none, or a log without epochs), and whether another's fenced it (fence.ts). */
+  epoch: number | null = null;
+  fenced: FencedState | null = null;
+  /** A --standby gateway not active (standby.ts sets it): every protected packet is dropped (STANDBY), none is made. */
+  standingBy = false;
   /** The standby's state machine, when the gateway runs with --standby (standby.ts sets it). */
   standby: StandbyView | null = null;
+
+  get role(): GatewayRole {
+    return this.fenced !== null ? 'fenced' : this.standingBy ? 'standby' : 'active';
+  }
 
   constructor(opts: GatewayOptions) {
     this.tun = opts.tun;
@@ -244,6 +253,9 @@ export class Gateway {
    * before start(), so no packet is forwarded before the connections are known again.
    */
   async adopt(): Promise<AdoptionStats> {
+    // The log first becomes this gateway's alone (fence.ts): a restart in place takes over from
+    // its dead self, and no other gateway acknowledges data of what is adopted here.
+    await this.claim();
     await adoptFromLog(this.adoptDeps(), this.adoption);
     this.traceAdopted();
     return this.adoption;
@@ -273,11 +285,33 @@ export class Gateway {
     if (trace !== null) for (const [, f] of this.table.flows()) if (f.adopted) trace(f);
   }
 
+  /**
+   * Claims the log (fence.ts claimLog): the epoch granted, or null for a log without epochs. A
+   * fenced gateway whose claim succeeds is no longer fenced. Rejects when the claim fails.
+   */
+  async claim(): Promise<number | null> {
+    const epoch = await claimLog(this.log);
+    this.epoch = epoch;
+    if (epoch !== null && this.fenced !== null) {
+      this.logger.warn({ epoch, fencedBy: this.fenced.epoch }, 'log claimed again: no longer fenced');
+      this.fenced = null;
+    }
+    return epoch;
+  }
+
+  /** Another gateway claimed the log (fence.ts): nothing protected is forwarded or made from now on. */
+  private fence(epoch: number): void {
+    if (this.fenced !== null) return;
+    this.fenced = { epoch, at: Date.now() };
+    this.logger.error({ epoch, connections: this.table.size }, 'FENCED: another gateway claimed the log; protected traffic is dropped here until this gateway is restarted');
+  }
+
   start(): void {
     this.log.registerServices(this.table.allServices().map((s) => ({ addr: u32ToIp(s.ip), port: s.port })));
     this.log.onStable((id, stable) => this.guard('stable', () => this.onStable(id, stable)));
     this.log.onBound?.((id, bound, held) => this.guard('bound', () => this.overBound(id, bound, held)));
     this.log.onStatus((status, detail) => this.guard('status', () => {
+      if (detail?.fenced !== undefined) return this.fence(detail.fenced); // not a log failure: never passthrough
       if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);
       else this.logger.warn({ status, detail }, 'log status');
       if (status === 'FAILED' && detail?.expired === undefined) this.logFailed(status);
@@ -286,6 +320,8 @@ export class Gateway {
         this.logger.warn({ status }, 'log back: new connections are protected again');
       }
     }));
+    const fenced = this.log.fenced?.() ?? null;
+    if (fenced !== null) this.fence(fenced.epoch);
     this.tun.start((b) => this.onBatch(b));
     this.sweepTimer = setInterval(() => this.guard('sweep', () => {
       this.south.sweep();
@@ -394,8 +430,8 @@ export class Gateway {
    * that breaks it fails in every test, not only with offloads.
    */
   private emit(buf: Buffer, off: number, len: number): void {
-    if (this.role !== 'active') {
-      this.stats.emitSuppressed++; // fail closed: only an active gateway speaks for a protected connection
+    if (this.fenced !== null || this.standingBy) {
+      this.wrapperDrops.count(this.fenced !== null ? DropReason.FENCED : DropReason.STANDBY);
       return;
     }
     this.stats.emitted++;
@@ -497,11 +533,12 @@ export class Gateway {
       if (!fromClient) svc = table.service(info.src, info.srcPort);
       if (svc === undefined) {
         stats.unprotectedTcp++;
-      } else if (this.role !== 'active') {
-        // Not active (standby.ts): dropped before the checksum, the flow table and the log; never forwarded.
+      } else if (this.fenced !== null || this.standingBy) {
+        // Not active (fence.ts, standby.ts): dropped before the checksum, the flow table and the log; never forwarded.
         stats.protectedPackets++;
-        this.wrapperDrops.count(DropReason.STANDBY);
-        return false;
+        this.lastProtected = true;
+        this.wrapperDrops.count(this.fenced !== null ? DropReason.FENCED : DropReason.STANDBY);
+        forward = false;
       } else {
         const c = this.verify ? checksumVerdict(buf, info, tcpTrusted) : Verdict.IPV4_TCP;
         if (c !== Verdict.IPV4_TCP) {
@@ -592,6 +629,8 @@ export class Gateway {
       services: this.table.allServices().map((s) => `${u32ToIp(s.ip)}:${s.port}`),
       log: this.log.status(),
       ...(this.log.linkStats ? { logLink: this.log.linkStats() } : {}),
+      epoch: this.epoch,
+      fenced: this.fenced,
       logFailure: { policy: this.onLogFailure, failures: this.logFailures, unprotected: this.unprotected.size },
       logMemory: this.logMemory(),
       connections: this.table.size,

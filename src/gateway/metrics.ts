@@ -39,6 +39,7 @@ export function metricsText(gw: Gateway, log: LogStore): string {
   lines.push('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');
   for (const [reason, v] of Object.entries(gw.dropReasons())) lines.push(`ftcp_drops_total{reason="${reason}"} ${v}`);
   put('log_ok', '1 when the log status is OK', 'gauge', log.status() === 'OK' ? 1 : 0);
+  put('fenced', '1 when another gateway claimed the log server (a newer epoch): protected traffic is dropped here (FENCED)', 'gauge', gw.fenced !== null ? 1 : 0);
   lines.push('# HELP ftcp_limit configured bounds of the gateway, by name', '# TYPE ftcp_limit gauge');
   for (const [name, v] of Object.entries(gw.limits())) lines.push(`ftcp_limit{name="${name}"} ${v}`);
   const dv = gw.north.divergenceStatus() as { byService: Record<string, number>; digestBytes: number; keptBytes: number; digestsAbandoned: number };
@@ -72,7 +73,7 @@ export function metricsText(gw: Gateway, log: LogStore): string {
     // The log link (remote log): retransmissions, REJECTs, resyncs, re-registrations...
     put('log_link_peer_active', '1 when the log server is active on the link', 'gauge', ll.peer === 'active' ? 1 : 0);
     for (const [k, v] of Object.entries(ll.link)) put(`log_link_${snake(k)}_total`, `log link ${k}`, 'counter', v);
-    const gauges = new Set(['pendingBytes', 'connections', 'requests']);
+    const gauges = new Set(['pendingBytes', 'connections', 'requests', 'epoch']);
     for (const [k, v] of Object.entries(ll.client)) {
       put(`log_client_${snake(k)}${gauges.has(k) ? '' : '_total'}`, `log client ${k}`, gauges.has(k) ? 'gauge' : 'counter', v);
     }

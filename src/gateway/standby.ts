@@ -7,39 +7,40 @@
  *                          │
  *                          ▼            takeover                        claim ✓ list ✓
  *   ┌──────────────▶   STANDBY   ───────────────────▶  TAKING_OVER  ─────────────────────▶  ACTIVE
- *   │  release        (follows the                    (still drops;     adopt every open     │
- *   │                  log: a list                     claims the        connection and      │
- *   │                  every refreshMs)                log's epoch,      become active in    │
- *   │                      ▲  ▲                        lists)            one synchronous     │
- *   │                      │  └──── claim or list failed, or a release ──┘ step             │
- *   │                      └──────────────────────────────────────────── release ───────────┤
- *   │                                                                                         │
- *   └──── FENCED ◀───────────── the log refused this gateway's epoch (fence(): i14-fence) ────┘
- *         (a takeover claims again)
+ *   │  release        (follows the                    (still drops;     become active and    │
+ *   │                  log: a list                     claims the        adopt every open     │
+ *   │                  every refreshMs)                log's epoch,      connection in one    │
+ *   │                      ▲  ▲                        lists)            synchronous step     │
+ *   │                      │  └──── claim or list failed, or a release ──┘                    │
+ *   └──────────────────────┴─────────────────────────────────────────────── release ─────────┘
  *
- * Not ACTIVE (STANDBY, TAKING_OVER, FENCED) the gateway's role is not 'active': every packet of
- * a protected service is dropped (STANDBY; TCP retransmits), before the flow table and the log,
- * and no packet the wrappers make leaves (Gateway.emit). Unprotected traffic passes as always.
+ * STANDBY and TAKING_OVER set the gateway's `standingBy`: every packet of a protected service is
+ * dropped (STANDBY; TCP retransmits), before the flow table and the log, and every packet the
+ * wrappers make too. Unprotected traffic passes as always. Fencing is the gateway's own
+ * (fence.ts: another gateway claimed the log; role 'fenced', drops FENCED) and can befall an
+ * ACTIVE standby: a takeover then runs again, and its claim ends the fence.
  *
  * The takeover, step by step (each step's time is reported: claimMs, adoptMs, totalMs):
- *  1. Claim the log's epoch (the log's `claim()`, i14-fence): from then on the log refuses the
+ *  1. Claim the log's epoch (Gateway.claim, fence.ts): from then on the log server refuses the
  *     old primary, so it can open no connection and make no byte stable (two gateways never
- *     both acknowledge client data). A log without epochs: the takeover goes on, unfenced,
- *     logged once per takeover.
+ *     both acknowledge client data). A log without epochs (the embedded stores, which --standby
+ *     refuses): the takeover goes on, unfenced, logged.
  *  2. List the open connections (adopt.ts fetchOpen). After the claim the list is complete:
  *     the old primary can register nothing more. The list followed while standing by is not
  *     used for this (it may miss the newest connections and holds stale stable points); it
  *     shows what a takeover will find and keeps the log link busy and known to work.
- *  3. In one synchronous step: the role becomes 'active' and every record is adopted
+ *  3. In one synchronous step: whatever the flow table still holds (a fenced gateway's stale
+ *     connections) leaves it, the role becomes 'active' and every record is adopted
  *     (Gateway.adoptListed, as a restarted gateway does at start: adopt.ts). No packet is
  *     routed between the two, so none is forwarded for a connection not adopted yet, and the
  *     rebuild SYN an adoption sends at once leaves.
- * Idempotent: a takeover of an ACTIVE gateway answers the last one's report (`already`); one
- * asked while another runs answers with that one. A failed claim or list leaves it STANDBY.
+ * Idempotent: a takeover of an ACTIVE gateway (not fenced) answers the last one's report
+ * (`already`); one asked while another runs answers with that one. A failed claim or list
+ * leaves it STANDBY.
  *
  * Release (keepalived BACKUP or FAULT): the role becomes 'standby' first, synchronously, so no
  * protected packet is forwarded from then on (fail closed); then every connection leaves the
- * flow table (its recovery ends, silently: emit is off). Their log connections are not
+ * flow table (its recovery ends, silently: nothing made leaves). Their log connections are not
  * closed: they are left to the log, for the gateway that takes over. A release during a
  * takeover cancels it (the takeover finds a newer generation and gives up before step 3).
  */
@@ -51,21 +52,10 @@ import { FtcpError } from '../util/errors.js';
 import { ipToU32 } from '../wire/addr.js';
 import type { Logger } from '../util/logger.js';
 
-export type StandbyPhase = 'STANDBY' | 'TAKING_OVER' | 'ACTIVE' | 'FENCED';
-
-const ROLE: Record<StandbyPhase, GatewayRole> = { STANDBY: 'standby', TAKING_OVER: 'standby', ACTIVE: 'active', FENCED: 'fenced' };
+export type StandbyPhase = 'STANDBY' | 'TAKING_OVER' | 'ACTIVE';
 
 /** The standby's follow period's bounds and default (ms): `--standby-refresh`. */
 export const STANDBY_REFRESH_MS = Object.freeze({ dflt: 1000, min: 100, max: 60_000 });
-
-/** A log that hands out gateway epochs (i14-fence: RemoteLog.claim()): resolves with the epoch this gateway now holds. */
-interface ClaimingLog {
-  claim(): Promise<number>;
-}
-
-function canClaim(log: LogStore): log is LogStore & ClaimingLog {
-  return typeof (log as Partial<ClaimingLog>).claim === 'function';
-}
 
 /** What following the log found (counts only: no record is kept, so it is bounded by nature). */
 export class FollowStats {
@@ -86,7 +76,7 @@ export class FollowStats {
 /** A takeover's report (control endpoint, CLI, status). */
 export interface TakeoverReport {
   role: GatewayRole;
-  /** The epoch claimed (null: the log has no epochs; the takeover is not fenced). */
+  /** The epoch claimed (null: the log has no epochs; the old primary is not fenced). */
   epoch: number | null;
   claimMs: number;
   /** Listing and adopting (steps 2 and 3). */
@@ -136,7 +126,7 @@ export class Standby implements StandbyView {
     this.logger = opts.logger;
     this.clock = opts.clock ?? Date.now;
     gw.standby = this;
-    gw.role = ROLE[this.phase];
+    gw.standingBy = true;
   }
 
   /** Follows the log every refreshMs (the first list at once) while not active. */
@@ -151,18 +141,18 @@ export class Standby implements StandbyView {
     this.timer = null;
   }
 
-  /** The one transition function: the gateway's role follows the phase. */
+  /** The one transition function: the gateway stands by unless ACTIVE. */
   private to(next: StandbyPhase, why: string): void {
     const from = this.phase;
     if (from === 'TAKING_OVER' || next === 'TAKING_OVER') this.generation++;
     this.phase = next;
-    this.gw.role = ROLE[next];
+    this.gw.standingBy = next !== 'ACTIVE';
     this.logger.warn({ from, to: next, role: this.gw.role, why }, `gateway ${from} → ${next}`);
   }
 
   /** One round of following the log (skipped while active or while one runs). */
   async refresh(): Promise<void> {
-    if (this.phase === 'ACTIVE' || this.refreshing) return;
+    if (this.gw.role === 'active' || this.refreshing) return;
     this.refreshing = true;
     const t0 = performance.now();
     try {
@@ -203,7 +193,7 @@ export class Standby implements StandbyView {
 
   /** Makes this gateway the active one (the steps at the top). Rejects with FtcpError FTCP_TAKEOVER. */
   takeover(): Promise<TakeoverReport> {
-    if (this.phase === 'ACTIVE' && this.lastTakeover !== null) return Promise.resolve({ ...this.lastTakeover, already: true });
+    if (this.phase === 'ACTIVE' && this.gw.fenced === null && this.lastTakeover !== null) return Promise.resolve({ ...this.lastTakeover, already: true });
     if (this.running !== null) return this.running;
     const p = this.runTakeover().finally(() => {
       this.running = null;
@@ -225,8 +215,8 @@ export class Standby implements StandbyView {
     };
     let epoch: number | null = null;
     try {
-      if (canClaim(this.log)) epoch = await this.log.claim();
-      else this.logger.error('takeover: the log hands out no epochs: NOT FENCED, an old primary that comes back is not refused');
+      epoch = await this.gw.claim();
+      if (epoch === null) this.logger.error('takeover: the log hands out no epochs: NOT FENCED, an old primary that comes back is not refused');
     } catch (err) {
       fail('claim', err);
     }
@@ -242,6 +232,8 @@ export class Standby implements StandbyView {
     if (this.generation !== gen) return fail('list', new Error('released meanwhile'));
     // Step 3: activate and adopt in one synchronous step: no packet is routed in between, and
     // what the adoption sends at once (the SYN of a rebuild it begins again) is not suppressed.
+    const stale = leaveAll(this.gw); // a fenced gateway's connections: the log's are newer
+    if (stale > 0) this.logger.warn({ stale }, 'takeover: the connections held before the fence left the flow table; adopted again from the log');
     this.to('ACTIVE', 'takeover: adopting every open connection');
     try {
       this.gw.adoptListed(listed);
@@ -266,18 +258,12 @@ export class Standby implements StandbyView {
   /** Back to standby (the steps at the top): protected forwarding stops before this returns. */
   release(why = 'release asked'): ReleaseReport {
     if (this.phase === 'STANDBY') return { role: this.gw.role, left: 0, already: true };
+    // (a fenced ACTIVE one too: it holds connections that must leave)
     this.to('STANDBY', why);
     const left = leaveAll(this.gw);
     this.releases++;
     if (left > 0) this.logger.warn({ left }, `release: ${left} connection(s) left to the log`);
     return { role: this.gw.role, left, already: false };
-  }
-
-  /** The log refused this gateway's epoch: as a release, but FENCED (shown as such). */
-  fence(why: string): void {
-    if (this.phase === 'FENCED') return;
-    this.to('FENCED', why);
-    leaveAll(this.gw);
   }
 
   describe(): Record<string, unknown> {

@@ -57,8 +57,11 @@ export type LogStatus = 'OK' | 'LOW-SPACE' | 'FAILED';
 
 /** Called when more of a connection's stream became stable (monotonic per id; includes the FIN's one offset). */
 export type StabilityListener = (id: number, stable: number) => void;
-/** Called when the store's status changes, or a connection expired (`expired` set). */
-export type StatusListener = (status: LogStatus, detail?: { expired?: number; reason?: string }) => void;
+/**
+ * Called when the store's status changes, or a connection expired (`expired` set), or a log
+ * server fenced this gateway (`fenced`: the newer epoch; remote/epochs.ts).
+ */
+export type StatusListener = (status: LogStatus, detail?: { expired?: number; reason?: string; fenced?: number }) => void;
 
 /**
  * Called when an append was refused because it would take the connection past
@@ -178,6 +181,13 @@ export interface LogStore {
   stats?(): LogStats;
   /** The log link's counters (optional: only a remote log has a link). */
   linkStats?(): LogLinkStats;
+  /**
+   * Makes this gateway the one writer of a shared log (optional: a log server's client;
+   * remote/epochs.ts): resolves with the epoch granted, higher than any before.
+   */
+  claim?(): Promise<number>;
+  /** Since when and by which epoch another gateway's claim fenced this one (null: not fenced). */
+  fenced?(): { readonly epoch: number; readonly at: number } | null;
 }
 
 /** What a remote log reports about its link to the log server (gateway snapshot `logLink`). */

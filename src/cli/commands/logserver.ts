@@ -15,6 +15,7 @@ import { MemoryLog } from '../../log/memory.js';
 import type { LogOptions } from '../../log/common.js';
 import type { LogStore } from '../../log/types.js';
 import { LogServer, UdpLogServer, parseImpairment, type Impairment } from '../../log/remote/server.js';
+import { FileEpochs, MemoryEpochs, type EpochStore } from '../../log/remote/epochs.js';
 import { readFileSync } from 'node:fs';
 
 const HELP = `usage: ftcp logserver --listen <ip:port>[,<ip:port>] --store memory|disk:<dir> [options]
@@ -77,11 +78,24 @@ export async function run(argv: string[]): Promise<number> {
     key = DEV_KEY;
   }
   let store: LogStore;
-  if (storeSpec === 'memory') store = new MemoryLog(opts);
-  else if (storeSpec.startsWith('disk:') && storeSpec.length > 'disk:'.length) store = new DiskLog(storeSpec.slice('disk:'.length), opts);
-  else throw new UsageError(`--store: expected 'memory' or 'disk:<dir>', got '${storeSpec}'`);
+  // The fencing epoch lives beside the store: on disk in its directory (a restart never grants
+  // an old epoch again), in the process for the memory store (lost with the connections).
+  let epochs: EpochStore;
+  if (storeSpec === 'memory') {
+    store = new MemoryLog(opts);
+    epochs = new MemoryEpochs();
+  } else if (storeSpec.startsWith('disk:') && storeSpec.length > 'disk:'.length) {
+    const disk = new DiskLog(storeSpec.slice('disk:'.length), opts);
+    store = disk;
+    try {
+      epochs = new FileEpochs(disk.dir);
+    } catch (err) {
+      await disk.shutdown();
+      throw err;
+    }
+  } else throw new UsageError(`--store: expected 'memory' or 'disk:<dir>', got '${storeSpec}'`);
 
-  const server = new LogServer({ store, logger });
+  const server = new LogServer({ store, logger, epochs });
   let udp: UdpLogServer;
   try {
     const impairFile = values['impair-file'];
@@ -114,7 +128,7 @@ export async function run(argv: string[]): Promise<number> {
     await writeFile(values['ready-file'], JSON.stringify({ pid: process.pid, listen: values.listen, store: storeSpec }) + '\n');
   }
   logger.info({ listen: values.listen, store: storeSpec, connections: store.listActive().length, ...opts }, 'logserver listening');
-  const statsTimer = setInterval(() => logger.debug({ server: server.counters, store: store.stats?.() }, 'logserver stats'), 10_000);
+  const statsTimer = setInterval(() => logger.debug({ server: server.counters, fence: server.epochs.describe(), store: store.stats?.() }, 'logserver stats'), 10_000);
   statsTimer.unref();
 
   return await new Promise<number>((resolve) => {
@@ -123,7 +137,7 @@ export async function run(argv: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       clearInterval(statsTimer);
-      logger.info({ signal: sig, server: server.counters }, 'logserver stopping');
+      logger.info({ signal: sig, server: server.counters, fence: server.epochs.describe() }, 'logserver stopping');
       (async () => {
         await udp.close();
         await store.shutdown();

@@ -121,6 +121,8 @@ export function statusText(st: Record<string, any>): string {
     `tun ${st.tun}  log ${st.log}  up ${(st.uptimeMs / 1000).toFixed(0)} s`,
     `services: ${st.services.join(', ')}`,
     ...(st.role !== undefined ? [roleLine(st.role, st.standby)] : []),
+    ...(st.fenced ? [`FENCED since ${new Date(st.fenced.at).toISOString()}: another gateway claimed the log (epoch ${st.fenced.epoch}); protected traffic is dropped here (FENCED) until a restart`]
+      : typeof st.epoch === 'number' ? [`log epoch ${st.epoch}: this gateway is the log's one writer`] : []),
     ...(st.start ? [startLine(st.start)] : []),
     ...(st.adoption ? [adoptionLine(st.adoption)] : []),
     `connections: ${st.connections}${st.flowLimits ? ` of at most ${st.flowLimits.maxFlows} (--max-flows)` : ''}` +

@@ -39,6 +39,11 @@
  *  8. Versions: every `open` carries LOG_PROTOCOL_VERSION; a server of another version
  *     (its refusal, or a reply without the version) makes the log FAILED with
  *     FTCP_LOG_VERSION, and further opens are refused with it.
+ *  9. Epochs (epochs.ts): `claim()` makes this gateway the log's one writer (the promise of
+ *     the epoch granted). Fenced (a STATUS FENCED, or a request refused FTCP_LOG_FENCED):
+ *     the log is FAILED, nothing more is sent but requests, opens are refused, the status
+ *     listener is told once with `fenced: epoch`. A later claim that succeeds ends it (every
+ *     connection is registered again: the server dropped what it refused meanwhile).
  *
  * Ids here are local (stable for the gateway's lifetime); `read` is chunked
  * (`readChunk` bytes per request, `readParallel` in flight).
@@ -57,6 +62,7 @@ import {
   allocAppend,
   APPEND_HEADER,
   decode,
+  isEpoch,
   encodeFin,
   encodeGc,
   encodeRead,
@@ -140,6 +146,16 @@ export interface RemoteCounters {
   stateRequests: number;
   stateErrors: number;
   badState: number;
+  /** Step 9: claims granted, times fenced, and the epoch held now (0: none). */
+  claims: number;
+  fenced: number;
+  epoch: number;
+}
+
+/** Step 9: this gateway's writes are refused since `at` (ms since 1970), by epoch `epoch`. */
+export interface Fenced {
+  readonly epoch: number;
+  readonly at: number;
 }
 
 /** A connection as the client holds it (the front's fields, and the link's). */
@@ -167,6 +183,7 @@ export class RemoteLog extends LogFront<RConn> {
     reconnects: 0, serverRestarts: 0, resyncs: 0, resyncsCoalesced: 0, lostMessages: 0, reRegistrations: 0, requestRetries: 0,
     stallProbes: 0, bytesResent: 0, appendMessages: 0, bytesSent: 0, failures: 0, lostStable: 0,
     stableBeyondSent: 0, malformed: 0, staleReplies: 0, registerErrors: 0, stateRequests: 0, stateErrors: 0, badState: 0,
+    claims: 0, fenced: 0, epoch: 0,
   };
   /** The handlers the link endpoint must be built with. */
   readonly handlers: {
@@ -206,6 +223,8 @@ export class RemoteLog extends LogFront<RConn> {
   private readonly log: Logger;
   /** Step 8: the log server speaks another protocol version (the log is FAILED for good). */
   private versionError: FtcpError | null = null;
+  /** Step 9: fenced by a newer epoch (null: not fenced). */
+  private fencedBy: Fenced | null = null;
 
   constructor(opts: RemoteLogOptions = {}) {
     super();
@@ -269,12 +288,59 @@ export class RemoteLog extends LogFront<RConn> {
   }
 
   status(): LogStatus {
-    return this.linkFailed || this.versionError !== null ? 'FAILED' : this.serverStatus;
+    return this.linkFailed || this.versionError !== null || this.fencedBy !== null ? 'FAILED' : this.serverStatus;
   }
 
   protected override checkOpen(meta: OpenMeta): void {
     if (this.versionError !== null) throw this.versionError;
+    if (this.fencedBy !== null) throw new FtcpError('FTCP_LOG_FENCED', `log open: this gateway is fenced by epoch ${this.fencedBy.epoch}`);
     super.checkOpen(meta);
+  }
+
+  /** Step 9: fenced by a newer epoch since when (null: not fenced). */
+  fenced(): Fenced | null {
+    return this.fencedBy;
+  }
+
+  /**
+   * Step 9: makes this gateway the log's one writer; resolves with the epoch granted (the same
+   * again when it holds it already). Kept and resent like every request until answered.
+   */
+  claim(): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.request({ op: 'claim', protocol: LOG_PROTOCOL_VERSION }, false, (r) => {
+        if (!r.ok) {
+          if (r.code === 'FTCP_LOG_VERSION') this.versionMismatch(r.message);
+          reject(replyError(r));
+          return;
+        }
+        if (!isEpoch(r.epoch)) {
+          this.counters.malformed++;
+          reject(new FtcpError('FTCP_LOG_PROTOCOL', 'log claim: the reply names no epoch'));
+          return;
+        }
+        this.counters.claims++;
+        this.counters.epoch = r.epoch;
+        this.log.warn({ epoch: r.epoch }, 'log claimed: this gateway is the one writer');
+        if (this.fencedBy !== null) {
+          this.fencedBy = null;
+          this.reportStatus('log claimed again: no longer fenced');
+          this.scheduleResync();
+        }
+        resolve(r.epoch);
+      }, reject);
+    });
+  }
+
+  /** Step 9: told (or refused) by the server: fenced by `epoch`, once. */
+  private fence(epoch: number): void {
+    if (this.fencedBy !== null || this.isShutdown) return;
+    this.fencedBy = { epoch, at: Date.now() };
+    this.counters.fenced++;
+    this.counters.epoch = 0;
+    this.log.error({ epoch }, 'FENCED: another gateway claimed the log (a newer epoch): this gateway writes nothing more to it');
+    this.lastStatus = this.status();
+    this.statusListener?.(this.lastStatus, { fenced: epoch, reason: `fenced by epoch ${epoch}` });
   }
 
   registerServices(services: Endpoint[]): void {
@@ -419,6 +485,10 @@ export class RemoteLog extends LogFront<RConn> {
       return;
     }
     this.counters.requestRetries += this.reqs.retry(now);
+    if (this.fencedBy !== null) {
+      this.pump(); // requests only (a claim)
+      return;
+    }
     if (this.resyncOwed && now - this.lastResyncAt >= this.o.resyncIntervalMs) this.scheduleResync();
     for (const c of this.conns.values()) {
       if (c.registering) {
@@ -466,6 +536,11 @@ export class RemoteLog extends LogFront<RConn> {
   }
 
   private statusMsg(s: StatusMsg): void {
+    if (s.status === 'FENCED') {
+      if (isEpoch(s.epoch)) this.fence(s.epoch);
+      else this.counters.malformed++;
+      return;
+    }
     if (s.expired !== undefined) {
       const c = this.byRemote.get(s.expired);
       if (c === undefined) return;
@@ -574,6 +649,7 @@ export class RemoteLog extends LogFront<RConn> {
 
   private registered(c: RConn, r: Reply): void {
     c.regReq = null;
+    if (!r.ok && r.code === 'FTCP_LOG_FENCED') this.fence(isEpoch(r.epoch) ? r.epoch : Number.MAX_SAFE_INTEGER);
     if (!r.ok && r.code === 'FTCP_LOG_VERSION') this.versionMismatch(r.message);
     else if (r.ok && r.protocol !== LOG_PROTOCOL_VERSION) {
       this.versionMismatch(`the log server speaks log protocol ${typeof r.protocol === 'number' ? r.protocol : 1}, this gateway ${LOG_PROTOCOL_VERSION}: run the same ftcp version on both`);
@@ -718,6 +794,7 @@ export class RemoteLog extends LogFront<RConn> {
     if (!this.canSend()) return;
     const ep = this.ep!;
     if (!this.reqs.sendPending(ep, this.now)) return;
+    if (this.fencedBy !== null) return; // step 9: refused anyway; the bytes wait for a claim or the end
     for (const c of this.dirty) {
       if (c.closed || c.remoteId === null || c.registering) {
         this.dirty.delete(c);

@@ -15,9 +15,10 @@
  *
  * Slow path messages carry JSON after a one-byte type and a u32 request id:
  *
- *   REQUEST 0x10 | reqId u32 | {"op": "open" | "close" | "list" | "query" | "register" | "expiry" | "stats" | "state", ...}
- *   REPLY   0x90 | reqId u32 | {"ok": true, ...} | {"ok": false, "code": "...", "message": "..."}
+ *   REQUEST 0x10 | reqId u32 | {"op": "open" | "close" | "list" | "query" | "register" | "expiry" | "stats" | "state" | "claim", ...}
+ *   REPLY   0x90 | reqId u32 | {"ok": true, ...} | {"ok": false, "code": "...", "message": "...", "epoch"?: n}
  *   STATUS  0x91 | 0 u32     | {"status": "OK" | "LOW-SPACE" | "FAILED", "expired"?: id, "reason"?: text}
+ *                            | {"status": "FENCED", "epoch": n}   (this gateway's writes are refused: epochs.ts)
  *
  * `decode` never throws: a message that does not parse is `null`, counted by the caller
  * as malformed (STYLE.md 6). Metadata option bytes travel as hex strings, and so does a
@@ -25,16 +26,21 @@
  * {"op": "state", "id", "state": hex} are answered {"ok": true, "update"} once the record is
  * stable in the server's store; records in `list` / `query` replies carry it (or null).
  *
- * Versions: LOG_PROTOCOL_VERSION travels in every `open` request ("protocol") and its reply.
- * Version 1 (before the state record) carried none. A server refuses an open of another
+ * Epochs (version 3, epochs.ts): {"op": "claim", "protocol"} makes the asking gateway THE
+ * writer; the reply {"ok": true, "epoch"} names its epoch, higher than any granted before.
+ * Writes of any other gateway are refused from then on: FTCP_LOG_FENCED (with "epoch") for a
+ * request, a STATUS "FENCED" once per epoch for the binary ones.
+ *
+ * Versions: LOG_PROTOCOL_VERSION travels in every `open` and `claim` request ("protocol") and
+ * the open's reply. Version 1 (before the state record) carried none; 2 had no epochs. A server refuses an open of another
  * version with FTCP_LOG_VERSION; a gateway whose open is answered without its version (an
  * older server) reports the log FAILED with the same code: never a half-understood link.
  */
 import type { ConnectionRecord, Endpoint, LogStats, LogStatus, OpenMeta } from '../types.js';
 import { encodeState, stateFromHex } from '../state.js';
 
-/** The log link protocol's version (2: the state record). */
-export const LOG_PROTOCOL_VERSION = 2;
+/** The log link protocol's version (2: the state record; 3: epochs and fencing). */
+export const LOG_PROTOCOL_VERSION = 3;
 
 export const T_APPEND = 0x01;
 export const T_FIN = 0x02;
@@ -144,7 +150,8 @@ export type Request =
   | { op: 'register'; services: Endpoint[] }
   | { op: 'expiry'; ms: number }
   | { op: 'stats' }
-  | { op: 'state'; id: number; state: string };
+  | { op: 'state'; id: number; state: string }
+  | { op: 'claim'; protocol?: number };
 
 export interface WireRecord extends WireMeta {
   id: number;
@@ -165,13 +172,17 @@ export type Reply =
       protocol?: number; stateUpdate?: number;
       /** state: the update now stable. */
       update?: number;
+      /** claim: the epoch granted. */
+      epoch?: number;
     }
-  | { ok: false; code: string; message: string };
+  | { ok: false; code: string; message: string; epoch?: number };
 
 export interface StatusMsg {
-  status: LogStatus;
+  /** FENCED: this gateway's writes are refused from now on (`epoch`: the one that fenced it). */
+  status: LogStatus | 'FENCED';
   expired?: number;
   reason?: string;
+  epoch?: number;
 }
 
 function encodeJson(type: number, reqId: number, body: unknown): Buffer {
@@ -270,8 +281,13 @@ function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-const REQUEST_OPS = new Set(['open', 'close', 'list', 'query', 'register', 'expiry', 'stats', 'state']);
-const STATUSES = new Set(['OK', 'LOW-SPACE', 'FAILED']);
+const REQUEST_OPS = new Set(['open', 'close', 'list', 'query', 'register', 'expiry', 'stats', 'state', 'claim']);
+const STATUSES = new Set(['OK', 'LOW-SPACE', 'FAILED', 'FENCED']);
+
+/** An epoch as the wire may carry it: a positive safe integer (0 is "none granted yet"). */
+export function isEpoch(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+}
 
 /** Decodes one log message; null when it is malformed (never throws). */
 export function decode(b: Buffer): Decoded | null {
@@ -315,6 +331,7 @@ export function decode(b: Buffer): Decoded | null {
       if (b.length < 5) return null;
       const v = parseJson(b);
       if (!isObj(v) || typeof v.status !== 'string' || !STATUSES.has(v.status)) return null;
+      if (v.status === 'FENCED' && !isEpoch(v.epoch)) return null;
       return { t, status: v as unknown as StatusMsg };
     }
     default:

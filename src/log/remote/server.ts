@@ -21,27 +21,30 @@
  * (memory: at once; disk: committed and fsynced), never before. An `open` of another protocol
  * version (protocol.ts LOG_PROTOCOL_VERSION) is refused with FTCP_LOG_VERSION.
  *
+ * Fencing (epochs.ts): once a gateway claimed the log, every write of another gateway (append,
+ * fin, gc; the requests open, close, state, register, expiry) is refused and counted, that
+ * gateway is told once (STATUS FENCED), and no STABLE goes to it: only the holder of the
+ * newest epoch can ever learn that a byte is stable, so only it can acknowledge client data.
+ *
  * Back-pressure: replies wait in a bounded per-peer outbox while the link window is
  * full; STABLE notifications are coalesced per connection (latest value) and flushed
  * after the outbox. A lost STABLE is harmless: the gateway re-registers (learning the
  * stable point from the reply) after any loss the link reports.
  */
-import { createSocket, type Socket } from 'node:dgram';
-import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../util/logger.js';
 import { logger as rootLogger } from '../../util/logger.js';
 import { FtcpError } from '../../util/errors.js';
-import { LinkEndpoint, type LinkOptions, type LostReason, type PeerEvent } from '../../link/endpoint.js';
-import { decodeFrame, HEADER_LEN, OFF } from '../../link/frame.js';
-import type { UdpAddr } from '../../link/udp.js';
+import type { LinkEndpoint, LostReason, PeerEvent } from '../../link/endpoint.js';
 import type { LogStore } from '../types.js';
 import { stateFromHex } from '../state.js';
+import { Epochs, MemoryEpochs, type EpochStore } from './epochs.js';
 import {
   decode,
   encodeData,
   encodeReply,
   encodeStable,
   encodeStatus,
+  isEpoch,
   MAX_STABLE_ENTRIES,
   metaFromWire,
   metaKey,
@@ -74,6 +77,11 @@ export interface LogServerOptions {
   maxOutbox?: number;
   /** A peer inactive this long is forgotten (its connections stay in the store). Default 60 s. */
   reapAfterMs?: number;
+  /**
+   * Where the epoch of the fencing is kept (epochs.ts): a disk store's FileEpochs in its
+   * directory, so that a restart never grants an old epoch again. Default: in memory.
+   */
+  epochs?: EpochStore;
 }
 
 export interface LogServerCounters {
@@ -104,6 +112,8 @@ export class Peer {
   /** Latest stable point per connection not yet sent. */
   readonly pendingStable = new Map<number, number>();
   inactiveSince: number | null = null;
+  /** The epoch this peer was last told it is fenced by (0: never): told once per epoch. */
+  toldFenced = 0;
   ep!: LinkEndpoint;
   constructor(readonly name: string) {}
 }
@@ -115,6 +125,8 @@ export class LogServer {
     reads: 0, readBytes: 0, stableSent: 0, repliesDropped: 0, lostReports: 0, forged: 0, states: 0, badState: 0,
     versionRefused: 0,
   };
+  /** The fencing: the newest epoch and the session holding it (epochs.ts). */
+  readonly epochs: Epochs;
   private readonly peers = new Set<Peer>();
   /** Which peer opened (or last re-registered) each connection: it gets the STABLE notices. */
   private readonly owner = new Map<number, Peer>();
@@ -132,6 +144,7 @@ export class LogServer {
     this.log = opts.logger ?? rootLogger.child({ mod: 'logserver' });
     this.maxOutbox = opts.maxOutbox ?? 4096;
     this.reapAfterMs = opts.reapAfterMs ?? 60_000;
+    this.epochs = new Epochs(opts.epochs ?? new MemoryEpochs());
     for (const r of this.store.listActive()) this.byKey.set(metaKey(r), r.id);
     this.store.onStable((id, stable) => this.stable(id, stable));
     this.store.onStatus((status, detail) => this.statusChanged({ status, ...detail }));
@@ -187,6 +200,7 @@ export class LogServer {
       this.counters.malformed++;
       return;
     }
+    if ((m.t === T_APPEND || m.t === T_FIN || m.t === T_GC) && !this.writer(peer)) return;
     switch (m.t) {
       case T_APPEND:
         this.counters.appends++;
@@ -225,14 +239,25 @@ export class LogServer {
   private request(peer: Peer, reqId: number, req: Request): void {
     const reply = (r: Reply) => this.send(peer, encodeReply(reqId, r));
     try {
+      if ((req.op === 'open' || req.op === 'claim') && req.protocol !== LOG_PROTOCOL_VERSION) {
+        this.counters.versionRefused++;
+        if (req.op === 'claim') this.epochs.counters.badClaims++;
+        const theirs = typeof req.protocol === 'number' ? req.protocol : 1;
+        reply({ ok: false, code: 'FTCP_LOG_VERSION', message: `the gateway speaks log protocol ${theirs}, this log server ${LOG_PROTOCOL_VERSION}: run the same ftcp version on both` });
+        return;
+      }
+      if (WRITE_OPS.has(req.op) && !this.writer(peer)) {
+        reply({ ok: false, code: 'FTCP_LOG_FENCED', message: `log ${req.op}: this gateway is fenced, epoch ${this.epochs.epoch} belongs to another`, epoch: this.epochs.epoch });
+        return;
+      }
       switch (req.op) {
+        case 'claim':
+          this.epochs.claim(peer.ep.peerBootId, (previous) => this.fencePrevious(previous.holder)).then(
+            (epoch) => reply({ ok: true, epoch }),
+            (err: unknown) => reply(errorReply(err)),
+          );
+          return;
         case 'open':
-          if (req.protocol !== LOG_PROTOCOL_VERSION) {
-            this.counters.versionRefused++;
-            const theirs = typeof req.protocol === 'number' ? req.protocol : 1;
-            reply({ ok: false, code: 'FTCP_LOG_VERSION', message: `the gateway speaks log protocol ${theirs}, this log server ${LOG_PROTOCOL_VERSION}: run the same ftcp version on both` });
-            return;
-          }
           this.open(peer, req.meta === undefined ? undefined : metaFromWire(req.meta), req.gcThrough).then(
             (id) => {
               const rec = this.store.listActive().find((r) => r.id === id);
@@ -284,7 +309,8 @@ export class LogServer {
         }
         case 'stats': {
           const stats = this.store.stats?.();
-          reply(stats === undefined ? { ok: true, status: this.store.status() } : { ok: true, stats, status: this.store.status() });
+          const epoch = this.epochs.epoch;
+          reply(stats === undefined ? { ok: true, status: this.store.status(), epoch } : { ok: true, stats, status: this.store.status(), epoch });
           return;
         }
       }
@@ -339,6 +365,35 @@ export class LogServer {
     }
   }
 
+  // ---- fencing (epochs.ts) ---------------------------------------------------------
+
+  /** May `peer` write? If not: counted, and the peer told once per epoch. */
+  private writer(peer: Peer): boolean {
+    if (this.epochs.admits(peer.ep.peerBootId)) return true;
+    this.epochs.counters.fencedWrites++;
+    this.tellFenced(peer);
+    return false;
+  }
+
+  private tellFenced(peer: Peer): void {
+    const epoch = this.epochs.epoch;
+    peer.pendingStable.clear();
+    if (peer.toldFenced === epoch || !isEpoch(epoch)) return;
+    peer.toldFenced = epoch;
+    this.epochs.counters.fencedNotices++;
+    this.send(peer, encodeStatus({ status: 'FENCED', epoch }));
+  }
+
+  /**
+   * A new epoch was taken up: the previous holder, if connected, is told at once (it was the
+   * writer). Other gateways (a standby that only reads) are told when they first write.
+   */
+  private fencePrevious(previous: number): void {
+    const holder = this.epochs.holder;
+    this.log.warn({ epoch: this.epochs.epoch, holder: holder.toString(16), previous: previous.toString(16) }, 'log claimed: a new epoch, every other gateway is fenced');
+    for (const p of this.peers) if (previous !== 0 && p.ep.peerBootId === previous && previous !== holder) this.tellFenced(p);
+  }
+
   private lost(peer: Peer, ids: number[], reason: LostReason): void {
     // Replies and STABLE notices may be gone; the gateway re-registers on every loss it
     // sees (its own onLost / resync), so nothing is resent from here. Counted.
@@ -361,7 +416,7 @@ export class LogServer {
 
   private stable(id: number, stable: number): void {
     const peer = this.owner.get(id);
-    if (peer === undefined) return;
+    if (peer === undefined || !this.epochs.admits(peer.ep.peerBootId)) return; // never a STABLE to a fenced gateway
     peer.pendingStable.set(id, stable);
     if (!this.flushScheduled) {
       // Once per turn of the event loop: the APPENDs of one burst of datagrams are
@@ -400,6 +455,10 @@ export class LogServer {
     while (i < peer.outbox.length && peer.ep.send(peer.outbox[i]!)) i++;
     if (i > 0) peer.outbox.splice(0, i);
     if (peer.outbox.length > 0 || peer.pendingStable.size === 0) return;
+    if (!this.epochs.admits(peer.ep.peerBootId)) {
+      peer.pendingStable.clear(); // fenced since they were queued
+      return;
+    }
     const entries: [number, number][] = [];
     for (const e of peer.pendingStable) {
       entries.push(e);
@@ -417,196 +476,12 @@ export class LogServer {
   }
 }
 
+/** The requests that change the log (refused to a fenced gateway); the others only read it. */
+const WRITE_OPS: ReadonlySet<Request['op']> = new Set(['open', 'close', 'state', 'register', 'expiry']);
+
 function errorReply(err: unknown): Reply {
   if (err instanceof FtcpError) return { ok: false, code: err.code, message: err.message };
   return { ok: false, code: 'FTCP_LOG_ERROR', message: err instanceof Error ? err.message : String(err) };
 }
 
-// ---- UDP --------------------------------------------------------------------------------
-
-export interface UdpLogServerOptions {
-  server: LogServer;
-  key: Buffer;
-  /** One address per network (path 0, path 1). */
-  listen: UdpAddr[];
-  link?: Omit<LinkOptions, 'key' | 'transmit' | 'now' | 'paths' | 'onMessage' | 'onLost' | 'onPeerState' | 'onWritable'>;
-  /** At most this many gateway peers at once (new senders beyond it are ignored). Default 64. */
-  maxPeers?: number;
-  tickMs?: number;
-  /**
-   * Test/lab fault injection in userspace (for kernels without netem): consulted for every
-   * datagram in and out; null = clean.
-   */
-  impair?: () => Impairment | null;
-}
-
-/** Probabilities per datagram; reordered datagrams are delayed by up to `reorderMs`. */
-export interface Impairment {
-  loss: number;
-  dup: number;
-  reorder: number;
-  reorderMs: number;
-}
-
-/** Parses "loss=0.03 dup=0.02 reorder=0.2 reorderMs=5" (missing keys: 0; reorderMs default 5). */
-export function parseImpairment(text: string): Impairment | null {
-  const im: Impairment = { loss: 0, dup: 0, reorder: 0, reorderMs: 5 };
-  let any = false;
-  for (const kv of text.split(/[\s,]+/).filter(Boolean)) {
-    const [k, v] = kv.split('=');
-    const n = Number(v);
-    if ((k === 'loss' || k === 'dup' || k === 'reorder' || k === 'reorderMs') && Number.isFinite(n) && n >= 0) {
-      im[k] = n;
-      any = true;
-    }
-  }
-  return any ? im : null;
-}
-
-interface UdpPeer {
-  peer: Peer;
-  addr: (UdpAddr | null)[];
-}
-
-/**
- * The log server on UDP: one socket per listen address (= per network); datagrams are
- * demultiplexed to peers by the sender's boot id (frame offset 4). A boot id not seen
- * before creates a peer only if the datagram authenticates; replies go to the address
- * the peer was last heard from on that network.
- */
-export class UdpLogServer {
-  readonly server: LogServer;
-  private readonly sockets: Socket[];
-  private readonly byBoot = new Map<number, UdpPeer>();
-  /** Datagrams dropped / duplicated / delayed by the impairment (in + out). */
-  readonly impaired = { dropped: 0, duplicated: 0, delayed: 0 };
-  private readonly opts: UdpLogServerOptions;
-  private timer: NodeJS.Timeout | null = null;
-  private closed = false;
-
-  private constructor(opts: UdpLogServerOptions, sockets: Socket[]) {
-    this.opts = opts;
-    this.server = opts.server;
-    this.sockets = sockets;
-    sockets.forEach((s, i) =>
-      s.on('message', (msg, rinfo) => this.impaired_(() => this.datagram(msg, i, { address: rinfo.address, port: rinfo.port }))),
-    );
-    // In the check phase, after the poll phase has read what arrived (see UdpLink).
-    this.timer = setInterval(() => setImmediate(() => {
-      if (!this.closed) this.tick();
-    }), opts.tickMs ?? 2);
-  }
-
-  static async listen(opts: UdpLogServerOptions): Promise<UdpLogServer> {
-    if (opts.listen.length < 1 || opts.listen.length > 2) throw new FtcpError('FTCP_LINK_CONFIG', 'a log server listens on one or two addresses');
-    const sockets: Socket[] = [];
-    try {
-      for (const a of opts.listen) {
-        const s = createSocket({ type: 'udp4' });
-        sockets.push(s);
-        await new Promise<void>((resolve, reject) => {
-          s.once('error', reject);
-          s.bind(a.port, a.address, () => {
-            s.off('error', reject);
-            resolve();
-          });
-        });
-        s.on('error', () => {});
-        try {
-          s.setRecvBufferSize(4 << 20);
-          s.setSendBufferSize(4 << 20);
-        } catch {
-          // capped by the kernel: the protocol copes with drops
-        }
-      }
-    } catch (err) {
-      for (const s of sockets) s.close();
-      throw new FtcpError('FTCP_LINK_BIND', `log server cannot bind: ${(err as Error).message}`, { cause: err });
-    }
-    return new UdpLogServer(opts, sockets);
-  }
-
-  address(path: number): UdpAddr {
-    const a = this.sockets[path]!.address();
-    return { address: a.address, port: a.port };
-  }
-
-  /** Runs `fn` once, never, twice or later, as the impairment says. */
-  private impaired_(fn: () => void): void {
-    const im = this.opts.impair?.() ?? null;
-    if (im === null) {
-      fn();
-      return;
-    }
-    if (Math.random() < im.loss) {
-      this.impaired.dropped++;
-      return;
-    }
-    const copies = Math.random() < im.dup ? 2 : 1;
-    if (copies === 2) this.impaired.duplicated++;
-    for (let i = 0; i < copies; i++) {
-      if (Math.random() < im.reorder) {
-        this.impaired.delayed++;
-        setTimeout(fn, Math.random() * im.reorderMs).unref();
-      } else {
-        fn();
-      }
-    }
-  }
-
-  private datagram(msg: Buffer, path: number, from: UdpAddr): void {
-    if (this.closed || msg.length < HEADER_LEN) return;
-    const boot = msg.readUInt32BE(OFF.srcBoot);
-    let up = this.byBoot.get(boot);
-    if (up === undefined) {
-      if (!decodeFrame(this.opts.key, msg).ok) {
-        this.server.counters.forged++;
-        return;
-      }
-      if (this.byBoot.size >= (this.opts.maxPeers ?? 64)) return;
-      const entry: UdpPeer = { peer: undefined as unknown as Peer, addr: this.sockets.map(() => null) };
-      entry.peer = this.server.attachPeer(
-        (h) =>
-          new LinkEndpoint({
-            ...this.opts.link,
-            ...h,
-            key: this.opts.key,
-            paths: this.sockets.length,
-            now: performance.now(),
-            name: `gw-${boot.toString(16)}`,
-            transmit: (dg, p) => {
-              const to = entry.addr[p] ?? entry.addr.find((a) => a !== null) ?? null;
-              const s = this.sockets[p] ?? this.sockets[0];
-              if (to !== null && s !== undefined && !this.closed) {
-                this.impaired_(() => {
-                  if (!this.closed) s.send(dg, to.port, to.address, () => {});
-                });
-              }
-            },
-          }),
-      );
-      this.byBoot.set(boot, entry);
-      up = entry;
-    }
-    const c = up.peer.ep.counters;
-    const bad = c.forged + c.malformed;
-    const prev = up.addr[path];
-    up.addr[path] = from;
-    up.peer.ep.receive(msg, path, performance.now());
-    if (c.forged + c.malformed !== bad) up.addr[path] = prev ?? null; // not authentic: keep the old address
-  }
-
-  private tick(): void {
-    const now = performance.now();
-    for (const up of this.byBoot.values()) up.peer.ep.tick(now);
-    this.server.tick(now);
-    for (const [boot, up] of this.byBoot) if (!this.server.hasPeer(up.peer)) this.byBoot.delete(boot);
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    await Promise.all(this.sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
-  }
-}
+export { UdpLogServer, parseImpairment, type Impairment, type UdpLogServerOptions } from './udp-server.js';

@@ -394,17 +394,23 @@ describe('RemoteLog state records (issue 14 item 1)', () => {
     };
     const meta = metaToWire(openMeta());
     expect(await ask(1, { op: 'open', meta })).toMatchObject({ ok: false, code: 'FTCP_LOG_VERSION' });
-    expect(await ask(2, { op: 'open', meta, protocol: 1 })).toMatchObject({ ok: false, code: 'FTCP_LOG_VERSION', message: expect.stringMatching(/protocol 1, this log server 2/) as string });
-    expect(server.counters.versionRefused).toBe(2);
-    const opened = await ask(3, { op: 'open', meta, protocol: 2 });
-    expect(opened).toMatchObject({ ok: true, protocol: 2, stateUpdate: 0 });
+    expect(await ask(2, { op: 'open', meta, protocol: 1 })).toMatchObject({ ok: false, code: 'FTCP_LOG_VERSION', message: expect.stringMatching(/protocol 1, this log server 3/) as string });
+    // A version 2 gateway (before the epochs) and its claim (a version 3 op with the wrong version).
+    expect(await ask(21, { op: 'open', meta, protocol: 2 })).toMatchObject({ ok: false, code: 'FTCP_LOG_VERSION', message: expect.stringMatching(/protocol 2, this log server 3/) as string });
+    expect(await ask(22, { op: 'claim', protocol: 2 })).toMatchObject({ ok: false, code: 'FTCP_LOG_VERSION' });
+    expect(await ask(23, { op: 'claim', protocol: '3' } as unknown as Request)).toMatchObject({ ok: false, code: 'FTCP_LOG_VERSION' });
+    expect(server.counters.versionRefused).toBe(5);
+    expect(server.epochs.counters.badClaims).toBe(2);
+    expect(server.epochs.epoch).toBe(0);
+    const opened = await ask(3, { op: 'open', meta, protocol: 3 });
+    expect(opened).toMatchObject({ ok: true, protocol: 3, stateUpdate: 0 });
     const id = (opened as { id: number }).id;
     expect(await ask(4, { op: 'state', id, state: 'zz' })).toMatchObject({ ok: false, code: 'FTCP_LOG_BAD_STATE' });
     expect(await ask(5, { op: 'state', id, state: encodeState(STATE_MASKED).toString('hex') + '00' })).toMatchObject({ ok: false, code: 'FTCP_LOG_BAD_STATE' });
     expect(server.counters.badState).toBe(2);
     expect(await ask(6, { op: 'state', id: id + 7, state: encodeState(STATE_MASKED).toString('hex') })).toMatchObject({ ok: false, code: 'FTCP_LOG_UNKNOWN' });
     expect(await ask(7, { op: 'state', id, state: encodeState(STATE_MASKED).toString('hex') })).toEqual({ ok: true, update: 1 });
-    expect(await ask(8, { op: 'open', meta, protocol: 2 })).toMatchObject({ ok: true, id, stateUpdate: 1 });
+    expect(await ask(8, { op: 'open', meta, protocol: 3 })).toMatchObject({ ok: true, id, stateUpdate: 1 });
   });
 
   it('a gateway whose log server answers without a protocol version (an older one) reports FAILED with FTCP_LOG_VERSION', async () => {
@@ -426,7 +432,7 @@ describe('RemoteLog state records (issue 14 item 1)', () => {
       client.tick(sim.now);
       await new Promise((res) => setImmediate(res));
     }
-    expect(err).toMatchObject({ code: 'FTCP_LOG_VERSION', message: expect.stringMatching(/log protocol 1, this gateway 2/) as string });
+    expect(err).toMatchObject({ code: 'FTCP_LOG_VERSION', message: expect.stringMatching(/log protocol 1, this gateway 3/) as string });
     expect(client.status()).toBe('FAILED');
     expect(statuses.some((s) => s.status === 'FAILED' && /protocol/.test(s.reason ?? ''))).toBe(true);
     await expect(client.open(openMeta())).rejects.toMatchObject({ code: 'FTCP_LOG_VERSION' });
