@@ -299,6 +299,11 @@ export class Gateway {
     return epoch;
   }
 
+  /** Tells the log which services are protected (their connections alone are logged). */
+  registerServices(): void {
+    this.log.registerServices(this.table.allServices().map((s) => ({ addr: u32ToIp(s.ip), port: s.port })));
+  }
+
   /** Another gateway claimed the log (fence.ts): nothing protected is forwarded or made from now on. */
   private fence(epoch: number): void {
     if (this.fenced !== null) return;
@@ -307,7 +312,9 @@ export class Gateway {
   }
 
   start(): void {
-    this.log.registerServices(this.table.allServices().map((s) => ({ addr: u32ToIp(s.ip), port: s.port })));
+    // A standby registers at its takeover, after its claim (standby.ts): a log server refuses
+    // writes of a gateway that does not hold the epoch and would tell it it is fenced.
+    if (!this.standingBy) this.registerServices();
     this.log.onStable((id, stable) => this.guard('stable', () => this.onStable(id, stable)));
     this.log.onBound?.((id, bound, held) => this.guard('bound', () => this.overBound(id, bound, held)));
     this.log.onStatus((status, detail) => this.guard('status', () => {

@@ -25,6 +25,8 @@
  *     old primary, so it can open no connection and make no byte stable (two gateways never
  *     both acknowledge client data). A log without epochs (the embedded stores, which --standby
  *     refuses): the takeover goes on, unfenced, logged.
+ *     Then the protected services are registered with the log (a standby does not at start:
+ *     a log server refuses, and reports fenced, any write of a gateway without the epoch).
  *  2. List the open connections (adopt.ts fetchOpen). After the claim the list is complete:
  *     the old primary can register nothing more. The list followed while standing by is not
  *     used for this (it may miss the newest connections and holds stale stable points); it
@@ -222,6 +224,7 @@ export class Standby implements StandbyView {
     }
     const t1 = performance.now();
     if (this.generation !== gen) fail('claim', new Error('released meanwhile'));
+    this.gw.registerServices(); // not at start: the log server would have fenced a standby for it
     const before = { ...this.gw.adoption };
     let listed;
     try {

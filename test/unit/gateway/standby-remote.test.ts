@@ -7,7 +7,7 @@
  * in virtual time stepped in the background while the harness routes segments.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, Client, Server, FakeOracle, inBytes, outBytes, outputFor, connect } from '../../support/gateway-harness.js';
+import { Harness, GatewayRig, Client, Server, FakeOracle, inBytes, outBytes, outputFor, connect } from '../../support/gateway-harness.js';
 import { RemoteWorld } from '../../support/remote-log.js';
 import type { ManualLog } from '../../support/manual-log.js';
 import { testLogger } from '../../support/test-logger.js';
@@ -77,5 +77,26 @@ describe('a standby pair on a log server', () => {
     expect(c.resets).toBe(0);
     expect(c.violations).toEqual([]);
     expectAcksStable(h, c);
+  });
+
+  it('a standby started on a claimed log server is not fenced by it (it registers its services only at its takeover)', async () => {
+    const w = new RemoteWorld(new MemoryLog());
+    cleanups.push(() => w.shutdown());
+    const stop = w.background();
+    cleanups.push(stop);
+    const primary = remoteHarness(w.gateway());
+    expect(await primary.gw.claim()).toBe(1);
+    const log2 = w.gateway();
+    const rig = new GatewayRig({ log: log2, wiring: 'none' });
+    const sb = new Standby(rig.gw, log2, { logger: testLogger() });
+    rig.gw.start();
+    cleanups.push(() => rig.gw.stop());
+    await sb.refresh();
+    for (let i = 0; i < 100; i++) await w.step(); // 200 ms of the link: a refusal would have come
+    expect(log2.fenced()).toBeNull();
+    expect(rig.gw.role).toBe('standby');
+    expect(w.server.epochs.counters.fencedWrites).toBe(0);
+    expect(await sb.takeover()).toMatchObject({ role: 'active', epoch: 2 });
+    expect(rig.gw.role).toBe('active');
   });
 });
