@@ -39,6 +39,7 @@
  *
  * Fenced (fence.ts: another gateway claimed the log server's epoch): every protected packet, and
  * every packet the gateway makes, is dropped (FENCED) until a restart or a claim of its own.
+ * Standing by (standby.ts: `--standby` before its takeover, or released): the same, STANDBY.
  *
  * Every packet dropped has a named reason, counted once: a malformed one or a bad checksum by
  * its wire verdict (src/wire/packet.ts), a protected segment by the reason its wrapper returned
