@@ -123,6 +123,7 @@ export class Standby implements StandbyView {
   private generation = 0;
   private refreshing = false;
   private timer: NodeJS.Timeout | null = null;
+  private stopped = true;
   private readonly logger: Logger;
   private readonly clock: () => number;
 
@@ -134,15 +135,24 @@ export class Standby implements StandbyView {
     gw.standingBy = true;
   }
 
-  /** Follows the log every refreshMs (the first list at once) while not active. */
+  /**
+   * Follows the log while not active: a list at once, then refreshMs after each one ends (not
+   * every refreshMs: a list of many connections takes seconds, and back to back they would
+   * keep the log link and the log server busy).
+   */
   start(): void {
-    void this.refresh();
-    this.timer = setInterval(() => void this.refresh(), this.refreshMs);
-    this.timer.unref();
+    this.stopped = false;
+    const next = () => {
+      if (this.stopped) return;
+      this.timer = setTimeout(() => void this.refresh().finally(next), this.refreshMs);
+      this.timer.unref();
+    };
+    void this.refresh().finally(next);
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }
 
