@@ -10,6 +10,7 @@
  *
  * A server restart (`restartServer`) builds a new LogServer on the store given and attaches
  * a fresh endpoint (a new boot id) on every network, as a restarted process would have.
+ * `remoteHarness` puts a fake-TUN gateway on one of them; `runUntil` routes until a condition.
  */
 import { SimNetwork } from '../../src/link/sim.js';
 import type { LinkEndpoint } from '../../src/link/endpoint.js';
@@ -18,6 +19,8 @@ import { RemoteLog } from '../../src/log/remote/client.js';
 import { LogServer } from '../../src/log/remote/server.js';
 import type { EpochStore } from '../../src/log/remote/epochs.js';
 import type { LogStore } from '../../src/log/types.js';
+import { Harness, FakeOracle, type Client, type Server } from './gateway-harness.js';
+import type { ManualLog } from './manual-log.js';
 
 export const LINK_KEY = Buffer.from('remote-log-fence-test-key-012345');
 
@@ -158,4 +161,21 @@ export class RawPeer {
     await this.world.until(() => this.replies.has(id), 3000, `the reply to ${req.op}`);
     return this.replies.get(id)!;
   }
+}
+
+/** A harness whose gateway logs to `log`, a log server's client: its stability comes from the server. */
+export function remoteHarness(log: RemoteLog, oracle: FakeOracle = new FakeOracle()): Harness {
+  // The harness's log type is the ManualLog; a RemoteLog is used only through LogStore here
+  // (autoStable off: nothing calls the ManualLog's own methods).
+  return new Harness({ oracle, log: log as unknown as ManualLog, autoStable: false });
+}
+
+/** Routes until `cond` holds (stability arrives from the server between rounds). */
+export async function runUntil(h: Harness, c: Client | Client[], s: Server | Server[] | null, cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    await h.run(c, s);
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  throw new Error(`runUntil: ${what}`);
 }

@@ -11,13 +11,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  Harness, GatewayRig, Client, Server, FakeOracle, inBytes, outBytes, outputFor, connect,
+  GatewayRig, Client, Server, FakeOracle, inBytes, outBytes, outputFor, connect,
   CPORT, TCP_SYN,
 } from '../../support/gateway-harness.js';
-import { RemoteWorld } from '../../support/remote-log.js';
-import type { ManualLog } from '../../support/manual-log.js';
+import { RemoteWorld, remoteHarness, runUntil } from '../../support/remote-log.js';
 import { MemoryLog } from '../../../src/log/memory.js';
-import type { RemoteLog } from '../../../src/log/remote/client.js';
 import { DropReason } from '../../../src/wrappers/contract.js';
 import { recOf, xlateOf } from '../../../src/recovery/rebuild.js';
 import type { Seq } from '../../../src/wire/seq.js';
@@ -27,22 +25,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A harness whose gateway logs to `log` (a log server's client); its stability comes from the server. */
-function remoteHarness(log: RemoteLog, oracle: FakeOracle): Harness {
-  // The harness's log type is the ManualLog; a RemoteLog is used only through LogStore here
-  // (autoStable off: nothing calls the ManualLog's own methods).
-  return new Harness({ oracle, log: log as unknown as ManualLog, autoStable: false });
-}
 
-/** Routes until `cond` holds (stability arrives from the server between rounds). */
-async function runUntil(h: Harness, c: Client | Client[], s: Server | Server[] | null, cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    await h.run(c, s);
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`runUntil: ${what}`);
-}
 
 describe('a gateway on a log server', () => {
   it('restarted: claims the log before adopting, then carries on an established and a translated connection byte-exact; the old gateway is fenced', async () => {

@@ -7,13 +7,11 @@
  * in virtual time stepped in the background while the harness routes segments.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, GatewayRig, Client, Server, FakeOracle, inBytes, outBytes, outputFor, connect } from '../../support/gateway-harness.js';
-import { RemoteWorld } from '../../support/remote-log.js';
-import type { ManualLog } from '../../support/manual-log.js';
+import { GatewayRig, Client, Server, FakeOracle, inBytes, outBytes, outputFor, connect } from '../../support/gateway-harness.js';
+import { RemoteWorld, remoteHarness, runUntil } from '../../support/remote-log.js';
 import { testLogger } from '../../support/test-logger.js';
 import { C_ISN, S_ISN, resend, expectAcksStable } from '../../support/adoption.js';
 import { MemoryLog } from '../../../src/log/memory.js';
-import type { RemoteLog } from '../../../src/log/remote/client.js';
 import { DropReason } from '../../../src/wrappers/contract.js';
 import { Standby } from '../../../src/gateway/standby.js';
 
@@ -22,20 +20,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A harness whose gateway logs to a log server's client (autoStable off: the server reports stability). */
-function remoteHarness(log: RemoteLog): Harness {
-  return new Harness({ oracle: new FakeOracle(), log: log as unknown as ManualLog, autoStable: false });
-}
 
-/** Routes until `cond` holds (stability arrives from the server between rounds). */
-async function runUntil(h: Harness, c: Client, s: Server, cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    await h.run(c, s);
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`runUntil: ${what}`);
-}
 
 describe('a standby pair on a log server', () => {
   it('the standby follows, drops, takes over (fencing the primary at the server) and carries the connection on byte-exact', async () => {
