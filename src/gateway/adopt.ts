@@ -101,17 +101,44 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 /** Adopts every open connection the log holds into the flow table (before the gateway forwards). */
 export async function adoptFromLog(d: AdoptDeps, stats: AdoptionStats): Promise<void> {
-  const remote = isListing(d.log);
-  stats.source = remote ? 'log server' : 'log';
-  let records: ConnectionRecord[];
+  const listed = await listOpen(d, stats);
+  if (listed !== null) adoptRecords(d, stats, listed.records, listed.remote);
+}
+
+/**
+ * The log's open connections (a log server's list, or an embedded store's), or null when it
+ * could not be had (logged; `stats.source` says it failed).
+ */
+export async function listOpen(d: Pick<AdoptDeps, 'log' | 'logger'>, stats: AdoptionStats): Promise<Listed | null> {
+  stats.source = isListing(d.log) ? 'log server' : 'log';
   try {
-    records = remote ? await withTimeout(d.log.fetchActive(), LIST_TIMEOUT_MS) : d.log.listActive();
+    return await fetchOpen(d.log);
   } catch (err) {
     d.logger.error({ source: stats.source, err: (err as Error).message },
       'could not list the open connections of the log: none adopted, connections open before this start pass UNPROTECTED (counted as unknownFlows)');
     stats.source += ' (failed)';
-    return;
+    return null;
   }
+}
+
+export interface Listed {
+  records: ConnectionRecord[];
+  /** From a log server: each adopted connection is re-attached by `open` (adoptOne). */
+  remote: boolean;
+}
+
+/**
+ * The log's open connections, throwing when they cannot be had (a log server silent for
+ * LIST_TIMEOUT_MS). Split from adoptRecords so that a standby (standby.ts) can follow the log
+ * and, at its takeover, list while it still drops, then adopt in one synchronous step.
+ */
+export async function fetchOpen(log: LogStore): Promise<Listed> {
+  if (isListing(log)) return { records: await withTimeout(log.fetchActive(), LIST_TIMEOUT_MS), remote: true };
+  return { records: log.listActive(), remote: false };
+}
+
+/** Adopts `records` (listOpen's) into the flow table: synchronous, so no packet is routed halfway. */
+export function adoptRecords(d: AdoptDeps, stats: AdoptionStats, records: readonly ConnectionRecord[], remote: boolean): void {
   const rebuilds = new Map<Service, Flow[]>();
   for (const rec of records) {
     const flow = adoptOne(d, stats, rec, remote);

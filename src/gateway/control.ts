@@ -1,7 +1,10 @@
 /**
  * The gateway's control endpoint (HTTP): GET /status (JSON, the flow list paged), GET /metrics
- * (Prometheus text). Read-only; it shows every connection's addresses and sequence state, so
- * it is an operator's tool and is kept off the clients' side (DESIGN.md §7a):
+ * (Prometheus text), and for a gateway run with --standby two commands, POST /takeover and
+ * POST /release (standby.ts; keepalived's notify hooks call them through `ftcp gateway
+ * takeover|release`): a JSON report, 409 without --standby, 503 when the takeover failed. It
+ * shows every connection's addresses and sequence state and makes a gateway active, so it is
+ * an operator's tool and is kept off the clients' side (DESIGN.md §7a):
  *
  *   operator ── loopback / a management interface ──────────────▶ control ip:port   answers
  *   client or server ── steered interface (gc0, gs0) ─▶ kernel ─▶ control ip:port   closed at
@@ -20,7 +23,7 @@
  *    then, 408), the whole request within requestTimeoutMs, an idle keep-alive connection
  *    closed after keepAliveTimeoutMs, any silent socket after idleTimeoutMs, at most
  *    maxConnections at once (more are closed at accept), request line + headers at most
- *    maxHeaderBytes (431), no request body (400), GET only (405). Node checks the timeouts
+ *    maxHeaderBytes (431), no request body (400), GET only but for the commands, POST only (405). Node checks the timeouts
  *    every checkIntervalMs, so a connection is closed at most that late.
  *  * Capped answers: /status carries one page of the flow list, `?offset=&limit=` (limit
  *    1..FLOW_PAGE.max, default FLOW_PAGE.dflt), with `flowsPage: { offset, limit, total, next }`
@@ -48,6 +51,13 @@ import { readRegularFile } from '../util/fs.js';
 import { checkKeyFileMode } from '../link/key.js';
 import { ipToU32 } from '../wire/addr.js';
 import type { Logger } from '../util/logger.js';
+import type { ReleaseReport, TakeoverReport } from './standby.js';
+
+/** What the commands reach (standby.ts Standby; null: the gateway runs without --standby). */
+export interface StandbyCommands {
+  takeover(): Promise<TakeoverReport>;
+  release(why?: string): ReleaseReport;
+}
 
 /** The endpoint's bounds (ms, counts, bytes). */
 export interface ControlLimits {
@@ -93,6 +103,10 @@ export class ControlStats {
   overCapacity = 0;
   /** Connections closed at accept: from the clients' or servers' side (ClientSideGuard). */
   clientSide = 0;
+  /** Commands (POST /takeover, /release) answered, refused for want of --standby (409), failed (503). */
+  commands = 0;
+  conflicts = 0;
+  commandFailures = 0;
 }
 
 export interface ControlOptions {
@@ -106,6 +120,8 @@ export interface ControlOptions {
   steer?: readonly string[];
   /** Replaces the kernel's routes and addresses (tests). */
   routes?: RouteSource;
+  /** The standby's commands (--standby); without them /takeover and /release answer 409. */
+  standby?: StandbyCommands | null;
 }
 
 export interface ControlEndpoint {
@@ -139,7 +155,7 @@ export async function startControl(gw: Gateway, opts: ControlOptions): Promise<C
     (req, res) => {
       stats.requests++;
       try {
-        answer(gw, req, res, stats, tokenHash);
+        answer(gw, req, res, stats, tokenHash, opts.standby ?? null);
       } catch (err) {
         gw.internalError('control', err);
         if (!res.headersSent) res.writeHead(500, { connection: 'close' });
@@ -218,7 +234,7 @@ export async function startControl(gw: Gateway, opts: ControlOptions): Promise<C
   return endpoint;
 }
 
-function answer(gw: Gateway, req: http.IncomingMessage, res: http.ServerResponse, stats: ControlStats, tokenHash: Buffer | null): void {
+function answer(gw: Gateway, req: http.IncomingMessage, res: http.ServerResponse, stats: ControlStats, tokenHash: Buffer | null, standby: StandbyCommands | null): void {
   const refuse = (status: number, body: string, headers: Record<string, string> = {}) => {
     res.writeHead(status, { 'content-type': 'text/plain', connection: 'close', ...headers }).end(body);
   };
@@ -227,17 +243,24 @@ function answer(gw: Gateway, req: http.IncomingMessage, res: http.ServerResponse
     refuse(401, 'a bearer token is required (ftcp status --token-file F)\n', { 'www-authenticate': 'Bearer realm="ftcp"' });
     return;
   }
-  if (req.method !== 'GET') {
+  const url = req.url ?? '';
+  const command = commandOf(url);
+  const method = command !== null ? 'POST' : 'GET';
+  if (req.method !== method) {
     stats.methodNotAllowed++;
-    refuse(405, 'only GET\n', { allow: 'GET' });
+    refuse(405, command !== null ? `${command} is a command: POST only\n` : 'only GET\n', { allow: method });
     return;
   }
   if (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0') {
     stats.badRequests++;
-    refuse(400, 'a GET carries no body\n');
+    refuse(400, `a ${method} carries no body\n`);
     return;
   }
-  const q = parseControlUrl(req.url ?? '');
+  if (command !== null) {
+    runCommand(gw, command, url, res, stats, standby);
+    return;
+  }
+  const q = parseControlUrl(url);
   if (q.error !== undefined) {
     if (q.status === 404) stats.notFound++;
     else stats.badRequests++;
@@ -256,6 +279,48 @@ function answer(gw: Gateway, req: http.IncomingMessage, res: http.ServerResponse
   if (q.gc && typeof gc === 'function') gc();
   stats.answered++;
   res.writeHead(200, { ...headers, 'content-type': 'application/json' }).end(JSON.stringify(gw.snapshot({ offset: q.offset, limit: q.limit })));
+}
+
+/** The command a request target names ('/takeover', '/release', with or without a query), or null. */
+function commandOf(target: string): '/takeover' | '/release' | null {
+  const qi = target.indexOf('?');
+  const path = qi < 0 ? target : target.slice(0, qi);
+  return path === '/takeover' || path === '/release' ? path : null;
+}
+
+/**
+ * POST /takeover or /release: the standby's report as JSON (200); 400 for any parameter, 409
+ * without --standby, 503 with the reason when the takeover failed (the gateway is still standby).
+ */
+function runCommand(gw: Gateway, command: '/takeover' | '/release', url: string, res: http.ServerResponse, stats: ControlStats, standby: StandbyCommands | null): void {
+  const send = (status: number, body: object) => {
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', connection: 'close' }).end(JSON.stringify(body) + '\n');
+  };
+  if (url.includes('?')) {
+    stats.badRequests++;
+    send(400, { error: `${command} takes no parameters` });
+    return;
+  }
+  if (standby === null) {
+    stats.conflicts++;
+    send(409, { error: `${command}: this gateway runs without --standby, it is active for good (start both gateways of a pair with --standby)`, role: gw.role });
+    return;
+  }
+  if (command === '/release') {
+    stats.commands++;
+    send(200, standby.release('release asked on the control endpoint'));
+    return;
+  }
+  standby.takeover().then(
+    (report) => {
+      stats.commands++;
+      send(200, report);
+    },
+    (err: unknown) => {
+      stats.commandFailures++;
+      send(503, { error: (err as Error).message, role: gw.role });
+    },
+  );
 }
 
 export type ControlRequest =

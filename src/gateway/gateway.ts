@@ -39,6 +39,7 @@
  *
  * Fenced (fence.ts: another gateway claimed the log server's epoch): every protected packet, and
  * every packet the gateway makes, is dropped (FENCED) until a restart or a claim of its own.
+ * Standing by (standby.ts: `--standby` before its takeover, or released): the same, STANDBY.
  *
  * Every packet dropped has a named reason, counted once: a malformed one or a bad checksum by
  * its wire verdict (src/wire/packet.ts), a protected segment by the reason its wrapper returned
@@ -63,8 +64,16 @@ import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { VnetPath } from './offload.js';
 import { assertHeadroom } from '../wire/headroom.js';
 import { metricsText } from './metrics.js';
-import { AdoptionStats, adoptFromLog } from './adopt.js';
+import { AdoptionStats, adoptFromLog, adoptRecords, type AdoptDeps, type Listed } from './adopt.js';
 import { claimLog, type FencedState } from './fence.js';
+
+/**
+ * Whether this gateway carries protected traffic: 'active', or not: 'fenced' (another gateway
+ * claimed the log: fence.ts), 'standby' (a --standby gateway before its takeover or after a
+ * release: standby.ts). Not active, it forwards no protected packet and makes none, each
+ * dropped and counted (FENCED, STANDBY); unprotected traffic passes.
+ */
+export type GatewayRole = 'active' | 'standby' | 'fenced';
 
 /** /status's flow list: a page of `dflt` connections unless asked, at most `max`. */
 export const FLOW_PAGE = Object.freeze({ dflt: 100, max: 1000 });
@@ -163,6 +172,14 @@ export class Gateway {
   /** The log epoch this gateway claimed (null: none, or a log without epochs), and whether another's fenced it (fence.ts). */
   epoch: number | null = null;
   fenced: FencedState | null = null;
+  /** A --standby gateway not active (standby.ts sets it): every protected packet is dropped (STANDBY), none is made. */
+  standingBy = false;
+  /** The standby's state machine, when the gateway runs with --standby (standby.ts sets it). */
+  standby: StandbyView | null = null;
+
+  get role(): GatewayRole {
+    return this.fenced !== null ? 'fenced' : this.standingBy ? 'standby' : 'active';
+  }
 
   constructor(opts: GatewayOptions) {
     this.tun = opts.tun;
@@ -240,13 +257,33 @@ export class Gateway {
     // The log first becomes this gateway's alone (fence.ts): a restart in place takes over from
     // its dead self, and no other gateway acknowledges data of what is adopted here.
     await this.claim();
-    const { south, north, table, log, logger, now } = this;
-    await adoptFromLog({ table, south, north, log, logger, now, maxFlows: this.south.limits().maxFlows }, this.adoption);
-    // Each adopted connection starts from the log's stable point, which may be past the last one
-    // the dead gateway reported (a commit that finished as it died): the stability trace (the
-    // ack check's input) must know it before the first ack up to it leaves.
-    if (south.onStableAdvance !== null) for (const [, f] of table.flows()) if (f.adopted) south.onStableAdvance(f);
+    await adoptFromLog(this.adoptDeps(), this.adoption);
+    this.traceAdopted();
     return this.adoption;
+  }
+
+  /**
+   * Adopts listed records on a running gateway (a standby's takeover, standby.ts): synchronous,
+   * so no packet is routed between the first connection adopted and the last.
+   */
+  adoptListed(listed: Listed): void {
+    adoptRecords(this.adoptDeps(), this.adoption, listed.records, listed.remote);
+    this.traceAdopted();
+  }
+
+  private adoptDeps(): AdoptDeps {
+    const { south, north, table, log, logger, now } = this;
+    return { table, south, north, log, logger, now, maxFlows: south.limits().maxFlows };
+  }
+
+  /**
+   * Each adopted connection starts from the log's stable point, which may be past the last one
+   * the dead gateway reported (a commit that finished as it died): the stability trace (the
+   * ack check's input) must know it before the first ack up to it leaves.
+   */
+  private traceAdopted(): void {
+    const trace = this.south.onStableAdvance;
+    if (trace !== null) for (const [, f] of this.table.flows()) if (f.adopted) trace(f);
   }
 
   /**
@@ -263,6 +300,11 @@ export class Gateway {
     return epoch;
   }
 
+  /** Tells the log which services are protected (their connections alone are logged). */
+  registerServices(): void {
+    this.log.registerServices(this.table.allServices().map((s) => ({ addr: u32ToIp(s.ip), port: s.port })));
+  }
+
   /** Another gateway claimed the log (fence.ts): nothing protected is forwarded or made from now on. */
   private fence(epoch: number): void {
     if (this.fenced !== null) return;
@@ -271,7 +313,9 @@ export class Gateway {
   }
 
   start(): void {
-    this.log.registerServices(this.table.allServices().map((s) => ({ addr: u32ToIp(s.ip), port: s.port })));
+    // A standby registers at its takeover, after its claim (standby.ts): a log server refuses
+    // writes of a gateway that does not hold the epoch and would tell it it is fenced.
+    if (!this.standingBy) this.registerServices();
     this.log.onStable((id, stable) => this.guard('stable', () => this.onStable(id, stable)));
     this.log.onBound?.((id, bound, held) => this.guard('bound', () => this.overBound(id, bound, held)));
     this.log.onStatus((status, detail) => this.onLogStatus(status, detail));
@@ -399,8 +443,8 @@ export class Gateway {
    * that breaks it fails in every test, not only with offloads.
    */
   private emit(buf: Buffer, off: number, len: number): void {
-    if (this.fenced !== null) {
-      this.wrapperDrops.count(DropReason.FENCED);
+    if (this.fenced !== null || this.standingBy) {
+      this.wrapperDrops.count(this.fenced !== null ? DropReason.FENCED : DropReason.STANDBY);
       return;
     }
     this.stats.emitted++;
@@ -502,9 +546,11 @@ export class Gateway {
       if (!fromClient) svc = table.service(info.src, info.srcPort);
       if (svc === undefined) {
         stats.unprotectedTcp++;
-      } else if (this.fenced !== null) {
+      } else if (this.fenced !== null || this.standingBy) {
+        // Not active (fence.ts, standby.ts): dropped before the checksum, the flow table and the log; never forwarded.
+        stats.protectedPackets++;
         this.lastProtected = true;
-        this.wrapperDrops.count(DropReason.FENCED);
+        this.wrapperDrops.count(this.fenced !== null ? DropReason.FENCED : DropReason.STANDBY);
         forward = false;
       } else {
         const c = this.verify ? checksumVerdict(buf, info, tcpTrusted) : Verdict.IPV4_TCP;
@@ -588,6 +634,8 @@ export class Gateway {
     }
     return {
       uptimeMs: Date.now() - this.startedAt,
+      role: this.role,
+      ...(this.standby !== null ? { standby: this.standby.describe() } : {}),
       ...(this.startState !== null ? { start: this.startState } : {}),
       memory: process.memoryUsage(),
       tun: this.tun.name,
@@ -668,6 +716,7 @@ export class Gateway {
       ...(u !== undefined && Number.isFinite(u.maxBytes) ? { logBudgetBytes: u.maxBytes } : {}),
       ...(u !== undefined && Number.isFinite(u.maxBytesPerConn) ? { logConnBoundBytes: u.maxBytesPerConn } : {}),
       ...(this.control !== null ? controlLimits(this.control.limits) : {}),
+      ...(this.standby !== null ? this.standby.limits() : {}),
     };
   }
 
@@ -697,6 +746,17 @@ export interface ControlView {
   readonly tokenRequired: boolean;
   address(): { address: string; port: number };
   connections(): number;
+}
+
+/** What the gateway reads of its standby state machine (standby.ts), declared here for the same reason. */
+export interface StandbyView {
+  readonly follow: { readonly followed: number; readonly refreshes: number; readonly failures: number; readonly lastRefreshAt: number | null };
+  readonly takeovers: number;
+  readonly takeoverFailures: number;
+  readonly releases: number;
+  readonly lastTakeover: { readonly totalMs: number } | null;
+  describe(): Record<string, unknown>;
+  limits(): Record<string, number>;
 }
 
 /** The control endpoint's bounds under limit names: headersTimeoutMs -> controlHeadersTimeoutMs. */

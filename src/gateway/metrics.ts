@@ -18,6 +18,20 @@ export function metricsText(gw: Gateway, log: LogStore): string {
   const notices = (gw.masking.describe().notices ?? {}) as Record<string, unknown>;
   for (const [k, v] of Object.entries(notices)) if (typeof v === 'number') put(`oracle_${snake(k)}_total`, `supervisor notices: ${k}`, 'counter', v);
   for (const [k, v] of Object.entries(gw.adoption)) if (typeof v === 'number') put(`adoption_${snake(k)}_total`, `connections adopted from the log at start-up: ${k}`, 'counter', v);
+  lines.push('# HELP ftcp_role the gateway\'s role (1: this one): active forwards protected traffic, standby and fenced drop it', '# TYPE ftcp_role gauge');
+  for (const r of ['active', 'standby', 'fenced'] as const) lines.push(`ftcp_role{role="${r}"} ${gw.role === r ? 1 : 0}`);
+  const sb = gw.standby;
+  if (sb !== null) {
+    const f = sb.follow;
+    put('standby_followed', 'open connections of the protected services in the log\'s last list (standby)', 'gauge', f.followed);
+    put('standby_refreshes_total', 'lists of the log\'s open connections fetched while standing by', 'counter', f.refreshes);
+    put('standby_refresh_failures_total', 'lists that failed while standing by', 'counter', f.failures);
+    put('standby_last_refresh_seconds', 'wall-clock time of the last list (0: none yet)', 'gauge', (f.lastRefreshAt ?? 0) / 1000);
+    put('takeovers_total', 'takeovers completed', 'counter', sb.takeovers);
+    put('takeover_failures_total', 'takeovers that failed (claim or list): still standby', 'counter', sb.takeoverFailures);
+    put('releases_total', 'releases back to standby', 'counter', sb.releases);
+    if (sb.lastTakeover !== null) put('takeover_last_ms', 'the last takeover\'s time, claim to active (ms)', 'gauge', sb.lastTakeover.totalMs);
+  }
   put('recovering', 'connections being masked or rebuilt', 'gauge', gw.north.recovering);
   put('connections', 'protected connections in the flow table', 'gauge', gw.table.size);
   put('max_flows', 'the flow table bound (--max-flows): new connections beyond it pass unprotected', 'gauge', gw.south.limits().maxFlows);

@@ -6,9 +6,13 @@
  * labUp:   check nothing of the lab exists -> state dir -> namespaces -> veths (created inside
  *          the namespaces, nothing ever appears in the root namespace) -> role scripts
  *          (gateway first) -> state.json -> [gateway, detached; wait for its ready file].
+ *          With `standbyGateway` (./standby.ts): also <n>-gw2 and <n>-net, shared segments
+ *          instead of point-to-point veths, the standby's gateway, then keepalived in <n>-gw
+ *          (waits until it is MASTER) and in <n>-gw2 (waits until it is BACKUP).
  *          Any failure rolls back everything made so far, and only that.
  * labDown: gateway (SIGTERM, bounded wait, SIGKILL) -> every process still in the lab's
- *          namespaces -> namespaces -> state dir. Idempotent; needs no state.json.
+ *          namespaces, frozen ones thawed (SIGCONT) -> namespaces -> state dir (with every
+ *          file keepalived and the standby wrote). Idempotent; needs no state.json.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,9 +21,13 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FtcpError } from '../util/errors.js';
+import { FtcpError, UsageError } from '../util/errors.js';
 import { execCmd, mustExec } from './exec.js';
 import { startLogServer } from './logserver.js';
+import {
+  allowNonlocalBind, buildStandby, hostRoleArgs, startKeepalived, standbyNamespaces, testKeepalivedConfig,
+  waitTransition, wireSegments, writeVrrpFiles, type GatewayHost, type StandbyTopology,
+} from './standby.js';
 import {
   ADDRESSES, INTERFACES, LAB_RUN_DIR, PREFIX_LEN,
   buildTopology, checkForward, checkLabName, checkLogMode, checkProtectPorts, gatewayArgs, labNamespaces, labStateDir,
@@ -49,6 +57,12 @@ export interface LabUpOptions {
   readyTimeoutMs?: number;
   /** Aborting makes `labUp` stop at its next step and roll back (the CLI wires SIGINT/SIGTERM here). */
   signal?: AbortSignal;
+  /** A second gateway host <n>-gw2 and keepalived moving the gateway's addresses (./standby.ts).
+   *  With `forward: 'gateway'` it needs `log: 'remote'`: the log is the state the standby adopts. */
+  standbyGateway?: boolean;
+  /** Appended to both gateways' command lines with `standbyGateway` (default `--standby`: each starts
+   *  fail-closed and warm; keepalived's notify hook makes the master's gateway take over). */
+  standbyGatewayArgs?: string[];
 }
 
 export interface LabStatus {
@@ -59,6 +73,8 @@ export interface LabStatus {
 }
 
 const GATEWAY_TERM_WAIT_MS = 5_000;
+/** keepalived's first election (≈ 3.5 advertisement intervals) plus the gateway's takeover. */
+const VRRP_UP_TIMEOUT_MS = 15_000;
 const PROC_TERM_WAIT_MS = 3_000;
 const PROC_KILL_WAIT_MS = 3_000;
 
@@ -66,9 +82,11 @@ export function randomLabName(prefix = 'ftcp'): string {
   return checkLabName(`${prefix}-${randomBytes(3).toString('hex')}`);
 }
 
-function roleList(name: string): string[] {
+/** The lab's namespaces; `standby` undefined: every namespace a lab of this name may have (down, leftovers). */
+function roleList(name: string, standby?: boolean): string[] {
   const ns = labNamespaces(name);
-  return [ns.client, ns.gw, ns.server, ns.log];
+  const sb = standbyNamespaces(name);
+  return [ns.client, ns.gw, ns.server, ns.log, ...(standby === false ? [] : [sb.gw2, sb.net])];
 }
 
 /** Names of the network namespaces that exist (`ip netns list`). */
@@ -169,14 +187,15 @@ async function teardown(namespaces: string[], gatewayPids: number[], stateDir: s
   const stateMentions = stateDir ? new Set(pidsMentioning(stateDir)) : new Set<number>();
   const gw = [...new Set(gatewayPids)].filter((p) => pidAlive(p) && (inLab.has(p) || stateMentions.has(p)));
   for (const p of [...stateMentions]) if (!gw.includes(p)) gw.push(p);
-  for (const p of gw) { signal(-p, 'SIGTERM'); signal(p, 'SIGTERM'); }
+  // SIGCONT after SIGTERM: a frozen host's processes (the failover drill) take it at once.
+  for (const p of gw) { signal(-p, 'SIGTERM'); signal(p, 'SIGTERM'); signal(p, 'SIGCONT'); }
   for (const p of await waitGone(gw, GATEWAY_TERM_WAIT_MS)) { signal(-p, 'SIGKILL'); signal(p, 'SIGKILL'); }
 
   // 2. Everything else still inside the lab's namespaces (a few rounds: things may respawn).
   for (let round = 0; round < 3; round++) {
     const pids = [...new Set((await Promise.all(mine.map(netnsPids))).flat())];
     if (pids.length === 0) break;
-    for (const p of pids) signal(p, round === 0 ? 'SIGTERM' : 'SIGKILL');
+    for (const p of pids) { signal(p, round === 0 ? 'SIGTERM' : 'SIGKILL'); signal(p, 'SIGCONT'); }
     const left = await waitGone(pids, round === 0 ? PROC_TERM_WAIT_MS : PROC_KILL_WAIT_MS);
     if (round === 0) for (const p of left) signal(p, 'SIGKILL');
   }
@@ -208,8 +227,12 @@ export async function labUp(opts: LabUpOptions): Promise<LabTopology> {
   const protect = checkProtectPorts(opts.protect ?? []);
   const forward = checkForward(opts.forward ?? 'gateway');
   const log: LabLogMode = checkLogMode(opts.log ?? 'embedded');
+  const standby = opts.standbyGateway === true;
+  if (standby && forward === 'gateway' && log !== 'remote') {
+    throw new UsageError(`--standby-gateway with a gateway needs --log remote: the standby adopts the connections from the log, which an embedded log keeps inside the primary`);
+  }
   const ns = labNamespaces(name);
-  const all = roleList(name);
+  const all = roleList(name, standby);
   const stateDir = labStateDir(name);
 
   const present = await listNetns();
@@ -239,26 +262,34 @@ export async function labUp(opts: LabUpOptions): Promise<LabTopology> {
       await mustExec('ip', ['netns', 'add', n]);
       made.push(n);
     }
-    const veth = async (a: string, ifA: string, b: string, ifB: string) => {
-      step();
-      return mustExec('ip', ['-n', a, 'link', 'add', ifA, 'type', 'veth', 'peer', 'name', ifB, 'netns', b]);
-    };
-    await veth(ns.client, INTERFACES.client, ns.gw, INTERFACES.gwClient);
-    await veth(ns.server, INTERFACES.server, ns.gw, INTERFACES.gwServer);
-    await veth(ns.log, INTERFACES.log1, ns.gw, INTERFACES.gwLog1);
-    await veth(ns.log, INTERFACES.log2, ns.gw, INTERFACES.gwLog2);
-
-    await runRole(ns.gw, 'gateway', [
-      '--if', `${INTERFACES.gwClient}=${cidr(ADDRESSES.gwClient)}`,
-      '--if', `${INTERFACES.gwServer}=${cidr(ADDRESSES.gwServer)}`,
-      '--if', `${INTERFACES.gwLog1}=${cidr(ADDRESSES.gwLog1)}`,
-      '--if', `${INTERFACES.gwLog2}=${cidr(ADDRESSES.gwLog2)}`,
-    ], opts.signal);
+    const sb: StandbyTopology | null = standby ? buildStandby(name, stateDir, forward === 'gateway') : null;
+    if (sb) {
+      await wireSegments(ns, sb, step);
+      await runRole(ns.gw, 'gateway', hostRoleArgs(sb.hosts.gw), opts.signal);
+      await runRole(sb.namespaces.gw2, 'gateway', hostRoleArgs(sb.hosts.gw2), opts.signal);
+      for (const n of [ns.gw, sb.namespaces.gw2]) await allowNonlocalBind(n);
+    } else {
+      const veth = async (a: string, ifA: string, b: string, ifB: string) => {
+        step();
+        return mustExec('ip', ['-n', a, 'link', 'add', ifA, 'type', 'veth', 'peer', 'name', ifB, 'netns', b]);
+      };
+      await veth(ns.client, INTERFACES.client, ns.gw, INTERFACES.gwClient);
+      await veth(ns.server, INTERFACES.server, ns.gw, INTERFACES.gwServer);
+      await veth(ns.log, INTERFACES.log1, ns.gw, INTERFACES.gwLog1);
+      await veth(ns.log, INTERFACES.log2, ns.gw, INTERFACES.gwLog2);
+      await runRole(ns.gw, 'gateway', [
+        '--if', `${INTERFACES.gwClient}=${cidr(ADDRESSES.gwClient)}`,
+        '--if', `${INTERFACES.gwServer}=${cidr(ADDRESSES.gwServer)}`,
+        '--if', `${INTERFACES.gwLog1}=${cidr(ADDRESSES.gwLog1)}`,
+        '--if', `${INTERFACES.gwLog2}=${cidr(ADDRESSES.gwLog2)}`,
+      ], opts.signal);
+    }
     await runRole(ns.client, 'client', ['--if', `${INTERFACES.client}=${cidr(ADDRESSES.client)}`, '--via', ADDRESSES.gwClient], opts.signal);
     await runRole(ns.server, 'server', ['--if', `${INTERFACES.server}=${cidr(ADDRESSES.server)}`, '--via', ADDRESSES.gwServer], opts.signal);
     await runRole(ns.log, 'log', ['--if', `${INTERFACES.log1}=${cidr(ADDRESSES.log1)}`, '--if', `${INTERFACES.log2}=${cidr(ADDRESSES.log2)}`], opts.signal);
 
     const topo = buildTopology({ name, protect, forward, log });
+    if (sb) topo.standby = sb;
     step();
     await writeState(topo);
     if (forward === 'gateway' && log === 'remote') {
@@ -266,10 +297,18 @@ export async function labUp(opts: LabUpOptions): Promise<LabTopology> {
       await startLogServer(topo); // in <n>-log; stopped by teardown with the namespace's processes
     }
     if (forward === 'gateway') {
-      const started = await startGateway(topo, opts, (pid) => { gatewayPid = pid; });
+      const started = await startGateway(topo, opts, 'gw', (pid) => { gatewayPid = pid; });
       topo.gatewayPid = started.pid;
       topo.gatewayCommand = started.argv;
       await writeState(topo);
+    }
+    if (sb) {
+      if (forward === 'gateway') {
+        step();
+        sb.gateway2Pid = (await startGateway(topo, opts, 'gw2', () => {})).pid;
+        await writeState(topo);
+      }
+      await startVrrp(topo, sb, opts, step);
     }
     return topo;
   } catch (err) {
@@ -281,11 +320,48 @@ export async function labUp(opts: LabUpOptions): Promise<LabTopology> {
   }
 }
 
-async function startGateway(topo: LabTopology, opts: LabUpOptions, onSpawn: (pid: number) => void): Promise<{ pid: number; argv: string[] }> {
+async function startGateway(topo: LabTopology, opts: LabUpOptions, host: GatewayHost, onSpawn: (pid: number) => void): Promise<{ pid: number; argv: string[] }> {
   const prog = opts.gatewayCommand ?? [process.execPath, join(REPO_ROOT, 'bin', 'ftcp.js')];
-  const extra = [...(opts.divergence !== undefined ? ['--divergence', opts.divergence] : []), ...(opts.extraGatewayArgs ?? [])];
-  const argv = [...prog, ...gatewayArgs(topo.protect, topo.log ?? 'embedded', topo.stateDir, extra)];
-  return spawnGateway(topo, argv, onSpawn, opts.readyTimeoutMs ?? 15_000, opts.signal);
+  const extra = [
+    ...(opts.divergence !== undefined ? ['--divergence', opts.divergence] : []), ...(opts.extraGatewayArgs ?? []),
+    ...(topo.standby ? opts.standbyGatewayArgs ?? ['--standby'] : []),
+  ];
+  const where = gatewayHost(topo, host);
+  await mkdir(where.stateDir, { recursive: true });
+  const argv = [...prog, ...gatewayArgs(topo.protect, topo.log ?? 'embedded', where.stateDir, extra)];
+  return spawnGateway(topo, argv, onSpawn, opts.readyTimeoutMs ?? 15_000, opts.signal, host);
+}
+
+/** Where gateway host `host` keeps its state dir, ready file and log; `gw2` only in a standby lab. */
+function gatewayHost(topo: LabTopology, host: GatewayHost): { ns: string; stateDir: string; logFile: string | null } {
+  if (host === 'gw') return { ns: topo.namespaces.gw, stateDir: topo.stateDir, logFile: topo.gatewayLog };
+  const sb = topo.standby;
+  if (!sb) throw new FtcpError('FTCP_LAB_GATEWAY', `lab '${topo.name}' has no standby gateway host`);
+  return { ns: sb.namespaces.gw2, stateDir: sb.gateway2StateDir, logFile: sb.gateway2Log };
+}
+
+/**
+ * keepalived in both gateway hosts: files written and checked (`keepalived --config-test`), then
+ * the primary's started alone and waited for until its notify hook has run MASTER (with a gateway:
+ * the takeover returned), then the standby's, waited for until BACKUP. In this order because both
+ * start BACKUP with nopreempt: whichever times out first would otherwise win the first election.
+ */
+async function startVrrp(topo: LabTopology, sb: StandbyTopology, opts: LabUpOptions, step: () => void): Promise<void> {
+  const hostNs: Record<GatewayHost, string> = { gw: topo.namespaces.gw, gw2: sb.namespaces.gw2 };
+  // The notify hook runs the gateway's own program (`gateway takeover|release`): the CLI, or a test's stand-in.
+  const cli = topo.forward === 'gateway' ? opts.gatewayCommand ?? [process.execPath, join(REPO_ROOT, 'bin', 'ftcp.js')] : null;
+  for (const h of ['gw', 'gw2'] as const) {
+    step();
+    const ready = join(gatewayHost(topo, h).stateDir, 'gateway.ready');
+    await testKeepalivedConfig(hostNs[h], await writeVrrpFiles(sb, h, hostNs, cli, ready));
+  }
+  for (const [h, state] of [['gw', 'MASTER'], ['gw2', 'BACKUP']] as const) {
+    step();
+    const pid = startKeepalived(hostNs[h], sb.vrrpDir[h]);
+    sb.keepalivedPid[h] = pid;
+    await writeState(topo);
+    await waitTransition(sb, h, state, VRRP_UP_TIMEOUT_MS, () => (pidAlive(pid) ? null : 'exited'));
+  }
 }
 
 /**
@@ -301,17 +377,19 @@ export async function restartGateway(topo: LabTopology, readyTimeoutMs = 15_000)
   return started.pid;
 }
 
-/** Spawns `argv` in <n>-gw, detached, and waits (bounded) for its ready file. */
-async function spawnGateway(topo: LabTopology, argv: string[], onSpawn: (pid: number) => void, timeoutMs: number, signal?: AbortSignal): Promise<{ pid: number; argv: string[] }> {
-  const logFile = topo.gatewayLog!;
-  const readyFile = join(topo.stateDir, 'gateway.ready');
+/** Spawns `argv` in <n>-gw (or <n>-gw2), detached, and waits (bounded) for its ready file. */
+async function spawnGateway(topo: LabTopology, argv: string[], onSpawn: (pid: number) => void, timeoutMs: number, signal?: AbortSignal, host: GatewayHost = 'gw'): Promise<{ pid: number; argv: string[] }> {
+  const where = gatewayHost(topo, host);
+  const logFile = where.logFile;
+  if (logFile === null) throw new FtcpError('FTCP_LAB_GATEWAY', `lab '${topo.name}' forwards in the kernel: no gateway to start in ${where.ns}`);
+  const readyFile = join(where.stateDir, 'gateway.ready');
   const fd = openSync(logFile, 'a');
   let exited: string | null = null;
   let child;
   try {
     // `ip netns exec` execs in place: child.pid is the gateway's pid. Own process group, so
     // a Ctrl-C on the terminal that ran `ftcp lab up` does not reach it.
-    child = spawn('ip', ['netns', 'exec', topo.namespaces.gw, ...argv], { detached: true, stdio: ['ignore', fd, fd], cwd: REPO_ROOT });
+    child = spawn('ip', ['netns', 'exec', where.ns, ...argv], { detached: true, stdio: ['ignore', fd, fd], cwd: REPO_ROOT });
   } finally {
     closeSync(fd);
   }
@@ -324,8 +402,12 @@ async function spawnGateway(topo: LabTopology, argv: string[], onSpawn: (pid: nu
     throw new FtcpError('FTCP_LAB_GATEWAY', `gateway did not start (${exited ?? 'no pid'})`);
   }
   onSpawn(pid);
-  topo.gatewayPid = pid;
-  topo.gatewayCommand = argv;
+  const record = (p: number) => {
+    if (host === 'gw') topo.gatewayPid = p;
+    else if (topo.standby) topo.standby.gateway2Pid = p;
+  };
+  record(pid);
+  if (host === 'gw') topo.gatewayCommand = argv;
   await writeState(topo); // so that `down` finds it even if we die while waiting
 
   const deadline = Date.now() + timeoutMs;
@@ -335,7 +417,7 @@ async function spawnGateway(topo: LabTopology, argv: string[], onSpawn: (pid: nu
         const ready = JSON.parse(readFileSync(readyFile, 'utf8')) as { pid?: unknown };
         const readyPid: number = typeof ready.pid === 'number' && Number.isInteger(ready.pid) && ready.pid > 0 ? ready.pid : pid;
         if (readyPid !== pid) onSpawn(readyPid);
-        topo.gatewayPid = readyPid;
+        record(readyPid);
         if (exited === null || pidAlive(readyPid)) return { pid: readyPid, argv };
       } catch { /* partly written: poll again */ }
     }
@@ -368,7 +450,9 @@ export async function labStatus(name: string): Promise<LabStatus> {
   const topology = await readState(name);
   const present = await listNetns();
   const namespaces: Record<string, boolean> = {};
-  for (const n of roleList(name)) namespaces[n] = present.has(n);
+  const sbNs = standbyNamespaces(name);
+  const standby = Boolean(topology?.standby) || present.has(sbNs.gw2) || present.has(sbNs.net);
+  for (const n of roleList(name, standby)) namespaces[n] = present.has(n);
   let gatewayAlive = false;
   const pid = topology?.gatewayPid;
   if (pid && pidAlive(pid) && namespaces[labNamespaces(name).gw]) {

@@ -17,6 +17,7 @@
  * drops TCP toward it that crosses its TUN).
  */
 import { UsageError } from '../util/errors.js';
+import type { StandbyTopology } from './standby.js';
 
 export const LAB_NAME_RE = /^[a-z][a-z0-9-]{0,14}$/;
 export const LAB_RUN_DIR = '/run/ftcp-lab';
@@ -65,6 +66,8 @@ export interface LabTopology {
   /** Where the gateway's stdout/stderr go, null in kernel mode. */
   gatewayLog: string | null;
   createdAt: string;
+  /** `--standby-gateway`: <n>-gw2, the shared segments and keepalived (./standby.ts); absent or null without. */
+  standby?: StandbyTopology | null;
 }
 
 export const ADDRESSES: Readonly<LabEndpoints<string>> = Object.freeze({

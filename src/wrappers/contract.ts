@@ -86,6 +86,9 @@ export const DropReason = {
   // ---- judged by the gateway: fenced at the log server (src/log/remote/epochs.ts) ----
   /** A protected packet (either way, or one the gateway made) while another gateway holds the log's epoch: nothing is acked or forwarded. */
   FENCED: 28,
+  // ---- judged by the gateway: its role (src/gateway/standby.ts) ----
+  /** A protected packet (either way, or one the gateway made) at a --standby gateway that is not active: never forwarded, never logged (TCP retransmits). */
+  STANDBY: 29,
 } as const;
 
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
@@ -94,7 +97,7 @@ export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 export type WrapperVerdict = typeof FORWARD | DropReason;
 
 /** One more than the largest reason: the counters' size. */
-export const DROP_REASON_COUNT = 29;
+export const DROP_REASON_COUNT = 30;
 
 const NAMES: readonly string[] = (() => {
   const a: string[] = new Array<string>(DROP_REASON_COUNT).fill('');

@@ -316,9 +316,9 @@ export async function connect(h: Harness, c: Client, s: Server): Promise<void> {
   if (!s.established || h.flowOf(c.port).logId < 0) throw new Error('connect: the handshake did not complete');
 }
 
-/** A new harness (oracle `o`) with client and server connected through it and `n` client bytes written and answered. */
-export async function exchanged(c: Client, s: Server, n: number, o: FakeOracle = new FakeOracle()): Promise<Harness> {
-  const h = new Harness({ oracle: o });
+/** A new harness (oracle `o`, log `log`) with client and server connected through it and `n` client bytes written and answered. */
+export async function exchanged(c: Client, s: Server, n: number, o: FakeOracle = new FakeOracle(), log?: ManualLog): Promise<Harness> {
+  const h = new Harness({ oracle: o, ...(log !== undefined ? { log } : {}) });
   await connect(h, c, s);
   h.tun.inject(...c.write(n)).flush();
   await h.run(c, s);

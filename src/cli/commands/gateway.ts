@@ -6,14 +6,19 @@
  *              [--log-budget <size|N%>] [--log-conn-bound <size>]
  *              [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
  *              [--assume-crash-on none|rst] [--no-offload] [--checksums verify|trust]
- *              [--state-dir D] [--remove-on-exit]
+ *              [--state-dir D] [--remove-on-exit] [--standby [--standby-refresh <s>]]
  * ftcp gateway down --tun <name> [--state-dir D]                      (gateway-down.ts)
+ * ftcp gateway takeover|release --control [<ip>:]<port>               (gateway-role.ts)
  *
  * Creates and configures its persistent TUN device and (with --steer) the policy routing that
  * sends every forwarded packet through it, or reuses them when an earlier gateway with the same
  * --tun/--steer/--table left them (steering.ts). They stay when the process stops or dies, so
  * protected traffic is dropped, not forwarded unprotected, until a gateway runs again; only
  * `ftcp gateway down` (or --remove-on-exit) removes them.
+ *
+ * --standby (issue 14 item 3, src/gateway/standby.ts): the same start, but not active: protected
+ * traffic is dropped until `ftcp gateway takeover`; it follows the log server meanwhile. Only a
+ * log that another host shares (a log server) makes sense for it.
  */
 import { writeFile, rm } from 'node:fs/promises';
 import { parseCli, parseHostPort, parseNumberFlag, parseSizeOrShareFlag } from '../args.js';
@@ -36,6 +41,7 @@ import type { Flow } from '../../flow/flow.js';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { LivenessOracle } from '../../supervisor/oracle.js';
 import { loadKey, DEV_KEY } from '../../link/key.js';
+import { Standby, STANDBY_REFRESH_MS } from '../../gateway/standby.js';
 
 /**
  * Writes one line per stable-point advance, stamped with CLOCK_REALTIME (the capture clock).
@@ -64,6 +70,7 @@ export const MAX_HALF_OPEN_TIMEOUT_S = 180;
 
 const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…] [options]
        ftcp gateway down --tun <name> [--state-dir <dir>]   (remove what a gateway left; --help)
+       ftcp gateway takeover|release --control [<ip>:]<port> (a --standby gateway's role; --help)
 
   --tun <name>            TUN device to create or reuse (e.g. ftcp0); persistent: it outlives the process
   --state-dir <dir>       where the gateway records the kernel state it set up, <dir>/<tun>.json
@@ -71,6 +78,13 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
   --remove-on-exit        on SIGINT/SIGTERM remove the device and the steering (as 'ftcp gateway down').
                           Default: keep them, so protected traffic is dropped, not forwarded unprotected,
                           until the next gateway (systemctl restart, a crash) starts and reuses them
+  --standby               start as the standby of a pair (keepalived): protected traffic is dropped
+                          (STANDBY, counted; TCP retransmits), never forwarded, until
+                          'ftcp gateway takeover' claims the log's epoch and adopts every open connection;
+                          'ftcp gateway release' goes back. Meanwhile it follows the log's open connections.
+                          Needs a log server (--log udp://…: the memory log dies with its process, the disk
+                          log is local to one host) and --control (the commands come through it)
+  --standby-refresh <s>   how often a standby lists the log's open connections, ${STANDBY_REFRESH_MS.min / 1000}..${STANDBY_REFRESH_MS.max / 1000} (default ${STANDBY_REFRESH_MS.dflt / 1000})
   --protect <ip:port>,…   protected services (server address and port)
   --steer <if>,…          route every packet arriving on these interfaces through the TUN
   --table <n>             routing table for the steering rules, 1..2147483647 but not 253-255 (default 100)
@@ -137,6 +151,7 @@ example: ftcp gateway --tun ftcp0 --protect 198.18.2.2:5001 --steer gc0,gs0 --lo
 
 export async function run(argv: string[]): Promise<number> {
   if (argv[0] === 'down') return (await import('./gateway-down.js')).run(argv.slice(1));
+  if (argv[0] === 'takeover' || argv[0] === 'release') return (await import('./gateway-role.js')).run(argv[0], argv.slice(1));
   const { values } = parseCli(argv, {
     tun: { type: 'string' },
     protect: { type: 'string' },
@@ -167,6 +182,8 @@ export async function run(argv: string[]): Promise<number> {
     'divergence-deadline': { type: 'string', default: '10' },
     'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
     'remove-on-exit': { type: 'boolean', default: false },
+    standby: { type: 'boolean', default: false },
+    'standby-refresh': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -212,6 +229,8 @@ export async function run(argv: string[]): Promise<number> {
   const divergence = parseDivergence(values.divergence!, services.map((s) => `${u32ToIp(s.ip)}:${s.port}`));
   const divergenceDeadline = parseNumberFlag(values['divergence-deadline'], '--divergence-deadline', { dflt: 10, min: 0.1, max: 600, integer: false, unit: 's' });
   if (values.offload && values['no-offload']) throw new UsageError('--offload and --no-offload exclude each other');
+  const standby = values.standby ? standbyOptions(values.log!.trim(), control !== null, values['standby-refresh']) : null;
+  if (!values.standby && values['standby-refresh'] !== undefined) throw new UsageError('--standby-refresh needs --standby');
   const logOptions: CreateLogOptions = values['log-key-file'] ? { keyFile: values['log-key-file'] } : {};
   const logSpec = values.log!.trim();
   if (logSpec === 'embedded' || logSpec === 'embedded:memory') {
@@ -252,9 +271,11 @@ export async function run(argv: string[]): Promise<number> {
   let record: SteeringRecord | null = null;
   let gw: Gateway | null = null;
   let oracle: LivenessOracle | null = null;
+  let sb: Standby | null = null;
   const tracer = values['stability-trace'] ? stabilityTracer(values['stability-trace']) : null;
   let stopping = false;
   const closeAll = async () => {
+    sb?.stop();
     gw?.stop();
     await oracle?.close();
     tun.close();
@@ -284,23 +305,27 @@ export async function run(argv: string[]): Promise<number> {
       reusedState: decision.action === 'reuse' ? decision.found : null, starts: record.starts, stateFile: steering.file,
     };
     if (tracer) gw.south.onStableAdvance = tracer.trace;
-    // Adoption (issue 14): every open connection the log holds, before the first packet is forwarded.
-    if (logSpec === 'embedded' || logSpec === 'embedded:memory') {
+    // Adoption (issue 14): every open connection the log holds, before the first packet is
+    // forwarded; a standby adopts at its takeover (standby.ts) and forwards none before.
+    if (standby !== null) {
+      sb = new Standby(gw, log, { refreshMs: standby.refreshMs, logger: logger.child({ mod: 'standby' }) });
+    } else if (logSpec === 'embedded' || logSpec === 'embedded:memory') {
       logger.warn('memory log: nothing survives a gateway process, nothing to adopt: connections open before this start pass UNPROTECTED (counted as unknownFlows)');
     } else {
       await gw.adopt(); // (it traces each adopted connection's stable point: Gateway.adopt)
     }
     gw.start();
+    sb?.start();
     if (control) {
       const exposed = controlExposure(control.addr, steer);
       if (exposed !== null) {
         logger.warn({ control: `${control.addr}:${control.port}`, steer }, `the control endpoint is on the clients' side: ${exposed}. ` +
           'connections whose replies would leave by a steered interface are refused, but give it a management address (e.g. --control 127.0.0.1:7070)');
       }
-      await startControl(gw, { addr: control.addr, port: control.port, token: controlToken, steer, logger: logger.child({ mod: 'control' }) });
+      await startControl(gw, { addr: control.addr, port: control.port, token: controlToken, steer, standby: sb, logger: logger.child({ mod: 'control' }) });
     }
     if (values['ready-file']) {
-      await writeFile(values['ready-file'], JSON.stringify({ pid: process.pid, tun: tun.name, control: control ? `${control.addr}:${control.port}` : null }) + '\n');
+      await writeFile(values['ready-file'], JSON.stringify({ pid: process.pid, tun: tun.name, control: control ? `${control.addr}:${control.port}` : null, role: gw.role }) + '\n');
     }
   } catch (err) {
     // A failed start that created the steering takes it away again; one that found it leaves
@@ -312,7 +337,7 @@ export async function run(argv: string[]): Promise<number> {
     if (decision.action === 'create') await steering.rollback();
     throw err;
   }
-  logger.info({ tun: tun.name, protect: values.protect, steer, log: values.log, control: control ? `${control.addr}:${control.port}` : null, controlToken: controlToken !== null, supervisor: values.supervisor ?? null, crashPolicy }, 'gateway running');
+  logger.info({ role: gw!.role, tun: tun.name, protect: values.protect, steer, log: values.log, control: control ? `${control.addr}:${control.port}` : null, controlToken: controlToken !== null, supervisor: values.supervisor ?? null, crashPolicy }, 'gateway running');
 
   return await new Promise<number>((resolve) => {
     const stop = (sig: string) => {
@@ -341,3 +366,20 @@ export async function run(argv: string[]): Promise<number> {
   });
 }
 
+
+/**
+ * --standby's checks: a log another host shares (a log server; the memory log dies with its
+ * process and the disk log lives on one host's disk, so a standby elsewhere would find nothing
+ * or a stale copy) and a control endpoint (keepalived's hooks reach the gateway through it).
+ */
+export function standbyOptions(logSpec: string, hasControl: boolean, refresh: string | undefined): { refreshMs: number } {
+  if (logSpec === 'embedded' || logSpec.startsWith('embedded:memory')) {
+    throw new UsageError('--standby needs a log the other gateway shares (--log udp://<ip>:<port>, an ftcp logserver): the memory log dies with its process, a standby would adopt nothing');
+  }
+  if (logSpec.startsWith('embedded:disk')) {
+    throw new UsageError('--standby needs a log the other gateway shares (--log udp://<ip>:<port>, an ftcp logserver): the disk log is local to one host, a standby on another host cannot read it (for a restart on the same host no standby is needed: the restarted gateway adopts from the disk log)');
+  }
+  if (!hasControl) throw new UsageError('--standby needs --control: the takeover and the release (keepalived\'s notify hooks) come through the control endpoint');
+  const s = parseNumberFlag(refresh, '--standby-refresh', { dflt: STANDBY_REFRESH_MS.dflt / 1000, min: STANDBY_REFRESH_MS.min / 1000, max: STANDBY_REFRESH_MS.max / 1000, integer: false, unit: 's' });
+  return { refreshMs: Math.round(s * 1000) };
+}

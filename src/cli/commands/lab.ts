@@ -1,7 +1,7 @@
 /**
  * `ftcp lab up|down|status`: the network-namespace lab (see src/lab/).
  *
- *   ftcp lab up --name <n> [--protect <port>,...] [--forward gateway|kernel] [--log embedded|embedded:disk|remote] [--json]
+ *   ftcp lab up --name <n> [--protect <port>,...] [--forward gateway|kernel] [--log embedded|embedded:disk|remote] [--standby-gateway] [--json]
  *   ftcp lab down --name <n>
  *   ftcp lab status --name <n> [--json]
  *
@@ -13,13 +13,18 @@ import { labDown, labStatus, labUp } from '../../lab/lab.js';
 import { checkForward, checkLabName, checkLogMode, parseProtectList, type LabTopology } from '../../lab/topology.js';
 
 const USAGE = `usage:
-  ftcp lab up --name <n> [--protect <port>,...] [--forward gateway|kernel] [--log embedded|embedded:disk|remote] [--json]
+  ftcp lab up --name <n> [--protect <port>,...] [--forward gateway|kernel] [--log embedded|embedded:disk|remote]
+              [--standby-gateway] [--json]
   ftcp lab down --name <n>
   ftcp lab status --name <n> [--json]
 
 <n>: a lowercase letter then up to 14 of [a-z0-9-]. The lab is four network namespaces
 <n>-client, <n>-gw, <n>-server, <n>-log; its state lives in /run/ftcp-lab/<n>/.
---forward gateway (default) runs the ftcp gateway in <n>-gw; kernel forwards in the kernel only.`;
+--forward gateway (default) runs the ftcp gateway in <n>-gw; kernel forwards in the kernel only.
+--standby-gateway adds a second gateway host <n>-gw2 and <n>-net (the bridges of the client, server
+and log networks); keepalived in both gateway hosts moves 198.18.1.1 and 198.18.2.1 to the standby
+when the primary dies. With a gateway it needs --log remote (both gateways run --standby; the master's
+keepalived hook runs 'ftcp gateway takeover'). See deploy/keepalived/README.md.`;
 
 function out(s: string): void { process.stdout.write(s.endsWith('\n') ? s : s + '\n'); }
 
@@ -28,12 +33,25 @@ function describe(t: LabTopology): string {
   const lines = [
     `lab ${t.name}: forward=${t.forward}${t.log ? ` log=${t.log}` : ''}${t.protect.length ? ` protect=${t.protect.join(',')}` : ''}`,
     `  ${t.namespaces.client.padEnd(22)} ${t.interfaces.client} ${a.client}  (default via ${a.gwClient})`,
-    `  ${t.namespaces.gw.padEnd(22)} ${t.interfaces.gwClient} ${a.gwClient}, ${t.interfaces.gwServer} ${a.gwServer}, ${t.interfaces.gwLog1} ${a.gwLog1}, ${t.interfaces.gwLog2} ${a.gwLog2}`,
+    t.standby
+      ? `  ${t.namespaces.gw.padEnd(22)} ${t.interfaces.gwClient} ${t.standby.hosts.gw.client}, ${t.interfaces.gwServer} ${t.standby.hosts.gw.server}, ${t.interfaces.gwLog1} ${t.standby.hosts.gw.log1}, ${t.interfaces.gwLog2} ${t.standby.hosts.gw.log2}`
+      : `  ${t.namespaces.gw.padEnd(22)} ${t.interfaces.gwClient} ${a.gwClient}, ${t.interfaces.gwServer} ${a.gwServer}, ${t.interfaces.gwLog1} ${a.gwLog1}, ${t.interfaces.gwLog2} ${a.gwLog2}`,
     `  ${t.namespaces.server.padEnd(22)} ${t.interfaces.server} ${a.server}  (default via ${a.gwServer})`,
     `  ${t.namespaces.log.padEnd(22)} ${t.interfaces.log1} ${a.log1}, ${t.interfaces.log2} ${a.log2}`,
     `  state: ${t.stateDir}`,
   ];
   if (t.forward === 'gateway') lines.push(`  gateway: pid ${t.gatewayPid}, control ${t.control}, log ${t.gatewayLog}`);
+  const sb = t.standby;
+  if (sb) {
+    const h = sb.hosts;
+    lines.push(
+      `  ${sb.namespaces.gw2.padEnd(22)} ${t.interfaces.gwClient} ${h.gw2.client}, ${t.interfaces.gwServer} ${h.gw2.server}, ${t.interfaces.gwLog1} ${h.gw2.log1}, ${t.interfaces.gwLog2} ${h.gw2.log2}` +
+        (sb.gateway2Pid !== null ? `  (gateway pid ${sb.gateway2Pid}, ${sb.gateway2Log})` : ''),
+      `  ${sb.namespaces.net.padEnd(22)} bridges br-c, br-s, br-l1, br-l2 (the shared segments)`,
+      `  vrrp: VIPs ${sb.vips.client}, ${sb.vips.server} (on the master); advert ${sb.advertInt} s; ` +
+        `keepalived pids ${sb.keepalivedPid.gw} (${t.namespaces.gw}), ${sb.keepalivedPid.gw2} (${sb.namespaces.gw2}); ${sb.vrrpDir.gw}, ${sb.vrrpDir.gw2}`,
+    );
+  }
   return lines.join('\n');
 }
 
@@ -48,7 +66,7 @@ export async function run(argv: string[]): Promise<number> {
     case 'up': {
       const { values } = parseCli(rest, {
         name: { type: 'string' }, protect: { type: 'string' }, forward: { type: 'string' },
-        log: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        log: { type: 'string' }, 'standby-gateway': { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       });
       if (values.help) { out(USAGE); return 0; }
       const name = requireName(values.name);
@@ -62,7 +80,7 @@ export async function run(argv: string[]): Promise<number> {
       process.on('SIGTERM', onSignal);
       let t;
       try {
-        t = await labUp({ name, protect, forward, log, signal: ac.signal });
+        t = await labUp({ name, protect, forward, log, standbyGateway: values['standby-gateway'] === true, signal: ac.signal });
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);

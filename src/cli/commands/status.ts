@@ -98,6 +98,17 @@ function startLine(start: Record<string, any>): string {
   return `start: TUN and steering ${start.action}${found}; restarted: ${start.restarted}; gateway starts on this state: ${start.starts}; state file ${start.stateFile}`;
 }
 
+/** The gateway's role; for a --standby gateway what it follows and its last takeover (src/gateway/standby.ts). */
+function roleLine(role: string, sb: Record<string, any> | undefined): string {
+  if (sb === undefined) return `role: ${role}`;
+  const f = sb.follow;
+  const follow = role === 'active' ? '' : `; following ${f.followed} open connection(s) of the log (${f.translated} translated, ${f.rebuilding} rebuilding` +
+    `${f.overCap > 0 ? `, ${f.overCap} over --max-flows` : ''}), last refresh ${f.lastRefreshAt ?? 'never'}${f.failures > 0 ? `, ${f.failures} failed${f.lastError ? ` (${f.lastError})` : ''}` : ''}`;
+  const t = sb.lastTakeover;
+  const last = t === null ? '' : `; last takeover ${t.at}: epoch ${t.epoch ?? 'none (NOT fenced)'}, ${t.adopted} adopted in ${t.totalMs} ms (claim ${t.claimMs} ms, adopt ${t.adoptMs} ms)`;
+  return `role: ${role} (${sb.phase}; ${sb.takeovers} takeover(s), ${sb.takeoverFailures} failed, ${sb.releases} release(s))${follow}${last}`;
+}
+
 /** The connections a (restarted) gateway adopted from the log at start-up (issue 14). */
 function adoptionLine(a: Record<string, any>): string {
   return `adoption (from the ${a.source}): ${a.adopted} adopted (${a.translated} translated, ${a.rebuilding} rebuilding, ${a.closing} closing), ` +
@@ -109,6 +120,7 @@ export function statusText(st: Record<string, any>): string {
   const lines = [
     `tun ${st.tun}  log ${st.log}  up ${(st.uptimeMs / 1000).toFixed(0)} s`,
     `services: ${st.services.join(', ')}`,
+    ...(st.role !== undefined ? [roleLine(st.role, st.standby)] : []),
     ...(st.fenced ? [`FENCED since ${new Date(st.fenced.at).toISOString()}: another gateway claimed the log (epoch ${st.fenced.epoch}); protected traffic is dropped here (FENCED) until a restart`]
       : typeof st.epoch === 'number' ? [`log epoch ${st.epoch}: this gateway is the log's one writer`] : []),
     ...(st.start ? [startLine(st.start)] : []),
@@ -196,11 +208,12 @@ function refused(status: number, body: string, where: string): FtcpError {
   return new FtcpError('FTCP_STATUS', `${where} answered ${status}${hint}: ${body.trim().slice(0, 200)}`);
 }
 
-async function direct(url: string, token: Buffer | null, where: string): Promise<string> {
+/** GET (or POST: the gateway's commands, `ftcp gateway takeover`) `url` of a control endpoint; the body of its 200 answer. */
+export async function direct(url: string, token: Buffer | null, where: string, method: 'GET' | 'POST' = 'GET'): Promise<string> {
   let res: Response;
   let body: string;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: token ? { authorization: `Bearer ${token.toString('latin1')}` } : {} });
+    res = await fetch(url, { method, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: token ? { authorization: `Bearer ${token.toString('latin1')}` } : {} });
     body = await res.text();
   } catch (err) {
     throw new FtcpError('FTCP_STATUS', `cannot reach ${where}: ${(err as Error).message}`);

@@ -7,7 +7,6 @@
  * a FakeTun (test/unit/recovery/harness.ts).
  */
 import { describe, it, expect, afterEach, beforeAll } from 'vitest';
-import net from 'node:net';
 import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import { startControl, loadControlToken, parseControlUrl, controlExposure, Clien
 import { FLOW_PAGE } from '../../../src/gateway/gateway.js';
 import { runCli } from '../../support/cli.js';
 import { ensureBuilt } from '../../support/build.js';
+import { rawRequest } from '../../support/raw-http.js';
 
 const open: ControlEndpoint[] = [];
 const tmp: string[] = [];
@@ -28,18 +28,6 @@ async function endpoint(h: Harness, o: { token?: Buffer; limits?: Partial<Contro
   const c = await startControl(h.gw, { addr: '127.0.0.1', port: 0, token: o.token ?? null, limits: o.limits });
   open.push(c);
   return { c, url: `http://127.0.0.1:${c.address().port}` };
-}
-
-/** Opens a raw connection, writes `bytes`, and resolves with everything read once the server closes it. */
-function rawRequest(port: number, bytes: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1');
-    let got = '';
-    s.on('data', (d) => (got += d.toString('latin1')));
-    s.on('error', (err) => ((err as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(err)));
-    s.on('close', () => resolve(got));
-    s.on('connect', () => s.write(bytes));
-  });
 }
 
 /** `n` client SYNs from ports 30000.. : n half-open flows in the table. */

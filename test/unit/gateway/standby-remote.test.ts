@@ -1,0 +1,102 @@
+/**
+ * A standby pair on one log server (RemoteLog over the simulated link, the LogServer in
+ * process: test/support/remote-log.ts), through the fake TUN: the primary claims the log and
+ * carries a connection; the standby follows the server's list, drops the client's segments,
+ * takes over (its claim fences the primary at the server), re-attaches the connection by a
+ * re-registration and carries it on byte-exact. The log's stability comes from the server,
+ * in virtual time stepped in the background while the harness routes segments.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { Harness, GatewayRig, Client, Server, FakeOracle, inBytes, outBytes, outputFor, connect } from '../../support/gateway-harness.js';
+import { RemoteWorld } from '../../support/remote-log.js';
+import type { ManualLog } from '../../support/manual-log.js';
+import { testLogger } from '../../support/test-logger.js';
+import { C_ISN, S_ISN, resend, expectAcksStable } from '../../support/adoption.js';
+import { MemoryLog } from '../../../src/log/memory.js';
+import type { RemoteLog } from '../../../src/log/remote/client.js';
+import { DropReason } from '../../../src/wrappers/contract.js';
+import { Standby } from '../../../src/gateway/standby.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A harness whose gateway logs to a log server's client (autoStable off: the server reports stability). */
+function remoteHarness(log: RemoteLog): Harness {
+  return new Harness({ oracle: new FakeOracle(), log: log as unknown as ManualLog, autoStable: false });
+}
+
+/** Routes until `cond` holds (stability arrives from the server between rounds). */
+async function runUntil(h: Harness, c: Client, s: Server, cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    await h.run(c, s);
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  throw new Error(`runUntil: ${what}`);
+}
+
+describe('a standby pair on a log server', () => {
+  it('the standby follows, drops, takes over (fencing the primary at the server) and carries the connection on byte-exact', async () => {
+    const w = new RemoteWorld(new MemoryLog());
+    cleanups.push(() => w.shutdown());
+    const stop = w.background();
+    cleanups.push(stop);
+
+    const log1 = w.gateway();
+    const h1 = remoteHarness(log1);
+    expect(await h1.gw.claim()).toBe(1);
+    const c = new Client({ isn: C_ISN, ts: 1000 });
+    const s = new Server({ isn: S_ISN, ts: 500_000 });
+    await connect(h1, c, s);
+    h1.tun.inject(...c.write(1500)).flush();
+    await runUntil(h1, c, s, () => c.maxAck === 1500, 'the primary acks what is stable');
+
+    const log2 = w.gateway();
+    const h = remoteHarness(log2);
+    h.now = h1.now + 500;
+    const sb = new Standby(h.gw, log2, { logger: testLogger(), clock: () => h.now });
+    await sb.refresh();
+    expect(sb.follow).toMatchObject({ followed: 1, failures: 0 });
+    const more = c.write(500); // the primary is gone: these reach the standby only
+    expect(h.send(...more)).toEqual([]);
+    expect(h.gw.wrapperDrops.get(DropReason.STANDBY)).toBe(more.length);
+
+    const r = await sb.takeover();
+    expect(r).toMatchObject({ role: 'active', epoch: 2, adopted: 1, already: false });
+    await w.until(() => log1.fenced() !== null, 2000, 'the primary fenced');
+    expect(log1.fenced()).toMatchObject({ epoch: 2 });
+
+    h.tun.inject(...resend(c), s.ackNow()).flush();
+    await runUntil(h, c, s, () => c.maxAck === c.sent, 'the standby acks all once stable');
+    h.tun.inject(...c.write(300)).flush();
+    await runUntil(h, c, s, () => c.maxAck === c.sent && c.rcvNxt === outputFor(c.sent), 'carried on');
+    expect(s.bytes().equals(inBytes(0, c.sent))).toBe(true);
+    expect(c.bytes().equals(outBytes(0, outputFor(c.sent)))).toBe(true);
+    expect(c.resets).toBe(0);
+    expect(c.violations).toEqual([]);
+    expectAcksStable(h, c);
+  });
+
+  it('a standby started on a claimed log server is not fenced by it (it registers its services only at its takeover)', async () => {
+    const w = new RemoteWorld(new MemoryLog());
+    cleanups.push(() => w.shutdown());
+    const stop = w.background();
+    cleanups.push(stop);
+    const primary = remoteHarness(w.gateway());
+    expect(await primary.gw.claim()).toBe(1);
+    const log2 = w.gateway();
+    const rig = new GatewayRig({ log: log2, wiring: 'none' });
+    const sb = new Standby(rig.gw, log2, { logger: testLogger() });
+    rig.gw.start();
+    cleanups.push(() => rig.gw.stop());
+    await sb.refresh();
+    for (let i = 0; i < 100; i++) await w.step(); // 200 ms of the link: a refusal would have come
+    expect(log2.fenced()).toBeNull();
+    expect(rig.gw.role).toBe('standby');
+    expect(w.server.epochs.counters.fencedWrites).toBe(0);
+    expect(await sb.takeover()).toMatchObject({ role: 'active', epoch: 2 });
+    expect(rig.gw.role).toBe('active');
+  });
+});
