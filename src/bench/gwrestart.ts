@@ -13,7 +13,7 @@
 import { parseCli, parseIntFlag, parseSizeFlag } from '../cli/args.js';
 import { OUTPUT_FLAGS, machineLine, outputOf, resultHead, resultTail, runSubcommand } from './program.js';
 import { percentile } from './stats.js';
-import { runDrill, checkScenario, type DrillReport, type Scenario } from '../lab/drill.js';
+import { runDrill, checkScenario, type DrillLog, type DrillOptions, type DrillReport, type Scenario } from '../lab/drill.js';
 import { RESTART_AIM_MS, type GatewayKillReport } from '../lab/gwkill.js';
 import { FtcpError } from '../util/errors.js';
 
@@ -30,21 +30,15 @@ in its own lab: the time from the kill to data flowing again, p50 and max.
   --markdown      print the Markdown section for BENCHMARKS.md
   --json          print one JSON document`;
 
-interface Options { drills: number; scenario: Scenario; bytes: number; seed: number; output: ReturnType<typeof outputOf> }
+export interface GatewayDrillOptions { drills: number; scenario: Scenario; bytes: number; seed: number; output: ReturnType<typeof outputOf> }
 
-export interface GatewayRestartSample {
-  seed: number;
-  lab: string;
-  ok: boolean;
-  kill: GatewayKillReport | null;
-  failures: string[];
-}
+export type GatewayRestartSample = GatewayDrillSample<GatewayKillReport>;
 
 export interface GatewayRestartResult {
   date: string;
   machine: string;
   command: string;
-  options: Omit<Options, 'output'>;
+  options: Omit<GatewayDrillOptions, 'output'>;
   samples: GatewayRestartSample[];
   /** Over the drills whose every connection moved again (ms from the kill). */
   allResumedMs: { n: number; p50: number; max: number } | null;
@@ -55,7 +49,8 @@ export interface GatewayRestartResult {
   durationS: number;
 }
 
-export function parseGatewayRestartOptions(argv: string[]): Options | 'help' {
+/** The options both gateway benchmarks read (gateway-restart, gateway-failover). */
+export function parseGatewayRestartOptions(argv: string[]): GatewayDrillOptions | 'help' {
   const { values } = parseCli(argv, {
     drills: { type: 'string', default: '5' },
     scenario: { type: 'string', default: 'upload' },
@@ -79,17 +74,26 @@ export function restartStats(xs: readonly number[]): { n: number; p50: number; m
   return s.length === 0 ? null : { n: s.length, p50: percentile(s, 50), max: s[s.length - 1]! };
 }
 
-async function runGatewayRestart(o: Options, command: string, signal: AbortSignal): Promise<GatewayRestartResult> {
-  const t0 = Date.now();
-  const samples: GatewayRestartSample[] = [];
+/** A drill's sample: its seed, lab, outcome and the gateway fault's report (`R`: restart or failover). */
+export interface GatewayDrillSample<R> { seed: number; lab: string; ok: boolean; kill: R | null; failures: string[] }
+
+/**
+ * --drills runs of `ftcp drill` with `fault` on `log`, no server crash, each in its own lab
+ * (seed S+i): the loop both gateway benchmarks share. `pick` takes the fault's report out of
+ * the drill's. A drill that throws is a sample without a report, and a failure.
+ */
+export async function runGatewayDrills<R>(
+  o: GatewayDrillOptions, what: string, drill: { log: DrillLog; fault: NonNullable<DrillOptions['fault']> }, pick: (r: DrillReport) => R | null | undefined, signal: AbortSignal,
+): Promise<{ samples: Array<GatewayDrillSample<R>>; failures: string[] }> {
+  const samples: Array<GatewayDrillSample<R>> = [];
   const failures: string[] = [];
   for (let i = 0; i < o.drills && !signal.aborted; i++) {
     const seed = o.seed + i;
     let r: DrillReport;
     try {
       r = await runDrill({
-        scenario: o.scenario, log: 'embedded:disk', fault: 'gateway-kill', crashes: 0, bytes: o.bytes, streams: 1, seed,
-        progress: (m) => process.stderr.write(`gateway-restart ${i + 1}/${o.drills}: ${m}\n`),
+        scenario: o.scenario, log: drill.log, fault: drill.fault, crashes: 0, bytes: o.bytes, streams: 1, seed,
+        progress: (m) => process.stderr.write(`${what} ${i + 1}/${o.drills}: ${m}\n`),
       });
     } catch (err) {
       const msg = (err as Error).message.split('\n')[0]!;
@@ -97,10 +101,16 @@ async function runGatewayRestart(o: Options, command: string, signal: AbortSigna
       failures.push(`drill ${i + 1} (seed ${seed}): ${msg}`);
       continue;
     }
-    samples.push({ seed, lab: r.lab, ok: r.ok, kill: r.gatewayKill ?? null, failures: r.failures });
+    samples.push({ seed, lab: r.lab, ok: r.ok, kill: pick(r) ?? null, failures: r.failures });
     if (!r.ok) failures.push(`drill ${i + 1} (seed ${seed}): ${r.failures.length} check(s) failed, first: ${r.failures[0]}`);
   }
   if (signal.aborted) throw new FtcpError('FTCP_BENCH_ABORTED', `stopped after ${samples.length} drill(s)`);
+  return { samples, failures };
+}
+
+async function runGatewayRestart(o: GatewayDrillOptions, command: string, signal: AbortSignal): Promise<GatewayRestartResult> {
+  const t0 = Date.now();
+  const { samples, failures } = await runGatewayDrills(o, 'gateway-restart', { log: 'embedded:disk', fault: 'gateway-kill' }, (r) => r.gatewayKill, signal);
   return {
     date: new Date().toISOString(), machine: machineLine(true), command, options: { drills: o.drills, scenario: o.scenario, bytes: o.bytes, seed: o.seed },
     samples,

@@ -378,7 +378,14 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     // ... or sooner, at FAULT_AT_FRACTION of the transfer, so that it precedes the first crash.
     const faultDue = () => Promise.race([sleep(FAULT_AT_MS), reach(FAULT_AT_FRACTION)]);
     const faultRun = logFault === null ? null : runLogFault(topo, logFault, clientsAt, faultDue(), () => clientsDone, say);
-    const gwPlain = gw?.place !== 'plain' ? null : faultDue().then(() => (clientsDone ? undefined : gw.killAndRestart(clientsAt)));
+    // Not before every client moved data: a client process slow to start (a loaded machine) had
+    // no connection open at a kill 334 ms in, and the drill proved nothing.
+    const moving = () => Promise.race([
+      Promise.all(live.map(({ c }) => c.until((p) => clientFinished(p) || p.done > 0))),
+      running.then(() => {}, () => {}),
+    ]);
+    const gwPlain = gw?.place !== 'plain' ? null
+      : Promise.all([faultDue(), moving()]).then(() => (clientsDone ? undefined : gw.killAndRestart(clientsAt)));
     gwPlain?.catch(() => {});
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     let statusBeforeKill: any = null;

@@ -17,7 +17,8 @@
  * and on the primary gateway HOST of a `--standby-gateway` lab (`--fault gateway-failover`):
  *
  *   hostFreeze(topo)               every process in <n>-gw stopped (SIGSTOP) and its four links down
- *   hostThaw(topo, pids)           those processes continued and the links up again (the host is back)
+ *   hostThaw(topo, pids)           its log links up, those processes continued (the host is back)
+ *   hostRejoin(topo)               its client and server links up again
  *
  * Each is undone by calling it again with the opposite argument (logRestart needs no undo);
  * `ftcp lab down` removes everything with the namespaces either way.
@@ -161,12 +162,26 @@ export async function hostFreeze(topo: LabTopology): Promise<{ pids: number[]; f
   return { pids, frozenAt };
 }
 
-/** The frozen host comes back: its links up, then its processes continued (SIGCONT). */
+/**
+ * The frozen host comes back in two steps. hostThaw: its log links up, then its processes
+ * continued (SIGCONT), its client and server links still down; hostRejoin: those up too. A
+ * process continued runs first whatever it was doing when it froze (a SYN or a segment read
+ * from the TUN before the freeze, written out after it) before any reply from the log server
+ * can tell it that it is fenced; with its client and server links down those stale packets
+ * die on the host, as they would on a VM whose network comes back after its CPUs.
+ */
 export async function hostThaw(topo: LabTopology, pids: readonly number[]): Promise<void> {
-  const batch = gatewayHostLinks(topo).map((i) => `link set ${i} up`).join('\n');
-  const r = await execCmd('ip', ['-n', topo.namespaces.gw, '-batch', '-'], { input: batch });
-  if (r.code !== 0) throw new FtcpError('FTCP_LAB_FAULT', `hostThaw: ${r.stderr.trim()}`);
+  await setHostLinks(topo, [topo.interfaces.gwLog1, topo.interfaces.gwLog2], 'up');
   for (const p of pids) {
     try { process.kill(p, 'SIGCONT'); } catch { /* gone */ }
   }
+}
+
+export async function hostRejoin(topo: LabTopology): Promise<void> {
+  await setHostLinks(topo, [topo.interfaces.gwClient, topo.interfaces.gwServer], 'up');
+}
+
+async function setHostLinks(topo: LabTopology, links: string[], state: 'up' | 'down'): Promise<void> {
+  const r = await execCmd('ip', ['-n', topo.namespaces.gw, '-batch', '-'], { input: links.map((i) => `link set ${i} ${state}`).join('\n') });
+  if (r.code !== 0) throw new FtcpError('FTCP_LAB_FAULT', `links ${links.join(', ')} ${state} in ${topo.namespaces.gw}: ${r.stderr.trim()}`);
 }

@@ -33,7 +33,7 @@ import { walkCapture } from '../inspect/segments.js';
 import { UsageError } from '../util/errors.js';
 import { ipToU32 } from '../wire/addr.js';
 import { execIn } from './exec.js';
-import { hostFreeze, hostThaw } from './faults.js';
+import { hostFreeze, hostRejoin, hostThaw } from './faults.js';
 import { countTraceLines, emptyGatewayKill, faultPlace, resumeAfterKill, untilRecoveryCaughtUp, type GatewayKillReport } from './gwkill.js';
 import { gatewayStatus, gatewayStatusIn, startCapture } from './procs.js';
 import { waitTransition, type StandbyTopology } from './standby.js';
@@ -74,8 +74,9 @@ export interface GatewayFailoverReport extends Omit<GatewayKillReport, 'fault'> 
   /** From the freeze: gw2's MASTER hook started (VRRP noticed the death; spawnedMs holds the same),
    *  and returned (the takeover done; readyMs holds the same). */
   masterMs: number;
-  /** gw2's takeover report (status standby.lastTakeover): its claim, its list + adopt, in ms. */
-  takeover: { epoch: number | null; claimMs: number; adoptMs: number; totalMs: number; adopted: number } | null;
+  /** gw2's takeover report (status standby.lastTakeover): its claim, its list + adopt, in ms; doneMs: when
+   *  it completed, from the freeze (readyMs adds the notify hook's own exit, a node process, after it). */
+  takeover: { epoch: number | null; claimMs: number; adoptMs: number; totalMs: number; adopted: number; doneMs: number } | null;
   /** The old primary, thawed after the clients finished. */
   oldPrimary: {
     /** Its role (status `role`): must be 'fenced'; null: it did not answer. */
@@ -192,21 +193,24 @@ export class GatewayFailover {
   async afterClients(): Promise<void> {
     const o = this.report.oldPrimary;
     try {
-      if (this.frozen.length > 0) {
-        await hostThaw(this.topo, this.frozen);
-        this.say('gateway fault: the old primary host is back (thawed, links up)');
-        for (const t0 = Date.now(); Date.now() - t0 < FENCED_WAIT_MS; await sleep(200)) {
-          try {
-            const st = await gatewayStatus(this.topo.name);
-            o.role = typeof st.role === 'string' ? st.role : null;
-            o.fencedDrops = Number(st.drops?.FENCED ?? 0);
-            if (o.role === 'fenced') break;
-          } catch (err) {
-            o.error = (err as Error).message.split('\n')[0]!.slice(0, 300);
-          }
+      if (this.frozen.length === 0) return;
+      await hostThaw(this.topo, this.frozen);
+      this.say('gateway fault: the old primary host is back (thawed, its log links up; its client and server links follow once it is fenced)');
+      for (const t0 = Date.now(); Date.now() - t0 < FENCED_WAIT_MS; await sleep(200)) {
+        try {
+          const st = await gatewayStatus(this.topo.name);
+          o.role = typeof st.role === 'string' ? st.role : null;
+          o.fencedDrops = Number(st.drops?.FENCED ?? 0);
+          delete o.error;
+          if (o.role === 'fenced') break;
+        } catch (err) {
+          o.error = (err as Error).message.split('\n')[0]!.slice(0, 300);
         }
-        await sleep(300); // whatever it would send once it is running again
       }
+      await hostRejoin(this.topo);
+      await sleep(500); // whatever it would send toward the client once its links are up
+      const st = await gatewayStatus(this.topo.name).catch(() => null);
+      if (st !== null) o.fencedDrops = Number(st.drops?.FENCED ?? 0);
     } finally {
       await this.primaryCapture?.stop();
       this.primaryCapture = null;
@@ -226,7 +230,10 @@ export class GatewayFailover {
     r.adopted = typeof adopted === 'number' ? adopted : null;
     r.unknownFlows = Number(st?.south?.unknownFlows ?? 0);
     const t = st?.standby?.lastTakeover;
-    if (t && typeof t === 'object') r.takeover = { epoch: t.epoch ?? null, claimMs: t.claimMs, adoptMs: t.adoptMs, totalMs: t.totalMs, adopted: t.adopted };
+    if (t && typeof t === 'object') {
+      const doneMs = typeof t.at === 'string' ? Date.parse(t.at) - r.killedAt : -1;
+      r.takeover = { epoch: t.epoch ?? null, claimMs: t.claimMs, adoptMs: t.adoptMs, totalMs: t.totalMs, adopted: t.adopted, doneMs };
+    }
     const client = ipToU32(ADDRESSES.client);
     walkCapture(await readFile(this.macPcap), (s) => {
       if (s.dst !== client) return;
@@ -262,8 +269,9 @@ export function formatGatewayFailover(r: GatewayFailoverReport): string[] {
   const o = r.oldPrimary;
   return [
     '',
-    `  gateway fault ${r.fault}: primary host frozen and cut off at ${r.faultAtMs} ms (gateway ${r.oldPid}); gw2 MASTER after ${ms(r.masterMs)}, takeover done after ${ms(r.readyMs)}${r.error ? ` (FAILED: ${r.error})` : ''}`
-      + (t ? ` (claim ${ms(t.claimMs)}, list + adopt ${ms(t.adoptMs)}, epoch ${t.epoch ?? '-'})` : ''),
+    `  gateway fault ${r.fault}: primary host frozen and cut off at ${r.faultAtMs} ms (gateway ${r.oldPid}); gw2 MASTER after ${ms(r.masterMs)}`
+      + (t ? `, takeover done after ${ms(t.doneMs)} (claim ${ms(t.claimMs)}, list + adopt ${ms(t.adoptMs)}, epoch ${t.epoch ?? '-'})` : '')
+      + `, the hook returned after ${ms(r.readyMs)}${r.error ? ` (FAILED: ${r.error})` : ''}`,
     `    data flowing again after the death: first connection ${ms(r.firstResumeMs)}, every connection ${ms(r.allResumedMs)} (${r.resumed} of ${r.openAtKill} open at the death; aim ≤ ${FAILOVER_AIM_MS} ms); every connection caught up ${ms(r.allCaughtUpMs)}`,
     `    adoption by gw2: ${r.adopted === null ? 'not reported' : `${r.adopted} adopted`} of ${r.openAtKill} open; ${r.unknownFlows} unknown (unprotected) connection(s); stability trace: ${r.traceLines.before} lines before the death, ${r.traceLines.after} after`,
     `    old primary, thawed: role ${o.role ?? '-'}, ${o.fencedDrops} FENCED drops, ${o.segmentsAfterTakeover} TCP segments to the client after the takeover began (${o.segmentsBefore} before its death)`,
