@@ -21,9 +21,11 @@
  * Beyond the drill's usual checks (judgeGatewayFailover): every connection open at the death
  * (client-side capture) adopted by gw2 and none passing it unprotected, each moving data
  * again; and the old primary, thawed once the clients are done (its links up: the host is
- * back), is fenced (status role `fenced`) and sent no TCP segment to the client after the
- * takeover began (a second capture at the client, of frames from the primary's MAC address
- * only). The figure: from the freeze to data flowing again (gwkill.ts resumeAfterKill over the
+ * back), is not active (status role `fenced`: the log server told it; or `standby`: its own
+ * keepalived released it first, and a released gateway writes nothing, so it may never hear;
+ * both drop every protected packet, and only a claim of its own makes either active), sent no
+ * TCP segment to the client after the takeover began (a second capture at the client, of
+ * frames from the primary's MAC address only), and left the addresses on gw2 (nopreempt). The figure: from the freeze to data flowing again (gwkill.ts resumeAfterKill over the
  * client-side capture, the takeover's start as the boundary: nothing is forwarded before it).
  */
 import { readFile } from 'node:fs/promises';
@@ -36,7 +38,7 @@ import { execIn } from './exec.js';
 import { hostFreeze, hostRejoin, hostThaw } from './faults.js';
 import { countTraceLines, emptyGatewayKill, faultPlace, resumeAfterKill, untilRecoveryCaughtUp, type GatewayKillReport } from './gwkill.js';
 import { gatewayStatus, gatewayStatusIn, startCapture } from './procs.js';
-import { waitTransition, type StandbyTopology } from './standby.js';
+import { holdsVips, lastTransition, waitTransition, type StandbyTopology } from './standby.js';
 import { ADDRESSES, type LabTopology } from './topology.js';
 
 export const FAILOVER_FAULTS = {
@@ -79,8 +81,13 @@ export interface GatewayFailoverReport extends Omit<GatewayKillReport, 'fault'> 
   takeover: { epoch: number | null; claimMs: number; adoptMs: number; totalMs: number; adopted: number; doneMs: number } | null;
   /** The old primary, thawed after the clients finished. */
   oldPrimary: {
-    /** Its role (status `role`): must be 'fenced'; null: it did not answer. */
+    /** Its role (status `role`): 'fenced' (it heard from the log server that gw2 claimed the log) or
+     *  'standby' (its own keepalived, back in FAULT or BACKUP, released it first: it has nothing
+     *  left to write, so it may never hear); never 'active'. null: it did not answer. */
     role: string | null;
+    /** Its keepalived's last notify (null: none since lab up), and whether gw2 still holds both addresses (nopreempt). */
+    lastState: string | null;
+    gw2HoldsAddresses: boolean;
     fencedDrops: number;
     /** TCP segments from the primary's MAC address that reached the client after gw2's takeover began. */
     segmentsAfterTakeover: number;
@@ -126,7 +133,7 @@ export class GatewayFailover {
     this.macPcap = path.join(work, 'client-from-primary.pcap');
     this.report = {
       ...emptyGatewayKill('gateway-kill'), fault, masterMs: -1, takeover: null,
-      oldPrimary: { role: null, fencedDrops: 0, segmentsAfterTakeover: 0, segmentsBefore: 0 },
+      oldPrimary: { role: null, lastState: null, gw2HoldsAddresses: false, fencedDrops: 0, segmentsAfterTakeover: 0, segmentsBefore: 0 },
     };
   }
 
@@ -200,17 +207,21 @@ export class GatewayFailover {
         try {
           const st = await gatewayStatus(this.topo.name);
           o.role = typeof st.role === 'string' ? st.role : null;
-          o.fencedDrops = Number(st.drops?.FENCED ?? 0);
           delete o.error;
-          if (o.role === 'fenced') break;
+          if (o.role === 'fenced' || o.role === 'standby') break;
         } catch (err) {
           o.error = (err as Error).message.split('\n')[0]!.slice(0, 300);
         }
       }
       await hostRejoin(this.topo);
-      await sleep(500); // whatever it would send toward the client once its links are up
+      await sleep(1000); // whatever it would send toward the client once its links are up; VRRP adverts both ways
       const st = await gatewayStatus(this.topo.name).catch(() => null);
-      if (st !== null) o.fencedDrops = Number(st.drops?.FENCED ?? 0);
+      if (st !== null) {
+        o.role = typeof st.role === 'string' ? st.role : null;
+        o.fencedDrops = Number(st.drops?.FENCED ?? 0);
+      }
+      o.lastState = lastTransition(this.sb, 'gw')?.state ?? null;
+      o.gw2HoldsAddresses = await holdsVips(this.sb.namespaces.gw2, this.sb);
     } finally {
       await this.primaryCapture?.stop();
       this.primaryCapture = null;
@@ -256,7 +267,8 @@ export function judgeGatewayFailover(r: GatewayFailoverReport): string[] {
   if (r.unknownFlows > 0) out.push(`${f}: ${r.unknownFlows} connection(s) passed gw2 unprotected (south.unknownFlows: not adopted from the log)`);
   if (r.resumed < r.openAtKill) out.push(`${f}: ${r.openAtKill - r.resumed} of the ${r.openAtKill} connection(s) open at the primary's death never moved data again`);
   const o = r.oldPrimary;
-  if (o.role !== 'fenced') out.push(`${f}: the old primary, back, is not fenced (role ${o.role ?? 'unknown'}${o.error ? `; ${o.error}` : ''}): two gateways could both acknowledge client data`);
+  if (o.role !== 'fenced' && o.role !== 'standby') out.push(`${f}: the old primary, back, is neither fenced nor standby (role ${o.role ?? 'unknown'}${o.error ? `; ${o.error}` : ''}): two gateways could both acknowledge client data`);
+  if (!o.gw2HoldsAddresses) out.push(`${f}: once the old primary was back, gw2 no longer held both addresses (the primary's keepalived ${o.lastState ?? 'unknown'}): it took them back from the gateway that holds the log`);
   if (o.segmentsAfterTakeover > 0) out.push(`${f}: the old primary sent ${o.segmentsAfterTakeover} TCP segment(s) to the client after gw2's takeover began`);
   if (o.segmentsBefore === 0) out.push(`${f}: the capture of the primary's frames saw none before its death: the no-segment-after check proved nothing`);
   return out;
@@ -274,6 +286,6 @@ export function formatGatewayFailover(r: GatewayFailoverReport): string[] {
       + `, the hook returned after ${ms(r.readyMs)}${r.error ? ` (FAILED: ${r.error})` : ''}`,
     `    data flowing again after the death: first connection ${ms(r.firstResumeMs)}, every connection ${ms(r.allResumedMs)} (${r.resumed} of ${r.openAtKill} open at the death; aim ≤ ${FAILOVER_AIM_MS} ms); every connection caught up ${ms(r.allCaughtUpMs)}`,
     `    adoption by gw2: ${r.adopted === null ? 'not reported' : `${r.adopted} adopted`} of ${r.openAtKill} open; ${r.unknownFlows} unknown (unprotected) connection(s); stability trace: ${r.traceLines.before} lines before the death, ${r.traceLines.after} after`,
-    `    old primary, thawed: role ${o.role ?? '-'}, ${o.fencedDrops} FENCED drops, ${o.segmentsAfterTakeover} TCP segments to the client after the takeover began (${o.segmentsBefore} before its death)`,
+    `    old primary, thawed: role ${o.role ?? '-'}, ${o.fencedDrops} FENCED drops, ${o.segmentsAfterTakeover} TCP segments to the client after the takeover began (${o.segmentsBefore} before its death); its keepalived ${o.lastState ?? '-'}, the addresses ${o.gw2HoldsAddresses ? 'still on gw2' : 'NOT on gw2'}`,
   ];
 }

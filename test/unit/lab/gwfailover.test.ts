@@ -18,7 +18,7 @@ const held: GatewayFailoverReport = {
   openAtKill: 2, resumed: 2, firstResumeMs: 800, allResumedMs: 850, allCaughtUpMs: 1200, adopted: 2, unknownFlows: 0,
   traceLines: { before: 100, after: 200 },
   takeover: { epoch: 2, claimMs: 11, adoptMs: 5, totalMs: 16, adopted: 2, doneMs: 700 },
-  oldPrimary: { role: 'fenced', fencedDrops: 24, segmentsAfterTakeover: 0, segmentsBefore: 68 },
+  oldPrimary: { role: 'fenced', lastState: 'BACKUP', gw2HoldsAddresses: true, fencedDrops: 24, segmentsAfterTakeover: 0, segmentsBefore: 68 },
 };
 
 describe('faultPlace', () => {
@@ -46,8 +46,13 @@ describe('judgeGatewayFailover', () => {
     expect(judgeGatewayFailover({ ...held, resumed: 1 })[0]).toMatch(/1 of the 2 connection\(s\) open at the primary's death never moved data again/);
   });
 
-  it('fails when the old primary, back, is not fenced, or sent the client anything after the takeover began', () => {
-    expect(judgeGatewayFailover({ ...held, oldPrimary: { ...held.oldPrimary, role: 'standby' } })[0]).toMatch(/not fenced \(role standby\): two gateways could both acknowledge/);
+  it('fails when the old primary, back, is active, took the addresses back, or sent the client anything after the takeover began', () => {
+    // Released by its own keepalived before it heard from the log server: standby, as safe as fenced.
+    expect(judgeGatewayFailover({ ...held, oldPrimary: { ...held.oldPrimary, role: 'standby' } })).toEqual([]);
+    expect(judgeGatewayFailover({ ...held, oldPrimary: { ...held.oldPrimary, role: 'active' } })[0]).toMatch(/neither fenced nor standby \(role active\): two gateways could both acknowledge/);
+    expect(judgeGatewayFailover({ ...held, oldPrimary: { ...held.oldPrimary, gw2HoldsAddresses: false, lastState: 'MASTER' } })).toEqual([
+      'gateway-failover: once the old primary was back, gw2 no longer held both addresses (the primary\'s keepalived MASTER): it took them back from the gateway that holds the log',
+    ]);
     expect(judgeGatewayFailover({ ...held, oldPrimary: { ...held.oldPrimary, role: null, error: 'cannot reach' } })[0]).toMatch(/role unknown; cannot reach/);
     expect(judgeGatewayFailover({ ...held, oldPrimary: { ...held.oldPrimary, segmentsAfterTakeover: 3 } })).toEqual([
       'gateway-failover: the old primary sent 3 TCP segment(s) to the client after gw2\'s takeover began',
@@ -67,7 +72,7 @@ describe('judgeGatewayFailover', () => {
     const lines = formatGatewayFailover(held);
     expect(lines[1]).toBe('  gateway fault gateway-failover: primary host frozen and cut off at 900 ms (gateway 10); gw2 MASTER after 420 ms, takeover done after 700 ms (claim 11 ms, list + adopt 5 ms, epoch 2), the hook returned after 1500 ms');
     expect(lines[2]).toContain('every connection 850 ms (2 of 2 open at the death; aim ≤ 1000 ms); every connection caught up 1200 ms');
-    expect(lines[4]).toBe('    old primary, thawed: role fenced, 24 FENCED drops, 0 TCP segments to the client after the takeover began (68 before its death)');
+    expect(lines[4]).toBe('    old primary, thawed: role fenced, 24 FENCED drops, 0 TCP segments to the client after the takeover began (68 before its death); its keepalived BACKUP, the addresses still on gw2');
   });
 });
 
