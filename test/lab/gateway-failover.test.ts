@@ -2,11 +2,13 @@
  * `ftcp drill --fault gateway-failover` through the CLI as a user runs it (issue 14 item 4): in
  * a `--standby-gateway --log remote` lab the primary gateway host dies mid-transfer (every
  * process in <n>-gw frozen, its links down), keepalived moves the addresses to <n>-gw2 and its
- * gateway takes over from the log server; alone, and with a server crash right after the
- * takeover (its rebuild runs in gw2 on connections it has just adopted). Each must hold as every
- * drill does (byte-exact, no RST/FIN/ICMP at the client, the ack invariant over both gateways'
- * trace), gw2 must adopt every connection open at the death (none unprotected), each moving data
- * again, and the old primary, back at the end, must be fenced and send the client nothing.
+ * gateway takes over from the log server; alone, and with a server crash before the death (gw2
+ * adopts rebuilt, translated connections) or right after the takeover (its rebuild runs in gw2
+ * on connections it has just adopted). Each must hold as every drill does (byte-exact, no
+ * RST/FIN/ICMP at the client, the ack invariant over both gateways' trace), gw2 must adopt
+ * every connection open at the death (none unprotected), each moving data again, and the old
+ * primary, back at the end, must not be active (fenced, or released by its own keepalived),
+ * leave the addresses on gw2 and send the client nothing.
  * `drill` (test/support/drill-cli.ts) checks that the lab left nothing behind.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -61,8 +63,10 @@ describe('drill --fault gateway-failover (lab)', () => {
     console.log(`gateway-failover: gw2 MASTER ${rep.gatewayFailover.masterMs} ms, takeover done ${rep.gatewayFailover.takeover.doneMs} ms, data flowing again ${rep.gatewayFailover.allResumedMs} ms after the death`);
   }, 320_000);
 
-  it('with a server crash right after the takeover (gateway-failover:rebuild)', async () => {
-    const { code, rep } = await drill([...BASE, '--fault', 'gateway-failover:rebuild', '--crash-at', '0.3'], 300_000);
+  // :outage is left out: gw2 never heard the servers' first incarnation, so a crash while no
+  // gateway is active goes unnoticed (the clients get the new servers' RST; README, ftcp drill).
+  it.each(['before', 'rebuild'])('with a server crash (gateway-failover:%s)', async (when) => {
+    const { code, rep } = await drill([...BASE, '--fault', `gateway-failover:${when}`, '--crash-at', '0.3'], 300_000);
     expectFailoverHeld(code, rep, 1);
   }, 320_000);
 });
