@@ -10,3 +10,5 @@ export type { LabTopology, ForwardMode, LabLogMode, LabNamespaces, LabEndpoints 
 export { logLoss, logPathDown, logRestart, logServerPid, gatewayKill, LOG_NETEM } from './faults.js';
 export { startLogServer } from './logserver.js';
 export { LOG_SERVER_PORT, logServerArgs } from './topology.js';
+export { holdsVips, lastTransition, standbyNamespaces, HOST_ADDRESSES } from './standby.js';
+export type { StandbyTopology, GatewayHost, HostAddresses } from './standby.js';

@@ -10,6 +10,8 @@
  *
  * 198.18.0.0/15 is the benchmarking range (RFC 2544). Client and server route by default via
  * the gateway; the log namespace reaches the gateway directly on both links.
+ * With `--standby-gateway` (./standby.ts) the links become shared segments with a second
+ * gateway host <n>-gw2, and 198.18.1.1 / 198.18.2.1 are keepalived's virtual addresses.
  *
  * The gateway's control endpoint is on the management path only: 127.0.0.1:7070 inside <n>-gw
  * (`ftcp status --name <n>` and the drills reach it with `ip netns exec <n>-gw`); clients and

@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT, execIn, labDown, labUp, listLeftovers, listNetns, netnsPids, pidAlive, randomLabName, spawnIn, type LabTopology } from '../../src/lab/index.js';
-import { holdsVips, lastTransition, type StandbyTopology } from '../../src/lab/standby.js';
+import { holdsVips, lastTransition, type StandbyTopology } from '../../src/lab/index.js';
 import { execCmd } from '../../src/lab/exec.js';
 import { UsageError } from '../../src/util/errors.js';
 import { ensureBuilt } from '../support/build.js';

@@ -10,6 +10,7 @@
 import { parseCli } from '../args.js';
 import { UsageError } from '../../util/errors.js';
 import { labDown, labStatus, labUp } from '../../lab/lab.js';
+import { lastTransition } from '../../lab/standby.js';
 import { checkForward, checkLabName, checkLogMode, parseProtectList, type LabTopology } from '../../lab/topology.js';
 
 const USAGE = `usage:
@@ -110,6 +111,7 @@ export async function run(argv: string[]): Promise<number> {
         out([`lab ${name}: ${up ? 'up' : allNs || Object.values(s.namespaces).some(Boolean) ? 'partial' : 'down'}`,
           `  namespaces: ${nsLine}`,
           `  gateway: ${s.topology?.forward === 'gateway' ? (s.gatewayAlive ? `alive (pid ${s.topology.gatewayPid})` : 'not running') : 'none (kernel forwarding)'}`,
+          ...(s.topology?.standby ? [`  vrrp (last notify): ${(['gw', 'gw2'] as const).map((h) => `${h} ${lastTransition(s.topology!.standby!, h)?.state ?? 'none'}`).join(', ')}`] : []),
           ...(s.topology ? [describe(s.topology)] : ['  no state.json']),
         ].join('\n'));
       }

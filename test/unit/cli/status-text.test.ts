@@ -36,4 +36,16 @@ describe('ftcp status text', () => {
     expect(text).toMatch(/^start: TUN and steering reused \(found: state file yes, device yes, route yes, blackhole yes, rules 3 of 3\); restarted: true; gateway starts on this state: 2;/m);
     expect(text).toMatch(/0 unknown connections \(no SYN seen/);
   });
+
+  it('says which log epoch the gateway holds, or since when it is fenced (the status upcall of a log server\'s client)', async () => {
+    const h = new Harness();
+    expect(statusText(fetched(h))).not.toMatch(/epoch|FENCED/); // a log without epochs
+    h.gw.epoch = 4;
+    expect(statusText(fetched(h))).toMatch(/^log epoch 4: this gateway is the log's one writer$/m);
+    h.gw.onLogStatus('FAILED', { fenced: 5, reason: 'fenced by epoch 5' });
+    const text = statusText(fetched(h));
+    expect(text).toMatch(/^FENCED since \d{4}-\d\d-\d\dT[\d:.]+Z: another gateway claimed the log \(epoch 5\); protected traffic is dropped here \(FENCED\) until a restart$/m);
+    expect(h.gw.logFailures).toBe(0); // a fence is not a log failure (no passthrough)
+    expect(h.gw.south.passthrough).toBe(false);
+  });
 });

@@ -11,7 +11,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  Harness, Client, Server, FakeOracle, inBytes, outBytes, outputFor, connect,
+  Harness, GatewayRig, Client, Server, FakeOracle, inBytes, outBytes, outputFor, connect,
   CPORT, TCP_SYN,
 } from '../../support/gateway-harness.js';
 import { RemoteWorld } from '../../support/remote-log.js';
@@ -131,5 +131,20 @@ describe('a gateway on a log server', () => {
     const got1 = await w.settle(log2.read(h2.flowOf(CPORT).logId, 0, c1.sent));
     expect(got1.equals(inBytes(0, c1.sent))).toBe(true);
   });
-});
 
+  it('fenced under --on-log-failure passthrough: nothing passes through (a fence is not a log failure)', async () => {
+    const rig = new GatewayRig({ wiring: 'manual', gateway: { onLogFailure: 'passthrough' } });
+    const c = new Client({ isn: 77 as Seq, ts: 1 });
+    rig.tun.inject(c.syn()).flush();
+    await rig.settle();
+    expect(rig.gw.table.size).toBe(1);
+    rig.gw.onLogStatus('FAILED', { fenced: 3 });
+    expect(rig.gw.south.passthrough).toBe(false);
+    expect(rig.gw.unprotected.size).toBe(0);
+    expect(rig.gw.logFailures).toBe(0);
+    rig.tun.drain();
+    rig.tun.inject(...c.write(100)).flush();
+    expect(rig.tun.drain()).toEqual([]);
+    expect(rig.gw.wrapperDrops.get(DropReason.FENCED)).toBe(1);
+  });
+});

@@ -6,7 +6,7 @@
  * (established, masked, translated). The takeover is idempotent and fails closed; a release
  * stops protected forwarding at once.
  */
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, vi } from 'vitest';
 import { Harness, Server, seg, CPORT, SPORT, TCP_SYN } from '../../support/gateway-harness.js';
 import { ManualLog } from '../../support/manual-log.js';
 import { testLogger } from '../../support/test-logger.js';
@@ -82,6 +82,32 @@ describe('a standby gateway', () => {
     expect(m).toContain('ftcp_role{role="active"} 0');
     expect(m).toContain('ftcp_standby_followed 1');
     expect(m).toContain(`ftcp_drops_total{reason="STANDBY"} ${protectedPkts.length}`);
+  });
+
+  it('lists again refreshMs after a list ends, never two at once (a slow list does not run back to back)', async () => {
+    vi.useFakeTimers();
+    try {
+      const h = new Harness();
+      const lists: Array<(r: never[]) => void> = [];
+      Object.assign(h.log, { fetchActive: () => new Promise<never[]>((resolve) => lists.push(resolve)) }); // a log server's list, answered by hand
+      const sb = new Standby(h.gw, h.log, { logger: testLogger(), refreshMs: 1000 });
+      sb.start();
+      expect(lists).toHaveLength(1);
+      await vi.advanceTimersByTimeAsync(3500); // the list takes 3.5 s: no second one meanwhile
+      expect(lists).toHaveLength(1);
+      lists[0]!([]);
+      await vi.advanceTimersByTimeAsync(999);
+      expect(lists).toHaveLength(1);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(lists).toHaveLength(2);
+      expect(sb.follow.refreshes).toBe(1);
+      sb.stop();
+      lists[1]!([]);
+      await vi.advanceTimersByTimeAsync(5000);
+      expect(lists).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('counts a failed follow and keeps its reason, without taking anything over', async () => {

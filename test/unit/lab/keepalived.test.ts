@@ -101,52 +101,41 @@ describe('deploy/keepalived/keepalived.conf', () => {
 });
 
 describe('the hooks, run by sh', () => {
-  const dir = () => mkdtempSync(join(tmpdir(), 'ftcp-ka-'));
+  /** Runs `fn` with a fresh temporary directory, removed afterwards. */
+  const inTmp = (fn: (d: string) => void) => {
+    const d = mkdtempSync(join(tmpdir(), 'ftcp-ka-'));
+    try { fn(d); } finally { rmSync(d, { recursive: true, force: true }); }
+  };
 
-  it('notify.sh records each transition and tells the gateway: MASTER → takeover, BACKUP/FAULT → release', () => {
-    const d = dir();
-    try {
-      const script = join(d, 'notify.sh');
-      const program = [process.execPath, '-e', `console.log(process.argv.slice(1).join(' ')); process.exit(process.argv[2] === 'release' ? 3 : 0)`];
-      writeFileSync(script, notifyScript({ transitions: join(d, 'transitions'), gateway: { program, control: '127.0.0.1:7070' } }), { mode: 0o755 });
-      for (const s of ['MASTER', 'FAULT']) expect(spawnSync('sh', [script, s]).status).toBe(0);
-      const t = readFileSync(join(d, 'transitions'), 'utf8').trim().split('\n').map((l) => l.replace(/^\d+\.\d+ /, ''));
-      expect(t).toEqual(['MASTER', 'MASTER rc=0', 'FAULT', 'FAULT rc=3']);
-      expect(readFileSync(join(d, 'transitions.out'), 'utf8')).toBe('gateway takeover --control 127.0.0.1:7070\ngateway release --control 127.0.0.1:7070\n');
-    } finally {
-      rmSync(d, { recursive: true, force: true });
-    }
-  });
+  it('notify.sh records each transition and tells the gateway: MASTER → takeover, BACKUP/FAULT → release', () => inTmp((d) => {
+    const script = join(d, 'notify.sh');
+    const program = [process.execPath, '-e', `console.log(process.argv.slice(1).join(' ')); process.exit(process.argv[2] === 'release' ? 3 : 0)`];
+    writeFileSync(script, notifyScript({ transitions: join(d, 'transitions'), gateway: { program, control: '127.0.0.1:7070' } }), { mode: 0o755 });
+    for (const s of ['MASTER', 'FAULT']) expect(spawnSync('sh', [script, s]).status).toBe(0);
+    const t = readFileSync(join(d, 'transitions'), 'utf8').trim().split('\n').map((l) => l.replace(/^\d+\.\d+ /, ''));
+    expect(t).toEqual(['MASTER', 'MASTER rc=0', 'FAULT', 'FAULT rc=3']);
+    expect(readFileSync(join(d, 'transitions.out'), 'utf8')).toBe('gateway takeover --control 127.0.0.1:7070\ngateway release --control 127.0.0.1:7070\n');
+  }));
 
-  it('notify.sh without a gateway only records', () => {
-    const d = dir();
-    try {
-      const script = join(d, 'notify.sh');
-      writeFileSync(script, notifyScript({ transitions: join(d, 'transitions'), gateway: null }), { mode: 0o755 });
-      expect(spawnSync('sh', [script, 'BACKUP']).status).toBe(0);
-      expect(readFileSync(join(d, 'transitions'), 'utf8')).toMatch(/^\d+\.\d+ BACKUP\n\d+\.\d+ BACKUP rc=0\n$/);
-    } finally {
-      rmSync(d, { recursive: true, force: true });
-    }
-  });
+  it('notify.sh without a gateway only records', () => inTmp((d) => {
+    const script = join(d, 'notify.sh');
+    writeFileSync(script, notifyScript({ transitions: join(d, 'transitions'), gateway: null }), { mode: 0o755 });
+    expect(spawnSync('sh', [script, 'BACKUP']).status).toBe(0);
+    expect(readFileSync(join(d, 'transitions'), 'utf8')).toMatch(/^\d+\.\d+ BACKUP\n\d+\.\d+ BACKUP rc=0\n$/);
+  }));
 
-  it('check-gateway.sh passes only for a ready file naming a live process', () => {
-    const d = dir();
-    try {
-      const ready = join(d, 'gateway.ready');
-      const script = join(d, 'check.sh');
-      writeFileSync(script, checkScript(ready), { mode: 0o755 });
-      const check = () => spawnSync('sh', [script]).status;
-      expect(check()).not.toBe(0); // no ready file
-      writeFileSync(ready, JSON.stringify({ pid: process.pid, tun: 'ftcp0', control: '127.0.0.1:7070' }) + '\n');
-      expect(check()).toBe(0);
-      const gone = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).stdout.trim();
-      writeFileSync(ready, JSON.stringify({ pid: Number(gone) }) + '\n');
-      expect(check()).not.toBe(0); // a stale pid
-      writeFileSync(ready, '{"pid":');
-      expect(check()).not.toBe(0); // half written
-    } finally {
-      rmSync(d, { recursive: true, force: true });
-    }
-  });
+  it('check-gateway.sh passes only for a ready file naming a live process', () => inTmp((d) => {
+    const ready = join(d, 'gateway.ready');
+    const script = join(d, 'check.sh');
+    writeFileSync(script, checkScript(ready), { mode: 0o755 });
+    const check = () => spawnSync('sh', [script]).status;
+    expect(check()).not.toBe(0); // no ready file
+    writeFileSync(ready, JSON.stringify({ pid: process.pid, tun: 'ftcp0', control: '127.0.0.1:7070' }) + '\n');
+    expect(check()).toBe(0);
+    const gone = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).stdout.trim();
+    writeFileSync(ready, JSON.stringify({ pid: Number(gone) }) + '\n');
+    expect(check()).not.toBe(0); // a stale pid
+    writeFileSync(ready, '{"pid":');
+    expect(check()).not.toBe(0); // half written
+  }));
 });
