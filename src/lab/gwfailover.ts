@@ -25,7 +25,8 @@
  * keepalived released it first, and a released gateway writes nothing, so it may never hear;
  * both drop every protected packet, and only a claim of its own makes either active), sent no
  * TCP segment to the client after the takeover began (a second capture at the client, of
- * frames from the primary's MAC address only), and left the addresses on gw2 (nopreempt). The figure: from the freeze to data flowing again (gwkill.ts resumeAfterKill over the
+ * frames from the primary's MAC address only), and left the addresses on gw2 (nopreempt).
+ * The figure: from the freeze to data flowing again (gwkill.ts resumeAfterKill over the
  * client-side capture, the takeover's start as the boundary: nothing is forwarded before it).
  */
 import { readFile } from 'node:fs/promises';
