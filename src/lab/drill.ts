@@ -60,6 +60,7 @@ import { divergenceFigures, formatOutcomes, judgeDeterministic, judgeNondet, typ
 import { isRandomKind, type RandomOutcome } from '../demo/random.js';
 import { failuresByCode } from '../recovery/rebuild.js';
 import { GATEWAY_FAULTS, GatewayKiller, checkGatewayFault, formatGatewayKill, isGatewayFault, judgeGatewayKill, type GatewayFault, type GatewayKillReport } from './gwkill.js';
+import { FAILOVER_FAULTS, GatewayFailover, checkFailoverFault, formatGatewayFailover, isFailoverFault, judgeGatewayFailover, type FailoverFault, type GatewayFailoverReport } from './gwfailover.js';
 
 type Kind = 'upload' | 'download' | 'echo' | 'kv' | 'stall' | 'random' | 'random-var';
 
@@ -147,16 +148,17 @@ const FAULT_AT_FRACTION = 0.05;
 const LOG_RESTART_HOLD_AT = 0.5;
 
 /** A log-link fault (needs --log remote) or a gateway fault (gwkill.ts). */
-export function checkFault(s: string): LogFault | GatewayFault {
-  if (!(s in LOG_FAULTS) && !isGatewayFault(s)) throw new UsageError(`--fault: expected one of ${[...Object.keys(LOG_FAULTS), ...Object.keys(GATEWAY_FAULTS)].join(', ')}; got '${s}'`);
-  return s as LogFault | GatewayFault;
+export function checkFault(s: string): LogFault | GatewayFault | FailoverFault {
+  if (!(s in LOG_FAULTS) && !isGatewayFault(s) && !isFailoverFault(s)) throw new UsageError(`--fault: expected one of ${[...Object.keys(LOG_FAULTS), ...Object.keys(GATEWAY_FAULTS), ...Object.keys(FAILOVER_FAULTS)].join(', ')}; got '${s}'`);
+  return s as LogFault | GatewayFault | FailoverFault;
 }
 
 export interface DrillOptions {
   scenario: Scenario;
   log: DrillLog;
-  /** A log-link fault (needs log 'remote'), or a kill of the gateway (log 'embedded:disk'). */
-  fault?: LogFault | GatewayFault;
+  /** A log-link fault (needs log 'remote'), a kill of the gateway (log 'embedded:disk'), or the
+   *  primary gateway host's death in a standby pair (log 'remote', gwfailover.ts). */
+  fault?: LogFault | GatewayFault | FailoverFault;
   /** upload/download bytes per connection (default: the scenario's, else 200 MB). */
   bytes?: number;
   /** echo/kv/stall connections (upload/download use `streams` each). */
@@ -241,6 +243,8 @@ export interface DrillReport {
   logLink: LogLinkReport | null;
   /** With a gateway fault: its timing, the figure and the adoption (null otherwise). */
   gatewayKill?: GatewayKillReport | null;
+  /** With a gateway-failover fault: its timing, the figure, the adoption by gw2, the old primary fenced (null otherwise). */
+  gatewayFailover?: GatewayFailoverReport | null;
   durationMs: number;
 }
 
@@ -309,13 +313,15 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const fault = opts.fault ?? null;
   const sysctls = { ...(spec.clientSysctls ?? {}), ...(opts.clientSysctls ?? {}) };
   const clientTimeoutMs = spec.timeoutMs ?? 240_000;
-  const gwFault = fault !== null && isGatewayFault(fault) ? fault : null;
+  const gwFault = fault !== null && (isGatewayFault(fault) || isFailoverFault(fault)) ? fault : null;
   const logFault = gwFault === null ? (fault as LogFault | null) : null;
-  if (gwFault !== null) checkGatewayFault(gwFault, opts.log, crashes);
+  const failover = gwFault !== null && isFailoverFault(gwFault) ? gwFault : null;
+  if (failover !== null) checkFailoverFault(failover, opts.log, crashes);
+  else if (gwFault !== null) checkGatewayFault(gwFault as GatewayFault, opts.log, crashes);
   else if (fault !== null && opts.log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
   say(`lab ${name}: up (log ${opts.log}${fault ? `, fault ${fault}` : ''}${opts.offload === false ? ', --no-offload' : ''}); scenario ${opts.scenario}: ${spec.what}; ${crashes} crash(es) at ${targets.map((f) => f.toFixed(3)).join(', ') || '-'} of the transfer, seed ${opts.seed}`);
   const topo = await labUp({
-    name, protect: kinds.map((k) => PORTS[k]), log: opts.log,
+    name, protect: kinds.map((k) => PORTS[k]), log: opts.log, standbyGateway: failover !== null,
     extraGatewayArgs: [
       '--stability-trace', trace, '--supervisor', oracle, '--heartbeat-ms', '50',
       ...(opts.offload === false ? ['--no-offload'] : []),
@@ -336,6 +342,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     for (const k of kinds) servers.push(await startSupervisedServer(topo.namespaces.server, k, `${ADDRESSES.server}:${PORTS[k]}`, oracle, 50));
     captures.push(await startCapture(topo.namespaces.client, topo.interfaces.client, path.join(work, 'client.pcap')));
     captures.push(await startCapture(topo.namespaces.server, topo.interfaces.server, path.join(work, 'server.pcap')));
+    // The gateway fault: the plain one at the log fault's moment, the others around crash 1 (below).
+    const gw = gwFault === null ? null : failover !== null ? new GatewayFailover(topo, failover, work, say) : new GatewayKiller(topo, gwFault as GatewayFault, say);
+    if (gw instanceof GatewayFailover) await gw.arm();
     say(`running ${kinds.join(' + ')}`);
     let clientsDone = false;
     const live = kinds.map((k) => {
@@ -386,15 +395,13 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       say('log fault: the clients read again');
     })();
     held?.catch(() => {});
-    // The gateway fault: the plain one at the same moment, the others around crash 1 (below).
-    const gw = gwFault === null ? null : new GatewayKiller(topo, gwFault, say);
     // Not before every client moved data: a client process slow to start (a loaded machine) had
     // no connection open at a kill 334 ms in, and the drill proved nothing.
     const moving = () => Promise.race([
       Promise.all(live.map(({ c }) => c.until((p) => clientFinished(p) || p.done > 0))),
       running.then(() => {}, () => {}),
     ]);
-    const gwPlain = gw?.fault !== 'gateway-kill' ? null
+    const gwPlain = gw?.place !== 'plain' ? null
       : Promise.all([faultDue(), moving()]).then(() => (clientsDone ? undefined : gw.killAndRestart(clientsAt)));
     gwPlain?.catch(() => {});
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -440,12 +447,12 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
           kills.push({ n, at: -1, listenedAt: -1, target, atFraction: leadingFraction(progressNow()) });
           break;
         }
-        if (n === 1 && gw?.fault === 'gateway-kill:rebuild') await gw.killAndRestart(clientsAt);
-        if (n === 1 && gw?.fault === 'gateway-kill:outage') await gw.kill(clientsAt);
+        if (n === 1 && gw?.place === 'rebuild') await gw.killAndRestart(clientsAt);
+        if (n === 1 && gw?.place === 'outage') await gw.kill(clientsAt);
         const atFraction = leadingFraction(progressNow());
         const at = Date.now();
         for (const s of servers) await s.kill9();
-        if (n === 1 && gw?.fault === 'gateway-kill:outage') await gw.restart();
+        if (n === 1 && gw?.place === 'outage') await gw.restart();
         say(`crash ${n}: kill -9 of ${kinds.join(', ')} server(s) at ${(atFraction * 100).toFixed(1)}% of the transfer (target ${(target * 100).toFixed(1)}%)`);
         let listenedAt = -1;
         if (paused) {
@@ -457,7 +464,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         }
         for (const s of servers) listenedAt = Math.max(listenedAt, await s.listening(s.generation, 30_000));
         kills.push({ n, at, listenedAt, target, atFraction, ...(recvQ !== undefined ? { clientRecvQ: recvQ } : {}) });
-        if (n === 1 && gw?.fault === 'gateway-kill:before') {
+        if (n === 1 && gw?.place === 'before') {
           statusBeforeKill = await gw.untilCaughtUp(at, servers.length);
           if (!clientsDone) await gw.killAndRestart(clientsAt); // else reported as not applied
         }
@@ -467,6 +474,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
 
     const faultInfo = faultRun === null ? null : await faultRun.done;
     if (gwPlain !== null) await gwPlain;
+    if (gw instanceof GatewayFailover) await gw.afterClients(); // the old primary back, before its status and lab down
     for (const c of captures) await c.stop();
     captures.length = 0;
     // The gateway's status; a gateway that does not answer is a failure of the drill, not an
@@ -476,7 +484,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     let st: any;
     for (let attempt = 1; attempt <= 2 && st === undefined; attempt++) {
       try {
-        st = await gatewayStatus(name);
+        st = await (gw instanceof GatewayFailover ? gw.status() : gatewayStatus(name)); // the active gateway's
       } catch (err) {
         statusError = (err as Error).message.split('\n')[0]!.slice(0, 300);
       }
@@ -558,8 +566,10 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       if (c.verdict !== 'ok' && !divergenceReset(c)) failures.push(`inspect: ${c.verdict}: ${c.reason}`);
       if (failures.length > 20) break;
     }
-    const gatewayKill = gw === null ? null : gw.finish(pcap, ports, ipToU32(ADDRESSES.client), traceText, st);
+    const gatewayKill = gw instanceof GatewayKiller ? gw.finish(pcap, ports, ipToU32(ADDRESSES.client), traceText, st) : null;
     if (gatewayKill !== null) failures.push(...judgeGatewayKill(gatewayKill));
+    const gatewayFailover = gw instanceof GatewayFailover ? await gw.finish(pcap, ports, traceText, st) : null;
+    if (gatewayFailover !== null) failures.push(...judgeGatewayFailover(gatewayFailover));
     const logLink = opts.log === 'remote' ? logLinkReport(logFault, faultInfo, st.logLink) : null;
     if (logLink !== null && logFault !== null) {
       const trace = faultTrace(logLink);
@@ -571,6 +581,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       for (const f of ['client.pcap', 'server.pcap', 'stable.trace']) await copyFile(path.join(work, f), path.join(opts.pcapDir, f));
       // The gateway's own log (both processes, with a gateway fault): it goes with the lab.
       if (topo.gatewayLog !== null) await copyFile(topo.gatewayLog, path.join(opts.pcapDir, 'gateway.log')).catch(() => {});
+      if (topo.standby?.gateway2Log) await copyFile(topo.standby.gateway2Log, path.join(opts.pcapDir, 'gateway2.log')).catch(() => {});
     }
     return {
       scenario: opts.scenario, what: spec.what, lab: name, log: opts.log, seed: opts.seed, clientSysctls: sysctls, offload: opts.offload !== false, ok: failures.length === 0, failures, clients, divergence,
@@ -588,6 +599,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       drops: st.drops ?? {},
       logLink,
       gatewayKill,
+      gatewayFailover,
       durationMs: Date.now() - t0,
     };
   } finally {
@@ -696,6 +708,7 @@ export function formatDrill(r: DrillReport): string {
     `  longest stall any client saw: ${r.longestStallMs.toFixed(1)} ms`,
     ...(r.logLink === null ? [] : formatLogLink(r.logLink)),
     ...(r.gatewayKill ? formatGatewayKill(r.gatewayKill) : []),
+    ...(r.gatewayFailover ? formatGatewayFailover(r.gatewayFailover) : []),
     '',
     r.ok
       ? withOutcomes.length > 0

@@ -14,6 +14,12 @@
  *   gatewayKill(topo)              kill -9 the gateway process (the TUN and the steering stay)
  *   restartGateway(topo)           (lab.ts) the same command line again, as systemd's Restart=always
  *
+ * and on the primary gateway HOST of a `--standby-gateway` lab (`--fault gateway-failover`):
+ *
+ *   hostFreeze(topo)               every process in <n>-gw stopped (SIGSTOP) and its four links down
+ *   hostThaw(topo, pids)           its log links up, those processes continued (the host is back)
+ *   hostRejoin(topo)               its client and server links up again
+ *
  * Each is undone by calling it again with the opposite argument (logRestart needs no undo);
  * `ftcp lab down` removes everything with the namespaces either way.
  */
@@ -24,7 +30,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FtcpError } from '../util/errors.js';
 import { execCmd, mustExec } from './exec.js';
 import { startLogServer, type LabLogStore } from './logserver.js';
-import { pidAlive } from './lab.js';
+import { netnsPids, pidAlive } from './lab.js';
 import type { LabTopology } from './topology.js';
 
 /** The netem settings of logLoss (each end, each direction). */
@@ -129,4 +135,53 @@ export async function gatewayKill(topo: LabTopology): Promise<{ pid: number; kil
   for (let i = 0; i < 250 && pidAlive(pid); i++) await sleep(2);
   if (pidAlive(pid)) throw new FtcpError('FTCP_LAB_FAULT', `gatewayKill: gateway ${pid} survived SIGKILL`);
   return { pid, killedAt };
+}
+
+/** The primary gateway host's four links (client, server, both log links). */
+function gatewayHostLinks(topo: LabTopology): string[] {
+  const i = topo.interfaces;
+  return [i.gwClient, i.gwServer, i.gwLog1, i.gwLog2];
+}
+
+/**
+ * The primary gateway host dies: every process in <n>-gw (the gateway, keepalived, its hooks)
+ * frozen with SIGSTOP and its links down, in ONE shell so the two happen within a few ms (with
+ * one `ip` process per link a loaded machine left the links up for half a second after the
+ * freeze: i14-standby-lab's test saw gw2 take over while gw still forwarded). Returns the pids
+ * frozen and the epoch ms just before the signal. A frozen process keeps its state, as a hung
+ * VM does; hostThaw brings it back.
+ */
+export async function hostFreeze(topo: LabTopology): Promise<{ pids: number[]; frozenAt: number }> {
+  const ns = topo.namespaces.gw;
+  const pids = await netnsPids(ns);
+  if (pids.length === 0) throw new FtcpError('FTCP_LAB_FAULT', `hostFreeze: no process in ${ns}`);
+  const batch = gatewayHostLinks(topo).map((i) => `link set ${i} down`).join('\n');
+  const frozenAt = Date.now();
+  const r = await execCmd('bash', ['-c', `kill -STOP ${pids.join(' ')} && ip -n ${ns} -batch - <<'EOF'\n${batch}\nEOF`]);
+  if (r.code !== 0) throw new FtcpError('FTCP_LAB_FAULT', `hostFreeze: ${r.stderr.trim()}`);
+  return { pids, frozenAt };
+}
+
+/**
+ * The frozen host comes back in two steps. hostThaw: its log links up, then its processes
+ * continued (SIGCONT), its client and server links still down; hostRejoin: those up too. A
+ * process continued runs first whatever it was doing when it froze (a SYN or a segment read
+ * from the TUN before the freeze, written out after it) before any reply from the log server
+ * can tell it that it is fenced; with its client and server links down those stale packets
+ * die on the host, as they would on a VM whose network comes back after its CPUs.
+ */
+export async function hostThaw(topo: LabTopology, pids: readonly number[]): Promise<void> {
+  await setHostLinks(topo, [topo.interfaces.gwLog1, topo.interfaces.gwLog2], 'up');
+  for (const p of pids) {
+    try { process.kill(p, 'SIGCONT'); } catch { /* gone */ }
+  }
+}
+
+export async function hostRejoin(topo: LabTopology): Promise<void> {
+  await setHostLinks(topo, [topo.interfaces.gwClient, topo.interfaces.gwServer], 'up');
+}
+
+async function setHostLinks(topo: LabTopology, links: string[], state: 'up' | 'down'): Promise<void> {
+  const r = await execCmd('ip', ['-n', topo.namespaces.gw, '-batch', '-'], { input: links.map((i) => `link set ${i} ${state}`).join('\n') });
+  if (r.code !== 0) throw new FtcpError('FTCP_LAB_FAULT', `links ${links.join(', ')} ${state} in ${topo.namespaces.gw}: ${r.stderr.trim()}`);
 }

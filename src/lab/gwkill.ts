@@ -41,6 +41,12 @@ export const GATEWAY_FAULTS = {
 } as const;
 export type GatewayFault = keyof typeof GATEWAY_FAULTS;
 
+/** Where a gateway fault (this file's or gwfailover.ts's) is placed around crash 1 in drill.ts: the part after the colon. */
+export function faultPlace(fault: string): 'plain' | 'before' | 'outage' | 'rebuild' {
+  const w = fault.slice(fault.indexOf(':') + 1);
+  return fault.includes(':') && (w === 'before' || w === 'outage' || w === 'rebuild') ? w : 'plain';
+}
+
 /** systemd's RestartSec in deploy/systemd/ftcp-gateway.service. */
 export const RESTART_SEC_MS = 100;
 /** The issue's aim for a restart (issue 14 item 5): printed beside the figure, not a check. */
@@ -119,6 +125,10 @@ export class GatewayKiller {
     return this.report.fault;
   }
 
+  get place(): ReturnType<typeof faultPlace> {
+    return faultPlace(this.report.fault);
+  }
+
   async kill(clientsAt: number): Promise<void> {
     const { pid, killedAt } = await gatewayKill(this.topo);
     Object.assign(this.report, { oldPid: pid, killedAt, faultAtMs: killedAt - clientsAt });
@@ -144,24 +154,10 @@ export class GatewayKiller {
     await this.restart();
   }
 
-  /**
-   * :before: waits (bounded) until the gateway's recovery timelines of the crash at
-   * `crashAt` have each caught up (or failed), so the connections it kills the gateway
-   * under are live and translated. Returns the gateway's status then: its recovery
-   * timelines die with it and the drill merges them with the restarted one's.
-   */
+  /** :before: see untilRecoveryCaughtUp. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  async untilCaughtUp(crashAt: number, services: number, maxMs = 30_000): Promise<any> {
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    let st: any = null;
-    for (const t0 = Date.now(); Date.now() - t0 < maxMs; await sleep(50)) {
-      st = await gatewayStatus(this.topo.name);
-      const mine = ((st.recovery ?? []) as Array<{ detectedAt: number; caughtUpAt: number; connections: number; caughtUp?: number; failed: number }>)
-        .filter((t) => t.detectedAt >= crashAt - 5);
-      if (mine.length >= services && mine.every((t) => t.caughtUpAt > 0 || (t.caughtUp ?? 0) + t.failed >= t.connections)) return st;
-    }
-    this.say(`gateway fault: the crash's recovery had not caught up within ${maxMs} ms; killing the gateway anyway`);
-    return st;
+  untilCaughtUp(crashAt: number, services: number): Promise<any> {
+    return untilRecoveryCaughtUp(this.topo, crashAt, services, this.say);
   }
 
   /** Fills in what only the end of the drill knows: the capture, the trace, the restarted gateway's status. */
@@ -178,6 +174,26 @@ export class GatewayKiller {
     r.unknownFlows = Number(st?.south?.unknownFlows ?? 0);
     return r;
   }
+}
+
+/**
+ * :before (a gateway's death after a server crash): waits (bounded) until the lab gateway's
+ * recovery timelines of the crash at `crashAt` have each caught up (or failed), so the
+ * connections it dies under are live and translated. Returns the gateway's status then: its
+ * recovery timelines die with it and the drill merges them with its successor's.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function untilRecoveryCaughtUp(topo: LabTopology, crashAt: number, services: number, say: (m: string) => void, maxMs = 30_000): Promise<any> {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  let st: any = null;
+  for (const t0 = Date.now(); Date.now() - t0 < maxMs; await sleep(50)) {
+    st = await gatewayStatus(topo.name);
+    const mine = ((st.recovery ?? []) as Array<{ detectedAt: number; caughtUpAt: number; connections: number; caughtUp?: number; failed: number }>)
+      .filter((t) => t.detectedAt >= crashAt - 5);
+    if (mine.length >= services && mine.every((t) => t.caughtUpAt > 0 || (t.caughtUp ?? 0) + t.failed >= t.connections)) return st;
+  }
+  say(`gateway fault: the crash's recovery had not caught up within ${maxMs} ms; the gateway dies anyway`);
+  return st;
 }
 
 /** Trace lines stamped before and after `killNs` (the first field is CLOCK_REALTIME ns). */

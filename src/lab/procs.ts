@@ -8,6 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { spawnIn, execIn, execCmd } from './exec.js';
 import { REPO_ROOT } from './lab.js';
+import { LAB_CONTROL } from './topology.js';
 import type { DemoClientReport, DemoProgress } from '../demo/client.js';
 
 const FTCP = path.join(REPO_ROOT, 'bin', 'ftcp.js');
@@ -247,6 +248,17 @@ export async function startCapture(ns: string, iface: string, file: string, filt
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function gatewayStatus(lab: string): Promise<any> {
   const r = await execCmd(process.execPath, [FTCP, 'status', '--name', lab, '--json', '--all'], { timeoutMs: 15_000 });
+  return JSON.parse(r.stdout);
+}
+
+/**
+ * The status of the gateway on host namespace `ns` (a standby lab's <n>-gw2, or a frozen and
+ * thawed <n>-gw): `ftcp status` run inside it against the lab's control endpoint on its loopback.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function gatewayStatusIn(ns: string): Promise<any> {
+  const r = await execCmd('ip', ['netns', 'exec', ns, process.execPath, FTCP, 'status', '--control', LAB_CONTROL, '--json', '--all'], { timeoutMs: 15_000 });
+  if (r.code !== 0) throw new Error(`ftcp status in ${ns}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
   return JSON.parse(r.stdout);
 }
 

@@ -1,6 +1,7 @@
 /**
  * ftcp drill [--scenario <s>] [--crashes N | --crash-at F,F..] [--seed S] [--log embedded|embedded:disk|remote]
- *            [--fault log-loss|log-path-down|log-restart|gateway-kill[:before|:outage|:rebuild]]
+ *            [--fault log-loss|log-path-down|log-restart|gateway-kill[:before|:outage|:rebuild]
+ *                     |gateway-failover[:before|:outage|:rebuild]]
  *            [--bytes N] [--streams N] [--connections N] [--lines N] [--no-offload] [--json] [--pcap <dir>]
  * ftcp drill --soak N [--soak-seed S] [--scenario <s>] [--json]
  */
@@ -12,6 +13,7 @@ import { reportJsonReplacer } from '../../inspect/inspect.js';
 import { parseCrashAt } from '../../lab/placement.js';
 import { runSoak } from '../../lab/soak.js';
 import { GATEWAY_FAULTS, checkGatewayFault, isGatewayFault } from '../../lab/gwkill.js';
+import { FAILOVER_FAULTS, checkFailoverFault, isFailoverFault } from '../../lab/gwfailover.js';
 
 const HELP = `usage: ftcp drill [options]        (root: builds a namespace lab, runs, removes it)
 
@@ -34,6 +36,9 @@ ${Object.entries(LOG_FAULTS).map(([k, v]) => `                        ${k.padEnd
                       memory log dies with the gateway); the variants place a server crash
                       (--crashes >= 1) before its death, in its outage, or right after its restart:
 ${Object.entries(GATEWAY_FAULTS).map(([k, v]) => `                        ${k.padEnd(20)} ${v}`).join('\n')}
+                      or the primary gateway host's death in a standby pair (the lab gets
+                      --standby-gateway; needs --log remote: the standby adopts from the log server):
+${Object.entries(FAILOVER_FAULTS).map(([k, v]) => `                        ${k.padEnd(24)} ${v}`).join('\n')}
   --bytes <n>         bytes per upload/download stream, 1..1T   (default 200000000, tiny-rcvbuf 4000000;
                                                                 100M, 2G also read)
   --streams <n>       upload/download connections, 1..64       (default 1)
@@ -116,6 +121,7 @@ export function parseDrillArgs(argv: string[]): DrillArgs {
   }
   const scenario = checkScenario(values.scenario ?? 'mixed');
   if (fault !== undefined && isGatewayFault(fault)) checkGatewayFault(fault, log, crashAt?.length ?? crashes ?? SCENARIOS[scenario]!.crashes);
+  else if (fault !== undefined && isFailoverFault(fault)) checkFailoverFault(fault, log, crashAt?.length ?? crashes ?? SCENARIOS[scenario]!.crashes);
   else if (fault !== undefined && log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
   const drill: DrillArgs['drill'] = {
     scenario,
