@@ -67,6 +67,7 @@ import { metricsText } from './metrics.js';
 import { AdoptionStats, adoptFromLog, adoptRecords, type AdoptDeps, type Listed } from './adopt.js';
 import { AdoptGate, runningIncarnation } from './adopt-gate.js';
 import { claimLog, type FencedState } from './fence.js';
+import { FLOW_PAGE } from './flow-page.js';
 
 /**
  * Whether this gateway carries protected traffic: 'active', or not: 'fenced' (another gateway
@@ -76,8 +77,6 @@ import { claimLog, type FencedState } from './fence.js';
  */
 export type GatewayRole = 'active' | 'standby' | 'fenced';
 
-/** /status's flow list: a page of `dflt` connections unless asked, at most `max`. */
-export const FLOW_PAGE = Object.freeze({ dflt: 100, max: 1000 });
 
 export interface GatewayOptions {
   tun: TunDevice;

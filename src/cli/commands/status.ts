@@ -5,7 +5,7 @@
 import { parseCli, parseHostPort, parseNumberFlag } from '../args.js';
 import { UsageError, FtcpError } from '../../util/errors.js';
 import { execFile } from 'node:child_process';
-import { FLOW_PAGE } from '../../gateway/gateway.js';
+import { FLOW_PAGE } from '../../gateway/flow-page.js';
 import { loadControlToken, CONTROL_DEFAULT_ADDR } from '../../gateway/control.js';
 import { checkLabName, LAB_CONTROL } from '../../lab/topology.js';
 import { formatDrops } from '../../wrappers/contract.js';

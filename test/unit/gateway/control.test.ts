@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Harness, Client } from '../../support/gateway-harness.js';
 import { startControl, loadControlToken, parseControlUrl, controlExposure, ClientSideGuard, type ControlEndpoint, type ControlLimits, type RouteSource } from '../../../src/gateway/control.js';
-import { FLOW_PAGE } from '../../../src/gateway/gateway.js';
+import { FLOW_PAGE } from '../../../src/gateway/flow-page.js';
 import { runCli } from '../../support/cli.js';
 import { ensureBuilt } from '../../support/build.js';
 import { rawRequest } from '../../support/raw-http.js';
