@@ -89,7 +89,7 @@ export async function measureAdoptScale(n: number): Promise<AdoptScaleRow> {
     // The list alone (a standby's follow), on a log link of its own.
     const lister = remote();
     let t0 = performance.now();
-    const records = await lister.fetchActive();
+    const records = await lister.fetchActive({ timeoutMs: 120_000, pageTimeoutMs: 5000 });
     row.listMs = Math.round(performance.now() - t0);
     if (records.length !== n) throw new Error(`listed ${records.length} of ${n}`);
     // A restarted gateway: claim, list, adopt; then every adopted connection re-attached.
