@@ -85,6 +85,8 @@ export interface LogServerOptions {
    * directory, so that a restart never grants an old epoch again. Default: in memory.
    */
   epochs?: EpochStore;
+  /** JSON bytes of records per `list` page (at least one record goes). Default and most: LIST_PAGE_BYTES. */
+  listPageBytes?: number;
 }
 
 export interface LogServerCounters {
@@ -147,6 +149,7 @@ export class LogServer {
   private readonly log: Logger;
   private readonly maxOutbox: number;
   private readonly reapAfterMs: number;
+  private readonly listPageBytes: number;
   private flushScheduled = false;
   private peerNames = 0;
 
@@ -155,6 +158,7 @@ export class LogServer {
     this.log = opts.logger ?? rootLogger.child({ mod: 'logserver' });
     this.maxOutbox = opts.maxOutbox ?? 4096;
     this.reapAfterMs = opts.reapAfterMs ?? 60_000;
+    this.listPageBytes = Math.min(opts.listPageBytes ?? LIST_PAGE_BYTES, LIST_PAGE_BYTES);
     this.epochs = new Epochs(opts.epochs ?? new MemoryEpochs());
     for (const r of this.store.listActive()) this.byKey.set(metaKey(r), r.id);
     this.store.onStable((id, stable) => this.stable(id, stable));
@@ -342,6 +346,8 @@ export class LogServer {
    * A `list` request's reply (protocol.ts "Paged list"): with a cursor, the page of records
    * whose ids follow it, ascending, bounded by LIST_PAGE_RECORDS and LIST_PAGE_BYTES; without
    * one, every record in one message, as before paging (refused when it does not fit).
+   * The records of a reply stay within the page's bytes (a record alone larger than them still
+   * goes: records are small, a state record at most STATE_MAX_BYTES), plus the reply's few fields.
    * Pages are cut from the ids open when the peer's listing began (`after` 0; kept on the
    * peer, so a page costs its own records, not the whole store's): each record as it is when
    * its page is cut, one closed meanwhile left out, one opened after the listing began not in it.
@@ -375,7 +381,7 @@ export class LogServer {
       if (r === undefined) continue; // closed since the listing began
       const w = recordToWire(r);
       const n = Buffer.byteLength(JSON.stringify(w)) + 1;
-      if (records.length > 0 && bytes + n > LIST_PAGE_BYTES) break;
+      if (records.length > 0 && bytes + n > this.listPageBytes) break;
       records.push(w);
       bytes += n;
     }
