@@ -12,7 +12,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryLog } from '../../../src/log/memory.js';
-import { encodeReply, LIST_PAGE_RECORDS, type Reply } from '../../../src/log/remote/protocol.js';
+import { encodeReply, LIST_PAGE_RECORDS, recordToWire, type Reply } from '../../../src/log/remote/protocol.js';
 import { LogServer } from '../../../src/log/remote/server.js';
 import type { ConnectionState } from '../../../src/log/state.js';
 import type { OpenMeta } from '../../../src/log/types.js';
@@ -148,6 +148,34 @@ describe('the log server list in pages', () => {
     // A new listing sees the store as it is now.
     const again = await peer.ask({ op: 'list', after: 0 });
     expect(again.ok && again.records!.map((r) => r.id)).toContain(late);
+  });
+});
+
+describe('the client paging', () => {
+  type ListFn = (peer: unknown, reqId: number, req: unknown) => Buffer;
+  const patchList = (w: RemoteWorld, f: (reqId: number, req: { after?: number }) => Buffer): void => {
+    (w.server as unknown as { list: ListFn }).list = (_p, reqId, req) => f(reqId, req as { after?: number });
+  };
+
+  it('takes a reply without a cursor (a server that does not page) as the whole list', async () => {
+    const store = await filled(40, null);
+    const w = world(store);
+    const asked: unknown[] = [];
+    patchList(w, (reqId, req) => (asked.push(req), encodeReply(reqId, { ok: true, records: store.listActive().map(recordToWire) })));
+    const log = w.gateway();
+    const records = await w.settle(log.fetchActive(LIST_OPTS), 5000, 'the list');
+    expect(records.length).toBe(40);
+    // One page asked (sent again if slow to come: the request is resent, not a second page).
+    expect(asked[0]).toEqual({ op: 'list', after: 0, max: LIST_PAGE_RECORDS });
+    expect(asked.every((a) => (a as { after: number }).after === 0)).toBe(true);
+    expect(log.linkStats().client.listPages).toBe(1);
+  });
+
+  it('gives up on a cursor that does not advance (never pages forever)', async () => {
+    const w = world(await filled(3, null));
+    patchList(w, (reqId, req) => encodeReply(reqId, { ok: true, records: [], next: req.after ?? 0 }));
+    const log = w.gateway();
+    await expect(w.settle(log.fetchActive(LIST_OPTS), 5000, 'the list')).rejects.toMatchObject({ code: 'FTCP_LOG_PROTOCOL' });
   });
 });
 
