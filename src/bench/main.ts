@@ -11,6 +11,7 @@ import { digestMain } from './digest.js';
 import { digestLabMain } from './digestlab.js';
 import { gatewayRestartMain } from './gwrestart.js';
 import { gatewayFailoverMain } from './gwfailover.js';
+import { adoptScaleMain } from './adoptscale.js';
 
 // `scripts/bench stability [...]`: the log's stable-notification latency per mode (stability.ts).
 // `scripts/bench log [...]`: the log modes side by side, latency and upload through the gateway (logmodes.ts).
@@ -22,8 +23,9 @@ import { gatewayFailoverMain } from './gwfailover.js';
 // `scripts/bench digest-lab [...]`: a real protected download in the lab with and without the digest, one gateway (digestlab.ts).
 // `scripts/bench gateway-restart [...]`: kill -9 of the gateway, restarted: time to data flowing again, p50/max over drills (gwrestart.ts).
 // `scripts/bench gateway-failover [...]`: the primary gateway host dies, the standby takes over: the same figure (gwfailover.ts).
+// `scripts/bench adopt-scale [...]`: time to list and adopt 1,000..10,000 connections from a log server, in process (adoptscale.ts).
 const argv = process.argv.slice(2);
-const SUBCOMMANDS: Record<string, (a: string[]) => Promise<number>> = { stability: stabilityMain, log: logModesMain, scale: scaleMain, hold: holdMain, checksum: checksumMain, emit: emitMain, digest: digestMain, 'digest-lab': digestLabMain, 'gateway-restart': gatewayRestartMain, 'gateway-failover': gatewayFailoverMain };
+const SUBCOMMANDS: Record<string, (a: string[]) => Promise<number>> = { stability: stabilityMain, log: logModesMain, scale: scaleMain, hold: holdMain, checksum: checksumMain, emit: emitMain, digest: digestMain, 'digest-lab': digestLabMain, 'gateway-restart': gatewayRestartMain, 'gateway-failover': gatewayFailoverMain, 'adopt-scale': adoptScaleMain };
 (SUBCOMMANDS[argv[0] ?? ''] ? SUBCOMMANDS[argv[0]!]!(argv.slice(1)) : main(argv)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {

@@ -84,23 +84,27 @@ export interface AdoptDeps {
   readonly now: () => number;
 }
 
-/** A log server's client (src/log/remote/client.ts RemoteLog): its list of the server's open connections. */
+/** A log server's client (src/log/remote/client.ts RemoteLog): its list of the server's open connections, in pages. */
 interface ListingLog {
-  fetchActive(): Promise<ConnectionRecord[]>;
+  fetchActive(opts: { timeoutMs: number; pageTimeoutMs: number }): Promise<ConnectionRecord[]>;
 }
 
 function isListing(log: LogStore): log is LogStore & ListingLog {
   return typeof (log as Partial<ListingLog>).fetchActive === 'function';
 }
 
-/** How long a start-up waits for a log server's list of open connections (ms). */
-export const LIST_TIMEOUT_MS = 5000;
+/**
+ * How long a start-up (or a standby's takeover) waits for a log server's list of open
+ * connections, in ms: each page (256 records at most: a silent server is given up after this
+ * long), and the whole list (10,000 connections are 40 pages; a server that keeps answering
+ * but never ends is given up after this long).
+ */
+export const LIST_PAGE_TIMEOUT_MS = 5000;
+export const LIST_TIMEOUT_MS = 60_000;
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    p.then((v) => { clearTimeout(t); resolve(v); }, (e: unknown) => { clearTimeout(t); reject(e); });
-  });
+/** The list's bounds by name (`ftcp status` limits, ftcp_limit), when the log is a log server. */
+export function listLimits(log: LogStore): Record<string, number> {
+  return isListing(log) ? { adoptListTimeoutMs: LIST_TIMEOUT_MS, adoptListPageTimeoutMs: LIST_PAGE_TIMEOUT_MS } : {};
 }
 
 /** Adopts every open connection the log holds into the flow table (before the gateway forwards). */
@@ -133,11 +137,11 @@ export interface Listed {
 
 /**
  * The log's open connections, throwing when they cannot be had (a log server silent for
- * LIST_TIMEOUT_MS). Split from adoptRecords so that a standby (standby.ts) can follow the log
+ * LIST_PAGE_TIMEOUT_MS, or its pages not done within LIST_TIMEOUT_MS). Split from adoptRecords so that a standby (standby.ts) can follow the log
  * and, at its takeover, list while it still drops, then adopt in one synchronous step.
  */
 export async function fetchOpen(log: LogStore): Promise<Listed> {
-  if (isListing(log)) return { records: await withTimeout(log.fetchActive(), LIST_TIMEOUT_MS), remote: true };
+  if (isListing(log)) return { records: await log.fetchActive({ timeoutMs: LIST_TIMEOUT_MS, pageTimeoutMs: LIST_PAGE_TIMEOUT_MS }), remote: true };
   return { records: log.listActive(), remote: false };
 }
 

@@ -64,7 +64,7 @@ import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { VnetPath } from './offload.js';
 import { assertHeadroom } from '../wire/headroom.js';
 import { metricsText } from './metrics.js';
-import { AdoptionStats, adoptFromLog, adoptRecords, type AdoptDeps, type Listed } from './adopt.js';
+import { AdoptionStats, adoptFromLog, adoptRecords, listLimits, type AdoptDeps, type Listed } from './adopt.js';
 import { AdoptGate, runningIncarnation } from './adopt-gate.js';
 import { claimLog, type FencedState } from './fence.js';
 import { FLOW_PAGE } from './flow-page.js';
@@ -737,6 +737,7 @@ export class Gateway {
       ...this.south.limits(),
       ...this.north.limits(),
       adoptIncarnationWaitMs: this.adoptGate.waitMs,
+      ...listLimits(this.log),
       ...(u !== undefined && Number.isFinite(u.maxBytes) ? { logBudgetBytes: u.maxBytes } : {}),
       ...(u !== undefined && Number.isFinite(u.maxBytesPerConn) ? { logConnBoundBytes: u.maxBytesPerConn } : {}),
       ...(this.control !== null ? controlLimits(this.control.limits) : {}),

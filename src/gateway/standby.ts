@@ -30,10 +30,9 @@
  *  2. List the open connections (adopt.ts fetchOpen). After the claim the list is complete:
  *     the old primary can register nothing more. The list followed while standing by is not
  *     used for this (it may miss the newest connections and holds stale stable points); it
- *     shows what a takeover will find and that the log link works. The list is one message
- *     of every open connection (the log server has no paged list): measured on loopback UDP,
- *     300 connections took ~1 s, 1,000 up to 5 s (LIST_TIMEOUT_MS), and a claim sent while
- *     one is in flight waits behind it; a larger table cannot be taken over yet.
+ *     shows what a takeover will find and that the log link works. The list comes in pages
+ *     (256 records at most each; bounds: adopt.ts LIST_PAGE_TIMEOUT_MS, LIST_TIMEOUT_MS, in
+ *     the gateway's limits), so any table the flow table holds can be listed.
  *  3. In one synchronous step: whatever the flow table still holds (a fenced gateway's stale
  *     connections) leaves it, the role becomes 'active' and every record is adopted
  *     (Gateway.adoptListed, as a restarted gateway does at start: adopt.ts). No packet is
@@ -52,7 +51,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Gateway, GatewayRole, StandbyView } from './gateway.js';
 import type { LogStore } from '../log/types.js';
-import { fetchOpen, LIST_TIMEOUT_MS } from './adopt.js';
+import { fetchOpen } from './adopt.js';
 import { FtcpError } from '../util/errors.js';
 import { ipToU32 } from '../wire/addr.js';
 import type { Logger } from '../util/logger.js';
@@ -294,7 +293,7 @@ export class Standby implements StandbyView {
   }
 
   limits(): Record<string, number> {
-    return { standbyRefreshMs: this.refreshMs, standbyListTimeoutMs: LIST_TIMEOUT_MS };
+    return { standbyRefreshMs: this.refreshMs };
   }
 }
 

@@ -348,6 +348,11 @@ export abstract class LogFront<C extends FrontConn> implements LogStore {
     return out;
   }
 
+  recordOf(id: number): ConnectionRecord | undefined {
+    const c = this.liveConn(id);
+    return c === undefined ? undefined : this.record(c);
+  }
+
   queryEndpoint(client: Endpoint, server?: Endpoint): ConnectionRecord | undefined {
     for (const c of this.conns.values()) {
       if (!this.isOpen(c)) continue;

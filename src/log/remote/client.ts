@@ -67,6 +67,7 @@ import {
   encodeGc,
   encodeRead,
   encodeRequest,
+  LIST_PAGE_RECORDS,
   LOG_PROTOCOL_VERSION,
   metaToWire,
   recordFromWire,
@@ -77,10 +78,20 @@ import {
   type Reply,
   type Request,
   type StatusMsg,
+  type WireRecord,
 } from './protocol.js';
 import { Requests } from './requests.js';
 import { requestState, type StateSlot } from './state-request.js';
 import { MAX_READ_CHUNK } from './server.js';
+
+/** How long a `list` may take (the caller's bounds: src/gateway/adopt.ts, shown in its limits). */
+export interface ListOptions {
+  /** The whole list (every page), and each page, in ms. */
+  timeoutMs: number;
+  pageTimeoutMs: number;
+  /** Records asked for per page (the server serves at most LIST_PAGE_RECORDS). */
+  pageRecords?: number;
+}
 
 export interface RemoteLogOptions {
   /** Peer inactive this long (after the link declared it inactive) → FAILED. Default 2000 ms. */
@@ -141,6 +152,8 @@ export interface RemoteCounters {
   stableBeyondSent: number;
   malformed: number;
   staleReplies: number;
+  /** Pages of `list` replies received (fetchActive). */
+  listPages: number;
   registerErrors: number;
   /** state requests sent (each record once, more on a resend), answered with an error, and records from the server that did not decode. */
   stateRequests: number;
@@ -182,7 +195,7 @@ export class RemoteLog extends LogFront<RConn> {
   readonly counters: RemoteCounters = {
     reconnects: 0, serverRestarts: 0, resyncs: 0, resyncsCoalesced: 0, lostMessages: 0, reRegistrations: 0, requestRetries: 0,
     stallProbes: 0, bytesResent: 0, appendMessages: 0, bytesSent: 0, failures: 0, lostStable: 0,
-    stableBeyondSent: 0, malformed: 0, staleReplies: 0, registerErrors: 0, stateRequests: 0, stateErrors: 0, badState: 0,
+    stableBeyondSent: 0, malformed: 0, staleReplies: 0, listPages: 0, registerErrors: 0, stateRequests: 0, stateErrors: 0, badState: 0,
     claims: 0, fenced: 0, epoch: 0,
   };
   /** The handlers the link endpoint must be built with. */
@@ -363,20 +376,53 @@ export class RemoteLog extends LogFront<RConn> {
     };
   }
 
-  /** The server's own list of open connections (all gateways), fetched over the link. */
-  fetchActive(): Promise<ConnectionRecord[]> {
+  /**
+   * The server's own list of open connections (all gateways), fetched over the link page after
+   * page (protocol.ts "Paged list"): each page within `pageTimeoutMs`, the whole within
+   * `timeoutMs` (FTCP_LOG_TIMEOUT otherwise). What a caller sees of connections that change
+   * meanwhile: each connection at most once (the cursor is its id, which only grows), in the
+   * state of the moment its page was cut; one closed before its page is missing; one opened
+   * after the listing began is missing too (adoption then meets it as an unknown flow).
+   * A server that does not page answers the first request with every record and no cursor.
+   */
+  async fetchActive(opts: ListOptions): Promise<ConnectionRecord[]> {
+    const deadline = performance.now() + opts.timeoutMs;
+    const out: ConnectionRecord[] = [];
+    let after = 0;
+    for (;;) {
+      const left = deadline - performance.now();
+      if (left <= 0) throw new FtcpError('FTCP_LOG_TIMEOUT', `log list: not complete within ${opts.timeoutMs} ms (${out.length} records in ${this.counters.listPages} pages so far)`);
+      const page = await this.listPage(after, opts.pageRecords ?? LIST_PAGE_RECORDS, Math.min(opts.pageTimeoutMs, left));
+      this.counters.listPages++;
+      for (const w of page.records) {
+        const { record, badState } = recordFromWire(w);
+        if (badState) this.counters.badState++;
+        out.push(record);
+      }
+      const next = page.next;
+      if (next === undefined || next === null) return out;
+      // A cursor that does not advance would page forever: a server bug, never looped on.
+      if (!Number.isSafeInteger(next) || next <= after) throw new FtcpError('FTCP_LOG_PROTOCOL', `log list: the server's cursor ${String(next)} does not follow ${after}`);
+      after = next;
+    }
+  }
+
+  /** One page of the list, or a rejection (the server's refusal; FTCP_LOG_TIMEOUT after `timeoutMs`). */
+  private listPage(after: number, max: number, timeoutMs: number): Promise<{ records: WireRecord[]; next: number | null | undefined }> {
     return new Promise((resolve, reject) => {
-      this.request({ op: 'list' }, false, (r) => {
-        if (!r.ok || !r.records) {
-          reject(replyError(r));
-          return;
-        }
-        resolve(r.records.map((w) => {
-          const { record, badState } = recordFromWire(w);
-          if (badState) this.counters.badState++;
-          return record;
-        }));
-      }, reject);
+      const timer = setTimeout(() => {
+        this.reqs.cancel(reqId);
+        reject(new FtcpError('FTCP_LOG_TIMEOUT', `log list: no answer to the page after ${after} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      timer.unref();
+      const reqId = this.request({ op: 'list', after, max }, false, (r) => {
+        clearTimeout(timer);
+        if (!r.ok || !Array.isArray(r.records)) reject(replyError(r));
+        else resolve({ records: r.records, next: r.next });
+      }, (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
     });
   }
 

@@ -31,6 +31,15 @@
  * Writes of any other gateway are refused from then on: FTCP_LOG_FENCED (with "epoch") for a
  * request, a STATUS "FENCED" once per epoch for the binary ones.
  *
+ * Paged list: {"op": "list", "after": id, "max": n} asks for the open connections with an id
+ * above `after` (0: from the start), ascending, at most `max` of them; the server answers at
+ * most LIST_PAGE_RECORDS records and LIST_PAGE_BYTES of them per reply, whichever comes first,
+ * with "next": the cursor for the next page (the last id in this one), or null when none is
+ * left. A list without "after" is the one-message list of before (every record; refused with
+ * FTCP_LOG_TOO_LARGE when it does not fit a link message). No version bump: a server that
+ * does not page answers a paged request with every record and no "next", which the client
+ * takes as the whole list; a client that does not page never sends "after".
+ *
  * Versions: LOG_PROTOCOL_VERSION travels in every `open` and `claim` request ("protocol") and
  * the open's reply. Version 1 (before the state record) carried none; 2 had no epochs. A server refuses an open of another
  * version with FTCP_LOG_VERSION; a gateway whose open is answered without its version (an
@@ -55,6 +64,9 @@ export const T_STATUS = 0x91;
 export const APPEND_HEADER = 13;
 /** Entries per STABLE message (12 bytes each; one message stays within a few frames). */
 export const MAX_STABLE_ENTRIES = 1000;
+/** Records per `list` page, and their JSON bytes per page (at least one record goes): far below a link message (1 MiB). */
+export const LIST_PAGE_RECORDS = 256;
+export const LIST_PAGE_BYTES = 256 * 1024;
 
 const TWO32 = 0x1_0000_0000;
 
@@ -145,7 +157,7 @@ export interface WireMeta {
 export type Request =
   | { op: 'open'; meta: WireMeta; gcThrough?: number; protocol?: number }
   | { op: 'close'; id: number }
-  | { op: 'list' }
+  | { op: 'list'; after?: number; max?: number }
   | { op: 'query'; client: Endpoint; server?: Endpoint }
   | { op: 'register'; services: Endpoint[] }
   | { op: 'expiry'; ms: number }
@@ -174,6 +186,8 @@ export type Reply =
       update?: number;
       /** claim: the epoch granted. */
       epoch?: number;
+      /** paged list: the cursor of the next page (the last id in this one), null when none is left. */
+      next?: number | null;
     }
   | { ok: false; code: string; message: string; epoch?: number };
 

@@ -35,7 +35,7 @@ import type { Logger } from '../../util/logger.js';
 import { logger as rootLogger } from '../../util/logger.js';
 import { FtcpError } from '../../util/errors.js';
 import type { LinkEndpoint, LostReason, PeerEvent } from '../../link/endpoint.js';
-import type { LogStore } from '../types.js';
+import type { ConnectionRecord, LogStore } from '../types.js';
 import { stateFromHex } from '../state.js';
 import { Epochs, MemoryEpochs, type EpochStore } from './epochs.js';
 import {
@@ -45,6 +45,8 @@ import {
   encodeStable,
   encodeStatus,
   isEpoch,
+  LIST_PAGE_BYTES,
+  LIST_PAGE_RECORDS,
   MAX_STABLE_ENTRIES,
   metaFromWire,
   metaKey,
@@ -58,6 +60,7 @@ import {
   type Reply,
   type Request,
   type StatusMsg,
+  type WireRecord,
 } from './protocol.js';
 
 /** Largest READ reply; a client asks for at most this much per request. */
@@ -82,6 +85,8 @@ export interface LogServerOptions {
    * directory, so that a restart never grants an old epoch again. Default: in memory.
    */
   epochs?: EpochStore;
+  /** JSON bytes of records per `list` page (at least one record goes). Default and most: LIST_PAGE_BYTES. */
+  listPageBytes?: number;
 }
 
 export interface LogServerCounters {
@@ -104,6 +109,12 @@ export interface LogServerCounters {
   states: number;
   badState: number;
   versionRefused: number;
+  /** list pages served and the records in them; paged requests refused (a bad cursor), served with a page size clamped to LIST_PAGE_RECORDS; unpaged lists too large for one message. */
+  listPages: number;
+  listRecords: number;
+  listRefused: number;
+  listClamped: number;
+  listTooLarge: number;
 }
 
 export class Peer {
@@ -112,6 +123,8 @@ export class Peer {
   /** Latest stable point per connection not yet sent. */
   readonly pendingStable = new Map<number, number>();
   inactiveSince: number | null = null;
+  /** The ids open when this peer's current `list` began, ascending (LogServer.list); null: none under way. */
+  listIds: number[] | null = null;
   /** The epoch this peer was last told it is fenced by (0: never): told once per epoch. */
   toldFenced = 0;
   ep!: LinkEndpoint;
@@ -123,7 +136,7 @@ export class LogServer {
   readonly counters: LogServerCounters = {
     peers: 0, peersReaped: 0, messages: 0, malformed: 0, appends: 0, appendBytes: 0, opens: 0, reopens: 0,
     reads: 0, readBytes: 0, stableSent: 0, repliesDropped: 0, lostReports: 0, forged: 0, states: 0, badState: 0,
-    versionRefused: 0,
+    versionRefused: 0, listPages: 0, listRecords: 0, listRefused: 0, listClamped: 0, listTooLarge: 0,
   };
   /** The fencing: the newest epoch and the session holding it (epochs.ts). */
   readonly epochs: Epochs;
@@ -136,6 +149,7 @@ export class LogServer {
   private readonly log: Logger;
   private readonly maxOutbox: number;
   private readonly reapAfterMs: number;
+  private readonly listPageBytes: number;
   private flushScheduled = false;
   private peerNames = 0;
 
@@ -144,6 +158,7 @@ export class LogServer {
     this.log = opts.logger ?? rootLogger.child({ mod: 'logserver' });
     this.maxOutbox = opts.maxOutbox ?? 4096;
     this.reapAfterMs = opts.reapAfterMs ?? 60_000;
+    this.listPageBytes = Math.min(opts.listPageBytes ?? LIST_PAGE_BYTES, LIST_PAGE_BYTES);
     this.epochs = new Epochs(opts.epochs ?? new MemoryEpochs());
     for (const r of this.store.listActive()) this.byKey.set(metaKey(r), r.id);
     this.store.onStable((id, stable) => this.stable(id, stable));
@@ -266,7 +281,7 @@ export class LogServer {
         case 'open':
           this.open(peer, req.meta === undefined ? undefined : metaFromWire(req.meta), req.gcThrough).then(
             (id) => {
-              const rec = this.store.listActive().find((r) => r.id === id);
+              const rec = this.recordOf(id);
               if (rec === undefined) {
                 reply({ ok: false, code: 'FTCP_LOG_UNKNOWN', message: `connection ${id} vanished` });
                 return;
@@ -285,7 +300,7 @@ export class LogServer {
           reply({ ok: true });
           return;
         case 'list':
-          reply({ ok: true, records: this.store.listActive().map(recordToWire) });
+          this.send(peer, this.list(peer, reqId, req));
           return;
         case 'query': {
           const r = this.store.queryEndpoint(req.client, req.server);
@@ -327,12 +342,62 @@ export class LogServer {
     }
   }
 
+  /**
+   * A `list` request's reply (protocol.ts "Paged list"): with a cursor, the page of records
+   * whose ids follow it, ascending, bounded by LIST_PAGE_RECORDS and LIST_PAGE_BYTES; without
+   * one, every record in one message, as before paging (refused when it does not fit).
+   * The records of a reply stay within the page's bytes (a record alone larger than them still
+   * goes: records are small, a state record at most STATE_MAX_BYTES), plus the reply's few fields.
+   * Pages are cut from the ids open when the peer's listing began (`after` 0; kept on the
+   * peer, so a page costs its own records, not the whole store's): each record as it is when
+   * its page is cut, one closed meanwhile left out, one opened after the listing began not in it.
+   */
+  private list(peer: Peer, reqId: number, req: { after?: unknown; max?: unknown }): Buffer {
+    if (req.after === undefined) {
+      const active = this.store.listActive();
+      const msg = encodeReply(reqId, { ok: true, records: active.map(recordToWire) });
+      if (msg.length <= peer.ep.maxMessage) return msg;
+      this.counters.listTooLarge++;
+      return encodeReply(reqId, { ok: false, code: 'FTCP_LOG_TOO_LARGE', message: `log list: ${active.length} connections do not fit one message: ask for pages ("after")` });
+    }
+    const after = req.after;
+    if (typeof after !== 'number' || !Number.isSafeInteger(after) || after < 0) {
+      this.counters.listRefused++;
+      return encodeReply(reqId, { ok: false, code: 'FTCP_LOG_BAD_REQUEST', message: 'log list: "after" must be a connection id (an integer ≥ 0)' });
+    }
+    let max = LIST_PAGE_RECORDS;
+    if (req.max !== undefined) {
+      const m = req.max;
+      if (typeof m === 'number' && Number.isSafeInteger(m) && m >= 1 && m <= LIST_PAGE_RECORDS) max = m;
+      else this.counters.listClamped++; // served as a page of LIST_PAGE_RECORDS
+    }
+    if (after === 0 || peer.listIds === null) peer.listIds = this.store.listActive().map((r) => r.id).sort((a, b) => a - b);
+    const ids = peer.listIds;
+    const records: WireRecord[] = [];
+    let bytes = 0;
+    let i = firstAbove(ids, after);
+    for (; i < ids.length && records.length < max; i++) {
+      const r = this.recordOf(ids[i]!);
+      if (r === undefined) continue; // closed since the listing began
+      const w = recordToWire(r);
+      const n = Buffer.byteLength(JSON.stringify(w)) + 1;
+      if (records.length > 0 && bytes + n > this.listPageBytes) break;
+      records.push(w);
+      bytes += n;
+    }
+    this.counters.listPages++;
+    this.counters.listRecords += records.length;
+    const more = i < ids.length;
+    if (!more) peer.listIds = null; // the listing is over: its ids are not kept
+    return encodeReply(reqId, { ok: true, records, next: more ? ids[i - 1]! : null });
+  }
+
   /** Opens a connection, or returns the open one with the same 4-tuple and ISNs. */
   private async open(peer: Peer, meta: ReturnType<typeof metaFromWire> | undefined, gcThrough: number | undefined): Promise<number> {
     if (meta === undefined) throw new FtcpError('FTCP_LOG_BAD_META', 'log open: no metadata');
     const key = metaKey(meta);
     let id = this.byKey.get(key);
-    if (id !== undefined && this.store.listActive().some((r) => r.id === id)) {
+    if (id !== undefined && this.recordOf(id) !== undefined) {
       this.counters.reopens++;
     } else {
       let p = this.opening.get(key);
@@ -355,6 +420,11 @@ export class LogServer {
     this.owner.set(id, peer);
     if (gcThrough !== undefined && gcThrough > 0) this.store.gc(id, gcThrough);
     return id;
+  }
+
+  /** The store's open connection `id` (by id where the store can; the whole list otherwise). */
+  private recordOf(id: number): ConnectionRecord | undefined {
+    return this.store.recordOf !== undefined ? this.store.recordOf(id) : this.store.listActive().find((r) => r.id === id);
   }
 
   private closeConn(id: number): void {
@@ -481,6 +551,18 @@ export class LogServer {
       for (const [id] of entries) peer.pendingStable.delete(id);
     }
   }
+}
+
+/** Index of the first id above `after` in ascending `ids`. */
+function firstAbove(ids: readonly number[], after: number): number {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ids[mid]! <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** The requests that change the log (refused to a fenced gateway); the others only read it. */

@@ -70,7 +70,7 @@ describe('a gateway on a log server', () => {
     const claim = log2.claim.bind(log2);
     log2.claim = () => (calls.push('claim'), claim());
     const list = log2.fetchActive.bind(log2);
-    log2.fetchActive = () => (calls.push('list'), list());
+    log2.fetchActive = (o) => (calls.push('list'), list(o));
     const h2 = remoteHarness(log2, new FakeOracle());
     h2.now = h1.now + 500;
     const adopted = await h2.gw.adopt();

@@ -360,7 +360,7 @@ describe('RemoteLog state records (issue 14 item 1)', () => {
     expect(stateAt(fresh, meta)).toEqual(STATE_LIVE);
     // The server's list carries the record to any gateway that asks (a standby, a restart).
     let listed: ConnectionState | null | undefined;
-    void r.client.fetchActive().then((l) => (listed = l.find((x) => metaKey(x) === metaKey(meta))?.state));
+    void r.client.fetchActive({ timeoutMs: 60_000, pageTimeoutMs: 5000 }).then((l) => (listed = l.find((x) => metaKey(x) === metaKey(meta))?.state));
     await until(r, () => listed !== undefined, 5000, 'list');
     expect(listed).toEqual(STATE_LIVE);
     expect(r.client.linkStats().client.badState).toBe(0);
