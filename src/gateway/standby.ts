@@ -55,6 +55,7 @@ import { fetchOpen } from './adopt.js';
 import { FtcpError } from '../util/errors.js';
 import { ipToU32 } from '../wire/addr.js';
 import type { Logger } from '../util/logger.js';
+import { AddressWatch } from './address-watch.js';
 
 export type StandbyPhase = 'STANDBY' | 'TAKING_OVER' | 'ACTIVE';
 
@@ -104,6 +105,10 @@ export interface ReleaseReport {
 
 export interface StandbyOptions {
   refreshMs?: number;
+  /** Take over as soon as one of these addresses appears on this host (address-watch.ts). */
+  takeoverOnAddress?: readonly string[];
+  /** The watch's own options (tests: an injected address list). */
+  watch?: ConstructorParameters<typeof AddressWatch>[2];
   logger: Logger;
   /** Wall clock (ms), for the times shown. */
   clock?: () => number;
@@ -125,11 +130,18 @@ export class Standby implements StandbyView {
   private stopped = true;
   private readonly logger: Logger;
   private readonly clock: () => number;
+  /** `--takeover-on-address`: the takeover's own trigger, null without it. */
+  readonly watch: AddressWatch | null;
 
   constructor(private readonly gw: Gateway, private readonly log: LogStore, opts: StandbyOptions) {
     this.refreshMs = opts.refreshMs ?? STANDBY_REFRESH_MS.dflt;
     this.logger = opts.logger;
     this.clock = opts.clock ?? Date.now;
+    const addrs = opts.takeoverOnAddress ?? [];
+    this.watch = addrs.length === 0 ? null : new AddressWatch(addrs, () => {
+      this.logger.warn({ addrs }, 'a takeover address is on this host: taking over');
+      return this.takeover();
+    }, opts.watch);
     gw.standby = this;
     gw.standingBy = true;
   }
@@ -141,6 +153,7 @@ export class Standby implements StandbyView {
    */
   start(): void {
     this.stopped = false;
+    this.watch?.start();
     const next = () => {
       if (this.stopped) return;
       this.timer = setTimeout(() => void this.refresh().finally(next), this.refreshMs);
@@ -151,6 +164,7 @@ export class Standby implements StandbyView {
 
   stop(): void {
     this.stopped = true;
+    this.watch?.stop();
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -286,6 +300,7 @@ export class Standby implements StandbyView {
     const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
     return {
       phase: this.phase, refreshMs: this.refreshMs,
+      takeoverOnAddress: this.watch === null ? null : { addrs: this.watch.addrs, periodMs: this.watch.periodMs, fired: this.watch.fired },
       follow: { ...f, lastRefreshAt: iso(f.lastRefreshAt) },
       takeovers: this.takeovers, takeoverFailures: this.takeoverFailures, releases: this.releases,
       lastTakeover: this.lastTakeover === null ? null : { ...this.lastTakeover, at: iso(this.lastTakeover.at) },
@@ -293,7 +308,7 @@ export class Standby implements StandbyView {
   }
 
   limits(): Record<string, number> {
-    return { standbyRefreshMs: this.refreshMs };
+    return { standbyRefreshMs: this.refreshMs, ...(this.watch !== null ? { takeoverAddressWatchMs: this.watch.periodMs } : {}) };
   }
 }
 

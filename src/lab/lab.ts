@@ -60,8 +60,9 @@ export interface LabUpOptions {
   /** A second gateway host <n>-gw2 and keepalived moving the gateway's addresses (./standby.ts).
    *  With `forward: 'gateway'` it needs `log: 'remote'`: the log is the state the standby adopts. */
   standbyGateway?: boolean;
-  /** Appended to both gateways' command lines with `standbyGateway` (default `--standby`: each starts
-   *  fail-closed and warm; keepalived's notify hook makes the master's gateway take over). */
+  /** Appended to both gateways' command lines with `standbyGateway` (default `--standby
+   *  --takeover-on-address 198.18.1.1`: each starts fail-closed and warm; the master's gateway takes
+   *  over when keepalived puts the virtual address on its host, and its notify hook asks again). */
   standbyGatewayArgs?: string[];
 }
 
@@ -324,7 +325,7 @@ async function startGateway(topo: LabTopology, opts: LabUpOptions, host: Gateway
   const prog = opts.gatewayCommand ?? [process.execPath, join(REPO_ROOT, 'bin', 'ftcp.js')];
   const extra = [
     ...(opts.divergence !== undefined ? ['--divergence', opts.divergence] : []), ...(opts.extraGatewayArgs ?? []),
-    ...(topo.standby ? opts.standbyGatewayArgs ?? ['--standby'] : []),
+    ...(topo.standby ? opts.standbyGatewayArgs ?? ['--standby', '--takeover-on-address', ADDRESSES.gwClient] : []),
   ];
   const where = gatewayHost(topo, host);
   await mkdir(where.stateDir, { recursive: true });

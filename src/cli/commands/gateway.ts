@@ -6,7 +6,7 @@
  *              [--log-budget <size|N%>] [--log-conn-bound <size>]
  *              [--supervisor <ip:port> [--key-file F] [--heartbeat-ms N]]
  *              [--assume-crash-on none|rst] [--no-offload] [--checksums verify|trust]
- *              [--state-dir D] [--remove-on-exit] [--standby [--standby-refresh <s>]]
+ *              [--state-dir D] [--remove-on-exit] [--standby [--standby-refresh <s>] [--takeover-on-address <ip>,…]]
  * ftcp gateway down --tun <name> [--state-dir D]                      (gateway-down.ts)
  * ftcp gateway takeover|release --control [<ip>:]<port>               (gateway-role.ts)
  *
@@ -85,6 +85,9 @@ const HELP = `usage: ftcp gateway --tun <name> --protect <ip:port>[,<ip:port>…
                           Needs a log server (--log udp://…: the memory log dies with its process, the disk
                           log is local to one host) and --control (the commands come through it)
   --standby-refresh <s>   how often a standby lists the log's open connections, ${STANDBY_REFRESH_MS.min / 1000}..${STANDBY_REFRESH_MS.max / 1000} (default ${STANDBY_REFRESH_MS.dflt / 1000})
+  --takeover-on-address <ip>,…  a standby takes over by itself as soon as one of these addresses
+                          is on this host (keepalived's virtual addresses on MASTER), without waiting
+                          for the notify hook's 'ftcp gateway takeover' (which then answers the same report)
   --protect <ip:port>,…   protected services (server address and port)
   --steer <if>,…          route every packet arriving on these interfaces through the TUN
   --table <n>             routing table for the steering rules, 1..2147483647 but not 253-255 (default 100)
@@ -184,6 +187,7 @@ export async function run(argv: string[]): Promise<number> {
     'remove-on-exit': { type: 'boolean', default: false },
     standby: { type: 'boolean', default: false },
     'standby-refresh': { type: 'string' },
+    'takeover-on-address': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -231,6 +235,8 @@ export async function run(argv: string[]): Promise<number> {
   if (values.offload && values['no-offload']) throw new UsageError('--offload and --no-offload exclude each other');
   const standby = values.standby ? standbyOptions(values.log!.trim(), control !== null, values['standby-refresh']) : null;
   if (!values.standby && values['standby-refresh'] !== undefined) throw new UsageError('--standby-refresh needs --standby');
+  if (!values.standby && values['takeover-on-address'] !== undefined) throw new UsageError('--takeover-on-address needs --standby');
+  const takeoverOnAddress = values['takeover-on-address'] === undefined ? [] : parseAddressList(values['takeover-on-address'], '--takeover-on-address');
   const logOptions: CreateLogOptions = values['log-key-file'] ? { keyFile: values['log-key-file'] } : {};
   const logSpec = values.log!.trim();
   if (logSpec === 'embedded' || logSpec === 'embedded:memory') {
@@ -308,7 +314,7 @@ export async function run(argv: string[]): Promise<number> {
     // Adoption (issue 14): every open connection the log holds, before the first packet is
     // forwarded; a standby adopts at its takeover (standby.ts) and forwards none before.
     if (standby !== null) {
-      sb = new Standby(gw, log, { refreshMs: standby.refreshMs, logger: logger.child({ mod: 'standby' }) });
+      sb = new Standby(gw, log, { refreshMs: standby.refreshMs, takeoverOnAddress, logger: logger.child({ mod: 'standby' }) });
     } else if (logSpec === 'embedded' || logSpec === 'embedded:memory') {
       logger.warn('memory log: nothing survives a gateway process, nothing to adopt: connections open before this start pass UNPROTECTED (counted as unknownFlows)');
     } else {
@@ -372,6 +378,17 @@ export async function run(argv: string[]): Promise<number> {
  * process and the disk log lives on one host's disk, so a standby elsewhere would find nothing
  * or a stale copy) and a control endpoint (keepalived's hooks reach the gateway through it).
  */
+/** A comma-separated list of IPv4 addresses (dotted quads), each checked. */
+export function parseAddressList(v: string, flag: string): string[] {
+  const out = v.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  if (out.length === 0) throw new UsageError(`${flag}: expected <ip>[,<ip>...], got ${JSON.stringify(v)}`);
+  for (const a of out) {
+    const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(a);
+    if (m === null || m.slice(1).some((o) => Number(o) > 255)) throw new UsageError(`${flag}: ${JSON.stringify(a)} is not an IPv4 address`);
+  }
+  return out;
+}
+
 export function standbyOptions(logSpec: string, hasControl: boolean, refresh: string | undefined): { refreshMs: number } {
   if (logSpec === 'embedded' || logSpec.startsWith('embedded:memory')) {
     throw new UsageError('--standby needs a log the other gateway shares (--log udp://<ip>:<port>, an ftcp logserver): the memory log dies with its process, a standby would adopt nothing');

@@ -122,6 +122,28 @@ describe('a standby gateway', () => {
   });
 });
 
+describe('--takeover-on-address', () => {
+  it('the standby takes over by itself when the address appears on the host (keepalived MASTER), once; the hook\'s takeover then answers the same report', async () => {
+    const { h: h1 } = await primary();
+    const host = new Set<string>(['198.18.1.12']);
+    const h = new Harness({ log: h1.log });
+    h.now = h1.now + 500;
+    const sb = new Standby(h.gw, h.log, { logger: testLogger(), clock: () => h.now, takeoverOnAddress: ['198.18.1.1'], watch: { periodMs: 60_000, read: () => host } });
+    sb.watch!.look();
+    expect(h.gw.role).toBe('standby');
+    host.add('198.18.1.1'); // keepalived made this host MASTER
+    sb.watch!.look();
+    await vi.waitFor(() => expect(h.gw.role).toBe('active'));
+    expect(sb.takeovers).toBe(1);
+    expect(h.gw.table.size).toBe(1); // the primary's connection, adopted
+    sb.watch!.look(); // still there: nothing more
+    const hook = await sb.takeover(); // the notify hook's, later
+    expect(hook.already).toBe(true);
+    expect(sb.takeovers).toBe(1);
+    expect(h.gw.snapshot()).toMatchObject({ standby: { takeoverOnAddress: { addrs: ['198.18.1.1'], fired: 1 } }, limits: { takeoverAddressWatchMs: 60_000 } });
+  });
+});
+
 describe('a standby\'s takeover carries every connection on, byte-exact', () => {
   it('established: the client\'s retransmissions dropped while standby pass after the takeover; a server crash after is recovered', async () => {
     const { h: h1, c, s } = await primary();
