@@ -35,10 +35,7 @@ export const CLAIM_TIMEOUT_MS = 5000;
  */
 export function claimLog(log: LogStore, timeoutMs = CLAIM_TIMEOUT_MS): Promise<number | null> {
   if (log.claim === undefined) return Promise.resolve(null);
-  const p = log.claim();
-  return new Promise<number>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`the log server granted no epoch within ${timeoutMs} ms (a log server older than protocol 3, or unreachable)`)), timeoutMs);
-    t.unref?.();
-    p.then((v) => { clearTimeout(t); resolve(v); }, (e: unknown) => { clearTimeout(t); reject(e); });
-  });
+  // The log client cancels its own request at the deadline (RemoteLog.claim): a claim that
+  // outlived this wait must not be granted later and fence the gateway that is active.
+  return log.claim(timeoutMs);
 }

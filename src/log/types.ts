@@ -191,7 +191,7 @@ export interface LogStore {
    * Makes this gateway the one writer of a shared log (optional: a log server's client;
    * remote/epochs.ts): resolves with the epoch granted, higher than any before.
    */
-  claim?(): Promise<number>;
+  claim?(timeoutMs?: number): Promise<number>;
   /** Since when and by which epoch another gateway's claim fenced this one (null: not fenced). */
   fenced?(): { readonly epoch: number; readonly at: number } | null;
 }

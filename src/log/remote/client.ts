@@ -317,31 +317,31 @@ export class RemoteLog extends LogFront<RConn> {
 
   /**
    * Step 9: makes this gateway the log's one writer; resolves with the epoch granted (the same
-   * again when it holds it already). Kept and resent like every request until answered.
+   * again when it holds it already). Resent until answered, for `timeoutMs` at most: then the
+   * request is cancelled, never resent, and the promise rejects FTCP_LOG_TIMEOUT. A claim left
+   * pending past its caller's patience could be granted later, to a gateway that gave up its
+   * takeover, and fence the one that is active. (A claim the server had already begun to save
+   * when it was cancelled can still be granted: the next claim by the active one wins again.)
    */
-  claim(): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      this.request({ op: 'claim', protocol: LOG_PROTOCOL_VERSION }, false, (r) => {
-        if (!r.ok) {
-          if (r.code === 'FTCP_LOG_VERSION') this.versionMismatch(r.message);
-          reject(replyError(r));
-          return;
-        }
-        if (!isEpoch(r.epoch)) {
-          this.counters.malformed++;
-          reject(new FtcpError('FTCP_LOG_PROTOCOL', 'log claim: the reply names no epoch'));
-          return;
-        }
-        this.counters.claims++;
-        this.counters.epoch = r.epoch;
-        this.log.warn({ epoch: r.epoch }, 'log claimed: this gateway is the one writer');
-        if (this.fencedBy !== null) {
-          this.fencedBy = null;
-          this.reportStatus('log claimed again: no longer fenced');
-          this.scheduleResync();
-        }
-        resolve(r.epoch);
-      }, reject);
+  claim(timeoutMs = 5000): Promise<number> {
+    return this.requestWithin({ op: 'claim', protocol: LOG_PROTOCOL_VERSION }, timeoutMs, 'log claim', (r) => {
+      if (!r.ok) {
+        if (r.code === 'FTCP_LOG_VERSION') this.versionMismatch(r.message);
+        throw replyError(r);
+      }
+      if (!isEpoch(r.epoch)) {
+        this.counters.malformed++;
+        throw new FtcpError('FTCP_LOG_PROTOCOL', 'log claim: the reply names no epoch');
+      }
+      this.counters.claims++;
+      this.counters.epoch = r.epoch;
+      this.log.warn({ epoch: r.epoch }, 'log claimed: this gateway is the one writer');
+      if (this.fencedBy !== null) {
+        this.fencedBy = null;
+        this.reportStatus('log claimed again: no longer fenced');
+        this.scheduleResync();
+      }
+      return r.epoch;
     });
   }
 
@@ -409,16 +409,30 @@ export class RemoteLog extends LogFront<RConn> {
 
   /** One page of the list, or a rejection (the server's refusal; FTCP_LOG_TIMEOUT after `timeoutMs`). */
   private listPage(after: number, max: number, timeoutMs: number): Promise<{ records: WireRecord[]; next: number | null | undefined }> {
-    return new Promise((resolve, reject) => {
+    return this.requestWithin({ op: 'list', after, max }, timeoutMs, `log list: the page after ${after}`, (r) => {
+      if (!r.ok || !Array.isArray(r.records)) throw replyError(r);
+      return { records: r.records, next: r.next };
+    });
+  }
+
+  /**
+   * Sends `body`, settled by `onReply` (which may throw to reject); unanswered after `timeoutMs`
+   * the request is cancelled (never resent again) and the promise rejects FTCP_LOG_TIMEOUT.
+   */
+  private requestWithin<T>(body: Request, timeoutMs: number, what: string, onReply: (r: Reply) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.reqs.cancel(reqId);
-        reject(new FtcpError('FTCP_LOG_TIMEOUT', `log list: no answer to the page after ${after} within ${timeoutMs} ms`));
+        reject(new FtcpError('FTCP_LOG_TIMEOUT', `${what}: no answer within ${timeoutMs} ms`));
       }, timeoutMs);
       timer.unref();
-      const reqId = this.request({ op: 'list', after, max }, false, (r) => {
+      const reqId = this.request(body, false, (r) => {
         clearTimeout(timer);
-        if (!r.ok || !Array.isArray(r.records)) reject(replyError(r));
-        else resolve({ records: r.records, next: r.next });
+        try {
+          resolve(onReply(r));
+        } catch (err) {
+          reject(err);
+        }
       }, (err) => {
         clearTimeout(timer);
         reject(err);

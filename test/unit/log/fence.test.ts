@@ -154,10 +154,13 @@ describe('epochs at the log server', () => {
     expect(a.status()).toBe('FAILED');
     expect(statuses.filter((s) => s.fenced !== undefined)).toEqual([expect.objectContaining({ status: 'FAILED', fenced: 2 })]);
     expect(a.linkStats().client).toMatchObject({ fenced: 1, epoch: 0 });
-    const appendsBefore = w.server.counters.appends;
+    const sentBefore = a.linkStats().client.appendMessages;
+    const fencedWritesBefore = w.server.epochs.counters.fencedWrites;
     a.append(id, 5000, Buffer.alloc(5000, 2));
     for (let i = 0; i < 300; i++) await w.step();
-    expect(w.server.counters.appends).toBe(appendsBefore); // nothing sent: it would only be refused
+    // Nothing sent (it would only be refused): the client's own count, and the server refused none.
+    expect(a.linkStats().client.appendMessages).toBe(sentBefore);
+    expect(w.server.epochs.counters.fencedWrites).toBe(fencedWritesBefore);
     expect(stableA.get(id)).toBe(5000);
     await expect(a.open(openMeta())).rejects.toMatchObject({ code: 'FTCP_LOG_FENCED' });
     // A takes the log back itself (a takeover): epoch 3, the bytes it kept go out again.
@@ -165,6 +168,26 @@ describe('epochs at the log server', () => {
     expect(a.fenced()).toBeNull();
     await w.until(() => stableA.get(id) === 10_000, 5000, 'stable again');
     expect(stableAt(store, meta)).toBe(10_000);
+  });
+
+  it('a claim unanswered within its timeout is cancelled: never resent, so never granted later to a gateway that gave up', async () => {
+    const w = world(new MemoryLog());
+    const a = w.gateway();
+    const sim = w.sims[w.sims.length - 1]!;
+    sim.dropIf = () => true; // the log server unreachable
+    const claim = a.claim(200);
+    const refused = expect(claim).rejects.toMatchObject({ code: 'FTCP_LOG_TIMEOUT' });
+    const deadline = Date.now() + 2000;
+    while (Date.now() < deadline && w.server.epochs.counters.claims === 0) {
+      await w.step();
+      await new Promise((r) => setTimeout(r, 5));
+      if (await Promise.race([claim.then(() => true, () => true), Promise.resolve(false)])) break;
+    }
+    await refused;
+    sim.dropIf = null; // reachable again: a request still pending would be resent now
+    for (let i = 0; i < 500; i++) await w.step();
+    expect(w.server.epochs.counters.claims).toBe(0);
+    expect(w.server.epochs.counters.claimsGranted).toBe(0);
   });
 
   it('a request refused FTCP_LOG_FENCED fences the client too (the notice lost)', async () => {
