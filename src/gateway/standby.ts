@@ -180,7 +180,8 @@ export class Standby implements StandbyView {
 
   /** One round of following the log (skipped while active or while one runs). */
   async refresh(): Promise<void> {
-    if (this.gw.role === 'active' || this.refreshing) return;
+    // Only while standing by: during a takeover its list would compete with the takeover's own.
+    if (this.phase !== 'STANDBY' || this.gw.role === 'active' || this.refreshing) return;
     this.refreshing = true;
     const t0 = performance.now();
     try {
@@ -222,9 +223,12 @@ export class Standby implements StandbyView {
   /** Makes this gateway the active one (the steps at the top). Rejects with FtcpError FTCP_TAKEOVER. */
   takeover(): Promise<TakeoverReport> {
     if (this.phase === 'ACTIVE' && this.gw.fenced === null && this.lastTakeover !== null) return Promise.resolve({ ...this.lastTakeover, already: true });
-    if (this.running !== null) return this.running;
-    const p = this.runTakeover().finally(() => {
-      this.running = null;
+    // One running for the current generation is this one too; one a release overtook (a fast
+    // MASTER → BACKUP → MASTER) is doomed ("released meanwhile"): a fresh one follows it.
+    if (this.running !== null && this.phase === 'TAKING_OVER') return this.running;
+    const before = this.running;
+    const p: Promise<TakeoverReport> = (before === null ? this.runTakeover() : before.catch(() => {}).then(() => this.runTakeover())).finally(() => {
+      if (this.running === p) this.running = null;
     });
     this.running = p;
     return p;

@@ -286,6 +286,21 @@ describe('takeover and release', () => {
     expect(h.gw.north.recovering).toBe(0);
   });
 
+  it('MASTER → BACKUP → MASTER fast: the takeover asked after the release is a fresh one, not the doomed first', async () => {
+    const { h: h1 } = await primary();
+    const { h, sb, log } = standbyOn(h1);
+    log.hold = true;
+    const first = sb.takeover();
+    first.catch(() => {});
+    sb.release();
+    const second = sb.takeover(); // the second MASTER's hook
+    log.hold = false;
+    log.releaseClaims();
+    await expect(first).rejects.toMatchObject({ message: expect.stringContaining('released meanwhile') });
+    await expect(second).resolves.toMatchObject({ role: 'active', adopted: 1 });
+    expect(h.gw.role).toBe('active');
+  });
+
   it('a release while the claim is pending cancels the takeover: still standby, nothing adopted', async () => {
     const { h: h1, c } = await primary();
     const { h, sb, log } = standbyOn(h1);
