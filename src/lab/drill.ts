@@ -386,12 +386,16 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     // restarted log server (uploads stall by themselves: nothing is stable, nothing acked).
     const held = logFault !== 'log-restart' ? null : (async (): Promise<void> => {
       let back = false;
-      void faultRun!.ready.then(() => { back = true; });
+      const isBack = () => { back = true; };
+      void faultRun!.ready.then(isBack, isBack); // a failed fault ends the hold as well
       if (!(await reach(LOG_RESTART_HOLD_AT)) || back) return;
       for (const { c } of live) c.command('pause');
       say(`log fault: the clients hold at ${LOG_RESTART_HOLD_AT * 100}% of the transfer until the log server is back`);
-      await faultRun!.ready;
-      for (const { c } of live) c.command('resume');
+      try {
+        await faultRun!.ready;
+      } finally {
+        for (const { c } of live) c.command('resume');
+      }
       say('log fault: the clients read again');
     })();
     held?.catch(() => {});

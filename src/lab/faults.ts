@@ -157,7 +157,9 @@ export async function hostFreeze(topo: LabTopology): Promise<{ pids: number[]; f
   if (pids.length === 0) throw new FtcpError('FTCP_LAB_FAULT', `hostFreeze: no process in ${ns}`);
   const batch = gatewayHostLinks(topo).map((i) => `link set ${i} down`).join('\n');
   const frozenAt = Date.now();
-  const r = await execCmd('bash', ['-c', `kill -STOP ${pids.join(' ')} && ip -n ${ns} -batch - <<'EOF'\n${batch}\nEOF`]);
+  // `;` not `&&`: a short-lived process of the listing (keepalived's track script forks every
+  // second) may be gone before the signal, and kill's status must not keep the links up.
+  const r = await execCmd('bash', ['-c', `kill -STOP ${pids.join(' ')} 2>/dev/null; ip -n ${ns} -batch - <<'EOF'\n${batch}\nEOF`]);
   if (r.code !== 0) throw new FtcpError('FTCP_LAB_FAULT', `hostFreeze: ${r.stderr.trim()}`);
   return { pids, frozenAt };
 }
