@@ -75,6 +75,7 @@ export class AddressWatch {
     this.fired++;
     this.onAppear().catch(() => {
       // Failed (the takeover logged why): the address may still be here; look again later.
+      if (this.retryTimer !== null) clearTimeout(this.retryTimer);
       this.retryTimer = setTimeout(() => { this.retryTimer = null; this.present = false; }, this.retryMs);
       this.retryTimer.unref();
     });

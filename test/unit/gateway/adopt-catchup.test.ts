@@ -92,6 +92,7 @@ describe('an adopted connection catching up: no stale echo or D-SACK of the serv
   it("the server's duplicate ack of resent bytes reaches the client with a current echo and no D-SACK, acked no further than stable", async () => {
     const { h, c, s, staleEcr } = await killedWithBytesAtServer();
     const floor = resend(h, c);
+    // The setup, not the gateway: the stale echo is below the floor, so the checks below can tell them apart.
     expect(seqGe(floor as Seq, (staleEcr + 1) as Seq)).toBe(true);
     const got = await throughStable(h, c, dupAck(s, c, staleEcr, [[IN0 + LOST - 100, IN0 + LOST]]));
     expect(got.at(-1)!.ack).toBe(IN0 + LOST); // the held ack, released once the resent bytes are stable
