@@ -50,6 +50,12 @@ export function parseHostPort(s: string, flag: string): { addr: string; port: nu
   return { addr, port };
 }
 
+/** An operator endpoint's `--flag [ip:]port`: a bare port binds `dfltAddr` (loopback: nothing from a wire reaches it). */
+export function parseEndpointFlag(s: string, flag: string, dfltAddr = '127.0.0.1'): { addr: string; port: number } {
+  if (/^\d{1,5}$/.test(s.trim())) return parseHostPort(`${dfltAddr}:${s.trim()}`, flag);
+  return parseHostPort(s, flag);
+}
+
 /** The demo programs' `--kind` (required, one of DEMO_KINDS). */
 export function parseDemoKind(kind: string | undefined, usage: string): DemoKind {
   if (!kind) throw new UsageError(`--kind is required\n${usage}`);

@@ -39,8 +39,7 @@
  * GET /status?gc=1 collects garbage first (only under node --expose-gc), so the snapshot's
  * `memory` shows the live heap (the scale benchmark).
  */
-import http, { STATUS_CODES } from 'node:http';
-import type { Socket } from 'node:net';
+import type http from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { execFile } from 'node:child_process';
@@ -52,6 +51,7 @@ import { readRegularFile } from '../util/fs.js';
 import { checkKeyFileMode } from '../link/key.js';
 import { ipToU32 } from '../wire/addr.js';
 import type { Logger } from '../util/logger.js';
+import { HTTP_LIMITS, HttpStats, plainGet, refuse as refuseWith, startHttpEndpoint, type HttpEndpoint, type HttpLimits } from '../util/http-endpoint.js';
 import type { ReleaseReport, TakeoverReport } from './standby.js';
 
 /** What the commands reach (standby.ts Standby; null: the gateway runs without --standby). */
@@ -60,48 +60,17 @@ export interface StandbyCommands {
   release(why?: string): ReleaseReport;
 }
 
-/** The endpoint's bounds (ms, counts, bytes). */
-export interface ControlLimits {
-  headersTimeoutMs: number;
-  requestTimeoutMs: number;
-  keepAliveTimeoutMs: number;
-  idleTimeoutMs: number;
-  maxConnections: number;
-  maxHeaderBytes: number;
-  checkIntervalMs: number;
-}
-
-export const CONTROL_LIMITS: Readonly<ControlLimits> = Object.freeze({
-  headersTimeoutMs: 5_000,
-  requestTimeoutMs: 10_000,
-  keepAliveTimeoutMs: 5_000,
-  idleTimeoutMs: 15_000,
-  maxConnections: 32,
-  maxHeaderBytes: 4096,
-  checkIntervalMs: 250,
-});
+/** The endpoint's bounds (ms, counts, bytes): the shared HTTP listener's. */
+export type ControlLimits = HttpLimits;
+export const CONTROL_LIMITS: Readonly<ControlLimits> = HTTP_LIMITS;
 
 /** The address a bare `--control <port>` binds. */
 export const CONTROL_DEFAULT_ADDR = '127.0.0.1';
 
-/** Requests answered and refused, by reason. */
-export class ControlStats {
-  /** Requests that reached the handler (answered or refused). */
-  requests = 0;
-  answered = 0;
+/** Requests answered and refused, by reason: the listener's (HttpStats) and the control endpoint's own. */
+export class ControlStats extends HttpStats {
   /** No or a wrong bearer token (401). */
   unauthorized = 0;
-  /** Not GET (405). */
-  methodNotAllowed = 0;
-  notFound = 0;
-  /** A bad query, a request body, or a request the HTTP parser refused (400). */
-  badRequests = 0;
-  /** Request line + headers over maxHeaderBytes (431). */
-  headersTooLarge = 0;
-  /** Connections closed by a timeout: headers or request not complete in time, or silent. */
-  timedOut = 0;
-  /** Connections closed at accept: maxConnections were open. */
-  overCapacity = 0;
   /** Connections closed at accept: from the clients' or servers' side (ClientSideGuard). */
   clientSide = 0;
   /** Commands (POST /takeover, /release) answered, refused for want of --standby (409), failed (503). */
@@ -142,103 +111,50 @@ export async function startControl(gw: Gateway, opts: ControlOptions): Promise<C
   const limits: ControlLimits = { ...CONTROL_LIMITS, ...opts.limits };
   const stats = new ControlStats();
   const tokenHash = opts.token ? sha256(opts.token) : null;
-  const sockets = new Set<Socket>();
-
-  const server = http.createServer(
-    {
-      maxHeaderSize: limits.maxHeaderBytes,
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-      connectionsCheckingInterval: limits.checkIntervalMs,
-      requireHostHeader: true,
-    },
-    (req, res) => {
-      stats.requests++;
-      try {
-        answer(gw, req, res, stats, tokenHash, opts.standby ?? null);
-      } catch (err) {
-        gw.internalError('control', err);
-        if (!res.headersSent) res.writeHead(500, { connection: 'close' });
-        res.end();
-      }
-    },
-  );
-  server.maxConnections = limits.maxConnections;
-  server.maxRequestsPerSocket = 100;
-  server.on('drop', () => {
-    stats.overCapacity++;
-  });
   // Bound to loopback, only the gateway itself can connect (127/8 is martian from a wire).
   const guarded = opts.addr.startsWith('127.') && opts.routes === undefined ? [] : opts.steer ?? [];
   const guard = await ClientSideGuard.start(guarded, opts.routes ?? kernelRoutes, opts.logger);
-  server.on('connection', (s: Socket) => {
-    if (guard.fromClientSide(s.remoteAddress)) {
-      stats.clientSide++;
-      s.destroy();
-      return;
-    }
-    sockets.add(s);
-    s.once('close', () => sockets.delete(s));
-  });
-  // A silent socket (idle keep-alive or a stalled client) past idleTimeoutMs.
-  server.setTimeout(limits.idleTimeoutMs, (s: Socket) => {
-    stats.timedOut++;
-    s.destroy();
-  });
-  // Requests the parser refuses or that time out: answered with a status line and closed.
-  server.on('clientError', (err: NodeJS.ErrnoException, s: Socket) => {
-    let status = 400;
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      stats.timedOut++;
-      status = 408;
-    } else if (err.code === 'HPE_HEADER_OVERFLOW') {
-      stats.headersTooLarge++;
-      status = 431;
-    } else if (err.code === 'ECONNRESET') {
-      s.destroy();
-      return;
-    } else {
-      stats.badRequests++;
-    }
-    if (s.writable && s.bytesWritten === 0) s.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    s.destroy();
-  });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) =>
-      reject(new FtcpError('FTCP_CONTROL_BIND', `--control ${opts.addr}:${opts.port}: ${(err as Error).message}`, { cause: err })),
-    );
-    server.listen(opts.port, opts.addr, () => resolve());
-  });
-  server.removeAllListeners('error');
-  server.on('error', (err) => opts.logger?.error({ err }, 'control endpoint error'));
-  const bound = server.address() as { address: string; port: number };
+  let http_: HttpEndpoint;
+  try {
+    http_ = await startHttpEndpoint({
+      addr: opts.addr,
+      port: opts.port,
+      limits,
+      stats,
+      what: `--control ${opts.addr}:${opts.port}`,
+      bindErrorCode: 'FTCP_CONTROL_BIND',
+      ...(opts.logger !== undefined ? { logger: opts.logger } : {}),
+      handle: (req, res) => answer(gw, req, res, stats, tokenHash, opts.standby ?? null),
+      onHandlerError: (err) => gw.internalError('control', err),
+      accept: (s) => {
+        if (!guard.fromClientSide(s.remoteAddress)) return true;
+        stats.clientSide++;
+        return false;
+      },
+    });
+  } catch (err) {
+    guard.stop();
+    throw err;
+  }
 
   const endpoint: ControlEndpoint = {
-    server,
+    server: http_.server,
     stats,
     limits,
     tokenRequired: tokenHash !== null,
-    address: () => ({ address: bound.address, port: bound.port }),
-    connections: () => sockets.size,
+    address: http_.address,
+    connections: http_.connections,
     close: async () => {
       guard.stop();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      });
+      await http_.close();
     },
   };
   gw.control = endpoint;
-  server.unref();
   return endpoint;
 }
 
 function answer(gw: Gateway, req: http.IncomingMessage, res: http.ServerResponse, stats: ControlStats, tokenHash: Buffer | null, standby: StandbyCommands | null): void {
-  const refuse = (status: number, body: string, headers: Record<string, string> = {}) => {
-    res.writeHead(status, { 'content-type': 'text/plain', connection: 'close', ...headers }).end(body);
-  };
+  const refuse = (status: number, body: string, headers: Record<string, string> = {}) => refuseWith(res, status, body, headers);
   if (tokenHash !== null && !authorized(req.headers.authorization, tokenHash)) {
     stats.unauthorized++;
     refuse(401, 'a bearer token is required (ftcp status --token-file F)\n', { 'www-authenticate': 'Bearer realm="ftcp"' });
@@ -246,17 +162,12 @@ function answer(gw: Gateway, req: http.IncomingMessage, res: http.ServerResponse
   }
   const url = req.url ?? '';
   const command = commandOf(url);
-  const method = command !== null ? 'POST' : 'GET';
-  if (req.method !== method) {
+  if (command !== null && req.method !== 'POST') {
     stats.methodNotAllowed++;
-    refuse(405, command !== null ? `${command} is a command: POST only\n` : 'only GET\n', { allow: method });
+    refuse(405, `${command} is a command: POST only\n`, { allow: 'POST' });
     return;
   }
-  if (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0') {
-    stats.badRequests++;
-    refuse(400, `a ${method} carries no body\n`);
-    return;
-  }
+  if (!plainGet(req, res, stats, command !== null ? 'POST' : 'GET')) return;
   if (command !== null) {
     runCommand(gw, command, url, res, stats, standby);
     return;

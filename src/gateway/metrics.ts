@@ -5,12 +5,11 @@
  */
 import type { Gateway } from './gateway.js';
 import type { LogStore } from '../log/types.js';
+import { PromText, snake } from '../util/prom.js';
 
 export function metricsText(gw: Gateway, log: LogStore): string {
-  const lines: string[] = [];
-  const put = (name: string, help: string, type: 'counter' | 'gauge', value: number, labels = '') => {
-    lines.push(`# HELP ftcp_${name} ${help}`, `# TYPE ftcp_${name} ${type}`, `ftcp_${name}${labels} ${value}`);
-  };
+  const p = new PromText();
+  const put = p.put.bind(p);
   for (const [k, v] of Object.entries(gw.stats)) put(`gateway_${snake(k)}_total`, `gateway ${k}`, 'counter', v as number);
   for (const [k, v] of Object.entries(gw.south.stats)) put(`south_${snake(k)}_total`, `south wrapper ${k}`, 'counter', v as number);
   for (const [k, v] of Object.entries(gw.north.stats)) put(`north_${snake(k)}_total`, `north wrapper ${k}`, 'counter', v as number);
@@ -19,8 +18,8 @@ export function metricsText(gw: Gateway, log: LogStore): string {
   for (const [k, v] of Object.entries(notices)) if (typeof v === 'number') put(`oracle_${snake(k)}_total`, `supervisor notices: ${k}`, 'counter', v);
   for (const [k, v] of Object.entries(gw.adoption)) if (typeof v === 'number') put(`adoption_${snake(k)}_total`, `connections adopted from the log at start-up: ${k}`, 'counter', v);
   for (const [k, v] of Object.entries(gw.adoptGate.stats)) put(`adoption_incarnation_${snake(k)}_total`, `adopted connections checked against the server incarnation running now: ${k}`, 'counter', v);
-  lines.push('# HELP ftcp_role the gateway\'s role (1: this one): active forwards protected traffic, standby and fenced drop it', '# TYPE ftcp_role gauge');
-  for (const r of ['active', 'standby', 'fenced'] as const) lines.push(`ftcp_role{role="${r}"} ${gw.role === r ? 1 : 0}`);
+  p.raw('# HELP ftcp_role the gateway\'s role (1: this one): active forwards protected traffic, standby and fenced drop it', '# TYPE ftcp_role gauge');
+  for (const r of ['active', 'standby', 'fenced'] as const) p.raw(`ftcp_role{role="${r}"} ${gw.role === r ? 1 : 0}`);
   const sb = gw.standby;
   if (sb !== null) {
     const f = sb.follow;
@@ -37,15 +36,15 @@ export function metricsText(gw: Gateway, log: LogStore): string {
   put('connections', 'protected connections in the flow table', 'gauge', gw.table.size);
   put('max_flows', 'the flow table bound (--max-flows): new connections beyond it pass unprotected', 'gauge', gw.south.limits().maxFlows);
   put('half_open', 'half-open connections in the flow table (handshake not complete, nothing logged)', 'gauge', gw.table.halfOpenCount);
-  lines.push('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');
-  for (const [reason, v] of Object.entries(gw.dropReasons())) lines.push(`ftcp_drops_total{reason="${reason}"} ${v}`);
+  p.raw('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');
+  for (const [reason, v] of Object.entries(gw.dropReasons())) p.raw(`ftcp_drops_total{reason="${reason}"} ${v}`);
   put('log_ok', '1 when the log status is OK', 'gauge', log.status() === 'OK' ? 1 : 0);
   put('fenced', '1 when another gateway claimed the log server (a newer epoch): protected traffic is dropped here (FENCED)', 'gauge', gw.fenced !== null ? 1 : 0);
-  lines.push('# HELP ftcp_limit configured bounds of the gateway, by name', '# TYPE ftcp_limit gauge');
-  for (const [name, v] of Object.entries(gw.limits())) lines.push(`ftcp_limit{name="${name}"} ${v}`);
+  p.raw('# HELP ftcp_limit configured bounds of the gateway, by name', '# TYPE ftcp_limit gauge');
+  for (const [name, v] of Object.entries(gw.limits())) p.raw(`ftcp_limit{name="${name}"} ${v}`);
   const dv = gw.north.divergenceStatus() as { byService: Record<string, number>; digestBytes: number; keptBytes: number; digestsAbandoned: number };
-  lines.push('# HELP ftcp_divergence_total rebuilt connections whose output differed from what the client may have had, by service', '# TYPE ftcp_divergence_total counter');
-  for (const [service, v] of Object.entries(dv.byService)) lines.push(`ftcp_divergence_total{service="${service}"} ${v}`);
+  p.raw('# HELP ftcp_divergence_total rebuilt connections whose output differed from what the client may have had, by service', '# TYPE ftcp_divergence_total counter');
+  for (const [service, v] of Object.entries(dv.byService)) p.raw(`ftcp_divergence_total{service="${service}"} ${v}`);
   put('digest_bytes', 'memory of the output digests\' block hashes', 'gauge', dv.digestBytes);
   put('digest_kept_bytes', 'output bytes kept until the client acknowledges them (and reordered ones)', 'gauge', dv.keptBytes);
   put('digests_abandoned_total', 'digests given up (a cap, the budget, an incomplete record): connections no longer verified', 'counter', dv.digestsAbandoned);
@@ -56,13 +55,13 @@ export function metricsText(gw: Gateway, log: LogStore): string {
     if (Number.isFinite(u.maxBytes)) put('log_memory_budget_bytes', 'the log budget (--log-budget)', 'gauge', u.maxBytes);
     if (Number.isFinite(u.maxBytesPerConn)) put('log_memory_conn_bound_bytes', 'the per-connection bound (--log-conn-bound)', 'gauge', u.maxBytesPerConn);
   }
-  lines.push('# HELP ftcp_unprotected_total connections that continue unprotected, by reason', '# TYPE ftcp_unprotected_total counter');
-  lines.push(`ftcp_unprotected_total{reason="conn_bound"} ${gw.boundStats.connection}`);
-  lines.push(`ftcp_unprotected_total{reason="budget"} ${gw.boundStats.total}`);
-  lines.push(`ftcp_unprotected_total{reason="log_failure"} ${gw.unprotected.size}`);
-  lines.push('# HELP ftcp_auth_drops_total control-channel datagrams dropped (authentication, freshness), by channel and reason', '# TYPE ftcp_auth_drops_total counter');
+  p.raw('# HELP ftcp_unprotected_total connections that continue unprotected, by reason', '# TYPE ftcp_unprotected_total counter');
+  p.raw(`ftcp_unprotected_total{reason="conn_bound"} ${gw.boundStats.connection}`);
+  p.raw(`ftcp_unprotected_total{reason="budget"} ${gw.boundStats.total}`);
+  p.raw(`ftcp_unprotected_total{reason="log_failure"} ${gw.unprotected.size}`);
+  p.raw('# HELP ftcp_auth_drops_total control-channel datagrams dropped (authentication, freshness), by channel and reason', '# TYPE ftcp_auth_drops_total counter');
   for (const [channel, reasons] of Object.entries(gw.authDrops())) {
-    for (const [reason, v] of Object.entries(reasons)) lines.push(`ftcp_auth_drops_total{channel="${snake(channel)}",reason="${snake(reason)}"} ${v}`);
+    for (const [reason, v] of Object.entries(reasons)) p.raw(`ftcp_auth_drops_total{channel="${snake(channel)}",reason="${snake(reason)}"} ${v}`);
   }
   const c = gw.control;
   if (c !== null) {
@@ -79,9 +78,5 @@ export function metricsText(gw: Gateway, log: LogStore): string {
       put(`log_client_${snake(k)}${gauges.has(k) ? '' : '_total'}`, `log client ${k}`, gauges.has(k) ? 'gauge' : 'counter', v);
     }
   }
-  return lines.join('\n') + '\n';
-}
-
-function snake(s: string): string {
-  return s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  return p.text();
 }

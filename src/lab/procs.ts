@@ -8,7 +8,8 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { spawnIn, execIn, execCmd } from './exec.js';
 import { REPO_ROOT } from './lab.js';
-import { LAB_CONTROL } from './topology.js';
+import { LAB_CONTROL, LAB_LOG_METRICS, type LabTopology } from './topology.js';
+import { parsePromText } from '../util/prom.js';
 import type { DemoClientReport, DemoProgress } from '../demo/client.js';
 
 const FTCP = path.join(REPO_ROOT, 'bin', 'ftcp.js');
@@ -260,6 +261,17 @@ export async function gatewayStatusIn(ns: string): Promise<any> {
   const r = await execCmd('ip', ['netns', 'exec', ns, process.execPath, FTCP, 'status', '--control', LAB_CONTROL, '--json', '--all'], { timeoutMs: 15_000 });
   if (r.code !== 0) throw new Error(`ftcp status in ${ns}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
   return JSON.parse(r.stdout);
+}
+
+/**
+ * The lab log server's /metrics (`name{labels}` → value), fetched inside <n>-log from its
+ * loopback (--log remote).
+ */
+export async function logServerMetrics(topo: LabTopology): Promise<Map<string, number>> {
+  const js = `fetch('http://${LAB_LOG_METRICS}/metrics',{signal:AbortSignal.timeout(10000)}).then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(String(e));process.exit(1)})`;
+  const r = await execCmd('ip', ['netns', 'exec', topo.namespaces.log, process.execPath, '-e', js], { timeoutMs: 15_000 });
+  if (r.code !== 0) throw new Error(`log server /metrics in ${topo.namespaces.log}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
+  return parsePromText(r.stdout);
 }
 
 export async function stopProcess(child: ChildProcess | undefined, timeoutMs = 5_000): Promise<void> {

@@ -36,6 +36,8 @@ export type LabLogMode = 'embedded' | 'embedded:disk' | 'remote';
 
 /** UDP port of `ftcp logserver` in <n>-log (--log remote), on both log links. */
 export const LOG_SERVER_PORT = 7500;
+/** The log server's /metrics in the lab, on the loopback of <n>-log. */
+export const LAB_LOG_METRICS = '127.0.0.1:7073';
 
 export interface LabNamespaces { client: string; gw: string; server: string; log: string }
 
@@ -145,6 +147,7 @@ export function gatewayLogSpec(mode: LabLogMode, stateDir: string): string {
  * `ftcp logserver` in <n>-log for `--log remote` (after the program), exactly:
  *   logserver --listen 198.18.3.2:7500,198.18.4.2:7500 --store disk:<state-dir>/logserver
  *             --ready-file <state-dir>/logserver.ready --impair-file <state-dir>/logserver.impair
+ *             --metrics 127.0.0.1:7073
  * (the impair file is the fallback of faults.logLoss on kernels without netem).
  */
 export function logServerArgs(stateDir: string): string[] {
@@ -154,6 +157,7 @@ export function logServerArgs(stateDir: string): string[] {
     '--store', `disk:${stateDir}/logserver`,
     '--ready-file', `${stateDir}/logserver.ready`,
     '--impair-file', `${stateDir}/logserver.impair`,
+    '--metrics', LAB_LOG_METRICS,
   ];
 }
 

@@ -1,12 +1,13 @@
 /**
  * ftcp logserver --listen <ip:port>[,<ip:port>] --store memory|disk:<dir> [--key-file F]
  *                [--max-bytes N] [--max-bytes-per-conn N] [--low-space-pct P] [--ready-file F]
+ *                [--metrics [ip:]port]
  *
  * Serves the log (src/log/remote/server.ts) to gateways over the link protocol, one
  * address per log network. SIGINT/SIGTERM: close the sockets, flush the store, exit 0.
  */
 import { rm, writeFile } from 'node:fs/promises';
-import { parseCli, parseHostPort, parseNumberFlag, parseSizeFlag } from '../args.js';
+import { parseCli, parseEndpointFlag, parseHostPort, parseNumberFlag, parseSizeFlag } from '../args.js';
 import { FtcpError, UsageError } from '../../util/errors.js';
 import { logger } from '../../util/logger.js';
 import { DEV_KEY, loadKey } from '../../link/key.js';
@@ -17,6 +18,8 @@ import type { LogStore } from '../../log/types.js';
 import { LogServer, UdpLogServer, parseImpairment, type Impairment } from '../../log/remote/server.js';
 import { FileEpochs, MemoryEpochs, type EpochStore } from '../../log/remote/epochs.js';
 import { readFileSync } from 'node:fs';
+import { startLogServerMetrics } from '../../log/remote/metrics.js';
+import { HTTP_LIMITS, type HttpEndpoint } from '../../util/http-endpoint.js';
 
 const HELP = `usage: ftcp logserver --listen <ip:port>[,<ip:port>] --store memory|disk:<dir> [options]
 
@@ -30,10 +33,14 @@ const HELP = `usage: ftcp logserver --listen <ip:port>[,<ip:port>] --store memor
   --max-bytes-per-conn <n>    bound on the stream bytes one connection holds, 1..64T (default: unlimited)
   --low-space-pct <p>         report LOW-SPACE to the gateways at p% of --max-bytes, 1..100 (default 90)
   --ready-file <path>         written (JSON) once listening; removed at exit
+  --metrics [ip:]port         serve GET /metrics (Prometheus text: what was served and refused, the fencing
+                              epoch, the store against its bounds, each gateway's link); a bare port binds
+                              127.0.0.1. Bounded: ${HTTP_LIMITS.maxConnections} connections, ${HTTP_LIMITS.maxHeaderBytes} B of headers, a request in ${HTTP_LIMITS.requestTimeoutMs / 1000} s
   --impair-file <path>        TESTS ONLY: while this file holds e.g. "loss=0.03 dup=0.02 reorder=0.2",
                               datagrams in and out are dropped/duplicated/delayed (for kernels without netem)
 
-example: ftcp logserver --listen 198.18.3.2:7500,198.18.4.2:7500 --store disk:/var/lib/ftcp-log --key-file /etc/ftcp/key`;
+example: ftcp logserver --listen 198.18.3.2:7500,198.18.4.2:7500 --store disk:/var/lib/ftcp-log --key-file /etc/ftcp/key \\
+           --metrics 127.0.0.1:7073`;
 
 /** The bound of --max-bytes and --max-bytes-per-conn. */
 const MAX_STORE_BYTES = 2 ** 46;
@@ -52,6 +59,7 @@ export async function run(argv: string[]): Promise<number> {
     'low-space-pct': { type: 'string' },
     'ready-file': { type: 'string' },
     'impair-file': { type: 'string' },
+    metrics: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -61,6 +69,7 @@ export async function run(argv: string[]): Promise<number> {
   if (!values.listen) throw new UsageError('--listen <ip:port>[,<ip:port>] is required');
   const listen = values.listen.split(',').filter((s) => s.trim() !== '').map((s) => parseHostPort(s, '--listen'));
   if (listen.length < 1 || listen.length > 2) throw new UsageError('--listen: one or two addresses (one per log network)');
+  const metricsAt = values.metrics !== undefined ? parseEndpointFlag(values.metrics, '--metrics') : null;
   const opts: LogOptions = {};
   const maxBytes = sizeFlag(values['max-bytes'], '--max-bytes');
   if (maxBytes !== undefined) opts.maxBytes = maxBytes;
@@ -97,6 +106,7 @@ export async function run(argv: string[]): Promise<number> {
 
   const server = new LogServer({ store, logger, epochs });
   let udp: UdpLogServer;
+  let metrics: HttpEndpoint | null = null;
   try {
     const impairFile = values['impair-file'];
     let impairment: Impairment | null = null;
@@ -118,6 +128,14 @@ export async function run(argv: string[]): Promise<number> {
       server, key, listen: listen.map((h) => ({ address: h.addr, port: h.port })),
       ...(impairFile ? { impair: () => impairment } : {}),
     });
+    if (metricsAt !== null) {
+      try {
+        metrics = await startLogServerMetrics(udp, store, metricsAt.addr, metricsAt.port, logger);
+      } catch (err) {
+        await udp.close();
+        throw err;
+      }
+    }
   } catch (err) {
     await store.shutdown();
     // A store this run created holds nothing yet: leave nothing behind.
@@ -127,7 +145,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values['ready-file']) {
     await writeFile(values['ready-file'], JSON.stringify({ pid: process.pid, listen: values.listen, store: storeSpec }) + '\n');
   }
-  logger.info({ listen: values.listen, store: storeSpec, connections: store.listActive().length, ...opts }, 'logserver listening');
+  logger.info({ listen: values.listen, store: storeSpec, metrics: metrics?.address() ?? null, connections: store.listActive().length, ...opts }, 'logserver listening');
   const statsTimer = setInterval(() => logger.debug({ server: server.counters, fence: server.epochs.describe(), store: store.stats?.() }, 'logserver stats'), 10_000);
   statsTimer.unref();
 
@@ -139,6 +157,7 @@ export async function run(argv: string[]): Promise<number> {
       clearInterval(statsTimer);
       logger.info({ signal: sig, server: server.counters, fence: server.epochs.describe() }, 'logserver stopping');
       (async () => {
+        await metrics?.close();
         await udp.close();
         await store.shutdown();
         if (values['ready-file']) await rm(values['ready-file'], { force: true });

@@ -2,7 +2,7 @@
  * ftcp status (--control [<ip>:]<port> | --name <lab>) [--token-file F] [--offset N] [--limit N | --all] [--json]
  * Prints a running gateway's state (from its control endpoint); the flow list is paged.
  */
-import { parseCli, parseHostPort, parseNumberFlag } from '../args.js';
+import { parseCli, parseEndpointFlag, parseNumberFlag } from '../args.js';
 import { UsageError, FtcpError } from '../../util/errors.js';
 import { execFile } from 'node:child_process';
 import { FLOW_PAGE } from '../../gateway/flow-page.js';
@@ -28,8 +28,7 @@ example: ftcp status --name demo          (the gateway of the namespace lab 'dem
 
 /** `--control <ip>:<port>` or a bare `<port>` (then on 127.0.0.1, the management side). */
 export function parseControlFlag(s: string): { addr: string; port: number } {
-  if (/^\d{1,5}$/.test(s.trim())) return parseHostPort(`${CONTROL_DEFAULT_ADDR}:${s.trim()}`, '--control');
-  return parseHostPort(s, '--control');
+  return parseEndpointFlag(s, '--control', CONTROL_DEFAULT_ADDR);
 }
 
 /** A page fetch at most this long. */

@@ -165,6 +165,11 @@ export class LogServer {
     this.store.onStatus((status, detail) => this.statusChanged({ status, ...detail }));
   }
 
+  /** The server's bounds, by name (/metrics `ftcp_limit`). */
+  limits(): Record<string, number> {
+    return { maxOutbox: this.maxOutbox, reapAfterMs: this.reapAfterMs, listPageBytes: this.listPageBytes, listPageRecords: LIST_PAGE_RECORDS };
+  }
+
   /** A new gateway peer; `make` builds its endpoint with these handlers. */
   attachPeer(make: (h: PeerHandlers) => LinkEndpoint): Peer {
     const peer = new Peer(`peer${++this.peerNames}`);

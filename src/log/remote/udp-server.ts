@@ -5,7 +5,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { FtcpError } from '../../util/errors.js';
-import { LinkEndpoint, type LinkOptions } from '../../link/endpoint.js';
+import { LinkEndpoint, type LinkCounters, type LinkOptions } from '../../link/endpoint.js';
 import { decodeFrame, HEADER_LEN, OFF } from '../../link/frame.js';
 import { bindSocket, type UdpAddr } from '../../link/udp.js';
 import type { LogServer, Peer } from './server.js';
@@ -66,6 +66,8 @@ export class UdpLogServer {
   private readonly byBoot = new Map<number, UdpPeer>();
   /** Datagrams dropped / duplicated / delayed by the impairment (in + out). */
   readonly impaired = { dropped: 0, duplicated: 0, delayed: 0 };
+  /** Authentic datagrams of a new gateway ignored because maxPeers gateways were attached. */
+  peersRefused = 0;
   private readonly opts: UdpLogServerOptions;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -106,6 +108,21 @@ export class UdpLogServer {
     return new UdpLogServer(opts, sockets);
   }
 
+  /** At most this many gateways attached at once. */
+  get maxPeers(): number {
+    return this.opts.maxPeers ?? 64;
+  }
+
+  /** Whether datagrams are impaired (tests: --impair-file). */
+  get impairable(): boolean {
+    return this.opts.impair !== undefined;
+  }
+
+  /** The attached gateways' links, by the gateway's boot id (hex): what /metrics shows. */
+  links(): { boot: string; state: 'active' | 'inactive'; counters: Readonly<LinkCounters> }[] {
+    return [...this.byBoot].map(([boot, up]) => ({ boot: boot.toString(16).padStart(8, '0'), state: up.peer.ep.peerState, counters: up.peer.ep.counters }));
+  }
+
   address(path: number): UdpAddr {
     const a = this.sockets[path]!.address();
     return { address: a.address, port: a.port };
@@ -143,7 +160,10 @@ export class UdpLogServer {
         this.server.counters.forged++;
         return;
       }
-      if (this.byBoot.size >= (this.opts.maxPeers ?? 64)) return;
+      if (this.byBoot.size >= this.maxPeers) {
+        this.peersRefused++;
+        return;
+      }
       const entry: UdpPeer = { peer: undefined as unknown as Peer, addr: this.sockets.map(() => null) };
       entry.peer = this.server.attachPeer(
         (h) =>

@@ -47,6 +47,9 @@ describe('ftcp logserver', () => {
     expect((await runCli(['logserver', '--listen', '127.0.0.1:1', '--store', 'tape'])).code).toBe(2);
     expect((await runCli(['logserver', '--listen', '127.0.0.1:1,127.0.0.1:2,127.0.0.1:3'])).code).toBe(2);
     expect((await runCli(['logserver', '--listen', '127.0.0.1:1', '--max-bytes', 'lots'])).code).toBe(2);
+    const m = await runCli(['logserver', '--listen', '127.0.0.1:1', '--metrics', '127.0.0.1:99999']);
+    expect(m.code).toBe(2);
+    expect(m.stderr).toMatch(/--metrics: port out of range/);
     const h = await runCli(['logserver', '--help']);
     expect(h.code).toBe(0);
     expect(h.stdout).toMatch(/--max-bytes-per-conn/);
