@@ -157,6 +157,12 @@ export class SouthStats {
   serverAckUnsent = 0;
   /** Log connections opened for a flow released meanwhile: closed at once. */
   logOpenOrphans = 0;
+  /**
+   * SACK blocks of the server's between the ack it sent and the lower one the client was shown
+   * (stable), removed: shown, they would tell the client the server holds bytes the log lacks
+   * (south-stable.ts sackAbove).
+   */
+  sacksAboveStableRemoved = 0;
   /** Handshakes completed (the client acked the server's ISN+1): the connection was registered with the log. */
   handshakesCompleted = 0;
   /** Half-open connections released at the half-open timeout (also counted in flowsExpired). */

@@ -201,7 +201,7 @@ export abstract class SouthJudge extends SouthStableAcks {
     }
     if (acked <= flow.stable) return FORWARD;
     if (len === 0 && !fin) return DropReason.SERVER_OUT_OF_WINDOW;
-    this.rewriteAck(buf, p.l4Off, flow, flow.stable, acked + p.window * 2 ** flow.serverWscale);
+    this.rewriteAck(buf, p, flow, flow.stable, acked + p.window * 2 ** flow.serverWscale);
     return FORWARD;
   }
 

@@ -6,7 +6,8 @@
  *              log.open(metadata); data → log (bytes not yet stable); FIN → log its offset
  *   client ◀── fromServer: SYN-ACK (acking the client's ISN+1) → SYN_ACKED, its ISN and options
  *              recorded; ACK beyond `stable` → lowered (segment
- *              carries data or FIN; the window's right edge is kept) or held (pure ACK);
+ *              carries data or FIN; the window's right edge is kept) or held (pure ACK),
+ *              its SACK blocks between the two acks removed;
  *   onStable:  the log reports more stability → the held ACK goes out, acking no more than
  *              `stable` (the latest server header: window, timestamps).
  *
@@ -281,7 +282,7 @@ export class SouthWrapper extends SouthJudge implements Wrapper {
       // was held, and this one would wait for the next advance, which a gap in the log may
       // never bring while the client, told nothing, resends only what is below `stable`.)
       // Data or FIN must go now: lower its ack to `stable`, keep the window's right edge.
-      this.rewriteAck(buf, p.l4Off, flow, limit, rightEdge);
+      this.rewriteAck(buf, p, flow, limit, rightEdge);
       if (limit > flow.complete) flow.complete = limit;
       this.stats.acksLowered++;
       return FORWARD;
