@@ -11,7 +11,7 @@ import type { Service } from '../flow/table.js';
 import { seqAdd, type Seq } from '../wire/seq.js';
 import { TCP_FIN, TCP_PSH, TCP_MIN_HEADER, TCP_OFF_SEQ, TCP_OFF_ACK, TCP_OFF_FLAGS, TCP_OFF_WINDOW, tcpHeaderLen } from '../wire/tcp.js';
 import { IPV4_OFF_TOTAL_LENGTH } from '../wire/ipv4.js';
-import { tcpDropSackBetween, tcpSetAck, tcpSetWindow } from '../wire/rewrite.js';
+import { tcpDropSackBelow, tcpDropSackBetween, tcpSetAck, tcpSetWindow } from '../wire/rewrite.js';
 import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
 import { fillIpv4HeaderChecksum, fillTcpChecksum } from '../wire/checksum.js';
 import { windowField } from '../wire/window.js';
@@ -138,10 +138,23 @@ export abstract class SouthStableAcks extends SouthFlows {
       this.sackAbove(out, o + ipHdr, o + ipHdr + TCP_MIN_HEADER, optLen, flow.inSeq(ackOff), flow.inSeq(flow.heldAck));
     }
     fillTcpChecksum(out, o);
+    if (flow.sackOk && optLen > 0 && ackOff < flow.heldAck) this.sackSent(held, ipHdr, optLen, flow.inSeq(ackOff));
     flow.complete = ackOff;
     if (ackOff >= flow.heldAck) flow.held = null;
     this.stats.heldReleased++;
     this.emit(out, o, flow.heldLen);
+  }
+
+  /**
+   * The held template goes out again at the next advance of `stable`: the blocks at or below the
+   * ack just sent (D-SACKs the client has now) are taken out of it. The server reported each
+   * duplicate once, and a client counts every report (Linux: each D-SACK lowers undo_retrans,
+   * and at zero its loss recovery is undone as spurious).
+   */
+  private sackSent(held: Buffer, ipHdr: number, optLen: number, sent: Seq): void {
+    const so = this.sackOpts;
+    const optOff = ipHdr + TCP_MIN_HEADER;
+    if (parseTcpOptions(held, optOff, optLen, so) && so.sackOff >= 0) tcpDropSackBelow(held, ipHdr, optOff, optLen, so.sackOff, so.sackCount, sent);
   }
 
   /**

@@ -88,6 +88,24 @@ describe("the server's SACK blocks between its ack and the stable point never re
     for (const { s: x, stable } of h.toClientLog) expect(seqDiff(x.ack, c.seq(0))).toBeLessThanOrEqual(stable);
   });
 
+  it('a held ACK released several times: its D-SACK reaches the client once, its block above the server ack every time', async () => {
+    const { h, c, s } = await serverAhead();
+    expect(h.send(serverSeg(s, c, IN0 + N, [[IN0 + 1000, IN0 + 2000], [IN0 + N + 100, IN0 + N + 200]]))).toEqual([]);
+    const released: ReturnType<typeof seen> = [];
+    for (const at of [IN0 + 1500, IN0 + 2500, IN0 + N - 200, IN0 + N]) {
+      h.log.stabilize(h.logId(), at);
+      await h.settle();
+      released.push(...seen(c, h.drain()));
+    }
+    const above: [number, number] = [IN0 + N + 100, IN0 + N + 200];
+    expect(released).toEqual([
+      { ack: IN0 + 1500, sack: [above], csumOk: true }, // the D-SACK ends above this ack: not yet
+      { ack: IN0 + 2500, sack: [[IN0 + 1000, IN0 + 2000], above], csumOk: true }, // below it now: once
+      { ack: IN0 + N - 200, sack: [above], csumOk: true },
+      { ack: IN0 + N, sack: [above], csumOk: true },
+    ]);
+  });
+
   it('an ack the log covers passes untouched, its SACK blocks with it', async () => {
     const { h, c, s } = await serverAhead();
     h.log.stabilize(h.logId(), IN0 + N);
