@@ -12,6 +12,7 @@ import { Harness, Client, Server, exchanged, opts, CLIENT, SERVER, CPORT, SPORT,
 import { emitTcpPacket } from '../../../src/wire/repr.js';
 import { encodeTcpOptions } from '../../../src/wire/tcp-options.js';
 import { tcpChecksumOk } from '../../../src/wire/checksum.js';
+import { statusText } from '../../../src/cli/commands/status.js';
 import { seqDiff, type Seq } from '../../../src/wire/seq.js';
 
 const IN0 = 2300;
@@ -67,7 +68,9 @@ describe("the server's SACK blocks between its ack and the stable point never re
     expect(got).toEqual([{ ack: IN0 + 500, sack: [[IN0 + 100, IN0 + 200], [IN0 + N + 100, IN0 + N + 200]], csumOk: true }]);
     expect(h.gw.south.stats.sacksAboveStableRemoved).toBe(2);
     expect(h.gw.metrics()).toContain('ftcp_south_sacks_above_stable_removed_total 2');
-    expect(h.gw.snapshot().south).toMatchObject({ sacksAboveStableRemoved: 2 });
+    const st = JSON.parse(JSON.stringify(h.gw.snapshot())) as Record<string, any>; // as `ftcp status` gets it
+    expect(st.south).toMatchObject({ sacksAboveStableRemoved: 2 });
+    expect(statusText(st)).toMatch(/^south: .*SACK blocks above stable removed 2$/m);
   });
 
   it('a held pure ACK released short of the server ack: its blocks above the release go from the copy; released at the server ack, they pass', async () => {
