@@ -36,6 +36,8 @@
  *   south asks whether the service is down (a RST to a SYN) ─▶ north.isDown, whether a
  *     connection is being rebuilt (its output regenerated from 0) ─▶ north.rebuilding
  *   south accepted a server segment ─▶ north.serverAccepted (what the incarnation acked)
+ *   south has a segment of an adopted connection whose server is not settled (Flow.gate; a
+ *     server RST once acceptable) ─▶ adoptGate.segment (dropped while it waits; rebuilt on a RST)
  *
  * Fenced (fence.ts: another gateway claimed the log server's epoch): every protected packet, and
  * every packet the gateway makes, is dropped (FENCED) until a restart or a claim of its own.
