@@ -170,6 +170,13 @@ export class Flow {
   catchUpTs = 0 as Seq;
   catchUpTsOn = false;
   catchUpEnd = -1;
+  /**
+   * The adoption gate's record of this adopted connection while the server process it lives in
+   * is not settled (src/gateway/adopt-gate.ts: waiting for the supervisor's word, or released on
+   * probation), else null. Opaque here, as `north` is: the south wrapper only asks the gateway
+   * about a segment of a flow that has one (SouthEvents.gated), so no other flow pays for it.
+   */
+  gate: object | null = null;
   /** Extra flow-table keys (FlowTable.alias), or null. */
   aliases: number[] | null = null;
 

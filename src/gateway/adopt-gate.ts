@@ -37,10 +37,17 @@
  * The check runs on the gateway's 10 ms recovery tick and whenever a waiting connection's
  * segment arrives. Without a liveness oracle that names incarnations there is nothing to
  * learn: nothing waits.
+ *
+ * The state is on the flow (`Flow.gate`, this file's GateEntry): the south wrapper asks about a
+ * segment only of a flow that has one (SouthEvents.gated), so no other connection pays a lookup
+ * while some wait. It asks about a server RST only once the client would accept it (RFC 5961,
+ * south-judge.ts gatedServer): a spoofed or stale RST cannot make a connection on probation be
+ * rebuilt.
  */
 import { ADOPT_SERVER, type Flow } from '../flow/flow.js';
 import { TCP_RST } from '../wire/tcp.js';
 import type { FlowTable, Service } from '../flow/table.js';
+import { DropReason, type WrapperVerdict } from '../wrappers/contract.js';
 import { sameIncarnation, type ServerIncarnation } from '../log/state.js';
 import { u32ToIp } from '../wire/addr.js';
 import type { Logger } from '../util/logger.js';
@@ -77,12 +84,23 @@ export class AdoptGateStats {
   resetUnknown = 0;
 }
 
+/** What the gate keeps on a flow it watches (Flow.gate): its service, and whether it is released on probation. */
+interface GateEntry {
+  readonly svc: Service;
+  probation: boolean;
+}
+
+function entryOf(flow: Flow): GateEntry | null {
+  return flow.gate as GateEntry | null;
+}
+
 export class AdoptGate {
   readonly stats = new AdoptGateStats();
+  /** The waiting connections by service (the supervisor speaks per service). */
   private readonly waiting = new Map<Service, Set<Flow>>();
-  private readonly flows = new Set<Flow>();
+  private waitingCount = 0;
   /** Released with an unknown binding, their server side not heard yet. */
-  private readonly probation = new Set<Flow>();
+  private probationCount = 0;
   private deadline = Infinity;
 
   constructor(
@@ -94,20 +112,21 @@ export class AdoptGate {
     readonly waitMs = ADOPT_INCARNATION_WAIT_MS,
   ) {}
 
-  /** Anything waiting (the gateway looks no flow up otherwise). */
+  /** Anything waiting or on probation (the recovery tick decides only then). */
   get active(): boolean {
-    return this.flows.size > 0 || this.probation.size > 0;
+    return this.waitingCount > 0 || this.probationCount > 0;
   }
 
   /** After the adoption: every adopted connection not being rebuilt waits (nothing without an oracle). */
   adopted(): void {
     if (this.view === null) return;
     for (const [svc, flow] of this.table.flows()) {
-      if (!flow.adopted || this.north.rebuilding(flow) || flow.unprotected) continue;
+      if (!flow.adopted || this.north.rebuilding(flow) || flow.unprotected || flow.gate !== null) continue;
       let s = this.waiting.get(svc);
       if (s === undefined) this.waiting.set(svc, (s = new Set()));
       s.add(flow);
-      this.flows.add(flow);
+      flow.gate = { svc, probation: false } satisfies GateEntry;
+      this.waitingCount++;
       this.stats.waited++;
     }
   }
@@ -117,32 +136,34 @@ export class AdoptGate {
     this.deadline = now + this.waitMs;
   }
 
-  /** Does the connection (client ip:port of `svc`) still wait? Decides first, on what the oracle says now. */
-  holds(svc: Service, clientIp: number, clientPort: number, now: number): boolean {
-    const flow = this.table.get(svc, clientIp, clientPort);
-    if (flow === undefined || !this.flows.has(flow)) return false;
-    this.decide(svc, now);
-    return this.flows.has(flow);
-  }
-
   /**
-   * A server segment toward the connection (client ip:port of `svc`): true to drop it — the
-   * connection still waits, or it is on probation and this is a RST (then it is rebuilt).
+   * A segment of a flow the gate watches (SouthEvents.gated; a server RST only once the client
+   * would take it): ADOPT_INCARNATION_UNKNOWN to drop it, or -1 to go on. A waiting connection
+   * decides first, on what the oracle says now; a server segment of one found crashed by that is
+   * dropped (the north side passed it before, the connection not being rebuilt yet). On
+   * probation, a server RST before the server's side was heard otherwise rebuilds the connection.
    */
-  holdsServer(svc: Service, clientIp: number, clientPort: number, flags: number, now: number): boolean {
-    if (this.holds(svc, clientIp, clientPort, now)) return true;
-    const flow = this.table.get(svc, clientIp, clientPort);
-    if (flow === undefined || !this.probation.has(flow)) return false;
-    if (!(flow.adopting & ADOPT_SERVER) || this.north.rebuilding(flow)) {
-      this.probation.delete(flow); // the server's side was heard (or a crash took it): it knows the connection
-      return false;
+  segment(flow: Flow, flags: number, fromClient: boolean, now: number): WrapperVerdict | -1 {
+    let e = entryOf(flow);
+    if (e === null) return -1;
+    if (!e.probation) {
+      this.decide(e.svc, now);
+      e = entryOf(flow);
+      if (e !== null && !e.probation) return DropReason.ADOPT_INCARNATION_UNKNOWN; // still waiting
+      if (!fromClient && this.north.rebuilding(flow)) return DropReason.ADOPT_INCARNATION_UNKNOWN;
+      if (e === null) return -1;
     }
-    if (!(flags & TCP_RST)) return false;
-    this.probation.delete(flow);
+    if (fromClient) return -1;
+    if (!(flow.adopting & ADOPT_SERVER) || this.north.rebuilding(flow)) {
+      this.leaveProbation(flow); // the server's side was heard (or a crash took it): it knows the connection
+      return -1;
+    }
+    if (!(flags & TCP_RST)) return -1;
+    this.leaveProbation(flow);
     this.stats.resetUnknown++;
     this.logger.warn({ flow: flow.describe() }, 'adopted connection with no incarnation on record: the server reset it before anything else, so it restarted while no gateway ran; rebuilt from the log');
-    this.north.adoptRebuilds(svc, [flow]);
-    return true;
+    this.north.adoptRebuilds(e.svc, [flow]);
+    return DropReason.ADOPT_INCARNATION_UNKNOWN;
   }
 
   /** Decides every service whose supervisor has spoken (the gateway's recovery tick). */
@@ -152,9 +173,19 @@ export class AdoptGate {
 
   /** The flow left the table. */
   forget(flow: Flow): void {
-    this.probation.delete(flow);
-    if (!this.flows.delete(flow)) return;
-    for (const [svc, s] of this.waiting) if (s.delete(flow) && s.size === 0) this.waiting.delete(svc);
+    const e = entryOf(flow);
+    if (e === null) return;
+    if (e.probation) {
+      this.leaveProbation(flow);
+      return;
+    }
+    const s = this.waiting.get(e.svc);
+    if (s !== undefined) this.release(e.svc, s, [flow]);
+  }
+
+  private leaveProbation(flow: Flow): void {
+    flow.gate = null;
+    this.probationCount--;
   }
 
   private decide(svc: Service, now: number): void {
@@ -173,6 +204,7 @@ export class AdoptGate {
     const stopped = v.state === 'STOPPING' || v.state === 'STOPPED';
     const running = runningIncarnation(v);
     const released: Flow[] = [];
+    const probation: Flow[] = [];
     const crashed: Flow[] = [];
     for (const flow of s) {
       if (this.north.rebuilding(flow)) {
@@ -184,14 +216,17 @@ export class AdoptGate {
         released.push(flow);
       } else if (bound === null && v.state === 'LISTENING') {
         this.stats.unknownBinding++;
-        this.probation.add(flow);
-        released.push(flow);
+        probation.push(flow);
       } else {
         crashed.push(flow);
       }
     }
-    this.release(svc, s, released.concat(crashed));
-    this.stats.released += released.length;
+    this.release(svc, s, released.concat(probation, crashed));
+    for (const f of probation) {
+      f.gate = { svc, probation: true } satisfies GateEntry;
+      this.probationCount++;
+    }
+    this.stats.released += released.length + probation.length;
     if (crashed.length === 0) return;
     this.stats.crashed += crashed.length;
     this.logger.warn({ service, connections: crashed.length, state: v.state, boot: v.boot, generation: v.generation },
@@ -201,14 +236,15 @@ export class AdoptGate {
 
   private release(svc: Service, s: Set<Flow>, flows: readonly Flow[]): void {
     for (const f of flows) {
-      s.delete(f);
-      this.flows.delete(f);
+      if (!s.delete(f)) continue;
+      f.gate = null;
+      this.waitingCount--;
     }
     if (s.size === 0) this.waiting.delete(svc);
   }
 
   /** /status `adoption.incarnation`. */
   describe(): Record<string, number> {
-    return { waiting: this.flows.size, probation: this.probation.size, ...this.stats };
+    return { waiting: this.waitingCount, probation: this.probationCount, ...this.stats };
   }
 }

@@ -36,6 +36,8 @@
  *   south asks whether the service is down (a RST to a SYN) ─▶ north.isDown, whether a
  *     connection is being rebuilt (its output regenerated from 0) ─▶ north.rebuilding
  *   south accepted a server segment ─▶ north.serverAccepted (what the incarnation acked)
+ *   south has a segment of an adopted connection whose server is not settled (Flow.gate; a
+ *     server RST once acceptable) ─▶ adoptGate.segment (dropped while it waits; rebuilt on a RST)
  *
  * Fenced (fence.ts: another gateway claimed the log server's epoch): every protected packet, and
  * every packet the gateway makes, is dropped (FENCED) until a restart or a claim of its own.
@@ -247,6 +249,7 @@ export class Gateway {
       rebuilding: (flow) => this.north.rebuilding(flow),
       serverAccepted: (flow, p) => this.north.serverAccepted(flow, p),
       finOrRst: (svc, flow, buf, p) => this.masking.enabled && this.masking.hold(svc, flow, buf, p, release),
+      gated: (flow, p, fromClient) => this.adoptGate.segment(flow, p.flags, fromClient, this.now()),
     };
   }
 
@@ -578,17 +581,13 @@ export class Gateway {
         }
         stats.protectedPackets++;
         this.lastProtected = true;
-        // The wrappers in their fixed order (drawn at the top); the first drop ends it.
+        // The wrappers in their fixed order (drawn at the top); the first drop ends it. (An
+        // adopted connection whose server may have restarted meanwhile is the south wrapper's
+        // to ask the adoption gate about: SouthEvents.gated.)
         let w: WrapperVerdict;
-        // An adopted connection whose server may have restarted meanwhile (adopt-gate.ts):
-        // nothing passes until that is known; its client bytes are logged all the same.
-        const gate = this.adoptGate;
         if (fromClient) {
           w = this.south.fromClient(svc, buf, info);
-          if (w === FORWARD && gate.active && gate.holds(svc, info.src, info.srcPort, this.now())) w = DropReason.ADOPT_INCARNATION_UNKNOWN;
           if (w === FORWARD) w = this.north.fromClient(svc, buf, info);
-        } else if (gate.active && gate.holdsServer(svc, info.dst, info.dstPort, info.flags, this.now())) {
-          w = DropReason.ADOPT_INCARNATION_UNKNOWN;
         } else {
           w = this.north.fromServer(svc, buf, info);
           if (w === FORWARD) w = this.south.fromServer(svc, buf, info);

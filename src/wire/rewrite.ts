@@ -14,7 +14,7 @@ import {
   readU16, readU32, writeU16, writeU32,
 } from './ipv4.js';
 import { TCP_OFF_ACK, TCP_OFF_CHECKSUM, TCP_OFF_DST_PORT, TCP_OFF_SEQ, TCP_OFF_SRC_PORT, TCP_OFF_WINDOW } from './tcp.js';
-import { seqLe, type Seq } from './seq.js';
+import { seqLe, seqLt, type Seq } from './seq.js';
 import { TCPOPT_NOP } from './tcp-options.js';
 
 /** UDP (RFC 768): the checksum field, and the header length. */
@@ -117,16 +117,39 @@ export function ipv4SetDst(buf: Buffer, ipOff: number, addr: number, l4Len: numb
  * header, optLen a multiple of 4). Returns the number of blocks removed.
  */
 export function tcpDropSackBelow(buf: Buffer, tcpOff: number, optOff: number, optLen: number, sackOff: number, count: number, ack: Seq): number {
+  return dropSack(buf, tcpOff, optOff, optLen, sackOff, count, ack, ack, false);
+}
+
+/**
+ * The sibling for an ack the receiver's peer is not shown: removes the blocks whose right edge
+ * lies in (`above`, `upTo`], as tcpDropSackBelow does (same arguments, same result). A gateway
+ * that lowers a receiver's ack from `upTo` to `above` takes out what the receiver reported
+ * between the two (a duplicate it got below its own ack, RFC 2883): shown with the lower ack,
+ * such a block reads as data the receiver holds out of order (RFC 2018), and the sender would
+ * not resend it; one that starts below `above` is a D-SACK straddling the ack, which a sender
+ * ignores (Linux tcp_is_sackblock_valid). Blocks above `upTo` (out-of-order data) are kept.
+ */
+export function tcpDropSackBetween(buf: Buffer, tcpOff: number, optOff: number, optLen: number, sackOff: number, count: number, above: Seq, upTo: Seq): number {
+  return dropSack(buf, tcpOff, optOff, optLen, sackOff, count, above, upTo, true);
+}
+
+/** A block's right edge `r` is removed when r ≤ upTo and, if `bounded`, above < r. */
+function dropped(r: Seq, above: Seq, upTo: Seq, bounded: boolean): boolean {
+  return seqLe(r, upTo) && (!bounded || seqLt(above, r));
+}
+
+function dropSack(buf: Buffer, tcpOff: number, optOff: number, optLen: number, sackOff: number, count: number,
+  above: Seq, upTo: Seq, bounded: boolean): number {
   let kept = 0;
   for (let i = 0; i < count; i++) {
-    if (!seqLe(readU32(buf, sackOff + 8 * i + 4) as Seq, ack)) kept++;
+    if (!dropped(readU32(buf, sackOff + 8 * i + 4) as Seq, above, upTo, bounded)) kept++;
   }
   if (kept === count) return 0;
   const oldSum = foldSum(onesSum(buf, optOff, optLen));
   let w = sackOff;
   for (let i = 0; i < count; i++) {
     const b = sackOff + 8 * i;
-    if (seqLe(readU32(buf, b + 4) as Seq, ack)) continue;
+    if (dropped(readU32(buf, b + 4) as Seq, above, upTo, bounded)) continue;
     if (w !== b) buf.copy(buf, w, b, b + 8);
     w += 8;
   }

@@ -31,6 +31,11 @@
  *      and a later D-SACK is one the network made.
  * Neither touches the ack, the window or the seq: `acked ⇒ stable` is kept by the rules that
  * follow (south.ts), and a client that did get a segment twice only loses an optimisation.
+ * The stable-ACK rule removes the blocks between the server's ack and a lower one shown to the
+ * client (south-stable.ts sackAbove), on every flow; it does not make rule 2 redundant: a D-SACK
+ * is below the server's ack, and reaches the client once that ack does, lowered no more: on a
+ * held ACK released when the resent bytes are stable, or on any segment once the log made them
+ * stable before the server answered (test/unit/gateway/adopt-catchup.test.ts).
  */
 import type { Flow } from '../flow/flow.js';
 import { seqLt, type Seq } from '../wire/seq.js';

@@ -6,6 +6,7 @@
 import type { Flow } from '../flow/flow.js';
 import type { Service } from '../flow/table.js';
 import type { PacketInfo } from '../wire/packet.js';
+import type { WrapperVerdict } from './contract.js';
 
 /**
  * What the south wrapper reports to the gateway that composes it, given at construction. South
@@ -38,6 +39,14 @@ export interface SouthEvents {
    * verdict stage took it (held for the liveness verdict, or suppressed: the process died).
    */
   finOrRst(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo): boolean;
+  /**
+   * A segment of a flow the adoption gate watches (`flow.gate` set: an adopted connection whose
+   * server may have restarted while no gateway ran, src/gateway/adopt-gate.ts): a drop reason,
+   * or -1 to go on. A client segment is asked once the south took it (logged, the flow moved, as
+   * any); a server segment before it moves anything, and a server RST only once the client would
+   * accept it (RFC 5961: at its rcv_nxt), so that no spoofed or stale RST decides anything.
+   */
+  gated(flow: Flow, p: PacketInfo, fromClient: boolean): WrapperVerdict | -1;
 }
 
 /** No one listening (the south wrapper alone: no crash masking, nothing down, nothing held). */
@@ -49,6 +58,7 @@ export const NO_SOUTH_EVENTS: SouthEvents = {
   rebuilding: () => false,
   serverAccepted: () => {},
   finOrRst: () => false,
+  gated: () => -1,
 };
 
 export interface SouthOptions {
@@ -157,6 +167,12 @@ export class SouthStats {
   serverAckUnsent = 0;
   /** Log connections opened for a flow released meanwhile: closed at once. */
   logOpenOrphans = 0;
+  /**
+   * SACK blocks of the server's between the ack it sent and the lower one the client was shown
+   * (stable), removed: shown, they would tell the client the server holds bytes the log lacks
+   * (south-stable.ts sackAbove).
+   */
+  sacksAboveStableRemoved = 0;
   /** Handshakes completed (the client acked the server's ISN+1): the connection was registered with the log. */
   handshakesCompleted = 0;
   /** Half-open connections released at the half-open timeout (also counted in flowsExpired). */

@@ -201,7 +201,7 @@ export abstract class SouthJudge extends SouthStableAcks {
     }
     if (acked <= flow.stable) return FORWARD;
     if (len === 0 && !fin) return DropReason.SERVER_OUT_OF_WINDOW;
-    this.rewriteAck(buf, p.l4Off, flow, flow.stable, acked + p.window * 2 ** flow.serverWscale);
+    this.rewriteAck(buf, p, flow, flow.stable, acked + p.window * 2 ** flow.serverWscale);
     return FORWARD;
   }
 
@@ -293,6 +293,23 @@ export abstract class SouthJudge extends SouthStableAcks {
       if (ts >= 0) flow.lastTsToClient = ts as Seq;
     }
     return -1;
+  }
+
+  /**
+   * A server segment of an adopted connection the gateway's adoption gate watches (`flow.gate`):
+   * the gate drops it while the server's incarnation is unknown, and takes a RST on probation as
+   * the word of a server process that does not know the connection (it is rebuilt). So a RST is
+   * judged first, as the client would (RFC 5961 §3.2: at its rcv_nxt, [cliAcked, sndMax]): one
+   * that fails, or that comes before the client's side is learnt (its rcv_nxt unknown: a kernel
+   * resets only in answer to a segment, and the client's reach the server through here first), is
+   * dropped and counted (SERVER_RST_OUT_OF_WINDOW): a spoofed or stale RST forces no rebuild.
+   */
+  protected gatedServer(flow: Flow, p: PacketInfo): WrapperVerdict | -1 {
+    if (p.flags & TCP_RST && (flow.adopting & ADOPT_CLIENT || !flow.serverRstOk(flow.outOffset(p.seq)))) {
+      this.stats.serverRstIgnored++;
+      return DropReason.SERVER_RST_OUT_OF_WINDOW;
+    }
+    return this.events.gated(flow, p, false);
   }
 
   private unchecked(): WrapperVerdict {

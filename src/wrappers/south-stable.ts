@@ -8,10 +8,11 @@
  */
 import type { Flow } from '../flow/flow.js';
 import type { Service } from '../flow/table.js';
-import { seqAdd } from '../wire/seq.js';
-import { TCP_FIN, TCP_PSH, TCP_OFF_SEQ, TCP_OFF_ACK, TCP_OFF_FLAGS, TCP_OFF_WINDOW } from '../wire/tcp.js';
+import { seqAdd, type Seq } from '../wire/seq.js';
+import { TCP_FIN, TCP_PSH, TCP_MIN_HEADER, TCP_OFF_SEQ, TCP_OFF_ACK, TCP_OFF_FLAGS, TCP_OFF_WINDOW, tcpHeaderLen } from '../wire/tcp.js';
 import { IPV4_OFF_TOTAL_LENGTH } from '../wire/ipv4.js';
-import { tcpSetAck, tcpSetWindow } from '../wire/rewrite.js';
+import { tcpDropSackBelow, tcpDropSackBetween, tcpSetAck, tcpSetWindow } from '../wire/rewrite.js';
+import { TcpOptions, parseTcpOptions } from '../wire/tcp-options.js';
 import { fillIpv4HeaderChecksum, fillTcpChecksum } from '../wire/checksum.js';
 import { windowField } from '../wire/window.js';
 import { EMIT_HEADROOM, emitCopy, emitScratch } from '../wire/headroom.js';
@@ -25,6 +26,7 @@ export abstract class SouthStableAcks extends SouthFlows {
   /** Set while a held FIN/RST is processed again after an 'alive' verdict. */
   protected releasing = false;
   private readonly relInfo = new PacketInfo();
+  private readonly sackOpts = new TcpOptions();
 
   /** The per-packet entry (south.ts), which a released FIN/RST goes through again. */
   abstract fromServer(svc: Service, buf: Buffer, p: PacketInfo): WrapperVerdict;
@@ -51,10 +53,30 @@ export abstract class SouthStableAcks extends SouthFlows {
     }
   }
 
-  /** Sets the ack of the TCP segment at l4Off to in-stream offset `ackOff`, keeping the right edge. */
-  protected rewriteAck(buf: Buffer, l4Off: number, flow: Flow, ackOff: number, rightEdge: number): void {
-    tcpSetAck(buf, l4Off, flow.inSeq(ackOff));
-    tcpSetWindow(buf, l4Off, windowField(rightEdge, ackOff, flow.serverWscale));
+  /**
+   * Lowers the ack of server segment `p` (its own: `p.ack`) to in-stream offset `ackOff`, keeping
+   * the right edge, and takes out the SACK blocks between the two (sackAbove).
+   */
+  protected rewriteAck(buf: Buffer, p: PacketInfo, flow: Flow, ackOff: number, rightEdge: number): void {
+    tcpSetAck(buf, p.l4Off, flow.inSeq(ackOff));
+    tcpSetWindow(buf, p.l4Off, windowField(rightEdge, ackOff, flow.serverWscale));
+    if (flow.sackOk && p.optLen > 0) this.sackAbove(buf, p.l4Off, p.optOff, p.optLen, flow.inSeq(ackOff), p.ack);
+  }
+
+  /**
+   * The server acked `serverAck`, the client is shown `shown` (below it): a SACK block of the
+   * server's ending in (shown, serverAck] goes. The server reports there the duplicates it got
+   * below its own ack (RFC 2883); the client, acked only to `shown`, would read them as bytes the
+   * server holds out of order (RFC 2018), and resend them only at its retransmission timeout,
+   * although the log lacks them (that is why its ack is lowered). Without them it resends the
+   * bytes from `shown` at once (its duplicate acks, RACK). Blocks above the server's ack (its
+   * out-of-order bytes, which the gateway forwarded and logged) stay; so does a D-SACK below
+   * `shown`, which the client reads as the server does. The checksum follows (wire/rewrite.ts).
+   */
+  private sackAbove(buf: Buffer, tcpOff: number, optOff: number, optLen: number, shown: Seq, serverAck: Seq): void {
+    const o = this.sackOpts;
+    if (!parseTcpOptions(buf, optOff, optLen, o) || o.sackOff < 0) return;
+    this.stats.sacksAboveStableRemoved += tcpDropSackBetween(buf, tcpOff, optOff, optLen, o.sackOff, o.sackCount, shown, serverAck);
   }
 
   // ---- stability upcall ------------------------------------------------------------
@@ -110,11 +132,29 @@ export abstract class SouthStableAcks extends SouthFlows {
     for (let i = 0; i < flow.heldLen; i++) out[o + i] = held[i]!;
     out.writeUInt32BE(flow.inSeq(ackOff), o + ipHdr + TCP_OFF_ACK);
     out.writeUInt16BE(windowField(rightEdge, ackOff, flow.serverWscale), o + ipHdr + TCP_OFF_WINDOW);
+    const optLen = tcpHeaderLen(out, o + ipHdr) - TCP_MIN_HEADER;
+    if (flow.sackOk && optLen > 0 && ackOff < flow.heldAck) {
+      // Released short of the server's ack: its SACK blocks in between go (sackAbove).
+      this.sackAbove(out, o + ipHdr, o + ipHdr + TCP_MIN_HEADER, optLen, flow.inSeq(ackOff), flow.inSeq(flow.heldAck));
+    }
     fillTcpChecksum(out, o);
+    if (flow.sackOk && optLen > 0 && ackOff < flow.heldAck) this.sackSent(held, ipHdr, optLen, flow.inSeq(ackOff));
     flow.complete = ackOff;
     if (ackOff >= flow.heldAck) flow.held = null;
     this.stats.heldReleased++;
     this.emit(out, o, flow.heldLen);
+  }
+
+  /**
+   * The held template goes out again at the next advance of `stable`: the blocks at or below the
+   * ack just sent (D-SACKs the client has now) are taken out of it. The server reported each
+   * duplicate once, and a client counts every report (Linux: each D-SACK lowers undo_retrans,
+   * and at zero its loss recovery is undone as spurious).
+   */
+  private sackSent(held: Buffer, ipHdr: number, optLen: number, sent: Seq): void {
+    const so = this.sackOpts;
+    const optOff = ipHdr + TCP_MIN_HEADER;
+    if (parseTcpOptions(held, optOff, optLen, so) && so.sackOff >= 0) tcpDropSackBelow(held, ipHdr, optOff, optLen, so.sackOff, so.sackCount, sent);
   }
 
   /**

@@ -6,7 +6,8 @@
  *              log.open(metadata); data → log (bytes not yet stable); FIN → log its offset
  *   client ◀── fromServer: SYN-ACK (acking the client's ISN+1) → SYN_ACKED, its ISN and options
  *              recorded; ACK beyond `stable` → lowered (segment
- *              carries data or FIN; the window's right edge is kept) or held (pure ACK);
+ *              carries data or FIN; the window's right edge is kept) or held (pure ACK),
+ *              its SACK blocks between the two acks removed;
  *   onStable:  the log reports more stability → the held ACK goes out, acking no more than
  *              `stable` (the latest server header: window, timestamps).
  *
@@ -43,8 +44,18 @@ export class SouthWrapper extends SouthJudge implements Wrapper {
   // ---- client → server -------------------------------------------------------------
 
   fromClient(svc: Service, buf: Buffer, p: PacketInfo): WrapperVerdict {
+    const found = this.table.get(svc, p.src, p.srcPort);
+    const v = this.clientSegment(svc, found, buf, p);
+    // An adopted connection whose server may have restarted meanwhile (the gateway's adoption
+    // gate): its bytes are logged as any, but nothing passes until that is known.
+    if (v !== FORWARD || found === undefined || found.gate === null) return v;
+    const g = this.events.gated(found, p, true);
+    return g === -1 ? FORWARD : g;
+  }
+
+  private clientSegment(svc: Service, found: Flow | undefined, buf: Buffer, p: PacketInfo): WrapperVerdict {
     const flags = p.flags;
-    let flow = this.table.get(svc, p.src, p.srcPort);
+    let flow = found;
     if (flags & TCP_SYN && !(flags & TCP_RST)) {
       // (A segment with both SYN and RST is a RST: its receiver checks RST first, RFC 793
       // §3.9, Linux tcp_validate_incoming; taken as a SYN it passed unjudged, fuzz finding.)
@@ -169,6 +180,11 @@ export class SouthWrapper extends SouthJudge implements Wrapper {
       this.stats.unknownFlowPackets++;
       return FORWARD;
     }
+    if (flow.gate !== null) {
+      // An adopted connection whose server may have restarted meanwhile: judged first (south-judge.ts).
+      const v = this.gatedServer(flow, p);
+      if (v !== -1) return v;
+    }
     if (!this.releasing && flow.state === 'CLOSED' && flow.finsAcked()) {
       // Over at the client's end: it acked the server's FIN and was acked its own. Whatever a
       // server sends now (a rebuilt incarnation's regenerated output, its SYN-ACK, a FIN
@@ -281,7 +297,7 @@ export class SouthWrapper extends SouthJudge implements Wrapper {
       // was held, and this one would wait for the next advance, which a gap in the log may
       // never bring while the client, told nothing, resends only what is below `stable`.)
       // Data or FIN must go now: lower its ack to `stable`, keep the window's right edge.
-      this.rewriteAck(buf, p.l4Off, flow, limit, rightEdge);
+      this.rewriteAck(buf, p, flow, limit, rightEdge);
       if (limit > flow.complete) flow.complete = limit;
       this.stats.acksLowered++;
       return FORWARD;

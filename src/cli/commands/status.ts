@@ -130,7 +130,7 @@ export function statusText(st: Record<string, any>): string {
     `half-open: ${st.halfOpen ?? 0}${st.flowLimits?.maxHalfOpen !== undefined ? ` of at most ${st.flowLimits.maxHalfOpen} (--max-half-open), timeout ${st.flowLimits.halfOpenTimeoutMs} ms` : ''}` +
       `; handshakes completed ${st.south.handshakesCompleted ?? 0}, half-open evicted ${st.south.halfOpenEvicted ?? 0}, expired ${st.south.halfOpenExpired ?? 0}, reset ${st.south.halfOpenReset ?? 0}`,
     `packets: ${st.stats.packets} (protected ${st.stats.protectedPackets}, unprotected tcp ${st.stats.unprotectedTcp}, dropped ${st.stats.dropped})`,
-    `south: logged ${st.south.bytesLogged} B, acks lowered ${st.south.acksLowered}, held ${st.south.acksHeld}, released ${st.south.heldReleased}`,
+    `south: logged ${st.south.bytesLogged} B, acks lowered ${st.south.acksLowered}, held ${st.south.acksHeld}, released ${st.south.heldReleased}, SACK blocks above stable removed ${st.south.sacksAboveStableRemoved ?? 0}`,
     `drops by reason: ${formatDrops(st.drops)}`,
   ];
   if (st.north) {

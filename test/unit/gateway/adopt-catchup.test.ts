@@ -105,6 +105,21 @@ describe('an adopted connection catching up: no stale echo or D-SACK of the serv
     expect(h.gw.south.stats).toMatchObject({ adoptStaleEchoes: 1, adoptDsacksRemoved: 1, adoptUnchecked: 0 });
   });
 
+  it('a D-SACK for resent bytes the log made stable before the server answered is removed too (the stable-ACK rule alone keeps it)', async () => {
+    const { h, c, s, staleEcr } = await killedWithBytesAtServer();
+    resend(h, c);
+    await h.settle();
+    h.stabilizeAll(); // a log faster than the server's round trip: stable reaches the server's ack first
+    await h.settle();
+    h.drain();
+    expect(h.flow().stable).toBe(IN0 + LOST);
+    // The server's ack is not lowered now, so no block lies between it and stable (south-stable.ts
+    // sackAbove); the D-SACK below it is the catch-up's to remove (rule 2).
+    const got = seen(c, h.send(dupAck(s, c, staleEcr, [[IN0 + LOST - 100, IN0 + LOST]])));
+    expect(got).toEqual([expect.objectContaining({ ack: IN0 + LOST, sack: [], csumOk: true })]);
+    expect(h.gw.south.stats).toMatchObject({ adoptDsacksRemoved: 1, sacksAboveStableRemoved: 0 });
+  });
+
   it('a SACK block above the ack is kept beside a removed D-SACK', async () => {
     const { h, c, s, staleEcr } = await killedWithBytesAtServer();
     resend(h, c);

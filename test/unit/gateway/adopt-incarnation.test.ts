@@ -191,6 +191,36 @@ describe('a restarted gateway checks each adopted connection against the server 
     expect(c.resets).toBe(0);
   });
 
+  it('on probation, only a RST the client would accept (at its rcv_nxt) rebuilds the connection: a spoofed or stale one is dropped, counted, and changes nothing', async () => {
+    const { h: h1, c } = await opened(new FakeOracle());
+    const { h, o } = await restart(h1);
+    Object.assign(o, { boot: BOOT, generation: 2, st: 'LISTENING' });
+    const flow = h.flow();
+    expect(flow.gate).not.toBeNull(); // the gate's state is the flow's
+    const rst = (seq: Seq): Buffer => seg({ fromClient: false, port: c.port, seq, flags: TCP_RST, window: 0 });
+    const rcvNxt = c.outSeq(c.rcvNxt);
+    // Before any client segment: the client's rcv_nxt is not known here, no RST can be judged.
+    expect(h.send(rst(rcvNxt))).toEqual([]);
+    const out = h.send(...c.write(300)); // decides: released on probation; the client side learnt
+    expect(toServerData(out)).toHaveLength(1);
+    expect(h.gw.snapshot().adoption).toMatchObject({ incarnation: { probation: 1 } });
+    expect(flow.gate).not.toBeNull();
+    // A RST past the client's rcv_nxt (blind, RFC 5961 §3), and one before it (stale).
+    for (const seq of [(rcvNxt + 50_000) >>> 0, (rcvNxt - 1) >>> 0]) expect(h.send(rst(seq as Seq))).toEqual([]);
+    await h.settle();
+    expect(h.drain().filter((x) => x.flags & TCP_SYN)).toEqual([]); // no rebuild began
+    expect(recOf(flow)).toBeNull();
+    expect(h.gw.snapshot().adoption).toMatchObject({ incarnation: { probation: 1, resetUnknown: 0 } });
+    expect(h.gw.south.stats.serverRstIgnored).toBe(3);
+    expect(h.gw.wrapperDrops.get(DropReason.SERVER_RST_OUT_OF_WINDOW)).toBe(3);
+    // The new server's kernel answers the client's bytes at its rcv_nxt: that one is the word.
+    const after = strayResets(h, out);
+    expect(after.find((x) => x.flags === TCP_SYN)?.seq).toBe(c.seq(-1));
+    expect(h.gw.snapshot().adoption).toMatchObject({ incarnation: { probation: 0, resetUnknown: 1 } });
+    expect(flow.gate).toBeNull();
+    expect(c.resets).toBe(0);
+  });
+
   it('a rebuilt connection is bound to the incarnation it was rebuilt into; a later one at the restart rebuilds it again', async () => {
     const { h: h1, o: o1, c } = await opened();
     h1.now += 10;

@@ -7,8 +7,8 @@ import {
   TCP_MIN_HEADER, TCP_OFF_ACK, TCP_OFF_CHECKSUM, TCP_OFF_DATA_OFFSET, TCP_OFF_DST_PORT, TCP_OFF_FLAGS, TCP_OFF_SEQ,
   TCP_OFF_SRC_PORT, TCP_OFF_URGENT, TCP_OFF_WINDOW, emitTcpPacket, fillIpv4HeaderChecksum, fillTcpChecksum,
   ipv4FragmentOffset, ipv4HeaderChecksumOk, ipv4HeaderLen, ipv4IsFragment, ipv4SetDst, ipv4SetSrc, ipv4Version,
-  parsePacket, parseTcpOptions, parseTcpPacket, readU16, readU32, seqAdd, seqLe, tcpChecksumOk, tcpFlagsString, tcpHeaderLen,
-  tcpDropSackBelow, tcpSetAck, tcpSetDstPort, tcpSetSeq, tcpSetSrcPort, tcpSetU32, tcpSetWindow, writeU16, writeU32, TCP_ACK, TCP_PSH,
+  parsePacket, parseTcpOptions, parseTcpPacket, readU16, readU32, seqAdd, seqLe, seqLt, tcpChecksumOk, tcpFlagsString, tcpHeaderLen,
+  tcpDropSackBelow, tcpDropSackBetween, tcpSetAck, tcpSetDstPort, tcpSetSeq, tcpSetSrcPort, tcpSetU32, tcpSetWindow, writeU16, writeU32, TCP_ACK, TCP_PSH,
 } from '../../../src/wire/index.js';
 import { arbTcpRepr } from './arbitraries.js';
 import type { Seq } from '../../../src/wire/seq.js';
@@ -92,6 +92,33 @@ describe('rewrite: in-place field changes keep both checksums exact', () => {
       for (let i = 0; i < o.sackCount; i++) got.push([readU32(p, o.sackOff + 8 * i), readU32(p, o.sackOff + 8 * i + 4)]);
       expect(got).toEqual(kept.map(([l, n]) => [l, (l + n) >>> 0]));
     }));
+  });
+
+  it('dropping the SACK blocks ending in (shown, ack] (an ack lowered to shown): the others kept in order, exact checksum, across the wrap', () => {
+    const leads = [[], [1], [1, 1], [1, 1, 1]];
+    const block = fc.tuple(fc.integer({ min: -3000, max: 3000 }), fc.integer({ min: 1, max: 1500 }));
+    // Blocks and both acks near a base anywhere on the circle, so that they straddle the wrap.
+    fc.assert(fc.property(arbTcpRepr, fc.constantFrom(...leads), fc.array(block, { minLength: 1, maxLength: 3 }), u32,
+      fc.integer({ min: -2000, max: 0 }), fc.integer({ min: 0, max: 2000 }), (r, lead, blocks, base, lo, hi) => {
+        const edges = blocks.map(([l, n]) => [(base + l) >>> 0, (base + l + n) >>> 0] as [number, number]);
+        const sack = [5, 2 + 8 * edges.length];
+        for (const [l, rr] of edges) {
+          const b = Buffer.alloc(8);
+          b.writeUInt32BE(l, 0);
+          b.writeUInt32BE(rr, 4);
+          sack.push(...b);
+        }
+        const { p, info, o } = withOptions(r, [...lead, ...sack]);
+        const shown = ((base + lo) >>> 0) as Seq;
+        const ack = ((base + hi) >>> 0) as Seq;
+        const gone = edges.filter(([, rr]) => seqLt(shown, rr as Seq) && seqLe(rr as Seq, ack));
+        expect(tcpDropSackBetween(p, 20, info.optOff, info.optLen, o.sackOff, o.sackCount, shown, ack)).toBe(gone.length);
+        expect([readU16(p, IPV4_OFF_CHECKSUM), readU16(p, 20 + TCP_OFF_CHECKSUM)]).toEqual(recomputed(p));
+        expect(parseTcpOptions(p, info.optOff, info.optLen, o)).toBe(true);
+        const got: number[][] = [];
+        for (let i = 0; i < o.sackCount; i++) got.push([readU32(p, o.sackOff + 8 * i), readU32(p, o.sackOff + 8 * i + 4)]);
+        expect(got).toEqual(edges.filter((e) => !gone.includes(e)));
+      }));
   });
 
   it('translating a real captured segment across the wrap (what a recovery does)', () => {
