@@ -76,15 +76,21 @@ export async function inspectLink(tun: string): Promise<KernelLink | null> {
 
 /** The kernel's view of a gateway's steering (`ip -N -j`: tables by number). */
 export async function inspectKernel(want: SteeringWant): Promise<KernelView> {
-  const rules = JSON.parse(await ip(['-N', '-j', 'rule', 'show'])) as KernelRule[];
-  let routes: KernelRoute[] = [];
-  try {
-    routes = JSON.parse((await ip(['-N', '-j', 'route', 'show', 'table', String(want.table)])) || '[]') as KernelRoute[];
-  } catch (err) {
-    // A table nothing was ever added to does not exist yet: no routes.
-    if (!/FIB table does not exist/.test((err as Error).message)) throw err;
-  }
-  return { rules, routes, link: await inspectLink(want.tun), netns: currentNetns() };
+  // The three queries at once: each is an `ip` process (20-50 ms on a loaded host), and a
+  // restarted gateway waits for them before it forwards (issue 14's restart aim).
+  const [rules, routes, link] = await Promise.all([
+    ip(['-N', '-j', 'rule', 'show']).then((out) => JSON.parse(out) as KernelRule[]),
+    ip(['-N', '-j', 'route', 'show', 'table', String(want.table)]).then(
+      (out) => JSON.parse(out || '[]') as KernelRoute[],
+      (err: unknown) => {
+        // A table nothing was ever added to does not exist yet: no routes.
+        if (!/FIB table does not exist/.test((err as Error).message)) throw err;
+        return [] as KernelRoute[];
+      },
+    ),
+    inspectLink(want.tun),
+  ]);
+  return { rules, routes, link, netns: currentNetns() };
 }
 
 type UndoStep = { what: string; args: string[] } | { what: string; fn: () => Promise<void> };
@@ -92,6 +98,8 @@ type UndoStep = { what: string; args: string[] } | { what: string; fn: () => Pro
 export class Steering {
   private readonly undo: UndoStep[] = [];
   private decision: SteeringDecision | null = null;
+  /** The kernel's steering as prepare() found it (apply() completes what it lacks). */
+  private view: KernelView | null = null;
   readonly file: string;
 
   constructor(private readonly opts: SteeringOptions, private readonly logger: Logger) {
@@ -107,17 +115,19 @@ export class Steering {
     if ((await sysctl('net.ipv4.ip_forward')) !== '1') {
       throw new FtcpError('FTCP_NO_FORWARDING', 'net.ipv4.ip_forward is 0: this host does not route (sysctl -w net.ipv4.ip_forward=1)');
     }
-    for (const ifname of steer) {
-      try {
-        await ip(['link', 'show', 'dev', ifname]);
-      } catch {
-        throw new FtcpError('FTCP_NO_INTERFACE', `--steer: no interface named '${ifname}'`);
-      }
-    }
+    // Every check at once (separate `ip` processes; see inspectKernel), the first missing
+    // interface named.
+    const [missing, kernel] = await Promise.all([
+      Promise.all(steer.map((ifname) => ip(['link', 'show', 'dev', ifname]).then(() => null, () => ifname))),
+      inspectKernel(this.opts),
+    ]);
+    const absent = missing.find((m) => m !== null);
+    if (absent !== undefined && absent !== null) throw new FtcpError('FTCP_NO_INTERFACE', `--steer: no interface named '${absent}'`);
     const downCommand = `ftcp gateway down --tun ${this.opts.tun}${this.opts.stateDir === DEFAULT_STATE_DIR ? '' : ` --state-dir ${this.opts.stateDir}`}`;
-    const d = decide(this.opts, await inspectKernel(this.opts), record, downCommand);
+    const d = decide(this.opts, kernel, record, downCommand);
     if (d.action === 'refuse') throw new FtcpError(d.code, d.message);
     this.decision = d;
+    this.view = kernel;
     return d;
   }
 
@@ -144,7 +154,10 @@ export class Steering {
         this.undo.push({ what: 'rp_filter', fn: () => setSysctl(RP_FILTER_ALL, all) });
         this.logger.warn({ previous: all }, `${RP_FILTER_ALL} set to 0 while the gateway's steering exists`);
       }
-      const kernel = await inspectKernel(this.opts);
+      // The rules and routes as prepare() saw them, moments ago: bringing the device up adds
+      // none, and one that was down had its routes taken with it, so they are added here.
+      // (Inspecting again cost a restarted gateway three more `ip` processes before it forwards.)
+      const kernel = this.view!;
       if (!kernel.routes.some((r) => isTunRoute(r, tun))) {
         await this.add('route', ['route', 'add', 'default', 'dev', tun, 'table', String(table)]);
       }
