@@ -70,15 +70,32 @@ export async function inspectLink(tun: string): Promise<KernelLink | null> {
   } catch {
     return null; // no such device
   }
-  const l = (JSON.parse(shown) as Array<{ flags?: string[]; linkinfo?: { info_kind?: string; info_data?: { persist?: boolean } } }>)[0];
-  return { kind: l?.linkinfo?.info_kind ?? null, persist: l?.linkinfo?.info_data?.persist === true, carrier: (l?.flags ?? []).includes('LOWER_UP') };
+  const l = (JSON.parse(shown) as ShownLink[])[0];
+  return l === undefined ? null : linkOf(l);
+}
+
+/** One interface as `ip -d -j link show` prints it (the fields read here). */
+interface ShownLink {
+  ifname?: string;
+  flags?: string[];
+  mtu?: number;
+  txqlen?: number;
+  linkinfo?: { info_kind?: string; info_data?: { persist?: boolean } };
+}
+
+function linkOf(l: ShownLink): KernelLink {
+  const flags = l.flags ?? [];
+  return {
+    kind: l.linkinfo?.info_kind ?? null, persist: l.linkinfo?.info_data?.persist === true, carrier: flags.includes('LOWER_UP'),
+    up: flags.includes('UP'), mtu: l.mtu, txqlen: l.txqlen,
+  };
 }
 
 /** The kernel's view of a gateway's steering (`ip -N -j`: tables by number). */
 export async function inspectKernel(want: SteeringWant): Promise<KernelView> {
   // The three queries at once: each is an `ip` process (20-50 ms on a loaded host), and a
   // restarted gateway waits for them before it forwards (issue 14's restart aim).
-  const [rules, routes, link] = await Promise.all([
+  const [rules, routes, links] = await Promise.all([
     ip(['-N', '-j', 'rule', 'show']).then((out) => JSON.parse(out) as KernelRule[]),
     ip(['-N', '-j', 'route', 'show', 'table', String(want.table)]).then(
       (out) => JSON.parse(out || '[]') as KernelRoute[],
@@ -88,9 +105,11 @@ export async function inspectKernel(want: SteeringWant): Promise<KernelView> {
         return [] as KernelRoute[];
       },
     ),
-    inspectLink(want.tun),
+    // Every interface in one list: the TUN, and the steered ones prepare() checks.
+    ip(['-d', '-j', 'link', 'show']).then((out) => JSON.parse(out || '[]') as ShownLink[]),
   ]);
-  return { rules, routes, link, netns: currentNetns() };
+  const tun = links.find((l) => l.ifname === want.tun);
+  return { rules, routes, link: tun === undefined ? null : linkOf(tun), interfaces: links.flatMap((l) => (l.ifname === undefined ? [] : [l.ifname])), netns: currentNetns() };
 }
 
 type UndoStep = { what: string; args: string[] } | { what: string; fn: () => Promise<void> };
@@ -115,14 +134,9 @@ export class Steering {
     if ((await sysctl('net.ipv4.ip_forward')) !== '1') {
       throw new FtcpError('FTCP_NO_FORWARDING', 'net.ipv4.ip_forward is 0: this host does not route (sysctl -w net.ipv4.ip_forward=1)');
     }
-    // Every check at once (separate `ip` processes; see inspectKernel), the first missing
-    // interface named.
-    const [missing, kernel] = await Promise.all([
-      Promise.all(steer.map((ifname) => ip(['link', 'show', 'dev', ifname]).then(() => null, () => ifname))),
-      inspectKernel(this.opts),
-    ]);
-    const absent = missing.find((m) => m !== null);
-    if (absent !== undefined && absent !== null) throw new FtcpError('FTCP_NO_INTERFACE', `--steer: no interface named '${absent}'`);
+    const kernel = await inspectKernel(this.opts);
+    const absent = steer.find((ifname) => !(kernel.interfaces ?? []).includes(ifname));
+    if (absent !== undefined) throw new FtcpError('FTCP_NO_INTERFACE', `--steer: no interface named '${absent}'`);
     const downCommand = `ftcp gateway down --tun ${this.opts.tun}${this.opts.stateDir === DEFAULT_STATE_DIR ? '' : ` --state-dir ${this.opts.stateDir}`}`;
     const d = decide(this.opts, kernel, record, downCommand);
     if (d.action === 'refuse') throw new FtcpError(d.code, d.message);
@@ -142,8 +156,14 @@ export class Steering {
     const { tun, steer, table, mtu } = this.opts;
     const creating = d.action === 'create';
     try {
-      // The kernel's default of 500 overflows at line rate while JavaScript runs a batch.
-      await ip(['link', 'set', 'dev', tun, 'mtu', String(mtu), 'txqueuelen', String(this.opts.txQueueLen ?? 4096), 'up']);
+      // The kernel's default of 500 overflows at line rate while JavaScript runs a batch. A
+      // device reused as an earlier gateway left it (up, this MTU and queue) needs no `ip`
+      // process, one less before a restarted gateway forwards.
+      const txqlen = this.opts.txQueueLen ?? 4096;
+      const l = this.view!.link;
+      if (creating || l === null || l.up !== true || l.mtu !== mtu || l.txqlen !== txqlen) {
+        await ip(['link', 'set', 'dev', tun, 'mtu', String(mtu), 'txqueuelen', String(txqlen), 'up']);
+      }
       await setSysctl(`net.ipv4.conf.${tun}.rp_filter`, '0');
       let rpFilterAll = d.action === 'reuse' && d.record !== null ? d.record.rpFilterAll : null;
       const all = await sysctl(RP_FILTER_ALL);

@@ -62,21 +62,28 @@ const RULES_OURS = '[{"priority":0,"src":"all","table":"255"},{"priority":1000,"
   '{"priority":1001,"src":"all","iif":"gs0","table":"100"},{"priority":1002,"src":"all","iif":"lo","ipproto":"ipproto-1","table":"100"},' +
   '{"priority":32766,"src":"all","table":"254"},{"priority":32767,"src":"all","table":"253"}]';
 const ROUTES_OURS = '[{"dst":"default","dev":"ftcp0","scope":"link","flags":["linkdown"]},{"type":"6","dst":"default","metric":4294967295,"flags":[]}]';
-const DEAD_TUN = '[{"ifname":"ftcp0","flags":["POINTOPOINT","NOARP","UP"],"linkinfo":{"info_kind":"tun","info_data":{"persist":true}}}]';
+/** `ip -d -j link show` (trimmed to the fields read): lo, the steered veths, and a TUN a killed gateway left (up, MTU 1500, queue 4096, no carrier). */
+function links(opts: { tun: boolean; mtu?: number; without?: string }): string {
+  const l = [
+    { ifindex: 1, ifname: 'lo', flags: ['LOOPBACK', 'UP', 'LOWER_UP'], mtu: 65536, txqlen: 1000 },
+    { ifindex: 2, ifname: 'gc0', flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'], mtu: 1500, txqlen: 1000, linkinfo: { info_kind: 'veth' } },
+    { ifindex: 3, ifname: 'gs0', flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'], mtu: 1500, txqlen: 1000, linkinfo: { info_kind: 'veth' } },
+    ...(opts.tun ? [{ ifindex: 9, ifname: 'ftcp0', flags: ['POINTOPOINT', 'MULTICAST', 'NOARP', 'UP'], mtu: opts.mtu ?? 1500, txqlen: 4096, linkinfo: { info_kind: 'tun', info_data: { type: 'tun', pi: false, vnet_hdr: true, multi_queue: false, persist: true } } }] : []),
+  ];
+  return JSON.stringify(l.filter((x) => x.ifname !== opts.without));
+}
 
 /** The kernel a killed gateway left (or none of it), as `ip` prints it. */
-function kernel(left: boolean, missingIf: string | null = null) {
+function kernel(left: boolean, opts: { mtu?: number; without?: string } = {}) {
   return (args: string[]): string | Error => {
     const a = args.join(' ');
     if (a === '-N -j rule show') return left ? RULES_OURS : RULES_BASE;
     if (a === '-N -j route show table 100') return left ? ROUTES_OURS : new Error('Error: ipv4: FIB table does not exist.');
-    if (a === '-d -j link show dev ftcp0') return left ? DEAD_TUN : new Error('Device "ftcp0" does not exist.');
-    if (a.startsWith('link show dev ')) return args[3] === missingIf ? new Error(`Device "${missingIf}" does not exist.`) : '';
+    if (a === '-d -j link show') return links({ tun: left, ...opts });
+    if (a.includes('show')) return new Error(`unexpected query: ip ${a}`);
     return ''; // a change (link set, route add, rule add): done
   };
 }
-
-const isQuery = (args: string[]) => args.includes('show');
 
 let dir: string;
 beforeEach(async () => {
@@ -102,31 +109,37 @@ function left(): SteeringRecord {
 }
 
 describe('Steering at a start', () => {
-  it('prepare asks every query at once: the steered interfaces, the rules, the routes and the device (one wait, not five)', async () => {
+  it('prepare asks its three queries at once: the rules, the routes, every interface (one wait, not five in a row)', async () => {
     fake.answer = kernel(true);
     fake.hold = true;
     const s = steering();
     const prepared = s.prepare(left());
     // Let prepare run as far as it can without an answer.
     for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
-    expect(fake.calls.map((c) => c.join(' ')).sort()).toEqual([
-      '-N -j route show table 100', '-N -j rule show', '-d -j link show dev ftcp0', 'link show dev gc0', 'link show dev gs0',
-    ]);
+    expect(fake.calls.map((c) => c.join(' ')).sort()).toEqual(['-N -j route show table 100', '-N -j rule show', '-d -j link show']);
     fake.hold = false;
     for (const go of fake.held.splice(0)) go();
     expect(await prepared).toMatchObject({ action: 'reuse', found: { record: true, device: true, route: true, blackhole: true, rules: 3 } });
   });
 
-  it('apply on a reuse inspects nothing again and adds nothing: the device brought up, the record written (starts + 1)', async () => {
+  it('apply on a reuse of a device left as configured runs no ip process at all: the record written (starts + 1)', async () => {
     fake.answer = kernel(true);
     const s = steering();
     await s.prepare(left());
     const before = fake.calls.length;
     const record = await s.apply(5151);
-    const applied = fake.calls.slice(before);
-    expect(applied.filter(isQuery)).toEqual([]);
-    expect(applied.map((c) => c.slice(0, 2).join(' '))).toEqual(['link set']);
+    expect(fake.calls.slice(before)).toEqual([]);
     expect(record).toMatchObject({ pid: 5151, starts: 4, createdAt: '2026-12-05T10:00:00.000Z' });
+    expect(fake.sysctl.get('/proc/sys/net/ipv4/conf/ftcp0/rp_filter')).toBe('0');
+  });
+
+  it('apply on a reuse of a device with another MTU sets it (and nothing else)', async () => {
+    fake.answer = kernel(true, { mtu: 9000 });
+    const s = steering();
+    await s.prepare(left());
+    const before = fake.calls.length;
+    await s.apply(5151);
+    expect(fake.calls.slice(before).map((c) => c.join(' '))).toEqual(['link set dev ftcp0 mtu 1500 txqueuelen 4096 up']);
   });
 
   it('apply on a create completes from prepare\'s view: the TUN route, the blackhole and the three rules', async () => {
@@ -137,6 +150,7 @@ describe('Steering at a start', () => {
     const record = await s.apply(5151);
     const applied = fake.calls.slice(before).map((c) => c.join(' '));
     expect(applied.filter((a) => a.includes('show'))).toEqual([]);
+    expect(applied[0]).toBe('link set dev ftcp0 mtu 1500 txqueuelen 4096 up');
     expect(applied.filter((a) => a.startsWith('route add'))).toEqual([
       'route add default dev ftcp0 table 100', 'route add blackhole default table 100 metric 4294967295',
     ]);
@@ -145,7 +159,7 @@ describe('Steering at a start', () => {
   });
 
   it('prepare names a steered interface that does not exist', async () => {
-    fake.answer = kernel(true, 'gs0');
+    fake.answer = kernel(true, { without: 'gs0' });
     await expect(steering().prepare(left())).rejects.toMatchObject({ code: 'FTCP_NO_INTERFACE', message: "--steer: no interface named 'gs0'" });
   });
 });
