@@ -87,6 +87,10 @@ export interface KernelLink {
   persist: boolean;
   /** A process has it open (LOWER_UP). */
   carrier: boolean;
+  /** Administratively up, and its MTU and queue length (what a start sets; unknown: absent). */
+  up?: boolean;
+  mtu?: number;
+  txqlen?: number;
 }
 
 export interface KernelView {
@@ -94,6 +98,8 @@ export interface KernelView {
   /** Routes of `want.table`. */
   routes: KernelRoute[];
   link: KernelLink | null;
+  /** Every interface's name (the steered ones must be among them; absent: not listed). */
+  interfaces?: readonly string[];
   /** Our network namespace (same form as SteeringRecord.netns). */
   netns: string;
 }

@@ -70,21 +70,46 @@ export async function inspectLink(tun: string): Promise<KernelLink | null> {
   } catch {
     return null; // no such device
   }
-  const l = (JSON.parse(shown) as Array<{ flags?: string[]; linkinfo?: { info_kind?: string; info_data?: { persist?: boolean } } }>)[0];
-  return { kind: l?.linkinfo?.info_kind ?? null, persist: l?.linkinfo?.info_data?.persist === true, carrier: (l?.flags ?? []).includes('LOWER_UP') };
+  const l = (JSON.parse(shown) as ShownLink[])[0];
+  return l === undefined ? null : linkOf(l);
+}
+
+/** One interface as `ip -d -j link show` prints it (the fields read here). */
+interface ShownLink {
+  ifname?: string;
+  flags?: string[];
+  mtu?: number;
+  txqlen?: number;
+  linkinfo?: { info_kind?: string; info_data?: { persist?: boolean } };
+}
+
+function linkOf(l: ShownLink): KernelLink {
+  const flags = l.flags ?? [];
+  return {
+    kind: l.linkinfo?.info_kind ?? null, persist: l.linkinfo?.info_data?.persist === true, carrier: flags.includes('LOWER_UP'),
+    up: flags.includes('UP'), mtu: l.mtu, txqlen: l.txqlen,
+  };
 }
 
 /** The kernel's view of a gateway's steering (`ip -N -j`: tables by number). */
 export async function inspectKernel(want: SteeringWant): Promise<KernelView> {
-  const rules = JSON.parse(await ip(['-N', '-j', 'rule', 'show'])) as KernelRule[];
-  let routes: KernelRoute[] = [];
-  try {
-    routes = JSON.parse((await ip(['-N', '-j', 'route', 'show', 'table', String(want.table)])) || '[]') as KernelRoute[];
-  } catch (err) {
-    // A table nothing was ever added to does not exist yet: no routes.
-    if (!/FIB table does not exist/.test((err as Error).message)) throw err;
-  }
-  return { rules, routes, link: await inspectLink(want.tun), netns: currentNetns() };
+  // The three queries at once: each is an `ip` process (20-50 ms on a loaded host), and a
+  // restarted gateway waits for them before it forwards (issue 14's restart aim).
+  const [rules, routes, links] = await Promise.all([
+    ip(['-N', '-j', 'rule', 'show']).then((out) => JSON.parse(out) as KernelRule[]),
+    ip(['-N', '-j', 'route', 'show', 'table', String(want.table)]).then(
+      (out) => JSON.parse(out || '[]') as KernelRoute[],
+      (err: unknown) => {
+        // A table nothing was ever added to does not exist yet: no routes.
+        if (!/FIB table does not exist/.test((err as Error).message)) throw err;
+        return [] as KernelRoute[];
+      },
+    ),
+    // Every interface in one list: the TUN, and the steered ones prepare() checks.
+    ip(['-d', '-j', 'link', 'show']).then((out) => JSON.parse(out || '[]') as ShownLink[]),
+  ]);
+  const tun = links.find((l) => l.ifname === want.tun);
+  return { rules, routes, link: tun === undefined ? null : linkOf(tun), interfaces: links.flatMap((l) => (l.ifname === undefined ? [] : [l.ifname])), netns: currentNetns() };
 }
 
 type UndoStep = { what: string; args: string[] } | { what: string; fn: () => Promise<void> };
@@ -92,6 +117,8 @@ type UndoStep = { what: string; args: string[] } | { what: string; fn: () => Pro
 export class Steering {
   private readonly undo: UndoStep[] = [];
   private decision: SteeringDecision | null = null;
+  /** The kernel's steering as prepare() found it (apply() completes what it lacks). */
+  private view: KernelView | null = null;
   readonly file: string;
 
   constructor(private readonly opts: SteeringOptions, private readonly logger: Logger) {
@@ -107,17 +134,14 @@ export class Steering {
     if ((await sysctl('net.ipv4.ip_forward')) !== '1') {
       throw new FtcpError('FTCP_NO_FORWARDING', 'net.ipv4.ip_forward is 0: this host does not route (sysctl -w net.ipv4.ip_forward=1)');
     }
-    for (const ifname of steer) {
-      try {
-        await ip(['link', 'show', 'dev', ifname]);
-      } catch {
-        throw new FtcpError('FTCP_NO_INTERFACE', `--steer: no interface named '${ifname}'`);
-      }
-    }
+    const kernel = await inspectKernel(this.opts);
+    const absent = steer.find((ifname) => !(kernel.interfaces ?? []).includes(ifname));
+    if (absent !== undefined) throw new FtcpError('FTCP_NO_INTERFACE', `--steer: no interface named '${absent}'`);
     const downCommand = `ftcp gateway down --tun ${this.opts.tun}${this.opts.stateDir === DEFAULT_STATE_DIR ? '' : ` --state-dir ${this.opts.stateDir}`}`;
-    const d = decide(this.opts, await inspectKernel(this.opts), record, downCommand);
+    const d = decide(this.opts, kernel, record, downCommand);
     if (d.action === 'refuse') throw new FtcpError(d.code, d.message);
     this.decision = d;
+    this.view = kernel;
     return d;
   }
 
@@ -132,8 +156,14 @@ export class Steering {
     const { tun, steer, table, mtu } = this.opts;
     const creating = d.action === 'create';
     try {
-      // The kernel's default of 500 overflows at line rate while JavaScript runs a batch.
-      await ip(['link', 'set', 'dev', tun, 'mtu', String(mtu), 'txqueuelen', String(this.opts.txQueueLen ?? 4096), 'up']);
+      // The kernel's default of 500 overflows at line rate while JavaScript runs a batch. A
+      // device reused as an earlier gateway left it (up, this MTU and queue) needs no `ip`
+      // process, one less before a restarted gateway forwards.
+      const txqlen = this.opts.txQueueLen ?? 4096;
+      const l = this.view!.link;
+      if (creating || l === null || l.up !== true || l.mtu !== mtu || l.txqlen !== txqlen) {
+        await ip(['link', 'set', 'dev', tun, 'mtu', String(mtu), 'txqueuelen', String(txqlen), 'up']);
+      }
       await setSysctl(`net.ipv4.conf.${tun}.rp_filter`, '0');
       let rpFilterAll = d.action === 'reuse' && d.record !== null ? d.record.rpFilterAll : null;
       const all = await sysctl(RP_FILTER_ALL);
@@ -144,7 +174,10 @@ export class Steering {
         this.undo.push({ what: 'rp_filter', fn: () => setSysctl(RP_FILTER_ALL, all) });
         this.logger.warn({ previous: all }, `${RP_FILTER_ALL} set to 0 while the gateway's steering exists`);
       }
-      const kernel = await inspectKernel(this.opts);
+      // The rules and routes as prepare() saw them, moments ago: bringing the device up adds
+      // none, and one that was down had its routes taken with it, so they are added here.
+      // (Inspecting again cost a restarted gateway three more `ip` processes before it forwards.)
+      const kernel = this.view!;
       if (!kernel.routes.some((r) => isTunRoute(r, tun))) {
         await this.add('route', ['route', 'add', 'default', 'dev', tun, 'table', String(table)]);
       }

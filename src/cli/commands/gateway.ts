@@ -21,27 +21,45 @@
  * log that another host shares (a log server) makes sense for it.
  */
 import { writeFile, rm } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
 import { parseCli, parseHostPort, parseNumberFlag, parseSizeOrShareFlag } from '../args.js';
 import { UsageError, FtcpError } from '../../util/errors.js';
 import { parseDivergence } from '../../divergence/policy.js';
 import { logger } from '../../util/logger.js';
 import { ipToU32 } from '../../wire/addr.js';
-import { LinuxTun } from '../../tun/linux.js';
-import { Gateway } from '../../gateway/gateway.js';
+import type { LinuxTun } from '../../tun/linux.js';
+import type { Gateway } from '../../gateway/gateway.js';
 import { Steering, removeSteering } from '../../gateway/steering.js';
 import { DEFAULT_STATE_DIR, readRecord, type SteeringRecord } from '../../gateway/steering-state.js';
 import { requireTun } from './gateway-down.js';
 import { startControl, loadControlToken, controlExposure, CONTROL_DEFAULT_ADDR, CONTROL_LIMITS } from '../../gateway/control.js';
 import { parseControlFlag } from './status.js';
-import { createLog, type CreateLogOptions } from '../../log/index.js';
-import { defaultMemoryBounds, usableMemory } from '../../log/memory.js';
+import type { CreateLogOptions } from '../../log/index.js';
 import { realtimeNs } from '../../tun/native.js';
 import { u32ToIp } from '../../wire/addr.js';
 import type { Flow } from '../../flow/flow.js';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { LivenessOracle } from '../../supervisor/oracle.js';
+import type { LivenessOracle } from '../../supervisor/oracle.js';
 import { loadKey, DEV_KEY } from '../../link/key.js';
 import { Standby, STANDBY_REFRESH_MS } from '../../gateway/standby.js';
+
+/**
+ * The modules a start needs only once the kernel's steering has been inspected: the log's
+ * stores (LMDB, the link), the gateway's pipeline, the TUN, the liveness oracle, ~100 ms of
+ * compiling on a loaded host. Imported while Steering.prepare waits for its `ip` processes,
+ * so that a restarted gateway (issue 14 item 5: kill -9 to data flowing again) pays the
+ * larger of the two, not their sum.
+ */
+async function loadStartModules() {
+  const [log, memory, tun, gateway, oracle] = await Promise.all([
+    import('../../log/index.js'), import('../../log/memory.js'), import('../../tun/linux.js'),
+    import('../../gateway/gateway.js'), import('../../supervisor/oracle.js'),
+  ]);
+  return {
+    createLog: log.createLog, defaultMemoryBounds: memory.defaultMemoryBounds, usableMemory: memory.usableMemory,
+    LinuxTun: tun.LinuxTun, Gateway: gateway.Gateway, LivenessOracle: oracle.LivenessOracle,
+  };
+}
 
 /**
  * Writes one line per stable-point advance, stamped with CLOCK_REALTIME (the capture clock).
@@ -194,6 +212,9 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return 0;
   }
+  // Started before anything waits (see loadStartModules); awaited once the steering is being inspected.
+  const modules = loadStartModules();
+  modules.catch(() => {}); // a usage error below returns first; the rejection is seen where it is awaited
   const tunName = requireTun(values.tun);
   if (!values.protect) throw new UsageError('--protect <ip:port>[,…] is required');
   const services = values.protect.split(',').map((s) => {
@@ -239,7 +260,18 @@ export async function run(argv: string[]): Promise<number> {
   const takeoverOnAddress = values['takeover-on-address'] === undefined ? [] : parseAddressList(values['takeover-on-address'], '--takeover-on-address');
   const logOptions: CreateLogOptions = values['log-key-file'] ? { keyFile: values['log-key-file'] } : {};
   const logSpec = values.log!.trim();
-  if (logSpec === 'embedded' || logSpec === 'embedded:memory') {
+  const memoryLog = logSpec === 'embedded' || logSpec === 'embedded:memory';
+  if (!memoryLog && (values['log-budget'] !== undefined || values['log-conn-bound'] !== undefined)) {
+    throw new UsageError(`--log-budget and --log-conn-bound bound the memory log (--log embedded[:memory]), not '${logSpec}'`);
+  }
+  // Decide before opening the TUN: the open creates the device and takes its carrier up. The
+  // kernel is inspected (`ip` processes) while the modules load.
+  const steering = new Steering({ tun: tunName, steer, table, pref: 1000, mtu, stateDir: values['state-dir']! }, logger);
+  const prepared = readRecord(steering.file).then((r) => steering.prepare(r));
+  prepared.catch(() => {}); // awaited below, after the log is created (a failed prepare shuts it down)
+  const { createLog, defaultMemoryBounds, usableMemory, LinuxTun, Gateway, LivenessOracle } = await modules;
+  const loadedAt = performance.now();
+  if (memoryLog) {
     // The memory log is bounded: a budget and a per-connection bound (see --help).
     const dflt = defaultMemoryBounds();
     const budget = values['log-budget'] === undefined ? dflt.maxBytes : parseSizeOrShareFlag(values['log-budget'], '--log-budget', 2 ** 20, usableMemory());
@@ -249,8 +281,6 @@ export async function run(argv: string[]): Promise<number> {
     logOptions.maxBytes = budget;
     logOptions.maxBytesPerConn = perConn;
     logger.info({ budget, perConnection: perConn, policy: 'unprotect' }, 'memory log bounds');
-  } else if (values['log-budget'] !== undefined || values['log-conn-bound'] !== undefined) {
-    throw new UsageError(`--log-budget and --log-conn-bound bound the memory log (--log embedded[:memory]), not '${logSpec}'`);
   }
   let log;
   try {
@@ -259,9 +289,7 @@ export async function run(argv: string[]): Promise<number> {
     if (err instanceof FtcpError && err.code === 'FTCP_BAD_LOG_SPEC') throw new UsageError(err.message);
     throw err;
   }
-  // Decide before opening the TUN: the open creates the device and takes its carrier up.
-  const steering = new Steering({ tun: tunName, steer, table, pref: 1000, mtu, stateDir: values['state-dir']! }, logger);
-  const decision = await steering.prepare(await readRecord(steering.file)).catch(async (err: unknown) => {
+  const decision = await prepared.catch(async (err: unknown) => {
     await log.shutdown().catch(() => {});
     throw err;
   });
@@ -280,6 +308,9 @@ export async function run(argv: string[]): Promise<number> {
   let sb: Standby | null = null;
   const tracer = values['stability-trace'] ? stabilityTracer(values['stability-trace']) : null;
   let stopping = false;
+  let applied: Promise<SteeringRecord> | null = null;
+  let adoptedAt = 0;
+  let steeredAt = 0;
   const closeAll = async () => {
     sb?.stop();
     gw?.stop();
@@ -291,7 +322,10 @@ export async function run(argv: string[]): Promise<number> {
   };
   try {
     tun.persist(true);
-    record = await steering.apply(process.pid);
+    // The steering's completion (an `ip` process at least) runs while the log's connections
+    // are adopted; no packet is read before gw.start(), after both.
+    applied = steering.apply(process.pid);
+    applied.catch(() => {}); // awaited below
     if (supervisor) {
       oracle = await LivenessOracle.listen(supervisor.addr, supervisor.port, key, {
         heartbeatMs, services: services.map((s) => `${u32ToIp(s.ip)}:${s.port}`), log: logger.child({ mod: 'oracle' }),
@@ -306,10 +340,6 @@ export async function run(argv: string[]): Promise<number> {
       oracle, crashPolicy, holdMs: 10 * heartbeatMs + 200, minGapMs: Math.min(25, heartbeatMs / 2), onLogFailure, mtu, checksums,
       north: { divergence, divergenceDeadlineMs: Math.round(divergenceDeadline * 1000) },
     });
-    gw.startState = {
-      action: decision.action === 'create' ? 'created' : 'reused', restarted: decision.action === 'reuse',
-      reusedState: decision.action === 'reuse' ? decision.found : null, starts: record.starts, stateFile: steering.file,
-    };
     if (tracer) gw.south.onStableAdvance = tracer.trace;
     // Adoption (issue 14): every open connection the log holds, before the first packet is
     // forwarded; a standby adopts at its takeover (standby.ts) and forwards none before.
@@ -320,6 +350,13 @@ export async function run(argv: string[]): Promise<number> {
     } else {
       await gw.adopt(); // (it traces each adopted connection's stable point: Gateway.adopt)
     }
+    adoptedAt = performance.now();
+    record = await applied;
+    gw.startState = {
+      action: decision.action === 'create' ? 'created' : 'reused', restarted: decision.action === 'reuse',
+      reusedState: decision.action === 'reuse' ? decision.found : null, starts: record.starts, stateFile: steering.file,
+    };
+    steeredAt = performance.now();
     gw.start();
     sb?.start();
     if (control) {
@@ -335,7 +372,9 @@ export async function run(argv: string[]): Promise<number> {
     }
   } catch (err) {
     // A failed start that created the steering takes it away again; one that found it leaves
-    // it (with the device), so the traffic it protects stays dropped, not forwarded.
+    // it (with the device), so the traffic it protects stays dropped, not forwarded. (A
+    // steering still being completed is waited for: the rollback undoes what it did.)
+    await applied?.catch(() => {});
     if (decision.action === 'create') {
       try { tun.persist(false); } catch (e) { logger.warn({ err: (e as Error).message }, 'could not make the TUN non-persistent'); }
     }
@@ -343,7 +382,15 @@ export async function run(argv: string[]): Promise<number> {
     if (decision.action === 'create') await steering.rollback();
     throw err;
   }
-  logger.info({ role: gw!.role, tun: tun.name, protect: values.protect, steer, log: values.log, control: control ? `${control.addr}:${control.port}` : null, controlToken: controlToken !== null, supervisor: values.supervisor ?? null, crashPolicy }, 'gateway running');
+  // Where a start's time went, in ms since the process began (Node's own start included; a
+  // restart's budget: issue 14 item 5, BENCHMARKS.md "Gateway restart").
+  // cpu: the process's CPU time by then, the part of it a loaded host cannot hide.
+  const cpu = process.cpuUsage();
+  const startup = {
+    modules: Math.round(loadedAt), adopted: Math.round(adoptedAt), steered: Math.round(steeredAt), ready: Math.round(performance.now()),
+    cpu: Math.round((cpu.user + cpu.system) / 1000),
+  };
+  logger.info({ role: gw!.role, tun: tun.name, protect: values.protect, steer, log: values.log, control: control ? `${control.addr}:${control.port}` : null, controlToken: controlToken !== null, supervisor: values.supervisor ?? null, crashPolicy, startup }, 'gateway running');
 
   return await new Promise<number>((resolve) => {
     const stop = (sig: string) => {
