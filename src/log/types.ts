@@ -163,6 +163,11 @@ export interface LogStore {
   gc(id: number, through: number): void;
   /** close: forget the connection and its bytes. */
   close(id: number): void;
+  /**
+   * Leaves the connection to a shared log (optional: a log server's client): this gateway forgets
+   * it, the log server keeps it open for the gateway that takes it over (src/gateway/fence.ts).
+   */
+  forget?(id: number): void;
   status(): LogStatus;
   /**
    * register the protected services (port 0: all ports; addr '' or '0.0.0.0': any address).

@@ -201,6 +201,53 @@ describe('epochs at the log server', () => {
   });
 });
 
+describe('RemoteLog.forget: a connection left to the log server', () => {
+  it('goes from the client alone: nothing more is sent about it, the late answers of its registration and of its open close nothing at the server; opened again, it is one connection', async () => {
+    const store = new MemoryLog();
+    const w = world(store);
+    const a = w.gateway();
+    const stable = new Map<number, number>();
+    a.onStable((id, s) => stable.set(id, s));
+    expect(await w.settle(a.claim())).toBe(1);
+    const meta = openMeta();
+    const id = await w.settle(a.open(meta));
+    a.append(id, 0, streamBytes(7, 0, 3000));
+    await w.until(() => stable.get(id) === 3000, 2000, 'stable');
+    for (let i = 0; i < 150; i++) await w.step(); // past resyncIntervalMs: the next link event re-registers at once
+    a.append(id, 3000, streamBytes(7, 3000, 5000));
+    a.handlers.onLost([1], 'resync');
+    for (let i = 0; i < 3; i++) await new Promise<void>((r) => queueMicrotask(r)); // the round sends the registration
+    expect(a.linkStats().client).toMatchObject({ reRegistrations: 1, requests: 1, pendingBytes: 2000 });
+    const pendingOpen = a.open(openMeta()); // local id id + 1, sent, unanswered
+    const refused = expect(pendingOpen).rejects.toMatchObject({ code: 'FTCP_LOG_UNKNOWN' });
+    const setState = expect(a.setState(id, STATE_MASKED)).rejects.toMatchObject({ code: 'FTCP_LOG_UNKNOWN' });
+    expect(a.linkStats().client).toMatchObject({ connections: 2 });
+    const stale = a.counters.staleReplies;
+    expect(a.forget(id)).toBe(true);
+    expect(a.forget(id)).toBe(false);
+    expect(a.forget(id + 1)).toBe(true);
+    await refused;
+    await setState;
+    expect(a.linkStats().client).toMatchObject({ connections: 0, pendingBytes: 0, forgotten: 2 });
+    for (let i = 0; i < 500; i++) await w.step(); // 1 s: every retry and resync would have gone out and been answered
+    // Both still open at the server: the answers to the registration and to the open (both had
+    // left) came, and were let be; an answer handled would have closed its connection there.
+    expect(store.listActive()).toHaveLength(2);
+    expect(a.counters.staleReplies).toBe(stale + 2);
+    expect(a.linkStats().client).toMatchObject({ requests: 0, connections: 0 });
+    const atServer = stableAt(store, meta);
+    expect(atServer).toBe(3000);
+    const again = await w.settle(a.open(meta));
+    expect(again).not.toBe(id);
+    await w.until(() => stable.get(again) === atServer, 2000, 'the stable point of the server, reported to the new id');
+    a.append(again, 3000, streamBytes(7, 3000, 6000));
+    await w.until(() => stable.get(again) === 6000, 2000, 'stable again');
+    expect(stable.get(id)).toBe(3000);
+    expect(a.linkStats().client).toMatchObject({ connections: 1 });
+    expect((await w.settle(a.read(again, 0, 6000))).equals(streamBytes(7, 0, 6000))).toBe(true);
+  });
+});
+
 describe('epochs survive a log server restart (disk)', () => {
   it('the epoch and its holder are on disk before the reply: after a restart the holder writes on without a claim, the old one is refused, the next claim is higher', async () => {
     const dir = tmpDir();
