@@ -84,4 +84,88 @@ describe('a standby pair on a log server', () => {
     expect(await sb.takeover()).toMatchObject({ role: 'active', epoch: 2 });
     expect(rig.gw.role).toBe('active');
   });
+
+  it('take over, release, take over again in one process: one local log connection per server id, STABLE reaches the adopted flow, nothing left behind', async () => {
+    const store = new MemoryLog();
+    const w = new RemoteWorld(store);
+    cleanups.push(() => w.shutdown());
+    cleanups.push(w.background());
+    const h1 = remoteHarness(w.gateway());
+    expect(await h1.gw.claim()).toBe(1);
+    const c = new Client({ isn: C_ISN, ts: 1000 });
+    const s = new Server({ isn: S_ISN, ts: 500_000 });
+    await connect(h1, c, s);
+    h1.tun.inject(...c.write(1500)).flush();
+    await runUntil(h1, c, s, () => c.maxAck === 1500, 'the primary acks what is stable');
+
+    const log2 = w.gateway();
+    const h = remoteHarness(log2);
+    h.now = h1.now + 500;
+    const sb = new Standby(h.gw, log2, { logger: testLogger(), clock: () => h.now });
+    expect(await sb.takeover()).toMatchObject({ role: 'active', adopted: 1 });
+    h.tun.inject(...resend(c), s.ackNow()).flush();
+    await runUntil(h, c, s, () => c.maxAck === c.sent, 'acked after the first takeover');
+    expect(log2.linkStats().client).toMatchObject({ connections: 1, forgotten: 0 });
+
+    // Bytes the released gateway received but the server never made stable: the client sends them again.
+    w.sims[1]!.dropIf = () => true;
+    h.tun.inject(...c.write(400)).flush();
+    await h.run(c, s);
+    expect(log2.linkStats().client.pendingBytes).toBeGreaterThan(0);
+    expect(sb.release()).toMatchObject({ role: 'standby', left: 1 });
+    expect(log2.linkStats().client).toMatchObject({ connections: 0, forgotten: 1, pendingBytes: 0 });
+    w.sims[1]!.dropIf = null;
+    for (let i = 0; i < 300; i++) await w.step(); // 600 ms of the link: a resync, a retry, a late close would show
+    expect(store.listActive()).toHaveLength(1); // still open at the server, for whichever gateway takes over
+
+    expect(await sb.takeover()).toMatchObject({ role: 'active', adopted: 1, already: false });
+    expect(log2.linkStats().client).toMatchObject({ connections: 1 });
+    log2.handlers.onLost([1], 'resync'); // every connection registers again: the stale one would win the server id back
+    h.tun.inject(...resend(c), s.ackNow()).flush();
+    await runUntil(h, c, s, () => c.maxAck === c.sent, 'acked after the second takeover');
+    h.tun.inject(...c.write(300)).flush();
+    await runUntil(h, c, s, () => c.maxAck === c.sent && c.rcvNxt === outputFor(c.sent), 'carried on');
+    expect(log2.linkStats().client).toMatchObject({ connections: 1, forgotten: 1 });
+    expect(store.listActive()).toHaveLength(1);
+    expect(s.bytes().equals(inBytes(0, c.sent))).toBe(true);
+    expect(c.resets).toBe(0);
+    expect(c.violations).toEqual([]);
+    expectAcksStable(h, c);
+  });
+
+  it('fenced: its connections leave the flow table and the log client (not the log server); its next takeover adopts each once', async () => {
+    const store = new MemoryLog();
+    const w = new RemoteWorld(store);
+    cleanups.push(() => w.shutdown());
+    cleanups.push(w.background());
+    const log1 = w.gateway();
+    const h1 = remoteHarness(log1);
+    const sb1 = new Standby(h1.gw, log1, { logger: testLogger(), clock: () => h1.now });
+    expect(await sb1.takeover()).toMatchObject({ role: 'active', epoch: 1 });
+    const c = new Client({ isn: C_ISN, ts: 1000 });
+    const s = new Server({ isn: S_ISN, ts: 500_000 });
+    await connect(h1, c, s);
+    h1.tun.inject(...c.write(1500)).flush();
+    await runUntil(h1, c, s, () => c.maxAck === 1500, 'gateway 1 acks what is stable');
+    expect(log1.linkStats().client).toMatchObject({ connections: 1 });
+
+    const h2 = remoteHarness(w.gateway());
+    expect(await h2.gw.claim()).toBe(2);
+    await w.until(() => h1.gw.fenced !== null, 2000, 'gateway 1 fenced');
+    expect(h1.gw.table.size).toBe(0);
+    expect(log1.linkStats().client).toMatchObject({ connections: 0, forgotten: 1, pendingBytes: 0 });
+    expect(store.listActive()).toHaveLength(1);
+
+    const r = await sb1.takeover(); // keepalived gives the addresses back
+    expect(r).toMatchObject({ role: 'active', epoch: 3, adopted: 1, already: false });
+    expect(log1.linkStats().client).toMatchObject({ connections: 1 });
+    h1.now += 500;
+    h1.tun.inject(...resend(c), s.ackNow()).flush();
+    await runUntil(h1, c, s, () => c.maxAck === c.sent, 'acked after the takeover');
+    h1.tun.inject(...c.write(300)).flush();
+    await runUntil(h1, c, s, () => c.maxAck === c.sent && c.rcvNxt === outputFor(c.sent), 'carried on');
+    expect(s.bytes().equals(inBytes(0, c.sent))).toBe(true);
+    expect(c.violations).toEqual([]);
+    expectAcksStable(h1, c);
+  });
 });
