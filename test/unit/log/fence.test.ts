@@ -329,6 +329,29 @@ describe('claims under stress and hostile input', () => {
     expect(e.holder).toBe(103);
   });
 
+  it('the holder\'s claim resent while another session\'s is being saved is answered its epoch on arrival (never a new one that fences the other)', async () => {
+    const st = new HeldEpochs();
+    const e = new Epochs(st);
+    const a = e.claim(100, () => {});
+    await new Promise((r) => setImmediate(r));
+    st.held.shift()!.done();
+    expect(await a).toBe(1);
+    const b = e.claim(200, () => {}); // the standby's takeover: its save runs
+    await new Promise((r) => setImmediate(r));
+    expect(st.held).toHaveLength(1);
+    let again: number | null = null;
+    void e.claim(100, () => {}).then((v) => (again = v)); // the old primary's claim, resent
+    await new Promise((r) => setImmediate(r));
+    expect(again).toBe(1); // at once: it arrived while 100 held epoch 1
+    st.held.shift()!.done();
+    expect(await b).toBe(2);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(st.held).toHaveLength(0); // nothing more saved
+    expect({ epoch: e.epoch, holder: e.holder }).toEqual({ epoch: 2, holder: 200 });
+    expect(e.admits(100)).toBe(false);
+    expect(e.counters).toMatchObject({ claims: 3, claimsGranted: 2, claimsRepeated: 1 });
+  });
+
   it('epoch fields of the wrong type: a FENCED status without a valid epoch does not decode; a claim reply without one is a protocol error, counted', async () => {
     expect(decode(encodeStatus({ status: 'FENCED', epoch: 3 }))).toEqual({ t: 0x91, status: { status: 'FENCED', epoch: 3 } });
     for (const epoch of ['3', -1, 0, 1.5, null, 2 ** 60]) {
