@@ -151,6 +151,12 @@ export interface LogStore {
    * re-registration of N connections cost N² (measured: 1,000 took 20 s).
    */
   recordOf?(id: number): ConnectionRecord | undefined;
+  /**
+   * The ids of the open connections, no record built (optional: the stores built on LogFront
+   * have it). A log server's paged list starts from them: listActive would build every record
+   * for each listing, which a standby asks for every second.
+   */
+  listIds?(): number[];
   /** query by endpoint: the connection whose client or server endpoint matches (client first). */
   queryEndpoint(client: Endpoint, server?: Endpoint): ConnectionRecord | undefined;
   /**

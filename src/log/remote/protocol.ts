@@ -200,7 +200,11 @@ export interface StatusMsg {
 }
 
 function encodeJson(type: number, reqId: number, body: unknown): Buffer {
-  const json = Buffer.from(JSON.stringify(body), 'utf8');
+  return encodeJsonText(type, reqId, JSON.stringify(body));
+}
+
+function encodeJsonText(type: number, reqId: number, text: string): Buffer {
+  const json = Buffer.from(text, 'utf8');
   const b = Buffer.allocUnsafe(5 + json.length);
   b[0] = type;
   b.writeUInt32BE(reqId >>> 0, 1);
@@ -210,6 +214,8 @@ function encodeJson(type: number, reqId: number, body: unknown): Buffer {
 
 export const encodeRequest = (reqId: number, r: Request): Buffer => encodeJson(T_REQUEST, reqId, r);
 export const encodeReply = (reqId: number, r: Reply): Buffer => encodeJson(T_REPLY, reqId, r);
+/** A reply whose JSON text the caller made (a list page: each record encoded once, measured as it is). */
+export const encodeReplyText = (reqId: number, json: string): Buffer => encodeJsonText(T_REPLY, reqId, json);
 export const encodeStatus = (s: StatusMsg): Buffer => encodeJson(T_STATUS, 0, s);
 
 export function metaToWire(m: OpenMeta): WireMeta {
