@@ -53,6 +53,9 @@ export function claimLog(log: LogStore, timeoutMs = CLAIM_TIMEOUT_MS): Promise<n
  * adoption would open each again beside the old one: two local connections per server id, the
  * server's STABLE notices going to whichever registered last, the old ones' bytes never freed.
  * Their log connections are never closed here: closing would delete them at the log server.
+ * So are the opens still on their way (LogStore.forgetOpening: a release right after a takeover,
+ * the adopted connections' re-registrations unanswered): answered, they would find their flow
+ * gone and close the connection (south's orphan path), at the log server too.
  * Returns how many left.
  */
 export function leaveAll(gw: Pick<Gateway, 'table' | 'masking' | 'north' | 'adoptGate'>, log: LogStore): number {
@@ -64,5 +67,6 @@ export function leaveAll(gw: Pick<Gateway, 'table' | 'masking' | 'north' | 'adop
     gw.adoptGate.forget(f);
     if (f.logId >= 0) log.forget?.(f.logId);
   }
+  log.forgetOpening?.();
   return all.length;
 }

@@ -174,6 +174,8 @@ export interface LogStore {
    * it, the log server keeps it open for the gateway that takes it over (src/gateway/fence.ts).
    */
   forget?(id: number): void;
+  /** forget() for every connection whose open is still on its way (its caller knows no id yet). */
+  forgetOpening?(): number;
   status(): LogStatus;
   /**
    * register the protected services (port 0: all ports; addr '' or '0.0.0.0': any address).

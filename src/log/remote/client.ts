@@ -46,7 +46,8 @@
  *     connection is registered again: the server dropped what it refused meanwhile).
  * 10. forget(id): the gateway leaves a connection to the log (a release, a fence): it goes from
  *     here alone, nothing more about it is sent (its unanswered requests cancelled), the server
- *     keeps it open for the gateway that takes it over. Counted: `forgotten`.
+ *     keeps it open for the gateway that takes it over; forgetOpening() does the same for the
+ *     opens still on their way. Counted: `forgotten`.
  *
  * Ids here are local (stable for the gateway's lifetime); `read` is chunked
  * (`readChunk` bytes per request, `readParallel` in flight).
@@ -327,7 +328,8 @@ export class RemoteLog extends LogFront<RConn> {
    * still unanswered are cancelled, so nothing about it reaches the server later: a registration
    * answered after this would close it there, a state record could overwrite a newer one. Its
    * unstable bytes are dropped (the client sends them again to whichever gateway is active).
-   * false: no such connection.
+   * An open still on its way resolves with its id, which names nothing here any more (its
+   * caller finds the connection gone, and a close of it sends nothing). false: no such id.
    */
   forget(id: number): boolean {
     const c = this.conns.get(id);
@@ -337,13 +339,24 @@ export class RemoteLog extends LogFront<RConn> {
     if (c.stateReq !== null) this.reqs.cancel(c.stateReq);
     c.regReq = c.stateReq = null;
     c.stateSend = null;
-    const left = new FtcpError('FTCP_LOG_UNKNOWN', `log: connection ${id} was left to the log server`);
-    this.failStates(c, left);
-    c.openReject?.(left);
+    this.failStates(c, new FtcpError('FTCP_LOG_UNKNOWN', `log: connection ${id} was left to the log server`));
+    c.openResolve?.(id);
     c.openResolve = c.openReject = null;
     this.drop(c);
     this.counters.forgotten++;
     return true;
+  }
+
+  /**
+   * Step 10 for the opens still on their way (their callers know no id yet): each is forgotten
+   * as by forget(id). A gateway that leaves every connection (fence.ts leaveAll) calls it: the
+   * answer of such an open would otherwise reach a flow that left, whose caller closes its
+   * connection, at the log server too. Returns how many.
+   */
+  forgetOpening(): number {
+    let n = 0;
+    for (const c of [...this.conns.values()]) if (!c.opened && this.forget(c.id)) n++;
+    return n;
   }
 
   /**

@@ -168,4 +168,36 @@ describe('a standby pair on a log server', () => {
     expect(c.violations).toEqual([]);
     expectAcksStable(h1, c);
   });
+
+  it('released right after a takeover, the adopted connections\' re-registrations still on their way: they stay open at the log server', async () => {
+    const store = new MemoryLog();
+    const w = new RemoteWorld(store);
+    cleanups.push(() => w.shutdown());
+    const stop = w.background();
+    const h1 = remoteHarness(w.gateway());
+    expect(await h1.gw.claim()).toBe(1);
+    const c = new Client({ isn: C_ISN, ts: 1000 });
+    const s = new Server({ isn: S_ISN, ts: 500_000 });
+    await connect(h1, c, s);
+    h1.tun.inject(...c.write(1500)).flush();
+    await runUntil(h1, c, s, () => c.maxAck === 1500, 'acked');
+    await stop(); // from here the link moves only when the test steps it
+
+    const log2 = w.gateway();
+    const h = remoteHarness(log2);
+    const sb = new Standby(h.gw, log2, { logger: testLogger(), clock: () => h.now });
+    expect(await w.settle(sb.takeover())).toMatchObject({ adopted: 1 });
+    expect(log2.linkStats().client).toMatchObject({ connections: 1, requests: 1 }); // its open, unanswered
+    expect(sb.release()).toMatchObject({ left: 1 });
+    for (let i = 0; i < 300; i++) await w.step(); // the open's answer, retries: 600 ms of the link
+    expect(store.listActive()).toHaveLength(1);
+    expect(store.listActive()[0]!.stable).toBe(1500);
+    expect(h.gw.south.stats.logOpenOrphans).toBe(1); // its answer found the flow gone, and closed nothing
+    expect(log2.linkStats().client).toMatchObject({ connections: 0, forgotten: 1 });
+
+    // The primary (still the holder: a release gives nothing up) or anyone taking over finds it.
+    expect(await w.settle(sb.takeover())).toMatchObject({ adopted: 1 });
+    await w.until(() => log2.linkStats().client.requests === 0, 2000, 're-registered');
+    expect(log2.linkStats().client).toMatchObject({ connections: 1 });
+  });
 });
