@@ -241,15 +241,9 @@ export function metaFromWire(w: WireMeta): OpenMeta {
 }
 
 export function recordToWire(r: ConnectionRecord): WireRecord {
-  // Field by field, not a spread of metaToWire's object: a log server's list makes one per
+  // Added to metaToWire's object, not spread into a new one: a log server's list makes one per
   // record listed (a standby lists every second), and the spread was most of its time.
-  return {
-    client: { addr: r.client.addr, port: r.client.port },
-    server: { addr: r.server.addr, port: r.server.port },
-    clientIsn: r.clientIsn,
-    serverIsn: r.serverIsn,
-    clientSynOptions: Buffer.from(r.clientSynOptions).toString('hex'),
-    serverSynOptions: Buffer.from(r.serverSynOptions).toString('hex'),
+  return Object.assign(metaToWire(r), {
     id: r.id,
     created: r.created,
     stable: r.stable,
@@ -257,7 +251,7 @@ export function recordToWire(r: ConnectionRecord): WireRecord {
     gcThrough: r.gcThrough,
     modified: r.modified,
     state: r.state === null ? null : encodeState(r.state).toString('hex'),
-  };
+  });
 }
 
 /** A record from the wire; its state is null when absent or malformed (`badState` tells which). */
