@@ -9,9 +9,8 @@
  *           ├─ every protected packet, either way: dropped, FENCED (no ack reaches a client,
  *           │  nothing reaches a server: its client retransmits to whichever gateway is live)
  *           ├─ every packet the gateway makes (released acks, keepalives, a replay): dropped, FENCED
- *           └─ the log's FAILED is not a log failure: no passthrough (which would forward
- *              protected traffic unprotected, beside the gateway that holds the epoch)
- *
+ *           ├─ the log's FAILED is not a log failure: no passthrough (which would forward
+ *           │  protected traffic unprotected, beside the gateway that holds the epoch)
  *           └─ every connection leaves the flow table and the log client (leaveAll): they are
  *              the epoch holder's now, and a takeover of this gateway adopts them afresh
  *
@@ -53,9 +52,9 @@ export function claimLog(log: LogStore, timeoutMs = CLAIM_TIMEOUT_MS): Promise<n
  * adoption would open each again beside the old one: two local connections per server id, the
  * server's STABLE notices going to whichever registered last, the old ones' bytes never freed.
  * Their log connections are never closed here: closing would delete them at the log server.
- * So are the opens still on their way (LogStore.forgetOpening: a release right after a takeover,
- * the adopted connections' re-registrations unanswered): answered, they would find their flow
- * gone and close the connection (south's orphan path), at the log server too.
+ * The opens still on their way are forgotten too (LogStore.forgetOpening; e.g. a release right
+ * after a takeover, the adopted connections' re-registrations unanswered): answered, each would
+ * find its flow gone and close its connection (south's orphan path), at the log server too.
  * Returns how many left.
  */
 export function leaveAll(gw: Pick<Gateway, 'table' | 'masking' | 'north' | 'adoptGate'>, log: LogStore): number {

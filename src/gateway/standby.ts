@@ -268,7 +268,8 @@ export class Standby implements StandbyView {
     if (this.generation !== gen) return fail('list', new Error('released meanwhile'));
     // Step 3: activate and adopt in one synchronous step: no packet is routed in between, and
     // what the adoption sends at once (the SYN of a rebuild it begins again) is not suppressed.
-    const stale = leaveAll(this.gw, this.log); // a fenced gateway's connections: the log's are newer
+    // A guard: a fence empties the table already (fence.ts); whatever is left, the log's records are newer.
+    const stale = leaveAll(this.gw, this.log);
     if (stale > 0) this.logger.warn({ stale }, 'takeover: the connections held before the fence left the flow table; adopted again from the log');
     this.to('ACTIVE', 'takeover: adopting every open connection');
     try {
