@@ -9,14 +9,17 @@
  *           ├─ every protected packet, either way: dropped, FENCED (no ack reaches a client,
  *           │  nothing reaches a server: its client retransmits to whichever gateway is live)
  *           ├─ every packet the gateway makes (released acks, keepalives, a replay): dropped, FENCED
- *           └─ the log's FAILED is not a log failure: no passthrough (which would forward
- *              protected traffic unprotected, beside the gateway that holds the epoch)
+ *           ├─ the log's FAILED is not a log failure: no passthrough (which would forward
+ *           │  protected traffic unprotected, beside the gateway that holds the epoch)
+ *           └─ every connection leaves the flow table and the log client (leaveAll): they are
+ *              the epoch holder's now, and a takeover of this gateway adopts them afresh
  *
  * Unprotected traffic passes as before. The log server already sends no STABLE to a fenced
  * gateway, so no ack beyond what was stable under its epoch could leave even before it hears
  * of the fence; the drop makes it stop forwarding anything at all.
  */
 import type { LogStore } from '../log/types.js';
+import type { Gateway } from './gateway.js';
 
 export interface FencedState {
   /** The epoch another gateway claimed. */
@@ -38,4 +41,31 @@ export function claimLog(log: LogStore, timeoutMs = CLAIM_TIMEOUT_MS): Promise<n
   // The log client cancels its own request at the deadline (RemoteLog.claim): a claim that
   // outlived this wait must not be granted later and fence the gateway that is active.
   return log.claim(timeoutMs);
+}
+
+/**
+ * Every connection leaves this gateway, left to the log for the one that carries it on (a
+ * release, standby.ts; a fence, Gateway.fence): out of the flow table, whatever runs for it ended
+ * (masking, a rebuild, the adoption's wait; the gateway is not active, so nothing they would send
+ * leaves: Gateway.emit), and its log connection forgotten by the log client alone
+ * (LogStore.forget: the log server keeps it open). Without the last, a later takeover's
+ * adoption would open each again beside the old one: two local connections per server id, the
+ * server's STABLE notices going to whichever registered last, the old ones' bytes never freed.
+ * Their log connections are never closed here: closing would delete them at the log server.
+ * The opens still on their way are forgotten too (LogStore.forgetOpening; e.g. a release right
+ * after a takeover, the adopted connections' re-registrations unanswered): answered, each would
+ * find its flow gone and close its connection (south's orphan path), at the log server too.
+ * Returns how many left.
+ */
+export function leaveAll(gw: Pick<Gateway, 'table' | 'masking' | 'north' | 'adoptGate'>, log: LogStore): number {
+  const all = [...gw.table.flows()];
+  for (const [svc, f] of all) {
+    gw.table.remove(svc, f);
+    gw.masking.forget(f);
+    gw.north.forget(f);
+    gw.adoptGate.forget(f);
+    if (f.logId >= 0) log.forget?.(f.logId);
+  }
+  log.forgetOpening?.();
+  return all.length;
 }

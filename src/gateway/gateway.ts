@@ -68,7 +68,7 @@ import { assertHeadroom } from '../wire/headroom.js';
 import { metricsText } from './metrics.js';
 import { AdoptionStats, adoptFromLog, adoptRecords, listLimits, type AdoptDeps, type Listed } from './adopt.js';
 import { AdoptGate, runningIncarnation } from './adopt-gate.js';
-import { claimLog, type FencedState } from './fence.js';
+import { claimLog, leaveAll, type FencedState } from './fence.js';
 import { FLOW_PAGE } from './flow-page.js';
 
 /**
@@ -328,6 +328,7 @@ export class Gateway {
     if (this.fenced !== null) return;
     this.fenced = { epoch, at: Date.now() };
     this.logger.error({ epoch, connections: this.table.size }, 'FENCED: another gateway claimed the log; protected traffic is dropped here until this gateway is restarted');
+    leaveAll(this, this.log); // the epoch holder's now (a takeover here adopts them afresh)
   }
 
   start(): void {

@@ -45,8 +45,10 @@
  * Release (keepalived BACKUP or FAULT): the role becomes 'standby' first, synchronously, so no
  * protected packet is forwarded from then on (fail closed); then every connection leaves the
  * flow table (its recovery ends, silently: nothing made leaves). Their log connections are not
- * closed: they are left to the log, for the gateway that takes over. A release during a
- * takeover cancels it (the takeover finds a newer generation and gives up before step 3).
+ * closed: they are left to the log, for the gateway that takes over, and forgotten by this
+ * gateway's log client (fence.ts leaveAll), so that its next takeover opens each once again.
+ * A release during a takeover cancels it (the takeover finds a newer generation and gives up
+ * before step 3).
  */
 import { performance } from 'node:perf_hooks';
 import type { Gateway, GatewayRole, StandbyView } from './gateway.js';
@@ -56,6 +58,7 @@ import { FtcpError } from '../util/errors.js';
 import { ipToU32 } from '../wire/addr.js';
 import type { Logger } from '../util/logger.js';
 import { AddressWatch } from './address-watch.js';
+import { leaveAll } from './fence.js';
 
 export type StandbyPhase = 'STANDBY' | 'TAKING_OVER' | 'ACTIVE';
 
@@ -265,14 +268,15 @@ export class Standby implements StandbyView {
     if (this.generation !== gen) return fail('list', new Error('released meanwhile'));
     // Step 3: activate and adopt in one synchronous step: no packet is routed in between, and
     // what the adoption sends at once (the SYN of a rebuild it begins again) is not suppressed.
-    const stale = leaveAll(this.gw); // a fenced gateway's connections: the log's are newer
+    // A guard: a fence empties the table already (fence.ts); whatever is left, the log's records are newer.
+    const stale = leaveAll(this.gw, this.log);
     if (stale > 0) this.logger.warn({ stale }, 'takeover: the connections held before the fence left the flow table; adopted again from the log');
     this.to('ACTIVE', 'takeover: adopting every open connection');
     try {
       this.gw.adoptListed(listed);
     } catch (err) {
       this.to('STANDBY', 'takeover: the adoption failed');
-      leaveAll(this.gw);
+      leaveAll(this.gw, this.log);
       return fail('adopt', err);
     }
     const t2 = performance.now();
@@ -293,7 +297,7 @@ export class Standby implements StandbyView {
     if (this.phase === 'STANDBY') return { role: this.gw.role, left: 0, already: true };
     // (a fenced ACTIVE one too: it holds connections that must leave)
     this.to('STANDBY', why);
-    const left = leaveAll(this.gw);
+    const left = leaveAll(this.gw, this.log);
     this.releases++;
     if (left > 0) this.logger.warn({ left }, `release: ${left} connection(s) left to the log`);
     return { role: this.gw.role, left, already: false };
@@ -314,21 +318,6 @@ export class Standby implements StandbyView {
   limits(): Record<string, number> {
     return { standbyRefreshMs: this.refreshMs, ...(this.watch !== null ? { takeoverAddressWatchMs: this.watch.periodMs } : {}) };
   }
-}
-
-/**
- * Every connection leaves the flow table and whatever runs for it ends (masking, a rebuild), while
- * the gateway is not active, so nothing it would send leaves (Gateway.emit). Their log connections
- * are not closed: they are left to the log. Returns how many.
- */
-function leaveAll(gw: Gateway): number {
-  const all = [...gw.table.flows()];
-  for (const [svc, f] of all) {
-    gw.table.remove(svc, f);
-    gw.masking.forget(f);
-    gw.north.forget(f);
-  }
-  return all.length;
 }
 
 function ms(x: number): number {

@@ -348,6 +348,12 @@ export abstract class LogFront<C extends FrontConn> implements LogStore {
     return out;
   }
 
+  listIds(): number[] {
+    const out: number[] = [];
+    for (const [id, c] of this.conns) if (this.isOpen(c)) out.push(id);
+    return out;
+  }
+
   recordOf(id: number): ConnectionRecord | undefined {
     const c = this.liveConn(id);
     return c === undefined ? undefined : this.record(c);

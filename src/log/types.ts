@@ -151,6 +151,12 @@ export interface LogStore {
    * re-registration of N connections cost N² (measured: 1,000 took 20 s).
    */
   recordOf?(id: number): ConnectionRecord | undefined;
+  /**
+   * The ids of the open connections, no record built (optional: the stores built on LogFront
+   * have it). A log server's paged list starts from them: listActive would build every record
+   * for each listing, which a standby asks for every second.
+   */
+  listIds?(): number[];
   /** query by endpoint: the connection whose client or server endpoint matches (client first). */
   queryEndpoint(client: Endpoint, server?: Endpoint): ConnectionRecord | undefined;
   /**
@@ -163,6 +169,13 @@ export interface LogStore {
   gc(id: number, through: number): void;
   /** close: forget the connection and its bytes. */
   close(id: number): void;
+  /**
+   * Leaves the connection to a shared log (optional: a log server's client): this gateway forgets
+   * it, the log server keeps it open for the gateway that takes it over (src/gateway/fence.ts).
+   */
+  forget?(id: number): void;
+  /** forget() for every connection whose open is still on its way (its caller knows no id yet). */
+  forgetOpening?(): number;
   status(): LogStatus;
   /**
    * register the protected services (port 0: all ports; addr '' or '0.0.0.0': any address).

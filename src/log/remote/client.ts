@@ -44,6 +44,10 @@
  *     the log is FAILED, nothing more is sent but requests, opens are refused, the status
  *     listener is told once with `fenced: epoch`. A later claim that succeeds ends it (every
  *     connection is registered again: the server dropped what it refused meanwhile).
+ * 10. forget(id): the gateway leaves a connection to the log (a release, a fence): it goes from
+ *     here alone, nothing more about it is sent (its unanswered requests cancelled), the server
+ *     keeps it open for the gateway that takes it over; forgetOpening() does the same for the
+ *     opens still on their way. Counted: `forgotten`.
  *
  * Ids here are local (stable for the gateway's lifetime); `read` is chunked
  * (`readChunk` bytes per request, `readParallel` in flight).
@@ -163,6 +167,8 @@ export interface RemoteCounters {
   claims: number;
   fenced: number;
   epoch: number;
+  /** Step 10: connections left to the log server (forget: a release, a fence), never closed there. */
+  forgotten: number;
 }
 
 /** Step 9: this gateway's writes are refused since `at` (ms since 1970), by epoch `epoch`. */
@@ -196,7 +202,7 @@ export class RemoteLog extends LogFront<RConn> {
     reconnects: 0, serverRestarts: 0, resyncs: 0, resyncsCoalesced: 0, lostMessages: 0, reRegistrations: 0, requestRetries: 0,
     stallProbes: 0, bytesResent: 0, appendMessages: 0, bytesSent: 0, failures: 0, lostStable: 0,
     stableBeyondSent: 0, malformed: 0, staleReplies: 0, listPages: 0, registerErrors: 0, stateRequests: 0, stateErrors: 0, badState: 0,
-    claims: 0, fenced: 0, epoch: 0,
+    claims: 0, fenced: 0, epoch: 0, forgotten: 0,
   };
   /** The handlers the link endpoint must be built with. */
   readonly handlers: {
@@ -313,6 +319,44 @@ export class RemoteLog extends LogFront<RConn> {
   /** Step 9: fenced by a newer epoch since when (null: not fenced). */
   fenced(): Fenced | null {
     return this.fencedBy;
+  }
+
+  /**
+   * Step 10: this gateway leaves the connection `id` to the log (a release, a fence:
+   * src/gateway/fence.ts). Here only: nothing is sent, the server keeps it open for the gateway
+   * that takes it over, and this one's adoption may open it again (a new local id). Its requests
+   * still unanswered are cancelled, so nothing about it reaches the server later: a registration
+   * answered after this would close it there, a state record could overwrite a newer one. Its
+   * unstable bytes are dropped (the client sends them again to whichever gateway is active).
+   * An open still on its way resolves with its id, which names nothing here any more (its
+   * caller finds the connection gone, and a close of it sends nothing). false: no such id.
+   */
+  forget(id: number): boolean {
+    const c = this.conns.get(id);
+    if (c === undefined) return false;
+    this.conns.delete(id);
+    if (c.regReq !== null) this.reqs.cancel(c.regReq);
+    if (c.stateReq !== null) this.reqs.cancel(c.stateReq);
+    c.regReq = c.stateReq = null;
+    c.stateSend = null;
+    this.failStates(c, new FtcpError('FTCP_LOG_UNKNOWN', `log: connection ${id} was left to the log server`));
+    c.openResolve?.(id);
+    c.openResolve = c.openReject = null;
+    this.drop(c);
+    this.counters.forgotten++;
+    return true;
+  }
+
+  /**
+   * Step 10 for the opens still on their way (their callers know no id yet): each is forgotten
+   * as by forget(id). A gateway that leaves every connection (fence.ts leaveAll) calls it: the
+   * answer of such an open would otherwise reach a flow that left, whose caller closes its
+   * connection, at the log server too. Returns how many.
+   */
+  forgetOpening(): number {
+    let n = 0;
+    for (const c of [...this.conns.values()]) if (!c.opened && this.forget(c.id)) n++;
+    return n;
   }
 
   /**
@@ -482,7 +526,7 @@ export class RemoteLog extends LogFront<RConn> {
   protected closeConn(c: RConn): void {
     if (c.stateReq !== null) this.reqs.cancel(c.stateReq);
     c.stateReq = null;
-    this.forget(c);
+    this.drop(c);
     if (c.remoteId !== null) this.closeRemote(c.remoteId);
   }
 
@@ -605,7 +649,7 @@ export class RemoteLog extends LogFront<RConn> {
       const c = this.byRemote.get(s.expired);
       if (c === undefined) return;
       this.conns.delete(c.id);
-      this.forget(c);
+      this.drop(c);
       this.logStats.expired++;
       this.statusListener?.(this.status(), { expired: c.id });
       return;
@@ -745,7 +789,7 @@ export class RemoteLog extends LogFront<RConn> {
       this.counters.lostStable++;
       this.log.error({ id: c.id, serverStable: rs, stable: c.stable }, 'log server lost stable bytes: connection unprotected');
       this.conns.delete(c.id);
-      this.forget(c);
+      this.drop(c);
       this.closeRemote(rid);
       this.statusListener?.(this.status(), { expired: c.id, reason: 'log server lost stable bytes' });
       return;
@@ -817,7 +861,7 @@ export class RemoteLog extends LogFront<RConn> {
     this.stableListener?.(c.id, s);
   }
 
-  private forget(c: RConn): void {
+  private drop(c: RConn): void {
     c.closed = true;
     if (c.remoteId !== null && this.byRemote.get(c.remoteId) === c) this.byRemote.delete(c.remoteId);
     this.dirty.delete(c);

@@ -14,9 +14,10 @@
  *
  * Steps of a claim (Epochs.claim), each a distinct outcome:
  *  1. The holder asking again (a retransmitted claim, a takeover repeated): its epoch, at once,
- *     nothing written; a session whose claim is still being made durable gets that claim's
- *     answer (its request resent while the fsync runs). A claim is therefore idempotent, as
- *     every request of the protocol is.
+ *     nothing written, even while another session's claim is being saved (that one, granted
+ *     after, fences it as usual); a session whose claim is still being made durable gets that
+ *     claim's answer (its request resent while the fsync runs). A claim is therefore
+ *     idempotent, as every request of the protocol is.
  *  2. More than MAX_PENDING_CLAIMS claims waiting: refused FTCP_LOG_BUSY, counted (a claim storm
  *     costs at most that many fsyncs in a row, never unbounded memory).
  *  3. Claims run one at a time: epoch = highest granted + 1, holder = the asker. It is made
@@ -186,7 +187,10 @@ export class Epochs {
       this.counters.claimsRepeated++;
       return same;
     }
-    if (boot !== 0 && boot === this.rec.holder && this.waiting.size === 0) {
+    // Decided on arrival, even while another session's claim is being saved: queued behind it,
+    // the holder's resent claim would find that one holding and take a new epoch, fencing the
+    // gateway that just took over with a claim its old primary had already been answered.
+    if (boot !== 0 && boot === this.rec.holder) {
       this.counters.claimsRepeated++;
       return Promise.resolve(this.rec.epoch);
     }
@@ -196,10 +200,6 @@ export class Epochs {
     }
     const run = async (): Promise<number> => {
       try {
-        if (boot === this.rec.holder) {
-          this.counters.claimsRepeated++;
-          return this.rec.epoch;
-        }
         const next: EpochRecord = { epoch: this.rec.epoch + 1, holder: boot };
         try {
           await this.store.save(next);

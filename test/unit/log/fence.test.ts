@@ -201,6 +201,54 @@ describe('epochs at the log server', () => {
   });
 });
 
+describe('RemoteLog.forget: a connection left to the log server', () => {
+  it('goes from the client alone: nothing more is sent about it, the late answers of its registration and of its open close nothing at the server; opened again, it is one connection', async () => {
+    const store = new MemoryLog();
+    const w = world(store);
+    const a = w.gateway();
+    const stable = new Map<number, number>();
+    a.onStable((id, s) => stable.set(id, s));
+    expect(await w.settle(a.claim())).toBe(1);
+    const meta = openMeta();
+    const id = await w.settle(a.open(meta));
+    a.append(id, 0, streamBytes(7, 0, 3000));
+    await w.until(() => stable.get(id) === 3000, 2000, 'stable');
+    for (let i = 0; i < 150; i++) await w.step(); // past resyncIntervalMs: the next link event re-registers at once
+    a.append(id, 3000, streamBytes(7, 3000, 5000));
+    a.handlers.onLost([1], 'resync');
+    for (let i = 0; i < 3; i++) await new Promise<void>((r) => queueMicrotask(r)); // the round sends the registration
+    expect(a.linkStats().client).toMatchObject({ reRegistrations: 1, requests: 1, pendingBytes: 2000 });
+    const pendingOpen = a.open(openMeta()); // local id id + 1, sent, unanswered
+    const setState = expect(a.setState(id, STATE_MASKED)).rejects.toMatchObject({ code: 'FTCP_LOG_UNKNOWN' });
+    expect(a.linkStats().client).toMatchObject({ connections: 2 });
+    const stale = a.counters.staleReplies;
+    expect(a.forget(id)).toBe(true);
+    expect(a.forget(id)).toBe(false);
+    expect(a.forget(id + 1)).toBe(true);
+    expect(await pendingOpen).toBe(id + 1); // its id, which names nothing here any more:
+    await expect(a.read(id + 1, 0, 1)).rejects.toMatchObject({ code: 'FTCP_LOG_UNKNOWN' });
+    a.close(id + 1); // (what the caller of an open whose flow left does: nothing is sent)
+    await setState;
+    expect(a.linkStats().client).toMatchObject({ connections: 0, pendingBytes: 0, forgotten: 2 });
+    for (let i = 0; i < 500; i++) await w.step(); // 1 s: every retry and resync would have gone out and been answered
+    // Both still open at the server: the answers to the registration and to the open (both had
+    // left) came, and were let be; an answer handled would have closed its connection there.
+    expect(store.listActive()).toHaveLength(2);
+    expect(a.counters.staleReplies).toBe(stale + 2);
+    expect(a.linkStats().client).toMatchObject({ requests: 0, connections: 0 });
+    const atServer = stableAt(store, meta);
+    expect(atServer).toBe(3000);
+    const again = await w.settle(a.open(meta));
+    expect(again).not.toBe(id);
+    await w.until(() => stable.get(again) === atServer, 2000, 'the stable point of the server, reported to the new id');
+    a.append(again, 3000, streamBytes(7, 3000, 6000));
+    await w.until(() => stable.get(again) === 6000, 2000, 'stable again');
+    expect(stable.get(id)).toBe(3000);
+    expect(a.linkStats().client).toMatchObject({ connections: 1 });
+    expect((await w.settle(a.read(again, 0, 6000))).equals(streamBytes(7, 0, 6000))).toBe(true);
+  });
+});
+
 describe('epochs survive a log server restart (disk)', () => {
   it('the epoch and its holder are on disk before the reply: after a restart the holder writes on without a claim, the old one is refused, the next claim is higher', async () => {
     const dir = tmpDir();
@@ -280,6 +328,29 @@ describe('claims under stress and hostile input', () => {
     expect(granted).toEqual([1, 2, 3]);
     expect(e.counters).toMatchObject({ claims: MAX_PENDING_CLAIMS + 3, claimsGranted: 3, claimsFailed: 1, claimsBusy: 3 });
     expect(e.holder).toBe(103);
+  });
+
+  it('the holder\'s claim resent while another session\'s is being saved is answered its epoch on arrival (never a new one that fences the other)', async () => {
+    const st = new HeldEpochs();
+    const e = new Epochs(st);
+    const a = e.claim(100, () => {});
+    await new Promise((r) => setImmediate(r));
+    st.held.shift()!.done();
+    expect(await a).toBe(1);
+    const b = e.claim(200, () => {}); // the standby's takeover: its save runs
+    await new Promise((r) => setImmediate(r));
+    expect(st.held).toHaveLength(1);
+    let again: number | null = null;
+    void e.claim(100, () => {}).then((v) => (again = v)); // the old primary's claim, resent
+    await new Promise((r) => setImmediate(r));
+    expect(again).toBe(1); // at once: it arrived while 100 held epoch 1
+    st.held.shift()!.done();
+    expect(await b).toBe(2);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(st.held).toHaveLength(0); // nothing more saved
+    expect({ epoch: e.epoch, holder: e.holder }).toEqual({ epoch: 2, holder: 200 });
+    expect(e.admits(100)).toBe(false);
+    expect(e.counters).toMatchObject({ claims: 3, claimsGranted: 2, claimsRepeated: 1 });
   });
 
   it('epoch fields of the wrong type: a FENCED status without a valid epoch does not decode; a claim reply without one is a protocol error, counted', async () => {

@@ -98,6 +98,24 @@ describe('the log server list in pages', () => {
     expect(w.server.counters.listPages).toBeGreaterThan(Math.ceil(600 / LIST_PAGE_RECORDS) * 3);
   });
 
+  it('a page costs what it returns: no record built but its own (the listing\'s ids come without), each sent as encodeReply would', async () => {
+    const store = await filled(1000, BIG_STATE);
+    const w = world(store);
+    const peer = w.raw();
+    let built = 0, listedAll = 0;
+    const recordOf = store.recordOf.bind(store);
+    store.recordOf = (id) => (built++, recordOf(id));
+    const listActive = store.listActive.bind(store);
+    store.listActive = () => (listedAll++, listActive());
+    const all = listActive().sort((a, b) => a.id - b.id);
+    const first = await peer.ask({ op: 'list', after: 0, max: 10 });
+    expect(first).toEqual({ ok: true, records: all.slice(0, 10).map(recordToWire), next: all[9]!.id });
+    expect({ built, listedAll }).toEqual({ built: 10, listedAll: 0 });
+    const last = await peer.ask({ op: 'list', after: all[994]!.id, max: 10 });
+    expect(last).toEqual({ ok: true, records: all.slice(995).map(recordToWire), next: null });
+    expect({ built, listedAll }).toEqual({ built: 15, listedAll: 0 });
+  });
+
   it('a hostile cursor is refused and a hostile page size clamped, both counted; an unpaged list too large for a message is refused, counted', async () => {
     const w = world(await filled(3000, null));
     const peer = w.raw();

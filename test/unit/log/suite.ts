@@ -339,6 +339,7 @@ export function logSuite(name: string, make: MakeLog, opts: { propertyRuns: numb
       await turns(5);
       expect(rec.callsFor(id)).toEqual([100]);
       expect(log.listActive().map((r) => r.id)).toEqual([keep]);
+      if (log.listIds !== undefined) expect(log.listIds()).toEqual([keep]); // what a log server's list starts from
       await rejectsWithCode(log.read(id, 0, 10), 'FTCP_LOG_UNKNOWN');
       const before = log.stats!().unknownId;
       log.append(id, 200, Buffer.alloc(1));
