@@ -77,6 +77,9 @@ export interface GatewayFailoverReport extends Omit<GatewayKillReport, 'fault'> 
   /** From the freeze: gw2's MASTER hook started (VRRP noticed the death; spawnedMs holds the same),
    *  and returned (the takeover done; readyMs holds the same). */
   masterMs: number;
+  /** From the freeze: gw2's takeover began (the earlier of its MASTER hook and its own takeover's
+   *  start, --takeover-on-address); -1: unknown. Data may flow from gw2 from then on. */
+  takeoverStartMs: number;
   /** gw2's takeover report (status standby.lastTakeover): its claim, its list + adopt, in ms; doneMs: when
    *  it completed, from the freeze (readyMs adds the notify hook's own exit, a node process, after it). */
   takeover: { epoch: number | null; claimMs: number; adoptMs: number; totalMs: number; adopted: number; doneMs: number } | null;
@@ -133,7 +136,7 @@ export class GatewayFailover {
     this.sb = topo.standby;
     this.macPcap = path.join(work, 'client-from-primary.pcap');
     this.report = {
-      ...emptyGatewayKill('gateway-kill'), fault, masterMs: -1, takeover: null,
+      ...emptyGatewayKill('gateway-kill'), fault, masterMs: -1, takeoverStartMs: -1, takeover: null,
       oldPrimary: { role: null, lastState: null, gw2HoldsAddresses: false, fencedDrops: 0, segmentsAfterTakeover: 0, segmentsBefore: 0 },
     };
   }
@@ -235,17 +238,24 @@ export class GatewayFailover {
     const r = this.report;
     if (r.killedAt < 0) return r;
     const killNs = BigInt(r.killedAt) * 1_000_000n;
-    const takeoverNs = BigInt(r.killedAt + Math.max(0, r.masterMs)) * 1_000_000n;
-    Object.assign(r, resumeAfterKill(pcap, serverPorts, ipToU32(ADDRESSES.client), killNs, takeoverNs));
-    r.traceLines = countTraceLines(traceText, killNs);
-    const adopted = st?.adoption?.adopted;
-    r.adopted = typeof adopted === 'number' ? adopted : null;
-    r.unknownFlows = Number(st?.south?.unknownFlows ?? 0);
     const t = st?.standby?.lastTakeover;
     if (t && typeof t === 'object') {
       const doneMs = typeof t.at === 'string' ? Date.parse(t.at) - r.killedAt : -1;
       r.takeover = { epoch: t.epoch ?? null, claimMs: t.claimMs, adoptMs: t.adoptMs, totalMs: t.totalMs, adopted: t.adopted, doneMs };
     }
+    // gw2 may forward from its takeover's start on. That is the MASTER hook's time only when the
+    // hook takes over; with --takeover-on-address the gateway sees the address keepalived put
+    // on its host and takes over itself, often before the hook (a process of its own) has
+    // written its timestamp. The earlier of the two.
+    const startedMs = r.takeover !== null && r.takeover.doneMs >= 0 ? r.takeover.doneMs - r.takeover.totalMs : Infinity;
+    r.takeoverStartMs = Math.min(startedMs, r.masterMs < 0 ? Infinity : r.masterMs);
+    if (!Number.isFinite(r.takeoverStartMs)) r.takeoverStartMs = -1;
+    const takeoverNs = BigInt(r.killedAt + Math.max(0, Math.round(r.takeoverStartMs))) * 1_000_000n;
+    Object.assign(r, resumeAfterKill(pcap, serverPorts, ipToU32(ADDRESSES.client), killNs, takeoverNs));
+    r.traceLines = countTraceLines(traceText, killNs);
+    const adopted = st?.adoption?.adopted;
+    r.adopted = typeof adopted === 'number' ? adopted : null;
+    r.unknownFlows = Number(st?.south?.unknownFlows ?? 0);
     const client = ipToU32(ADDRESSES.client);
     walkCapture(await readFile(this.macPcap), (s) => {
       if (s.dst !== client) return;
@@ -282,7 +292,7 @@ export function formatGatewayFailover(r: GatewayFailoverReport): string[] {
   const o = r.oldPrimary;
   return [
     '',
-    `  gateway fault ${r.fault}: primary host frozen and cut off at ${r.faultAtMs} ms (gateway ${r.oldPid}); gw2 MASTER after ${ms(r.masterMs)}`
+    `  gateway fault ${r.fault}: primary host frozen and cut off at ${r.faultAtMs} ms (gateway ${r.oldPid}); gw2 MASTER after ${ms(r.masterMs)}, its takeover began after ${ms(r.takeoverStartMs)}`
       + (t ? `, takeover done after ${ms(t.doneMs)} (claim ${ms(t.claimMs)}, list + adopt ${ms(t.adoptMs)}, epoch ${t.epoch ?? '-'})` : '')
       + `, the hook returned after ${ms(r.readyMs)}${r.error ? ` (FAILED: ${r.error})` : ''}`,
     `    data flowing again after the death: first connection ${ms(r.firstResumeMs)}, every connection ${ms(r.allResumedMs)} (${r.resumed} of ${r.openAtKill} open at the death; aim ≤ ${FAILOVER_AIM_MS} ms); every connection caught up ${ms(r.allCaughtUpMs)}`,

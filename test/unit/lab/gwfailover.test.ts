@@ -14,7 +14,7 @@ import { restartStats } from '../../../src/bench/gwrestart.js';
 
 const held: GatewayFailoverReport = {
   ...emptyGatewayKill('gateway-kill'), fault: 'gateway-failover',
-  killedAt: 1, faultAtMs: 900, oldPid: 10, newPid: 11, spawnedMs: 420, readyMs: 1500, masterMs: 420,
+  killedAt: 1, faultAtMs: 900, oldPid: 10, newPid: 11, spawnedMs: 420, readyMs: 1500, masterMs: 420, takeoverStartMs: 420,
   openAtKill: 2, resumed: 2, firstResumeMs: 800, allResumedMs: 850, allCaughtUpMs: 1200, adopted: 2, unknownFlows: 0,
   traceLines: { before: 100, after: 200 },
   takeover: { epoch: 2, claimMs: 11, adoptMs: 5, totalMs: 16, adopted: 2, doneMs: 700 },
@@ -70,7 +70,7 @@ describe('judgeGatewayFailover', () => {
 
   it('the report: the takeover\'s parts, the figure against the aim, the adoption, the old primary', () => {
     const lines = formatGatewayFailover(held);
-    expect(lines[1]).toBe('  gateway fault gateway-failover: primary host frozen and cut off at 900 ms (gateway 10); gw2 MASTER after 420 ms, takeover done after 700 ms (claim 11 ms, list + adopt 5 ms, epoch 2), the hook returned after 1500 ms');
+    expect(lines[1]).toBe('  gateway fault gateway-failover: primary host frozen and cut off at 900 ms (gateway 10); gw2 MASTER after 420 ms, its takeover began after 420 ms, takeover done after 700 ms (claim 11 ms, list + adopt 5 ms, epoch 2), the hook returned after 1500 ms');
     expect(lines[2]).toContain('every connection 850 ms (2 of 2 open at the death; aim ≤ 1000 ms); every connection caught up 1200 ms');
     expect(lines[4]).toBe('    old primary, thawed: role fenced, 24 FENCED drops, 0 TCP segments to the client after the takeover began (68 before its death); its keepalived BACKUP, the addresses still on gw2');
   });
