@@ -13,6 +13,7 @@
  *   halfOpenHead ⇄ … ⇄ halfOpenTail        (halfOpenAt ascending: touched flows move to the tail)
  */
 import { Flow } from './flow.js';
+import { u32ToIp } from '../wire/addr.js';
 
 export interface ServiceSpec {
   readonly ip: number;
@@ -22,6 +23,11 @@ export interface ServiceSpec {
 export class Service {
   readonly flows = new Map<number, Flow>();
   constructor(readonly ip: number, readonly port: number, readonly index: number) {}
+}
+
+/** A service as operators write it: `198.18.2.2:5001` (status, logs, the divergence policies, the supervisor's notices). */
+export function serviceName(s: ServiceSpec): string {
+  return `${u32ToIp(s.ip)}:${s.port}`;
 }
 
 export function endpointKey(ip: number, port: number): number {

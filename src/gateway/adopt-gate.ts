@@ -46,10 +46,9 @@
  */
 import { ADOPT_SERVER, type Flow } from '../flow/flow.js';
 import { TCP_RST } from '../wire/tcp.js';
-import type { FlowTable, Service } from '../flow/table.js';
+import { serviceName, type FlowTable, type Service } from '../flow/table.js';
 import { DropReason, type WrapperVerdict } from '../wrappers/contract.js';
 import { sameIncarnation, type ServerIncarnation } from '../log/state.js';
-import { u32ToIp } from '../wire/addr.js';
 import type { Logger } from '../util/logger.js';
 import type { NorthWrapper } from '../recovery/engine.js';
 import { peekNorth } from '../recovery/rebuild.js';
@@ -191,7 +190,7 @@ export class AdoptGate {
   private decide(svc: Service, now: number): void {
     const s = this.waiting.get(svc);
     if (s === undefined || this.view === null) return;
-    const service = `${u32ToIp(svc.ip)}:${svc.port}`;
+    const service = serviceName(svc);
     const v = this.view(service);
     if (v.state === 'UNKNOWN' || v.state === 'SUSPECT') {
       if (now < this.deadline) return;

@@ -40,12 +40,13 @@
  * `memory` shows the live heap (the scale benchmark).
  */
 import type http from 'node:http';
-import { networkInterfaces } from 'node:os';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Gateway } from './gateway.js';
 import { FLOW_PAGE } from './flow-page.js';
+import { networkInterfaces } from 'node:os';
+import { hostAddresses } from './address-watch.js';
 import { FtcpError } from '../util/errors.js';
 import { readRegularFile } from '../util/fs.js';
 import { checkKeyFileMode } from '../link/key.js';
@@ -323,9 +324,7 @@ async function kernelRoutes(): Promise<{ routes: Route[]; local: string[] }> {
   const routes = (JSON.parse(stdout) as Array<{ dst?: string; dev?: string }>)
     .filter((r): r is Route => typeof r.dst === 'string' && typeof r.dev === 'string')
     .map((r) => ({ dst: r.dst, dev: r.dev }));
-  const local: string[] = [];
-  for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) if (a.family === 'IPv4') local.push(a.address);
-  return { routes, local };
+  return { routes, local: [...hostAddresses()] };
 }
 
 /**

@@ -53,7 +53,7 @@
 import { u32ToIp } from '../wire/addr.js';
 import type { PacketBatch, TunDevice } from '../tun/device.js';
 import type { LogStatus, LogStore, StatusListener } from '../log/types.js';
-import { FlowTable, type Service, type ServiceSpec } from '../flow/table.js';
+import { FlowTable, serviceName, type Service, type ServiceSpec } from '../flow/table.js';
 import { SouthWrapper, defaultSouthOptions, type SouthEvents, type SouthOptions } from '../wrappers/south.js';
 import { FORWARD, DropReason, WrapperDrops, type WrapperVerdict } from '../wrappers/contract.js';
 import { PacketInfo, parsePacket, checksumVerdict, Verdict, DropCounters, isDrop, FIRST_DROP, VERDICT_COUNT, verdictName } from '../wire/packet.js';
@@ -216,7 +216,7 @@ export class Gateway {
     const vnet = this.vnet;
     if (vnet !== null) this.north.superPacketMtu = () => (vnet.active ? vnet.mtu : 0);
     const info = oracle?.info?.bind(oracle);
-    if (info !== undefined) this.north.serverIncarnation = (svc) => runningIncarnation(info(`${u32ToIp(svc.ip)}:${svc.port}`));
+    if (info !== undefined) this.north.serverIncarnation = (svc) => runningIncarnation(info(serviceName(svc)));
     this.adoptGate = new AdoptGate(this.table, this.north, info ?? null, opts.logger.child({ mod: 'adopt' }), opts.adoptWaitMs);
     this.masking = new CrashMasking(this.table, this.north, oracle, policy, opts.holdMs ?? 1000, opts.minGapMs ?? 25);
     this.south = new SouthWrapper(
@@ -662,7 +662,7 @@ export class Gateway {
       ...(this.startState !== null ? { start: this.startState } : {}),
       memory: process.memoryUsage(),
       tun: this.tun.name,
-      services: this.table.allServices().map((s) => `${u32ToIp(s.ip)}:${s.port}`),
+      services: this.table.allServices().map(serviceName),
       log: this.log.status(),
       ...(this.log.linkStats ? { logLink: this.log.linkStats() } : {}),
       epoch: this.epoch,

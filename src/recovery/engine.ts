@@ -68,14 +68,13 @@
  * (steps 4-6), verify.ts (the digest and the comparison of steps 0 and 5), and this one: the
  * service events (0, 7), the dispatch of segments, the timers.
  */
-import type { Service } from '../flow/table.js';
+import { serviceName, type Service } from '../flow/table.js';
 import { ADOPT_SERVER, type Flow } from '../flow/flow.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { seqAdd, seqGt, type Seq } from '../wire/seq.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCP_OFF_SEQ, TCP_OFF_WINDOW, TCP_OFF_DST_PORT } from '../wire/tcp.js';
 import { tcpSetAck } from '../wire/rewrite.js';
 import { type Translation, translateToClient, translateToServer } from './translate.js';
-import { u32ToIp } from '../wire/addr.js';
 import { MAX_TIMELINES, Rebuild, type RecoveryTimeline, northOf, peekNorth, outOffsetNear, recOf, replaying, xlateOf } from './rebuild.js';
 import { tsValOf } from '../wire/tcp-options.js';
 import { FORWARD, DropReason, type Wrapper, type WrapperVerdict } from '../wrappers/contract.js';
@@ -159,7 +158,7 @@ export class NorthWrapper extends VerifySteps implements Wrapper {
     // New when the service was up, or had been listening again since (a crash during rebuild).
     if (!wasDown || tl === null || tl.listeningAt !== 0) {
       tl = {
-        service: `${u32ToIp(svc.ip)}:${svc.port}`, crash: this.stats.crashes + 1, detectedAt: now, reason, connections: 0,
+        service: serviceName(svc), crash: this.stats.crashes + 1, detectedAt: now, reason, connections: 0,
         listeningAt: 0, handshakesDoneAt: 0, replayDoneAt: 0, caughtUpAt: 0, handshakes: 0, replayed: 0, caughtUp: 0, failed: 0, ended: 0,
       };
       this.timelines.push(tl);

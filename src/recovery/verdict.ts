@@ -15,11 +15,11 @@
  * The hold is bounded by `holdMs` (default: two heartbeats and a little).
  */
 import type { Flow } from '../flow/flow.js';
-import type { FlowTable, Service } from '../flow/table.js';
+import { serviceName, type FlowTable, type Service } from '../flow/table.js';
 import type { PacketInfo } from '../wire/packet.js';
 import { TCP_MIN_HEADER, TCP_OFF_FLAGS, TCP_OFF_SEQ, TCP_RST } from '../wire/tcp.js';
 import { ipv4HeaderLen, readU32 } from '../wire/ipv4.js';
-import { ipToU32, u32ToIp } from '../wire/addr.js';
+import { ipToU32 } from '../wire/addr.js';
 import type { NorthWrapper } from './engine.js';
 import { northOf, peekNorth } from './rebuild.js';
 
@@ -91,7 +91,7 @@ export class CrashMasking {
 
   /** The oracle says the service listens now (for a tick that missed the event). */
   serviceListening(svc: Service): boolean {
-    return this.oracle !== null && this.oracle.state(name(svc)) === 'LISTENING';
+    return this.oracle !== null && this.oracle.state(serviceName(svc)) === 'LISTENING';
   }
 
   /**
@@ -103,7 +103,7 @@ export class CrashMasking {
   hold(svc: Service, flow: Flow, buf: Buffer, p: PacketInfo, release: (svc: Service, buf: Buffer) => void): boolean {
     const n = northOf(flow);
     // A service no supervisor ever spoke for is judged by the policy alone (no hold).
-    if (this.oracle === null || (n.verdictHold === null && this.oracle.state(name(svc)) === 'UNKNOWN')) {
+    if (this.oracle === null || (n.verdictHold === null && this.oracle.state(serviceName(svc)) === 'UNKNOWN')) {
       if (this.policy === 'rst' && p.flags & TCP_RST) {
         this.stats.policyCrashes++;
         this.stats.suppressed++;
@@ -132,7 +132,7 @@ export class CrashMasking {
     this.stats.held++;
     const hold = n.verdictHold;
     // settle: a heartbeat already in flight when the process died must not pass its FIN.
-    void this.oracle.waitVerdict(name(svc), this.holdMs, true, this.minGapMs).then((v) => {
+    void this.oracle.waitVerdict(serviceName(svc), this.holdMs, true, this.minGapMs).then((v) => {
       if (n.verdictHold !== hold) return; // a crash took it meanwhile
       n.verdictHold = null;
       let verdict = v;
@@ -160,9 +160,6 @@ export class CrashMasking {
   }
 }
 
-function name(svc: Service): string {
-  return `${u32ToIp(svc.ip)}:${svc.port}`;
-}
 
 function isRst(b: Buffer): boolean {
   return (b[ipv4HeaderLen(b, 0) + TCP_OFF_FLAGS]! & TCP_RST) !== 0;

@@ -22,10 +22,9 @@
  * outlives the Rebuild until the regenerated output passed end0 and the client acked it.
  */
 import type { Flow } from '../flow/flow.js';
-import type { Service } from '../flow/table.js';
+import { serviceName, type Service } from '../flow/table.js';
 import { PacketInfo, parsePacket, Verdict } from '../wire/packet.js';
 import { foldSum, onesSum, csumReplaceSum } from '../wire/checksum.js';
-import { u32ToIp } from '../wire/addr.js';
 import { type Offset, type Seq } from '../wire/seq.js';
 import { TCP_OFF_CHECKSUM, TCP_RST } from '../wire/tcp.js';
 import { FORWARD, DropReason, type WrapperVerdict } from '../wrappers/contract.js';
@@ -42,7 +41,7 @@ export abstract class VerifySteps extends ReplaySteps {
   /** The divergence policy of a service (cached per Service). */
   policyFor(svc: Service): DivergencePolicy {
     let p = this.policies.get(svc);
-    if (p === undefined) this.policies.set(svc, (p = policyOf(this.options.divergence, svcName(svc))));
+    if (p === undefined) this.policies.set(svc, (p = policyOf(this.options.divergence, serviceName(svc))));
     return p;
   }
 
@@ -169,7 +168,7 @@ export abstract class VerifySteps extends ReplaySteps {
    * was reset (the segment in hand is dropped).
    */
   private diverged(svc: Service, flow: Flow, cmp: Comparator, m: Mismatch | null, why: string): boolean {
-    const service = svcName(svc);
+    const service = serviceName(svc);
     const policy = this.policyFor(svc);
     this.divergence.count(service);
     if (m === null) this.divergence.shortOutputs++;
@@ -254,7 +253,7 @@ export abstract class VerifySteps extends ReplaySteps {
     const policies: Record<string, DivergencePolicy> = {};
     const byService: Record<string, number> = {};
     for (const svc of this.table.allServices()) {
-      const name = svcName(svc);
+      const name = serviceName(svc);
       policies[name] = this.policyFor(svc);
       byService[name] = this.divergence.byService.get(name) ?? 0;
     }
@@ -267,9 +266,6 @@ export abstract class VerifySteps extends ReplaySteps {
   }
 }
 
-function svcName(svc: Service): string {
-  return `${u32ToIp(svc.ip)}:${svc.port}`;
-}
 
 /** What the client acknowledged of the server's data (its ack of a FIN is not a byte). */
 function clientHas(flow: Flow): Offset {

@@ -37,6 +37,7 @@ import { parseControlFlag } from './status.js';
 import type { CreateLogOptions } from '../../log/index.js';
 import { realtimeNs } from '../../tun/native.js';
 import { u32ToIp } from '../../wire/addr.js';
+import { serviceName } from '../../flow/table.js';
 import type { Flow } from '../../flow/flow.js';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { LivenessOracle } from '../../supervisor/oracle.js';
@@ -251,7 +252,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const checksums = values.checksums;
   if (checksums !== 'verify' && checksums !== 'trust') throw new UsageError(`--checksums: expected 'verify' or 'trust', got '${checksums}'`);
-  const divergence = parseDivergence(values.divergence!, services.map((s) => `${u32ToIp(s.ip)}:${s.port}`));
+  const divergence = parseDivergence(values.divergence!, services.map(serviceName));
   const divergenceDeadline = parseNumberFlag(values['divergence-deadline'], '--divergence-deadline', { dflt: 10, min: 0.1, max: 600, integer: false, unit: 's' });
   if (values.offload && values['no-offload']) throw new UsageError('--offload and --no-offload exclude each other');
   const standby = values.standby ? standbyOptions(values.log!.trim(), control !== null, values['standby-refresh']) : null;
@@ -328,7 +329,7 @@ export async function run(argv: string[]): Promise<number> {
     applied.catch(() => {}); // awaited below
     if (supervisor) {
       oracle = await LivenessOracle.listen(supervisor.addr, supervisor.port, key, {
-        heartbeatMs, services: services.map((s) => `${u32ToIp(s.ip)}:${s.port}`), log: logger.child({ mod: 'oracle' }),
+        heartbeatMs, services: services.map(serviceName), log: logger.child({ mod: 'oracle' }),
         // Silence (a host crash) is judged after 1 s at least: a loaded host delays heartbeats
         // by hundreds of ms, and a false 'dead' would rebuild connections of a live server.
         silenceMs: Math.max(1000, 10 * heartbeatMs),
@@ -430,8 +431,11 @@ export function parseAddressList(v: string, flag: string): string[] {
   const out = v.split(',').map((x) => x.trim()).filter((x) => x !== '');
   if (out.length === 0) throw new UsageError(`${flag}: expected <ip>[,<ip>...], got ${JSON.stringify(v)}`);
   for (const a of out) {
-    const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(a);
-    if (m === null || m.slice(1).some((o) => Number(o) > 255)) throw new UsageError(`${flag}: ${JSON.stringify(a)} is not an IPv4 address`);
+    try {
+      ipToU32(a);
+    } catch {
+      throw new UsageError(`${flag}: ${JSON.stringify(a)} is not an IPv4 address`);
+    }
   }
   return out;
 }
