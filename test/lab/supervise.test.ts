@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT, execIn, pidAlive, spawnIn, withLab } from '../../src/lab/index.js';
 import { ensureBuilt } from '../support/build.js';
+import { withoutSilences } from '../support/supervisor-events.js';
 
 const CLI = join(REPO_ROOT, 'bin', 'ftcp.js');
 const SERVER = join(REPO_ROOT, 'test', 'unit', 'supervisor', 'fixtures', 'server.mjs');
@@ -160,7 +161,8 @@ describe('ftcp supervise in the namespace lab', () => {
         expect(await supExit).toBe(0);
         expect(pidAlive(r.info.pid!)).toBe(false);
         expect(st.counters.forged).toBe(0);
-        expect(events.seen.map((e) => `${e.ev}:${e.info.generation}`)).toEqual([
+        // (a silent → alive flap of a starved supervisor is the tracker's rule, not this test's fact: CI saw one at load 10)
+        expect(withoutSilences(events.seen.map((e) => `${e.ev}:${e.info.generation}`))).toEqual([
           'alive:1', 'listening:1', 'crashed:1', 'restarted:2', 'listening:2', 'stopping:2', 'stopped:2',
         ]);
         expect(supLog).toMatch(/program crashed/);

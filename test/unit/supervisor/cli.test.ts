@@ -17,6 +17,7 @@ import { LivenessOracle, type OracleEventName, type ServiceInfo } from '../../..
 import { encodeNotice } from '../../../src/supervisor/messages.js';
 import { ensureBuilt } from '../../support/build.js';
 import { runCli as runCliIn } from '../../support/cli.js';
+import { withoutSilences } from '../../support/supervisor-events.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BIN = `${ROOT}bin/ftcp.js`;
@@ -96,20 +97,6 @@ function echo(port: number, text: string): Promise<string> {
       reject(new Error('echo timed out'));
     });
   });
-}
-
-/** The events less each 'silent' and the alive/listening of the same generation that ended it. */
-function withoutSilences(seen: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < seen.length; i++) {
-    const m = /^silent:(\d+)$/.exec(seen[i]!);
-    if (m === null) {
-      out.push(seen[i]!);
-      continue;
-    }
-    if (i + 1 < seen.length && (seen[i + 1] === `alive:${m[1]}` || seen[i + 1] === `listening:${m[1]}`)) i++;
-  }
-  return out;
 }
 
 function gone(pid: number): boolean {
