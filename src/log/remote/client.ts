@@ -974,11 +974,6 @@ export class RemoteLog extends LogFront<RConn> {
   }
 }
 
-
-function hex(s: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(s, 'hex'));
-}
-
 function replyError(r: Reply): FtcpError {
   return r.ok ? new FtcpError('FTCP_LOG_PROTOCOL', 'log: unexpected reply') : new FtcpError(r.code, r.message);
 }
