@@ -69,7 +69,6 @@ import {
   isEpoch,
   encodeFin,
   encodeGc,
-  encodeRead,
   encodeRequest,
   LIST_PAGE_RECORDS,
   LOG_PROTOCOL_VERSION,
@@ -84,7 +83,8 @@ import {
   type StatusMsg,
   type WireRecord,
 } from './protocol.js';
-import { Requests } from './requests.js';
+import { Requests, replyError } from './requests.js';
+import { readStable } from './reads.js';
 import { requestState, type StateSlot } from './state-request.js';
 import { MAX_READ_CHUNK } from './server.js';
 
@@ -530,32 +530,9 @@ export class RemoteLog extends LogFront<RConn> {
     if (c.remoteId !== null) this.closeRemote(c.remoteId);
   }
 
-  /** Chunked: `readChunk` bytes per request, `readParallel` in flight. */
-  protected async readStable(c: RConn, start: number, e: number): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    let pos = start;
-    while (pos < e) {
-      const batch: [number, number][] = [];
-      for (let k = 0, s = pos; k < this.o.readParallel && s < e; k++, s += this.o.readChunk) {
-        batch.push([s, Math.min(e, s + this.o.readChunk)]);
-      }
-      const got = await Promise.all(batch.map(([s, t]) => this.readChunk(c, s, t)));
-      let next = batch[batch.length - 1]![1];
-      for (let i = 0; i < batch.length; i++) {
-        const [s, t] = batch[i]!;
-        const d = got[i]!;
-        parts.push(d.length > t - s ? d.subarray(0, t - s) : d);
-        if (d.length < t - s) {
-          if (d.length === 0) {
-            throw new FtcpError('FTCP_LOG_RANGE', `log read: the server holds less of connection ${c.id} than it reported stable (${s} < ${e})`);
-          }
-          next = s + d.length;
-          break;
-        }
-      }
-      pos = next;
-    }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  /** Chunked (reads.ts): `readChunk` bytes per request, `readParallel` in flight. */
+  protected readStable(c: RConn, start: number, e: number): Promise<Buffer> {
+    return readStable(this.reqs, c, start, e, { chunk: this.o.readChunk, parallel: this.o.readParallel }, () => this.pump());
   }
 
   protected async stop(): Promise<void> {
@@ -953,29 +930,6 @@ export class RemoteLog extends LogFront<RConn> {
     if (this.expiryReq !== null) this.reqs.cancel(this.expiryReq);
     this.expiryReq = this.request({ op: 'expiry', ms: this.expiryMs ?? 0 }, false, () => (this.expiryReq = null), () => {});
   }
-
-  private readChunk(c: RConn, start: number, end: number): Promise<Buffer> {
-    return new Promise<Buffer>((resolve, reject) => {
-      this.reqs.add((reqId) => ({
-        build: () => {
-          if (c.closed) {
-            this.reqs.cancel(reqId);
-            reject(new FtcpError('FTCP_LOG_UNKNOWN', `log read: connection ${c.id} was closed`));
-            return null;
-          }
-          return c.remoteId === null || c.registering ? null : encodeRead(reqId, c.remoteId, start, end);
-        },
-        settle: (m) => (m.data !== undefined ? resolve(Buffer.from(m.data)) : reject(replyError(m.reply!))),
-        fail: reject,
-        staleOnRestart: false,
-      }));
-      queueMicrotask(() => this.pump());
-    });
-  }
-}
-
-function replyError(r: Reply): FtcpError {
-  return r.ok ? new FtcpError('FTCP_LOG_PROTOCOL', 'log: unexpected reply') : new FtcpError(r.code, r.message);
 }
 
 // ---- UDP ---------------------------------------------------------------------------------
