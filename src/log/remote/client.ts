@@ -70,10 +70,8 @@ import {
   encodeFin,
   encodeGc,
   encodeRequest,
-  LIST_PAGE_RECORDS,
   LOG_PROTOCOL_VERSION,
   metaToWire,
-  recordFromWire,
   T_DATA,
   T_REPLY,
   T_STABLE,
@@ -81,21 +79,14 @@ import {
   type Reply,
   type Request,
   type StatusMsg,
-  type WireRecord,
 } from './protocol.js';
 import { Requests, replyError } from './requests.js';
 import { readStable } from './reads.js';
+import { fetchActive, pageOf, type ListOptions, type ListPage } from './listing.js';
+
+export type { ListOptions } from './listing.js';
 import { requestState, type StateSlot } from './state-request.js';
 import { MAX_READ_CHUNK } from './server.js';
-
-/** How long a `list` may take (the caller's bounds: src/gateway/adopt.ts, shown in its limits). */
-export interface ListOptions {
-  /** The whole list (every page), and each page, in ms. */
-  timeoutMs: number;
-  pageTimeoutMs: number;
-  /** Records asked for per page (the server serves at most LIST_PAGE_RECORDS). */
-  pageRecords?: number;
-}
 
 export interface RemoteLogOptions {
   /** Peer inactive this long (after the link declared it inactive) → FAILED. Default 2000 ms. */
@@ -420,43 +411,11 @@ export class RemoteLog extends LogFront<RConn> {
     };
   }
 
-  /**
-   * The server's own list of open connections (all gateways), fetched over the link page after
-   * page (protocol.ts "Paged list"): each page within `pageTimeoutMs`, the whole within
-   * `timeoutMs` (FTCP_LOG_TIMEOUT otherwise). What a caller sees of connections that change
-   * meanwhile: each connection at most once (the cursor is its id, which only grows), in the
-   * state of the moment its page was cut; one closed before its page is missing; one opened
-   * after the listing began is missing too (adoption then meets it as an unknown flow).
-   * A server that does not page answers the first request with every record and no cursor.
-   */
-  async fetchActive(opts: ListOptions): Promise<ConnectionRecord[]> {
-    const deadline = performance.now() + opts.timeoutMs;
-    const out: ConnectionRecord[] = [];
-    let after = 0;
-    for (;;) {
-      const left = deadline - performance.now();
-      if (left <= 0) throw new FtcpError('FTCP_LOG_TIMEOUT', `log list: not complete within ${opts.timeoutMs} ms (${out.length} records in ${this.counters.listPages} pages so far)`);
-      const page = await this.listPage(after, opts.pageRecords ?? LIST_PAGE_RECORDS, Math.min(opts.pageTimeoutMs, left));
-      this.counters.listPages++;
-      for (const w of page.records) {
-        const { record, badState } = recordFromWire(w);
-        if (badState) this.counters.badState++;
-        out.push(record);
-      }
-      const next = page.next;
-      if (next === undefined || next === null) return out;
-      // A cursor that does not advance would page forever: a server bug, never looped on.
-      if (!Number.isSafeInteger(next) || next <= after) throw new FtcpError('FTCP_LOG_PROTOCOL', `log list: the server's cursor ${String(next)} does not follow ${after}`);
-      after = next;
-    }
-  }
-
-  /** One page of the list, or a rejection (the server's refusal; FTCP_LOG_TIMEOUT after `timeoutMs`). */
-  private listPage(after: number, max: number, timeoutMs: number): Promise<{ records: WireRecord[]; next: number | null | undefined }> {
-    return this.requestWithin({ op: 'list', after, max }, timeoutMs, `log list: the page after ${after}`, (r) => {
-      if (!r.ok || !Array.isArray(r.records)) throw replyError(r);
-      return { records: r.records, next: r.next };
-    });
+  /** The server's own list of open connections (all gateways), in pages (listing.ts). */
+  fetchActive(opts: ListOptions): Promise<ConnectionRecord[]> {
+    const page = (after: number, max: number, timeoutMs: number): Promise<ListPage> =>
+      this.requestWithin({ op: 'list', after, max }, timeoutMs, `log list: the page after ${after}`, pageOf);
+    return fetchActive(page, this.counters, opts);
   }
 
   /**
