@@ -18,7 +18,6 @@ import type { LinkEndpoint } from '../../link/endpoint.js';
 import { LogFront, type FrontConn } from '../front.js';
 import { DEFAULT_MAX_HELD_BYTES } from '../reassembler.js';
 import type { SlabStore } from '../memory.js';
-import type { LogStatus } from '../types.js';
 import { allocAppend, APPEND_HEADER, encodeFin, encodeGc, encodeRequest, type Reply, type Request } from './protocol.js';
 import { Requests } from './requests.js';
 import type { StateSlot } from './state-request.js';
@@ -140,7 +139,6 @@ export abstract class RemoteSender extends LogFront<RConn> {
   /** Connections with something to send (bytes, FIN, gc point). */
   private readonly dirty = new Set<RConn>();
   protected now: number;
-  protected serverStatus: LogStatus = 'OK';
   protected readonly manualClock: boolean;
   protected pendingBytes = 0;
   protected readonly o: Required<Omit<RemoteLogOptions, 'logger' | 'manualClock' | 'appendChunk'>>;
