@@ -1,9 +1,9 @@
 /**
  * The log client's list (client.ts `fetchActive`): the log server's own list of open
  * connections (all gateways), fetched over the link page after page (protocol.ts "Paged
- * list"), for a gateway that adopts what another one left (src/gateway/adopt.ts). Paged so
- * that no one reply has to carry every record; bounded in time, per page and in all, because
- * the caller waits on it during a takeover.
+ * list"), for a restarted gateway that adopts every open connection (src/gateway/adopt.ts).
+ * Paged because one link message holds only so many records; bounded in time, per page and
+ * in all, because adoption waits on it before the gateway forwards a packet.
  *
  * What a caller sees of connections that change meanwhile: each connection at most once (the
  * cursor is its id, which only grows), in the state of the moment its page was cut; one closed

@@ -2,13 +2,13 @@
  * The middle layer of the log client (RemoteLog, client.ts): registration, steps 3, 7 and 8
  * of client.ts's header, with the refusals that end writing (step 9's fence). A connection is
  * registered by an `open` request with its metadata; the answer maps the local id to the
- * server's and says what the server holds (its stable point, its gc point, the newest state
- * record), from which everything unstable is sent again. The same registration, of every
- * connection at once, answers whatever the link reports (a loss, a resynchronisation, the
- * server found again or restarted), at most once per `resyncIntervalMs`: each round costs a
- * request per connection and a resend of every unstable byte, so a round per event of a burst
- * would be load that makes more events. The server's settings (services, idle expiry) go again
- * with every round.
+ * server's and says what the server holds (its stable point, its gc point, the update of the
+ * state record it has): bytes and FIN are sent again from its stable point, the newest state
+ * record when the server's is older. The same registration, of every connection at once,
+ * answers whatever the link reports (a loss, a resynchronisation, the server found again or
+ * restarted), at most once per `resyncIntervalMs`: each round costs a request per connection
+ * and a resend of every unstable byte, so a round per event of a burst would be load that
+ * makes more events. The server's settings (services, idle expiry) go again with every round.
  *
  * Built on sending.ts (the bytes and the pump); RemoteLog (client.ts) adds the public API, the
  * link events and the timers.
