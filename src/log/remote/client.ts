@@ -51,159 +51,42 @@
  *
  * Ids here are local (stable for the gateway's lifetime); `read` is chunked
  * (`readChunk` bytes per request, `readParallel` in flight).
+ *
+ * Where each part lives: this file holds RemoteLog (the public API, the link events, the
+ * timers) and connectUdp. RemoteLog builds on registration.ts (steps 3, 7 and 8, the fence of
+ * step 9), which builds on sending.ts (steps 1 and 2: the bytes held, the pump). Beside them:
+ * requests.ts (step 4), state-request.ts (step 7's request), reads.ts (the chunked reads),
+ * listing.ts (the paged list, for adoption); epochs.ts is the server's side of step 9.
  */
 import { performance } from 'node:perf_hooks';
-import type { Logger } from '../../util/logger.js';
 import { logger as rootLogger } from '../../util/logger.js';
 import { FtcpError } from '../../util/errors.js';
 import type { LinkEndpoint, LinkOptions, LostReason, PeerEvent } from '../../link/endpoint.js';
 import { UdpLink, type UdpAddr } from '../../link/udp.js';
-import { LogFront, type FrontConn } from '../front.js';
-import { DEFAULT_MAX_HELD_BYTES, Reassembler } from '../reassembler.js';
+import { Reassembler } from '../reassembler.js';
 import { SlabStore } from '../memory.js';
-import type { ConnectionMeta, ConnectionRecord, ConnectionState, Endpoint, LogLinkStats, LogStatus, OpenMeta } from '../types.js';
+import type { ConnectionMeta, ConnectionRecord, LogLinkStats, LogStatus, OpenMeta } from '../types.js';
 import {
-  allocAppend,
   APPEND_HEADER,
   decode,
   isEpoch,
-  encodeFin,
-  encodeGc,
-  encodeRead,
-  encodeRequest,
-  LIST_PAGE_RECORDS,
   LOG_PROTOCOL_VERSION,
-  metaToWire,
-  recordFromWire,
   T_DATA,
   T_REPLY,
   T_STABLE,
   T_STATUS,
-  type Reply,
-  type Request,
   type StatusMsg,
-  type WireRecord,
 } from './protocol.js';
-import { Requests } from './requests.js';
-import { requestState, type StateSlot } from './state-request.js';
-import { MAX_READ_CHUNK } from './server.js';
+import { replyError } from './requests.js';
+import { readStable } from './reads.js';
+import { fetchActive, pageOf, type ListOptions, type ListPage } from './listing.js';
+import type { Fenced, RConn, RemoteLogOptions } from './sending.js';
+import { RemoteRegistrar } from './registration.js';
 
-/** How long a `list` may take (the caller's bounds: src/gateway/adopt.ts, shown in its limits). */
-export interface ListOptions {
-  /** The whole list (every page), and each page, in ms. */
-  timeoutMs: number;
-  pageTimeoutMs: number;
-  /** Records asked for per page (the server serves at most LIST_PAGE_RECORDS). */
-  pageRecords?: number;
-}
+export type { ListOptions } from './listing.js';
+export type { Fenced, RemoteCounters, RemoteLogOptions } from './sending.js';
 
-export interface RemoteLogOptions {
-  /** Peer inactive this long (after the link declared it inactive) → FAILED. Default 2000 ms. */
-  failAfterMs?: number;
-  /** A request unanswered this long is sent again. Default 1000 ms. */
-  requestTimeoutMs?: number;
-  /** Unstable bytes without progress this long → the connection is re-registered. Default 1000 ms. */
-  stallResyncMs?: number;
-  /**
-   * Re-registration rounds (every connection again, after a loss the link reported) start at
-   * most this often; the events of the interval are answered by one round at its end. A
-   * connection whose registration is still unanswered keeps its request (sent again), it
-   * does not get a second one. Default 250 ms.
-   */
-  resyncIntervalMs?: number;
-  /**
-   * Bytes per APPEND message. Default: what fills one link frame (the link's framePayload
-   * minus the APPEND header), so an APPEND is one datagram, one HMAC, no reassembly.
-   */
-  appendChunk?: number;
-  /** Bytes per READ request, and how many are in flight. Default 64 KiB, 4. */
-  readChunk?: number;
-  readParallel?: number;
-  /** Bound on the unstable bytes kept here (all connections); beyond it appends are dropped, counted. Default 256 MiB. */
-  maxPendingBytes?: number;
-  /** Per-connection cap on out-of-order bytes held here. Default 4 MiB. */
-  maxHeldBytes?: number;
-  /** The owner calls tick(now) (tests on SimNetwork); otherwise an internal timer does. */
-  manualClock?: boolean;
-  logger?: Logger;
-}
-
-/** Log-client counters (linkStats().client). */
-export interface RemoteCounters {
-  /** The server was found again after being inactive. */
-  reconnects: number;
-  /** A new server boot id (a restart of the log server). */
-  serverRestarts: number;
-  /** Re-registration rounds (every cause). */
-  resyncs: number;
-  /** Link events answered by a round already scheduled or run less than resyncIntervalMs before. */
-  resyncsCoalesced: number;
-  /** Link messages reported lost. */
-  lostMessages: number;
-  /** open requests sent for connections already open (re-registrations). */
-  reRegistrations: number;
-  requestRetries: number;
-  stallProbes: number;
-  /** In-stream bytes sent more than once. */
-  bytesResent: number;
-  appendMessages: number;
-  bytesSent: number;
-  /** The status became FAILED because the server stayed silent. */
-  failures: number;
-  /** Connections whose stable bytes the server lost (reported expired). */
-  lostStable: number;
-  /** STABLE reports beyond what was sent (clipped). */
-  stableBeyondSent: number;
-  malformed: number;
-  staleReplies: number;
-  /** Pages of `list` replies received (fetchActive). */
-  listPages: number;
-  registerErrors: number;
-  /** state requests sent (each record once, more on a resend), answered with an error, and records from the server that did not decode. */
-  stateRequests: number;
-  stateErrors: number;
-  badState: number;
-  /** Step 9: claims granted, times fenced, and the epoch held now (0: none). */
-  claims: number;
-  fenced: number;
-  epoch: number;
-  /** Step 10: connections left to the log server (forget: a release, a fence), never closed there. */
-  forgotten: number;
-}
-
-/** Step 9: this gateway's writes are refused since `at` (ms since 1970), by epoch `epoch`. */
-export interface Fenced {
-  readonly epoch: number;
-  readonly at: number;
-}
-
-/** A connection as the client holds it (the front's fields, and the link's). */
-interface RConn extends FrontConn, StateSlot {
-  readonly id: number;
-  remoteId: number | null;
-  registering: boolean;
-  regReq: number | null;
-  opened: boolean;
-  openResolve: ((id: number) => void) | null;
-  openReject: ((err: unknown) => void) | null;
-  buf: SlabStore;
-  /** Bytes below this are dropped here (they are stable at the server). */
-  keptFrom: number;
-  sentEnd: number;
-  sentMax: number;
-  finSent: boolean;
-  gcSent: number;
-  progressAt: number;
-  retryAt: number;
-}
-
-export class RemoteLog extends LogFront<RConn> {
-  readonly counters: RemoteCounters = {
-    reconnects: 0, serverRestarts: 0, resyncs: 0, resyncsCoalesced: 0, lostMessages: 0, reRegistrations: 0, requestRetries: 0,
-    stallProbes: 0, bytesResent: 0, appendMessages: 0, bytesSent: 0, failures: 0, lostStable: 0,
-    stableBeyondSent: 0, malformed: 0, staleReplies: 0, listPages: 0, registerErrors: 0, stateRequests: 0, stateErrors: 0, badState: 0,
-    claims: 0, fenced: 0, epoch: 0, forgotten: 0,
-  };
+export class RemoteLog extends RemoteRegistrar {
   /** The handlers the link endpoint must be built with. */
   readonly handlers: {
     onMessage: (msg: Buffer) => void;
@@ -212,57 +95,14 @@ export class RemoteLog extends LogFront<RConn> {
     onWritable: () => void;
   };
 
-  private ep: LinkEndpoint | null = null;
   private closeTransport: (() => Promise<void>) | null = null;
-  private readonly byRemote = new Map<number, RConn>();
-  /** Step 4: every request kept until answered. */
-  private readonly reqs: Requests;
-  private readonly dirty = new Set<RConn>();
-  private now: number;
-  private serverBoot = 0;
   private everActive = false;
   private inactiveSince: number | null;
   private linkFailed = false;
-  private serverStatus: LogStatus = 'OK';
-  private services: Endpoint[] | null = null;
-  private servicesReq: number | null = null;
-  private expiryMs: number | null = null;
-  private expiryReq: number | null = null;
-  private resyncScheduled = false;
-  /** A round is owed once resyncIntervalMs has passed since the last one (tick runs it). */
-  private resyncOwed = false;
-  private lastResyncAt = -Infinity;
-  private readonly manualClock: boolean;
-  private pendingBytes = 0;
   private timer: NodeJS.Timeout | null = null;
-  private readonly o: Required<Omit<RemoteLogOptions, 'logger' | 'manualClock' | 'appendChunk'>>;
-  private appendChunk: number;
-  private readonly appendChunkSet: boolean;
-  private pumpScheduled = false;
-  private readonly log: Logger;
-  /** Step 8: the log server speaks another protocol version (the log is FAILED for good). */
-  private versionError: FtcpError | null = null;
-  /** Step 9: fenced by a newer epoch (null: not fenced). */
-  private fencedBy: Fenced | null = null;
 
   constructor(opts: RemoteLogOptions = {}) {
-    super();
-    this.o = {
-      failAfterMs: opts.failAfterMs ?? 2000,
-      requestTimeoutMs: opts.requestTimeoutMs ?? 1000,
-      stallResyncMs: opts.stallResyncMs ?? 1000,
-      resyncIntervalMs: opts.resyncIntervalMs ?? 250,
-      readChunk: Math.min(opts.readChunk ?? 64 * 1024, MAX_READ_CHUNK),
-      readParallel: opts.readParallel ?? 4,
-      maxPendingBytes: opts.maxPendingBytes ?? 256 * 1024 * 1024,
-      maxHeldBytes: opts.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES,
-    };
-    this.reqs = new Requests(this.o.requestTimeoutMs);
-    this.appendChunkSet = opts.appendChunk !== undefined;
-    this.appendChunk = opts.appendChunk ?? 16 * 1024 - APPEND_HEADER;
-    this.log = opts.logger ?? rootLogger.child({ mod: 'logclient' });
-    this.manualClock = opts.manualClock === true;
-    this.now = opts.manualClock ? 0 : performance.now();
+    super(opts);
     this.inactiveSince = this.now;
     this.handlers = {
       onMessage: (m) => this.message(m),
@@ -389,27 +229,6 @@ export class RemoteLog extends LogFront<RConn> {
     });
   }
 
-  /** Step 9: told (or refused) by the server: fenced by `epoch`, once. */
-  private fence(epoch: number): void {
-    if (this.fencedBy !== null || this.isShutdown) return;
-    this.fencedBy = { epoch, at: Date.now() };
-    this.counters.fenced++;
-    this.counters.epoch = 0;
-    this.log.error({ epoch }, 'FENCED: another gateway claimed the log (a newer epoch): this gateway writes nothing more to it');
-    this.lastStatus = this.status();
-    this.statusListener?.(this.lastStatus, { fenced: epoch, reason: `fenced by epoch ${epoch}` });
-  }
-
-  registerServices(services: Endpoint[]): void {
-    this.services = services.map((s) => ({ addr: s.addr, port: s.port }));
-    this.sendServices();
-  }
-
-  setIdleExpiry(ms: number): void {
-    this.expiryMs = ms;
-    this.sendExpiry();
-  }
-
   linkStats(): LogLinkStats {
     const ep = this.ep;
     return {
@@ -420,107 +239,11 @@ export class RemoteLog extends LogFront<RConn> {
     };
   }
 
-  /**
-   * The server's own list of open connections (all gateways), fetched over the link page after
-   * page (protocol.ts "Paged list"): each page within `pageTimeoutMs`, the whole within
-   * `timeoutMs` (FTCP_LOG_TIMEOUT otherwise). What a caller sees of connections that change
-   * meanwhile: each connection at most once (the cursor is its id, which only grows), in the
-   * state of the moment its page was cut; one closed before its page is missing; one opened
-   * after the listing began is missing too (adoption then meets it as an unknown flow).
-   * A server that does not page answers the first request with every record and no cursor.
-   */
-  async fetchActive(opts: ListOptions): Promise<ConnectionRecord[]> {
-    const deadline = performance.now() + opts.timeoutMs;
-    const out: ConnectionRecord[] = [];
-    let after = 0;
-    for (;;) {
-      const left = deadline - performance.now();
-      if (left <= 0) throw new FtcpError('FTCP_LOG_TIMEOUT', `log list: not complete within ${opts.timeoutMs} ms (${out.length} records in ${this.counters.listPages} pages so far)`);
-      const page = await this.listPage(after, opts.pageRecords ?? LIST_PAGE_RECORDS, Math.min(opts.pageTimeoutMs, left));
-      this.counters.listPages++;
-      for (const w of page.records) {
-        const { record, badState } = recordFromWire(w);
-        if (badState) this.counters.badState++;
-        out.push(record);
-      }
-      const next = page.next;
-      if (next === undefined || next === null) return out;
-      // A cursor that does not advance would page forever: a server bug, never looped on.
-      if (!Number.isSafeInteger(next) || next <= after) throw new FtcpError('FTCP_LOG_PROTOCOL', `log list: the server's cursor ${String(next)} does not follow ${after}`);
-      after = next;
-    }
-  }
-
-  /** One page of the list, or a rejection (the server's refusal; FTCP_LOG_TIMEOUT after `timeoutMs`). */
-  private listPage(after: number, max: number, timeoutMs: number): Promise<{ records: WireRecord[]; next: number | null | undefined }> {
-    return this.requestWithin({ op: 'list', after, max }, timeoutMs, `log list: the page after ${after}`, (r) => {
-      if (!r.ok || !Array.isArray(r.records)) throw replyError(r);
-      return { records: r.records, next: r.next };
-    });
-  }
-
-  /**
-   * Sends `body`, settled by `onReply` (which may throw to reject); unanswered after `timeoutMs`
-   * the request is cancelled (never resent again) and the promise rejects FTCP_LOG_TIMEOUT.
-   */
-  private requestWithin<T>(body: Request, timeoutMs: number, what: string, onReply: (r: Reply) => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.reqs.cancel(reqId);
-        reject(new FtcpError('FTCP_LOG_TIMEOUT', `${what}: no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      timer.unref();
-      const reqId = this.request(body, false, (r) => {
-        clearTimeout(timer);
-        try {
-          resolve(onReply(r));
-        } catch (err) {
-          reject(err);
-        }
-      }, (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
-  }
-
-  // ---- the front's hooks: bytes stay here until the server reports them stable --------
-
-  /** A connection is usable once the server answered its first open. */
-  protected override isOpen(c: RConn): boolean {
-    return c.opened;
-  }
-
-  protected admit(_c: RConn, n: number): boolean {
-    if (this.pendingBytes + n > this.o.maxPendingBytes) {
-      this.logStats.appendsOverCapacity++;
-      return false;
-    }
-    return true;
-  }
-
-  protected keep(c: RConn, data: Uint8Array): void {
-    c.buf.append(data);
-    this.pendingBytes += data.length;
-  }
-
-  protected appended(c: RConn, prefixEnd: number): void {
-    if (c.asm.end > prefixEnd) this.markDirty(c);
-  }
-
-  /** The FIN (like the gc point below) goes to the server with the connection's next pump. */
-  protected persistFin(c: RConn): void {
-    this.markDirty(c);
-  }
-
-  protected collect(c: RConn): void {
-    this.markDirty(c);
-  }
-
-  /** Step 7: the newest record replaces any older one still unanswered. */
-  protected persistState(c: RConn, state: ConnectionState, bytes: Buffer): void {
-    c.stateSend = { state, hex: bytes.toString('hex') };
-    this.sendState(c);
+  /** The server's own list of open connections (all gateways), in pages (listing.ts). */
+  fetchActive(opts: ListOptions): Promise<ConnectionRecord[]> {
+    const page = (after: number, max: number, timeoutMs: number): Promise<ListPage> =>
+      this.requestWithin({ op: 'list', after, max }, timeoutMs, `log list: the page after ${after}`, pageOf);
+    return fetchActive(page, this.counters, opts);
   }
 
   protected closeConn(c: RConn): void {
@@ -530,32 +253,9 @@ export class RemoteLog extends LogFront<RConn> {
     if (c.remoteId !== null) this.closeRemote(c.remoteId);
   }
 
-  /** Chunked: `readChunk` bytes per request, `readParallel` in flight. */
-  protected async readStable(c: RConn, start: number, e: number): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    let pos = start;
-    while (pos < e) {
-      const batch: [number, number][] = [];
-      for (let k = 0, s = pos; k < this.o.readParallel && s < e; k++, s += this.o.readChunk) {
-        batch.push([s, Math.min(e, s + this.o.readChunk)]);
-      }
-      const got = await Promise.all(batch.map(([s, t]) => this.readChunk(c, s, t)));
-      let next = batch[batch.length - 1]![1];
-      for (let i = 0; i < batch.length; i++) {
-        const [s, t] = batch[i]!;
-        const d = got[i]!;
-        parts.push(d.length > t - s ? d.subarray(0, t - s) : d);
-        if (d.length < t - s) {
-          if (d.length === 0) {
-            throw new FtcpError('FTCP_LOG_RANGE', `log read: the server holds less of connection ${c.id} than it reported stable (${s} < ${e})`);
-          }
-          next = s + d.length;
-          break;
-        }
-      }
-      pos = next;
-    }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  /** Chunked (reads.ts): `readChunk` bytes per request, `readParallel` in flight. */
+  protected readStable(c: RConn, start: number, e: number): Promise<Buffer> {
+    return readStable(this.reqs, c, start, e, { chunk: this.o.readChunk, parallel: this.o.readParallel }, () => this.pump());
   }
 
   protected async stop(): Promise<void> {
@@ -593,7 +293,7 @@ export class RemoteLog extends LogFront<RConn> {
       this.pump(); // requests only (a claim)
       return;
     }
-    if (this.resyncOwed && now - this.lastResyncAt >= this.o.resyncIntervalMs) this.scheduleResync();
+    this.resyncIfOwed(now);
     for (const c of this.conns.values()) {
       if (c.registering) {
         if (c.regReq === null && now >= c.retryAt) this.register(c);
@@ -681,306 +381,6 @@ export class RemoteLog extends LogFront<RConn> {
     }
   }
 
-  /**
-   * One re-registration round soon: at once (next microtask) if none ran in the last
-   * resyncIntervalMs, else owed and run by tick when the interval is over. Rounds are
-   * rate-limited because each one costs a request per connection and a resend of every
-   * unstable byte: answering each of a burst of link events with its own round is load
-   * that makes more link events.
-   */
-  private scheduleResync(): void {
-    if (this.isShutdown) return;
-    const now = this.manualClock ? this.now : performance.now();
-    // A restarted server is never made to wait: its ids mean other connections now.
-    const restarted = this.ep !== null && this.ep.peerBootId !== 0 && this.serverBoot !== 0 && this.ep.peerBootId !== this.serverBoot;
-    if (this.resyncScheduled || (!restarted && now - this.lastResyncAt < this.o.resyncIntervalMs)) {
-      if (!this.resyncScheduled) this.resyncOwed = true;
-      this.counters.resyncsCoalesced++;
-      return;
-    }
-    this.resyncScheduled = true;
-    this.resyncOwed = false;
-    queueMicrotask(() => {
-      this.resyncScheduled = false;
-      this.lastResyncAt = this.manualClock ? this.now : performance.now();
-      this.resyncAll();
-    });
-  }
-
-  /** Step 3: settings first, then every connection again; pending requests resent. */
-  private resyncAll(): void {
-    if (this.ep === null || this.isShutdown) return;
-    this.counters.resyncs++;
-    const boot = this.ep.peerBootId;
-    if (boot !== 0 && boot !== this.serverBoot) {
-      if (this.serverBoot !== 0) {
-        this.counters.serverRestarts++;
-        this.log.warn({ boot: boot.toString(16) }, 'log server restarted: re-registering every connection');
-        this.byRemote.clear();
-        for (const c of this.conns.values()) c.remoteId = null;
-        this.reqs.failStale(() => new FtcpError('FTCP_LOG_RESTARTED', 'log server restarted'));
-        this.serverStatus = 'OK';
-      }
-      this.serverBoot = boot;
-    }
-    this.reqs.resendAll();
-    if (this.services !== null) this.sendServices();
-    if (this.expiryMs !== null) this.sendExpiry();
-    for (const c of this.conns.values()) {
-      // A registration still unanswered is sent again as it is (sentAt cleared above):
-      // whichever copy is answered settles it.
-      if (c.registering && c.regReq !== null && this.reqs.has(c.regReq)) continue;
-      this.register(c);
-    }
-    this.pump();
-  }
-
-  // ---- connections ---------------------------------------------------------------------
-
-  private register(c: RConn): void {
-    if (c.regReq !== null) this.reqs.cancel(c.regReq);
-    if (c.opened) this.counters.reRegistrations++;
-    c.registering = true;
-    const wire = metaToWire(c.meta);
-    c.regReq = this.request(
-      { op: 'open', meta: wire, gcThrough: c.gcThrough, protocol: LOG_PROTOCOL_VERSION },
-      false,
-      (r) => this.registered(c, r),
-      () => {},
-    );
-    this.pump();
-  }
-
-  private registered(c: RConn, r: Reply): void {
-    c.regReq = null;
-    if (!r.ok && r.code === 'FTCP_LOG_FENCED') this.fence(isEpoch(r.epoch) ? r.epoch : Number.MAX_SAFE_INTEGER);
-    if (!r.ok && r.code === 'FTCP_LOG_VERSION') this.versionMismatch(r.message);
-    else if (r.ok && r.protocol !== LOG_PROTOCOL_VERSION) {
-      this.versionMismatch(`the log server speaks log protocol ${typeof r.protocol === 'number' ? r.protocol : 1}, this gateway ${LOG_PROTOCOL_VERSION}: run the same ftcp version on both`);
-      r = { ok: false, code: 'FTCP_LOG_VERSION', message: this.versionError!.message };
-    }
-    if (!r.ok || r.id === undefined) {
-      if (!c.opened) {
-        this.conns.delete(c.id);
-        c.closed = true;
-        c.openReject?.(replyError(r));
-        c.openReject = c.openResolve = null;
-        return;
-      }
-      this.counters.registerErrors++;
-      c.retryAt = this.now + this.o.requestTimeoutMs;
-      return;
-    }
-    const rid = r.id;
-    if (c.closed) {
-      this.closeRemote(rid);
-      return;
-    }
-    if (c.remoteId !== null && c.remoteId !== rid) this.byRemote.delete(c.remoteId);
-    const other = this.byRemote.get(rid);
-    if (other !== undefined && other !== c) other.remoteId = null;
-    c.remoteId = rid;
-    this.byRemote.set(rid, c);
-    c.registering = false;
-    const rs = r.stable ?? 0;
-    const rsData = c.finOffset !== null && rs > c.finOffset ? c.finOffset : rs;
-    if (rsData < c.keptFrom) {
-      // The server holds less than it once reported stable: those bytes are gone.
-      this.counters.lostStable++;
-      this.log.error({ id: c.id, serverStable: rs, stable: c.stable }, 'log server lost stable bytes: connection unprotected');
-      this.conns.delete(c.id);
-      this.drop(c);
-      this.closeRemote(rid);
-      this.statusListener?.(this.status(), { expired: c.id, reason: 'log server lost stable bytes' });
-      return;
-    }
-    if (rsData > c.asm.end) {
-      // The server holds more than this gateway ever sent (an earlier gateway did): adopt it.
-      this.pendingBytes -= c.asm.end - c.keptFrom;
-      c.asm.end = rsData;
-      c.buf = new SlabStore(rsData);
-      c.keptFrom = rsData;
-      c.sentMax = Math.max(c.sentMax, rsData);
-    }
-    c.sentEnd = Math.max(rsData, c.keptFrom);
-    c.finSent = false;
-    c.gcSent = Math.min(c.gcSent, r.gcThrough ?? 0);
-    c.progressAt = this.now;
-    if (!c.opened) {
-      c.opened = true;
-      c.openResolve?.(c.id);
-      c.openResolve = c.openReject = null;
-    }
-    this.stableAdvance(c, rs);
-    this.markDirty(c);
-    // Step 7: the server holds an older record than the newest (lost, or never answered).
-    const held = typeof r.stateUpdate === 'number' ? r.stateUpdate : 0;
-    if (c.stateSend !== null && c.stateReq === null && held < c.stateSend.state.update) this.sendState(c);
-  }
-
-  /** Step 7 (state-request.ts): one `state` request for the newest record, kept until answered. */
-  private sendState(c: RConn): void {
-    requestState(this.reqs, c, {
-      sent: () => this.counters.stateRequests++,
-      stable: (state) => this.stateStable(c, state),
-      refused: (fatal) => {
-        this.counters.stateErrors++;
-        if (fatal !== null) this.failStates(c, fatal);
-      },
-      failed: (err) => this.failStates(c, err),
-    });
-    queueMicrotask(() => this.pump());
-  }
-
-  /** Step 8: the log server speaks another version: the log is FAILED, opens are refused. */
-  private versionMismatch(message: string): void {
-    if (this.versionError !== null) return;
-    this.versionError = new FtcpError('FTCP_LOG_VERSION', message);
-    this.log.error({ protocol: LOG_PROTOCOL_VERSION }, `log server version mismatch: ${message}`);
-    this.reportStatus(message);
-  }
-
-  private stableAdvance(c: RConn, s: number): void {
-    if (c.closed || s <= c.stable) return;
-    const dataLimit = Math.max(c.sentMax, c.sentEnd);
-    const limit = c.finOffset !== null && dataLimit >= c.finOffset ? c.finOffset + 1 : dataLimit;
-    if (s > limit) {
-      this.counters.stableBeyondSent++;
-      s = limit;
-      if (s <= c.stable) return;
-    }
-    c.stable = s;
-    c.stableData = c.finOffset !== null && s > c.finOffset ? c.finOffset : s;
-    if (c.stableData > c.keptFrom) {
-      c.buf.discardBelow(c.stableData);
-      this.pendingBytes -= c.stableData - c.keptFrom;
-      c.keptFrom = c.stableData;
-    }
-    if (c.sentEnd < c.stableData) c.sentEnd = c.stableData;
-    c.progressAt = this.now;
-    this.stableListener?.(c.id, s);
-  }
-
-  private drop(c: RConn): void {
-    c.closed = true;
-    if (c.remoteId !== null && this.byRemote.get(c.remoteId) === c) this.byRemote.delete(c.remoteId);
-    this.dirty.delete(c);
-    this.pendingBytes -= c.asm.end - c.keptFrom;
-    c.keptFrom = c.asm.end;
-  }
-
-  private closeRemote(rid: number): void {
-    this.request({ op: 'close', id: rid }, true, () => {}, () => {});
-  }
-
-  /**
-   * The pump runs once per turn of the event loop (setImmediate, not a microtask), so the
-   * appends a gateway makes for one connection while handling a burst of packets leave
-   * as one APPEND message (up to appendChunk) instead of one message per segment.
-   */
-  private markDirty(c: RConn): void {
-    this.dirty.add(c);
-    if (this.pumpScheduled) return;
-    this.pumpScheduled = true;
-    setImmediate(() => {
-      this.pumpScheduled = false;
-      this.pump();
-    });
-  }
-
-  // ---- sending -------------------------------------------------------------------------
-
-  private canSend(): boolean {
-    return this.ep !== null && this.ep.peerState === 'active' && !this.isShutdown;
-  }
-
-  private pump(): void {
-    if (!this.canSend()) return;
-    const ep = this.ep!;
-    if (!this.reqs.sendPending(ep, this.now)) return;
-    if (this.fencedBy !== null) return; // step 9: refused anyway; the bytes wait for a claim or the end
-    for (const c of this.dirty) {
-      if (c.closed || c.remoteId === null || c.registering) {
-        this.dirty.delete(c);
-        continue;
-      }
-      const rid = c.remoteId;
-      while (c.sentEnd < c.asm.end) {
-        const n = Math.min(this.appendChunk, c.asm.end - c.sentEnd);
-        const msg = allocAppend(rid, c.sentEnd, n);
-        c.buf.read(c.sentEnd, c.sentEnd + n).copy(msg, APPEND_HEADER);
-        if (!ep.send(msg)) return;
-        this.counters.appendMessages++;
-        this.counters.bytesSent += n;
-        const end = c.sentEnd + n;
-        if (c.sentEnd < c.sentMax) this.counters.bytesResent += Math.min(end, c.sentMax) - c.sentEnd;
-        c.sentEnd = end;
-        if (end > c.sentMax) c.sentMax = end;
-      }
-      if (c.finOffset !== null && !c.finSent) {
-        if (!ep.send(encodeFin(rid, c.finOffset))) return;
-        c.finSent = true;
-      }
-      if (c.gcSent < c.gcThrough) {
-        if (!ep.send(encodeGc(rid, c.gcThrough))) return;
-        c.gcSent = c.gcThrough;
-      }
-      this.dirty.delete(c);
-    }
-  }
-
-  private request(body: Request, staleOnRestart: boolean, onReply: (r: Reply) => void, onFail: (err: unknown) => void): number {
-    const reqId = this.reqs.add((id) => {
-      const msg = encodeRequest(id, body);
-      return {
-        build: () => msg,
-        settle: (m) => onReply(m.reply ?? { ok: false, code: 'FTCP_LOG_PROTOCOL', message: 'unexpected data reply' }),
-        fail: onFail,
-        staleOnRestart,
-      };
-    });
-    queueMicrotask(() => this.pump());
-    return reqId;
-  }
-
-  private sendServices(): void {
-    if (this.servicesReq !== null) this.reqs.cancel(this.servicesReq);
-    const services = this.services ?? [];
-    this.servicesReq = this.request({ op: 'register', services }, false, () => (this.servicesReq = null), () => {});
-  }
-
-  private sendExpiry(): void {
-    if (this.expiryReq !== null) this.reqs.cancel(this.expiryReq);
-    this.expiryReq = this.request({ op: 'expiry', ms: this.expiryMs ?? 0 }, false, () => (this.expiryReq = null), () => {});
-  }
-
-  private readChunk(c: RConn, start: number, end: number): Promise<Buffer> {
-    return new Promise<Buffer>((resolve, reject) => {
-      this.reqs.add((reqId) => ({
-        build: () => {
-          if (c.closed) {
-            this.reqs.cancel(reqId);
-            reject(new FtcpError('FTCP_LOG_UNKNOWN', `log read: connection ${c.id} was closed`));
-            return null;
-          }
-          return c.remoteId === null || c.registering ? null : encodeRead(reqId, c.remoteId, start, end);
-        },
-        settle: (m) => (m.data !== undefined ? resolve(Buffer.from(m.data)) : reject(replyError(m.reply!))),
-        fail: reject,
-        staleOnRestart: false,
-      }));
-      queueMicrotask(() => this.pump());
-    });
-  }
-}
-
-
-function hex(s: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(s, 'hex'));
-}
-
-function replyError(r: Reply): FtcpError {
-  return r.ok ? new FtcpError('FTCP_LOG_PROTOCOL', 'log: unexpected reply') : new FtcpError(r.code, r.message);
 }
 
 // ---- UDP ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
  * A request may not be sendable yet (a read of a connection still re-registering: its
  * `build` returns null): it waits without blocking the ones behind it.
  */
-import type { FtcpError } from '../../util/errors.js';
+import { FtcpError } from '../../util/errors.js';
 import type { Reply } from './protocol.js';
 
 /** What the caller gives for one request (made knowing its request id). */
@@ -113,4 +113,9 @@ export class Requests {
     for (const r of [...this.pending.values()]) r.fail(err);
     this.pending.clear();
   }
+}
+
+/** The error a refusal names (or FTCP_LOG_PROTOCOL: a reply that is not one where a refusal was expected). */
+export function replyError(r: Reply): FtcpError {
+  return r.ok ? new FtcpError('FTCP_LOG_PROTOCOL', 'log: unexpected reply') : new FtcpError(r.code, r.message);
 }
