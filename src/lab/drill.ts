@@ -59,8 +59,9 @@ import { LOG_FAULTS, faultTrace, formatLogLink, logLinkReport, runLogFault, type
 import { divergenceFigures, formatOutcomes, judgeDeterministic, judgeNondet, type DivergenceFigures } from './nondet.js';
 import { isRandomKind, type RandomOutcome } from '../demo/random.js';
 import { failuresByCode } from '../recovery/rebuild.js';
-import { GATEWAY_FAULTS, GatewayKiller, checkGatewayFault, formatGatewayKill, isGatewayFault, judgeGatewayKill, type GatewayFault, type GatewayKillReport } from './gwkill.js';
-import { FAILOVER_FAULTS, GatewayFailover, checkFailoverFault, formatGatewayFailover, isFailoverFault, judgeGatewayFailover, type FailoverFault, type GatewayFailoverReport } from './gwfailover.js';
+import { GATEWAY_FAULTS, GatewayKiller, checkGatewayFault, formatGatewayKill, isGatewayFault, type GatewayKillFault, type GatewayKillReport } from './gwkill.js';
+import { FAILOVER_FAULTS, GatewayFailover, checkFailoverFault, formatGatewayFailover, isFailoverFault, type FailoverFault, type GatewayFailoverReport } from './gwfailover.js';
+import type { GatewayFault } from './gwfault.js';
 
 type Kind = 'upload' | 'download' | 'echo' | 'kv' | 'stall' | 'random' | 'random-var';
 
@@ -148,9 +149,9 @@ const FAULT_AT_FRACTION = 0.05;
 const LOG_RESTART_HOLD_AT = 0.5;
 
 /** A log-link fault (needs --log remote) or a gateway fault (gwkill.ts). */
-export function checkFault(s: string): LogFault | GatewayFault | FailoverFault {
+export function checkFault(s: string): LogFault | GatewayKillFault | FailoverFault {
   if (!(s in LOG_FAULTS) && !isGatewayFault(s) && !isFailoverFault(s)) throw new UsageError(`--fault: expected one of ${[...Object.keys(LOG_FAULTS), ...Object.keys(GATEWAY_FAULTS), ...Object.keys(FAILOVER_FAULTS)].join(', ')}; got '${s}'`);
-  return s as LogFault | GatewayFault | FailoverFault;
+  return s as LogFault | GatewayKillFault | FailoverFault;
 }
 
 export interface DrillOptions {
@@ -158,7 +159,7 @@ export interface DrillOptions {
   log: DrillLog;
   /** A log-link fault (needs log 'remote'), a kill of the gateway (log 'embedded:disk'), or the
    *  primary gateway host's death in a standby pair (log 'remote', gwfailover.ts). */
-  fault?: LogFault | GatewayFault | FailoverFault;
+  fault?: LogFault | GatewayKillFault | FailoverFault;
   /** upload/download bytes per connection (default: the scenario's, else 200 MB). */
   bytes?: number;
   /** echo/kv/stall connections (upload/download use `streams` each). */
@@ -317,7 +318,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const logFault = gwFault === null ? (fault as LogFault | null) : null;
   const failover = gwFault !== null && isFailoverFault(gwFault) ? gwFault : null;
   if (failover !== null) checkFailoverFault(failover, opts.log, crashes);
-  else if (gwFault !== null) checkGatewayFault(gwFault as GatewayFault, opts.log, crashes);
+  else if (gwFault !== null) checkGatewayFault(gwFault as GatewayKillFault, opts.log, crashes);
   else if (fault !== null && opts.log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
   say(`lab ${name}: up (log ${opts.log}${fault ? `, fault ${fault}` : ''}${opts.offload === false ? ', --no-offload' : ''}); scenario ${opts.scenario}: ${spec.what}; ${crashes} crash(es) at ${targets.map((f) => f.toFixed(3)).join(', ') || '-'} of the transfer, seed ${opts.seed}`);
   const topo = await labUp({
@@ -343,8 +344,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     captures.push(await startCapture(topo.namespaces.client, topo.interfaces.client, path.join(work, 'client.pcap')));
     captures.push(await startCapture(topo.namespaces.server, topo.interfaces.server, path.join(work, 'server.pcap')));
     // The gateway fault: the plain one at the log fault's moment, the others around crash 1 (below).
-    const gw = gwFault === null ? null : failover !== null ? new GatewayFailover(topo, failover, work, say) : new GatewayKiller(topo, gwFault as GatewayFault, say);
-    if (gw instanceof GatewayFailover) await gw.arm();
+    const gw: GatewayFault<Pick<DrillReport, 'gatewayKill' | 'gatewayFailover'>> | null = gwFault === null ? null
+      : failover !== null ? new GatewayFailover(topo, failover, work, say) : new GatewayKiller(topo, gwFault as GatewayKillFault, say);
+    await gw?.arm();
     say(`running ${kinds.join(' + ')}`);
     let clientsDone = false;
     const live = kinds.map((k) => {
@@ -478,7 +480,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
 
     const faultInfo = faultRun === null ? null : await faultRun.done;
     if (gwPlain !== null) await gwPlain;
-    if (gw instanceof GatewayFailover) await gw.afterClients(); // the old primary back, before its status and lab down
+    await gw?.afterClients(); // gateway-failover: the old primary back, before its status and lab down
     for (const c of captures) await c.stop();
     captures.length = 0;
     // The gateway's status; a gateway that does not answer is a failure of the drill, not an
@@ -488,7 +490,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     let st: any;
     for (let attempt = 1; attempt <= 2 && st === undefined; attempt++) {
       try {
-        st = await (gw instanceof GatewayFailover ? gw.status() : gatewayStatus(name)); // the active gateway's
+        st = await (gw !== null ? gw.status() : gatewayStatus(name)); // the active gateway's
       } catch (err) {
         statusError = (err as Error).message.split('\n')[0]!.slice(0, 300);
       }
@@ -570,10 +572,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       if (c.verdict !== 'ok' && !divergenceReset(c)) failures.push(`inspect: ${c.verdict}: ${c.reason}`);
       if (failures.length > 20) break;
     }
-    const gatewayKill = gw instanceof GatewayKiller ? gw.finish(pcap, ports, ipToU32(ADDRESSES.client), traceText, st) : null;
-    if (gatewayKill !== null) failures.push(...judgeGatewayKill(gatewayKill));
-    const gatewayFailover = gw instanceof GatewayFailover ? await gw.finish(pcap, ports, traceText, st) : null;
-    if (gatewayFailover !== null) failures.push(...judgeGatewayFailover(gatewayFailover));
+    const gwEnd = gw === null ? null : await gw.finish({ pcap, serverPorts: ports, clientIp: ipToU32(ADDRESSES.client), traceText, status: st });
+    if (gwEnd !== null) failures.push(...gwEnd.failures);
     const logLink = opts.log === 'remote' ? logLinkReport(logFault, faultInfo, st.logLink) : null;
     if (logLink !== null && logFault !== null) {
       const trace = faultTrace(logLink);
@@ -602,8 +602,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       north: st.north ?? {},
       drops: st.drops ?? {},
       logLink,
-      gatewayKill,
-      gatewayFailover,
+      gatewayKill: null,
+      gatewayFailover: null,
+      ...gwEnd?.fields,
       durationMs: Date.now() - t0,
     };
   } finally {
