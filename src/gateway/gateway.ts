@@ -71,6 +71,7 @@ import { GatewayStats, type ChecksumPolicy, type ControlView, type GatewayRole, 
 import { AdoptionStats, adoptFromLog, adoptRecords, type AdoptDeps, type Listed } from './adopt.js';
 import { AdoptGate, runningIncarnation } from './adopt-gate.js';
 import { claimLog, leaveAll, type FencedState } from './fence.js';
+import { logFailed, overBound } from './log-policy.js';
 
 // Declared in view.ts with what status shows of the gateway; its options' types, for its callers.
 export type { ChecksumPolicy, GatewayRole, LogFailurePolicy };
@@ -93,7 +94,7 @@ export interface GatewayOptions {
   /** An alive notice counts for a held FIN/RST only if accepted this long after the hold began. */
   minGapMs?: number;
   north?: Partial<NorthOptions>;
-  /** What to do when the log FAILS (log server unreachable): see logFailed(). Default 'stall'. */
+  /** What to do when the log FAILS (log server unreachable): see log-policy.ts logFailed. Default 'stall'. */
   onLogFailure?: LogFailurePolicy;
   /** The path MTU toward both sides: packets the gateway emits above it go out as GSO (offload only). */
   mtu?: number;
@@ -126,10 +127,10 @@ export class Gateway implements GatewayView {
   readonly onLogFailure: LogFailurePolicy;
   /** Times the log reported FAILED. */
   logFailures = 0;
-  /** passthrough: log ids of the flows marked unprotected when the log failed (see logFailed). */
+  /** passthrough: log ids of the flows marked unprotected when the log failed (log-policy.ts logFailed). */
   readonly unprotected = new Set<number>();
   /**
-   * Connections that went past a bound of the log (see overBound): unprotected because of
+   * Connections that went past a bound of the log (log-policy.ts overBound): unprotected because of
    * the per-connection bound or the total budget; `deferred`: reports about a connection
    * being rebuilt, which keeps its log until the rebuild is over.
    */
@@ -310,7 +311,7 @@ export class Gateway implements GatewayView {
     // writes of a gateway that does not hold the epoch and would tell it it is fenced.
     if (!this.standingBy) this.registerServices();
     this.log.onStable((id, stable) => this.guard('stable', () => this.onStable(id, stable)));
-    this.log.onBound?.((id, bound, held) => this.guard('bound', () => this.overBound(id, bound, held)));
+    this.log.onBound?.((id, bound, held) => this.guard('bound', () => overBound(this, this.log, this.logger, id, bound, held)));
     this.log.onStatus((status, detail) => this.onLogStatus(status, detail));
     const fenced = this.log.fenced?.() ?? null; // fenced before the upcall was installed (while adopting)
     if (fenced !== null) this.fence(fenced.epoch);
@@ -338,7 +339,7 @@ export class Gateway implements GatewayView {
       if (detail?.fenced !== undefined) return this.fence(detail.fenced); // not a log failure: never passthrough
       if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);
       else this.logger.warn({ status, detail }, 'log status');
-      if (status === 'FAILED' && detail?.expired === undefined) this.logFailed(status);
+      if (status === 'FAILED' && detail?.expired === undefined) logFailed(this, this.logger, status);
       if (status !== 'FAILED' && this.south.passthrough) {
         this.south.passthrough = false; // new connections are protected again
         this.logger.warn({ status }, 'log back: new connections are protected again');
@@ -352,72 +353,6 @@ export class Gateway implements GatewayView {
     if (this.recoveryTimer) clearInterval(this.recoveryTimer);
     this.recoveryTimer = null;
     this.tun.close();
-  }
-
-  /**
-   * The log FAILED (e.g. the log server unreachable past its limit).
-   *  stall (default): nothing else. Stability stops advancing, so no client byte is acked
-   *    beyond what is stable; clients stall (their TCP retransmits) until the log is back.
-   *  passthrough: the flows of this moment are marked unprotected (`unprotected`, by log
-   *    id), loudly: what they had held goes out, their packets pass untouched from now on,
-   *    and new connections are not protected until the log is back.
-   */
-  private logFailed(status: LogStatus): void {
-    this.logFailures++;
-    if (this.onLogFailure === 'stall') {
-      this.logger.error({ status, policy: 'stall', connections: this.table.size }, 'LOG FAILED: protected connections stall until the log is back');
-      return;
-    }
-    this.south.passthrough = true;
-    for (const [, f] of this.table.flows()) {
-      if (f.logId >= 0) this.unprotected.add(f.logId);
-      if (!this.north.rebuilding(f)) this.south.unprotect(f);
-    }
-    this.logger.error(
-      { status, policy: 'passthrough', unprotected: this.unprotected.size },
-      'LOG FAILED: connections now pass through UNPROTECTED (a server crash will break them)',
-    );
-  }
-
-  /**
-   * The log refused a connection's bytes: they would take it past the per-connection bound
-   * ('connection') or the store past its total budget ('total'). The policy: the connection
-   * continues UNPROTECTED, at once and loudly. What was held for stability goes out (no
-   * stall), its packets pass from now on, nothing more is logged, and its log connection is
-   * closed, which frees its memory now. A server crash will break it, as without ftcp.
-   * The refused bytes were forwarded all the same (the log is a copy), so nothing is lost.
-   *
-   * A connection being rebuilt needs its log until the rebuild is over: the bytes are
-   * refused (the client sends them again) and the next report after the rebuild applies
-   * the policy.
-   */
-  private overBound(id: number, bound: 'connection' | 'total', held: number): void {
-    const flow = this.table.byLog(id);
-    if (flow === undefined || flow.unprotected) {
-      this.log.close(id); // no live flow for it: nothing to protect
-      return;
-    }
-    if (this.north.rebuilding(flow)) {
-      if (!flow.boundDeferred) {
-        flow.boundDeferred = true;
-        this.boundStats.deferred++;
-        this.logger.warn({ flow: flow.describe(), bound, held }, 'log memory bound reached while the connection is rebuilt: it is unprotected once the rebuild is over');
-      }
-      return;
-    }
-    this.boundStats[bound]++;
-    this.south.unprotect(flow);
-    this.log.close(id);
-    const u = this.log.usage?.();
-    this.logger.error(
-      {
-        flow: flow.describe(), bound, heldBytes: held,
-        limit: bound === 'connection' ? u?.maxBytesPerConn : u?.maxBytes, logBytes: u?.bytes,
-      },
-      bound === 'connection'
-        ? 'LOG MEMORY: connection reached the per-connection bound (--log-conn-bound): it continues UNPROTECTED (a server crash will break it)'
-        : 'LOG MEMORY: the log budget (--log-budget) is used up: this connection continues UNPROTECTED (a server crash will break it)',
-    );
   }
 
   /**
