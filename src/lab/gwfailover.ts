@@ -12,7 +12,7 @@
  *   gateway-failover:outage    freeze ─ crash 1 ── takeover          (the servers die while no gateway is active)
  *   gateway-failover:rebuild   freeze ── takeover ─ crash 1          (its rebuild runs in gw2 on connections just adopted)
  *
- * The places are gateway-kill's (gwkill.ts; drill.ts puts both around crash 1 the same way):
+ * The places are gateway-kill's (gwfault.ts faultPlace; drill.ts puts both around crash 1 the same way):
  * `kill` is the freeze, `restart` waits for gw2's MASTER hook to have returned.
  *
  * The supervisor's liveness notices go to the oracle on 198.18.2.1:7071, a virtual address:
