@@ -19,7 +19,8 @@
  * of the fence; the drop makes it stop forwarding anything at all.
  */
 import type { LogStore } from '../log/types.js';
-import type { Gateway } from './gateway.js';
+import type { Flow } from '../flow/flow.js';
+import type { FlowTable } from '../flow/table.js';
 
 export interface FencedState {
   /** The epoch another gateway claimed. */
@@ -43,6 +44,14 @@ export function claimLog(log: LogStore, timeoutMs = CLAIM_TIMEOUT_MS): Promise<n
   return log.claim(timeoutMs);
 }
 
+/** What leaveAll needs of the gateway: its flow table, and the parts that keep state per connection. */
+export interface LeavingParts {
+  readonly table: FlowTable;
+  readonly masking: { forget(flow: Flow): void };
+  readonly north: { forget(flow: Flow): void };
+  readonly adoptGate: { forget(flow: Flow): void };
+}
+
 /**
  * Every connection leaves this gateway, left to the log for the one that carries it on (a
  * release, standby.ts; a fence, Gateway.fence): out of the flow table, whatever runs for it ended
@@ -57,7 +66,7 @@ export function claimLog(log: LogStore, timeoutMs = CLAIM_TIMEOUT_MS): Promise<n
  * find its flow gone and close its connection (south's orphan path), at the log server too.
  * Returns how many left.
  */
-export function leaveAll(gw: Pick<Gateway, 'table' | 'masking' | 'north' | 'adoptGate'>, log: LogStore): number {
+export function leaveAll(gw: LeavingParts, log: LogStore): number {
   const all = [...gw.table.flows()];
   for (const [svc, f] of all) {
     gw.table.remove(svc, f);

@@ -56,7 +56,7 @@ import type { LogStatus, LogStore, StatusListener } from '../log/types.js';
 import { FlowTable, serviceName, type Service, type ServiceSpec } from '../flow/table.js';
 import { SouthWrapper, defaultSouthOptions, type SouthEvents, type SouthOptions } from '../wrappers/south.js';
 import { FORWARD, DropReason, WrapperDrops, type WrapperVerdict } from '../wrappers/contract.js';
-import { PacketInfo, parsePacket, checksumVerdict, Verdict, DropCounters, isDrop, FIRST_DROP, VERDICT_COUNT, verdictName } from '../wire/packet.js';
+import { PacketInfo, parsePacket, checksumVerdict, Verdict, DropCounters, isDrop } from '../wire/packet.js';
 import type { Logger } from '../util/logger.js';
 import { NorthWrapper } from '../recovery/engine.js';
 import { defaultNorthOptions, type NorthOptions } from '../recovery/options.js';
@@ -66,19 +66,15 @@ import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { VnetPath } from './offload.js';
 import { assertHeadroom } from '../wire/headroom.js';
 import { metricsText } from './metrics.js';
-import { AdoptionStats, adoptFromLog, adoptRecords, listLimits, type AdoptDeps, type Listed } from './adopt.js';
+import { authDrops, dropReasons, gatewayLimits, statusSnapshot } from './snapshot.js';
+import { GatewayStats, type ChecksumPolicy, type ControlView, type GatewayRole, type GatewayView, type LogFailurePolicy, type StandbyView } from './view.js';
+import { AdoptionStats, adoptFromLog, adoptRecords, type AdoptDeps, type Listed } from './adopt.js';
 import { AdoptGate, runningIncarnation } from './adopt-gate.js';
 import { claimLog, leaveAll, type FencedState } from './fence.js';
-import { FLOW_PAGE } from './flow-page.js';
+import { logFailed, overBound } from './log-policy.js';
 
-/**
- * Whether this gateway carries protected traffic: 'active', or not: 'fenced' (another gateway
- * claimed the log: fence.ts), 'standby' (a --standby gateway before its takeover or after a
- * release: standby.ts). Not active, it forwards no protected packet and makes none, each
- * dropped and counted (FENCED, STANDBY); unprotected traffic passes.
- */
-export type GatewayRole = 'active' | 'standby' | 'fenced';
-
+// Declared in view.ts with what status shows of the gateway; its options' types, for its callers.
+export type { ChecksumPolicy, GatewayRole, LogFailurePolicy };
 
 export interface GatewayOptions {
   tun: TunDevice;
@@ -98,7 +94,7 @@ export interface GatewayOptions {
   /** An alive notice counts for a held FIN/RST only if accepted this long after the hold began. */
   minGapMs?: number;
   north?: Partial<NorthOptions>;
-  /** What to do when the log FAILS (log server unreachable): see logFailed(). Default 'stall'. */
+  /** What to do when the log FAILS (log server unreachable): see log-policy.ts logFailed. Default 'stall'. */
   onLogFailure?: LogFailurePolicy;
   /** The path MTU toward both sides: packets the gateway emits above it go out as GSO (offload only). */
   mtu?: number;
@@ -108,28 +104,7 @@ export interface GatewayOptions {
   adoptWaitMs?: number;
 }
 
-export type ChecksumPolicy = 'verify' | 'trust';
-
-export type LogFailurePolicy = 'stall' | 'passthrough';
-
-export class GatewayStats {
-  batches = 0;
-  packets = 0;
-  protectedPackets = 0;
-  unprotectedTcp = 0;
-  icmp = 0;
-  otherIpv4 = 0;
-  fragments = 0;
-  ipv6 = 0;
-  dropped = 0;
-  writeShort = 0;
-  emitted = 0;
-  icmpSuppressed = 0;
-  /** Exceptions caught on a packet path, an upcall or a timer (each dropped its packet or event). */
-  internalErrors = 0;
-}
-
-export class Gateway {
+export class Gateway implements GatewayView {
   readonly stats = new GatewayStats();
   /** Malformed packets and bad checksums, by wire verdict. */
   readonly drops = new DropCounters();
@@ -152,10 +127,10 @@ export class Gateway {
   readonly onLogFailure: LogFailurePolicy;
   /** Times the log reported FAILED. */
   logFailures = 0;
-  /** passthrough: log ids of the flows marked unprotected when the log failed (see logFailed). */
+  /** passthrough: log ids of the flows marked unprotected when the log failed (log-policy.ts logFailed). */
   readonly unprotected = new Set<number>();
   /**
-   * Connections that went past a bound of the log (see overBound): unprotected because of
+   * Connections that went past a bound of the log (log-policy.ts overBound): unprotected because of
    * the per-connection bound or the total budget; `deferred`: reports about a connection
    * being rebuilt, which keeps its log until the rebuild is over.
    */
@@ -336,7 +311,7 @@ export class Gateway {
     // writes of a gateway that does not hold the epoch and would tell it it is fenced.
     if (!this.standingBy) this.registerServices();
     this.log.onStable((id, stable) => this.guard('stable', () => this.onStable(id, stable)));
-    this.log.onBound?.((id, bound, held) => this.guard('bound', () => this.overBound(id, bound, held)));
+    this.log.onBound?.((id, bound, held) => this.guard('bound', () => overBound(this, this.log, this.logger, id, bound, held)));
     this.log.onStatus((status, detail) => this.onLogStatus(status, detail));
     const fenced = this.log.fenced?.() ?? null; // fenced before the upcall was installed (while adopting)
     if (fenced !== null) this.fence(fenced.epoch);
@@ -364,7 +339,7 @@ export class Gateway {
       if (detail?.fenced !== undefined) return this.fence(detail.fenced); // not a log failure: never passthrough
       if (detail?.expired !== undefined) this.south.onLogExpired(detail.expired);
       else this.logger.warn({ status, detail }, 'log status');
-      if (status === 'FAILED' && detail?.expired === undefined) this.logFailed(status);
+      if (status === 'FAILED' && detail?.expired === undefined) logFailed(this, this.logger, status);
       if (status !== 'FAILED' && this.south.passthrough) {
         this.south.passthrough = false; // new connections are protected again
         this.logger.warn({ status }, 'log back: new connections are protected again');
@@ -378,83 +353,6 @@ export class Gateway {
     if (this.recoveryTimer) clearInterval(this.recoveryTimer);
     this.recoveryTimer = null;
     this.tun.close();
-  }
-
-  /**
-   * The log FAILED (e.g. the log server unreachable past its limit).
-   *  stall (default): nothing else. Stability stops advancing, so no client byte is acked
-   *    beyond what is stable; clients stall (their TCP retransmits) until the log is back.
-   *  passthrough: the flows of this moment are marked unprotected (`unprotected`, by log
-   *    id), loudly: what they had held goes out, their packets pass untouched from now on,
-   *    and new connections are not protected until the log is back.
-   */
-  private logFailed(status: LogStatus): void {
-    this.logFailures++;
-    if (this.onLogFailure === 'stall') {
-      this.logger.error({ status, policy: 'stall', connections: this.table.size }, 'LOG FAILED: protected connections stall until the log is back');
-      return;
-    }
-    this.south.passthrough = true;
-    for (const [, f] of this.table.flows()) {
-      if (f.logId >= 0) this.unprotected.add(f.logId);
-      if (!this.north.rebuilding(f)) this.south.unprotect(f);
-    }
-    this.logger.error(
-      { status, policy: 'passthrough', unprotected: this.unprotected.size },
-      'LOG FAILED: connections now pass through UNPROTECTED (a server crash will break them)',
-    );
-  }
-
-  /**
-   * The log refused a connection's bytes: they would take it past the per-connection bound
-   * ('connection') or the store past its total budget ('total'). The policy: the connection
-   * continues UNPROTECTED, at once and loudly. What was held for stability goes out (no
-   * stall), its packets pass from now on, nothing more is logged, and its log connection is
-   * closed, which frees its memory now. A server crash will break it, as without ftcp.
-   * The refused bytes were forwarded all the same (the log is a copy), so nothing is lost.
-   *
-   * A connection being rebuilt needs its log until the rebuild is over: the bytes are
-   * refused (the client sends them again) and the next report after the rebuild applies
-   * the policy.
-   */
-  private overBound(id: number, bound: 'connection' | 'total', held: number): void {
-    const flow = this.table.byLog(id);
-    if (flow === undefined || flow.unprotected) {
-      this.log.close(id); // no live flow for it: nothing to protect
-      return;
-    }
-    if (this.north.rebuilding(flow)) {
-      if (!flow.boundDeferred) {
-        flow.boundDeferred = true;
-        this.boundStats.deferred++;
-        this.logger.warn({ flow: flow.describe(), bound, held }, 'log memory bound reached while the connection is rebuilt: it is unprotected once the rebuild is over');
-      }
-      return;
-    }
-    this.boundStats[bound]++;
-    this.south.unprotect(flow);
-    this.log.close(id);
-    const u = this.log.usage?.();
-    this.logger.error(
-      {
-        flow: flow.describe(), bound, heldBytes: held,
-        limit: bound === 'connection' ? u?.maxBytesPerConn : u?.maxBytes, logBytes: u?.bytes,
-      },
-      bound === 'connection'
-        ? 'LOG MEMORY: connection reached the per-connection bound (--log-conn-bound): it continues UNPROTECTED (a server crash will break it)'
-        : 'LOG MEMORY: the log budget (--log-budget) is used up: this connection continues UNPROTECTED (a server crash will break it)',
-    );
-  }
-
-  /** The log's memory against its bounds, and the policy (null: the log has no bounds to show). */
-  logMemory(): Record<string, unknown> | null {
-    const u = this.log.usage?.();
-    if (u === undefined) return null;
-    const n = (x: number) => (Number.isFinite(x) ? x : null);
-    return {
-      bytes: u.bytes, memory: u.memory, budget: n(u.maxBytes), perConnection: n(u.maxBytesPerConn), connections: u.connections,
-      policy: 'unprotect', unprotected: { connection: this.boundStats.connection, total: this.boundStats.total }, deferred: this.boundStats.deferred,
-    };
   }
 
   /**
@@ -634,159 +532,36 @@ export class Gateway {
     return (flow !== undefined && this.north.rebuilding(flow)) || this.north.isDown(svc);
   }
 
-  /**
-   * A JSON-able snapshot for `ftcp status` and the control endpoint. The flow list is one
-   * page: `limit` connections (at most FLOW_PAGE.max) from position `offset` in the table's
-   * order; `flowsPage` says the total and the next page's offset (null: the last page).
-   */
+  /** The TUN device's name (status `tun`). */
+  get tunName(): string {
+    return this.tun.name;
+  }
+
+  // What `ftcp status`, GET /status and /metrics show (snapshot.ts, metrics.ts): they read this
+  // gateway as a GatewayView (view.ts), and its log, which stays private to it.
+
+  /** A page of the status (snapshot.ts statusSnapshot). */
   snapshot(page: { offset?: number; limit?: number } = {}): Record<string, unknown> {
-    const offset = Math.max(0, Math.floor(page.offset ?? 0));
-    const limit = Math.min(FLOW_PAGE.max, Math.max(1, Math.floor(page.limit ?? FLOW_PAGE.dflt)));
-    const total = this.table.size;
-    const flows: Array<Record<string, unknown>> = [];
-    let pos = 0;
-    for (const [, f] of this.table.flows()) {
-      if (pos++ < offset) continue;
-      if (flows.length >= limit) break;
-      flows.push({
-        flow: f.describe(), state: f.state, logId: f.logId, received: f.received, high: f.high,
-        stable: f.stable, complete: f.complete, delivered: f.delivered, sndMax: f.sndMax, cliAcked: f.cliAcked,
-        held: f.held !== null, unprotected: f.unprotected, ...this.north.flowStatus(f), crashes: f.crashes,
-        ...this.north.rebuildStatus(f),
-      });
-    }
-    return {
-      uptimeMs: Date.now() - this.startedAt,
-      role: this.role,
-      ...(this.standby !== null ? { standby: this.standby.describe() } : {}),
-      ...(this.startState !== null ? { start: this.startState } : {}),
-      memory: process.memoryUsage(),
-      tun: this.tun.name,
-      services: this.table.allServices().map(serviceName),
-      log: this.log.status(),
-      ...(this.log.linkStats ? { logLink: this.log.linkStats() } : {}),
-      epoch: this.epoch,
-      fenced: this.fenced,
-      logFailure: { policy: this.onLogFailure, failures: this.logFailures, unprotected: this.unprotected.size },
-      logMemory: this.logMemory(),
-      connections: this.table.size,
-      halfOpen: this.table.halfOpenCount,
-      adoption: this.adoptionStatus(),
-      flowLimits: this.south.limits(),
-      stats: { ...this.stats },
-      ...(this.vnet !== null ? { offload: this.vnet.describe() } : {}),
-      south: { ...this.south.stats },
-      north: { ...this.north.stats },
-      limits: this.limits(),
-      checksums: this.checksums,
-      masking: this.masking.describe(),
-      divergence: this.north.divergenceStatus(),
-      recovery: this.north.timelines.slice(-50),
-      recovering: this.north.recovering,
-      drops: this.dropReasons(),
-      authDrops: this.authDrops(),
-      ...(this.control !== null ? { control: this.controlState(this.control) } : {}),
-      flowsPage: { offset, limit, total, next: offset + flows.length < total ? offset + flows.length : null },
-      flows,
-    };
+    return statusSnapshot(this, this.log, page);
   }
 
-  /**
-   * Control-channel datagrams dropped for failing authentication or freshness, by channel:
-   * supervisor notices (the liveness oracle: forged = wrong key, malformed = garbage, replayed,
-   * badGeneration, and socketDrops = datagrams the kernel dropped before the oracle read them)
-   * and the log link (forged, malformed, replayed, outOfWindow). A channel not configured is left out.
-   */
-  authDrops(): Record<string, Record<string, number>> {
-    const out: Record<string, Record<string, number>> = {};
-    const n = this.masking.describe().notices as Record<string, unknown> | undefined;
-    if (n !== undefined) {
-      const num = (k: string) => (typeof n[k] === 'number' ? (n[k] as number) : 0);
-      out.supervisor = {
-        forged: num('forged'), malformed: num('malformed'), replayed: num('replayed'),
-        badGeneration: num('badGeneration'), socketDrops: num('socketDrops'),
-      };
-    }
-    const link = this.log.linkStats?.().link;
-    if (link !== undefined) {
-      out.logLink = { forged: link.forged ?? 0, malformed: link.malformed ?? 0, replayed: link.replayed ?? 0, outOfWindow: link.outOfWindow ?? 0 };
-    }
-    return out;
-  }
-
-  private controlState(c: ControlView): Record<string, unknown> {
-    const a = c.address();
-    return { listen: `${a.address}:${a.port}`, token: c.tokenRequired, connections: c.connections(), ...c.stats };
-  }
-
-  /** /status `adoption`: what was adopted from the log at start-up, and what its first segments taught. */
-  adoptionStatus(): Record<string, unknown> {
-    const a = this.adoption;
-    const st = this.south.stats;
-    return {
-      source: a.source, adopted: a.adopted, translated: a.translated, rebuilding: a.rebuilding, closing: a.closing,
-      learnt: { client: st.adoptLearntClient, server: st.adoptLearntServer }, uncheckedDrops: st.adoptUnchecked,
-      unverified: a.unverified, skipped: a.skipped, overCap: a.overCap, incarnation: this.adoptGate.describe(),
-    };
-  }
-
-  /** Every configured bound of the gateway, by name (shown in `ftcp status` and /metrics). */
+  /** Every configured bound, by name (snapshot.ts gatewayLimits). */
   limits(): Record<string, number> {
-    const u = this.log.usage?.();
-    return {
-      ...this.south.limits(),
-      ...this.north.limits(),
-      adoptIncarnationWaitMs: this.adoptGate.waitMs,
-      ...listLimits(this.log),
-      ...(u !== undefined && Number.isFinite(u.maxBytes) ? { logBudgetBytes: u.maxBytes } : {}),
-      ...(u !== undefined && Number.isFinite(u.maxBytesPerConn) ? { logConnBoundBytes: u.maxBytesPerConn } : {}),
-      ...(this.control !== null ? controlLimits(this.control.limits) : {}),
-      ...(this.standby !== null ? this.standby.limits() : {}),
-    };
+    return gatewayLimits(this, this.log);
   }
 
-  /**
-   * Packets dropped, by reason, every reason zero or not: malformed packets and bad checksums
-   * (the wire verdicts), then the wrappers' reasons (the two vocabularies share no name).
-   */
+  /** Packets dropped, by reason (snapshot.ts dropReasons). */
   dropReasons(): Record<string, number> {
-    const r: Record<string, number> = {};
-    for (let v = FIRST_DROP; v < VERDICT_COUNT; v++) r[verdictName(v)] = this.drops.get(v);
-    return Object.assign(r, this.wrapperDrops.snapshot());
+    return dropReasons(this);
   }
 
-  /** Prometheus text exposition (src/gateway/metrics.ts). */
+  /** Control-channel datagrams dropped, by channel (snapshot.ts authDrops). */
+  authDrops(): Record<string, Record<string, number>> {
+    return authDrops(this, this.log);
+  }
+
+  /** Prometheus text exposition (metrics.ts). */
   metrics(): string {
     return metricsText(this, this.log);
   }
-}
-
-/**
- * What the gateway reads of its control endpoint (control.ts serves the gateway and sets
- * `gateway.control`); declared here, so that the two files do not import each other.
- */
-export interface ControlView {
-  readonly stats: object;
-  readonly limits: Readonly<Record<string, number>>;
-  readonly tokenRequired: boolean;
-  address(): { address: string; port: number };
-  connections(): number;
-}
-
-/** What the gateway reads of its standby state machine (standby.ts), declared here for the same reason. */
-export interface StandbyView {
-  readonly follow: { readonly followed: number; readonly refreshes: number; readonly failures: number; readonly lastRefreshAt: number | null };
-  readonly takeovers: number;
-  readonly takeoverFailures: number;
-  readonly releases: number;
-  readonly lastTakeover: { readonly totalMs: number } | null;
-  describe(): Record<string, unknown>;
-  limits(): Record<string, number>;
-}
-
-/** The control endpoint's bounds under limit names: headersTimeoutMs -> controlHeadersTimeoutMs. */
-function controlLimits(l: Readonly<Record<string, number>>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(l)) out[`control${k[0]!.toUpperCase()}${k.slice(1)}`] = v;
-  return out;
 }

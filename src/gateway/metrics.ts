@@ -3,11 +3,12 @@
  * parts, the drops by reason (`ftcp_drops_total{reason}`), the configured bounds, the log's
  * usage and link, the control endpoint. It reads the gateway; it changes nothing.
  */
-import type { Gateway } from './gateway.js';
+import type { GatewayView } from './view.js';
+import { authDrops, dropReasons, gatewayLimits } from './snapshot.js';
 import type { LogStore } from '../log/types.js';
 import { PromText, snake } from '../util/prom.js';
 
-export function metricsText(gw: Gateway, log: LogStore): string {
+export function metricsText(gw: GatewayView, log: LogStore): string {
   const p = new PromText();
   const put = p.put.bind(p);
   for (const [k, v] of Object.entries(gw.stats)) put(`gateway_${snake(k)}_total`, `gateway ${k}`, 'counter', v as number);
@@ -37,11 +38,11 @@ export function metricsText(gw: Gateway, log: LogStore): string {
   put('max_flows', 'the flow table bound (--max-flows): new connections beyond it pass unprotected', 'gauge', gw.south.limits().maxFlows);
   put('half_open', 'half-open connections in the flow table (handshake not complete, nothing logged)', 'gauge', gw.table.halfOpenCount);
   p.raw('# HELP ftcp_drops_total packets dropped, by reason', '# TYPE ftcp_drops_total counter');
-  for (const [reason, v] of Object.entries(gw.dropReasons())) p.raw(`ftcp_drops_total{reason="${reason}"} ${v}`);
+  for (const [reason, v] of Object.entries(dropReasons(gw))) p.raw(`ftcp_drops_total{reason="${reason}"} ${v}`);
   put('log_ok', '1 when the log status is OK', 'gauge', log.status() === 'OK' ? 1 : 0);
   put('fenced', '1 when another gateway claimed the log server (a newer epoch): protected traffic is dropped here (FENCED)', 'gauge', gw.fenced !== null ? 1 : 0);
   p.raw('# HELP ftcp_limit configured bounds of the gateway, by name', '# TYPE ftcp_limit gauge');
-  for (const [name, v] of Object.entries(gw.limits())) p.raw(`ftcp_limit{name="${name}"} ${v}`);
+  for (const [name, v] of Object.entries(gatewayLimits(gw, log))) p.raw(`ftcp_limit{name="${name}"} ${v}`);
   const dv = gw.north.divergenceStatus() as { byService: Record<string, number>; digestBytes: number; keptBytes: number; digestsAbandoned: number };
   p.raw('# HELP ftcp_divergence_total rebuilt connections whose output differed from what the client may have had, by service', '# TYPE ftcp_divergence_total counter');
   for (const [service, v] of Object.entries(dv.byService)) p.raw(`ftcp_divergence_total{service="${service}"} ${v}`);
@@ -60,7 +61,7 @@ export function metricsText(gw: Gateway, log: LogStore): string {
   p.raw(`ftcp_unprotected_total{reason="budget"} ${gw.boundStats.total}`);
   p.raw(`ftcp_unprotected_total{reason="log_failure"} ${gw.unprotected.size}`);
   p.raw('# HELP ftcp_auth_drops_total control-channel datagrams dropped (authentication, freshness), by channel and reason', '# TYPE ftcp_auth_drops_total counter');
-  for (const [channel, reasons] of Object.entries(gw.authDrops())) {
+  for (const [channel, reasons] of Object.entries(authDrops(gw, log))) {
     for (const [reason, v] of Object.entries(reasons)) p.raw(`ftcp_auth_drops_total{channel="${snake(channel)}",reason="${snake(reason)}"} ${v}`);
   }
   const c = gw.control;

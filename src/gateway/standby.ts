@@ -51,7 +51,8 @@
  * before step 3).
  */
 import { performance } from 'node:perf_hooks';
-import type { Gateway, GatewayRole, StandbyView } from './gateway.js';
+import type { Gateway } from './gateway.js';
+import type { GatewayRole, StandbyView } from './view.js';
 import type { LogStore } from '../log/types.js';
 import { fetchOpen } from './adopt.js';
 import { FtcpError } from '../util/errors.js';

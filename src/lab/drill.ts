@@ -34,7 +34,12 @@
  * The report's `logLink` section (the gateway's log-link counters) shows the fault happened;
  * a fault that left no trace there is a failure. `gateway-kill` and its variants kill the
  * gateway itself and restart it (embedded disk log; src/lab/gwkill.ts has their timing and
- * their checks: every open connection adopted, none unprotected, the time to data flowing).
+ * their checks: every open connection adopted, none unprotected, the time to data flowing);
+ * `gateway-failover` and its variants the primary of a standby pair (gwfailover.ts). Both are
+ * driven through one interface, GatewayFault (gwfault.ts).
+ *
+ * The scenarios are in scenarios.ts; the report's shape, the crash timeline and the text in
+ * drill-report.ts.
  *
  * Exit status 0 only if every connection survived byte-exact, the checks hold, and every
  * crash hit live connections (a crash after the clients finished proves nothing).
@@ -47,95 +52,26 @@ import { labUp, labDown, randomLabName } from './lab.js';
 import { clientFinished, crashFractions, idleCrashAfterMs, leadingFraction, rateAcrossCrashes, reached, rng } from './placement.js';
 import { startSupervisedServer, startLiveDemoClient, startCapture, gatewayStatus, stopProcess, type SupervisedServer } from './procs.js';
 import { ADDRESSES } from './topology.js';
-import { parseStabilityTrace, type AckInvariantReport } from '../inspect/ack-invariant.js';
-import { summarizeCapture, type CaptureSummary } from '../inspect/summary.js';
+import { parseStabilityTrace } from '../inspect/ack-invariant.js';
+import { summarizeCapture } from '../inspect/summary.js';
 import { inspectCapture } from '../inspect/inspect.js';
 import { ipToU32 } from '../wire/addr.js';
-import { formatDrops } from '../wrappers/contract.js';
-import type { DemoClientReport } from '../demo/client.js';
 import { UsageError } from '../util/errors.js';
 import { execIn } from './exec.js';
-import { LOG_FAULTS, faultTrace, formatLogLink, logLinkReport, runLogFault, type LogFault, type LogLinkReport } from './logfault.js';
-import { divergenceFigures, formatOutcomes, judgeDeterministic, judgeNondet, type DivergenceFigures } from './nondet.js';
-import { isRandomKind, type RandomOutcome } from '../demo/random.js';
+import { LOG_FAULTS, faultTrace, logLinkReport, runLogFault, type LogFault, type LogLinkReport } from './logfault.js';
+import { divergenceFigures, judgeDeterministic, judgeNondet } from './nondet.js';
+import { isRandomKind } from '../demo/random.js';
 import { failuresByCode } from '../recovery/rebuild.js';
-import { GATEWAY_FAULTS, GatewayKiller, checkGatewayFault, formatGatewayKill, isGatewayFault, judgeGatewayKill, type GatewayFault, type GatewayKillReport } from './gwkill.js';
-import { FAILOVER_FAULTS, GatewayFailover, checkFailoverFault, formatGatewayFailover, isFailoverFault, judgeGatewayFailover, type FailoverFault, type GatewayFailoverReport } from './gwfailover.js';
+import { GATEWAY_FAULTS, GatewayKiller, checkGatewayFault, isGatewayFault, type GatewayKillFault } from './gwkill.js';
+import { FAILOVER_FAULTS, GatewayFailover, checkFailoverFault, isFailoverFault, type FailoverFault } from './gwfailover.js';
+import type { GatewayFault } from './gwfault.js';
+import { PORTS, SCENARIOS, type Scenario } from './scenarios.js';
+import { crashTimeline, jsonableInvariant, type DrillReport, type Kill } from './drill-report.js';
 
-type Kind = 'upload' | 'download' | 'echo' | 'kv' | 'stall' | 'random' | 'random-var';
+// The scenarios (scenarios.ts) and the report (drill-report.ts), for the callers of runDrill.
+export { SCENARIOS, checkScenario, type Scenario } from './scenarios.js';
+export { formatDrill, jsonableInvariant, type CrashReport, type DrillReport, type RecoveryTimes } from './drill-report.js';
 
-interface ScenarioSpec {
-  kinds: readonly Kind[];
-  /** Default number of crashes. */
-  crashes: number;
-  /** Later crashes land during the replay (10-40 ms after listening again). */
-  duringReplay?: boolean;
-  /** download clients half-close right after their request. */
-  halfClose?: boolean;
-  /** Overrides --connections for echo/kv/stall. */
-  connections?: number;
-  /** Defaults for --bytes / --lines (the flags win). */
-  bytes?: number;
-  lines?: number;
-  /** What places the first crash: the leading client's progress (default), a closed receive
-   *  window (the clients stop reading first), or idle connections past the idle timeout. */
-  trigger?: 'progress' | 'zero-window' | 'idle';
-  /** echo/kv: the even connections go quiet for this long halfway (the odd ones pace). */
-  idleMs?: number;
-  /** The gateway's --idle-timeout (s). */
-  idleTimeoutS?: number;
-  /** sysctls in the client's namespace (the --client-sysctl flag adds to / overrides them). */
-  clientSysctls?: Record<string, string>;
-  /** The largest window the client advertises (bytes; `ip route ... window` on its default
-   *  route): with tcp_rmem's floor of 4 KB, the way to a window under one MSS, as a client
-   *  with SO_RCVBUF 2 KB reading at its own pace has. */
-  clientWindow?: number;
-  /** The clients' deadline (ms; default 240 s): a hung connection fails with TIMEOUT. */
-  timeoutMs?: number;
-  /** Fail when throughput after the last crash is below this share of before the first. */
-  minRateRatio?: number;
-  what: string;
-}
-
-export const SCENARIOS: Record<string, ScenarioSpec> = {
-  upload: { kinds: ['upload'], crashes: 1, what: 'kill -9 mid-upload' },
-  download: { kinds: ['download'], crashes: 1, what: 'kill -9 mid-download' },
-  echo: { kinds: ['echo'], crashes: 1, what: 'kill -9 mid-echo' },
-  kv: { kinds: ['kv'], crashes: 1, what: 'kill -9 mid-kv' },
-  mixed: { kinds: ['upload', 'download', 'echo', 'kv'], crashes: 1, what: 'all four at once, one crash of every server' },
-  'double-crash': { kinds: ['upload', 'echo'], crashes: 2, duringReplay: true, what: 'a second crash during the replay' },
-  'crash-storm': { kinds: ['upload', 'download', 'kv'], crashes: 4, what: 'four crashes in a row' },
-  'half-close': { kinds: ['download'], crashes: 1, halfClose: true, what: 'the client shut its sending side before the crash' },
-  many: { kinds: ['echo'], crashes: 1, connections: 200, what: '200 concurrent connections' },
-  'stall-reader': {
-    kinds: ['stall'], crashes: 1, connections: 10, lines: 5000, timeoutMs: 60_000,
-    what: 'a server that stops reading while its output is blocked (like memcached), 5,000 pipelined requests per connection read late',
-  },
-  'zero-window': {
-    kinds: ['download', 'stall'], crashes: 1, trigger: 'zero-window', connections: 4, lines: 3000, timeoutMs: 60_000,
-    what: 'the clients stopped reading before the crash (zero windows; the stall server then stops reading too), read again after it',
-  },
-  'tiny-rcvbuf': {
-    kinds: ['download'], crashes: 1, bytes: 4_000_000, clientSysctls: { 'net.ipv4.tcp_rmem': '4096 4096 4096' }, clientWindow: 1024, timeoutMs: 30_000, minRateRatio: 0.1,
-    what: 'a client with a 4 KB receive buffer (SO_RCVBUF 2 KB) and a window under one MSS downloading 4 MB; throughput after the crash must hold',
-  },
-  nondet: {
-    kinds: ['random', 'random-var'], crashes: 1, connections: 8, lines: 1000, timeoutMs: 60_000,
-    what: 'non-deterministic servers (fresh random replies, fixed and variable length), 64 pipelined requests in flight; each client consistent or reset, every reset a counted divergence',
-  },
-  'nondet-tiny': {
-    kinds: ['random', 'random-var'], crashes: 1, connections: 4, lines: 200, timeoutMs: 60_000,
-    clientSysctls: { 'net.ipv4.tcp_rmem': '4096 4096 4096' }, clientWindow: 1024,
-    what: 'nondet with every client\'s receive buffer 4 KB and its window under one MSS (as tiny-rcvbuf)',
-  },
-  idle: {
-    kinds: ['echo'], crashes: 1, trigger: 'idle', connections: 10, lines: 400, idleMs: 4000, idleTimeoutS: 1, timeoutMs: 60_000,
-    what: 'half the connections idle across the crash and past the gateway\'s --idle-timeout 1, then active again',
-  },
-};
-export type Scenario = keyof typeof SCENARIOS;
-
-const PORTS: Record<Kind, number> = { upload: 5001, download: 5002, echo: 5003, kv: 5004, stall: 5005, random: 5006, 'random-var': 5007 };
 const ORACLE_PORT = 7071;
 
 export { LOG_FAULTS, type LogFault, type LogLinkReport };
@@ -148,9 +84,9 @@ const FAULT_AT_FRACTION = 0.05;
 const LOG_RESTART_HOLD_AT = 0.5;
 
 /** A log-link fault (needs --log remote) or a gateway fault (gwkill.ts). */
-export function checkFault(s: string): LogFault | GatewayFault | FailoverFault {
+export function checkFault(s: string): LogFault | GatewayKillFault | FailoverFault {
   if (!(s in LOG_FAULTS) && !isGatewayFault(s) && !isFailoverFault(s)) throw new UsageError(`--fault: expected one of ${[...Object.keys(LOG_FAULTS), ...Object.keys(GATEWAY_FAULTS), ...Object.keys(FAILOVER_FAULTS)].join(', ')}; got '${s}'`);
-  return s as LogFault | GatewayFault | FailoverFault;
+  return s as LogFault | GatewayKillFault | FailoverFault;
 }
 
 export interface DrillOptions {
@@ -158,7 +94,7 @@ export interface DrillOptions {
   log: DrillLog;
   /** A log-link fault (needs log 'remote'), a kill of the gateway (log 'embedded:disk'), or the
    *  primary gateway host's death in a standby pair (log 'remote', gwfailover.ts). */
-  fault?: LogFault | GatewayFault | FailoverFault;
+  fault?: LogFault | GatewayKillFault | FailoverFault;
   /** upload/download bytes per connection (default: the scenario's, else 200 MB). */
   bytes?: number;
   /** echo/kv/stall connections (upload/download use `streams` each). */
@@ -181,82 +117,6 @@ export interface DrillOptions {
   name?: string;
   /** Progress lines (stderr). */
   progress?: (msg: string) => void;
-}
-
-/** One crash as the drill saw it and the gateway reported it (ms; -1 = never). */
-/** A crash's recovery as milliseconds (-1 = never), from the gateway's timeline. */
-export interface RecoveryTimes {
-  /** From the kill: the gateway knew. */
-  detectedMs: number;
-  /** From the kill: the restarted program listened again (supervisor). */
-  listeningMs: number;
-  /** From listening again: every handshake done, every replay done, every connection caught up. */
-  handshakesMs: number;
-  replayMs: number;
-  caughtUpMs: number;
-}
-
-export interface CrashReport extends RecoveryTimes {
-  n: number;
-  killedAt: number;
-  /** The fraction of the transfer the crash was placed at, and where the leading client really was. */
-  target: number;
-  atFraction: number;
-  /** zero-window: bytes unread in the client's sockets at the kill (their receive queues). */
-  clientRecvQ?: number;
-  servers: string[];
-  connections: number;
-  failed: number;
-  note?: string;
-}
-
-export interface DrillReport {
-  scenario: Scenario;
-  what: string;
-  lab: string;
-  log: string;
-  seed: number;
-  clientSysctls: Record<string, string>;
-  offload: boolean;
-  ok: boolean;
-  failures: string[];
-  clients: Array<{
-    kind: Kind; connections: number; ok: number; failed: number; bytesSent: number; bytesReceived: number; throughputMbps: number; maxStallMs: number; errors: DemoClientReport['errors'];
-    /** random kinds: connections per outcome. */
-    outcomes?: Record<RandomOutcome, number>;
-  }>;
-  /** The gateway's divergence figures (status `divergence`; 0 when it has none). */
-  divergence: DivergenceFigures;
-  crashes: CrashReport[];
-  /** minRateRatio scenarios: the stream's throughput before the first crash and after the last (bytes/s). */
-  rate?: { before: number; after: number; ratio: number } | null;
-  longestStallMs: number;
-  invariant: Omit<AckInvariantReport, 'violations'> & { violations: Array<Omit<AckInvariantReport['violations'][number], 'tNs'> & { tNs: string }> };
-  client: CaptureSummary;
-  /** `ftcp inspect`'s verdicts on the client-side capture: verdict → connections. */
-  verdicts: Record<string, number>;
-  gateway: { packets: number; protectedPackets: number; bytesLogged: number; acksLowered: number; acksHeld: number; heldReleased: number; dropped: number };
-  north: Record<string, number>;
-  /** Packets the gateway dropped, by reason (its status `drops`: wire verdicts and the wrappers' reasons). */
-  drops: Record<string, number>;
-  /** With log 'remote': the log link's counters (null otherwise). */
-  logLink: LogLinkReport | null;
-  /** With a gateway fault: its timing, the figure and the adoption (null otherwise). */
-  gatewayKill?: GatewayKillReport | null;
-  /** With a gateway-failover fault: its timing, the figure, the adoption by gw2, the old primary fenced (null otherwise). */
-  gatewayFailover?: GatewayFailoverReport | null;
-  durationMs: number;
-}
-
-/** The invariant as the report carries it: the first 10 violations, tNs as a decimal string
- *  (a bigint made `ftcp drill --json` throw whenever an ack broke the invariant). */
-export function jsonableInvariant(inv: AckInvariantReport): DrillReport['invariant'] {
-  return { ...inv, violations: inv.violations.slice(0, 10).map((v) => ({ ...v, tNs: v.tNs.toString() })) };
-}
-
-export function checkScenario(s: string): Scenario {
-  if (!(s in SCENARIOS)) throw new UsageError(`--scenario: expected one of ${Object.keys(SCENARIOS).join(', ')}; got '${s}'`);
-  return s;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -317,7 +177,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const logFault = gwFault === null ? (fault as LogFault | null) : null;
   const failover = gwFault !== null && isFailoverFault(gwFault) ? gwFault : null;
   if (failover !== null) checkFailoverFault(failover, opts.log, crashes);
-  else if (gwFault !== null) checkGatewayFault(gwFault as GatewayFault, opts.log, crashes);
+  else if (gwFault !== null) checkGatewayFault(gwFault as GatewayKillFault, opts.log, crashes);
   else if (fault !== null && opts.log !== 'remote') throw new UsageError(`--fault ${fault} needs --log remote`);
   say(`lab ${name}: up (log ${opts.log}${fault ? `, fault ${fault}` : ''}${opts.offload === false ? ', --no-offload' : ''}); scenario ${opts.scenario}: ${spec.what}; ${crashes} crash(es) at ${targets.map((f) => f.toFixed(3)).join(', ') || '-'} of the transfer, seed ${opts.seed}`);
   const topo = await labUp({
@@ -343,8 +203,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     captures.push(await startCapture(topo.namespaces.client, topo.interfaces.client, path.join(work, 'client.pcap')));
     captures.push(await startCapture(topo.namespaces.server, topo.interfaces.server, path.join(work, 'server.pcap')));
     // The gateway fault: the plain one at the log fault's moment, the others around crash 1 (below).
-    const gw = gwFault === null ? null : failover !== null ? new GatewayFailover(topo, failover, work, say) : new GatewayKiller(topo, gwFault as GatewayFault, say);
-    if (gw instanceof GatewayFailover) await gw.arm();
+    const gw: GatewayFault<Pick<DrillReport, 'gatewayKill' | 'gatewayFailover'>> | null = gwFault === null ? null
+      : failover !== null ? new GatewayFailover(topo, failover, work, say) : new GatewayKiller(topo, gwFault as GatewayKillFault, say);
+    await gw?.arm();
     say(`running ${kinds.join(' + ')}`);
     let clientsDone = false;
     const live = kinds.map((k) => {
@@ -478,7 +339,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
 
     const faultInfo = faultRun === null ? null : await faultRun.done;
     if (gwPlain !== null) await gwPlain;
-    if (gw instanceof GatewayFailover) await gw.afterClients(); // the old primary back, before its status and lab down
+    await gw?.afterClients(); // gateway-failover: the old primary back, before its status and lab down
     for (const c of captures) await c.stop();
     captures.length = 0;
     // The gateway's status; a gateway that does not answer is a failure of the drill, not an
@@ -488,7 +349,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     let st: any;
     for (let attempt = 1; attempt <= 2 && st === undefined; attempt++) {
       try {
-        st = await (gw instanceof GatewayFailover ? gw.status() : gatewayStatus(name)); // the active gateway's
+        st = await (gw !== null ? gw.status() : gatewayStatus(name)); // the active gateway's
       } catch (err) {
         statusError = (err as Error).message.split('\n')[0]!.slice(0, 300);
       }
@@ -570,10 +431,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       if (c.verdict !== 'ok' && !divergenceReset(c)) failures.push(`inspect: ${c.verdict}: ${c.reason}`);
       if (failures.length > 20) break;
     }
-    const gatewayKill = gw instanceof GatewayKiller ? gw.finish(pcap, ports, ipToU32(ADDRESSES.client), traceText, st) : null;
-    if (gatewayKill !== null) failures.push(...judgeGatewayKill(gatewayKill));
-    const gatewayFailover = gw instanceof GatewayFailover ? await gw.finish(pcap, ports, traceText, st) : null;
-    if (gatewayFailover !== null) failures.push(...judgeGatewayFailover(gatewayFailover));
+    const gwEnd = gw === null ? null : await gw.finish({ pcap, serverPorts: ports, clientIp: ipToU32(ADDRESSES.client), traceText, status: st });
+    if (gwEnd !== null) failures.push(...gwEnd.failures);
     const logLink = opts.log === 'remote' ? logLinkReport(logFault, faultInfo, st.logLink) : null;
     if (logLink !== null && logFault !== null) {
       const trace = faultTrace(logLink);
@@ -602,8 +461,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       north: st.north ?? {},
       drops: st.drops ?? {},
       logLink,
-      gatewayKill,
-      gatewayFailover,
+      gatewayKill: null,
+      gatewayFailover: null,
+      ...gwEnd?.fields,
       durationMs: Date.now() - t0,
     };
   } finally {
@@ -613,112 +473,4 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     await labDown(name);
     await rm(work, { recursive: true, force: true });
   }
-}
-
-interface Timeline {
-  service: string; crash: number; detectedAt: number; connections: number; listeningAt: number;
-  handshakesDoneAt: number; replayDoneAt: number; caughtUpAt: number; failed: number; caughtUp?: number;
-}
-
-interface Kill {
-  n: number;
-  at: number;
-  listenedAt: number;
-  target: number;
-  atFraction: number;
-  clientRecvQ?: number;
-}
-
-/** Matches each kill with the gateway's timelines (one per service per crash) that started after it. */
-/**
- * The drill's view of each crash. `divergedEnds`: a connection reset for a divergence the gateway
- * counted (nondet) ends there: a crash whose connections each caught up or failed is complete.
- */
-function crashTimeline(kills: Kill[], timelines: Timeline[], services: string[], divergedEnds = false): CrashReport[] {
-  const out: CrashReport[] = [];
-  const round4 = (x: number) => Math.round(x * 10_000) / 10_000;
-  for (let i = 0; i < kills.length; i++) {
-    const k = kills[i]!;
-    if (k.at < 0) {
-      out.push({ n: k.n, killedAt: -1, target: k.target, atFraction: k.atFraction, servers: services, connections: 0, detectedMs: -1, listeningMs: -1, handshakesMs: -1, replayMs: -1, caughtUpMs: -1, failed: 0, note: 'the clients had finished before this crash: use more --bytes / --lines' });
-      continue;
-    }
-    const next = kills[i + 1]?.at ?? Infinity;
-    const mine = timelines.filter((t) => t.detectedAt >= k.at - 5 && t.detectedAt < (next < 0 ? Infinity : next));
-    const rel = (v: number, from: number) => (v > 0 && from > 0 ? v - from : -1);
-    const max = (f: (t: Timeline) => number) => (mine.length > 0 && mine.every((t) => f(t) > 0) ? Math.max(...mine.map(f)) : -1);
-    const detected = max((t) => t.detectedAt);
-    const listening = max((t) => t.listeningAt);
-    const superseded = i + 1 < kills.length && kills[i + 1]!.at > 0;
-    const r: CrashReport = {
-      n: k.n, killedAt: k.at, target: k.target, atFraction: round4(k.atFraction), ...(k.clientRecvQ !== undefined ? { clientRecvQ: k.clientRecvQ } : {}),
-      servers: mine.map((t) => t.service), connections: mine.reduce((a, t) => a + t.connections, 0),
-      detectedMs: rel(detected, k.at), listeningMs: rel(listening, k.at),
-      handshakesMs: rel(max((t) => t.handshakesDoneAt), listening), replayMs: rel(max((t) => t.replayDoneAt), listening),
-      caughtUpMs: rel(max((t) => t.caughtUpAt), listening), failed: mine.reduce((a, t) => a + t.failed, 0),
-    };
-    if (mine.length === 0) r.note = 'the gateway saw no crash of a service with open connections';
-    else if (r.connections === 0) r.note = 'no connection was open at the crash: use more --bytes / --lines';
-    else if (r.caughtUpMs < 0 && !superseded && !(divergedEnds && mine.reduce((a, t) => a + (t.caughtUp ?? 0), 0) + r.failed >= r.connections)) {
-      r.note = 'not every connection caught up';
-    }
-    out.push(r);
-  }
-  return out;
-}
-
-export function formatDrill(r: DrillReport): string {
-  const mb = (n: number) => (n / 1e6).toFixed(1);
-  const ms = (n: number) => (n < 0 ? '-' : `${n.toFixed(0)} ms`);
-  const lines = [
-    `ftcp drill: scenario ${r.scenario} (${r.what}), log ${r.log}${r.offload ? '' : ', no TUN offloads'}, seed ${r.seed}, lab ${r.lab} (${(r.durationMs / 1000).toFixed(1)} s)`
-      + (Object.keys(r.clientSysctls).length > 0 ? `\n  client sysctls: ${Object.entries(r.clientSysctls).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''),
-    '',
-    '  kind        conns  ok  failed   sent MB   recv MB   Mb/s    longest stall',
-  ];
-  for (const c of r.clients) {
-    lines.push(`  ${c.kind.padEnd(10)} ${String(c.connections).padStart(5)} ${String(c.ok).padStart(3)} ${String(c.failed).padStart(7)} ${mb(c.bytesSent).padStart(9)} ${mb(c.bytesReceived).padStart(9)} ${c.throughputMbps.toFixed(0).padStart(6)}    ${c.maxStallMs.toFixed(1)} ms`);
-  }
-  const withOutcomes = r.clients.filter((c) => c.outcomes);
-  if (withOutcomes.length > 0) {
-    lines.push('', '  outcomes per connection (ok: every reply verified; reset: a clean RST; the rest: damage)');
-    for (const c of withOutcomes) lines.push(`  ${c.kind.padEnd(10)} ${formatOutcomes(c.outcomes!)}`);
-  }
-  if (r.crashes.length > 0) {
-    lines.push(
-      '',
-      '  recovery timeline   (detected, listening: from the kill -9; handshakes, replay, caught up: from listening again)',
-      '  crash     at  conns  detected  listening  handshakes     replay  caught up  failed',
-    );
-    for (const c of r.crashes) {
-      lines.push(`  ${String(c.n).padStart(5)} ${`${(c.atFraction * 100).toFixed(0)}%`.padStart(6)} ${String(c.connections).padStart(6)} ${ms(c.detectedMs).padStart(9)} ${ms(c.listeningMs).padStart(10)} ${ms(c.handshakesMs).padStart(11)} ${ms(c.replayMs).padStart(10)} ${ms(c.caughtUpMs).padStart(10)} ${String(c.failed).padStart(7)}${c.note ? `   (${c.note})` : ''}`);
-    }
-    const n = r.north;
-    const zw = r.crashes.filter((c) => c.clientRecvQ !== undefined);
-    if (zw.length > 0) lines.push(`  zero window: ${zw.map((c) => `crash ${c.n}: ${c.clientRecvQ} bytes unread at the client`).join('; ')}`);
-    if (r.rate) lines.push(`  throughput: ${(r.rate.before / 1e3).toFixed(1)} KB/s before the crash, ${(r.rate.after / 1e3).toFixed(1)} KB/s after listening again (x${r.rate.ratio.toFixed(2)})`);
-    lines.push(`  rebuild: ${n.handshakes ?? 0} handshakes, ${mb(n.replayBytes ?? 0)} MB replayed (${n.replayRetransmits ?? 0} retransmissions), ${mb(n.absorbedBytes ?? 0)} MB regenerated output absorbed, ${n.deadDropped ?? 0} dead-incarnation segments dropped, ${n.keepaliveAcks ?? 0} keepalive ACKs, ${n.portsMoved ?? 0} port moves`);
-  } else {
-    lines.push('', '  no crash (--crashes 0): the normal path only');
-  }
-  lines.push(
-    '',
-    `  at the client: ${r.client.connections} connections, ${r.client.rstToClient} RST, ${r.client.icmpToClient} ICMP`,
-    `  divergence (gateway): ${r.divergence.total} detected, ${r.divergence.resets} connection(s) reset`,
-    `  stable-ack invariant: ${r.invariant.checked} acks checked, ${r.invariant.violations.length} beyond the stable point`,
-    `  inspect verdicts (client side): ${Object.entries(r.verdicts).map(([v, n]) => `${n} ${v}`).join(', ') || 'none'}`,
-    `  gateway: ${r.gateway.packets} packets (${r.gateway.protectedPackets} protected), ${mb(r.gateway.bytesLogged)} MB logged, acks lowered ${r.gateway.acksLowered}, held ${r.gateway.acksHeld}, released ${r.gateway.heldReleased}, dropped ${r.gateway.dropped}`,
-    `  drops by reason: ${formatDrops(r.drops)}`,
-    `  longest stall any client saw: ${r.longestStallMs.toFixed(1)} ms`,
-    ...(r.logLink === null ? [] : formatLogLink(r.logLink)),
-    ...(r.gatewayKill ? formatGatewayKill(r.gatewayKill) : []),
-    ...(r.gatewayFailover ? formatGatewayFailover(r.gatewayFailover) : []),
-    '',
-    r.ok
-      ? withOutcomes.length > 0
-        ? 'PASS: every connection consistent or reset, every reset a divergence the gateway counted, no other RST/FIN/ICMP reached a client, invariant held'
-        : 'PASS: every connection byte-exact across every crash, no RST/FIN/ICMP reached a client, no divergence, invariant held'
-      : `FAIL:\n${r.failures.map((f) => `  - ${f}`).join('\n')}`,
-  );
-  return lines.join('\n');
 }

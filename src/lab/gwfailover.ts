@@ -12,7 +12,7 @@
  *   gateway-failover:outage    freeze ─ crash 1 ── takeover          (the servers die while no gateway is active)
  *   gateway-failover:rebuild   freeze ── takeover ─ crash 1          (its rebuild runs in gw2 on connections just adopted)
  *
- * The places are gateway-kill's (gwkill.ts; drill.ts puts both around crash 1 the same way):
+ * The places are gateway-kill's (gwfault.ts faultPlace; drill.ts puts both around crash 1 the same way):
  * `kill` is the freeze, `restart` waits for gw2's MASTER hook to have returned.
  *
  * The supervisor's liveness notices go to the oracle on 198.18.2.1:7071, a virtual address:
@@ -34,13 +34,13 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { walkCapture } from '../inspect/segments.js';
 import { UsageError } from '../util/errors.js';
-import { ipToU32 } from '../wire/addr.js';
 import { execIn } from './exec.js';
 import { hostFreeze, hostRejoin, hostThaw } from './faults.js';
-import { countTraceLines, emptyGatewayKill, faultPlace, resumeAfterKill, untilRecoveryCaughtUp, type GatewayKillReport } from './gwkill.js';
+import { countTraceLines, emptyGatewayKill, resumeAfterKill, untilRecoveryCaughtUp, type GatewayKillReport } from './gwkill.js';
+import { faultPlace, type FaultEnd, type FaultPlace, type GatewayFault } from './gwfault.js';
 import { gatewayStatus, gatewayStatusIn, startCapture } from './procs.js';
 import { holdsVips, lastTransition, waitTransition, type StandbyTopology } from './standby.js';
-import { ADDRESSES, type LabTopology } from './topology.js';
+import type { LabTopology } from './topology.js';
 
 export const FAILOVER_FAULTS = {
   'gateway-failover': 'the primary gateway host dies mid-transfer (its processes frozen, its links down); keepalived moves the addresses to gw2, whose gateway takes over; the server crashes (if any) after it',
@@ -124,7 +124,7 @@ async function macOf(ns: string, dev: string): Promise<string> {
  * the primary host, restart() waits for gw2's takeover; arm() before the clients start,
  * afterClients() once they are done (thaws the primary, waits until it knows it is fenced).
  */
-export class GatewayFailover {
+export class GatewayFailover implements GatewayFault<{ gatewayFailover: GatewayFailoverReport }> {
   readonly report: GatewayFailoverReport;
   private frozen: number[] = [];
   private primaryCapture: { stop(): Promise<string> } | null = null;
@@ -145,7 +145,7 @@ export class GatewayFailover {
     return this.report.fault;
   }
 
-  get place(): ReturnType<typeof faultPlace> {
+  get place(): FaultPlace {
     return faultPlace(this.report.fault);
   }
 
@@ -232,9 +232,15 @@ export class GatewayFailover {
     }
   }
 
-  /** Fills in what only the end of the drill knows: the captures, the trace, gw2's status `st`. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  async finish(pcap: Buffer, serverPorts: readonly number[], traceText: string, st: any): Promise<GatewayFailoverReport> {
+  async finish(end: FaultEnd): Promise<{ fields: { gatewayFailover: GatewayFailoverReport }; failures: string[] }> {
+    const r = await this.fill(end);
+    return { fields: { gatewayFailover: r }, failures: judgeGatewayFailover(r) };
+  }
+
+  /** Fills in what only the end of the drill knows: the captures, the trace, gw2's status. */
+  private async fill({ pcap, serverPorts, clientIp, traceText, status }: FaultEnd): Promise<GatewayFailoverReport> {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const st = status as any;
     const r = this.report;
     if (r.killedAt < 0) return r;
     const killNs = BigInt(r.killedAt) * 1_000_000n;
@@ -251,14 +257,13 @@ export class GatewayFailover {
     r.takeoverStartMs = Math.min(startedMs, r.masterMs < 0 ? Infinity : r.masterMs);
     if (!Number.isFinite(r.takeoverStartMs)) r.takeoverStartMs = -1;
     const takeoverNs = BigInt(r.killedAt + Math.max(0, Math.round(r.takeoverStartMs))) * 1_000_000n;
-    Object.assign(r, resumeAfterKill(pcap, serverPorts, ipToU32(ADDRESSES.client), killNs, takeoverNs));
+    Object.assign(r, resumeAfterKill(pcap, serverPorts, clientIp, killNs, takeoverNs));
     r.traceLines = countTraceLines(traceText, killNs);
     const adopted = st?.adoption?.adopted;
     r.adopted = typeof adopted === 'number' ? adopted : null;
     r.unknownFlows = Number(st?.south?.unknownFlows ?? 0);
-    const client = ipToU32(ADDRESSES.client);
     walkCapture(await readFile(this.macPcap), (s) => {
-      if (s.dst !== client) return;
+      if (s.dst !== clientIp) return;
       if (s.tNs < killNs) r.oldPrimary.segmentsBefore++;
       else if (s.tNs >= takeoverNs) r.oldPrimary.segmentsAfterTakeover++;
     }, () => {});

@@ -32,6 +32,7 @@ import { gatewayKill } from './faults.js';
 import { restartGateway } from './lab.js';
 import { gatewayStatus } from './procs.js';
 import type { LabTopology } from './topology.js';
+import { faultPlace, type FaultEnd, type FaultPlace, type GatewayFault } from './gwfault.js';
 
 export const GATEWAY_FAULTS = {
   'gateway-kill': 'kill -9 of the gateway mid-transfer, restarted 100 ms later with the same command line; the server crashes (if any) after it is back',
@@ -39,20 +40,14 @@ export const GATEWAY_FAULTS = {
   'gateway-kill:outage': 'the gateway killed at the first crash point; the servers killed while it is dead; then its restart',
   'gateway-kill:rebuild': 'the gateway killed at the first crash point and restarted; the servers killed as soon as it is ready',
 } as const;
-export type GatewayFault = keyof typeof GATEWAY_FAULTS;
-
-/** Where a gateway fault (this file's or gwfailover.ts's) is placed around crash 1 in drill.ts: the part after the colon. */
-export function faultPlace(fault: string): 'plain' | 'before' | 'outage' | 'rebuild' {
-  const w = fault.slice(fault.indexOf(':') + 1);
-  return fault.includes(':') && (w === 'before' || w === 'outage' || w === 'rebuild') ? w : 'plain';
-}
+export type GatewayKillFault = keyof typeof GATEWAY_FAULTS;
 
 /** systemd's RestartSec in deploy/systemd/ftcp-gateway.service. */
 export const RESTART_SEC_MS = 100;
 /** The issue's aim for a restart (issue 14 item 5): printed beside the figure, not a check. */
 export const RESTART_AIM_MS = 500;
 
-export function isGatewayFault(s: string): s is GatewayFault {
+export function isGatewayFault(s: string): s is GatewayKillFault {
   return s in GATEWAY_FAULTS;
 }
 
@@ -61,7 +56,7 @@ export function isGatewayFault(s: string): s is GatewayFault {
  * gateway process: a restarted one would find nothing to adopt, and every connection would
  * pass it unprotected, so the fault is refused rather than run to a certain failure.
  */
-export function checkGatewayFault(fault: GatewayFault, log: string, crashes: number): void {
+export function checkGatewayFault(fault: GatewayKillFault, log: string, crashes: number): void {
   if (log === 'embedded') {
     throw new UsageError(`--fault ${fault} needs a log that survives the gateway process: --log embedded:disk (the memory log of --log embedded dies with it, and a restarted gateway would have no connection to adopt)`);
   }
@@ -73,7 +68,7 @@ export function checkGatewayFault(fault: GatewayFault, log: string, crashes: num
 
 /** The gateway kill as the drill reports it (ms; -1 = never). */
 export interface GatewayKillReport {
-  fault: GatewayFault;
+  fault: GatewayKillFault;
   /** From the clients' start: the kill (-1: not applied, the clients had finished). */
   faultAtMs: number;
   /** Epoch ms of the SIGKILL (-1: not applied). */
@@ -101,7 +96,7 @@ export interface GatewayKillReport {
   traceLines: { before: number; after: number };
 }
 
-export function emptyGatewayKill(fault: GatewayFault): GatewayKillReport {
+export function emptyGatewayKill(fault: GatewayKillFault): GatewayKillReport {
   return {
     fault, faultAtMs: -1, killedAt: -1, oldPid: 0, newPid: 0, spawnedMs: -1, readyMs: -1,
     openAtKill: 0, resumed: 0, firstResumeMs: -1, allResumedMs: -1, allCaughtUpMs: -1, adopted: null, unknownFlows: 0, traceLines: { before: 0, after: 0 },
@@ -114,20 +109,23 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * The fault's two halves, so that a server crash can be put between them (:outage):
  * kill() now; restart() at the kill + RESTART_SEC_MS, then waits for the ready file.
  */
-export class GatewayKiller {
+export class GatewayKiller implements GatewayFault<{ gatewayKill: GatewayKillReport }> {
   readonly report: GatewayKillReport;
 
-  constructor(private readonly topo: LabTopology, fault: GatewayFault, private readonly say: (m: string) => void) {
+  constructor(private readonly topo: LabTopology, fault: GatewayKillFault, private readonly say: (m: string) => void) {
     this.report = emptyGatewayKill(fault);
   }
 
-  get fault(): GatewayFault {
+  get fault(): GatewayKillFault {
     return this.report.fault;
   }
 
-  get place(): ReturnType<typeof faultPlace> {
+  get place(): FaultPlace {
     return faultPlace(this.report.fault);
   }
+
+  /** Nothing to prepare: the gateway is killed where it runs. */
+  async arm(): Promise<void> {}
 
   async kill(clientsAt: number): Promise<void> {
     const { pid, killedAt } = await gatewayKill(this.topo);
@@ -160,15 +158,30 @@ export class GatewayKiller {
     return untilRecoveryCaughtUp(this.topo, crashAt, services, this.say);
   }
 
-  /** Fills in what only the end of the drill knows: the capture, the trace, the restarted gateway's status. */
+  /** Nothing to bring back: the restarted gateway runs on. */
+  async afterClients(): Promise<void> {}
+
+  /** The lab gateway's status: the restarted one's once the fault ran. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  finish(pcap: Buffer, serverPorts: readonly number[], clientIp: number, traceText: string, st: any): GatewayKillReport {
+  status(): Promise<any> {
+    return gatewayStatus(this.topo.name);
+  }
+
+  async finish(end: FaultEnd): Promise<{ fields: { gatewayKill: GatewayKillReport }; failures: string[] }> {
+    const r = this.fill(end);
+    return { fields: { gatewayKill: r }, failures: judgeGatewayKill(r) };
+  }
+
+  /** Fills in what only the end of the drill knows: the capture, the trace, the restarted gateway's status. */
+  private fill({ pcap, serverPorts, clientIp, traceText, status }: FaultEnd): GatewayKillReport {
     const r = this.report;
     if (r.killedAt < 0) return r;
     const killNs = BigInt(r.killedAt) * 1_000_000n;
     const resume = resumeAfterKill(pcap, serverPorts, clientIp, killNs, killNs + BigInt(Math.max(0, r.spawnedMs)) * 1_000_000n);
     Object.assign(r, resume);
     r.traceLines = countTraceLines(traceText, killNs);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const st = status as any;
     const adopted = st?.adoption?.adopted;
     r.adopted = typeof adopted === 'number' ? adopted : null;
     r.unknownFlows = Number(st?.south?.unknownFlows ?? 0);

@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { checkFailoverFault, formatGatewayFailover, judgeGatewayFailover, type GatewayFailoverReport } from '../../../src/lab/gwfailover.js';
-import { emptyGatewayKill, faultPlace } from '../../../src/lab/gwkill.js';
+import { emptyGatewayKill } from '../../../src/lab/gwkill.js';
+import { faultPlace } from '../../../src/lab/gwfault.js';
 import { parseDrillArgs } from '../../../src/cli/commands/drill.js';
 import { UsageError } from '../../../src/util/errors.js';
 import { formatGatewayFailover as formatBench, type GatewayFailoverResult } from '../../../src/bench/gwfailover.js';
