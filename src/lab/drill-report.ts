@@ -66,7 +66,7 @@ export interface DrillReport {
   client: CaptureSummary;
   /** `ftcp inspect`'s verdicts on the client-side capture: verdict → connections. */
   verdicts: Record<string, number>;
-  gateway: { packets: number; protectedPackets: number; bytesLogged: number; acksLowered: number; acksHeld: number; heldReleased: number; dropped: number };
+  gateway: { packets: number; protectedPackets: number; bytesLogged: number; acksLowered: number; acksHeld: number; heldReleased: number; sacksAboveStableRemoved: number; dropped: number };
   north: Record<string, number>;
   /** Packets the gateway dropped, by reason (its status `drops`: wire verdicts and the wrappers' reasons). */
   drops: Record<string, number>;
@@ -177,7 +177,7 @@ export function formatDrill(r: DrillReport): string {
     `  divergence (gateway): ${r.divergence.total} detected, ${r.divergence.resets} connection(s) reset`,
     `  stable-ack invariant: ${r.invariant.checked} acks checked, ${r.invariant.violations.length} beyond the stable point`,
     `  inspect verdicts (client side): ${Object.entries(r.verdicts).map(([v, n]) => `${n} ${v}`).join(', ') || 'none'}`,
-    `  gateway: ${r.gateway.packets} packets (${r.gateway.protectedPackets} protected), ${mb(r.gateway.bytesLogged)} MB logged, acks lowered ${r.gateway.acksLowered}, held ${r.gateway.acksHeld}, released ${r.gateway.heldReleased}, dropped ${r.gateway.dropped}`,
+    `  gateway: ${r.gateway.packets} packets (${r.gateway.protectedPackets} protected), ${mb(r.gateway.bytesLogged)} MB logged, acks lowered ${r.gateway.acksLowered}, held ${r.gateway.acksHeld}, released ${r.gateway.heldReleased}, SACK blocks above stable removed ${r.gateway.sacksAboveStableRemoved}, dropped ${r.gateway.dropped}`,
     `  drops by reason: ${formatDrops(r.drops)}`,
     `  longest stall any client saw: ${r.longestStallMs.toFixed(1)} ms`,
     ...(r.logLink === null ? [] : formatLogLink(r.logLink)),

@@ -456,7 +456,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       verdicts,
       gateway: {
         packets: st.stats.packets ?? 0, protectedPackets: st.stats.protectedPackets ?? 0, bytesLogged: st.south.bytesLogged ?? 0,
-        acksLowered: st.south.acksLowered ?? 0, acksHeld: st.south.acksHeld ?? 0, heldReleased: st.south.heldReleased ?? 0, dropped: st.stats.dropped ?? 0,
+        acksLowered: st.south.acksLowered ?? 0, acksHeld: st.south.acksHeld ?? 0, heldReleased: st.south.heldReleased ?? 0, sacksAboveStableRemoved: st.south.sacksAboveStableRemoved ?? 0, dropped: st.stats.dropped ?? 0,
       },
       north: st.north ?? {},
       drops: st.drops ?? {},

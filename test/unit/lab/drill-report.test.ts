@@ -18,7 +18,7 @@ describe('drill report', () => {
       ok: true, failures: [], clients: [], crashes: [], longestStallMs: 0,
       invariant: { checked: 1, connections: 1, violations: [], unchecked: 0 },
       client: { connections: 1, rstToClient: 0, icmpToClient: 0 }, verdicts: {},
-      gateway: { packets: 10, protectedPackets: 10, bytesLogged: 0, acksLowered: 0, acksHeld: 3, heldReleased: 3, dropped: 0 },
+      gateway: { packets: 10, protectedPackets: 10, bytesLogged: 0, acksLowered: 0, acksHeld: 3, heldReleased: 3, sacksAboveStableRemoved: 0, dropped: 0 },
       north: {}, logLink: null, divergence: { total: 0, resets: 0 },
       drops: { BAD_TCP_CHECKSUM: 0, ACK_HELD_UNSTABLE: 3, SERVER_WHILE_MASKED: 5, DEAD_SEQ: 0 },
     } as unknown as DrillReport;
@@ -33,7 +33,7 @@ describe('drill report', () => {
       ok: false, failures: ['random: 1 inconsistent connection(s)'], crashes: [], longestStallMs: 0,
       invariant: { checked: 1, connections: 1, violations: [], unchecked: 0 },
       client: { connections: 2, rstToClient: 1, icmpToClient: 0 }, verdicts: {},
-      gateway: { packets: 10, protectedPackets: 10, bytesLogged: 0, acksLowered: 0, acksHeld: 0, heldReleased: 0, dropped: 0 },
+      gateway: { packets: 10, protectedPackets: 10, bytesLogged: 0, acksLowered: 0, acksHeld: 0, heldReleased: 0, sacksAboveStableRemoved: 0, dropped: 0 },
       north: {}, logLink: null, drops: {}, divergence: { total: 3, resets: 1 },
       clients: [{
         kind: 'random-var', connections: 2, ok: 0, failed: 2, bytesSent: 0, bytesReceived: 0, throughputMbps: 0, maxStallMs: 0, errors: [],

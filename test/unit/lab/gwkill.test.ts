@@ -113,7 +113,7 @@ describe('judgeGatewayKill', () => {
       ok: true, failures: [], clients: [], crashes: [], longestStallMs: 0,
       invariant: { checked: 1, connections: 1, violations: [], unchecked: 0 },
       client: { connections: 1, rstToClient: 0, icmpToClient: 0 }, verdicts: {},
-      gateway: { packets: 10, protectedPackets: 10, bytesLogged: 0, acksLowered: 0, acksHeld: 0, heldReleased: 0, dropped: 0 },
+      gateway: { packets: 10, protectedPackets: 10, bytesLogged: 0, acksLowered: 0, acksHeld: 0, heldReleased: 0, sacksAboveStableRemoved: 0, dropped: 0 },
       north: {}, logLink: null, divergence: { total: 0, resets: 0 }, drops: {}, gatewayKill: held,
     } as unknown as DrillReport;
     expect(formatDrill(r)).toMatch(/gateway fault gateway-kill: gateway 10 killed \(-9\) at 300 ms; restarted 100 ms after the kill as 11, ready after 400 ms/);
