@@ -13,6 +13,7 @@ import { startLogServerMetrics } from '../../../src/log/remote/metrics.js';
 import { parsePromText } from '../../../src/util/prom.js';
 import type { HttpEndpoint } from '../../../src/util/http-endpoint.js';
 import { openMeta, streamBytes, waitFor } from './helpers.js';
+import { rawRequest } from '../../support/raw-http.js';
 
 const LOOP = { address: '127.0.0.1', port: 0 };
 const cleanups: (() => Promise<void>)[] = [];
@@ -94,8 +95,11 @@ describe('log server /metrics', () => {
     expect((await fetch(`${r.url}/status`)).status).toBe(404);
     expect((await fetch(`${r.url}/metrics`, { method: 'POST' })).status).toBe(405);
     expect((await fetch(`${r.url}/metrics`, { method: 'PUT', body: 'x' })).status).toBe(405);
+    const port = Number(new URL(r.url).port);
+    expect(await rawRequest(port, 'GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi')).toMatch(/^HTTP\/1\.1 400 /);
     const m = await r.metrics();
     expect(m.get('ftcp_logserver_metrics_not_found_total')).toBe(1);
     expect(m.get('ftcp_logserver_metrics_method_not_allowed_total')).toBe(2);
+    expect(m.get('ftcp_logserver_metrics_bad_requests_total')).toBe(1);
   });
 });
