@@ -323,8 +323,10 @@ export async function run(argv: string[]): Promise<number> {
   };
   try {
     tun.persist(true);
-    // The steering's completion (an `ip` process at least) runs while the log's connections
-    // are adopted; no packet is read before gw.start(), after both.
+    // The steering's completion (an `ip` process at least) runs while the oracle listens and
+    // the pipeline is built, and is awaited before the adoption: adopting a connection the
+    // log holds mid-rebuild SENDS (the handshake into the new server), and without the rules
+    // the server's SYN-ACK would leave by the main table, past the gateway, to the client.
     applied = steering.apply(process.pid);
     applied.catch(() => {}); // awaited below
     if (supervisor) {
@@ -342,6 +344,8 @@ export async function run(argv: string[]): Promise<number> {
       north: { divergence, divergenceDeadlineMs: Math.round(divergenceDeadline * 1000) },
     });
     if (tracer) gw.south.onStableAdvance = tracer.trace;
+    record = await applied;
+    steeredAt = performance.now();
     // Adoption (issue 14): every open connection the log holds, before the first packet is
     // forwarded; a standby adopts at its takeover (standby.ts) and forwards none before.
     if (standby !== null) {
@@ -352,12 +356,10 @@ export async function run(argv: string[]): Promise<number> {
       await gw.adopt(); // (it traces each adopted connection's stable point: Gateway.adopt)
     }
     adoptedAt = performance.now();
-    record = await applied;
     gw.startState = {
       action: decision.action === 'create' ? 'created' : 'reused', restarted: decision.action === 'reuse',
       reusedState: decision.action === 'reuse' ? decision.found : null, starts: record.starts, stateFile: steering.file,
     };
-    steeredAt = performance.now();
     gw.start();
     sb?.start();
     if (control) {
@@ -388,7 +390,7 @@ export async function run(argv: string[]): Promise<number> {
   // cpu: the process's CPU time by then, the part of it a loaded host cannot hide.
   const cpu = process.cpuUsage();
   const startup = {
-    modules: Math.round(loadedAt), adopted: Math.round(adoptedAt), steered: Math.round(steeredAt), ready: Math.round(performance.now()),
+    modules: Math.round(loadedAt), steered: Math.round(steeredAt), adopted: Math.round(adoptedAt), ready: Math.round(performance.now()),
     cpu: Math.round((cpu.user + cpu.system) / 1000),
   };
   logger.info({ role: gw!.role, tun: tun.name, protect: values.protect, steer, log: values.log, control: control ? `${control.addr}:${control.port}` : null, controlToken: controlToken !== null, supervisor: values.supervisor ?? null, crashPolicy, startup }, 'gateway running');
